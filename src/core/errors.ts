@@ -1,0 +1,94 @@
+/**
+ * Every error a caller or a test may branch on carries a stable `code`. Messages are for people
+ * and may change; codes do not. The full list, with who throws each code, is in docs/errors.md.
+ */
+export type UvmErrorCode =
+  /** No free slot: every SCSI LUN, VPMEM device or mapping region is taken. */
+  | 'NO_SLOT'
+  /** A layer is larger than a VPMEM device (default mode). */
+  | 'LAYER_TOO_LARGE'
+  /** The same key (e.g. a Plan9 host path) was asked for with a different configuration. */
+  | 'CONFIG_CONFLICT'
+  /** A caller-chosen guest path is already used by a different mount. */
+  | 'MOUNT_CONFLICT'
+  /** An object was used after it was released. */
+  | 'ALREADY_RELEASED'
+  /** A resource's teardown failed earlier; it must be released again (retried) before reuse. */
+  | 'TEARDOWN_FAILED'
+  /** The operation is not supported for this UVM (wrong OS, option disabled, …). */
+  | 'NOT_SUPPORTED'
+  /** Bad input caught before any HCS call. */
+  | 'INVALID_ARGUMENT'
+  /** An OCI runtime spec, layer list or scenario that cannot be honoured. */
+  | 'INVALID_SPEC'
+  /** Writable shares are denied on this UVM. */
+  | 'ACCESS_DENIED'
+  /** A native handle was used after close. */
+  | 'HANDLE_CLOSED'
+  /** HCS reported a failure (see `HcsError`). */
+  | 'HCS_ERROR'
+  /** An HCS operation exceeded its timeout and was cancelled. */
+  | 'TIMEOUT'
+  /** The caller's AbortSignal fired. */
+  | 'ABORTED'
+  /** A named resource, system or mount does not exist. */
+  | 'NOT_FOUND'
+  /** The object is not in a state that allows this call. */
+  | 'INVALID_STATE'
+  /** One or more releases failed; see `errors` / `cause`. */
+  | 'RELEASE_FAILED'
+  /** The HCS library (computecore.dll or the simulator) could not be loaded. */
+  | 'LIBRARY_LOAD_FAILED'
+  /** A recovery journal could not be read or reconciled. */
+  | 'RECOVERY_FAILED';
+
+const BRAND = Symbol.for('uvm-orchestrator.UvmError');
+
+/** Context fields attached to an error for logs and diagnostics. */
+export type UvmErrorDetails = Record<string, unknown>;
+
+/** Base class of every error this library throws on purpose. */
+export class UvmError extends Error {
+  readonly code: UvmErrorCode;
+  readonly details: UvmErrorDetails;
+
+  constructor(code: UvmErrorCode, message: string, options: { cause?: unknown; details?: UvmErrorDetails } = {}) {
+    super(message, options.cause === undefined ? undefined : { cause: options.cause });
+    this.name = 'UvmError';
+    this.code = code;
+    this.details = options.details ?? {};
+    (this as unknown as Record<symbol, boolean>)[BRAND] = true;
+  }
+
+  /**
+   * True when `err` is a UvmError (from any copy of this package) with one of `codes`
+   * (any code when none is given).
+   */
+  static is(err: unknown, ...codes: UvmErrorCode[]): err is UvmError | UvmAggregateError {
+    if (err === null || typeof err !== 'object' || (err as Record<symbol, unknown>)[BRAND] !== true) return false;
+    return codes.length === 0 || codes.includes((err as UvmError).code);
+  }
+}
+
+/**
+ * Several failures, e.g. from a release that kept going past errors. It is both an
+ * `AggregateError` (`errors` lists every failure) and a UvmError (it has a `code`).
+ */
+export class UvmAggregateError extends AggregateError {
+  readonly code: UvmErrorCode;
+  readonly details: UvmErrorDetails;
+  constructor(code: UvmErrorCode, message: string, errors: unknown[], details?: UvmErrorDetails) {
+    super(errors, `${message}: ${errors.map((e) => (e instanceof Error ? e.message : String(e))).join('; ')}`, {
+      cause: errors[0],
+    });
+    this.name = 'UvmAggregateError';
+    this.code = code;
+    this.details = details ?? {};
+    (this as unknown as Record<symbol, boolean>)[BRAND] = true;
+  }
+}
+
+/** Shorthand for the INVALID_ARGUMENT errors raised by input validation. */
+export function invalidArgument(message: string, details?: UvmErrorDetails): UvmError {
+  return new UvmError('INVALID_ARGUMENT', message, { details });
+}

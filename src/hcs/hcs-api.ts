@@ -1,0 +1,56 @@
+import type { ServiceIdentifier } from 'inversify';
+import type { ModifySettingRequest } from './schema.js';
+
+/** Per-call options of every HCS call. */
+export interface HcsCallOptions {
+  /** Abort the wait: the HCS operation is cancelled (`HcsCancelOperation`) and still awaited. */
+  signal?: AbortSignal;
+  /** Milliseconds before the operation is cancelled and the call rejects with code TIMEOUT. */
+  timeoutMs?: number;
+}
+
+/**
+ * One compute system (a Utility VM) as the device managers see it. Implemented by the FFI binding
+ * (`ComputeSystem`, owning one HCS_SYSTEM handle) and by the in-memory `FakeHcs` for unit tests.
+ *
+ * Every method rejects with `UvmError` code HANDLE_CLOSED after `close()`, and with an `HcsError`
+ * (code HCS_ERROR, or TIMEOUT / ABORTED) when HCS reports a failure.
+ */
+export interface HcsSystem {
+  /** The compute system id. */
+  readonly id: string;
+  start(options?: HcsCallOptions): Promise<void>;
+  shutdown(options?: HcsCallOptions): Promise<void>;
+  terminate(options?: HcsCallOptions): Promise<void>;
+  /** `HcsModifyComputeSystem` with the serialized request. */
+  modify(request: ModifySettingRequest, options?: HcsCallOptions): Promise<void>;
+  /** `HcsGetComputeSystemProperties` with the serialized query; resolves with the parsed result document. */
+  properties(query: Record<string, unknown>, options?: HcsCallOptions): Promise<unknown>;
+  /** Releases the handle. Idempotent; waits for nothing (operations in flight keep their own references). */
+  close(): void;
+}
+
+/** A compute system as listed by `HcsEnumerateComputeSystems`. */
+export interface HcsSystemSummary {
+  Id: string;
+  State?: string;
+  SystemType?: string;
+  [field: string]: unknown;
+}
+
+/** The Host Compute Service, as far as this library uses it. */
+export interface HcsApi {
+  /** `HcsCreateComputeSystem` with the serialized configuration document. */
+  createComputeSystem(id: string, configuration: Record<string, unknown>, options?: HcsCallOptions): Promise<HcsSystem>;
+  /** `HcsOpenComputeSystem(id, GENERIC_ALL)`. */
+  openComputeSystem(id: string): Promise<HcsSystem>;
+  /** `HcsEnumerateComputeSystems`. */
+  enumerateComputeSystems(query?: Record<string, unknown>): Promise<HcsSystemSummary[]>;
+  /** `HcsGrantVmAccess(vmId, path)`. */
+  grantVmAccess(vmId: string, path: string): Promise<void>;
+  /** `HcsRevokeVmAccess(vmId, path)`. */
+  revokeVmAccess(vmId: string, path: string): Promise<void>;
+  /** `NameToGuid`: the deterministic GUID (lower-case, no braces) HCS derives from a name. */
+  nameToGuid(name: string): string;
+}
+export const HcsApi: ServiceIdentifier<HcsApi> = Symbol.for('uvm-orchestrator.HcsApi');

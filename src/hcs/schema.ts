@@ -1,0 +1,75 @@
+/**
+ * HCS wire documents (schema v2) that the managers send. Field names and shapes follow
+ * hcsshim's Go structs; every field is optional and omitted when empty ("omitempty").
+ */
+
+/** `RequestType` of a host ModifySettingRequest or a guest ModificationRequest. */
+export type RequestType = 'Add' | 'Remove' | 'Update';
+
+/** Guest resource types the managers send inside a `GuestRequest`. */
+export type GuestResourceType =
+  | 'MappedVirtualDisk'
+  | 'SCSIDevice'
+  | 'VPMemDevice'
+  | 'MappedDirectory'
+  | 'CombinedLayers';
+
+/** A request forwarded to the guest agent (GCS). */
+export interface GuestRequest {
+  RequestType: RequestType;
+  ResourceType: GuestResourceType;
+  Settings?: Record<string, unknown>;
+}
+
+/** The document passed to `HcsModifyComputeSystem`. */
+export interface ModifySettingRequest {
+  ResourcePath?: string;
+  RequestType?: RequestType;
+  Settings?: Record<string, unknown>;
+  GuestRequest?: GuestRequest;
+}
+
+/** `{"Error": hr, "ErrorMessage": ..., "ErrorEvents": [...]}`: what HCS returns on failure. */
+export interface HcsResultError {
+  Error?: number;
+  ErrorMessage?: string;
+  ErrorEvents?: HcsErrorEvent[];
+}
+
+export interface HcsErrorEvent {
+  Message?: string;
+  StackTrace?: string;
+  Provider?: string;
+  EventId?: number;
+  Flags?: number;
+  Source?: string;
+  Data?: unknown;
+}
+
+/**
+ * Removes `undefined`, `false`, `0`, `""`, empty arrays and empty objects from a document, the way
+ * Go's `omitempty` does, recursively. Wire documents are always built as objects and passed
+ * through this and `JSON.stringify`, never assembled from strings.
+ */
+export function omitEmpty<T>(value: T): T {
+  if (Array.isArray(value)) {
+    return value.map((v) => omitEmpty(v)) as unknown as T;
+  }
+  if (value !== null && typeof value === 'object') {
+    const out: Record<string, unknown> = {};
+    for (const [k, v] of Object.entries(value as Record<string, unknown>)) {
+      const cleaned = omitEmpty(v);
+      if (isEmpty(cleaned)) continue;
+      out[k] = cleaned;
+    }
+    return out as T;
+  }
+  return value;
+}
+
+function isEmpty(v: unknown): boolean {
+  if (v === undefined || v === null || v === false || v === 0 || v === '') return true;
+  if (Array.isArray(v)) return v.length === 0;
+  if (typeof v === 'object') return Object.keys(v as object).length === 0;
+  return false;
+}
