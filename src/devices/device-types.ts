@@ -1,0 +1,193 @@
+/**
+ * The public contract of the four device managers of one Utility VM. Implementations live beside
+ * this file (one per manager); the layer composer and the OCI mount applier depend only on these
+ * interfaces.
+ *
+ * Common rules for every `acquire`:
+ * - If it rejects, nothing is attached on the caller's behalf and no lease exists.
+ * - Bad input (empty/relative host path, NUL characters, a guest path that is not absolute or
+ *   contains `..`, a name with separators) rejects with INVALID_ARGUMENT before any HCS call.
+ * - The same key shares one resource (refcount); the last `lease.release()` removes it.
+ * - `lease.release()` is idempotent and retryable (a failed removal resumes on the next call).
+ */
+import type { ServiceIdentifier } from 'inversify';
+import type { Lease } from '../core/lease.js';
+import type { EntryState } from '../core/refcounted-table.js';
+
+/** The guest operating system of a UVM. */
+export type GuestOs = 'linux' | 'windows';
+
+export interface DeviceAcquireOptions {
+  /** Stop waiting; a creation shared with other callers goes on for them. */
+  signal?: AbortSignal;
+}
+
+/** One live resource, for `describe()`. */
+export interface ResourceInfo {
+  kind: 'scsi-attachment' | 'scsi-mount' | 'vsmb-share' | 'vsmb-file' | 'vpmem-device' | 'vpmem-mapping' | 'plan9-share' | 'mapped-pipe';
+  /** The refcount key, rendered. */
+  key: string;
+  state: EntryState;
+  refCount: number;
+  hostPath?: string;
+  /** Where it sits: `c:l` (SCSI), device number or `device@offset` (VPMEM), share name (VSMB/Plan9). */
+  slot?: string;
+  guestPath?: string;
+}
+
+/** Every manager can list what it holds. */
+export interface DescribableManager {
+  describe(): ResourceInfo[];
+}
+
+// ---------------------------------------------------------------- SCSI
+
+export type ScsiAttachType = 'VirtualDisk' | 'PassThru' | 'ExtensibleVirtualDisk';
+
+/** Guest mount configuration of a SCSI disk (spec §1.3). WCOW accepts none of these but `blockDev`. */
+export interface ScsiMountConfig {
+  /** 1-based partition (LCOW); 0/absent = whole disk. */
+  partition?: number;
+  encrypted?: boolean;
+  options?: string[];
+  ensureFilesystem?: boolean;
+  filesystem?: string;
+  blockDev?: boolean;
+}
+
+export interface ScsiDiskRequest {
+  /** VHD/VHDX path, `\\.\PHYSICALDRIVEn` (PassThru), or `evd://<type>/<path>` (ExtensibleVirtualDisk). */
+  hostPath: string;
+  /** Default `VirtualDisk`. */
+  type?: ScsiAttachType;
+  readOnly: boolean;
+  /** Grant this UVM access to the file (HcsGrantVmAccess) before attaching. Never for EVDs. */
+  grantVmAccess?: boolean;
+  /** Guest mount; absent = attach only (no guest mount, `guestPath` undefined). */
+  mount?: ScsiMountConfig;
+  /** Caller-chosen guest mount path; default `/run/mounts/scsi/m<i>` or `c:\mounts\scsi\m<i>`. */
+  guestPath?: string;
+}
+
+export interface ScsiDisk {
+  controller: number;
+  lun: number;
+  hostPath: string;
+  readOnly: boolean;
+  type: ScsiAttachType;
+  /** The guest mount path (an existing mount's path when the mount was shared). */
+  guestPath: string | undefined;
+}
+
+export interface ScsiManager extends DescribableManager {
+  acquire(request: ScsiDiskRequest, options?: DeviceAcquireOptions): Promise<Lease<ScsiDisk>>;
+}
+export const ScsiManager: ServiceIdentifier<ScsiManager> = Symbol.for('uvm-orchestrator.ScsiManager');
+
+// ---------------------------------------------------------------- VSMB (WCOW)
+
+/** `VirtualSmbShareOptions` (all optional booleans, omitted when false). */
+export interface VsmbShareOptions {
+  ReadOnly?: boolean;
+  ShareRead?: boolean;
+  CacheIo?: boolean;
+  NoOplocks?: boolean;
+  TakeBackupPrivilege?: boolean;
+  UseShareRootIdentity?: boolean;
+  NoDirectmap?: boolean;
+  NoLocks?: boolean;
+  NoDirnotify?: boolean;
+  VmSharedMemory?: boolean;
+  RestrictFileAccess?: boolean;
+  ForceLevelIIOplocks?: boolean;
+  ReparseBaseLayer?: boolean;
+  PseudoOplocks?: boolean;
+  NonCacheIo?: boolean;
+  PseudoDirnotify?: boolean;
+  SingleFileMapping?: boolean;
+}
+
+export interface VsmbShareRequest {
+  /** A directory, or a single file (then the parent directory is shared, restricted to the file). */
+  hostPath: string;
+  readOnly: boolean;
+  /** A container layer: read-only defaults + TakeBackupPrivilege. */
+  layer?: boolean;
+}
+
+export interface VsmbShare {
+  /** `s<hex>`. */
+  name: string;
+  hostPath: string;
+  readOnly: boolean;
+  /** `\\?\VMSMB\VSMB-{dcc079ae-60ba-4d07-847c-3493609c0870}\<name>`. */
+  sharePath: string;
+  /** What the container uses: the share path, or `<share path>\<file>` for a single file. */
+  guestPath: string;
+}
+
+export interface VsmbManager extends DescribableManager {
+  acquire(request: VsmbShareRequest, options?: DeviceAcquireOptions): Promise<Lease<VsmbShare>>;
+}
+export const VsmbManager: ServiceIdentifier<VsmbManager> = Symbol.for('uvm-orchestrator.VsmbManager');
+
+// ---------------------------------------------------------------- VPMEM (LCOW)
+
+export interface VpmemLayerRequest {
+  /** A read-only layer VHD. */
+  hostPath: string;
+}
+
+export interface VpmemLayer {
+  device: number;
+  /** Multi-mapping mode: byte offset and size of the mapping. */
+  offset?: number;
+  size?: number;
+  hostPath: string;
+  /** `/run/layers/p<n>` or `/run/layers/p<n>-<offset>-<size>`. */
+  guestPath: string;
+}
+
+export interface VpmemManager extends DescribableManager {
+  /** Rejects with NO_SLOT when full and LAYER_TOO_LARGE when the file exceeds a device (the fallback codes). */
+  acquire(request: VpmemLayerRequest, options?: DeviceAcquireOptions): Promise<Lease<VpmemLayer>>;
+}
+export const VpmemManager: ServiceIdentifier<VpmemManager> = Symbol.for('uvm-orchestrator.VpmemManager');
+
+// ---------------------------------------------------------------- Plan9 (LCOW)
+
+export interface Plan9ShareRequest {
+  /** A directory, or a single file (then the parent directory is shared, restricted to that file name). */
+  hostPath: string;
+  readOnly: boolean;
+}
+
+export interface Plan9Share {
+  /** Decimal counter from "0". */
+  name: string;
+  hostPath: string;
+  readOnly: boolean;
+  /** Where the share is mounted in the guest: `/run/mounts/plan9/<name>`. */
+  mountPath: string;
+  /** What the container uses: the mount path, or `<mount path>/<file>` for a single file. */
+  guestPath: string;
+}
+
+export interface Plan9Manager extends DescribableManager {
+  acquire(request: Plan9ShareRequest, options?: DeviceAcquireOptions): Promise<Lease<Plan9Share>>;
+}
+export const Plan9Manager: ServiceIdentifier<Plan9Manager> = Symbol.for('uvm-orchestrator.Plan9Manager');
+
+// ---------------------------------------------------------------- Mapped pipes (WCOW)
+
+export interface MappedPipe {
+  /** `\\.\pipe\<name>` on the host. */
+  hostPath: string;
+  /** `\\?\VMSMB\VSMB-{dcc079ae-60ba-4d07-847c-3493609c0870}\IPC$\<name>`. */
+  guestPath: string;
+}
+
+export interface PipeManager extends DescribableManager {
+  acquire(request: { hostPath: string }, options?: DeviceAcquireOptions): Promise<Lease<MappedPipe>>;
+}
+export const PipeManager: ServiceIdentifier<PipeManager> = Symbol.for('uvm-orchestrator.PipeManager');

@@ -1,0 +1,233 @@
+import { UvmError } from '../core/errors.js';
+import type { HcsApi, HcsCallOptions, HcsSystem, HcsSystemSummary } from './hcs-api.js';
+import type { ModifySettingRequest } from './schema.js';
+
+/** One call the fake received, in arrival order. */
+export interface FakeHcsCall {
+  fn: 'create' | 'open' | 'start' | 'shutdown' | 'terminate' | 'modify' | 'properties' | 'grant' | 'revoke';
+  id: string;
+  /** A deep copy (via JSON) of the document argument, as it would go on the wire. */
+  doc: unknown;
+}
+
+/** Decides whether a call fails: return an Error to fail it, undefined to let it through. */
+export type FakeFault = (call: FakeHcsCall) => Error | undefined;
+
+/**
+ * A pure TypeScript, in-memory stand-in for HCS, for unit tests of code that depends on `HcsApi`.
+ *
+ * It records every call (`calls`), keeps a small stateful model of what is attached (host
+ * resources by ResourcePath [+ share Name], guest resources by type + path) so a test can assert
+ * that nothing leaked, rejects an Add of something present and a Remove of something absent (as
+ * HCS does), and lets tests inject failures (`failWhen`) or hold calls until released (`gate`).
+ * It does not validate documents; the native simulator does that for integration tests.
+ */
+export class FakeHcs implements HcsApi {
+  readonly calls: FakeHcsCall[] = [];
+  readonly systems = new Map<string, FakeComputeSystem>();
+  readonly grants = new Set<string>();
+  #faults: FakeFault[] = [];
+  #gates: { match: (c: FakeHcsCall) => boolean; promise: Promise<void> }[] = [];
+
+  /** Fails every call for which `fault` returns an error (until `clearFaults`). */
+  failWhen(fault: FakeFault): void {
+    this.#faults.push(fault);
+  }
+
+  /** Fails the next call matching `match` once, with `error` (default: an HcsError-like UvmError). */
+  failNext(match: (c: FakeHcsCall) => boolean, error?: Error): void {
+    let fired = false;
+    this.failWhen((c) => {
+      if (fired || !match(c)) return undefined;
+      fired = true;
+      return error ?? new UvmError('HCS_ERROR', `injected failure of ${c.fn}`);
+    });
+  }
+
+  clearFaults(): void {
+    this.#faults = [];
+  }
+
+  /**
+   * Holds every call matching `match` until the returned `open()` is called. Calls are recorded
+   * when they arrive, before they wait.
+   */
+  gate(match: (c: FakeHcsCall) => boolean): { open: () => void } {
+    let open!: () => void;
+    const promise = new Promise<void>((resolve) => (open = resolve));
+    const gate = { match, promise };
+    this.#gates.push(gate);
+    return {
+      open: () => {
+        this.#gates = this.#gates.filter((g) => g !== gate);
+        open();
+      },
+    };
+  }
+
+  /** Calls of `fn` (default modify) in order, as wire documents. */
+  docs(fn: FakeHcsCall['fn'] = 'modify'): unknown[] {
+    return this.calls.filter((c) => c.fn === fn).map((c) => c.doc);
+  }
+
+  /** @internal */
+  async enter(call: FakeHcsCall): Promise<void> {
+    this.calls.push(call);
+    for (const g of this.#gates) if (g.match(call)) await g.promise;
+    await Promise.resolve();
+    for (const f of this.#faults) {
+      const err = f(call);
+      if (err) throw err;
+    }
+  }
+
+  async createComputeSystem(id: string, configuration: Record<string, unknown>, _options?: HcsCallOptions): Promise<HcsSystem> {
+    await this.enter({ fn: 'create', id, doc: clone(configuration) });
+    if (this.systems.has(id)) throw new UvmError('HCS_ERROR', `system ${id} already exists`);
+    const system = new FakeComputeSystem(this, id, clone(configuration));
+    this.systems.set(id, system);
+    return system;
+  }
+
+  async openComputeSystem(id: string): Promise<HcsSystem> {
+    await this.enter({ fn: 'open', id, doc: null });
+    const system = this.systems.get(id);
+    if (!system) throw new UvmError('NOT_FOUND', `system ${id} does not exist`);
+    return system.reopen();
+  }
+
+  async enumerateComputeSystems(): Promise<HcsSystemSummary[]> {
+    return [...this.systems.values()].map((s) => ({ Id: s.id, State: s.state, SystemType: 'VirtualMachine' }));
+  }
+
+  async grantVmAccess(vmId: string, path: string): Promise<void> {
+    await this.enter({ fn: 'grant', id: vmId, doc: { path } });
+    this.grants.add(`${vmId}|${path}`);
+  }
+
+  async revokeVmAccess(vmId: string, path: string): Promise<void> {
+    await this.enter({ fn: 'revoke', id: vmId, doc: { path } });
+    if (!this.grants.delete(`${vmId}|${path}`)) throw new UvmError('NOT_FOUND', `no grant of ${path} to ${vmId}`);
+  }
+
+  /** Not the real v5 GUID: a stable fake derived from the name (tests compare against this method). */
+  nameToGuid(name: string): string {
+    let h = 0x811c9dc5;
+    for (const ch of name) h = Math.imul(h ^ ch.codePointAt(0)!, 0x01000193) >>> 0;
+    const hex = h.toString(16).padStart(8, '0');
+    return `${hex}-0000-5000-8000-${hex}0000`;
+  }
+}
+
+/** The fake's compute system: a state machine plus host and guest resource maps. */
+export class FakeComputeSystem implements HcsSystem {
+  readonly #model: { state: 'Created' | 'Running' | 'Stopped'; host: Map<string, unknown>; guest: Map<string, unknown> };
+  #closed = false;
+
+  constructor(
+    private readonly hcs: FakeHcs,
+    readonly id: string,
+    readonly configuration: Record<string, unknown>,
+    model?: FakeComputeSystem,
+  ) {
+    this.#model = model ? model.#model : { state: 'Created', host: new Map(), guest: new Map() };
+  }
+
+  get state(): 'Created' | 'Running' | 'Stopped' {
+    return this.#model.state;
+  }
+  set state(value: 'Created' | 'Running' | 'Stopped') {
+    this.#model.state = value;
+  }
+  /** Host resources: key → Settings of the Add (or Update). */
+  get host(): Map<string, unknown> {
+    return this.#model.host;
+  }
+  /** Guest resources: key → Settings of the Add. */
+  get guest(): Map<string, unknown> {
+    return this.#model.guest;
+  }
+
+  /** A new handle on the same system (what `openComputeSystem` returns). */
+  reopen(): FakeComputeSystem {
+    return new FakeComputeSystem(this.hcs, this.id, this.configuration, this);
+  }
+
+  /** What is attached beyond the create document: empty means nothing leaked. */
+  attached(): string[] {
+    return [...[...this.host.keys()].map((k) => `host ${k}`), ...[...this.guest.keys()].map((k) => `guest ${k}`)];
+  }
+
+  async start(): Promise<void> {
+    await this.#call('start', null);
+    this.state = 'Running';
+  }
+
+  async shutdown(): Promise<void> {
+    await this.#call('shutdown', null);
+    this.state = 'Stopped';
+  }
+
+  async terminate(): Promise<void> {
+    await this.#call('terminate', null);
+    this.state = 'Stopped';
+  }
+
+  async properties(query: Record<string, unknown>): Promise<unknown> {
+    await this.#call('properties', query);
+    return {
+      Id: this.id,
+      State: this.state,
+      SystemType: 'VirtualMachine',
+      FakeState: { Host: Object.fromEntries(this.host), Guest: Object.fromEntries(this.guest) },
+    };
+  }
+
+  async modify(request: ModifySettingRequest): Promise<void> {
+    await this.#call('modify', request);
+    if (this.state !== 'Running') throw new UvmError('HCS_ERROR', `modify of ${this.id} in state ${this.state}`);
+    const req = clone(request);
+    // Validate both halves before applying either, so a rejected request changes nothing.
+    const hostKey = req.ResourcePath ? hostKeyOf(req) : undefined;
+    const guestKey = req.GuestRequest ? guestKeyOf(req.GuestRequest.ResourceType, req.GuestRequest.Settings) : undefined;
+    if (hostKey) check(this.host, hostKey, req.RequestType ?? 'Add');
+    if (guestKey) check(this.guest, guestKey, req.GuestRequest!.RequestType);
+    if (hostKey) apply(this.host, hostKey, req.RequestType ?? 'Add', req.Settings);
+    if (guestKey) apply(this.guest, guestKey, req.GuestRequest!.RequestType, req.GuestRequest!.Settings);
+  }
+
+  close(): void {
+    this.#closed = true;
+  }
+
+  async #call(fn: FakeHcsCall['fn'], doc: unknown): Promise<void> {
+    if (this.#closed) throw new UvmError('HANDLE_CLOSED', `compute system ${this.id} handle is closed`);
+    await this.hcs.enter({ fn, id: this.id, doc: clone(doc) });
+  }
+}
+
+function hostKeyOf(req: ModifySettingRequest): string {
+  const name = (req.Settings as { Name?: string } | undefined)?.Name;
+  return name !== undefined && /\/Shares$/.test(req.ResourcePath!) ? `${req.ResourcePath}/${name}` : req.ResourcePath!;
+}
+
+function guestKeyOf(type: string, settings: Record<string, unknown> | undefined): string | undefined {
+  const s = settings ?? {};
+  if (type === 'SCSIDevice') return undefined; // an unplug, not a tracked resource
+  const path = s.MountPath ?? s.ContainerPath ?? s.ContainerRootPath;
+  return `${type}:${String(path)}`;
+}
+
+function check(map: Map<string, unknown>, key: string, type: string): void {
+  if (type === 'Add' && map.has(key)) throw new UvmError('HCS_ERROR', `${key} is already present`);
+  if ((type === 'Remove' || type === 'Update') && !map.has(key)) throw new UvmError('HCS_ERROR', `${key} is not present`);
+}
+
+function apply(map: Map<string, unknown>, key: string, type: string, settings: unknown): void {
+  if (type === 'Remove') map.delete(key);
+  else map.set(key, settings);
+}
+
+function clone<T>(v: T): T {
+  return v === undefined ? v : (JSON.parse(JSON.stringify(v)) as T);
+}
