@@ -191,3 +191,43 @@ export interface PipeManager extends DescribableManager {
   acquire(request: { hostPath: string }, options?: DeviceAcquireOptions): Promise<Lease<MappedPipe>>;
 }
 export const PipeManager: ServiceIdentifier<PipeManager> = Symbol.for('uvm-orchestrator.PipeManager');
+
+// ---------------------------------------------------------------- What container allocation needs
+
+/** Sends a guest-only request (e.g. CombinedLayers) through the UVM's guest delivery path. */
+export interface GuestRequestSender {
+  sendGuestRequest(request: import('../hcs/schema.js').GuestRequest, options?: DeviceAcquireOptions): Promise<void>;
+}
+
+/** Facts about a UVM that planning decisions depend on. */
+export interface UvmFacts {
+  id: string;
+  os: GuestOs;
+  /** No VPMEM for layers; VSMB NoDirectmap. */
+  fullyPhysicallyBacked: boolean;
+  /** Writable VSMB/Plan9 shares are denied (ACCESS_DENIED). */
+  noWritableFileShares: boolean;
+  /** Number of VPMEM devices (0 = VPMEM off). */
+  vpmemCount: number;
+  /** Bytes per VPMEM device. */
+  vpmemMaxSizeBytes: number;
+  vpmemMultiMapping: boolean;
+  scsiControllers: number;
+}
+
+/**
+ * Everything the layer composer, the OCI mount applier and container resources use from one
+ * UVM. `UtilityVm` implements it; unit tests build one from the managers and fakes.
+ * Managers of a feature the OS does not have reject with NOT_SUPPORTED.
+ */
+export interface UvmDevices extends GuestRequestSender {
+  readonly facts: UvmFacts;
+  readonly scsi: ScsiManager;
+  readonly vsmb: VsmbManager;
+  readonly vpmem: VpmemManager;
+  readonly plan9: Plan9Manager;
+  readonly pipes: PipeManager;
+  readonly hostFs: import('../core/host-fs.js').HostFs;
+  /** HCS NameToGuid (WCOW layer ids). */
+  nameToGuid(name: string): string;
+}
