@@ -31,7 +31,7 @@ function run(args) {
   execFileSync(cxx, args, { stdio: 'inherit', cwd: root });
 }
 
-run([...common, ...opt, '-shared', '-Wl,-z,nodelete', '-o', lib, ...sources]);
+run([...common, ...opt, '-fvisibility=hidden', '-shared', '-Wl,-z,nodelete', '-o', lib, ...sources]);
 console.log(`build-native: ${lib}`);
 
 if (process.argv.includes('--test')) {
@@ -40,6 +40,6 @@ if (process.argv.includes('--test')) {
     .sort()
     .map((f) => join(root, 'native', 'test', f));
   const exe = join(outDir, sanitize ? `hcssim-tests-${sanitize}` : 'hcssim-tests');
-  run([...common, ...opt, '-o', exe, ...testSources, ...sources]);
+  run([...common, ...opt, '-I', join(root, 'native', 'src'), '-o', exe, ...testSources, ...sources]);
   execFileSync(exe, [], { stdio: 'inherit', cwd: root });
 }

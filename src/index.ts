@@ -5,3 +5,48 @@
 export * from './core/index.js';
 export * from './hcs/schema.js';
 export * from './hcs/hcs-api.js';
+
+// ---- Device managers, UtilityVm and DI (devices helper)
+export * from './devices/device-types.js';
+export { UvmDeviceConfig } from './devices/device-config.js';
+export { ResourceDelivery, ModifyDelivery, GuestConnectionDelivery, createResourceDelivery, newRemovalProgress, type RemovalProgress } from './devices/guest-delivery.js';
+export { UvmLifecycle, type UvmLifecyclePhase } from './devices/uvm-lifecycle.js';
+export { guestPaths, VSMB_GUEST_PREFIX } from './devices/guest-paths.js';
+export { resourcePaths, SCSI_CONTROLLER_GUIDS, SCSI_LUNS_PER_CONTROLLER } from './devices/resource-paths.js';
+export { ScsiManagerImpl, parseEvdPath } from './devices/scsi-manager.js';
+export type { ScsiAttachmentState } from './devices/scsi-attach-tracker.js';
+export type { ScsiMountState } from './devices/scsi-mount-tracker.js';
+export { VsmbManagerImpl } from './devices/vsmb-manager.js';
+export { vsmbShareOptions } from './devices/vsmb-options.js';
+export { VpmemManagerImpl, MAX_VPMEM_COUNT, DEFAULT_VPMEM_SIZE_BYTES, MAX_MAPPINGS_PER_DEVICE, type VpmemState } from './devices/vpmem-manager.js';
+export { BuddyAllocator, classOf as vpmemClassOf, classSize as vpmemClassSize, type BuddyRegion } from './devices/vpmem-buddy-allocator.js';
+export { Plan9ManagerImpl, PLAN9_PORT, Plan9Flags, type Plan9State } from './devices/plan9-manager.js';
+export { PipeManagerImpl } from './devices/pipe-manager.js';
+export { GuestConnection } from './uvm/guest-connection.js';
+export { HcsSystem } from './uvm/hcs-system-token.js';
+export { UtilityVm } from './uvm/utility-vm.js';
+export { resolveUvmOptions, type UtilityVmOptions, type VpmemOptions, type ScsiSlot, type ResolvedUvmOptions } from './uvm/uvm-options.js';
+export { buildCreateDocument } from './uvm/create-document.js';
+export { createUvmOrchestrator, UtilityVmFactory, type UvmOrchestrator, type UvmOrchestratorOptions } from './di/uvm-orchestrator.js';
+export { UvmModule } from './di/uvm-module.js';
+export { ScsiModule } from './di/scsi-module.js';
+export { VsmbModule } from './di/vsmb-module.js';
+export { VpmemModule } from './di/vpmem-module.js';
+export { Plan9Module } from './di/plan9-module.js';
+export { PipeModule } from './di/pipe-module.js';
+
+// ---- Container allocation: layers, OCI mounts, container resources (containers helper)
+export { isReadOnlyMount, type OciSpec, type OciMount, type OciRoot, type OciWindows, type RootfsMount } from './oci/oci-spec.js';
+export { LCOW_ROOT_PREFIX, WCOW_SANDBOX_MOUNT_PATH, SANDBOX_MOUNT_PREFIX, SANDBOX_TMPFS_MOUNT_PREFIX, HUGEPAGES_MOUNT_PREFIX, BLOCKDEV_MOUNT_PREFIX, UVM_MOUNT_PREFIX, PIPE_PREFIX, lcowContainerRoot, lcowRootfsPath, lcowScratchDir, wcowSandboxMountPath, uvmPipePath } from './oci/container-paths.js';
+export { planMounts, planMount, DISK_MOUNT_TYPES, HUGEPAGE_SIZE, type PlannedMount, type KeptMount, type GuestSourceMount, type DeviceMount, type DeviceRequests, type MountDevice, type ContainerEntryKind } from './oci/mount-planner.js';
+export { applyMountPlan, applyMount, type AppliedMount, type ApplyMountsOptions, type ContainerEntry, type ContainerMappedDirectory, type ContainerMappedPipe } from './oci/mount-applier.js';
+export { parseLayerInputs, hasLayerInputs, LCOW_LAYER_VHD, SCRATCH_VHDX, type LayerInputs, type LcowLayerInputs, type WcowLayerInputs, type LcowLayerInput } from './layers/layer-inputs.js';
+export { planLcowLayers, planWcowLayers, vpmemSkipReason, vpmemMappingSize, type LayerPlan, type LcowLayerPlan, type WcowLayerPlan, type LcowLayerPlanEntry, type WcowLayerPlanEntry, type ScratchPlan, type SlotsLeft, type VpmemSkipReason, type ScsiLayerReason } from './layers/layer-plan.js';
+export { ComposedLayers, type ComposedLayer, type ComposedLayersInfo } from './layers/composed-layers.js';
+export { composeLcowLayers, SCSI_LAYER_OPTIONS, type ComposeLcowLayersOptions } from './layers/lcow-layer-composer.js';
+export { composeWcowLayers, type ComposeWcowLayersOptions } from './layers/wcow-layer-composer.js';
+export { type HeldResource, type HeldResourceKind, type HeldResourceSource } from './containers/held-resource.js';
+export { isTerminationAware, type UvmTerminationAware } from './containers/uvm-termination.js';
+export { validateContainerId, MAX_CONTAINER_ID_LENGTH } from './containers/container-id.js';
+export { ContainerResources, type ReleaseContainerOptions, type ContainerResourcesInit } from './containers/container-resources.js';
+export { allocateContainer, planContainer, rootfsSource, type AllocateContainerOptions, type AllocatedContainer, type ContainerPlan, type PlanContainerOptions, type RootfsPlan, type RootfsSource } from './containers/allocate-container.js';

@@ -1,0 +1,349 @@
+#include "config.h"
+
+#include <cstdio>
+#include <cstdlib>
+#include <map>
+#include <mutex>
+#include <random>
+#include <vector>
+
+#include "core.h"
+#include "persist.h"
+#include "scheduler.h"
+
+namespace hcssim {
+
+namespace {
+
+const char *const kFunctions[] = {
+    "HcsCreateComputeSystem", "HcsOpenComputeSystem",        "HcsCloseComputeSystem",     "HcsStartComputeSystem",
+    "HcsShutDownComputeSystem", "HcsTerminateComputeSystem", "HcsGetComputeSystemProperties",
+    "HcsModifyComputeSystem",  "HcsSetComputeSystemCallback", "HcsEnumerateComputeSystems", "HcsGrantVmAccess",
+    "HcsRevokeVmAccess",       "NameToGuid"};
+
+struct Latency {
+  double ms = 0;
+  double jitterMs = 0;
+};
+
+struct Fault {
+  std::string fn;            // never empty after parsing
+  int64_t nth = 0;           // 0 = every matching call
+  std::string resourcePath;  // glob; empty = any
+  bool hasResourcePath = false;
+  HRESULT hr = HCS_E_FAIL;
+  std::string message;
+  bool guestOnly = false;
+  bool hang = false;
+  int64_t count = 0;
+};
+
+struct Settings {
+  std::mutex m;
+  Latency base;
+  std::map<std::string, Latency> perFn;
+  std::vector<Fault> faults;
+  std::mt19937_64 rng{0x5eed};
+};
+
+Settings &settings() {
+  static Settings *s = new Settings();
+  return *s;
+}
+
+bool globMatch(const char *pat, const char *str) {
+  const char *star = nullptr;
+  const char *resume = nullptr;
+  while (*str) {
+    if (*pat == '*') {
+      star = pat++;
+      resume = str;
+    } else if (*pat == *str) {
+      ++pat;
+      ++str;
+    } else if (star) {
+      pat = star + 1;
+      str = ++resume;
+    } else {
+      return false;
+    }
+  }
+  while (*pat == '*') ++pat;
+  return *pat == 0;
+}
+
+struct ConfigError {
+  HRESULT hr;
+  std::string message;
+};
+
+[[noreturn]] void bad(const std::string &msg) { throw ConfigError{HCS_E_INVALID_JSON, msg}; }
+[[noreturn]] void badValue(const std::string &msg) { throw ConfigError{HCS_E_INVALIDARG, msg}; }
+
+double nonNegative(const Json &v, const std::string &what) {
+  if (!v.isNumber()) bad(what + ": expected a number");
+  if (v.asNumber() < 0) badValue(what + ": must be >= 0");
+  return v.asNumber();
+}
+
+Latency parseLatency(const Json &v, const std::string &what) {
+  if (!v.isObject()) bad(what + ": expected an object {\"ms\", \"jitterMs\"}");
+  Latency l;
+  for (const auto &m : v.members()) {
+    if (m.first == "ms") l.ms = nonNegative(m.second, what + ".ms");
+    else if (m.first == "jitterMs") l.jitterMs = nonNegative(m.second, what + ".jitterMs");
+    else bad(what + ": unknown key \"" + m.first + "\"");
+  }
+  return l;
+}
+
+Fault parseFault(const Json &v, const std::string &what) {
+  if (!v.isObject()) bad(what + ": expected an object");
+  Fault f;
+  for (const auto &m : v.members()) {
+    const std::string k = m.first;
+    const Json &x = m.second;
+    if (k == "fn") {
+      if (!x.isString()) bad(what + ".fn: expected a string");
+      if (!isKnownFunction(x.asString())) badValue(what + ".fn: unknown function \"" + x.asString() + "\"");
+      f.fn = x.asString();
+    } else if (k == "nth") {
+      if (!x.isNumber()) bad(what + ".nth: expected a number");
+      if (!x.isInteger(1, 9007199254740991.0)) badValue(what + ".nth: expected an integer >= 1");
+      f.nth = x.asInt();
+    } else if (k == "resourcePath") {
+      if (!x.isString()) bad(what + ".resourcePath: expected a string");
+      f.resourcePath = x.asString();
+      f.hasResourcePath = true;
+    } else if (k == "hr") {
+      if (!x.isNumber()) bad(what + ".hr: expected a number");
+      if (!x.isInteger(-2147483648.0, 4294967295.0)) badValue(what + ".hr: expected an int32 or uint32 HRESULT");
+      f.hr = static_cast<HRESULT>(static_cast<uint32_t>(static_cast<int64_t>(x.asNumber()) & 0xFFFFFFFF));
+    } else if (k == "message") {
+      if (!x.isString()) bad(what + ".message: expected a string");
+      f.message = x.asString();
+    } else if (k == "guestOnly") {
+      if (!x.isBool()) bad(what + ".guestOnly: expected a boolean");
+      f.guestOnly = x.asBool();
+    } else if (k == "hang") {
+      if (!x.isBool()) bad(what + ".hang: expected a boolean");
+      f.hang = x.asBool();
+    } else {
+      bad(what + ": unknown key \"" + k + "\"");
+    }
+  }
+  if (f.fn.empty()) f.fn = "HcsModifyComputeSystem";
+  if ((f.hasResourcePath || f.guestOnly) && f.fn != "HcsModifyComputeSystem")
+    badValue(what + ": resourcePath and guestOnly apply only to HcsModifyComputeSystem");
+  if (f.message.empty()) {
+    char buf[96];
+    std::snprintf(buf, sizeof buf, "injected fault 0x%08X in %s", static_cast<unsigned>(f.hr), f.fn.c_str());
+    f.message = buf;
+  }
+  return f;
+}
+
+struct ParsedConfig {
+  bool reset = false;
+  bool clearFaults = false;
+  bool hasFaults = false;
+  std::vector<Fault> faults;
+  bool hasLatencyMs = false, hasJitterMs = false;
+  double latencyMs = 0, jitterMs = 0;
+  bool hasLatency = false;
+  std::map<std::string, Latency> perFn;
+  bool hasConcurrency = false;
+  int concurrency = 0;
+  bool hasTrace = false;
+  std::string trace;
+  bool hasStateFile = false;
+  std::string stateFile;
+  bool hasSeed = false;
+  uint64_t seed = 0;
+};
+
+ParsedConfig parseConfig(const Json &doc) {
+  if (!doc.isObject()) bad("configuration: expected an object");
+  ParsedConfig c;
+  for (const auto &m : doc.members()) {
+    const std::string &k = m.first;
+    const Json &v = m.second;
+    if (k == "latencyMs") {
+      c.hasLatencyMs = true;
+      c.latencyMs = nonNegative(v, k);
+    } else if (k == "jitterMs") {
+      c.hasJitterMs = true;
+      c.jitterMs = nonNegative(v, k);
+    } else if (k == "latency") {
+      if (!v.isObject()) bad("latency: expected an object keyed by function name");
+      c.hasLatency = true;
+      for (const auto &e : v.members()) {
+        if (!isKnownFunction(e.first)) badValue("latency: unknown function \"" + e.first + "\"");
+        c.perFn[e.first] = parseLatency(e.second, "latency." + e.first);
+      }
+    } else if (k == "concurrency") {
+      if (!v.isNumber()) bad("concurrency: expected a number");
+      if (!v.isInteger(0, 1000000)) badValue("concurrency: expected an integer >= 0");
+      c.hasConcurrency = true;
+      c.concurrency = static_cast<int>(v.asInt());
+    } else if (k == "trace") {
+      if (!v.isString() && !v.isNull()) bad("trace: expected a file name or null");
+      c.hasTrace = true;
+      c.trace = v.isString() ? v.asString() : std::string();
+    } else if (k == "faults") {
+      if (!v.isArray()) bad("faults: expected an array");
+      c.hasFaults = true;
+      for (size_t i = 0; i < v.items().size(); ++i)
+        c.faults.push_back(parseFault(v.items()[i], "faults[" + std::to_string(i) + "]"));
+    } else if (k == "clearFaults") {
+      if (!v.isBool()) bad("clearFaults: expected a boolean");
+      c.clearFaults = v.asBool();
+    } else if (k == "reset") {
+      if (!v.isBool()) bad("reset: expected a boolean");
+      c.reset = v.asBool();
+    } else if (k == "stateFile") {
+      if (!v.isString() && !v.isNull()) bad("stateFile: expected a file name or null");
+      c.hasStateFile = true;
+      c.stateFile = v.isString() ? v.asString() : std::string();
+    } else if (k == "seed") {
+      if (!v.isNumber()) bad("seed: expected a number");
+      if (!v.isInteger(0, 9007199254740991.0)) badValue("seed: expected a non-negative integer");
+      c.hasSeed = true;
+      c.seed = static_cast<uint64_t>(v.asInt());
+    } else {
+      bad("configuration: unknown key \"" + k + "\"");
+    }
+  }
+  return c;
+}
+
+}  // namespace
+
+bool isKnownFunction(const std::string &fn) {
+  for (const char *f : kFunctions)
+    if (fn == f) return true;
+  return false;
+}
+
+HRESULT applyConfig(const std::string &utf8, std::string &error) {
+  Json doc;
+  if (!parseJson(utf8, doc, error)) {
+    error = "configuration is not valid JSON: " + error;
+    return HCS_E_INVALID_JSON;
+  }
+  ParsedConfig c;
+  try {
+    c = parseConfig(doc);
+  } catch (const ConfigError &e) {
+    error = e.message;
+    return e.hr;
+  }
+  Settings &s = settings();
+  if (c.reset) {
+    {
+      std::lock_guard<std::mutex> lock(s.m);
+      s.faults.clear();
+    }
+    terminateQueuedOperations();
+    Core &co = core();
+    std::lock_guard<std::mutex> lock(co.modelMu);
+    dropAllLocked();
+    try {
+      saveStateLocked();
+    } catch (const HcsFailure &f) {
+      error = f.message;
+      return HCS_E_FAIL;
+    }
+  }
+  {
+    std::lock_guard<std::mutex> lock(s.m);
+    if (c.clearFaults) s.faults.clear();
+    if (c.hasFaults) s.faults = c.faults;
+    if (c.hasLatencyMs) s.base.ms = c.latencyMs;
+    if (c.hasJitterMs) s.base.jitterMs = c.jitterMs;
+    if (c.hasLatency) s.perFn = c.perFn;
+    if (c.hasSeed) s.rng.seed(c.seed);
+  }
+  if (c.hasConcurrency) setConcurrencyLimit(c.concurrency);
+  if (c.hasTrace) setTracePath(c.trace);
+  if (c.hasStateFile) {
+    Core &co = core();
+    std::lock_guard<std::mutex> lock(co.modelMu);
+    if (c.stateFile.empty()) {
+      co.stateFile.clear();
+    } else if (!loadStateLocked(c.stateFile, error)) {
+      return HCS_E_INVALIDARG;
+    }
+  }
+  return HCS_S_OK;
+}
+
+void applyEnvironmentConfig() {
+  std::string err;
+  if (const char *cfg = std::getenv("HCSSIM_CONFIG")) {
+    if (*cfg && applyConfig(cfg, err) != HCS_S_OK) std::fprintf(stderr, "hcssim: HCSSIM_CONFIG ignored: %s\n", err.c_str());
+  }
+  Json shorthand = Json::object();
+  auto number = [&](const char *env, const char *key) {
+    const char *v = std::getenv(env);
+    if (!v || !*v) return;
+    char *end = nullptr;
+    double d = std::strtod(v, &end);
+    if (end && *end == 0) shorthand.set(key, Json::number(d));
+    else std::fprintf(stderr, "hcssim: %s=%s is not a number; ignored\n", env, v);
+  };
+  number("HCSSIM_LATENCY_MS", "latencyMs");
+  number("HCSSIM_JITTER_MS", "jitterMs");
+  number("HCSSIM_CONCURRENCY", "concurrency");
+  if (const char *t = std::getenv("HCSSIM_TRACE"))
+    if (*t) shorthand.set("trace", Json::string(t));
+  if (const char *f = std::getenv("HCSSIM_STATE_FILE"))
+    if (*f) shorthand.set("stateFile", Json::string(f));
+  if (!shorthand.members().empty() && applyConfig(toJson(shorthand), err) != HCS_S_OK)
+    std::fprintf(stderr, "hcssim: environment configuration ignored: %s\n", err.c_str());
+}
+
+double pickLatencyMs(const std::string &fn) {
+  Settings &s = settings();
+  std::lock_guard<std::mutex> lock(s.m);
+  Latency l = s.base;
+  auto it = s.perFn.find(fn);
+  if (it != s.perFn.end()) l = it->second;
+  double ms = l.ms;
+  if (l.jitterMs > 0) ms += std::uniform_real_distribution<double>(0.0, l.jitterMs)(s.rng);
+  return ms;
+}
+
+FaultHit matchFault(const std::string &fn, const Json *doc) {
+  Settings &s = settings();
+  std::lock_guard<std::mutex> lock(s.m);
+  FaultHit hit;
+  if (s.faults.empty()) return hit;
+  std::string path;
+  bool hasPath = false, hasGuest = false;
+  if (doc && doc->isObject()) {
+    const Json *p = doc->get("ResourcePath");
+    if (p && p->isString()) {
+      path = p->asString();
+      hasPath = true;
+    }
+    const Json *g = doc->get("GuestRequest");
+    hasGuest = g && !g->isNull();
+  }
+  for (auto &f : s.faults) {
+    if (f.fn != fn) continue;
+    if (f.hasResourcePath && (!hasPath || !globMatch(f.resourcePath.c_str(), path.c_str()))) continue;
+    if (f.guestOnly && !hasGuest) continue;
+    ++f.count;
+    if (!hit.hit && (f.nth == 0 || f.count == f.nth)) {
+      hit.hit = true;
+      hit.hr = f.hr;
+      hit.message = f.message;
+      hit.guestOnly = f.guestOnly;
+      hit.hang = f.hang;
+    }
+  }
+  return hit;
+}
+
+}  // namespace hcssim

@@ -1,0 +1,36 @@
+// Simulator controls: latency, concurrency, fault injection, trace and state-file settings, from
+// HcsSimConfigure(json) and from environment variables read once at library load.
+#ifndef HCSSIM_CONFIG_H
+#define HCSSIM_CONFIG_H
+
+#include <string>
+
+#include "computecore.h"
+#include "json.h"
+
+namespace hcssim {
+
+struct FaultHit {
+  bool hit = false;
+  HRESULT hr = 0;
+  std::string message;
+  bool guestOnly = false;
+  bool hang = false;
+};
+
+// Applies a configuration document; returns S_OK, HCS_E_INVALID_JSON (malformed / unknown key /
+// wrong type) or HCS_E_INVALIDARG (bad value). Nothing is applied unless everything validates.
+HRESULT applyConfig(const std::string &utf8, std::string &error);
+// Reads HCSSIM_CONFIG and the shorthand variables (called once at load).
+void applyEnvironmentConfig();
+
+// Latency in ms for one call of fn (fixed + uniform jitter).
+double pickLatencyMs(const std::string &fn);
+// Counts the call against every matching fault and returns the first that fires.
+FaultHit matchFault(const std::string &fn, const Json *doc);
+
+bool isKnownFunction(const std::string &fn);
+
+}  // namespace hcssim
+
+#endif

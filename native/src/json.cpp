@@ -1,0 +1,519 @@
+#include "json.h"
+
+#include <cmath>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+
+namespace hcssim {
+
+bool Json::isInteger(double lo, double hi) const {
+  return type_ == Type::Number && std::floor(n_) == n_ && n_ >= lo && n_ <= hi;
+}
+
+const Json *Json::get(const std::string &key) const {
+  if (type_ != Type::Object) return nullptr;
+  for (const auto &m : o_)
+    if (m.first == key) return &m.second;
+  return nullptr;
+}
+
+Json *Json::get(const std::string &key) {
+  if (type_ != Type::Object) return nullptr;
+  for (auto &m : o_)
+    if (m.first == key) return &m.second;
+  return nullptr;
+}
+
+Json &Json::set(const std::string &key, Json value) {
+  type_ = Type::Object;
+  for (auto &m : o_)
+    if (m.first == key) {
+      m.second = std::move(value);
+      return m.second;
+    }
+  o_.emplace_back(key, std::move(value));
+  return o_.back().second;
+}
+
+bool Json::erase(const std::string &key) {
+  for (auto it = o_.begin(); it != o_.end(); ++it)
+    if (it->first == key) {
+      o_.erase(it);
+      return true;
+    }
+  return false;
+}
+
+Json &Json::push(Json value) {
+  type_ = Type::Array;
+  a_.push_back(std::move(value));
+  return a_.back();
+}
+
+bool Json::operator==(const Json &other) const {
+  if (type_ != other.type_) return false;
+  switch (type_) {
+    case Type::Null: return true;
+    case Type::Bool: return b_ == other.b_;
+    case Type::Number: return n_ == other.n_;
+    case Type::String: return s_ == other.s_;
+    case Type::Array: return a_ == other.a_;
+    case Type::Object:
+      if (o_.size() != other.o_.size()) return false;
+      for (const auto &m : o_) {
+        const Json *v = other.get(m.first);
+        if (!v || !(*v == m.second)) return false;
+      }
+      return true;
+  }
+  return false;
+}
+
+// ---------------------------------------------------------------------------------------------
+// UTF conversions
+
+static void appendUtf8(std::string &out, uint32_t cp) {
+  if (cp < 0x80) {
+    out += static_cast<char>(cp);
+  } else if (cp < 0x800) {
+    out += static_cast<char>(0xC0 | (cp >> 6));
+    out += static_cast<char>(0x80 | (cp & 0x3F));
+  } else if (cp < 0x10000) {
+    out += static_cast<char>(0xE0 | (cp >> 12));
+    out += static_cast<char>(0x80 | ((cp >> 6) & 0x3F));
+    out += static_cast<char>(0x80 | (cp & 0x3F));
+  } else {
+    out += static_cast<char>(0xF0 | (cp >> 18));
+    out += static_cast<char>(0x80 | ((cp >> 12) & 0x3F));
+    out += static_cast<char>(0x80 | ((cp >> 6) & 0x3F));
+    out += static_cast<char>(0x80 | (cp & 0x3F));
+  }
+}
+
+static std::string utf16RangeToUtf8(const char16_t *s, size_t n) {
+  std::string out;
+  out.reserve(n);
+  for (size_t i = 0; i < n; ++i) {
+    uint32_t c = s[i];
+    if (c >= 0xD800 && c <= 0xDBFF && i + 1 < n && s[i + 1] >= 0xDC00 && s[i + 1] <= 0xDFFF) {
+      uint32_t lo = s[i + 1];
+      appendUtf8(out, 0x10000 + ((c - 0xD800) << 10) + (lo - 0xDC00));
+      ++i;
+    } else {
+      appendUtf8(out, c);  // lone surrogates become WTF-8
+    }
+  }
+  return out;
+}
+
+std::string utf16ToUtf8(const char16_t *s) {
+  if (!s) return std::string();
+  size_t n = 0;
+  while (s[n]) ++n;
+  return utf16RangeToUtf8(s, n);
+}
+
+std::string utf16ToUtf8(const std::u16string &s) { return utf16RangeToUtf8(s.data(), s.size()); }
+
+// Decodes one (W)UTF-8 sequence at s[i]; returns false if invalid.
+static bool decodeUtf8(const std::string &s, size_t &i, uint32_t &cp) {
+  unsigned char c = static_cast<unsigned char>(s[i]);
+  int len;
+  if (c < 0x80) {
+    cp = c;
+    len = 1;
+  } else if ((c & 0xE0) == 0xC0) {
+    cp = c & 0x1F;
+    len = 2;
+  } else if ((c & 0xF0) == 0xE0) {
+    cp = c & 0x0F;
+    len = 3;
+  } else if ((c & 0xF8) == 0xF0) {
+    cp = c & 0x07;
+    len = 4;
+  } else {
+    return false;
+  }
+  if (i + len > s.size()) return false;
+  for (int k = 1; k < len; ++k) {
+    unsigned char d = static_cast<unsigned char>(s[i + k]);
+    if ((d & 0xC0) != 0x80) return false;
+    cp = (cp << 6) | (d & 0x3F);
+  }
+  static const uint32_t minimum[5] = {0, 0, 0x80, 0x800, 0x10000};
+  if (cp < minimum[len] || cp > 0x10FFFF) return false;
+  i += len;
+  return true;
+}
+
+std::u16string utf8ToUtf16(const std::string &s) {
+  std::u16string out;
+  out.reserve(s.size());
+  size_t i = 0;
+  while (i < s.size()) {
+    uint32_t cp;
+    if (!decodeUtf8(s, i, cp)) {
+      out += u'\uFFFD';
+      ++i;
+      continue;
+    }
+    if (cp >= 0x10000) {
+      cp -= 0x10000;
+      out += static_cast<char16_t>(0xD800 + (cp >> 10));
+      out += static_cast<char16_t>(0xDC00 + (cp & 0x3FF));
+    } else {
+      out += static_cast<char16_t>(cp);
+    }
+  }
+  return out;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Parser
+
+namespace {
+
+class Parser {
+ public:
+  Parser(const std::string &t, std::string &err) : t_(t), err_(err) {}
+
+  bool parseDocument(Json &out) {
+    skipWs();
+    if (!parseValue(out, 0)) return false;
+    skipWs();
+    if (p_ != t_.size()) return fail("unexpected trailing characters");
+    return true;
+  }
+
+ private:
+  const std::string &t_;
+  std::string &err_;
+  size_t p_ = 0;
+
+  bool fail(const char *msg) {
+    err_ = std::string(msg) + " at offset " + std::to_string(p_);
+    return false;
+  }
+  void skipWs() {
+    while (p_ < t_.size() && (t_[p_] == ' ' || t_[p_] == '\t' || t_[p_] == '\n' || t_[p_] == '\r')) ++p_;
+  }
+  bool literal(const char *word) {
+    size_t n = std::strlen(word);
+    if (t_.compare(p_, n, word) != 0) return fail("invalid literal");
+    p_ += n;
+    return true;
+  }
+
+  bool parseValue(Json &out, int depth) {
+    if (depth > 512) return fail("nesting too deep");
+    if (p_ >= t_.size()) return fail("unexpected end of input");
+    char c = t_[p_];
+    switch (c) {
+      case 'n':
+        if (!literal("null")) return false;
+        out = Json::null();
+        return true;
+      case 't':
+        if (!literal("true")) return false;
+        out = Json::boolean(true);
+        return true;
+      case 'f':
+        if (!literal("false")) return false;
+        out = Json::boolean(false);
+        return true;
+      case '"': {
+        std::string s;
+        if (!parseString(s)) return false;
+        out = Json::string(std::move(s));
+        return true;
+      }
+      case '[': return parseArray(out, depth);
+      case '{': return parseObject(out, depth);
+      default:
+        if (c == '-' || (c >= '0' && c <= '9')) return parseNumber(out);
+        return fail("unexpected character");
+    }
+  }
+
+  bool parseNumber(Json &out) {
+    size_t start = p_;
+    if (t_[p_] == '-') ++p_;
+    if (p_ >= t_.size()) return fail("invalid number");
+    if (t_[p_] == '0') {
+      ++p_;
+    } else if (t_[p_] >= '1' && t_[p_] <= '9') {
+      while (p_ < t_.size() && t_[p_] >= '0' && t_[p_] <= '9') ++p_;
+    } else {
+      return fail("invalid number");
+    }
+    if (p_ < t_.size() && t_[p_] == '.') {
+      ++p_;
+      if (p_ >= t_.size() || !(t_[p_] >= '0' && t_[p_] <= '9')) return fail("invalid number");
+      while (p_ < t_.size() && t_[p_] >= '0' && t_[p_] <= '9') ++p_;
+    }
+    if (p_ < t_.size() && (t_[p_] == 'e' || t_[p_] == 'E')) {
+      ++p_;
+      if (p_ < t_.size() && (t_[p_] == '+' || t_[p_] == '-')) ++p_;
+      if (p_ >= t_.size() || !(t_[p_] >= '0' && t_[p_] <= '9')) return fail("invalid number");
+      while (p_ < t_.size() && t_[p_] >= '0' && t_[p_] <= '9') ++p_;
+    }
+    std::string num = t_.substr(start, p_ - start);
+    double v = std::strtod(num.c_str(), nullptr);
+    if (!std::isfinite(v)) return fail("number out of range");
+    out = Json::number(v);
+    return true;
+  }
+
+  bool hex4(uint32_t &v) {
+    if (p_ + 4 > t_.size()) return fail("truncated \\u escape");
+    v = 0;
+    for (int i = 0; i < 4; ++i) {
+      char c = t_[p_ + i];
+      v <<= 4;
+      if (c >= '0' && c <= '9') v |= c - '0';
+      else if (c >= 'a' && c <= 'f') v |= c - 'a' + 10;
+      else if (c >= 'A' && c <= 'F') v |= c - 'A' + 10;
+      else return fail("invalid \\u escape");
+    }
+    p_ += 4;
+    return true;
+  }
+
+  bool parseString(std::string &s) {
+    ++p_;  // opening quote
+    while (true) {
+      if (p_ >= t_.size()) return fail("unterminated string");
+      unsigned char c = static_cast<unsigned char>(t_[p_]);
+      if (c == '"') {
+        ++p_;
+        return true;
+      }
+      if (c < 0x20) return fail("control character in string");
+      if (c == '\\') {
+        ++p_;
+        if (p_ >= t_.size()) return fail("unterminated escape");
+        char e = t_[p_++];
+        switch (e) {
+          case '"': s += '"'; break;
+          case '\\': s += '\\'; break;
+          case '/': s += '/'; break;
+          case 'b': s += '\b'; break;
+          case 'f': s += '\f'; break;
+          case 'n': s += '\n'; break;
+          case 'r': s += '\r'; break;
+          case 't': s += '\t'; break;
+          case 'u': {
+            uint32_t cp = 0;
+            if (!hex4(cp)) return false;
+            if (cp >= 0xD800 && cp <= 0xDBFF && p_ + 6 <= t_.size() && t_[p_] == '\\' && t_[p_ + 1] == 'u') {
+              size_t save = p_;
+              p_ += 2;
+              uint32_t lo = 0;
+              if (!hex4(lo)) return false;
+              if (lo >= 0xDC00 && lo <= 0xDFFF) {
+                cp = 0x10000 + ((cp - 0xD800) << 10) + (lo - 0xDC00);
+              } else {
+                p_ = save;  // lone high surrogate followed by another escape
+              }
+            }
+            appendUtf8(s, cp);
+            break;
+          }
+          default: --p_; return fail("invalid escape");
+        }
+        continue;
+      }
+      if (c < 0x80) {
+        s += static_cast<char>(c);
+        ++p_;
+        continue;
+      }
+      size_t i = p_;
+      uint32_t cp;
+      if (!decodeUtf8(t_, i, cp)) return fail("invalid UTF-8 in string");
+      s.append(t_, p_, i - p_);
+      p_ = i;
+    }
+  }
+
+  bool parseArray(Json &out, int depth) {
+    ++p_;
+    out = Json::array();
+    skipWs();
+    if (p_ < t_.size() && t_[p_] == ']') {
+      ++p_;
+      return true;
+    }
+    while (true) {
+      skipWs();
+      Json v;
+      if (!parseValue(v, depth + 1)) return false;
+      out.push(std::move(v));
+      skipWs();
+      if (p_ >= t_.size()) return fail("unterminated array");
+      if (t_[p_] == ',') {
+        ++p_;
+        continue;
+      }
+      if (t_[p_] == ']') {
+        ++p_;
+        return true;
+      }
+      return fail("expected ',' or ']'");
+    }
+  }
+
+  bool parseObject(Json &out, int depth) {
+    ++p_;
+    out = Json::object();
+    skipWs();
+    if (p_ < t_.size() && t_[p_] == '}') {
+      ++p_;
+      return true;
+    }
+    while (true) {
+      skipWs();
+      if (p_ >= t_.size() || t_[p_] != '"') return fail("expected string key");
+      std::string key;
+      if (!parseString(key)) return false;
+      skipWs();
+      if (p_ >= t_.size() || t_[p_] != ':') return fail("expected ':'");
+      ++p_;
+      skipWs();
+      Json v;
+      if (!parseValue(v, depth + 1)) return false;
+      out.set(key, std::move(v));  // duplicate keys: last one wins
+      skipWs();
+      if (p_ >= t_.size()) return fail("unterminated object");
+      if (t_[p_] == ',') {
+        ++p_;
+        continue;
+      }
+      if (t_[p_] == '}') {
+        ++p_;
+        return true;
+      }
+      return fail("expected ',' or '}'");
+    }
+  }
+};
+
+void writeString(std::string &out, const std::string &s) {
+  static const char *hex = "0123456789abcdef";
+  out += '"';
+  size_t i = 0;
+  while (i < s.size()) {
+    unsigned char c = static_cast<unsigned char>(s[i]);
+    if (c == '"') {
+      out += "\\\"";
+      ++i;
+    } else if (c == '\\') {
+      out += "\\\\";
+      ++i;
+    } else if (c < 0x20) {
+      switch (c) {
+        case '\b': out += "\\b"; break;
+        case '\f': out += "\\f"; break;
+        case '\n': out += "\\n"; break;
+        case '\r': out += "\\r"; break;
+        case '\t': out += "\\t"; break;
+        default:
+          out += "\\u00";
+          out += hex[c >> 4];
+          out += hex[c & 15];
+      }
+      ++i;
+    } else if (c < 0x80) {
+      out += static_cast<char>(c);
+      ++i;
+    } else {
+      size_t j = i;
+      uint32_t cp;
+      if (decodeUtf8(s, j, cp)) {
+        if (cp >= 0xD800 && cp <= 0xDFFF) {  // lone surrogate (WTF-8): escape it
+          out += "\\u";
+          out += hex[(cp >> 12) & 15];
+          out += hex[(cp >> 8) & 15];
+          out += hex[(cp >> 4) & 15];
+          out += hex[cp & 15];
+        } else {
+          out.append(s, i, j - i);
+        }
+        i = j;
+      } else {
+        out += "\\ufffd";
+        ++i;
+      }
+    }
+  }
+  out += '"';
+}
+
+void writeNumber(std::string &out, double n) {
+  char buf[40];
+  if (std::floor(n) == n && std::fabs(n) < 9007199254740992.0) {
+    std::snprintf(buf, sizeof buf, "%lld", static_cast<long long>(n));
+  } else {
+    std::snprintf(buf, sizeof buf, "%.15g", n);
+    if (std::strtod(buf, nullptr) != n) std::snprintf(buf, sizeof buf, "%.17g", n);
+  }
+  out += buf;
+}
+
+void write(std::string &out, const Json &v) {
+  switch (v.type()) {
+    case Json::Type::Null: out += "null"; break;
+    case Json::Type::Bool: out += v.asBool() ? "true" : "false"; break;
+    case Json::Type::Number: writeNumber(out, v.asNumber()); break;
+    case Json::Type::String: writeString(out, v.asString()); break;
+    case Json::Type::Array: {
+      out += '[';
+      bool first = true;
+      for (const auto &item : v.items()) {
+        if (!first) out += ',';
+        first = false;
+        write(out, item);
+      }
+      out += ']';
+      break;
+    }
+    case Json::Type::Object: {
+      out += '{';
+      bool first = true;
+      for (const auto &m : v.members()) {
+        if (!first) out += ',';
+        first = false;
+        writeString(out, m.first);
+        out += ':';
+        write(out, m.second);
+      }
+      out += '}';
+      break;
+    }
+  }
+}
+
+}  // namespace
+
+bool parseJson(const std::string &text, Json &out, std::string &error) {
+  Parser p(text, error);
+  Json tmp;
+  if (!p.parseDocument(tmp)) return false;
+  out = std::move(tmp);
+  return true;
+}
+
+std::string toJson(const Json &value) {
+  std::string out;
+  write(out, value);
+  return out;
+}
+
+std::string quoteJson(const std::string &s) {
+  std::string out;
+  writeString(out, s);
+  return out;
+}
+
+}  // namespace hcssim

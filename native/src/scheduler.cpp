@@ -1,0 +1,416 @@
+#include "scheduler.h"
+
+#include <chrono>
+#include <cstdlib>
+#include <deque>
+#include <new>
+#include <queue>
+#include <thread>
+#include <unordered_map>
+#include <unordered_set>
+#include <vector>
+
+#include "model.h"
+#include "persist.h"
+
+namespace hcssim {
+
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+// ------------------------------------------------------------------------------------------------
+// Worker pool: a cached pool that never lets a task wait for a thread that is blocked in a
+// completion callback (a new thread is started whenever no idle thread is available). Threads are
+// detached; idle ones beyond kKeepThreads exit after a while. Nothing is ever destroyed at exit.
+
+const int kKeepThreads = 16;
+
+struct Pool {
+  std::mutex m;
+  std::condition_variable cv;
+  std::deque<std::function<void()>> tasks;
+  int idle = 0;
+  int total = 0;
+
+  void submit(std::function<void()> task) {
+    bool spawn;
+    {
+      std::lock_guard<std::mutex> lock(m);
+      tasks.push_back(std::move(task));
+      spawn = static_cast<int>(tasks.size()) > idle;
+      if (spawn) ++total;
+    }
+    if (spawn) {
+      try {
+        std::thread([this] { loop(); }).detach();
+      } catch (...) {
+        std::lock_guard<std::mutex> lock(m);
+        --total;  // an existing worker will pick the task up eventually
+      }
+    } else {
+      cv.notify_one();
+    }
+  }
+
+  void loop() {
+    std::unique_lock<std::mutex> lock(m);
+    while (true) {
+      ++idle;
+      while (tasks.empty()) {
+        if (cv.wait_for(lock, std::chrono::seconds(5)) == std::cv_status::timeout && tasks.empty() &&
+            total > kKeepThreads) {
+          --idle;
+          --total;
+          return;
+        }
+      }
+      --idle;
+      std::function<void()> task = std::move(tasks.front());
+      tasks.pop_front();
+      lock.unlock();
+      task();
+      task = nullptr;
+      lock.lock();
+    }
+  }
+};
+
+Pool &pool() {
+  static Pool *p = new Pool();
+  return *p;
+}
+
+// ------------------------------------------------------------------------------------------------
+// Scheduler
+
+struct TimerEntry {
+  Clock::time_point due;
+  uint64_t seq;
+  OpPtr op;
+  bool operator>(const TimerEntry &o) const { return due != o.due ? due > o.due : seq > o.seq; }
+};
+
+struct Scheduler {
+  std::mutex m;
+  std::condition_variable timerCv;
+  std::priority_queue<TimerEntry, std::vector<TimerEntry>, std::greater<TimerEntry>> timers;
+  std::deque<OpPtr> fifo;
+  std::unordered_set<OpPtr> pending;  // phases Hung, Fifo, Timer
+  int limit = 0;
+  int executing = 0;
+  int maxExecuting = 0;
+  uint64_t seq = 0;
+  bool timerThread = false;
+};
+
+Scheduler &sched() {
+  static Scheduler *s = new Scheduler();
+  return *s;
+}
+
+struct OpTable {
+  std::mutex m;
+  std::unordered_map<uintptr_t, OpPtr> ops;
+  uintptr_t next = 0x10000;
+};
+
+OpTable &opTable() {
+  static OpTable *t = new OpTable();
+  return *t;
+}
+
+void runOp(const OpPtr &op);
+
+void dispatchLocked(const OpPtr &op) {
+  op->phase = Operation::Phase::Dispatched;
+  sched().pending.erase(op);
+  pool().submit([op] { runOp(op); });
+}
+
+void timerLoop() {
+  Scheduler &s = sched();
+  std::unique_lock<std::mutex> lock(s.m);
+  while (true) {
+    if (s.timers.empty()) {
+      s.timerCv.wait(lock);
+      continue;
+    }
+    auto due = s.timers.top().due;
+    if (Clock::now() < due) {
+      s.timerCv.wait_until(lock, due);
+      continue;
+    }
+    OpPtr op = s.timers.top().op;
+    s.timers.pop();
+    if (op->phase == Operation::Phase::Timer) dispatchLocked(op);
+  }
+}
+
+void beginExecutionLocked(const OpPtr &op) {
+  Scheduler &s = sched();
+  ++s.executing;
+  if (s.executing > s.maxExecuting) s.maxExecuting = s.executing;
+  op->holdsSlot = true;
+  if (op->latencyMs <= 0) {
+    dispatchLocked(op);
+    return;
+  }
+  op->phase = Operation::Phase::Timer;
+  auto due = Clock::now() + std::chrono::microseconds(static_cast<int64_t>(op->latencyMs * 1000.0));
+  s.timers.push(TimerEntry{due, ++s.seq, op});
+  if (!s.timerThread) {
+    s.timerThread = true;
+    std::thread(timerLoop).detach();
+  }
+  s.timerCv.notify_one();
+}
+
+void admitWaitingLocked() {
+  Scheduler &s = sched();
+  while ((s.limit == 0 || s.executing < s.limit) && !s.fifo.empty()) {
+    OpPtr op = s.fifo.front();
+    s.fifo.pop_front();
+    if (op->phase == Operation::Phase::Fifo) beginExecutionLocked(op);
+  }
+}
+
+void admit(const OpPtr &op, bool hang) {
+  Scheduler &s = sched();
+  std::lock_guard<std::mutex> lock(s.m);
+  if (hang) {
+    op->phase = Operation::Phase::Hung;
+    s.pending.insert(op);
+    return;
+  }
+  if (s.limit == 0 || s.executing < s.limit) {
+    beginExecutionLocked(op);
+  } else {
+    op->phase = Operation::Phase::Fifo;
+    s.pending.insert(op);
+    s.fifo.push_back(op);
+  }
+}
+
+// Moves a queued op straight to the pool (cancel / terminate). Returns false if it was already dispatched.
+bool expedite(const OpPtr &op) {
+  Scheduler &s = sched();
+  std::lock_guard<std::mutex> lock(s.m);
+  if (op->phase != Operation::Phase::Hung && op->phase != Operation::Phase::Fifo && op->phase != Operation::Phase::Timer)
+    return false;
+  dispatchLocked(op);
+  return true;
+}
+
+void releaseSlot(const OpPtr &op) {
+  Scheduler &s = sched();
+  std::lock_guard<std::mutex> lock(s.m);
+  if (!op->holdsSlot) return;
+  op->holdsSlot = false;
+  --s.executing;
+  admitWaitingLocked();
+}
+
+std::string defaultMessage(HRESULT hr) {
+  switch (hr) {
+    case E_ABORT_HR: return "The operation was canceled.";
+    case HCS_E_TERMINATED: return "The operation was terminated (simulator reset).";
+    case HCS_E_FAIL: return "Unspecified error (injected fault).";
+    default: return "The operation failed.";
+  }
+}
+
+void finish(const OpPtr &op, OpOutcome out) {
+  if (op->traceWanted) traceCall(op->fn, op->traceHasId ? &op->traceId : nullptr, &op->traceDoc, out.hr);
+  std::u16string doc;
+  bool hasDoc = false;
+  try {
+    if (out.hr < 0) {
+      doc = utf8ToUtf16(errorDocument(out.hr, out.message.empty() ? defaultMessage(out.hr) : out.message, op->fn));
+      hasDoc = true;
+    } else if (!out.doc.empty()) {
+      doc = utf8ToUtf16(out.doc);
+      hasDoc = true;
+    }
+  } catch (...) {
+    hasDoc = false;
+  }
+  releaseSlot(op);
+  HCS_OPERATION_COMPLETION cb = nullptr;
+  const void *ctx = nullptr;
+  {
+    std::lock_guard<std::mutex> lock(op->m);
+    op->st = Operation::St::Done;
+    op->hr = out.hr;
+    op->doc = std::move(doc);
+    op->hasDoc = hasDoc;
+    if (!op->closed) {
+      cb = op->callback;
+      ctx = op->context;
+    }
+    op->cv.notify_all();
+  }
+  // No simulator lock is held here: the callback may call back into the library.
+  if (cb) cb(reinterpret_cast<HCS_OPERATION>(op->handle), const_cast<void *>(ctx));
+}
+
+void runOp(const OpPtr &op) {
+  bool run = false;
+  OpOutcome out;
+  {
+    std::lock_guard<std::mutex> lock(op->m);
+    if (op->terminated) {
+      out.hr = HCS_E_TERMINATED;
+    } else if (op->cancelRequested) {
+      out.hr = E_ABORT_HR;
+    } else {
+      op->st = Operation::St::Running;
+      run = true;
+    }
+  }
+  if (run) {
+    try {
+      out = op->work();
+    } catch (const HcsFailure &f) {
+      out.hr = f.hr;
+      out.doc.clear();
+      out.message = f.message;
+    } catch (const std::bad_alloc &) {
+      out.hr = HCS_E_OUTOFMEMORY;
+      out.message = "out of memory";
+    } catch (...) {
+      out.hr = HCS_E_FAIL;
+      out.message = "internal simulator error";
+    }
+  }
+  if (!run && op->onNotApplied) {
+    try {
+      op->onNotApplied();
+    } catch (...) {
+    }
+  }
+  op->work = nullptr;
+  op->onNotApplied = nullptr;
+  finish(op, std::move(out));
+}
+
+}  // namespace
+
+HCS_OPERATION registerOperation(const void *context, HCS_OPERATION_COMPLETION callback) {
+  try {
+    auto op = std::make_shared<Operation>();
+    op->context = context;
+    op->callback = callback;
+    OpTable &t = opTable();
+    std::lock_guard<std::mutex> lock(t.m);
+    op->handle = t.next;
+    t.next += 16;
+    t.ops[op->handle] = op;
+    return reinterpret_cast<HCS_OPERATION>(op->handle);
+  } catch (...) {
+    return nullptr;
+  }
+}
+
+OpPtr findOperation(HCS_OPERATION handle) {
+  OpTable &t = opTable();
+  std::lock_guard<std::mutex> lock(t.m);
+  auto it = t.ops.find(reinterpret_cast<uintptr_t>(handle));
+  return it == t.ops.end() ? nullptr : it->second;
+}
+
+bool closeOperation(HCS_OPERATION handle) {
+  OpPtr op;
+  {
+    OpTable &t = opTable();
+    std::lock_guard<std::mutex> lock(t.m);
+    auto it = t.ops.find(reinterpret_cast<uintptr_t>(handle));
+    if (it == t.ops.end()) return false;
+    op = it->second;
+    t.ops.erase(it);
+  }
+  std::lock_guard<std::mutex> lock(op->m);
+  op->closed = true;
+  op->callback = nullptr;
+  op->context = nullptr;
+  return true;
+}
+
+HRESULT startOperation(const OpPtr &op, const std::string &fn, OpWork work, bool hang) {
+  {
+    std::lock_guard<std::mutex> lock(op->m);
+    if (op->st != Operation::St::NotStarted) return HCS_E_OPERATION_ALREADY_STARTED;
+    op->st = Operation::St::Queued;
+    op->fn = fn;
+    op->work = std::move(work);
+  }
+  admit(op, hang);
+  return HCS_S_OK;
+}
+
+HRESULT cancelOperation(const OpPtr &op) {
+  {
+    std::lock_guard<std::mutex> lock(op->m);
+    if (op->st == Operation::St::NotStarted) return HCS_E_OPERATION_NOT_STARTED;
+    if (op->st != Operation::St::Queued || op->cancelRequested) return HCS_S_OK;
+    op->cancelRequested = true;
+  }
+  expedite(op);
+  return HCS_S_OK;
+}
+
+void terminateQueuedOperations() {
+  std::vector<OpPtr> ops;
+  {
+    Scheduler &s = sched();
+    std::lock_guard<std::mutex> lock(s.m);
+    ops.assign(s.pending.begin(), s.pending.end());
+  }
+  for (const auto &op : ops) {
+    {
+      std::lock_guard<std::mutex> lock(op->m);
+      if (op->st != Operation::St::Queued) continue;
+      op->terminated = true;
+    }
+    expedite(op);
+  }
+}
+
+void setConcurrencyLimit(int limit) {
+  Scheduler &s = sched();
+  std::lock_guard<std::mutex> lock(s.m);
+  s.limit = limit < 0 ? 0 : limit;
+  admitWaitingLocked();
+}
+
+SchedulerStats schedulerStats() {
+  Scheduler &s = sched();
+  std::lock_guard<std::mutex> lock(s.m);
+  int waiting = 0;
+  for (const auto &op : s.fifo)
+    if (op->phase == Operation::Phase::Fifo) ++waiting;
+  return SchedulerStats{s.executing, s.maxExecuting, waiting};
+}
+
+void resetSchedulerStats() {
+  Scheduler &s = sched();
+  std::lock_guard<std::mutex> lock(s.m);
+  s.maxExecuting = s.executing;
+}
+
+std::string errorDocument(HRESULT hr, const std::string &message, const std::string &fn) {
+  Json ev = Json::object();
+  ev.set("Message", Json::string(message));
+  ev.set("Provider", Json::string("hcssim"));
+  ev.set("EventId", Json::number(static_cast<uint32_t>(hr) & 0xFFFFu));
+  ev.set("Source", Json::string(fn));
+  Json events = Json::array();
+  events.push(ev);
+  Json doc = Json::object();
+  doc.set("Error", Json::number(hr));
+  doc.set("ErrorMessage", Json::string(message));
+  doc.set("ErrorEvents", events);
+  return toJson(doc);
+}
+
+}  // namespace hcssim

@@ -1,0 +1,89 @@
+// Operations, the HCS-side scheduler (latency, concurrency limit, FIFO admission, hang/cancel) and
+// the worker pool that applies operations and invokes completion callbacks.
+//
+// Lock order: never hold any simulator mutex while invoking a completion callback. The scheduler
+// mutex, an operation's mutex and the pool mutex are leaf locks (no callbacks, no model access).
+#ifndef HCSSIM_SCHEDULER_H
+#define HCSSIM_SCHEDULER_H
+
+#include <condition_variable>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <mutex>
+#include <string>
+
+#include "computecore.h"
+#include "json.h"
+
+namespace hcssim {
+
+struct OpOutcome {
+  HRESULT hr = 0;
+  std::string doc;  // success result document (UTF-8 JSON), empty for none
+  std::string message;  // failure message
+};
+
+using OpWork = std::function<OpOutcome()>;
+
+struct Operation {
+  enum class St { NotStarted, Queued, Running, Done };
+  enum class Phase { None, Hung, Fifo, Timer, Dispatched };
+
+  uintptr_t handle = 0;
+  // guarded by m
+  std::mutex m;
+  std::condition_variable cv;
+  const void *context = nullptr;
+  HCS_OPERATION_COMPLETION callback = nullptr;
+  St st = St::NotStarted;
+  bool cancelRequested = false;
+  bool terminated = false;
+  bool closed = false;
+  HRESULT hr = 0;
+  std::u16string doc;
+  bool hasDoc = false;
+  // set once before the op is started, then read only by the worker
+  std::string fn;
+  OpWork work;
+  std::function<void()> onNotApplied;  // run by the worker when the op is cancelled / terminated
+  bool traceWanted = false;
+  bool traceHasId = false;
+  std::string traceId;
+  Json traceDoc;
+  double latencyMs = 0;
+  // guarded by the scheduler mutex
+  Phase phase = Phase::None;
+  bool holdsSlot = false;
+};
+
+using OpPtr = std::shared_ptr<Operation>;
+
+// Handle table.
+HCS_OPERATION registerOperation(const void *context, HCS_OPERATION_COMPLETION callback);
+OpPtr findOperation(HCS_OPERATION handle);
+// Removes the handle; the callback is detached (never invoked afterwards).
+bool closeOperation(HCS_OPERATION handle);
+
+// Starts an operation (NotStarted -> Queued) with its work; returns
+// HCS_E_OPERATION_ALREADY_STARTED if it was used before. hang: parked until cancelled.
+HRESULT startOperation(const OpPtr &op, const std::string &fn, OpWork work, bool hang);
+HRESULT cancelOperation(const OpPtr &op);
+// Completes every queued (not yet applied) operation with HCS_E_TERMINATED.
+void terminateQueuedOperations();
+void setConcurrencyLimit(int limit);
+
+struct SchedulerStats {
+  int executing;
+  int maxExecuting;
+  int waiting;
+};
+SchedulerStats schedulerStats();
+void resetSchedulerStats();
+
+// Builds the failure result document.
+std::string errorDocument(HRESULT hr, const std::string &message, const std::string &fn);
+
+}  // namespace hcssim
+
+#endif

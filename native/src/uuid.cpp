@@ -1,0 +1,135 @@
+#include "uuid.h"
+
+#include <cstring>
+#include <vector>
+
+namespace hcssim {
+
+namespace {
+inline uint32_t rol(uint32_t v, int n) { return (v << n) | (v >> (32 - n)); }
+}  // namespace
+
+std::array<uint8_t, 20> sha1(const void *data, size_t size) {
+  uint32_t h[5] = {0x67452301u, 0xEFCDAB89u, 0x98BADCFEu, 0x10325476u, 0xC3D2E1F0u};
+  std::vector<uint8_t> msg(static_cast<const uint8_t *>(data), static_cast<const uint8_t *>(data) + size);
+  uint64_t bitLen = static_cast<uint64_t>(size) * 8;
+  msg.push_back(0x80);
+  while (msg.size() % 64 != 56) msg.push_back(0);
+  for (int i = 7; i >= 0; --i) msg.push_back(static_cast<uint8_t>(bitLen >> (i * 8)));
+  for (size_t off = 0; off < msg.size(); off += 64) {
+    uint32_t w[80];
+    for (int i = 0; i < 16; ++i)
+      w[i] = (uint32_t(msg[off + 4 * i]) << 24) | (uint32_t(msg[off + 4 * i + 1]) << 16) |
+             (uint32_t(msg[off + 4 * i + 2]) << 8) | uint32_t(msg[off + 4 * i + 3]);
+    for (int i = 16; i < 80; ++i) w[i] = rol(w[i - 3] ^ w[i - 8] ^ w[i - 14] ^ w[i - 16], 1);
+    uint32_t a = h[0], b = h[1], c = h[2], d = h[3], e = h[4];
+    for (int i = 0; i < 80; ++i) {
+      uint32_t f, k;
+      if (i < 20) {
+        f = (b & c) | (~b & d);
+        k = 0x5A827999u;
+      } else if (i < 40) {
+        f = b ^ c ^ d;
+        k = 0x6ED9EBA1u;
+      } else if (i < 60) {
+        f = (b & c) | (b & d) | (c & d);
+        k = 0x8F1BBCDCu;
+      } else {
+        f = b ^ c ^ d;
+        k = 0xCA62C1D6u;
+      }
+      uint32_t t = rol(a, 5) + f + e + k + w[i];
+      e = d;
+      d = c;
+      c = rol(b, 30);
+      b = a;
+      a = t;
+    }
+    h[0] += a;
+    h[1] += b;
+    h[2] += c;
+    h[3] += d;
+    h[4] += e;
+  }
+  std::array<uint8_t, 20> out{};
+  for (int i = 0; i < 5; ++i)
+    for (int j = 0; j < 4; ++j) out[4 * i + j] = static_cast<uint8_t>(h[i] >> (24 - 8 * j));
+  return out;
+}
+
+std::string sha1Hex(const std::string &data) {
+  static const char *hex = "0123456789abcdef";
+  auto d = sha1(data.data(), data.size());
+  std::string s;
+  for (uint8_t b : d) {
+    s += hex[b >> 4];
+    s += hex[b & 15];
+  }
+  return s;
+}
+
+bool parseUuid(const std::string &textIn, UuidBytes &out) {
+  std::string text = textIn;
+  if (text.size() == 38 && text.front() == '{' && text.back() == '}') text = text.substr(1, 36);
+  if (text.size() != 36) return false;
+  int bi = 0;
+  for (size_t i = 0; i < 36;) {
+    if (i == 8 || i == 13 || i == 18 || i == 23) {
+      if (text[i] != '-') return false;
+      ++i;
+      continue;
+    }
+    int v = 0;
+    for (int k = 0; k < 2; ++k) {
+      char c = text[i + k];
+      v <<= 4;
+      if (c >= '0' && c <= '9') v |= c - '0';
+      else if (c >= 'a' && c <= 'f') v |= c - 'a' + 10;
+      else if (c >= 'A' && c <= 'F') v |= c - 'A' + 10;
+      else return false;
+    }
+    if (i + 1 == 8 || i + 1 == 13 || i + 1 == 18 || i + 1 == 23) return false;
+    out[bi++] = static_cast<uint8_t>(v);
+    i += 2;
+  }
+  return bi == 16;
+}
+
+std::string formatUuid(const UuidBytes &u) {
+  static const char *hex = "0123456789abcdef";
+  std::string s;
+  for (int i = 0; i < 16; ++i) {
+    if (i == 4 || i == 6 || i == 8 || i == 10) s += '-';
+    s += hex[u[i] >> 4];
+    s += hex[u[i] & 15];
+  }
+  return s;
+}
+
+UuidBytes uuidV5(const UuidBytes &ns, const std::string &name) {
+  std::string buf(reinterpret_cast<const char *>(ns.data()), 16);
+  buf += name;
+  auto d = sha1(buf.data(), buf.size());
+  UuidBytes u{};
+  std::memcpy(u.data(), d.data(), 16);
+  u[6] = static_cast<uint8_t>((u[6] & 0x0F) | 0x50);
+  u[8] = static_cast<uint8_t>((u[8] & 0x3F) | 0x80);
+  return u;
+}
+
+GUID uuidToGuid(const UuidBytes &u) {
+  GUID g;
+  g.Data1 = (uint32_t(u[0]) << 24) | (uint32_t(u[1]) << 16) | (uint32_t(u[2]) << 8) | uint32_t(u[3]);
+  g.Data2 = static_cast<uint16_t>((u[4] << 8) | u[5]);
+  g.Data3 = static_cast<uint16_t>((u[6] << 8) | u[7]);
+  for (int i = 0; i < 8; ++i) g.Data4[i] = u[8 + i];
+  return g;
+}
+
+std::string canonicalGuid(const std::string &text) {
+  UuidBytes u;
+  if (!parseUuid(text, u)) return std::string();
+  return formatUuid(u);
+}
+
+}  // namespace hcssim

@@ -1,0 +1,79 @@
+// JSON parser / serializer and UTF-16 conversion tests.
+#include <string>
+
+#include "harness.h"
+#include "json.h"
+
+using hcssim::Json;
+
+static bool parses(const std::string &s) {
+  Json j;
+  std::string err;
+  return hcssim::parseJson(s, j, err);
+}
+
+TEST(json_round_trip_values) {
+  const char *docs[] = {"null", "true", "false", "0", "-1", "3.5", "1e+300", "-2143878898", "4294967295",
+                        "9007199254740991", "\"\"", "[]", "{}", "[1,[2,[3,{}]]]",
+                        "{\"a\":1,\"b\":[true,false,null],\"c\":{\"d\":\"e\"}}"};
+  for (const char *d : docs) {
+    Json j;
+    std::string err;
+    CHECK(hcssim::parseJson(d, j, err));
+    Json again;
+    CHECK(hcssim::parseJson(hcssim::toJson(j), again, err));
+    CHECK(j == again);
+  }
+  Json j;
+  std::string err;
+  CHECK(hcssim::parseJson("{\"a\":0.1}", j, err));
+  CHECK_EQ(hcssim::toJson(j), std::string("{\"a\":0.1}"));
+  CHECK(hcssim::parseJson(" \t\r\n{ \"k\" : [ 1 , 2 ] } \n", j, err));
+  CHECK_EQ(hcssim::toJson(j), std::string("{\"k\":[1,2]}"));
+}
+
+TEST(json_escapes) {
+  Json j;
+  std::string err;
+  CHECK(hcssim::parseJson(R"("\"\\\/\b\f\n\r\t\u0001\u00e9\u20ac\ud83d\ude00")", j, err));
+  CHECK_EQ(j.asString(), std::string("\"\\/\b\f\n\r\t\x01\xC3\xA9\xE2\x82\xAC\xF0\x9F\x98\x80"));
+  CHECK_EQ(hcssim::toJson(j), std::string("\"\\\"\\\\/\\b\\f\\n\\r\\t\\u0001\xC3\xA9\xE2\x82\xAC\xF0\x9F\x98\x80\""));
+}
+
+TEST(json_rejects_malformed) {
+  const char *bad[] = {"", " ", "{", "}", "[1,]", "{\"a\":}", "{\"a\" 1}", "{a:1}", "[1 2]", "01", "1.", ".5", "-",
+                       "1e", "+1", "tru", "nul", "\"abc", "\"\\x\"", "\"\\u12G4\"", "\"a\nb\"", "{} {}", "[1]]",
+                       "\"\\u12\"", "NaN", "Infinity", "'a'", "{\"a\":1,}", "\x80"};
+  for (const char *b : bad) {
+    if (parses(b)) t::report(__FILE__, __LINE__, std::string("accepted malformed: ") + b);
+  }
+  std::string deep(600, '[');
+  deep += std::string(600, ']');
+  CHECK(!parses(deep));
+}
+
+TEST(utf16_round_trip_with_surrogates) {
+  std::u16string s = u"C:\\p\"q\\\u00e9\u4e2d\U0001F600\U00010348\x01\t";
+  std::string utf8 = hcssim::utf16ToUtf8(s);
+  CHECK(hcssim::utf8ToUtf16(utf8) == s);
+  // lone surrogates survive (WTF-8 internally, \u escapes in JSON)
+  std::u16string lone;
+  lone += char16_t(0xD800);
+  lone += u'x';
+  lone += char16_t(0xDC01);
+  std::string l8 = hcssim::utf16ToUtf8(lone);
+  CHECK(hcssim::utf8ToUtf16(l8) == lone);
+  std::string json = hcssim::toJson(Json::string(l8));
+  CHECK_EQ(json, std::string("\"\\ud800x\\udc01\""));
+  Json back;
+  std::string err;
+  CHECK(hcssim::parseJson(json, back, err));
+  CHECK(hcssim::utf8ToUtf16(back.asString()) == lone);
+  // a full document with awkward strings round-trips through UTF-16
+  Json doc = Json::object();
+  doc.set("Path", Json::string(utf8));
+  std::u16string wire = hcssim::utf8ToUtf16(hcssim::toJson(doc));
+  Json parsed;
+  CHECK(hcssim::parseJson(hcssim::utf16ToUtf8(wire), parsed, err));
+  CHECK(hcssim::utf8ToUtf16(parsed.get("Path")->asString()) == s);
+}

@@ -1,0 +1,258 @@
+// Operation semantics, compute-system lifecycle and properties through the C API.
+#include <atomic>
+#include <chrono>
+#include <condition_variable>
+#include <mutex>
+#include <thread>
+
+#include "harness.h"
+
+using hcssim::Json;
+
+namespace {
+struct CallbackProbe {
+  std::mutex m;
+  std::condition_variable cv;
+  int calls = 0;
+  HCS_OPERATION seen = nullptr;
+  HRESULT hrInside = 0;
+  std::string docInside;
+  std::thread::id thread;
+};
+
+void HCS_CALL probeCallback(HCS_OPERATION op, void *ctx) {
+  auto *p = static_cast<CallbackProbe *>(ctx);
+  // calls back into the library from inside the callback
+  PWSTR doc = nullptr;
+  HRESULT hr = HcsGetOperationResult(op, &doc);
+  std::string d = doc ? hcssim::utf16ToUtf8(doc) : std::string();
+  if (doc) LocalFree(doc);
+  HcsCloseOperation(op);
+  std::lock_guard<std::mutex> lock(p->m);
+  p->calls++;
+  p->seen = op;
+  p->hrInside = hr;
+  p->docInside = d;
+  p->thread = std::this_thread::get_id();
+  p->cv.notify_all();
+}
+
+bool waitCalls(CallbackProbe &p, int n, int ms = 5000) {
+  std::unique_lock<std::mutex> lock(p.m);
+  return p.cv.wait_for(lock, std::chrono::milliseconds(ms), [&] { return p.calls >= n; });
+}
+}  // namespace
+
+TEST(lifecycle_and_properties) {
+  HCS_SYSTEM sys = t::createSystem("vm-1", t::lcowDoc());
+  CHECK(sys != nullptr);
+  auto q = t::u16("");
+  t::Result r = t::run([&](HCS_OPERATION op) { return HcsGetComputeSystemProperties(sys, op, nullptr); });
+  CHECK_HR(r.hr, 0);
+  Json p = r.json();
+  CHECK_EQ(p.get("Id")->asString(), std::string("vm-1"));
+  CHECK_EQ(p.get("State")->asString(), std::string("Created"));
+  CHECK_EQ(p.get("SystemType")->asString(), std::string("VirtualMachine"));
+  CHECK_EQ(p.get("Owner")->asString(), std::string("test"));
+  CHECK(p.get("SimulatorState") == nullptr);
+  // modify before start -> invalid state
+  t::Result m = t::modify(sys, R"({"ResourcePath":"VirtualMachine/Devices/Plan9/Shares","RequestType":"Add","Settings":{"Name":"0","Path":"C:\\x","Port":564}})");
+  CHECK_HR(m.hr, HCS_E_INVALID_STATE);
+  CHECK(m.json().get("Error")->asInt() == HCS_E_INVALID_STATE);
+  CHECK_HR(t::run([&](HCS_OPERATION op) { return HcsStartComputeSystem(sys, op, nullptr); }).hr, 0);
+  CHECK_HR(t::run([&](HCS_OPERATION op) { return HcsStartComputeSystem(sys, op, nullptr); }).hr, HCS_E_INVALID_STATE);
+  // duplicate id
+  t::createSystem("vm-1", t::lcowDoc(), HCS_E_SYSTEM_ALREADY_EXISTS);
+  // open a second handle
+  HCS_SYSTEM h2 = nullptr;
+  auto id = t::u16("vm-1");
+  CHECK_HR(HcsOpenComputeSystem(id.c_str(), HCS_GENERIC_ALL, &h2), 0);
+  auto nope = t::u16("nope");
+  HCS_SYSTEM h3 = nullptr;
+  CHECK_HR(HcsOpenComputeSystem(nope.c_str(), HCS_GENERIC_ALL, &h3), HCS_E_SYSTEM_NOT_FOUND);
+  // enumerate
+  t::Result e = t::run([&](HCS_OPERATION op) { return HcsEnumerateComputeSystems(nullptr, op); });
+  CHECK_HR(e.hr, 0);
+  Json list = e.json();
+  CHECK(list.isArray() && list.items().size() == 1);
+  CHECK_EQ(list.items()[0].get("State")->asString(), std::string("Running"));
+  // terminate, then terminate again
+  CHECK_HR(t::run([&](HCS_OPERATION op) { return HcsTerminateComputeSystem(h2, op, nullptr); }).hr, 0);
+  CHECK_HR(t::run([&](HCS_OPERATION op) { return HcsShutDownComputeSystem(sys, op, nullptr); }).hr, HCS_E_SYSTEM_ALREADY_STOPPED);
+  // still registered while handles are open
+  HCS_SYSTEM h4 = nullptr;
+  CHECK_HR(HcsOpenComputeSystem(id.c_str(), HCS_GENERIC_ALL, &h4), 0);
+  HcsCloseComputeSystem(h4);
+  HcsCloseComputeSystem(h2);
+  HcsCloseComputeSystem(sys);
+  CHECK_HR(HcsOpenComputeSystem(id.c_str(), HCS_GENERIC_ALL, &h4), HCS_E_SYSTEM_NOT_FOUND);
+  // closed handle
+  CHECK_HR(t::run([&](HCS_OPERATION op) { return HcsStartComputeSystem(sys, op, nullptr); }).hr, HCS_E_HANDLE);
+}
+
+TEST(create_validation) {
+  const char *bad[] = {
+      "not json",
+      "[]",
+      R"({"VirtualMachine":{}})",
+      R"({"SchemaVersion":{"Major":"2","Minor":1},"VirtualMachine":{}})",
+      R"({"SchemaVersion":{"Major":2,"Minor":1}})",
+      R"({"SchemaVersion":{"Major":2,"Minor":1},"VirtualMachine":{"Devices":[]}})",
+      R"({"SchemaVersion":{"Major":2,"Minor":1},"VirtualMachine":{"Devices":{"Scsi":{"nope":{}}}}})",
+      R"({"SchemaVersion":{"Major":2,"Minor":1},"VirtualMachine":{"Devices":{"Scsi":{"df6d0690-79e5-55b6-a5ec-c1e2f77f580a":{"Attachments":{"0":{"Type":"Floppy","Path":"x"}}}}}}})",
+      R"({"SchemaVersion":{"Major":2,"Minor":1},"VirtualMachine":{"Devices":{"Scsi":{"df6d0690-79e5-55b6-a5ec-c1e2f77f580a":{"Attachments":{"0":{"Type":"VirtualDisk"}}}}}}})",
+      R"({"SchemaVersion":{"Major":2,"Minor":1},"VirtualMachine":{"Devices":{"VirtualPMem":{"MaximumCount":"4"}}}})",
+      R"({"SchemaVersion":{"Major":2,"Minor":1},"VirtualMachine":{"Devices":{"VirtualSmb":{"Shares":{}}}}})",
+      R"({"SchemaVersion":{"Major":2,"Minor":1},"VirtualMachine":{"Devices":{"Plan9":{"Shares":[{"Name":"0"}]}}}})",
+      R"({"SchemaVersion":{"Major":2,"Minor":1},"VirtualMachine":{"Devices":{"VirtualPMem":{"MaximumCount":4,"Bogus":1}}}})",
+  };
+  int i = 0;
+  for (const char *doc : bad) {
+    HCS_SYSTEM s = t::createSystem("bad-" + std::to_string(i++), doc, HCS_E_INVALID_JSON);
+    if (s) HcsCloseComputeSystem(s);
+  }
+  const char *badValues[] = {
+      R"({"SchemaVersion":{"Major":2,"Minor":1},"VirtualMachine":{"Devices":{"VirtualPMem":{"MaximumCount":129}}}})",
+      R"({"SchemaVersion":{"Major":2,"Minor":1},"VirtualMachine":{"Devices":{"VirtualPMem":{"MaximumCount":4,"MaximumSizeBytes":4097}}}})",
+      R"({"SchemaVersion":{"Major":2,"Minor":1},"VirtualMachine":{"Devices":{"Scsi":{"df6d0690-79e5-55b6-a5ec-c1e2f77f580a":{"Attachments":{"64":{"Type":"VirtualDisk","Path":"x"}}}}}}})",
+  };
+  for (const char *doc : badValues) {
+    HCS_SYSTEM s = t::createSystem("badv-" + std::to_string(i++), doc, HCS_E_INVALIDARG);
+    if (s) HcsCloseComputeSystem(s);
+  }
+  // a failed create leaves nothing behind and its handle reports not-found
+  HCS_SYSTEM s = t::createSystem("failed", "{}", HCS_E_INVALID_JSON);
+  CHECK_HR(t::run([&](HCS_OPERATION op) { return HcsStartComputeSystem(s, op, nullptr); }).hr, HCS_E_SYSTEM_NOT_FOUND);
+  HcsCloseComputeSystem(s);
+  t::Result e = t::run([&](HCS_OPERATION op) { return HcsEnumerateComputeSystems(nullptr, op); });
+  CHECK_EQ(e.json().items().size(), static_cast<size_t>(0));
+  // unknown Devices keys are ignored; known ones with the wrong type are rejected
+  HCS_SYSTEM ok = t::createSystem("ok", R"({"SchemaVersion":{"Major":2,"Minor":1},"VirtualMachine":{"Devices":{"ComPorts":{"0":{}},"Keyboard":{}}}})");
+  HcsCloseComputeSystem(ok);
+}
+
+TEST(operation_state_errors) {
+  HCS_OPERATION op = HcsCreateOperation(nullptr, nullptr);
+  CHECK(op != nullptr);
+  PWSTR doc = reinterpret_cast<PWSTR>(1);
+  CHECK_HR(HcsGetOperationResult(op, &doc), HCS_E_OPERATION_NOT_STARTED);
+  CHECK(doc == nullptr);
+  CHECK_HR(HcsWaitForOperationResult(op, 10, nullptr), HCS_E_OPERATION_NOT_STARTED);
+  t::configure(R"({"latencyMs": 200})");
+  CHECK_HR(HcsEnumerateComputeSystems(nullptr, op), 0);
+  CHECK_HR(HcsEnumerateComputeSystems(nullptr, op), HCS_E_OPERATION_ALREADY_STARTED);
+  CHECK_HR(HcsGetOperationResult(op, &doc), HCS_E_OPERATION_PENDING);
+  auto t0 = std::chrono::steady_clock::now();
+  CHECK_HR(HcsWaitForOperationResult(op, 20, &doc), HCS_E_OPERATION_TIMEOUT);
+  CHECK(std::chrono::steady_clock::now() - t0 >= std::chrono::milliseconds(19));
+  CHECK_HR(HcsWaitForOperationResult(op, HCS_INFINITE, &doc), 0);
+  CHECK(doc != nullptr);
+  if (doc) CHECK_EQ(hcssim::utf16ToUtf8(doc), std::string("[]"));
+  LocalFree(doc);
+  CHECK_HR(HcsCancelOperation(op), 0);  // completed: no effect
+  CHECK_HR(HcsWaitForOperationResult(op, 0, nullptr), 0);
+  HcsCloseOperation(op);
+  CHECK_HR(HcsGetOperationResult(op, nullptr), HCS_E_HANDLE);
+  CHECK_HR(HcsCancelOperation(op), HCS_E_HANDLE);
+  CHECK_HR(HcsSetOperationCallback(op, nullptr, nullptr), HCS_E_HANDLE);
+  HcsCloseOperation(op);  // double close is harmless
+  CHECK_HR(HcsEnumerateComputeSystems(nullptr, nullptr), HCS_E_HANDLE);
+}
+
+TEST(completion_callback_on_worker_thread) {
+  t::configure(R"({"latencyMs": 5})");
+  CallbackProbe probe;
+  HCS_OPERATION op = HcsCreateOperation(&probe, probeCallback);
+  CHECK_HR(HcsEnumerateComputeSystems(nullptr, op), 0);
+  CHECK(waitCalls(probe, 1));
+  CHECK_EQ(probe.calls, 1);
+  CHECK(probe.seen == op);
+  CHECK_HR(probe.hrInside, 0);
+  CHECK_EQ(probe.docInside, std::string("[]"));
+  CHECK(probe.thread != std::this_thread::get_id());
+  // SetOperationCallback before start
+  CallbackProbe p2;
+  HCS_OPERATION op2 = HcsCreateOperation(nullptr, nullptr);
+  CHECK_HR(HcsSetOperationCallback(op2, &p2, probeCallback), 0);
+  HCS_SYSTEM s = nullptr;
+  auto id = t::u16("cb");
+  auto doc = t::u16("{bad");
+  CHECK_HR(HcsCreateComputeSystem(id.c_str(), doc.c_str(), op2, nullptr, &s), 0);
+  CHECK_HR(HcsSetOperationCallback(op2, &p2, probeCallback), HCS_E_OPERATION_ALREADY_STARTED);
+  CHECK(waitCalls(p2, 1));
+  CHECK_HR(p2.hrInside, HCS_E_INVALID_JSON);
+  Json err;
+  std::string e;
+  CHECK(hcssim::parseJson(p2.docInside, err, e));
+  CHECK(err.get("Error") && err.get("Error")->asInt() == HCS_E_INVALID_JSON);
+  CHECK(err.get("ErrorMessage") && err.get("ErrorMessage")->isString());
+  const Json *events = err.get("ErrorEvents");
+  CHECK(events && events->isArray() && events->items().size() == 1);
+  if (events && events->items().size() == 1) {
+    CHECK_EQ(events->items()[0].get("Provider")->asString(), std::string("hcssim"));
+    CHECK_EQ(events->items()[0].get("Source")->asString(), std::string("HcsCreateComputeSystem"));
+  }
+  HcsCloseComputeSystem(s);
+}
+
+TEST(cancel_and_close_pending) {
+  t::configure(R"({"latencyMs": 300})");
+  CallbackProbe probe;
+  HCS_OPERATION op = HcsCreateOperation(&probe, probeCallback);
+  CHECK_HR(HcsCancelOperation(op), HCS_E_OPERATION_NOT_STARTED);
+  HCS_SYSTEM s = nullptr;
+  auto id = t::u16("cancelled");
+  auto doc = t::u16(t::lcowDoc());
+  CHECK_HR(HcsCreateComputeSystem(id.c_str(), doc.c_str(), op, nullptr, &s), 0);
+  CHECK_HR(HcsCancelOperation(op), 0);
+  CHECK(waitCalls(probe, 1, 200));  // completes promptly, not after the latency
+  CHECK_HR(probe.hrInside, E_ABORT_HR);
+  // the create was not applied
+  HCS_SYSTEM h = nullptr;
+  CHECK_HR(HcsOpenComputeSystem(id.c_str(), HCS_GENERIC_ALL, &h), HCS_E_SYSTEM_NOT_FOUND);
+  HcsCloseComputeSystem(s);
+  // closing a pending operation detaches its callback
+  CallbackProbe p2;
+  HCS_OPERATION op2 = HcsCreateOperation(&p2, probeCallback);
+  t::configure(R"({"latencyMs": 20})");
+  CHECK_HR(HcsEnumerateComputeSystems(nullptr, op2), 0);
+  HcsCloseOperation(op2);
+  std::this_thread::sleep_for(std::chrono::milliseconds(60));
+  CHECK_EQ(p2.calls, 0);
+}
+
+TEST(handle_and_argument_errors) {
+  HCS_SYSTEM bogus = reinterpret_cast<HCS_SYSTEM>(0x1234);
+  HCS_OPERATION op = HcsCreateOperation(nullptr, nullptr);
+  CHECK_HR(HcsStartComputeSystem(bogus, op, nullptr), HCS_E_HANDLE);
+  CHECK_HR(HcsModifyComputeSystem(bogus, op, u"{}", nullptr), HCS_E_HANDLE);
+  CHECK_HR(HcsGetComputeSystemProperties(bogus, op, nullptr), HCS_E_HANDLE);
+  CHECK_HR(HcsSetComputeSystemCallback(bogus, 0, nullptr, nullptr), HCS_E_HANDLE);
+  HCS_SYSTEM s = nullptr;
+  CHECK_HR(HcsCreateComputeSystem(nullptr, u"{}", op, nullptr, &s), HCS_E_INVALIDARG);
+  CHECK_HR(HcsCreateComputeSystem(u"x", nullptr, op, nullptr, &s), HCS_E_INVALIDARG);
+  CHECK_HR(HcsCreateComputeSystem(u"x", u"{}", op, nullptr, nullptr), HCS_E_POINTER);
+  CHECK_HR(HcsOpenComputeSystem(u"x", HCS_GENERIC_ALL, nullptr), HCS_E_POINTER);
+  CHECK_HR(HcsGetOperationResult(op, nullptr), HCS_E_OPERATION_NOT_STARTED);  // untouched by the failures
+  HcsCloseOperation(op);
+  HcsCloseComputeSystem(bogus);  // no crash
+  CHECK(LocalFree(nullptr) == nullptr);
+}
+
+TEST(grants) {
+  auto vm = t::u16("vm");
+  auto path = t::u16("C:\\scratch \"q\"\\sandbox.vhdx");
+  CHECK_HR(HcsGrantVmAccess(vm.c_str(), path.c_str()), 0);
+  CHECK_HR(HcsGrantVmAccess(vm.c_str(), path.c_str()), 0);  // idempotent
+  HCS_SYSTEM s = t::createRunning("vm", t::lcowDoc());
+  Json st = t::simState(s);
+  const Json *access = st.get("VmAccess");
+  CHECK(access && access->items().size() == 1);
+  if (access && access->items().size() == 1)
+    CHECK(hcssim::utf8ToUtf16(access->items()[0].get("Path")->asString()) == path);
+  CHECK_HR(HcsRevokeVmAccess(vm.c_str(), path.c_str()), 0);
+  CHECK_HR(HcsRevokeVmAccess(vm.c_str(), path.c_str()), HCS_E_NOT_FOUND);
+  CHECK_HR(HcsGrantVmAccess(nullptr, path.c_str()), HCS_E_INVALIDARG);
+  CHECK_EQ(t::simState(s).get("VmAccess")->items().size(), static_cast<size_t>(0));
+  HcsCloseComputeSystem(s);
+}

@@ -1,0 +1,44 @@
+import type { GuestOs, ResourceInfo } from '../devices/device-types.js';
+import type { ContainerEntry } from '../oci/mount-applier.js';
+import type { OciSpec } from '../oci/oci-spec.js';
+import type { ScenarioUvmOptions } from './scenario.js';
+
+/** One allocated container, as the run command holds it. */
+export interface RunContainer {
+  /** The rewritten spec (guest paths). */
+  readonly spec: OciSpec;
+  /** WCOW: the MappedDirectory / MappedPipe entries of the shim's container document. */
+  readonly containerEntries: readonly ContainerEntry[];
+  /** Releases every resource of the container (reverse order, retryable). */
+  release(): Promise<void>;
+}
+
+/** A created and started UVM, as the run command drives it. */
+export interface RunUvm {
+  readonly id: string;
+  readonly os: GuestOs;
+  /** Every live resource of every manager. */
+  describe(): ResourceInfo[];
+  allocateContainer(spec: OciSpec, containerId: string): Promise<RunContainer>;
+  /**
+   * Removes the shares a manager keeps after their last release (idle direct-mapped VSMB shares,
+   * kept while a guest handle might still be open). Called once every container is released;
+   * resolves with how many were removed.
+   */
+  removeIdleShares(): Promise<number>;
+  /** The simulator's `SimulatorState.HotAdded`; null against real HCS. */
+  hotAdded(): Promise<number | null>;
+  /**
+   * Terminates the UVM (when `terminate`) and closes its handle. Without `terminate` the compute
+   * system keeps running: on real HCS until someone terminates it, on the in-process simulator
+   * until the process exits.
+   */
+  close(options: { terminate: boolean }): Promise<void>;
+}
+
+/** How the run command gets a UVM: the library over HCS (or the simulator), or a fake in unit tests. */
+export interface RunBackend {
+  readonly kind: 'simulator' | 'hcs';
+  /** Creates and starts a UVM. */
+  createUvm(options: ScenarioUvmOptions): Promise<RunUvm>;
+}

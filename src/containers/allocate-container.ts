@@ -1,0 +1,199 @@
+/**
+ * Container allocation: "give this container its rootfs and its mounts inside this UVM, rewrite
+ * its OCI spec to guest paths — and later take all of it away".
+ *
+ * Order: validate and plan everything first (container id, layer inputs, every mount: no HCS call,
+ * so bad input fails with nothing attached), then acquire the rootfs, then the mounts. Any failure
+ * releases everything acquired so far.
+ */
+import { UvmError } from '../core/errors.js';
+import type { Logger } from '../core/logger.js';
+import { ReleaseStack } from '../core/release-stack.js';
+import type { DeviceAcquireOptions, GuestOs, UvmDevices } from '../devices/device-types.js';
+import { validate } from '../devices/validation.js';
+import type { ComposedLayersInfo } from '../layers/composed-layers.js';
+import { hasLayerInputs, parseLayerInputs, type LayerInputs } from '../layers/layer-inputs.js';
+import { SCSI_LUNS_PER_CONTROLLER } from '../devices/resource-paths.js';
+import { planLcowLayers, planWcowLayers, type LayerPlan, type SlotsLeft } from '../layers/layer-plan.js';
+import { composeLcowLayers } from '../layers/lcow-layer-composer.js';
+import { composeWcowLayers } from '../layers/wcow-layer-composer.js';
+import { addErrorDetails } from '../oci/container-paths.js';
+import { applyMountPlan, type ContainerEntry } from '../oci/mount-applier.js';
+import { planMounts, type PlannedMount } from '../oci/mount-planner.js';
+import type { OciSpec, RootfsMount } from '../oci/oci-spec.js';
+import { validateContainerId } from './container-id.js';
+import { ContainerResources } from './container-resources.js';
+import { heldResource, type HeldResource } from './held-resource.js';
+
+export interface AllocateContainerOptions extends DeviceAcquireOptions {
+  containerId: string;
+  /** containerd rootfs mounts (`lcow-layer`, `lcow-partitioned-layer`, `windows-layer`), instead of `windows.layerFolders`. */
+  rootfs?: RootfsMount[];
+  /** LCOW: dm-crypt the scratch (formatted xfs). */
+  encryptScratch?: boolean;
+  logger?: Logger;
+}
+
+export interface AllocatedContainer {
+  /**
+   * A deep copy of the input spec with `root.path` set to the guest rootfs and each attached
+   * mount's `source` set to its guest path (LCOW disk mounts: `type` `none`, or `bind` for a
+   * `blockdev://` destination; WCOW device mounts: `type` removed). Everything else is unchanged.
+   */
+  spec: OciSpec;
+  resources: ContainerResources;
+  /** WCOW: MappedDirectory / MappedPipe entries for the shim's container document (empty on LCOW). */
+  containerEntries: ContainerEntry[];
+}
+
+/** How the rootfs is provided. */
+export type RootfsSource =
+  | { kind: 'layers'; inputs: LayerInputs }
+  /** LCOW without layers: `root.path` shared through Plan9. */
+  | { kind: 'plan9-root'; hostPath: string; readOnly: boolean };
+
+/**
+ * Decides the rootfs source (pure): layers when the spec or `rootfs` carry them; on LCOW without
+ * layers, a Plan9 share of `root.path`; otherwise INVALID_SPEC.
+ */
+export function rootfsSource(os: GuestOs, spec: OciSpec, rootfs: readonly RootfsMount[] = []): RootfsSource {
+  const rootPath = spec.root?.path;
+  if (os === 'linux' && !hasLayerInputs(spec, rootfs) && rootPath !== undefined && rootPath !== '') {
+    return { kind: 'plan9-root', hostPath: validate.hostPath(rootPath, 'root.path'), readOnly: spec.root?.readonly === true };
+  }
+  // Layers, or INVALID_SPEC "must pass either …" when there are none.
+  return { kind: 'layers', inputs: parseLayerInputs(os, spec, rootfs) };
+}
+
+function checkSpec(spec: unknown): asserts spec is OciSpec {
+  if (spec === null || typeof spec !== 'object' || Array.isArray(spec)) {
+    throw new UvmError('INVALID_SPEC', 'the OCI spec must be an object', { details: { field: '' } });
+  }
+}
+
+/**
+ * Allocates a container's rootfs and mounts in `uvm` and returns its rewritten spec and the
+ * resources to release later. If this rejects, nothing is held on the container's behalf (a
+ * failed rollback is attached as `details.rollbackError`).
+ *
+ * LCOW without layers: `root.path` is shared through Plan9 (read-only per `root.readonly`) and
+ * `root.path` becomes the share's guest path, `/run/mounts/plan9/<name>` — the Plan9 manager
+ * decides where a share is mounted and mounts each share once (a share cannot also be mounted at
+ * `/run/gcs/c/<id>/rootfs`).
+ */
+export async function allocateContainer(uvm: UvmDevices, spec: OciSpec, options: AllocateContainerOptions): Promise<AllocatedContainer> {
+  const containerId = validateContainerId(options.containerId);
+  checkSpec(spec);
+  const os = uvm.facts.os;
+  const source = rootfsSource(os, spec, options.rootfs);
+  if (source.kind === 'plan9-root') await checkRootDirectory(uvm, source.hostPath);
+  const mountPlan = await planMounts(spec, uvm.facts, containerId, uvm.hostFs);
+  const acquireOptions = { signal: options.signal };
+
+  const rollback = new ReleaseStack();
+  let rootfsPath: string;
+  let layers: ComposedLayersInfo | undefined;
+  const held: HeldResource[] = [];
+  try {
+    if (source.kind === 'layers') {
+      const composeOptions = { ...acquireOptions, encryptScratch: options.encryptScratch, logger: options.logger };
+      const composed =
+        source.inputs.os === 'linux'
+          ? await composeLcowLayers(uvm, containerId, source.inputs, composeOptions)
+          : await composeWcowLayers(uvm, containerId, source.inputs, composeOptions);
+      held.push(...composed.held.map((h) => rollback.push(h)));
+      rootfsPath = composed.info.rootfsPath;
+      layers = composed.info;
+    } else {
+      const lease = await uvm.plan9.acquire({ hostPath: source.hostPath, readOnly: source.readOnly }, acquireOptions);
+      rootfsPath = lease.value.guestPath;
+      held.push(rollback.push(heldResource({ kind: 'root-share', source: 'plan9', hostPath: source.hostPath, guestPath: rootfsPath, lease })));
+    }
+    const applied = await applyMountPlan(uvm, mountPlan, { ...acquireOptions, logger: options.logger });
+
+    const rewritten = structuredClone(spec);
+    rewritten.root = { ...(rewritten.root ?? {}), path: rootfsPath };
+    if (Array.isArray(spec.mounts)) rewritten.mounts = applied.map((a) => structuredClone(a.mount));
+    const resources = new ContainerResources(uvm, {
+      containerId,
+      rootfsPath,
+      layers,
+      held,
+      mounts: applied,
+      nextMountIndex: mountPlan.length,
+      logger: options.logger,
+    });
+    return { spec: rewritten, resources, containerEntries: resources.containerEntries() };
+  } catch (err) {
+    await rollback.releaseAll().catch((rollbackError: unknown) => {
+      addErrorDetails(err, { rollbackError });
+      options.logger?.warn('rolling back a container allocation failed', { containerId, error: String(rollbackError) });
+    });
+    throw err;
+  }
+}
+
+async function checkRootDirectory(uvm: UvmDevices, hostPath: string): Promise<void> {
+  const st = await uvm.hostFs.stat(hostPath);
+  if (!st.isDirectory) throw new UvmError('INVALID_ARGUMENT', `root.path must be a directory: ${hostPath}`, { details: { field: 'root.path' } });
+}
+
+// ---------------------------------------------------------------- plan (dry run)
+
+export type RootfsPlan =
+  | { kind: 'layers'; plan: LayerPlan }
+  /** The share is mounted where the Plan9 manager decides: `/run/mounts/plan9/<name>`. */
+  | { kind: 'plan9-root'; hostPath: string; readOnly: boolean; shared: boolean };
+
+export interface ContainerPlan {
+  containerId: string;
+  os: GuestOs;
+  rootfs: RootfsPlan;
+  /** One per `spec.mounts` entry, same order. */
+  mounts: PlannedMount[];
+  /** After this container's layers and SCSI mounts (an estimate: reserved slots are not known). */
+  slotsLeft: SlotsLeft;
+  /** False when the predicted SCSI attachments exceed the free slots, or a WCOW scratch is already in use. */
+  fits: boolean;
+}
+
+export type PlanContainerOptions = Pick<AllocateContainerOptions, 'containerId' | 'rootfs'>;
+
+/**
+ * The dry run of `allocateContainer`: the same validation and decisions — which layer lands on
+ * VPMEM, which falls back to SCSI and why, where each mount goes, slots left — with no HCS call
+ * (only HostFs stat/realpath and the managers' `describe()`). Rejects with the same codes.
+ */
+export async function planContainer(uvm: UvmDevices, spec: OciSpec, options: PlanContainerOptions): Promise<ContainerPlan> {
+  const containerId = validateContainerId(options.containerId);
+  checkSpec(spec);
+  const os = uvm.facts.os;
+  const source = rootfsSource(os, spec, options.rootfs);
+  let rootfs: RootfsPlan;
+  let slotsLeft: SlotsLeft;
+  let fits: boolean;
+  if (source.kind === 'layers') {
+    const plan = source.inputs.os === 'linux' ? await planLcowLayers(uvm, source.inputs, containerId) : await planWcowLayers(uvm, source.inputs);
+    rootfs = { kind: 'layers', plan };
+    slotsLeft = { ...plan.slotsLeft };
+    fits = plan.fits;
+  } else {
+    await checkRootDirectory(uvm, source.hostPath);
+    const shared = uvm.plan9.describe().some((i) => i.hostPath === source.hostPath);
+    rootfs = { ...source, shared };
+    const scsiUsed = uvm.scsi.describe().filter((i) => i.kind === 'scsi-attachment').length;
+    slotsLeft = {
+      vpmem: Math.max(uvm.facts.vpmemCount - new Set(uvm.vpmem.describe().map((i) => (i.slot ?? '').split('@')[0])).size, 0),
+      scsi: Math.max(uvm.facts.scsiControllers * SCSI_LUNS_PER_CONTROLLER - scsiUsed, 0),
+    };
+    fits = true;
+  }
+  const mounts = await planMounts(spec, uvm.facts, containerId, uvm.hostFs);
+  const attached = new Set(uvm.scsi.describe().flatMap((i) => (i.kind === 'scsi-attachment' && i.hostPath ? [i.hostPath] : [])));
+  const newDisks = new Set(
+    mounts.flatMap((m) => (m.kind === 'device' && m.device === 'scsi' && !attached.has(m.request.hostPath) ? [m.request.hostPath] : [])),
+  );
+  if (newDisks.size > slotsLeft.scsi) fits = false;
+  slotsLeft.scsi = Math.max(slotsLeft.scsi - newDisks.size, 0);
+  return { containerId, os, rootfs, mounts, slotsLeft, fits };
+}

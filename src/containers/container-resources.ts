@@ -1,0 +1,184 @@
+/**
+ * Everything one container holds in a UVM, in acquisition order: its layers (or root share),
+ * scratch, combined layers, and mounts. Released in reverse (habit H7), continuing past failures;
+ * a failed release can be retried and resumes with exactly what is still held.
+ */
+import { UvmError } from '../core/errors.js';
+import type { Logger } from '../core/logger.js';
+import { ReleaseStack } from '../core/release-stack.js';
+import type { DeviceAcquireOptions, UvmDevices } from '../devices/device-types.js';
+import type { ComposedLayersInfo } from '../layers/composed-layers.js';
+import { applyMount, type AppliedMount, type ContainerEntry } from '../oci/mount-applier.js';
+import { planMount } from '../oci/mount-planner.js';
+import type { OciMount } from '../oci/oci-spec.js';
+import type { HeldResource } from './held-resource.js';
+import { prepareUvmForTermination } from './uvm-termination.js';
+
+export interface ReleaseContainerOptions {
+  /**
+   * The UVM is about to be terminated: skip the guest and host removals its destruction makes
+   * moot, while every refcount still balances. Takes effect only when the UVM implements
+   * `prepareForTermination()` (see `UvmTerminationAware`), which then applies to the whole UVM;
+   * otherwise everything is removed normally. `removalsSkipped` tells which happened.
+   */
+  uvmTerminating?: boolean;
+}
+
+export interface ContainerResourcesInit {
+  containerId: string;
+  /** The container's rootfs in the guest (what `root.path` became). */
+  rootfsPath: string;
+  /** Present when the rootfs was composed from layers. */
+  layers?: ComposedLayersInfo;
+  /** Rootfs leases (layers, scratch, combined layers, or the Plan9 root share), acquisition order. */
+  held: HeldResource[];
+  /** The spec's mounts as applied, in order. */
+  mounts: AppliedMount[];
+  /** Index the next hot-added mount is planned with (mount indices are never reused). */
+  nextMountIndex: number;
+  logger?: Logger;
+}
+
+interface MountRecord {
+  applied: AppliedMount | undefined;
+}
+
+export class ContainerResources implements AsyncDisposable {
+  readonly containerId: string;
+  readonly rootfsPath: string;
+  readonly layers: ComposedLayersInfo | undefined;
+  readonly #uvm: UvmDevices;
+  readonly #stack = new ReleaseStack();
+  /** Destination → record, in the order the mounts were added; `applied` undefined while a hot add runs. */
+  readonly #mounts = new Map<string, MountRecord>();
+  readonly #logger: Logger | undefined;
+  #nextMountIndex: number;
+  #closing = false;
+  #released = false;
+  #removalsSkipped = false;
+
+  constructor(uvm: UvmDevices, init: ContainerResourcesInit) {
+    this.#uvm = uvm;
+    this.containerId = init.containerId;
+    this.rootfsPath = init.rootfsPath;
+    this.layers = init.layers;
+    this.#logger = init.logger;
+    this.#nextMountIndex = init.nextMountIndex;
+    for (const held of init.held) this.#stack.push(held);
+    for (const applied of init.mounts) {
+      if (applied.held) this.#stack.push(applied.held);
+      this.#mounts.set(applied.mount.destination, { applied });
+    }
+  }
+
+  /** Every lease still held, in acquisition order. */
+  get held(): readonly HeldResource[] {
+    return this.#stack.items() as HeldResource[];
+  }
+
+  /** True once `release()` completed. */
+  get released(): boolean {
+    return this.#released;
+  }
+
+  /** True when the last release ran in the UVM's termination mode (removals skipped by the managers). */
+  get removalsSkipped(): boolean {
+    return this.#removalsSkipped;
+  }
+
+  /** The container's current mounts, rewritten to guest paths, in the order they were added. */
+  mounts(): OciMount[] {
+    return [...this.#mounts.values()].flatMap((r) => (r.applied ? [structuredClone(r.applied.mount)] : []));
+  }
+
+  /** WCOW: the MappedDirectory / MappedPipe entries the shim's container document needs. */
+  containerEntries(): ContainerEntry[] {
+    return [...this.#mounts.values()].flatMap((r) => (r.applied?.containerEntry ? [structuredClone(r.applied.containerEntry)] : []));
+  }
+
+  /**
+   * Hot-adds a mount to the running container: plans it with the same rules as the spec's mounts
+   * and acquires it through the UVM's managers (sharing their refcounts). Returns the rewritten
+   * mount; bind-mounting it inside the container's namespace is the caller's step.
+   *
+   * Rejects with MOUNT_CONFLICT when the destination is already mounted, ALREADY_RELEASED after
+   * `release()`, and the planner's codes (with `details.mountIndex`); nothing is held then.
+   */
+  async addMount(mount: OciMount, options: DeviceAcquireOptions = {}): Promise<OciMount> {
+    this.#assertOpen();
+    const destination = (mount as Partial<OciMount> | null)?.destination;
+    if (typeof destination === 'string' && this.#mounts.has(destination)) {
+      throw new UvmError('MOUNT_CONFLICT', `container ${this.containerId} already has a mount at ${destination}`, {
+        details: { containerId: this.containerId, destination },
+      });
+    }
+    const index = this.#nextMountIndex++;
+    const planned = await planMount(mount, index, this.#uvm.facts, this.#uvm.hostFs);
+    if (this.#mounts.has(planned.mount.destination)) {
+      throw new UvmError('MOUNT_CONFLICT', `container ${this.containerId} already has a mount at ${planned.mount.destination}`, {
+        details: { containerId: this.containerId, destination: planned.mount.destination, mountIndex: index },
+      });
+    }
+    this.#assertOpen();
+    const record: MountRecord = { applied: undefined };
+    this.#mounts.set(planned.mount.destination, record);
+    try {
+      record.applied = await applyMount(this.#uvm, planned, options);
+    } catch (err) {
+      this.#mounts.delete(planned.mount.destination);
+      if (UvmError.is(err)) Object.assign(err.details, { mountIndex: index });
+      throw err;
+    }
+    if (record.applied.held) this.#stack.push(record.applied.held);
+    return structuredClone(record.applied.mount);
+  }
+
+  /**
+   * Hot-removes the mount at `destination` (as given in the spec, e.g. `/data`) and releases its
+   * lease. NOT_FOUND when there is none; if the release fails the mount stays listed and calling
+   * `removeMount` again retries it.
+   */
+  async removeMount(destination: string): Promise<void> {
+    this.#assertOpen();
+    const record = this.#mounts.get(destination);
+    if (!record) {
+      throw new UvmError('NOT_FOUND', `container ${this.containerId} has no mount at ${destination}`, {
+        details: { containerId: this.containerId, destination },
+      });
+    }
+    if (!record.applied) throw new UvmError('INVALID_STATE', `the mount at ${destination} is still being added`, { details: { destination } });
+    const held = record.applied.held;
+    if (held) {
+      await held.release();
+      this.#stack.remove(held);
+    }
+    if (this.#mounts.get(destination) === record) this.#mounts.delete(destination);
+  }
+
+  /**
+   * Releases everything in reverse acquisition order, continuing past failures. Rejects with
+   * RELEASE_FAILED (a UvmAggregateError listing each failure); the failed items stay held and
+   * calling `release()` again retries exactly those. Resolves immediately once released.
+   */
+  async release(options: ReleaseContainerOptions = {}): Promise<void> {
+    if (this.#released) return;
+    this.#closing = true;
+    if (options.uvmTerminating) {
+      this.#removalsSkipped = prepareUvmForTermination(this.#uvm) || this.#removalsSkipped;
+      if (!this.#removalsSkipped) {
+        this.#logger?.info('the UVM cannot skip removals; releasing normally', { containerId: this.containerId });
+      }
+    }
+    await this.#stack.releaseAll();
+    this.#mounts.clear();
+    this.#released = true;
+  }
+
+  [Symbol.asyncDispose](): Promise<void> {
+    return this.release();
+  }
+
+  #assertOpen(): void {
+    if (this.#closing) throw new UvmError('ALREADY_RELEASED', `container ${this.containerId}'s resources are being or were released`);
+  }
+}

@@ -1,0 +1,29 @@
+import type { Lease } from '../core/lease.js';
+import type { Releasable } from '../core/release-stack.js';
+
+/** What a held resource is for in a container. */
+export type HeldResourceKind = 'layer' | 'scratch' | 'combined-layers' | 'root-share' | 'mount';
+
+/** Which manager (or the guest, for CombinedLayers) the lease came from. */
+export type HeldResourceSource = 'scsi' | 'vpmem' | 'vsmb' | 'plan9' | 'pipe' | 'guest';
+
+/**
+ * One lease a container holds, with what it is for. Releasing it releases the lease (idempotent,
+ * retryable, as every Lease).
+ */
+export interface HeldResource extends Releasable {
+  readonly kind: HeldResourceKind;
+  readonly source: HeldResourceSource;
+  readonly hostPath?: string;
+  readonly guestPath?: string;
+  /** Mounts: the container destination and the index the mount was planned with. */
+  readonly destination?: string;
+  readonly mountIndex?: number;
+  readonly lease: Lease<unknown>;
+}
+
+/** Builds a HeldResource around `lease`. */
+export function heldResource(fields: Omit<HeldResource, 'release'>): HeldResource {
+  const clean = Object.fromEntries(Object.entries(fields).filter(([, v]) => v !== undefined)) as Omit<HeldResource, 'release'>;
+  return { ...clean, release: () => fields.lease.release() };
+}

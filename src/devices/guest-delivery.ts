@@ -1,0 +1,195 @@
+import type { ServiceIdentifier } from 'inversify';
+import type { Logger } from '../core/logger.js';
+import { LogField } from '../core/logger.js';
+import type { HcsCallOptions, HcsSystem } from '../hcs/hcs-api.js';
+import { isNotExist } from '../hcs/hcs-error.js';
+import type { GuestRequest } from '../hcs/schema.js';
+import type { GuestConnection } from '../uvm/guest-connection.js';
+import type { UvmLifecycle } from './uvm-lifecycle.js';
+import { combinedRequest, withRequestType, type HostRequest } from './wire-requests.js';
+
+/**
+ * Where a combined removal stopped, so `release()` can resume it. Managers keep one per resource
+ * and pass the same object to every attempt.
+ */
+export interface RemovalProgress {
+  guestDone: boolean;
+  hostDone: boolean;
+  /**
+   * A combined (single document) removal failed: HCS may have applied either half, so later
+   * attempts go half by half and a "not found" of a half counts as already removed.
+   */
+  split: boolean;
+}
+
+/** A fresh RemovalProgress. */
+export function newRemovalProgress(): RemovalProgress {
+  return { guestDone: false, hostDone: false, split: false };
+}
+
+/**
+ * How the managers of one UVM deliver host and guest halves (spec §0.2). Two implementations:
+ * `ModifyDelivery` (everything through `HcsModifyComputeSystem`, the default) and
+ * `GuestConnectionDelivery` (guest halves through an injected `GuestConnection`).
+ *
+ * Every removal (`RequestType: "Remove"`) follows the UVM lifecycle rules of `UvmLifecycle`.
+ */
+export interface ResourceDelivery {
+  /** A host-only request (SCSI attach/detach, VSMB Add/Update/Remove, mapped pipes). */
+  host(request: HostRequest): Promise<void>;
+  /** A guest-only request (SCSI mount/unmount/unplug, CombinedLayers, …). */
+  guest(request: GuestRequest, options?: HcsCallOptions): Promise<void>;
+  /**
+   * Adds a resource that has both halves (VPMEM, Plan9). If this rejects, the host half was
+   * compensated (a failed compensation other than "not found" is logged).
+   */
+  addCombined(host: HostRequest, guest: GuestRequest): Promise<void>;
+  /** Removes both halves; retry with the same `progress` after a rejection. */
+  removeCombined(host: HostRequest, guest: GuestRequest, progress: RemovalProgress): Promise<void>;
+}
+export const ResourceDelivery: ServiceIdentifier<ResourceDelivery> = Symbol.for('uvm-orchestrator.ResourceDelivery');
+
+/** Shared removal rules of both delivery modes. */
+abstract class DeliveryBase implements ResourceDelivery {
+  constructor(
+    protected readonly system: HcsSystem,
+    protected readonly lifecycle: UvmLifecycle,
+    protected readonly logger: Logger,
+  ) {}
+
+  abstract guest(request: GuestRequest, options?: HcsCallOptions): Promise<void>;
+  abstract addCombined(host: HostRequest, guest: GuestRequest): Promise<void>;
+  abstract removeCombined(host: HostRequest, guest: GuestRequest, progress: RemovalProgress): Promise<void>;
+
+  host(request: HostRequest): Promise<void> {
+    return request.RequestType === 'Remove' ? this.removal(() => this.system.modify(request)) : this.system.modify(request);
+  }
+
+  /**
+   * Runs one removal step: skipped once the VM is terminated; a "VM not available" failure while
+   * terminating counts as done; `alreadyGoneOk` also accepts "not found" (a retry after a
+   * combined removal whose outcome is unknown).
+   */
+  protected async removal(step: () => Promise<void>, alreadyGoneOk = false): Promise<void> {
+    if (this.lifecycle.phase === 'terminated') return;
+    try {
+      await step();
+    } catch (err) {
+      if (this.lifecycle.removalMayBeSkipped(err)) {
+        this.logger.debug('removal skipped: the UVM is going away', { error: String(err) });
+        return;
+      }
+      if (alreadyGoneOk && isNotExist(err)) return;
+      throw err;
+    }
+  }
+
+  /** Undoes the host half of a failed Add; only logs when that fails too. */
+  protected async compensate(host: HostRequest, cause: unknown): Promise<void> {
+    try {
+      await this.system.modify(withRequestType(host, 'Remove'));
+    } catch (err) {
+      if (isNotExist(err)) return;
+      this.logger.warn('compensating host removal failed', {
+        [LogField.operation]: 'compensate',
+        resourcePath: host.ResourcePath,
+        error: String(err),
+        cause: String(cause),
+      });
+    }
+  }
+}
+
+/**
+ * Default mode (no external guest bridge): every document goes to `HcsModifyComputeSystem`,
+ * which forwards a `GuestRequest` over HCS's own bridge. Combined resources are one document.
+ */
+export class ModifyDelivery extends DeliveryBase {
+  guest(request: GuestRequest, options?: HcsCallOptions): Promise<void> {
+    const send = (): Promise<void> => this.system.modify({ GuestRequest: request }, options);
+    return request.RequestType === 'Remove' ? this.removal(send) : send();
+  }
+
+  async addCombined(host: HostRequest, guest: GuestRequest): Promise<void> {
+    try {
+      await this.system.modify(combinedRequest(host, guest));
+    } catch (err) {
+      // HCS may have applied the host half before the guest half failed.
+      await this.compensate(host, err);
+      throw err;
+    }
+  }
+
+  async removeCombined(host: HostRequest, guest: GuestRequest, progress: RemovalProgress): Promise<void> {
+    if (!progress.split) {
+      try {
+        await this.removal(() => this.system.modify(combinedRequest(host, guest)));
+        progress.guestDone = progress.hostDone = true;
+        return;
+      } catch (err) {
+        progress.split = true;
+        throw err;
+      }
+    }
+    if (!progress.guestDone) {
+      await this.removal(() => this.system.modify({ GuestRequest: guest }), true);
+      progress.guestDone = true;
+    }
+    if (!progress.hostDone) {
+      await this.removal(() => this.system.modify(host), true);
+      progress.hostDone = true;
+    }
+  }
+}
+
+/**
+ * External-bridge mode: host halves through `HcsModifyComputeSystem`, guest halves through the
+ * injected `GuestConnection`. Add: host, then guest, host rolled back if the guest fails.
+ * Remove: guest first, then host.
+ */
+export class GuestConnectionDelivery extends DeliveryBase {
+  constructor(
+    system: HcsSystem,
+    lifecycle: UvmLifecycle,
+    logger: Logger,
+    private readonly connection: GuestConnection,
+  ) {
+    super(system, lifecycle, logger);
+  }
+
+  guest(request: GuestRequest, options?: HcsCallOptions): Promise<void> {
+    const send = (): Promise<void> => this.connection.modifySettings(request, options);
+    return request.RequestType === 'Remove' ? this.removal(send) : send();
+  }
+
+  async addCombined(host: HostRequest, guest: GuestRequest): Promise<void> {
+    await this.system.modify(host);
+    try {
+      await this.connection.modifySettings(guest);
+    } catch (err) {
+      await this.compensate(host, err);
+      throw err;
+    }
+  }
+
+  async removeCombined(host: HostRequest, guest: GuestRequest, progress: RemovalProgress): Promise<void> {
+    if (!progress.guestDone) {
+      await this.removal(() => this.connection.modifySettings(guest));
+      progress.guestDone = true;
+    }
+    if (!progress.hostDone) {
+      await this.removal(() => this.system.modify(host));
+      progress.hostDone = true;
+    }
+  }
+}
+
+/** The delivery for a UVM: through `connection` when given, else through HCS alone. */
+export function createResourceDelivery(
+  system: HcsSystem,
+  lifecycle: UvmLifecycle,
+  logger: Logger,
+  connection?: GuestConnection,
+): ResourceDelivery {
+  return connection ? new GuestConnectionDelivery(system, lifecycle, logger, connection) : new ModifyDelivery(system, lifecycle, logger);
+}

@@ -1,0 +1,65 @@
+import { inject, injectable } from 'inversify';
+import { invalidArgument, UvmError } from '../core/errors.js';
+import { ReleasableLease, type Lease } from '../core/lease.js';
+import { LogField, Logger } from '../core/logger.js';
+import { RefCountedTable } from '../core/refcounted-table.js';
+import { describeEntries } from './describe-entries.js';
+import { UvmDeviceConfig } from './device-config.js';
+import type { DeviceAcquireOptions, MappedPipe, PipeManager, ResourceInfo } from './device-types.js';
+import { ResourceDelivery } from './guest-delivery.js';
+import { guestPaths } from './guest-paths.js';
+import { resourcePaths } from './resource-paths.js';
+import { validate } from './validation.js';
+import { hostRequest } from './wire-requests.js';
+
+const PIPE_PREFIX = /^\\\\\.\\pipe\\/i;
+
+/**
+ * Host named pipes mapped into one WCOW UVM (spec §6.3): `VirtualMachine/Devices/MappedPipes/<host
+ * pipe path>`, Add/Remove without Settings, refcounted by the pipe path. The guest reaches the
+ * pipe at `\\?\VMSMB\VSMB-{…}\IPC$\<name>`.
+ */
+@injectable()
+export class PipeManagerImpl implements PipeManager {
+  readonly #logger: Logger;
+  readonly #table: RefCountedTable<string, MappedPipe>;
+
+  constructor(
+    @inject(UvmDeviceConfig) private readonly config: UvmDeviceConfig,
+    @inject(ResourceDelivery) private readonly delivery: ResourceDelivery,
+    @inject(Logger) logger: Logger,
+  ) {
+    this.#logger = logger.child({ [LogField.uvmId]: config.id, [LogField.kind]: 'pipe' });
+    this.#table = new RefCountedTable({ name: 'mapped-pipe', destroy: (p) => this.#remove(p) });
+  }
+
+  async acquire(request: { hostPath: string }, options: DeviceAcquireOptions = {}): Promise<Lease<MappedPipe>> {
+    if (this.config.os !== 'windows') throw new UvmError('NOT_SUPPORTED', 'mapped pipes are only supported in WCOW UVMs');
+    if (request === null || typeof request !== 'object') throw invalidArgument('pipe request must be an object');
+    const hostPath = validate.nonEmpty(request.hostPath, 'pipe path');
+    if (!PIPE_PREFIX.test(hostPath)) throw invalidArgument(`a host pipe path must start with \\\\.\\pipe\\: ${hostPath}`);
+    validate.name(hostPath.replace(PIPE_PREFIX, ''), 'pipe name');
+    const lease = await this.#table.acquire(hostPath, () => this.#add(hostPath), options);
+    return new ReleasableLease({ ...lease.value }, () => lease.release());
+  }
+
+  describe(): ResourceInfo[] {
+    return describeEntries(this.#table, 'mapped-pipe', (p) => (p ? { hostPath: p.hostPath, guestPath: p.guestPath } : {}));
+  }
+
+  retryFailedTeardowns(): Promise<void> {
+    return this.#table.retryFailedTeardowns();
+  }
+
+  async #add(hostPath: string): Promise<MappedPipe> {
+    await this.delivery.host(hostRequest(resourcePaths.mappedPipe(hostPath), 'Add'));
+    const pipe = { hostPath, guestPath: guestPaths.vsmbPipe(hostPath.replace(PIPE_PREFIX, '')) };
+    this.#logger.debug('pipe mapped', { [LogField.hostPath]: hostPath, [LogField.guestPath]: pipe.guestPath });
+    return pipe;
+  }
+
+  async #remove(p: MappedPipe): Promise<void> {
+    await this.delivery.host(hostRequest(resourcePaths.mappedPipe(p.hostPath), 'Remove'));
+    this.#logger.debug('pipe unmapped', { [LogField.hostPath]: p.hostPath });
+  }
+}

@@ -1,0 +1,184 @@
+import { inject, injectable } from 'inversify';
+import { invalidArgument, UvmError } from '../core/errors.js';
+import { HostFs } from '../core/host-fs.js';
+import { ReleasableLease, type Lease } from '../core/lease.js';
+import { LogField, Logger } from '../core/logger.js';
+import { RefCountedTable } from '../core/refcounted-table.js';
+import type { GuestRequest } from '../hcs/schema.js';
+import { describeEntries } from './describe-entries.js';
+import { UvmDeviceConfig } from './device-config.js';
+import type { DeviceAcquireOptions, Plan9Manager, Plan9Share, Plan9ShareRequest, ResourceInfo } from './device-types.js';
+import { newRemovalProgress, ResourceDelivery, type RemovalProgress } from './guest-delivery.js';
+import { guestPaths } from './guest-paths.js';
+import { hostPaths } from './host-paths.js';
+import { resourcePaths } from './resource-paths.js';
+import { validate } from './validation.js';
+import { guestRequest, hostRequest, type HostRequest } from './wire-requests.js';
+
+/** The Plan9 server port in the UVM. */
+export const PLAN9_PORT = 564;
+
+/** Plan9 share flags (spec §4.1). */
+export const Plan9Flags = {
+  ReadOnly: 0x1,
+  LinuxMetadata: 0x4,
+  CaseSensitive: 0x8,
+  UseShareRootIdentity: 0x10,
+  RestrictFileAccess: 0x80,
+  UnlimitedConnections: 0x100,
+} as const;
+
+/** `adding` → `added` → `removed`; a failed removal stays `added` and resumes on retry. */
+export type Plan9State = 'adding' | 'added' | 'removed';
+
+interface Plan9Entry {
+  readonly name: string;
+  readonly hostPath: string;
+  readonly readOnly: boolean;
+  /** Single file: its name (the share is its directory, restricted to it). */
+  readonly fileName: string | undefined;
+  readonly mountPath: string;
+  state: Plan9State;
+  readonly removal: RemovalProgress;
+}
+
+/**
+ * Plan9 shares of one LCOW UVM (spec §4, hcsshim's newest G3 semantics): refcounted by the
+ * requested host path (a directory, or a single file whose directory is shared restricted to
+ * that file name); the same host path with a different readOnly → CONFIG_CONFLICT. Two files of
+ * one directory are two shares (one restricted share per file), not a conflict. Names are a
+ * decimal counter from "0", never reused; each share is mounted once at `/run/mounts/plan9/<name>`.
+ */
+@injectable()
+export class Plan9ManagerImpl implements Plan9Manager {
+  readonly #logger: Logger;
+  readonly #table: RefCountedTable<string, Plan9Entry>;
+  /** readOnly of each key, set when its creation starts (to detect conflicts with in-flight shares). */
+  readonly #configs = new Map<string, boolean>();
+  #counter = 0;
+
+  constructor(
+    @inject(UvmDeviceConfig) private readonly config: UvmDeviceConfig,
+    @inject(ResourceDelivery) private readonly delivery: ResourceDelivery,
+    @inject(HostFs) private readonly hostFs: HostFs,
+    @inject(Logger) logger: Logger,
+  ) {
+    this.#logger = logger.child({ [LogField.uvmId]: config.id, [LogField.kind]: 'plan9' });
+    this.#table = new RefCountedTable({ name: 'plan9-share', destroy: (e) => this.#remove(e) });
+  }
+
+  async acquire(request: Plan9ShareRequest, options: DeviceAcquireOptions = {}): Promise<Lease<Plan9Share>> {
+    if (this.config.os !== 'linux') throw new UvmError('NOT_SUPPORTED', 'Plan9 shares are only supported in LCOW UVMs');
+    if (request === null || typeof request !== 'object') throw invalidArgument('Plan9 request must be an object');
+    const hostPath = validate.hostPath(request.hostPath, 'Plan9 host path');
+    const readOnly = validate.boolean(request.readOnly, 'readOnly');
+    if (!readOnly && this.config.noWritableFileShares) {
+      throw new UvmError('ACCESS_DENIED', 'adding writable shares is denied', { details: { hostPath } });
+    }
+    this.#checkConfig(hostPath, readOnly);
+    const lease = await this.#table.acquire(hostPath, () => this.#add(hostPath, readOnly), options);
+    const e = lease.value;
+    const share: Plan9Share = {
+      name: e.name,
+      hostPath,
+      readOnly: e.readOnly,
+      mountPath: e.mountPath,
+      guestPath: e.fileName === undefined ? e.mountPath : guestPaths.join('linux', e.mountPath, e.fileName),
+    };
+    return new ReleasableLease(share, () => lease.release());
+  }
+
+  describe(): ResourceInfo[] {
+    return describeEntries(this.#table, 'plan9-share', (e, key) =>
+      e ? { hostPath: e.hostPath, slot: e.name, guestPath: e.mountPath } : { hostPath: key },
+    );
+  }
+
+  retryFailedTeardowns(): Promise<void> {
+    return this.#table.retryFailedTeardowns();
+  }
+
+  #checkConfig(hostPath: string, readOnly: boolean): void {
+    const existing = this.#configs.get(hostPath);
+    if (existing !== undefined && existing !== readOnly) {
+      throw new UvmError(
+        'CONFIG_CONFLICT',
+        `${hostPath} is already shared ${existing ? 'read-only' : 'read-write'}; cannot share it ${readOnly ? 'read-only' : 'read-write'}`,
+        { details: { hostPath } },
+      );
+    }
+  }
+
+  async #add(hostPath: string, readOnly: boolean): Promise<Plan9Entry> {
+    this.#configs.set(hostPath, readOnly);
+    try {
+      const stat = await this.hostFs.stat(hostPath);
+      if (!stat.isFile && !stat.isDirectory) throw invalidArgument(`Plan9 host path is neither a file nor a directory: ${hostPath}`);
+      const fileName = stat.isFile ? hostPaths.basename(hostPath) : undefined;
+      const name = String(this.#counter++);
+      const e: Plan9Entry = {
+        name,
+        hostPath,
+        readOnly,
+        fileName,
+        mountPath: guestPaths.plan9Mount(name),
+        state: 'adding',
+        removal: newRemovalProgress(),
+      };
+      const flags =
+        Plan9Flags.LinuxMetadata |
+        (readOnly ? Plan9Flags.ReadOnly : 0) |
+        (fileName === undefined ? 0 : Plan9Flags.RestrictFileAccess);
+      const host = hostRequest(resourcePaths.plan9Shares, 'Add', {
+        Name: name,
+        AccessName: name,
+        Path: fileName === undefined ? hostPath : hostPaths.withTrailingSeparator(hostPaths.dirname(hostPath)),
+        Port: PLAN9_PORT,
+        Flags: flags,
+        AllowedFiles: fileName === undefined ? undefined : [fileName],
+      });
+      const guest = guestRequest('Add', 'MappedDirectory', {
+        MountPath: e.mountPath,
+        ShareName: name,
+        Port: PLAN9_PORT,
+        ReadOnly: readOnly,
+      });
+      try {
+        await this.delivery.addCombined(host, guest);
+      } catch (err) {
+        this.#log('warn', e, 'add failed', err);
+        throw err;
+      }
+      e.state = 'added';
+      this.#log('debug', e, 'added');
+      return e;
+    } catch (err) {
+      this.#configs.delete(hostPath);
+      throw err;
+    }
+  }
+
+  async #remove(e: Plan9Entry): Promise<void> {
+    const host: HostRequest = hostRequest(resourcePaths.plan9Shares, 'Remove', { Name: e.name, AccessName: e.name, Port: PLAN9_PORT });
+    const guest: GuestRequest = guestRequest('Remove', 'MappedDirectory', { MountPath: e.mountPath, ShareName: e.name, Port: PLAN9_PORT });
+    try {
+      await this.delivery.removeCombined(host, guest, e.removal);
+    } catch (err) {
+      this.#log('warn', e, 'remove failed; release() again to resume', err);
+      throw err;
+    }
+    e.state = 'removed';
+    this.#configs.delete(e.hostPath);
+    this.#log('debug', e, 'removed');
+  }
+
+  #log(level: 'debug' | 'warn', e: Plan9Entry, msg: string, err?: unknown): void {
+    this.#logger.log(level, msg, {
+      [LogField.hostPath]: e.hostPath,
+      [LogField.share]: e.name,
+      [LogField.guestPath]: e.mountPath,
+      [LogField.state]: e.state,
+      ...(err === undefined ? {} : { error: String(err) }),
+    });
+  }
+}

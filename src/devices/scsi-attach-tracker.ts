@@ -1,0 +1,129 @@
+import { UvmError } from '../core/errors.js';
+import type { Lease } from '../core/lease.js';
+import { LogField, type Logger } from '../core/logger.js';
+import { RefCountedTable, type AcquireOptions } from '../core/refcounted-table.js';
+import { SlotAllocator } from '../core/slot-allocator.js';
+import { describeEntries } from './describe-entries.js';
+import type { GuestOs, ResourceInfo } from './device-types.js';
+import type { ResourceDelivery } from './guest-delivery.js';
+import { SCSI_LUNS_PER_CONTROLLER } from './resource-paths.js';
+import { scsiRequests, type ScsiAttachConfig } from './scsi-requests.js';
+
+/**
+ * Lifecycle of a SCSI attachment (H8):
+ *
+ * ```
+ * reserved ──host Add──► attached ──guest SCSIDevice Remove (LCOW)──► ejected ──host Remove──► detached
+ *    │ Add fails                │ (WCOW: no unplug) ────────────────────────────────┘
+ *    ▼                          │ unplug fails: stays attached;  host remove fails: stays ejected
+ * (slot freed)                  ▼ a retried release resumes from the state it stopped in
+ * ```
+ */
+export type ScsiAttachmentState = 'reserved' | 'attached' | 'ejected' | 'detached';
+
+/** One occupied SCSI slot. */
+export interface ScsiAttachment {
+  readonly controller: number;
+  readonly lun: number;
+  readonly config: ScsiAttachConfig;
+  state: ScsiAttachmentState;
+}
+
+/**
+ * Host attachments keyed by `(path, readOnly, type, evdType)` (hcsshim G2): the same key shares
+ * one slot; a new key takes the lowest free slot, controller-major, never a reserved one.
+ */
+export class ScsiAttachTracker {
+  readonly #table: RefCountedTable<string, ScsiAttachment>;
+  readonly #slots: SlotAllocator;
+
+  constructor(
+    private readonly os: GuestOs,
+    controllers: number,
+    reservedSlots: readonly number[],
+    private readonly delivery: ResourceDelivery,
+    private readonly logger: Logger,
+  ) {
+    this.#slots = new SlotAllocator(controllers * SCSI_LUNS_PER_CONTROLLER, reservedSlots);
+    this.#table = new RefCountedTable({
+      name: 'scsi-attach',
+      destroy: (a) => this.#detach(a),
+    });
+  }
+
+  /** One attach reference. Rejects with NO_SLOT when every slot is taken. */
+  acquire(cfg: ScsiAttachConfig, options: AcquireOptions = {}): Promise<Lease<ScsiAttachment>> {
+    return this.#table.acquire(keyOf(cfg), () => this.#attach(cfg), options);
+  }
+
+  describe(): ResourceInfo[] {
+    return describeEntries(this.#table, 'scsi-attachment', (a) =>
+      a ? { hostPath: a.config.path, slot: `${a.controller}:${a.lun}` } : {},
+    );
+  }
+
+  /** Number of slots still free (for tests and diagnostics). */
+  get freeSlots(): number {
+    return this.#slots.freeCount;
+  }
+
+  retryFailedTeardowns(): Promise<void> {
+    return this.#table.retryFailedTeardowns();
+  }
+
+  async #attach(cfg: ScsiAttachConfig): Promise<ScsiAttachment> {
+    const slot = this.#slots.allocate();
+    if (slot === undefined) {
+      throw new UvmError('NO_SLOT', `no free SCSI slot for ${cfg.path}`, { details: { hostPath: cfg.path } });
+    }
+    const a: ScsiAttachment = {
+      controller: Math.floor(slot / SCSI_LUNS_PER_CONTROLLER),
+      lun: slot % SCSI_LUNS_PER_CONTROLLER,
+      config: cfg,
+      state: 'reserved',
+    };
+    try {
+      await this.delivery.host(scsiRequests.attach(a.controller, a.lun, cfg));
+    } catch (err) {
+      this.#slots.free(slot);
+      this.#log('warn', a, 'attach failed', err);
+      throw err;
+    }
+    a.state = 'attached';
+    this.#log('debug', a, 'attached');
+    return a;
+  }
+
+  async #detach(a: ScsiAttachment): Promise<void> {
+    try {
+      if (a.state === 'attached' && this.os === 'linux') {
+        await this.delivery.guest(scsiRequests.unplug(a.controller, a.lun));
+        a.state = 'ejected';
+        this.#log('debug', a, 'ejected');
+      }
+      if (a.state === 'attached' || a.state === 'ejected') {
+        await this.delivery.host(scsiRequests.detach(a.controller, a.lun));
+        a.state = 'detached';
+        this.#slots.free(a.controller * SCSI_LUNS_PER_CONTROLLER + a.lun);
+        this.#log('debug', a, 'detached');
+      }
+    } catch (err) {
+      this.#log('warn', a, 'detach failed; release() again to resume', err);
+      throw err;
+    }
+  }
+
+  #log(level: 'debug' | 'warn', a: ScsiAttachment, msg: string, err?: unknown): void {
+    this.logger.log(level, msg, {
+      [LogField.hostPath]: a.config.path,
+      [LogField.controller]: a.controller,
+      [LogField.lun]: a.lun,
+      [LogField.state]: a.state,
+      ...(err === undefined ? {} : { error: String(err) }),
+    });
+  }
+}
+
+function keyOf(cfg: ScsiAttachConfig): string {
+  return JSON.stringify([cfg.path, cfg.readOnly, cfg.type, cfg.evdType ?? '']);
+}

@@ -1,0 +1,172 @@
+import { inject, injectable } from 'inversify';
+import { invalidArgument } from '../core/errors.js';
+import { ReleasableLease, type Lease } from '../core/lease.js';
+import { LogField, Logger } from '../core/logger.js';
+import { HcsApi } from '../hcs/hcs-api.js';
+import { UvmDeviceConfig } from './device-config.js';
+import type {
+  DeviceAcquireOptions,
+  ResourceInfo,
+  ScsiAttachType,
+  ScsiDisk,
+  ScsiDiskRequest,
+  ScsiManager,
+  ScsiMountConfig,
+} from './device-types.js';
+import { ResourceDelivery } from './guest-delivery.js';
+import { ScsiAttachTracker } from './scsi-attach-tracker.js';
+import { ScsiMountTracker } from './scsi-mount-tracker.js';
+import type { ScsiAttachConfig, ScsiMountSettings } from './scsi-requests.js';
+import { validate } from './validation.js';
+
+const ATTACH_TYPES: readonly ScsiAttachType[] = ['VirtualDisk', 'PassThru', 'ExtensibleVirtualDisk'];
+const EVD_PREFIX = 'evd://';
+
+/**
+ * SCSI disks of one UVM (spec §1, hcsshim G2): a host attachment (refcounted by
+ * `(path, readOnly, type, evdType)`) plus, optionally, a guest mount (refcounted by
+ * `(controller, lun, mount settings)`). `acquire` takes one reference of each; the lease's
+ * release drops the mount reference, then the attach reference.
+ *
+ * Caller contract: if `acquire` rejects, this call holds no reference (an attach reference taken
+ * before a failed mount has been released). A rejected `release()` may be called again; it
+ * resumes where it stopped (guest unmount, guest unplug, host removal).
+ */
+@injectable()
+export class ScsiManagerImpl implements ScsiManager {
+  readonly #attachments: ScsiAttachTracker;
+  readonly #mounts: ScsiMountTracker;
+  readonly #logger: Logger;
+
+  constructor(
+    @inject(UvmDeviceConfig) private readonly config: UvmDeviceConfig,
+    @inject(ResourceDelivery) delivery: ResourceDelivery,
+    @inject(HcsApi) private readonly hcs: HcsApi,
+    @inject(Logger) logger: Logger,
+  ) {
+    this.#logger = logger.child({ [LogField.uvmId]: config.id, [LogField.kind]: 'scsi' });
+    this.#attachments = new ScsiAttachTracker(
+      config.os,
+      config.scsiControllers,
+      config.reservedScsiSlots,
+      delivery,
+      this.#logger,
+    );
+    this.#mounts = new ScsiMountTracker(config.os, delivery, this.#logger);
+  }
+
+  async acquire(request: ScsiDiskRequest, options: DeviceAcquireOptions = {}): Promise<Lease<ScsiDisk>> {
+    const { attach, mount, guestPath } = this.#parse(request);
+    if (request.grantVmAccess === true && attach.type !== 'ExtensibleVirtualDisk') {
+      // hcsshim grants on every call, even when the disk is already attached.
+      await this.hcs.grantVmAccess(this.config.id, attach.path);
+    }
+    const attachLease = await this.#attachments.acquire(attach, options);
+    const { controller, lun } = attachLease.value;
+    let mountLease: Lease<{ path: string }> | undefined;
+    if (mount) {
+      try {
+        if (this.config.os === 'windows' && controller !== 0) {
+          throw invalidArgument('WCOW only supports SCSI controller 0 for guest mounts');
+        }
+        mountLease = await this.#mounts.acquire(controller, lun, mount, guestPath, options);
+      } catch (err) {
+        await attachLease.release().catch((releaseErr: unknown) => {
+          this.#logger.warn('releasing the attachment after a failed mount failed', {
+            [LogField.hostPath]: attach.path,
+            error: String(releaseErr),
+          });
+        });
+        throw err;
+      }
+    }
+    const disk: ScsiDisk = {
+      controller,
+      lun,
+      hostPath: request.hostPath,
+      readOnly: attach.readOnly,
+      type: attach.type,
+      guestPath: mountLease?.value.path,
+    };
+    return new ReleasableLease(disk, async () => {
+      if (mountLease) await mountLease.release();
+      await attachLease.release();
+    });
+  }
+
+  describe(): ResourceInfo[] {
+    return [...this.#attachments.describe(), ...this.#mounts.describe()];
+  }
+
+  /** Retries every teardown that failed and has no lease left to retry it (e.g. after a failed acquire). */
+  async retryFailedTeardowns(): Promise<void> {
+    await this.#mounts.retryFailedTeardowns();
+    await this.#attachments.retryFailedTeardowns();
+  }
+
+  /** Validates and normalises a request; throws INVALID_ARGUMENT before any HCS call. */
+  #parse(request: ScsiDiskRequest): { attach: ScsiAttachConfig; mount?: ScsiMountSettings; guestPath?: string } {
+    if (request === null || typeof request !== 'object') throw invalidArgument('SCSI request must be an object');
+    const hostPath = validate.nonEmpty(request.hostPath, 'SCSI host path');
+    const readOnly = validate.boolean(request.readOnly, 'readOnly');
+    const isEvdPath = hostPath.startsWith(EVD_PREFIX);
+    const type = request.type ?? (isEvdPath ? 'ExtensibleVirtualDisk' : 'VirtualDisk');
+    if (!ATTACH_TYPES.includes(type)) throw invalidArgument(`unknown SCSI attach type: ${String(type)}`);
+    if (request.grantVmAccess !== undefined) validate.boolean(request.grantVmAccess, 'grantVmAccess');
+    let attach: ScsiAttachConfig;
+    if (type === 'ExtensibleVirtualDisk') {
+      attach = { ...parseEvdPath(hostPath), readOnly, type };
+    } else {
+      if (isEvdPath) throw invalidArgument(`an evd:// path needs type ExtensibleVirtualDisk: ${hostPath}`);
+      attach = { path: validate.hostPath(hostPath, 'SCSI host path'), readOnly, type };
+    }
+    if (request.mount === undefined) {
+      if (request.guestPath !== undefined) throw invalidArgument('a SCSI guestPath needs a mount configuration');
+      return { attach };
+    }
+    const guestPath =
+      request.guestPath === undefined ? undefined : validate.guestPath(this.config.os, request.guestPath, 'SCSI guest path');
+    return { attach, mount: this.#mountSettings(request.mount, readOnly), guestPath };
+  }
+
+  #mountSettings(cfg: ScsiMountConfig, readOnly: boolean): ScsiMountSettings {
+    if (cfg === null || typeof cfg !== 'object') throw invalidArgument('SCSI mount configuration must be an object');
+    const options = cfg.options ?? [];
+    if (!Array.isArray(options)) throw invalidArgument('mount options must be an array of strings');
+    for (const o of options) validate.nonEmpty(o, 'mount option');
+    if (cfg.filesystem !== undefined && typeof cfg.filesystem !== 'string') throw invalidArgument('filesystem must be a string');
+    if (cfg.filesystem?.includes('\0')) throw invalidArgument('filesystem must not contain NUL characters');
+    const settings: ScsiMountSettings = {
+      readOnly,
+      partition: validate.integer(cfg.partition, 'partition', 0, Number.MAX_SAFE_INTEGER, 0),
+      encrypted: validate.boolean(cfg.encrypted, 'encrypted', false),
+      options: [...options].sort(),
+      ensureFilesystem: validate.boolean(cfg.ensureFilesystem, 'ensureFilesystem', false),
+      filesystem: cfg.filesystem ?? '',
+      blockDev: validate.boolean(cfg.blockDev, 'blockDev', false),
+    };
+    if (
+      this.config.os === 'windows' &&
+      (settings.partition !== 0 ||
+        settings.encrypted ||
+        settings.options.length > 0 ||
+        settings.ensureFilesystem ||
+        settings.filesystem !== '')
+    ) {
+      throw invalidArgument(
+        'WCOW does not support encrypted, verity, guest options, partitions, specifying mount filesystem, or ensuring filesystem on mounts',
+      );
+    }
+    return settings;
+  }
+}
+
+/** `evd://<type>/<path>` → `{evdType, path}` (spec §1.3); anything else is INVALID_ARGUMENT. */
+export function parseEvdPath(hostPath: string): { evdType: string; path: string } {
+  const rest = hostPath.startsWith(EVD_PREFIX) ? hostPath.slice(EVD_PREFIX.length) : hostPath;
+  const slash = rest.indexOf('/');
+  if (slash <= 0 || slash === rest.length - 1) throw invalidArgument(`invalid extensible vhd path: ${hostPath}`);
+  const evdType = rest.slice(0, slash);
+  if (/[\\\s]/.test(evdType)) throw invalidArgument(`invalid extensible vhd type in ${hostPath}`);
+  return { evdType, path: validate.nonEmpty(rest.slice(slash + 1), 'extensible vhd path') };
+}

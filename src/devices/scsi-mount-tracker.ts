@@ -1,0 +1,127 @@
+import { UvmError } from '../core/errors.js';
+import type { Lease } from '../core/lease.js';
+import { LogField, type Logger } from '../core/logger.js';
+import { RefCountedTable, type AcquireOptions } from '../core/refcounted-table.js';
+import { describeEntries } from './describe-entries.js';
+import type { GuestOs, ResourceInfo } from './device-types.js';
+import type { ResourceDelivery } from './guest-delivery.js';
+import { guestPaths } from './guest-paths.js';
+import { IndexPool } from './index-pool.js';
+import { scsiRequests, type ScsiMountSettings } from './scsi-requests.js';
+
+/** `reserved` (path taken, guest Add in flight) → `mounted` → `unmounted`. */
+export type ScsiMountState = 'reserved' | 'mounted' | 'unmounted';
+
+/** One guest mount of an attached SCSI disk. */
+export interface ScsiMount {
+  readonly controller: number;
+  readonly lun: number;
+  readonly path: string;
+  /** The generated-path index (`m<i>`), when the path was generated. */
+  readonly index: number | undefined;
+  readonly settings: ScsiMountSettings;
+  state: ScsiMountState;
+}
+
+/**
+ * Guest mounts keyed by `(controller, lun, full mount settings)` (hcsshim G2). A second acquire
+ * of the same key shares the mount and gets its EXISTING path, whatever path it asked for. A new
+ * mount uses the caller's path (MOUNT_CONFLICT if another mount has it) or the lowest free
+ * generated `m<i>` path (indexes are recycled).
+ */
+export class ScsiMountTracker {
+  readonly #table: RefCountedTable<string, ScsiMount>;
+  readonly #pathOwners = new Map<string, string>();
+  readonly #indexes = new IndexPool();
+
+  constructor(
+    private readonly os: GuestOs,
+    private readonly delivery: ResourceDelivery,
+    private readonly logger: Logger,
+  ) {
+    this.#table = new RefCountedTable({ name: 'scsi-mount', destroy: (m, key) => this.#unmount(m, key) });
+  }
+
+  /** One mount reference of `(controller, lun, settings)`, at `requestedPath` if it is new. */
+  acquire(
+    controller: number,
+    lun: number,
+    settings: ScsiMountSettings,
+    requestedPath: string | undefined,
+    options: AcquireOptions = {},
+  ): Promise<Lease<ScsiMount>> {
+    const key = JSON.stringify([controller, lun, settings]);
+    return this.#table.acquire(key, () => this.#mount(key, controller, lun, settings, requestedPath), options);
+  }
+
+  describe(): ResourceInfo[] {
+    return describeEntries(this.#table, 'scsi-mount', (m) =>
+      m ? { slot: `${m.controller}:${m.lun}`, guestPath: m.path } : {},
+    );
+  }
+
+  retryFailedTeardowns(): Promise<void> {
+    return this.#table.retryFailedTeardowns();
+  }
+
+  async #mount(
+    key: string,
+    controller: number,
+    lun: number,
+    settings: ScsiMountSettings,
+    requestedPath: string | undefined,
+  ): Promise<ScsiMount> {
+    let index: number | undefined;
+    let path: string;
+    if (requestedPath !== undefined) {
+      if (this.#pathOwners.has(requestedPath)) {
+        throw new UvmError('MOUNT_CONFLICT', `cannot mount over an existing mountpoint: ${requestedPath}`, {
+          details: { guestPath: requestedPath },
+        });
+      }
+      path = requestedPath;
+    } else {
+      index = this.#indexes.allocate((i) => !this.#pathOwners.has(guestPaths.scsiMount(this.os, i)));
+      path = guestPaths.scsiMount(this.os, index);
+    }
+    this.#pathOwners.set(path, key);
+    const m: ScsiMount = { controller, lun, path, index, settings, state: 'reserved' };
+    try {
+      await this.delivery.guest(scsiRequests.mount(this.os, controller, lun, path, settings));
+    } catch (err) {
+      this.#forget(m);
+      this.#log('warn', m, 'mount failed', err);
+      throw err;
+    }
+    m.state = 'mounted';
+    this.#log('debug', m, 'mounted');
+    return m;
+  }
+
+  async #unmount(m: ScsiMount, _key: string): Promise<void> {
+    try {
+      await this.delivery.guest(scsiRequests.unmount(this.os, m.controller, m.lun, m.path, m.settings));
+    } catch (err) {
+      this.#log('warn', m, 'unmount failed; release() again to resume', err);
+      throw err;
+    }
+    m.state = 'unmounted';
+    this.#forget(m);
+    this.#log('debug', m, 'unmounted');
+  }
+
+  #forget(m: ScsiMount): void {
+    this.#pathOwners.delete(m.path);
+    if (m.index !== undefined) this.#indexes.free(m.index);
+  }
+
+  #log(level: 'debug' | 'warn', m: ScsiMount, msg: string, err?: unknown): void {
+    this.logger.log(level, msg, {
+      [LogField.controller]: m.controller,
+      [LogField.lun]: m.lun,
+      [LogField.guestPath]: m.path,
+      [LogField.state]: m.state,
+      ...(err === undefined ? {} : { error: String(err) }),
+    });
+  }
+}

@@ -1,0 +1,214 @@
+import { inject, injectable } from 'inversify';
+import { invalidArgument, UvmError } from '../core/errors.js';
+import { HostFs } from '../core/host-fs.js';
+import { ReleasableLease, type Lease } from '../core/lease.js';
+import { LogField, Logger } from '../core/logger.js';
+import { RefCountedTable } from '../core/refcounted-table.js';
+import { SlotAllocator } from '../core/slot-allocator.js';
+import { describeEntries } from './describe-entries.js';
+import { UvmDeviceConfig } from './device-config.js';
+import type { DeviceAcquireOptions, ResourceInfo, VpmemLayer, VpmemLayerRequest, VpmemManager } from './device-types.js';
+import { newRemovalProgress, ResourceDelivery, type RemovalProgress } from './guest-delivery.js';
+import { guestPaths } from './guest-paths.js';
+import { resourcePaths } from './resource-paths.js';
+import { validate } from './validation.js';
+import { BuddyAllocator, MAX_CLASS_SIZE } from './vpmem-buddy-allocator.js';
+import { guestRequest, hostRequest, type HostRequest } from './wire-requests.js';
+import type { GuestRequest } from '../hcs/schema.js';
+
+/** Most VPMEM devices a UVM can have. */
+export const MAX_VPMEM_COUNT = 128;
+/** Default (and largest useful) bytes per device. */
+export const DEFAULT_VPMEM_SIZE_BYTES = 4 * 1024 * 1024 * 1024;
+/** Most mappings packed onto one device in multi-mapping mode. */
+export const MAX_MAPPINGS_PER_DEVICE = 1024;
+const PAGE_SIZE = 4096;
+
+/** `adding` (combined Add in flight) → `added` → `removed`; a failed removal stays `added`. */
+export type VpmemState = 'adding' | 'added' | 'removed';
+
+/** One VPMEM layer: a whole device (default mode) or a mapping on a device (multi-mapping). */
+interface VpmemEntry {
+  readonly hostPath: string;
+  readonly device: number;
+  /** Multi-mapping only. */
+  readonly offset?: number;
+  readonly size?: number;
+  readonly guestPath: string;
+  readonly host: HostRequest;
+  readonly guest: GuestRequest;
+  state: VpmemState;
+  readonly removal: RemovalProgress;
+}
+
+/** Per-device state in multi-mapping mode. Devices are never removed from the VM. */
+interface MappedDevice {
+  readonly allocator: BuddyAllocator;
+}
+
+/**
+ * VPMEM layers of one LCOW UVM (spec §3), refcounted by host path.
+ *
+ * Default mode: one layer per device `n` at `/run/layers/p<n>`; LAYER_TOO_LARGE when the file
+ * exceeds `vpmemMaxSizeBytes`, NO_SLOT when every device is used (or VPMEM is off). Multi-mapping
+ * mode: layers packed by a buddy allocator per device, at `Devices/<n>/Mappings/<offset>` and
+ * `/run/layers/p<n>-<offset>-<size>`; NO_SLOT when nothing fits (including layers over 4 GiB).
+ * Host and guest halves travel in one combined document (or host then guest through a
+ * GuestConnection).
+ */
+@injectable()
+export class VpmemManagerImpl implements VpmemManager {
+  readonly #logger: Logger;
+  readonly #table: RefCountedTable<string, VpmemEntry>;
+  readonly #slots: SlotAllocator | undefined;
+  readonly #mapped: MappedDevice[] = [];
+
+  constructor(
+    @inject(UvmDeviceConfig) private readonly config: UvmDeviceConfig,
+    @inject(ResourceDelivery) private readonly delivery: ResourceDelivery,
+    @inject(HostFs) private readonly hostFs: HostFs,
+    @inject(Logger) logger: Logger,
+  ) {
+    this.#logger = logger.child({ [LogField.uvmId]: config.id, [LogField.kind]: 'vpmem' });
+    this.#slots = config.vpmemCount > 0 && !config.vpmemMultiMapping ? new SlotAllocator(config.vpmemCount) : undefined;
+    this.#table = new RefCountedTable({
+      name: config.vpmemMultiMapping ? 'vpmem-mapping' : 'vpmem-device',
+      destroy: (e) => this.#remove(e),
+    });
+  }
+
+  async acquire(request: VpmemLayerRequest, options: DeviceAcquireOptions = {}): Promise<Lease<VpmemLayer>> {
+    if (this.config.os !== 'linux') throw new UvmError('NOT_SUPPORTED', 'VPMEM is only supported in LCOW UVMs');
+    if (request === null || typeof request !== 'object') throw invalidArgument('VPMEM request must be an object');
+    const hostPath = validate.hostPath(request.hostPath, 'VPMEM host path');
+    if (this.config.vpmemCount === 0) {
+      throw new UvmError('NO_SLOT', 'this UVM has no VPMEM devices', { details: { hostPath } });
+    }
+    const lease = await this.#table.acquire(hostPath, () => this.#add(hostPath), options);
+    const e = lease.value;
+    const layer: VpmemLayer = { device: e.device, hostPath, guestPath: e.guestPath };
+    if (e.offset !== undefined) {
+      layer.offset = e.offset;
+      layer.size = e.size;
+    }
+    return new ReleasableLease(layer, () => lease.release());
+  }
+
+  describe(): ResourceInfo[] {
+    const kind = this.config.vpmemMultiMapping ? 'vpmem-mapping' : 'vpmem-device';
+    return describeEntries(this.#table, kind, (e) =>
+      e
+        ? { hostPath: e.hostPath, slot: e.offset === undefined ? `${e.device}` : `${e.device}@${e.offset}`, guestPath: e.guestPath }
+        : {},
+    );
+  }
+
+  retryFailedTeardowns(): Promise<void> {
+    return this.#table.retryFailedTeardowns();
+  }
+
+  async #add(hostPath: string): Promise<VpmemEntry> {
+    const { size } = await this.hostFs.stat(hostPath);
+    const entry = this.config.vpmemMultiMapping ? this.#placeMapping(hostPath, size) : this.#placeDevice(hostPath, size);
+    try {
+      await this.delivery.addCombined(entry.host, entry.guest);
+    } catch (err) {
+      this.#free(entry);
+      this.#log('warn', entry, 'add failed', err);
+      throw err;
+    }
+    entry.state = 'added';
+    this.#log('debug', entry, 'added');
+    return entry;
+  }
+
+  async #remove(e: VpmemEntry): Promise<void> {
+    const host = hostRequest(e.host.ResourcePath, 'Remove');
+    const guest = guestRequest('Remove', 'VPMemDevice', e.guest.Settings ?? {});
+    try {
+      await this.delivery.removeCombined(host, guest, e.removal);
+    } catch (err) {
+      this.#log('warn', e, 'remove failed; release() again to resume', err);
+      throw err;
+    }
+    e.state = 'removed';
+    this.#free(e);
+    this.#log('debug', e, 'removed');
+  }
+
+  /** Default mode: the lowest free device, whole. */
+  #placeDevice(hostPath: string, size: number): VpmemEntry {
+    if (size > this.config.vpmemMaxSizeBytes) {
+      throw new UvmError('LAYER_TOO_LARGE', `layer ${hostPath} (${size} bytes) is larger than a VPMEM device`, {
+        details: { hostPath, size },
+      });
+    }
+    const device = this.#slots!.allocate();
+    if (device === undefined) throw new UvmError('NO_SLOT', `no free VPMEM device for ${hostPath}`, { details: { hostPath } });
+    const guestPath = guestPaths.vpmemDevice(device);
+    return {
+      hostPath,
+      device,
+      guestPath,
+      host: hostRequest(resourcePaths.vpmemDevice(device), 'Add', { HostPath: hostPath, ReadOnly: true, ImageFormat: 'Vhd1' }),
+      guest: guestRequest('Add', 'VPMemDevice', { DeviceNumber: device, MountPath: guestPath }),
+      state: 'adding',
+      removal: newRemovalProgress(),
+    };
+  }
+
+  /** Multi-mapping mode: the first device (lowest number) with room for the page-aligned file. */
+  #placeMapping(hostPath: string, fileSize: number): VpmemEntry {
+    const size = Math.max(PAGE_SIZE, Math.ceil(fileSize / PAGE_SIZE) * PAGE_SIZE);
+    if (size <= MAX_CLASS_SIZE) {
+      for (let device = 0; device < this.config.vpmemCount; device++) {
+        const dev = (this.#mapped[device] ??= { allocator: new BuddyAllocator() });
+        if (dev.allocator.allocatedCount >= MAX_MAPPINGS_PER_DEVICE) continue;
+        let offset: number;
+        try {
+          offset = dev.allocator.allocate(size).offset;
+        } catch (err) {
+          if (UvmError.is(err, 'NO_SLOT')) continue;
+          throw err;
+        }
+        if (offset + size > this.config.vpmemMaxSizeBytes) {
+          dev.allocator.release(offset);
+          continue;
+        }
+        const guestPath = guestPaths.vpmemMapping(device, offset, size);
+        return {
+          hostPath,
+          device,
+          offset,
+          size,
+          guestPath,
+          host: hostRequest(resourcePaths.vpmemMapping(device, offset), 'Add', { HostPath: hostPath, ImageFormat: 'Vhd1' }),
+          guest: guestRequest('Add', 'VPMemDevice', {
+            DeviceNumber: device,
+            MountPath: guestPath,
+            MappingInfo: { DeviceOffsetInBytes: offset, DeviceSizeInBytes: size },
+          }),
+          state: 'adding',
+          removal: newRemovalProgress(),
+        };
+      }
+    }
+    throw new UvmError('NO_SLOT', `no VPMEM device has room for ${hostPath} (${size} bytes)`, { details: { hostPath, size } });
+  }
+
+  #free(e: VpmemEntry): void {
+    if (e.offset === undefined) this.#slots!.free(e.device);
+    else this.#mapped[e.device].allocator.release(e.offset);
+  }
+
+  #log(level: 'debug' | 'warn', e: VpmemEntry, msg: string, err?: unknown): void {
+    this.#logger.log(level, msg, {
+      [LogField.hostPath]: e.hostPath,
+      [LogField.device]: e.device,
+      ...(e.offset === undefined ? {} : { [LogField.offset]: e.offset }),
+      [LogField.guestPath]: e.guestPath,
+      [LogField.state]: e.state,
+      ...(err === undefined ? {} : { error: String(err) }),
+    });
+  }
+}

@@ -1,0 +1,8 @@
+import { ContainerModule } from 'inversify';
+import { Plan9Manager } from '../devices/device-types.js';
+import { Plan9ManagerImpl } from '../devices/plan9-manager.js';
+
+/** Binds `Plan9Manager` in a per-UVM scope (one instance per UtilityVm). */
+export const Plan9Module = new ContainerModule(({ bind }) => {
+  bind(Plan9Manager).to(Plan9ManagerImpl).inSingletonScope();
+});

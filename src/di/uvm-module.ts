@@ -1,0 +1,27 @@
+import { ContainerModule } from 'inversify';
+import { Logger } from '../core/logger.js';
+import { createResourceDelivery, ResourceDelivery } from '../devices/guest-delivery.js';
+import { UvmLifecycle } from '../devices/uvm-lifecycle.js';
+import { GuestConnection } from '../uvm/guest-connection.js';
+import { HcsSystem } from '../uvm/hcs-system-token.js';
+import { UtilityVm } from '../uvm/utility-vm.js';
+
+/**
+ * The per-UVM services besides the managers: the lifecycle, the guest delivery (through the
+ * scope's `GuestConnection` when one is bound, else through HCS) and the UtilityVm itself.
+ * Expects `HcsSystem` and `UvmDeviceConfig` bound in the same scope.
+ */
+export const UvmModule = new ContainerModule(({ bind }) => {
+  bind(UvmLifecycle).toSelf().inSingletonScope();
+  bind(ResourceDelivery)
+    .toDynamicValue((ctx) =>
+      createResourceDelivery(
+        ctx.get(HcsSystem),
+        ctx.get(UvmLifecycle),
+        ctx.get(Logger),
+        ctx.get(GuestConnection, { optional: true }),
+      ),
+    )
+    .inSingletonScope();
+  bind(UtilityVm).toSelf().inSingletonScope();
+});

@@ -1,0 +1,150 @@
+import { UvmError } from '../core/errors.js';
+import type { HcsCallOptions, HcsSystem } from './hcs-api.js';
+import { toWide, type OperationHandle, type SystemHandle, type WideString } from './computecore.js';
+import type { OperationDriver } from './operation-driver.js';
+import type { ModifySettingRequest } from './schema.js';
+
+/**
+ * One HCS_SYSTEM handle. Every call runs as an HCS operation through the `OperationDriver`.
+ *
+ * After `close()` every call rejects with UvmError HANDLE_CLOSED. `close()` is idempotent and
+ * returns at once; the native `HcsCloseComputeSystem` runs when no operation on the handle is in
+ * flight any more (in-flight operations complete normally). Closing the handle does not stop the
+ * system (see `ShouldTerminateOnLastHandleClosed` in the configuration).
+ */
+export class ComputeSystem implements HcsSystem, AsyncDisposable {
+  readonly id: string;
+  readonly #driver: OperationDriver;
+  #handle: SystemHandle | undefined;
+  #closed = false;
+  #inFlight = 0;
+  #drained: (() => void) | undefined;
+
+  /** Takes ownership of `handle` (from HcsCreateComputeSystem or HcsOpenComputeSystem). */
+  constructor(id: string, handle: SystemHandle, driver: OperationDriver) {
+    this.id = id;
+    this.#handle = handle;
+    this.#driver = driver;
+  }
+
+  /** True once `close()` was called. */
+  get closed(): boolean {
+    return this.#closed;
+  }
+
+  /** Operations on this handle not finished yet. */
+  get inFlight(): number {
+    return this.#inFlight;
+  }
+
+  start(options?: HcsCallOptions): Promise<void> {
+    return this.#void('HcsStartComputeSystem', (lib, h, op, doc) => lib.startComputeSystem(h, op, doc), undefined, options);
+  }
+
+  shutdown(options?: HcsCallOptions): Promise<void> {
+    return this.#void('HcsShutDownComputeSystem', (lib, h, op, doc) => lib.shutDownComputeSystem(h, op, doc), undefined, options);
+  }
+
+  terminate(options?: HcsCallOptions): Promise<void> {
+    return this.#void('HcsTerminateComputeSystem', (lib, h, op, doc) => lib.terminateComputeSystem(h, op, doc), undefined, options);
+  }
+
+  modify(request: ModifySettingRequest, options?: HcsCallOptions): Promise<void> {
+    if (request === null || typeof request !== 'object') {
+      return Promise.reject(new UvmError('INVALID_ARGUMENT', 'modify: the request must be an object'));
+    }
+    return this.#void(
+      'HcsModifyComputeSystem',
+      (lib, h, op, doc) => lib.modifyComputeSystem(h, op, doc as WideString),
+      JSON.stringify(request),
+      options,
+    );
+  }
+
+  async properties(query: Record<string, unknown>, options?: HcsCallOptions): Promise<unknown> {
+    if (query === null || typeof query !== 'object') {
+      throw new UvmError('INVALID_ARGUMENT', 'properties: the query must be an object');
+    }
+    const document = await this.#run(
+      'HcsGetComputeSystemProperties',
+      (lib, h, op, doc) => lib.getComputeSystemProperties(h, op, doc),
+      JSON.stringify(query),
+      options,
+    );
+    if (document === undefined) return {};
+    try {
+      return JSON.parse(document) as unknown;
+    } catch (e) {
+      throw new UvmError('HCS_ERROR', `HcsGetComputeSystemProperties ${this.id}: unparseable result document`, {
+        cause: e,
+        details: { document },
+      });
+    }
+  }
+
+  close(): void {
+    if (this.#closed) return;
+    this.#closed = true;
+    if (this.#inFlight === 0) this.#release();
+  }
+
+  /** Closes the handle and waits until no operation on it is in flight. */
+  async [Symbol.asyncDispose](): Promise<void> {
+    this.close();
+    if (this.#inFlight > 0) await new Promise<void>((resolve) => (this.#drained = resolve));
+  }
+
+  #release(): void {
+    const handle = this.#handle;
+    this.#handle = undefined;
+    if (handle) this.#driver.library.closeComputeSystem(handle);
+    const drained = this.#drained;
+    this.#drained = undefined;
+    drained?.();
+  }
+
+  async #void(
+    op: string,
+    call: Call,
+    document: string | undefined,
+    options: HcsCallOptions | undefined,
+  ): Promise<void> {
+    await this.#run(op, call, document, options);
+  }
+
+  async #run(
+    op: string,
+    call: Call,
+    document: string | undefined,
+    options: HcsCallOptions | undefined,
+  ): Promise<string | undefined> {
+    if (this.#closed || !this.#handle) {
+      throw new UvmError('HANDLE_CLOSED', `${op} ${this.id}: the compute system handle has already been closed`, {
+        details: { systemId: this.id, op },
+      });
+    }
+    const handle = this.#handle;
+    const wide = document === undefined ? null : toWide(document);
+    const lib = this.#driver.library;
+    this.#inFlight++;
+    try {
+      return await this.#driver.run({
+        op,
+        systemId: this.id,
+        call: (operation) => call(lib, handle, operation, wide),
+        inputs: [wide, handle],
+        options,
+      });
+    } finally {
+      this.#inFlight--;
+      if (this.#closed && this.#inFlight === 0) this.#release();
+    }
+  }
+}
+
+type Call = (
+  lib: OperationDriver['library'],
+  handle: SystemHandle,
+  operation: OperationHandle,
+  document: WideString | null,
+) => number;

@@ -1,0 +1,260 @@
+/**
+ * Runs HCS operations the asynchronous way: `HcsCreateOperation` with a completion callback, the
+ * HCS call, await the callback, `HcsGetOperationResult`, `HcsCloseOperation`. No libuv pool thread
+ * is ever parked in `HcsWaitForOperationResult`.
+ *
+ * - One completion callback is registered per process, forever; its context is a small integer
+ *   id looked up in `pending` (never a pointer to a JS object).
+ * - Timeouts and AbortSignals call `HcsCancelOperation` and then STILL await the completion
+ *   callback before the operation handle, the input strings or the pending entry are released
+ *   (freeing what HCS may still read crashed computecore.dll in hcsshim's history). If the
+ *   operation nevertheless completed successfully, the call resolves: the change is in effect.
+ * - While any operation is pending a ref'd timer keeps the Node process alive (a callback from
+ *   a native thread does not).
+ * - At most `concurrency` operations are in HCS at once (p-queue), below koffi's limit of
+ *   foreign-thread callbacks queued at once.
+ */
+import PQueue from 'p-queue';
+import { UvmError } from '../core/errors.js';
+import type { HcsCallOptions } from './hcs-api.js';
+import { HcsError, HResult, hcsErrorFromResult } from './hcs-error.js';
+import type { ComputeCore, OperationHandle } from './computecore.js';
+
+/** Default bound on operations in HCS at once. */
+export const DEFAULT_MAX_CONCURRENT_OPERATIONS = 64;
+
+/** One operation to run. */
+export interface OperationRequest {
+  /** HCS function name, used in errors, e.g. `HcsModifyComputeSystem`. */
+  op: string;
+  systemId?: string;
+  /**
+   * Issues the HCS call with the operation handle and returns its HRESULT. Everything it hands
+   * to native code must be in `inputs` (or otherwise referenced until the operation completes).
+   */
+  call: (operation: OperationHandle) => number;
+  /** Buffers/strings passed to native code; kept referenced until the operation completes. */
+  inputs?: readonly unknown[];
+  options?: HcsCallOptions;
+}
+
+interface PendingEntry {
+  complete: () => void;
+  inputs: readonly unknown[] | undefined;
+}
+
+// ---- process-wide completion registry -------------------------------------------------------
+
+const pending = new Map<number, PendingEntry>();
+let nextContext = 1;
+let registeredCallback: unknown;
+let callbackLibrary: ComputeCore | undefined;
+let keepAlive: NodeJS.Timeout | undefined;
+
+function onCompletion(_operation: unknown, context: number | bigint): void {
+  // Runs on the main thread while the HCS thread waits for it: do as little as possible, never throw.
+  try {
+    pending.get(Number(context))?.complete();
+  } catch {
+    // nothing sensible to do on a native thread's behalf
+  }
+}
+
+function completionCallback(lib: ComputeCore): unknown {
+  if (registeredCallback === undefined || callbackLibrary !== lib) {
+    registeredCallback = lib.registerCompletion(onCompletion);
+    callbackLibrary = lib;
+  }
+  return registeredCallback;
+}
+
+function allocateContext(): number {
+  // Small positive integers; wrap long before they lose precision, skipping ids still in use.
+  for (;;) {
+    const id = nextContext;
+    nextContext = nextContext >= 0x7fffffff ? 1 : nextContext + 1;
+    if (!pending.has(id)) return id;
+  }
+}
+
+function track(id: number, entry: PendingEntry): void {
+  pending.set(id, entry);
+  if (keepAlive === undefined) keepAlive = setInterval(() => undefined, 1 << 30);
+}
+
+function untrack(id: number): void {
+  pending.delete(id);
+  if (pending.size === 0 && keepAlive !== undefined) {
+    clearInterval(keepAlive);
+    keepAlive = undefined;
+  }
+}
+
+/** Operations created and not yet closed in this process (for leak checks and diagnostics). */
+export function pendingOperationCount(): number {
+  return pending.size;
+}
+
+// ---- cancellation of one call ---------------------------------------------------------------
+
+type CancelReason = 'timeout' | 'abort';
+
+class CallCancellation {
+  reason: CancelReason | undefined;
+  readonly controller = new AbortController();
+  #timer: NodeJS.Timeout | undefined;
+  #onAbort: (() => void) | undefined;
+  #listeners: (() => void)[] = [];
+
+  constructor(private readonly options: HcsCallOptions | undefined) {
+    const signal = options?.signal;
+    if (signal?.aborted) {
+      this.fire('abort');
+      return;
+    }
+    if (signal) {
+      this.#onAbort = () => this.fire('abort');
+      signal.addEventListener('abort', this.#onAbort, { once: true });
+    }
+    const t = options?.timeoutMs;
+    if (t !== undefined) {
+      this.#timer = setTimeout(() => this.fire('timeout'), Math.max(0, t));
+    }
+  }
+
+  /** Calls `fn` once when the call is cancelled (at once if it already is). */
+  onCancel(fn: () => void): void {
+    if (this.reason) fn();
+    else this.#listeners.push(fn);
+  }
+
+  fire(reason: CancelReason): void {
+    if (this.reason) return;
+    this.reason = reason;
+    this.controller.abort();
+    for (const fn of this.#listeners.splice(0)) fn();
+  }
+
+  dispose(): void {
+    if (this.#timer) clearTimeout(this.#timer);
+    if (this.#onAbort) this.options?.signal?.removeEventListener('abort', this.#onAbort);
+    this.#listeners = [];
+  }
+}
+
+function cancelledError(req: OperationRequest, reason: CancelReason, cause?: HcsError): HcsError {
+  const timeout = reason === 'timeout';
+  return new HcsError({
+    op: req.op,
+    systemId: req.systemId,
+    hresult: cause?.hresult ?? (timeout ? HResult.HCS_E_OPERATION_TIMEOUT : HResult.E_ABORT),
+    code: timeout ? 'TIMEOUT' : 'ABORTED',
+    errorMessage: cause?.errorMessage,
+    events: cause?.events,
+    cause,
+    text: timeout
+      ? `timed out after ${req.options?.timeoutMs} ms; the operation was cancelled${cause ? `: ${cause.message}` : ''}`
+      : `aborted; the operation was cancelled${cause ? `: ${cause.message}` : ''}`,
+  });
+}
+
+// ---- the driver -----------------------------------------------------------------------------
+
+export interface OperationDriverOptions {
+  /** Operations in HCS at once. Default 64 (koffi's foreign-callback limit is raised to 1024). */
+  maxConcurrentOperations?: number;
+}
+
+/** Runs HCS operations for one `ComputeCore` library. */
+export class OperationDriver {
+  readonly #lib: ComputeCore;
+  readonly #queue: PQueue;
+
+  constructor(lib: ComputeCore, options: OperationDriverOptions = {}) {
+    const concurrency = options.maxConcurrentOperations ?? DEFAULT_MAX_CONCURRENT_OPERATIONS;
+    if (!Number.isInteger(concurrency) || concurrency < 1 || concurrency > 512) {
+      throw new UvmError('INVALID_ARGUMENT', `maxConcurrentOperations must be an integer in 1..512, got ${concurrency}`);
+    }
+    this.#lib = lib;
+    this.#queue = new PQueue({ concurrency });
+  }
+
+  get library(): ComputeCore {
+    return this.#lib;
+  }
+
+  /** Operations started and not finished, plus those waiting for a slot. */
+  get size(): number {
+    return this.#queue.pending + this.#queue.size;
+  }
+
+  /**
+   * Runs one operation and resolves with its result document (undefined when empty). Rejects with
+   * HcsError HCS_ERROR (HCS failure), TIMEOUT or ABORTED (cancelled; the HCS failure is the cause).
+   */
+  async run(req: OperationRequest): Promise<string | undefined> {
+    const timeoutMs = req.options?.timeoutMs;
+    if (timeoutMs !== undefined && (!Number.isFinite(timeoutMs) || timeoutMs < 0)) {
+      throw new UvmError('INVALID_ARGUMENT', `timeoutMs must be a finite number >= 0, got ${timeoutMs}`);
+    }
+    const cancellation = new CallCancellation(req.options);
+    try {
+      if (cancellation.reason) throw cancelledError(req, cancellation.reason);
+      try {
+        return await this.#queue.add(() => this.#execute(req, cancellation), {
+          signal: cancellation.controller.signal,
+        });
+      } catch (e) {
+        // Cancelled while still queued: nothing reached HCS.
+        if (cancellation.reason && !(e instanceof HcsError)) throw cancelledError(req, cancellation.reason);
+        throw e;
+      }
+    } finally {
+      cancellation.dispose();
+    }
+  }
+
+  async #execute(req: OperationRequest, cancellation: CallCancellation): Promise<string | undefined> {
+    if (cancellation.reason) throw cancelledError(req, cancellation.reason);
+    const lib = this.#lib;
+    const callback = completionCallback(lib);
+    const id = allocateContext();
+    let completed!: () => void;
+    const done = new Promise<void>((resolve) => (completed = resolve));
+    const entry: PendingEntry = { complete: completed, inputs: req.inputs };
+    track(id, entry);
+    let op: OperationHandle | null = null;
+    let closed = false;
+    try {
+      op = lib.createOperation(id, callback);
+      if (op === null) {
+        throw new HcsError({ op: req.op, systemId: req.systemId, hresult: HResult.E_OUTOFMEMORY, text: 'HcsCreateOperation failed' });
+      }
+      const hr = req.call(op);
+      if (hr < 0) {
+        // The call itself failed: the operation never started and will not complete. Its result
+        // (if any) carries the error document, as hcsshim reads it.
+        const result = lib.getOperationResult(op);
+        const document = result.hr < 0 ? result.document : undefined;
+        throw hcsErrorFromResult(req.op, hr, document, req.systemId);
+      }
+      const started = op;
+      cancellation.onCancel(() => {
+        // Best effort: HCS completes the operation either way (E_ABORT if it was not applied yet).
+        if (!closed) lib.cancelOperation(started);
+      });
+      await done;
+      const result = lib.getOperationResult(op);
+      if (result.hr >= 0) return result.document === '' ? undefined : result.document;
+      const error = hcsErrorFromResult(req.op, result.hr, result.document, req.systemId);
+      if (cancellation.reason) throw cancelledError(req, cancellation.reason, error);
+      throw error;
+    } finally {
+      closed = true;
+      if (op !== null) lib.closeOperation(op);
+      // Inputs stay referenced by `entry` until here, after HCS is done with the operation.
+      entry.inputs = undefined;
+      untrack(id);
+    }
+  }
+}

@@ -1,0 +1,126 @@
+/**
+ * The result of composing a container's layers, and the rollback list both composers build it with
+ * (habit H7): every lease is pushed as it is acquired; any failure releases what was pushed,
+ * newest first, and rethrows the failure; `release()` tears the composition down in the same LIFO
+ * order (CombinedLayers Remove → scratch → layers), continuing past errors and reporting them all.
+ */
+import { UvmError } from '../core/errors.js';
+import { ReleasableLease } from '../core/lease.js';
+import type { Logger } from '../core/logger.js';
+import { ReleaseStack, type Releasable } from '../core/release-stack.js';
+import type { DeviceAcquireOptions, UvmDevices } from '../devices/device-types.js';
+import { omitEmpty, type GuestRequest } from '../hcs/schema.js';
+import { heldResource, type HeldResource } from '../containers/held-resource.js';
+import { isPreparedForTermination } from '../containers/uvm-termination.js';
+import { addErrorDetails } from '../oci/container-paths.js';
+import type { ScsiLayerReason } from './layer-plan.js';
+
+/** Where one read-only layer landed. */
+export interface ComposedLayer {
+  /** 0 = top-most. */
+  index: number;
+  hostPath: string;
+  partition?: number;
+  target: 'vpmem' | 'scsi' | 'vsmb';
+  /** For a LCOW layer on SCSI: why not VPMEM. */
+  reason?: ScsiLayerReason;
+  guestPath: string;
+  /** WCOW: NameToGuid(basename(folder)). */
+  id?: string;
+}
+
+export interface ComposedLayersInfo {
+  os: 'linux' | 'windows';
+  containerId: string;
+  /** What the container's `root.path` becomes: `/run/gcs/c/<id>/rootfs` (LCOW) or the scratch mount (WCOW). */
+  rootfsPath: string;
+  /** The scratch disk's guest mount path (the existing one when the scratch is shared). */
+  scratchMountPath: string;
+  /** LCOW: `<scratch mount>/scratch/<id>`. */
+  scratchPath?: string;
+  /** The scratch VHDX with symlinks resolved. */
+  scratchHostPath: string;
+  /** Top-most first. */
+  layers: ComposedLayer[];
+}
+
+/** A composed rootfs: its description plus every lease behind it. */
+export class ComposedLayers implements Releasable, AsyncDisposable {
+  readonly info: ComposedLayersInfo;
+  readonly #stack: ReleaseStack;
+
+  constructor(info: ComposedLayersInfo, stack: ReleaseStack) {
+    this.info = info;
+    this.#stack = stack;
+  }
+
+  /** Every lease still held, in acquisition order (layers, scratch, combined layers). */
+  get held(): HeldResource[] {
+    return this.#stack.items() as HeldResource[];
+  }
+
+  /** Releases everything LIFO; rejects with RELEASE_FAILED listing every failure; call again to retry those. */
+  release(): Promise<void> {
+    return this.#stack.releaseAll();
+  }
+
+  [Symbol.asyncDispose](): Promise<void> {
+    return this.release();
+  }
+}
+
+/** Collects leases while composing; rolls them back on failure. */
+export class CompositionBuilder {
+  readonly #stack = new ReleaseStack();
+  readonly #uvm: UvmDevices;
+  readonly #logger: Logger | undefined;
+
+  constructor(uvm: UvmDevices, logger?: Logger) {
+    this.#uvm = uvm;
+    this.#logger = logger;
+  }
+
+  hold(fields: Omit<HeldResource, 'release'>): HeldResource {
+    return this.#stack.push(heldResource(fields));
+  }
+
+  /**
+   * Sends `CombinedLayers` Add and holds a lease whose release sends the Remove with
+   * `removeSettings` (skipped once the UVM is prepared for termination: the overlay dies with it).
+   */
+  async combineLayers(addSettings: Record<string, unknown>, removeSettings: Record<string, unknown>, options: DeviceAcquireOptions): Promise<void> {
+    const uvm = this.#uvm;
+    const request = (RequestType: 'Add' | 'Remove', Settings: Record<string, unknown>): GuestRequest =>
+      omitEmpty({ RequestType, ResourceType: 'CombinedLayers', Settings });
+    await uvm.sendGuestRequest(request('Add', addSettings), options);
+    const lease = new ReleasableLease(removeSettings, async () => {
+      if (isPreparedForTermination(uvm)) return;
+      await uvm.sendGuestRequest(request('Remove', removeSettings));
+    });
+    this.hold({ kind: 'combined-layers', source: 'guest', guestPath: String(removeSettings.ContainerRootPath), lease });
+  }
+
+  /** Releases everything held so far and returns `err` (with `details.rollbackError` if that failed). */
+  async rollback(err: unknown): Promise<unknown> {
+    try {
+      await this.#stack.releaseAll();
+    } catch (rollbackError) {
+      addErrorDetails(err, { rollbackError });
+      this.#logger?.warn('rolling back a layer composition failed', { error: String(rollbackError) });
+    }
+    return err;
+  }
+
+  finish(info: ComposedLayersInfo): ComposedLayers {
+    return new ComposedLayers(info, this.#stack);
+  }
+}
+
+/** NOT_SUPPORTED unless the UVM runs `os`. */
+export function assertGuestOs(uvm: UvmDevices, os: 'linux' | 'windows', what: string): void {
+  if (uvm.facts.os !== os) {
+    throw new UvmError('NOT_SUPPORTED', `${what} needs a ${os} UVM; ${uvm.facts.id} is ${uvm.facts.os}`, {
+      details: { uvmId: uvm.facts.id },
+    });
+  }
+}

@@ -1,0 +1,114 @@
+/**
+ * LCOW layer composition (spec §5.2): read-only layers on VPMEM with a SCSI fallback, the scratch
+ * on SCSI, and a guest overlay (`CombinedLayers`) at `/run/gcs/c/<id>/rootfs`.
+ */
+import { UvmError } from '../core/errors.js';
+import type { Logger } from '../core/logger.js';
+import type { DeviceAcquireOptions, UvmDevices } from '../devices/device-types.js';
+import { validateContainerId } from '../containers/container-id.js';
+import { lcowContainerRoot, lcowRootfsPath, lcowScratchDir } from '../oci/container-paths.js';
+import { assertGuestOs, CompositionBuilder, type ComposedLayer, type ComposedLayers } from './composed-layers.js';
+import type { LcowLayerInput, LcowLayerInputs } from './layer-inputs.js';
+import { vpmemSkipReason, type ScsiLayerReason } from './layer-plan.js';
+
+export interface ComposeLcowLayersOptions extends DeviceAcquireOptions {
+  /** dm-crypt the scratch (then formatted xfs instead of ext4). */
+  encryptScratch?: boolean;
+  logger?: Logger;
+}
+
+/** Mount options of a read-only layer on SCSI. */
+export const SCSI_LAYER_OPTIONS: readonly string[] = ['ro'];
+
+async function addLayer(
+  uvm: UvmDevices,
+  builder: CompositionBuilder,
+  layer: LcowLayerInput,
+  index: number,
+  options: DeviceAcquireOptions,
+): Promise<ComposedLayer> {
+  const base = { index, hostPath: layer.hostPath, ...(layer.partition ? { partition: layer.partition } : {}) };
+  let reason: ScsiLayerReason | undefined = vpmemSkipReason(uvm.facts, layer);
+  if (reason === undefined) {
+    try {
+      const lease = await uvm.vpmem.acquire({ hostPath: layer.hostPath }, options);
+      builder.hold({ kind: 'layer', source: 'vpmem', hostPath: layer.hostPath, guestPath: lease.value.guestPath, lease });
+      return { ...base, target: 'vpmem', guestPath: lease.value.guestPath };
+    } catch (err) {
+      // Fallback precondition: a rejected acquire left nothing attached (manager contract), and
+      // these two codes mean "VPMEM cannot take this layer" — SCSI can. Anything else aborts.
+      if (!UvmError.is(err, 'NO_SLOT', 'LAYER_TOO_LARGE')) throw err;
+      reason = err.code === 'NO_SLOT' ? 'no-slot' : 'too-large';
+    }
+  }
+  // Read-only layers get no per-VM grant: they rely on the VM-group grant (spec §0.4).
+  const lease = await uvm.scsi.acquire(
+    {
+      hostPath: layer.hostPath,
+      readOnly: true,
+      mount: { ...(layer.partition ? { partition: layer.partition } : {}), options: [...SCSI_LAYER_OPTIONS] },
+    },
+    options,
+  );
+  const guestPath = lease.value.guestPath;
+  builder.hold({ kind: 'layer', source: 'scsi', hostPath: layer.hostPath, guestPath, lease });
+  if (guestPath === undefined) throw new UvmError('INVALID_STATE', `SCSI layer ${layer.hostPath} has no guest mount path`);
+  return { ...base, target: 'scsi', reason, guestPath };
+}
+
+/**
+ * Attaches a LCOW container's layers and scratch and composes its rootfs in the guest.
+ *
+ * If this rejects, everything it acquired was released (a failed rollback is attached to the
+ * error as `details.rollbackError`). The scratch path is resolved (symlinks) before anything is
+ * attached, so a missing scratch fails with NOT_FOUND and no HCS call.
+ */
+export async function composeLcowLayers(
+  uvm: UvmDevices,
+  containerId: string,
+  inputs: LcowLayerInputs,
+  options: ComposeLcowLayersOptions = {},
+): Promise<ComposedLayers> {
+  validateContainerId(containerId);
+  assertGuestOs(uvm, 'linux', 'LCOW layers');
+  const acquireOptions = { signal: options.signal };
+  // A shared scratch is a symlink to the sandbox container's VHDX: attach the target, so the SCSI
+  // manager's refcount sees one disk and returns its existing mount.
+  const scratchHostPath = await uvm.hostFs.realpath(inputs.scratchVhd);
+  const builder = new CompositionBuilder(uvm, options.logger);
+  try {
+    const layers: ComposedLayer[] = [];
+    for (const [index, layer] of inputs.layers.entries()) layers.push(await addLayer(uvm, builder, layer, index, acquireOptions));
+
+    const encrypted = options.encryptScratch === true;
+    const scratch = await uvm.scsi.acquire(
+      {
+        hostPath: scratchHostPath,
+        readOnly: false,
+        grantVmAccess: true,
+        guestPath: lcowContainerRoot(containerId),
+        mount: { ...(encrypted ? { encrypted } : {}), ensureFilesystem: true, filesystem: encrypted ? 'xfs' : 'ext4' },
+      },
+      acquireOptions,
+    );
+    const scratchMountPath = scratch.value.guestPath;
+    builder.hold({ kind: 'scratch', source: 'scsi', hostPath: scratchHostPath, guestPath: scratchMountPath, lease: scratch });
+    if (scratchMountPath === undefined) throw new UvmError('INVALID_STATE', 'the scratch disk has no guest mount path');
+
+    const rootfsPath = lcowRootfsPath(containerId);
+    const scratchPath = lcowScratchDir(scratchMountPath, containerId);
+    await builder.combineLayers(
+      {
+        ContainerID: containerId,
+        ContainerRootPath: rootfsPath,
+        Layers: layers.map((l) => ({ Path: l.guestPath })),
+        ScratchPath: scratchPath,
+      },
+      { ContainerRootPath: rootfsPath },
+      acquireOptions,
+    );
+    return builder.finish({ os: 'linux', containerId, rootfsPath, scratchMountPath, scratchPath, scratchHostPath, layers });
+  } catch (err) {
+    throw await builder.rollback(err);
+  }
+}

@@ -1,0 +1,145 @@
+/**
+ * OCI mount conversion, doing half (habit H17): acquires what `planMounts` planned, through the
+ * device managers, and rewrites each mount to its guest path. One generic path for every device:
+ * a table maps the planned device to its manager's `acquire`, and every lease value has a
+ * `guestPath` that becomes the mount's source.
+ */
+import type { Logger } from '../core/logger.js';
+import type { Lease } from '../core/lease.js';
+import { ReleaseStack } from '../core/release-stack.js';
+import type { DeviceAcquireOptions, UvmDevices } from '../devices/device-types.js';
+import { heldResource, type HeldResource } from '../containers/held-resource.js';
+import { PIPE_PREFIX, addErrorDetails } from './container-paths.js';
+import type { DeviceMount, DeviceRequests, MountDevice, PlannedMount } from './mount-planner.js';
+import type { OciMount } from './oci-spec.js';
+import { UvmError } from '../core/errors.js';
+
+/** `MappedDirectory` of a WCOW container document (HCS schema). */
+export interface ContainerMappedDirectory {
+  HostPath: string;
+  ContainerPath: string;
+  ReadOnly?: boolean;
+}
+
+/** `MappedPipe` of a WCOW container document (HCS schema). */
+export interface ContainerMappedPipe {
+  ContainerPipeName: string;
+  HostPath: string;
+}
+
+export type ContainerEntry = { kind: 'mapped-directory'; value: ContainerMappedDirectory } | { kind: 'mapped-pipe'; value: ContainerMappedPipe };
+
+/** One applied mount. */
+export interface AppliedMount {
+  index: number;
+  planned: PlannedMount;
+  /** The mount with `source` (and `type`) rewritten for the guest; a copy. */
+  mount: OciMount;
+  /** The lease behind it (device mounts only). */
+  held?: HeldResource;
+  /** WCOW: the MappedDirectory / MappedPipe entry the shim's container document needs. */
+  containerEntry?: ContainerEntry;
+}
+
+export interface ApplyMountsOptions extends DeviceAcquireOptions {
+  logger?: Logger;
+}
+
+type GuestPathLease = Lease<{ guestPath: string | undefined }>;
+
+/** How each device is acquired: the only per-device code of the applier. */
+const ACQUIRE: { [D in MountDevice]: (uvm: UvmDevices, request: DeviceRequests[D], options: DeviceAcquireOptions) => Promise<GuestPathLease> } = {
+  scsi: (uvm, request, options) => uvm.scsi.acquire(request, options),
+  plan9: (uvm, request, options) => uvm.plan9.acquire(request, options),
+  vsmb: (uvm, request, options) => uvm.vsmb.acquire(request, options),
+  pipe: (uvm, request, options) => uvm.pipes.acquire(request, options),
+};
+
+function acquireDevice(uvm: UvmDevices, planned: DeviceMount, options: DeviceAcquireOptions): Promise<GuestPathLease> {
+  const acquire = ACQUIRE[planned.device] as (uvm: UvmDevices, request: unknown, options: DeviceAcquireOptions) => Promise<GuestPathLease>;
+  return acquire(uvm, planned.request, options);
+}
+
+function rewrite(mount: OciMount, source: string, type: string | undefined): OciMount {
+  const copy: OciMount = { ...structuredClone(mount), source };
+  if (type === undefined) delete copy.type;
+  else copy.type = type;
+  return copy;
+}
+
+function containerEntry(planned: PlannedMount, guestPath: string, readOnly: boolean): ContainerEntry | undefined {
+  if (planned.kind === 'keep' || planned.containerEntry === undefined) return undefined;
+  const destination = planned.mount.destination;
+  if (planned.containerEntry === 'mapped-pipe') {
+    return { kind: 'mapped-pipe', value: { ContainerPipeName: destination.slice(PIPE_PREFIX.length), HostPath: guestPath } };
+  }
+  return {
+    kind: 'mapped-directory',
+    value: { HostPath: guestPath, ContainerPath: destination, ...(readOnly ? { ReadOnly: true } : {}) },
+  };
+}
+
+/** Applies one planned mount. If it rejects, nothing was acquired for it. */
+export async function applyMount(uvm: UvmDevices, planned: PlannedMount, options: DeviceAcquireOptions = {}): Promise<AppliedMount> {
+  const { index } = planned;
+  switch (planned.kind) {
+    case 'keep':
+      return { index, planned, mount: structuredClone(planned.mount) };
+    case 'guest':
+      return {
+        index,
+        planned,
+        mount: rewrite(planned.mount, planned.source, undefined),
+        containerEntry: containerEntry(planned, planned.source, planned.readOnly),
+      };
+    case 'device': {
+      const lease = await acquireDevice(uvm, planned, { signal: options.signal });
+      const guestPath = lease.value.guestPath;
+      if (guestPath === undefined) {
+        await lease.release();
+        throw new UvmError('INVALID_STATE', `the ${planned.device} manager returned no guest path for mount ${index}`);
+      }
+      const held = heldResource({
+        kind: 'mount',
+        source: planned.device,
+        hostPath: planned.request.hostPath,
+        guestPath,
+        destination: planned.mount.destination,
+        mountIndex: index,
+        lease,
+      });
+      return {
+        index,
+        planned,
+        mount: rewrite(planned.mount, guestPath, planned.rewriteType),
+        held,
+        containerEntry: containerEntry(planned, guestPath, planned.readOnly),
+      };
+    }
+  }
+}
+
+/**
+ * Applies a plan in order. On failure, releases what this call acquired (newest first) and
+ * rejects with the failing mount's error, `details.mountIndex` set; a failed rollback is attached
+ * as `details.rollbackError` (the leases left behind stay retryable in their managers).
+ */
+export async function applyMountPlan(uvm: UvmDevices, plan: readonly PlannedMount[], options: ApplyMountsOptions = {}): Promise<AppliedMount[]> {
+  const applied: AppliedMount[] = [];
+  const stack = new ReleaseStack();
+  for (const planned of plan) {
+    try {
+      const result = await applyMount(uvm, planned, options);
+      if (result.held) stack.push(result.held);
+      applied.push(result);
+    } catch (err) {
+      addErrorDetails(err, { mountIndex: planned.index, destination: planned.mount.destination });
+      await stack.releaseAll().catch((rollbackError: unknown) => {
+        addErrorDetails(err, { rollbackError });
+        options.logger?.warn('rolling back mounts failed', { error: String(rollbackError) });
+      });
+      throw err;
+    }
+  }
+  return applied;
+}

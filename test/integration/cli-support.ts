@@ -1,0 +1,104 @@
+// Helpers of the CLI end-to-end tests: spawn bin/uvmctl.js, read a simulator trace.
+import { spawn } from 'node:child_process';
+import { readFile } from 'node:fs/promises';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { expect } from 'chai';
+
+/** The repository root (this file is build/test/integration/cli-support.js once compiled). */
+export const REPO = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..', '..');
+export const UVMCTL = path.join(REPO, 'bin', 'uvmctl.js');
+
+export interface CliResult {
+  code: number | null;
+  stdout: string;
+  stderr: string;
+}
+
+/** Runs `node bin/uvmctl.js ...args` and collects its exit code and output. */
+export function runCli(args: string[], env: Record<string, string> = {}): Promise<CliResult> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(process.execPath, [UVMCTL, ...args], {
+      cwd: REPO,
+      env: { ...process.env, UVM_LOG_LEVEL: 'silent', ...env },
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    let stdout = '';
+    let stderr = '';
+    child.stdout.setEncoding('utf8').on('data', (d: string) => (stdout += d));
+    child.stderr.setEncoding('utf8').on('data', (d: string) => (stderr += d));
+    child.on('error', reject);
+    child.on('close', (code) => resolve({ code, stdout, stderr }));
+  });
+}
+
+/** One line of the simulator's trace. */
+export interface TraceLine {
+  fn: string;
+  id: string | null;
+  doc: any;
+  hr: number;
+}
+
+/** The trace file's lines, parsed; [] when the file does not exist. */
+export async function readTrace(file: string): Promise<TraceLine[]> {
+  let text: string;
+  try {
+    text = await readFile(file, 'utf8');
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return [];
+    throw err;
+  }
+  return text
+    .split('\n')
+    .filter((l) => l.trim() !== '')
+    .map((l) => JSON.parse(l) as TraceLine);
+}
+
+/** The documents of the HcsModifyComputeSystem calls, in order. */
+export function modifyDocs(trace: TraceLine[]): any[] {
+  return trace.filter((t) => t.fn === 'HcsModifyComputeSystem').map((t) => t.doc);
+}
+
+/**
+ * Asserts that each expected document occurs in `docs` exactly once (deep equality of parsed JSON)
+ * and that they occur in the given order. Returns their indices.
+ */
+export function expectInOrder(docs: readonly unknown[], expected: readonly unknown[]): number[] {
+  const indices = expected.map((want) => {
+    const hits = docs.flatMap((d, i) => (deepEqual(d, want) ? [i] : []));
+    expect(hits, `document ${JSON.stringify(want)} should occur exactly once`).to.have.length(1);
+    return hits[0]!;
+  });
+  for (let i = 1; i < indices.length; i++) {
+    expect(indices[i], `${JSON.stringify(expected[i])} should come after ${JSON.stringify(expected[i - 1])}`).to.be.greaterThan(indices[i - 1]!);
+  }
+  return indices;
+}
+
+/**
+ * Every host Add has its Remove (by ResourcePath and share Name) and every guest Add its Remove
+ * (by ResourceType): what the trace adds, it takes away.
+ */
+export function expectBalanced(docs: readonly any[]): void {
+  const count = new Map<string, number>();
+  const bump = (key: string, by: number): void => void count.set(key, (count.get(key) ?? 0) + by);
+  for (const d of docs) {
+    const by = d.RequestType === 'Add' ? 1 : d.RequestType === 'Remove' ? -1 : 0;
+    if (d.ResourcePath !== undefined) bump(`host ${d.ResourcePath} ${d.Settings?.Name ?? ''}`, by);
+    const g = d.GuestRequest;
+    // SCSIDevice (unplug) has a Remove only.
+    if (g !== undefined && g.ResourceType !== 'SCSIDevice') bump(`guest ${g.ResourceType}`, g.RequestType === 'Add' ? 1 : g.RequestType === 'Remove' ? -1 : 0);
+  }
+  const unbalanced = [...count].filter(([, n]) => n !== 0);
+  expect(unbalanced, 'adds without removes (or the reverse)').to.deep.equal([]);
+}
+
+function deepEqual(a: unknown, b: unknown): boolean {
+  try {
+    expect(a).to.deep.equal(b);
+    return true;
+  } catch {
+    return false;
+  }
+}

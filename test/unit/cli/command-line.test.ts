@@ -1,0 +1,63 @@
+import { expect } from 'chai';
+import { parseCommandLine } from '../../../src/cli/command-line.js';
+import { UsageError } from '../../../src/cli/usage-error.js';
+
+function usageError(argv: string[]): UsageError {
+  try {
+    parseCommandLine(argv);
+  } catch (err) {
+    expect(err).to.be.instanceOf(UsageError);
+    return err as UsageError;
+  }
+  expect.fail(`expected a UsageError for ${argv.join(' ')}`);
+}
+
+describe('cli/command-line', () => {
+  it('parses run with every option', () => {
+    expect(parseCommandLine(['run', 's.json', '--json', '--trace', 't.jsonl', '--keep', '-q'])).to.deep.equal({
+      command: 'run',
+      scenario: 's.json',
+      json: true,
+      trace: 't.jsonl',
+      keep: true,
+      quiet: true,
+    });
+  });
+
+  it('parses run with defaults, options before the command too', () => {
+    expect(parseCommandLine(['--trace=x', 'run', 's.json'])).to.deep.equal({
+      command: 'run',
+      scenario: 's.json',
+      json: false,
+      trace: 'x',
+      keep: false,
+      quiet: false,
+    });
+  });
+
+  it('parses plan', () => {
+    expect(parseCommandLine(['plan', 's.json', '--json'])).to.include({ command: 'plan', scenario: 's.json', json: true });
+  });
+
+  it('parses help in its three forms', () => {
+    for (const argv of [['help'], ['--help'], ['run', 'x', '-h']]) expect(parseCommandLine(argv)).to.deep.equal({ command: 'help' });
+  });
+
+  const bad: [string[], RegExp][] = [
+    [[], /missing command/],
+    [['start', 's.json'], /unknown command "start"/],
+    [['run'], /missing the scenario/],
+    [['run', 'a.json', 'b.json'], /unexpected argument "b.json"/],
+    [['run', 's.json', '--jsn'], /--jsn/],
+    [['run', 's.json', '--trace'], /--trace/],
+    [['run', 's.json', '--trace='], /--trace/],
+    [['plan', 's.json', '--keep'], /--keep/],
+  ];
+  for (const [argv, message] of bad) {
+    it(`rejects "${argv.join(' ')}"`, () => {
+      const err = usageError(argv);
+      expect(err.code).to.equal('INVALID_ARGUMENT');
+      expect(err.message).to.match(message);
+    });
+  }
+});

@@ -1,0 +1,214 @@
+import { expect } from 'chai';
+import { FakeHostFs } from '../../../src/core/fake-host-fs.js';
+import type { UvmFacts } from '../../../src/devices/device-types.js';
+import { allocateContainer, planContainer } from '../../../src/containers/allocate-container.js';
+import type { OciSpec } from '../../../src/oci/oci-spec.js';
+import { FakeUvmDevices } from '../../fakes/fake-uvm-devices.js';
+import { expectCode } from '../../fakes/expect-code.js';
+
+const VSMB = '\\\\?\\VMSMB\\VSMB-{dcc079ae-60ba-4d07-847c-3493609c0870}';
+
+function lcow(facts: Partial<UvmFacts> = {}): FakeUvmDevices {
+  const fs = new FakeHostFs()
+    .file('/l/1/layer.vhd', 1000)
+    .file('/l/2/layer.vhd', 2 * 1024 * 1024)
+    .file('/s/sandbox.vhdx')
+    .dir('/data')
+    .file('/cfg/app.conf')
+    .file('/disks/d.vhdx')
+    .dir('/rootdir');
+  return new FakeUvmDevices({ os: 'linux', facts, hostFs: fs });
+}
+
+function lcowSpec(): OciSpec {
+  return {
+    ociVersion: '1.1.0',
+    root: { path: 'rootfs', readonly: false },
+    process: { args: ['sh'] },
+    windows: { layerFolders: ['/l/1', '/l/2', '/s'] },
+    mounts: [
+      { destination: '/proc', type: 'proc', source: 'proc' },
+      { destination: '/data', type: 'bind', source: '/data', options: ['rbind', 'rw'] },
+      { destination: '/etc/app.conf', type: 'bind', source: '/cfg/app.conf', options: ['rbind', 'ro'] },
+      { destination: '/disk', type: 'virtual-disk', source: '/disks/d.vhdx' },
+    ],
+  };
+}
+
+describe('allocateContainer', () => {
+  it('allocates a LCOW container and returns a rewritten copy of its spec', async () => {
+    const u = lcow();
+    const input = lcowSpec();
+    const before = structuredClone(input);
+    const { spec, resources, containerEntries } = await allocateContainer(u, input, { containerId: 'c1' });
+    expect(input, 'the input spec is not mutated').to.deep.equal(before);
+    expect(spec).to.deep.equal({
+      ...before,
+      root: { path: '/run/gcs/c/c1/rootfs', readonly: false },
+      mounts: [
+        { destination: '/proc', type: 'proc', source: 'proc' },
+        { destination: '/data', type: 'bind', source: '/run/mounts/plan9/0', options: ['rbind', 'rw'] },
+        { destination: '/etc/app.conf', type: 'bind', source: '/run/mounts/plan9/1/app.conf', options: ['rbind', 'ro'] },
+        { destination: '/disk', type: 'none', source: '/run/mounts/scsi/m1' },
+      ],
+    });
+    expect(containerEntries).to.deep.equal([]);
+    expect(resources.rootfsPath).to.equal('/run/gcs/c/c1/rootfs');
+    expect(resources.layers!.layers.map((l) => [l.target, l.reason])).to.deep.equal([
+      ['vpmem', undefined],
+      ['scsi', 'too-large'],
+    ]);
+    expect(resources.held.map((h) => `${h.kind}:${h.source}`)).to.deep.equal([
+      'layer:vpmem',
+      'layer:scsi',
+      'scratch:scsi',
+      'combined-layers:guest',
+      'mount:plan9',
+      'mount:plan9',
+      'mount:scsi',
+    ]);
+    const mark = u.calls.length;
+    await resources.release();
+    expect(u.calls.slice(mark)).to.deep.equal([
+      'remove scsi VirtualDisk:/disks/d.vhdx',
+      'remove plan9 /cfg/app.conf',
+      'remove plan9 /data',
+      'guest Remove CombinedLayers',
+      'remove scsi VirtualDisk:/s/sandbox.vhdx',
+      'remove scsi VirtualDisk:/l/2/layer.vhd:ro',
+      'remove vpmem /l/1/layer.vhd',
+    ]);
+    expect(u.held()).to.deep.equal([]);
+  });
+
+  it('takes the layers from an lcow-layer rootfs mount', async () => {
+    const u = lcow();
+    const { spec, resources } = await allocateContainer(
+      u,
+      { root: { path: 'rootfs' } },
+      { containerId: 'c1', rootfs: [{ type: 'lcow-layer', source: '/s', options: ['parentLayerPaths=["/l/1"]'] }] },
+    );
+    expect(spec.root!.path).to.equal('/run/gcs/c/c1/rootfs');
+    expect(spec).to.not.have.property('mounts');
+    await resources.release();
+  });
+
+  it('shares root.path through Plan9 when a LCOW container has no layers; root.path becomes the share path', async () => {
+    const u = lcow();
+    const { spec, resources } = await allocateContainer(u, { root: { path: '/rootdir', readonly: true }, mounts: [] }, { containerId: 'c1' });
+    expect(spec.root).to.deep.equal({ path: '/run/mounts/plan9/0', readonly: true });
+    expect(resources.rootfsPath).to.equal('/run/mounts/plan9/0');
+    expect(u.plan9.describe()).to.deep.equal([
+      { kind: 'plan9-share', hostPath: '/rootdir', slot: '0', guestPath: '/run/mounts/plan9/0', key: '/rootdir', state: 'live', refCount: 1 },
+    ]);
+    expect(resources.held.map((h) => h.kind)).to.deep.equal(['root-share']);
+    expect(u.guestRequests).to.deep.equal([]);
+    await resources.release();
+    expect(u.held()).to.deep.equal([]);
+  });
+
+  it('rejects a root.path that is not a directory, and a LCOW spec with no rootfs at all', async () => {
+    const u = lcow();
+    await expectCode(allocateContainer(u, { root: { path: '/cfg/app.conf' } }, { containerId: 'c1' }), 'INVALID_ARGUMENT');
+    await expectCode(allocateContainer(u, { root: { path: 'relative' } }, { containerId: 'c1' }), 'INVALID_ARGUMENT');
+    await expectCode(allocateContainer(u, {}, { containerId: 'c1' }), 'INVALID_SPEC');
+    expect(u.calls).to.deep.equal([]);
+  });
+
+  it('allocates a WCOW container with its MappedDirectory and MappedPipe entries', async () => {
+    const fs = new FakeHostFs().dir('C:\\l\\base').file('C:\\s\\sandbox.vhdx').dir('C:\\data');
+    const u = new FakeUvmDevices({ os: 'windows', hostFs: fs });
+    const { spec, resources, containerEntries } = await allocateContainer(
+      u,
+      {
+        root: { path: '' },
+        windows: { layerFolders: ['C:\\l\\base', 'C:\\s'] },
+        mounts: [
+          { destination: 'C:\\data', source: 'C:\\data', options: ['ro'] },
+          { destination: 'C:\\disk', type: 'virtual-disk', source: 'C:\\d.vhdx' },
+          { destination: '\\\\.\\pipe\\p', source: '\\\\.\\pipe\\host' },
+        ],
+      },
+      { containerId: 'w1' },
+    );
+    expect(spec.root!.path).to.equal('c:\\mounts\\scsi\\m0');
+    expect(spec.mounts).to.deep.equal([
+      { destination: 'C:\\data', source: `${VSMB}\\s2`, options: ['ro'] },
+      { destination: 'C:\\disk', source: 'c:\\mounts\\scsi\\m1' },
+      { destination: '\\\\.\\pipe\\p', source: `${VSMB}\\IPC$\\host` },
+    ]);
+    expect(containerEntries).to.deep.equal([
+      { kind: 'mapped-directory', value: { HostPath: `${VSMB}\\s2`, ContainerPath: 'C:\\data', ReadOnly: true } },
+      { kind: 'mapped-directory', value: { HostPath: 'c:\\mounts\\scsi\\m1', ContainerPath: 'C:\\disk' } },
+      { kind: 'mapped-pipe', value: { ContainerPipeName: 'p', HostPath: `${VSMB}\\IPC$\\host` } },
+    ]);
+    await resources.release();
+    expect(u.held()).to.deep.equal([]);
+  });
+
+  it('plans every mount before acquiring anything: a bad mount fails with no call at all', async () => {
+    const u = lcow();
+    const spec = lcowSpec();
+    spec.mounts!.push({ destination: '/h', type: 'bind', source: 'hugepages://1G/x' });
+    const err = await expectCode(allocateContainer(u, spec, { containerId: 'c1' }), 'INVALID_SPEC');
+    expect(err.details.mountIndex).to.equal(4);
+    expect(u.calls).to.deep.equal([]);
+  });
+
+  it('releases the layers and earlier mounts when a mount cannot be attached', async () => {
+    const u = lcow();
+    u.fail('scsi', 'acquire', 'NO_SLOT', { match: (k) => k.includes('/disks/') });
+    const err = await expectCode(allocateContainer(u, lcowSpec(), { containerId: 'c1' }), 'NO_SLOT');
+    expect(err.details.mountIndex).to.equal(3);
+    expect(u.events('remove').length).to.equal(u.events('add').length);
+    expect(u.calls).to.include('guest Remove CombinedLayers');
+    expect(u.held()).to.deep.equal([]);
+  });
+
+  for (const containerId of ['', '../x', 'a/b', 'a\\b', 'a:b', 'a..b', 'x'.repeat(200), 'tab\there']) {
+    it(`rejects the container id ${JSON.stringify(containerId.slice(0, 10))} with INVALID_ARGUMENT before any call`, async () => {
+      const u = lcow();
+      await expectCode(allocateContainer(u, lcowSpec(), { containerId }), 'INVALID_ARGUMENT');
+      expect(u.calls).to.deep.equal([]);
+    });
+  }
+
+  it('rejects a spec that is not an object with INVALID_SPEC', async () => {
+    await expectCode(allocateContainer(lcow(), null as unknown as OciSpec, { containerId: 'c1' }), 'INVALID_SPEC');
+  });
+});
+
+describe('planContainer', () => {
+  it('computes the same decisions with no call: layers, mounts, slots left', async () => {
+    const u = lcow({ vpmemCount: 1 });
+    const plan = await planContainer(u, lcowSpec(), { containerId: 'c1' });
+    expect(plan.containerId).to.equal('c1');
+    expect(plan.rootfs.kind).to.equal('layers');
+    const layers = plan.rootfs.kind === 'layers' && plan.rootfs.plan.os === 'linux' ? plan.rootfs.plan.layers : [];
+    expect(layers.map((l) => [l.target, l.reason ?? null])).to.deep.equal([
+      ['vpmem', null],
+      ['scsi', 'too-large'],
+    ]);
+    expect(plan.mounts.map((m) => (m.kind === 'device' ? m.device : m.kind))).to.deep.equal(['keep', 'plan9', 'plan9', 'scsi']);
+    // 64 LUNs - big layer - scratch - disk mount.
+    expect(plan.slotsLeft).to.deep.equal({ vpmem: 0, scsi: 61 });
+    expect(plan.fits).to.equal(true);
+    expect(u.calls).to.deep.equal([]);
+  });
+
+  it('plans a Plan9 root share for a LCOW container without layers', async () => {
+    const u = lcow();
+    const plan = await planContainer(u, { root: { path: '/rootdir' } }, { containerId: 'c1' });
+    expect(plan.rootfs).to.deep.equal({ kind: 'plan9-root', hostPath: '/rootdir', readOnly: false, shared: false });
+    expect(plan.slotsLeft).to.deep.equal({ vpmem: 4, scsi: 64 });
+  });
+
+  it('rejects what allocateContainer rejects, with the same codes', async () => {
+    const u = lcow();
+    const spec = lcowSpec();
+    spec.mounts!.push({ destination: '/x/../y', type: 'bind', source: '/data' });
+    const err = await expectCode(planContainer(u, spec, { containerId: 'c1' }), 'INVALID_ARGUMENT');
+    expect(err.details.mountIndex).to.equal(4);
+    await expectCode(planContainer(u, lcowSpec(), { containerId: '..' }), 'INVALID_ARGUMENT');
+  });
+});

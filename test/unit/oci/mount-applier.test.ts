@@ -1,0 +1,147 @@
+import { expect } from 'chai';
+import { FakeHostFs } from '../../../src/core/fake-host-fs.js';
+import { applyMountPlan } from '../../../src/oci/mount-applier.js';
+import { planMounts } from '../../../src/oci/mount-planner.js';
+import type { OciMount } from '../../../src/oci/oci-spec.js';
+import { FakeUvmDevices } from '../../fakes/fake-uvm-devices.js';
+import { expectCode } from '../../fakes/expect-code.js';
+
+const VSMB = '\\\\?\\VMSMB\\VSMB-{dcc079ae-60ba-4d07-847c-3493609c0870}';
+
+function fs(): FakeHostFs {
+  return new FakeHostFs().dir('/data').file('/cfg/app.conf').dir('C:\\data').file('C:\\cfg\\app.json');
+}
+
+async function apply(uvm: FakeUvmDevices, mounts: OciMount[]) {
+  const plan = await planMounts({ mounts }, uvm.facts, 'c1', uvm.hostFs);
+  return applyMountPlan(uvm, plan);
+}
+
+async function releaseAll(applied: { held?: { release(): Promise<void> } }[]): Promise<void> {
+  for (const a of [...applied].reverse()) await a.held?.release();
+}
+
+describe('applyMountPlan', () => {
+  it('rewrites LCOW mounts to the guest paths the managers hand out', async () => {
+    const uvm = new FakeUvmDevices({ os: 'linux', hostFs: fs().file('/disks/d.vhdx') });
+    const mounts: OciMount[] = [
+      { destination: '/tmp', type: 'tmpfs', source: 'tmpfs', options: ['nosuid'] },
+      { destination: '/d', type: 'bind', source: '/data', options: ['rbind'] },
+      { destination: '/etc/app.conf', type: 'bind', source: '/cfg/app.conf', options: ['ro'] },
+      { destination: '/v', type: 'virtual-disk', source: '/disks/d.vhdx', options: ['ro'] },
+      { destination: 'blockdev:///dev/b', type: 'physical-disk', source: '\\\\.\\PHYSICALDRIVE1' },
+      { destination: '/s', type: 'bind', source: 'sandbox://cache' },
+    ];
+    const applied = await apply(uvm, mounts);
+    expect(applied.map((a) => a.mount)).to.deep.equal([
+      mounts[0],
+      { destination: '/d', type: 'bind', source: '/run/mounts/plan9/0', options: ['rbind'] },
+      { destination: '/etc/app.conf', type: 'bind', source: '/run/mounts/plan9/1/app.conf', options: ['ro'] },
+      { destination: '/v', type: 'none', source: '/run/mounts/scsi/m0', options: ['ro'] },
+      { destination: 'blockdev:///dev/b', type: 'bind', source: '/run/mounts/scsi/m1' },
+      mounts[5],
+    ]);
+    expect(applied.map((a) => a.containerEntry)).to.deep.equal(new Array(6).fill(undefined));
+    expect(applied[1]!.mount).to.not.equal(mounts[1]);
+    expect(mounts[1]!.source, 'the input is not mutated').to.equal('/data');
+    expect(uvm.events('add')).to.have.length(4);
+    await releaseAll(applied);
+    expect(uvm.held()).to.deep.equal([]);
+  });
+
+  it('rewrites WCOW mounts and builds the MappedDirectory / MappedPipe entries', async () => {
+    const uvm = new FakeUvmDevices({ os: 'windows', hostFs: fs() });
+    const applied = await apply(uvm, [
+      { destination: 'C:\\d', source: 'C:\\data' },
+      { destination: 'C:\\app.json', source: 'C:\\cfg\\app.json', options: ['ro'] },
+      { destination: 'C:\\v', type: 'virtual-disk', source: 'C:\\disks\\v.vhdx' },
+      { destination: 'C:\\s', source: 'sandbox://x' },
+      { destination: '\\\\.\\pipe\\in', source: '\\\\.\\pipe\\docker_engine' },
+      { destination: '\\\\.\\pipe\\u', source: 'uvm://\\\\.\\pipe\\u' },
+    ]);
+    expect(applied.map((a) => a.mount.source)).to.deep.equal([
+      `${VSMB}\\s1`,
+      `${VSMB}\\s2\\app.json`,
+      'c:\\mounts\\scsi\\m0',
+      'C:\\SandboxMounts\\x',
+      `${VSMB}\\IPC$\\docker_engine`,
+      '\\\\.\\pipe\\uvm-w\\u',
+    ]);
+    expect(applied[2]!.mount).to.not.have.property('type');
+    expect(applied.map((a) => a.containerEntry)).to.deep.equal([
+      { kind: 'mapped-directory', value: { HostPath: `${VSMB}\\s1`, ContainerPath: 'C:\\d' } },
+      { kind: 'mapped-directory', value: { HostPath: `${VSMB}\\s2\\app.json`, ContainerPath: 'C:\\app.json', ReadOnly: true } },
+      { kind: 'mapped-directory', value: { HostPath: 'c:\\mounts\\scsi\\m0', ContainerPath: 'C:\\v' } },
+      { kind: 'mapped-directory', value: { HostPath: 'C:\\SandboxMounts\\x', ContainerPath: 'C:\\s' } },
+      { kind: 'mapped-pipe', value: { ContainerPipeName: 'in', HostPath: `${VSMB}\\IPC$\\docker_engine` } },
+      { kind: 'mapped-pipe', value: { ContainerPipeName: 'u', HostPath: '\\\\.\\pipe\\uvm-w\\u' } },
+    ]);
+    expect(uvm.events('add')).to.deep.equal([
+      'add vsmb C:\\data-false',
+      'add vsmb C:\\cfg\\app.json-true',
+      'add scsi VirtualDisk:C:\\disks\\v.vhdx',
+      'add pipes \\\\.\\pipe\\docker_engine',
+    ]);
+    await releaseAll(applied);
+    expect(uvm.held()).to.deep.equal([]);
+  });
+
+  it('shares one resource between two mounts of the same source (refcount)', async () => {
+    const uvm = new FakeUvmDevices({ os: 'linux', hostFs: fs() });
+    const applied = await apply(uvm, [
+      { destination: '/a', type: 'bind', source: '/data' },
+      { destination: '/b', type: 'bind', source: '/data' },
+    ]);
+    expect(applied[0]!.mount.source).to.equal(applied[1]!.mount.source);
+    expect(uvm.events('acquire')).to.have.length(2);
+    expect(uvm.events('add')).to.have.length(1);
+    await applied[0]!.held!.release();
+    expect(uvm.events('remove')).to.deep.equal([]);
+    await applied[1]!.held!.release();
+    expect(uvm.events('remove')).to.deep.equal(['remove plan9 /data']);
+  });
+
+  for (const [what, code] of [
+    ['is full', 'NO_SLOT'],
+    ['fails in HCS', 'HCS_ERROR'],
+  ] as const) {
+    it(`releases what it acquired, newest first, when a manager ${what}, and names the mount`, async () => {
+      const uvm = new FakeUvmDevices({ os: 'linux', hostFs: fs() });
+      uvm.fail('scsi', 'acquire', code);
+      const plan = await planMounts(
+        {
+          mounts: [
+            { destination: '/a', type: 'bind', source: '/data' },
+            { destination: '/b', type: 'bind', source: '/cfg/app.conf' },
+            { destination: '/v', type: 'virtual-disk', source: '/disks/v.vhdx' },
+          ],
+        },
+        uvm.facts,
+        'c1',
+        uvm.hostFs,
+      );
+      const err = await expectCode(applyMountPlan(uvm, plan), code);
+      expect(err.details.mountIndex).to.equal(2);
+      expect(err.details.destination).to.equal('/v');
+      expect(uvm.events('remove')).to.deep.equal(['remove plan9 /cfg/app.conf', 'remove plan9 /data']);
+      expect(uvm.held()).to.deep.equal([]);
+    });
+  }
+
+  it('reports a failed rollback on the error and leaves the failed release retryable', async () => {
+    const uvm = new FakeUvmDevices({ os: 'linux', hostFs: fs() });
+    uvm.fail('scsi', 'acquire', 'HCS_ERROR').fail('plan9', 'remove', 'HCS_ERROR');
+    const plan = await planMounts(
+      { mounts: [{ destination: '/a', type: 'bind', source: '/data' }, { destination: '/v', type: 'virtual-disk', source: '/x.vhdx' }] },
+      uvm.facts,
+      'c1',
+      uvm.hostFs,
+    );
+    const err = await expectCode(applyMountPlan(uvm, plan), 'HCS_ERROR');
+    expect(err.details.mountIndex).to.equal(1);
+    expect(err.details.rollbackError).to.have.property('code', 'RELEASE_FAILED');
+    expect(uvm.held()).to.have.length(1);
+    await uvm.plan9.retryFailedTeardowns();
+    expect(uvm.held()).to.deep.equal([]);
+  });
+});
