@@ -50,3 +50,30 @@ export { isTerminationAware, type UvmTerminationAware } from './containers/uvm-t
 export { validateContainerId, MAX_CONTAINER_ID_LENGTH } from './containers/container-id.js';
 export { ContainerResources, type ReleaseContainerOptions, type ContainerResourcesInit } from './containers/container-resources.js';
 export { allocateContainer, planContainer, rootfsSource, type AllocateContainerOptions, type AllocatedContainer, type ContainerPlan, type PlanContainerOptions, type RootfsPlan, type RootfsSource } from './containers/allocate-container.js';
+
+// ---- HCS binding (computecore through koffi; HRESULT classification) (hcs helper)
+export {
+  HcsError,
+  HResult,
+  normalizeHresult,
+  formatHresult,
+  hresultName,
+  parseResultError,
+  hcsErrorFromResult,
+  renderEvent,
+  isNotExist,
+  isAlreadyStopped,
+  isInvalidState,
+  isTimeout,
+  isAccessDenied,
+  isNotSupported,
+  isPending,
+  isVmUnavailable,
+  type HcsErrorInit,
+  type NormalizedHresult,
+} from './hcs/hcs-error.js';
+export { loadComputeCore, resolveLibraryPath, HCS_GENERIC_ALL, type ComputeCoreLoadOptions } from './hcs/computecore.js';
+export { OperationDriver, DEFAULT_MAX_CONCURRENT_OPERATIONS, pendingOperationCount, type OperationDriverOptions } from './hcs/operation-driver.js';
+export { ComputeSystem } from './hcs/compute-system.js';
+export { ComputeCoreHcs, ComputeCoreHcsOptions, defaultComputeCoreHcsOptions } from './hcs/computecore-hcs.js';
+export { HcsModule, hcsModule } from './hcs/hcs-module.js';

@@ -4,3 +4,17 @@
 export { leakTracker } from './core/leak-tracker.js';
 export { FakeHcs, FakeComputeSystem, type FakeHcsCall, type FakeFault } from './hcs/fake-hcs.js';
 export { FakeHostFs } from './core/fake-host-fs.js';
+export {
+  configureSimulator,
+  resetSimulator,
+  readSimulatorState,
+  readSimulatorProperties,
+  isSimulator,
+  type SimulatorConfig,
+  type SimulatorFault,
+  type SimulatorLatency,
+  type SimulatedFunction,
+  type SimulatorState,
+  type SimulatorProperties,
+  type SimulatorSettings,
+} from './hcs/simulator-controls.js';

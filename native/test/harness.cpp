@@ -106,6 +106,7 @@ Json simState(HCS_SYSTEM sys) {
 }  // namespace t
 
 int main(int argc, char **argv) {
+  if (argc > 2 && std::strcmp(argv[1], "--child") == 0) return t::runChild(argv[2], argc - 3, argv + 3);
   auto start = std::chrono::steady_clock::now();
   int ran = 0;
   for (const auto &c : t::registry()) {

@@ -42,6 +42,10 @@ std::string lcowDoc();  // LCOW create document (1 SCSI controller, VPMem 4 x 1 
 std::string wcowDoc();  // WCOW create document (1 SCSI controller with scratch at 0, VSMB)
 extern const char *const kCtrl0;
 std::string hex(HRESULT hr);
+// Child-process entry points (test-process.cpp): `<test binary> --child <name> args...`.
+int runChild(const char *name, int argc, char **argv);
+// Runs this test binary as a child with extra environment entries; returns the wait status.
+int spawnSelf(const std::vector<std::string> &args, const std::vector<std::string> &env);
 
 }  // namespace t
 

@@ -40,6 +40,8 @@ export interface ContainerResourcesInit {
 }
 
 interface MountRecord {
+  destination: string;
+  /** Undefined while a hot add is in flight. */
   applied: AppliedMount | undefined;
 }
 
@@ -49,8 +51,8 @@ export class ContainerResources implements AsyncDisposable {
   readonly layers: ComposedLayersInfo | undefined;
   readonly #uvm: UvmDevices;
   readonly #stack = new ReleaseStack();
-  /** Destination → record, in the order the mounts were added; `applied` undefined while a hot add runs. */
-  readonly #mounts = new Map<string, MountRecord>();
+  /** The container's mounts in the order they were added (a spec may stack two at one destination). */
+  #mounts: MountRecord[] = [];
   readonly #logger: Logger | undefined;
   #nextMountIndex: number;
   #closing = false;
@@ -67,7 +69,7 @@ export class ContainerResources implements AsyncDisposable {
     for (const held of init.held) this.#stack.push(held);
     for (const applied of init.mounts) {
       if (applied.held) this.#stack.push(applied.held);
-      this.#mounts.set(applied.mount.destination, { applied });
+      this.#mounts.push({ destination: applied.mount.destination, applied });
     }
   }
 
@@ -88,12 +90,12 @@ export class ContainerResources implements AsyncDisposable {
 
   /** The container's current mounts, rewritten to guest paths, in the order they were added. */
   mounts(): OciMount[] {
-    return [...this.#mounts.values()].flatMap((r) => (r.applied ? [structuredClone(r.applied.mount)] : []));
+    return this.#mounts.flatMap((r) => (r.applied ? [structuredClone(r.applied.mount)] : []));
   }
 
   /** WCOW: the MappedDirectory / MappedPipe entries the shim's container document needs. */
   containerEntries(): ContainerEntry[] {
-    return [...this.#mounts.values()].flatMap((r) => (r.applied?.containerEntry ? [structuredClone(r.applied.containerEntry)] : []));
+    return this.#mounts.flatMap((r) => (r.applied?.containerEntry ? [structuredClone(r.applied.containerEntry)] : []));
   }
 
   /**
@@ -107,25 +109,25 @@ export class ContainerResources implements AsyncDisposable {
   async addMount(mount: OciMount, options: DeviceAcquireOptions = {}): Promise<OciMount> {
     this.#assertOpen();
     const destination = (mount as Partial<OciMount> | null)?.destination;
-    if (typeof destination === 'string' && this.#mounts.has(destination)) {
+    if (typeof destination === 'string' && this.#find(destination)) {
       throw new UvmError('MOUNT_CONFLICT', `container ${this.containerId} already has a mount at ${destination}`, {
         details: { containerId: this.containerId, destination },
       });
     }
     const index = this.#nextMountIndex++;
     const planned = await planMount(mount, index, this.#uvm.facts, this.#uvm.hostFs);
-    if (this.#mounts.has(planned.mount.destination)) {
+    if (this.#find(planned.mount.destination)) {
       throw new UvmError('MOUNT_CONFLICT', `container ${this.containerId} already has a mount at ${planned.mount.destination}`, {
         details: { containerId: this.containerId, destination: planned.mount.destination, mountIndex: index },
       });
     }
     this.#assertOpen();
-    const record: MountRecord = { applied: undefined };
-    this.#mounts.set(planned.mount.destination, record);
+    const record: MountRecord = { destination: planned.mount.destination, applied: undefined };
+    this.#mounts.push(record);
     try {
       record.applied = await applyMount(this.#uvm, planned, options);
     } catch (err) {
-      this.#mounts.delete(planned.mount.destination);
+      this.#drop(record);
       if (UvmError.is(err)) Object.assign(err.details, { mountIndex: index });
       throw err;
     }
@@ -134,13 +136,13 @@ export class ContainerResources implements AsyncDisposable {
   }
 
   /**
-   * Hot-removes the mount at `destination` (as given in the spec, e.g. `/data`) and releases its
-   * lease. NOT_FOUND when there is none; if the release fails the mount stays listed and calling
-   * `removeMount` again retries it.
+   * Hot-removes the mount at `destination` (as given in the spec, e.g. `/data`; the latest one if
+   * the spec stacked several there) and releases its lease. NOT_FOUND when there is none; if the
+   * release fails the mount stays listed and calling `removeMount` again retries it.
    */
   async removeMount(destination: string): Promise<void> {
     this.#assertOpen();
-    const record = this.#mounts.get(destination);
+    const record = this.#find(destination);
     if (!record) {
       throw new UvmError('NOT_FOUND', `container ${this.containerId} has no mount at ${destination}`, {
         details: { containerId: this.containerId, destination },
@@ -152,7 +154,7 @@ export class ContainerResources implements AsyncDisposable {
       await held.release();
       this.#stack.remove(held);
     }
-    if (this.#mounts.get(destination) === record) this.#mounts.delete(destination);
+    this.#drop(record);
   }
 
   /**
@@ -170,12 +172,21 @@ export class ContainerResources implements AsyncDisposable {
       }
     }
     await this.#stack.releaseAll();
-    this.#mounts.clear();
+    this.#mounts = [];
     this.#released = true;
   }
 
   [Symbol.asyncDispose](): Promise<void> {
     return this.release();
+  }
+
+  /** The latest mount at `destination`. */
+  #find(destination: string): MountRecord | undefined {
+    return this.#mounts.findLast((r) => r.destination === destination);
+  }
+
+  #drop(record: MountRecord): void {
+    this.#mounts = this.#mounts.filter((r) => r !== record);
   }
 
   #assertOpen(): void {

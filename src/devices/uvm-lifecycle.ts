@@ -1,3 +1,4 @@
+import { injectable } from 'inversify';
 import { isVmUnavailable } from '../hcs/hcs-error.js';
 
 /** `running` → `terminating` (terminate requested) → `terminated` (the VM is gone). */
@@ -13,6 +14,7 @@ export type UvmLifecyclePhase = 'running' | 'terminating' | 'terminated';
  *
  * The class itself is the DI service identifier (one instance per UVM scope).
  */
+@injectable()
 export class UvmLifecycle {
   #phase: UvmLifecyclePhase = 'running';
   readonly #onTerminated: (() => void)[] = [];

@@ -155,12 +155,16 @@ export class VsmbManagerImpl implements VsmbManager {
    */
   async removeIdle(): Promise<void> {
     const errors: unknown[] = [];
-    for (const [id, { share }] of [...this.#idle]) {
+    const idle = [...this.#idle];
+    // Taken out first, so a concurrent acquire of the same key creates a new share instead of
+    // reviving one that is being removed.
+    this.#idle.clear();
+    for (const [id, entry] of idle) {
       try {
-        await this.delivery.host(hostRequest(resourcePaths.vsmbShares, 'Remove', { Name: share.name }));
-        this.#idle.delete(id);
+        await this.delivery.host(hostRequest(resourcePaths.vsmbShares, 'Remove', { Name: entry.share.name }));
       } catch (err) {
         errors.push(err);
+        this.#idle.set(id, entry);
       }
     }
     if (errors.length > 0) throw new UvmError('TEARDOWN_FAILED', 'removing idle VSMB shares failed', { cause: errors[0] });

@@ -17,7 +17,7 @@
 import PQueue from 'p-queue';
 import { UvmError } from '../core/errors.js';
 import type { HcsCallOptions } from './hcs-api.js';
-import { HcsError, HResult, hcsErrorFromResult } from './hcs-error.js';
+import { formatHresult, HcsError, HResult, hcsErrorFromResult } from './hcs-error.js';
 import type { ComputeCore, OperationHandle } from './computecore.js';
 
 /** Default bound on operations in HCS at once. */
@@ -101,7 +101,9 @@ type CancelReason = 'timeout' | 'abort';
 
 class CallCancellation {
   reason: CancelReason | undefined;
-  readonly controller = new AbortController();
+  /** Aborted only while the call waits in the queue (p-queue would race a running task against it). */
+  readonly queued = new AbortController();
+  #started = false;
   #timer: NodeJS.Timeout | undefined;
   #onAbort: (() => void) | undefined;
   #listeners: (() => void)[] = [];
@@ -128,10 +130,15 @@ class CallCancellation {
     else this.#listeners.push(fn);
   }
 
+  /** The task left the queue: from now on cancellation goes to HCS, not to p-queue. */
+  markStarted(): void {
+    this.#started = true;
+  }
+
   fire(reason: CancelReason): void {
     if (this.reason) return;
     this.reason = reason;
-    this.controller.abort();
+    if (!this.#started) this.queued.abort();
     for (const fn of this.#listeners.splice(0)) fn();
   }
 
@@ -144,6 +151,10 @@ class CallCancellation {
 
 function cancelledError(req: OperationRequest, reason: CancelReason, cause?: HcsError): HcsError {
   const timeout = reason === 'timeout';
+  const what = timeout ? `timed out after ${req.options?.timeoutMs} ms` : 'aborted';
+  const outcome = cause
+    ? `the operation was cancelled and failed with ${formatHresult(cause.hresult)}${cause.errorMessage ? `: ${cause.errorMessage}` : ''}`
+    : 'the operation was not started';
   return new HcsError({
     op: req.op,
     systemId: req.systemId,
@@ -152,9 +163,7 @@ function cancelledError(req: OperationRequest, reason: CancelReason, cause?: Hcs
     errorMessage: cause?.errorMessage,
     events: cause?.events,
     cause,
-    text: timeout
-      ? `timed out after ${req.options?.timeoutMs} ms; the operation was cancelled${cause ? `: ${cause.message}` : ''}`
-      : `aborted; the operation was cancelled${cause ? `: ${cause.message}` : ''}`,
+    text: `${what}; ${outcome}`,
   });
 }
 
@@ -202,7 +211,7 @@ export class OperationDriver {
       if (cancellation.reason) throw cancelledError(req, cancellation.reason);
       try {
         return await this.#queue.add(() => this.#execute(req, cancellation), {
-          signal: cancellation.controller.signal,
+          signal: cancellation.queued.signal,
         });
       } catch (e) {
         // Cancelled while still queued: nothing reached HCS.
@@ -215,6 +224,7 @@ export class OperationDriver {
   }
 
   async #execute(req: OperationRequest, cancellation: CallCancellation): Promise<string | undefined> {
+    cancellation.markStarted();
     if (cancellation.reason) throw cancelledError(req, cancellation.reason);
     const lib = this.#lib;
     const callback = completionCallback(lib);

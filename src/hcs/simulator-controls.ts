@@ -31,9 +31,9 @@ export type SimulatedFunction =
 export interface SimulatorFault {
   /** The HCS function whose calls fail. */
   fn: SimulatedFunction;
-  /** Fail only the Nth matching call (1-based); every matching call when omitted. */
+  /** Fail only the Nth matching call (1-based, counted from when the fault list was set); every matching call when omitted. */
   nth?: number;
-  /** Only modify requests whose ResourcePath matches this pattern (see native/README.md). */
+  /** Glob (`*` = any characters) on the modify request's ResourcePath; Modify only. */
   resourcePath?: string;
   /** HRESULT to fail with (signed or unsigned 32-bit). */
   hr?: number;
@@ -59,15 +59,15 @@ export interface SimulatorConfig {
   jitterMs?: number;
   /** Per-function latency overrides. */
   latency?: Partial<Record<SimulatedFunction, SimulatorLatency>>;
-  /** Operations the simulated HCS works on at once. */
+  /** Operations executing at once in the simulator; 0 = unlimited. */
   concurrency?: number;
   /** Append one JSON line per API call to this file; null stops tracing. */
   trace?: string | null;
-  /** Faults to add. */
+  /** Replaces the fault list. */
   faults?: SimulatorFault[];
   /** Remove every fault first. */
   clearFaults?: boolean;
-  /** Forget every compute system and restore default settings first. */
+  /** Drop every system, grant, fault and fault counter first (queued operations complete with HCS_E_TERMINATED); keeps latency, concurrency, trace and stateFile. */
   reset?: boolean;
   /** Persist the simulator's systems in this file (shared between processes). */
   stateFile?: string | null;
@@ -75,24 +75,38 @@ export interface SimulatorConfig {
   seed?: number;
 }
 
-/** One SCSI attachment in the simulator's device tree. */
-export interface SimulatorScsiAttachment {
-  Type?: string;
-  Path?: string;
-  ReadOnly?: boolean;
-  [field: string]: unknown;
+/** Settings objects are echoed exactly as they were sent (see native/README.md). */
+export type SimulatorSettings = Record<string, unknown>;
+
+/** The simulator's view of one compute system (`{"PropertyTypes":["SimulatorState"]}`). Every key is always present. */
+export interface SimulatorState {
+  Devices: {
+    /** controller GUID (lower-case) → attachments by decimal LUN. */
+    Scsi: Record<string, { Attachments: Record<string, SimulatorSettings> }>;
+    VirtualSmb: { Shares: SimulatorSettings[] };
+    /** device number → the device settings (absent for implicit devices) and its mappings by offset. */
+    VirtualPMem: { Devices: Record<string, SimulatorSettings & { Mappings?: Record<string, SimulatorSettings> }> };
+    Plan9: { Shares: SimulatorSettings[] };
+    MappedPipes: { Name: string; HostPath?: string }[];
+  };
+  Guest: {
+    MappedVirtualDisks: SimulatorSettings[];
+    VPMemDevices: SimulatorSettings[];
+    MappedDirectories: SimulatorSettings[];
+    CombinedLayers: SimulatorSettings[];
+  };
+  VmAccess: { VmId: string; Path: string }[];
+  /** Host and guest resources added after create and still present. */
+  HotAdded: number;
 }
 
-/**
- * The simulator's view of one compute system (`{"PropertyTypes":["SimulatorState"]}`). The
- * fields named here are the ones this library relies on; everything else the simulator reports
- * is kept (see native/README.md for the full shape).
- */
-export interface SimulatorState {
-  /** Device tree (host half) and guest model, as the simulator reports them. */
-  [field: string]: unknown;
-  /** Devices hot-added and not removed. */
-  HotAdded?: number;
+/** The standard properties document plus `SimulatorState`. */
+export interface SimulatorProperties {
+  Id: string;
+  State: 'Created' | 'Running' | 'Stopped';
+  SystemType: string;
+  Owner?: string;
+  SimulatorState: SimulatorState;
 }
 
 /** Whether the loaded HCS library is the simulator (loads the library). */
@@ -119,15 +133,23 @@ export function configureSimulator(config: SimulatorConfig, options: ComputeCore
 
 /** Resets the simulator: no systems, no faults, zero latency, no trace. */
 export function resetSimulator(options: ComputeCoreLoadOptions = {}): void {
-  configureSimulator({ reset: true, clearFaults: true, latencyMs: 0, jitterMs: 0, trace: null }, options);
+  configureSimulator(
+    { reset: true, clearFaults: true, latencyMs: 0, jitterMs: 0, latency: {}, concurrency: 0, trace: null },
+    options,
+  );
 }
 
 /** Reads the simulator's `SimulatorState` of `system`. */
 export async function readSimulatorState(system: HcsSystem): Promise<SimulatorState> {
+  return (await readSimulatorProperties(system)).SimulatorState;
+}
+
+/** The properties document of `system` including `SimulatorState`. */
+export async function readSimulatorProperties(system: HcsSystem): Promise<SimulatorProperties> {
   const doc = await system.properties({ PropertyTypes: ['SimulatorState'] });
   const state = (doc as { SimulatorState?: unknown } | null)?.SimulatorState;
   if (state === null || typeof state !== 'object') {
     throw new UvmError('NOT_SUPPORTED', `compute system ${system.id} reported no SimulatorState (not the simulator?)`);
   }
-  return state as SimulatorState;
+  return doc as SimulatorProperties;
 }

@@ -11,7 +11,7 @@ interface SimShare {
   Flags?: number;
 }
 const vsmbShares = async (uvm: Parameters<typeof simulatorState>[0]): Promise<SimShare[]> =>
-  ((await simulatorState(uvm)).Devices as { VirtualSmb: { Shares: SimShare[] } }).VirtualSmb.Shares;
+  (await simulatorState(uvm)).Devices.VirtualSmb.Shares as unknown as SimShare[];
 
 const OPS = SOAK ? 1000 : 200;
 const ROUNDS = SOAK ? 20 : 8;
@@ -99,7 +99,7 @@ describe('integration: VSMB, Plan9 and mapped pipes through the simulator', func
       const f = await uvm.plan9.acquire({ hostPath: '/srv/d1/f2.txt', readOnly: false });
       expect(b.value.name).to.equal(a.value.name);
       expect(f.value.guestPath).to.equal(`/run/mounts/plan9/${f.value.name}/f2.txt`);
-      const shares = ((await simulatorState(uvm)).Devices as { Plan9: { Shares: SimShare[] } }).Plan9.Shares;
+      const shares = (await simulatorState(uvm)).Devices.Plan9.Shares as unknown as SimShare[];
       expect(shares.map((s) => [s.Path, s.Flags, s.AllowedFiles])).to.deep.equal([
         ['/srv/d0', 5, undefined],
         ['/srv/d1/', 0x84, ['f2.txt']],
@@ -108,6 +108,14 @@ describe('integration: VSMB, Plan9 and mapped pipes through the simulator', func
       await a.release();
       await b.release();
       await f.release();
+      await expectEmpty(uvm);
+    });
+
+    it('a guest mount failing after the share was added is compensated', async () => {
+      const uvm = await startUvm({ os: 'linux' });
+      configureSimulator({ faults: [{ fn: 'HcsModifyComputeSystem', guestOnly: true, nth: 1 }] });
+      const err = await uvm.plan9.acquire({ hostPath: '/srv/d5/f1.txt', readOnly: true }).catch((e: unknown) => e);
+      expect(UvmError.is(err, 'HCS_ERROR')).to.equal(true);
       await expectEmpty(uvm);
     });
 

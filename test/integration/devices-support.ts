@@ -6,19 +6,19 @@ import { createLogger } from '../../src/core/logger.js';
 import type { ResourceInfo } from '../../src/devices/device-types.js';
 import { SCSI_CONTROLLER_GUIDS } from '../../src/devices/resource-paths.js';
 import { createUvmOrchestrator } from '../../src/di/uvm-orchestrator.js';
-import { ComputeCoreHcs } from '../../src/hcs/computecore-hcs.js';
 import type { HcsApi } from '../../src/hcs/hcs-api.js';
 import { configureSimulator, readSimulatorState, type SimulatorState } from '../../src/hcs/simulator-controls.js';
 import type { UtilityVm } from '../../src/uvm/utility-vm.js';
 import type { UtilityVmOptions } from '../../src/uvm/uvm-options.js';
+import { hcs } from './simulator-fixture.js';
 
 /** Scale of the random-concurrency tests: the default run does 64 × 200 per manager; UVM_SOAK=1 does 64 × 1000. */
 export const SOAK = process.env.UVM_SOAK === '1';
 
 let counter = 0;
 
-/** The FFI binding (the library is loaded once per process). */
-export const hcs = new ComputeCoreHcs();
+/** The FFI binding every integration test shares (simulator-fixture.ts). */
+export { hcs };
 
 const modifyCounts = new Map<string, number>();
 /** HcsModifyComputeSystem calls made for a UVM so far. */
@@ -73,38 +73,25 @@ export async function simulatorState(uvm: UtilityVm): Promise<SimulatorState> {
   }
 }
 
-interface SimDevices {
-  Scsi: Record<string, { Attachments: Record<string, unknown> }>;
-  VirtualSmb: { Shares: { Name: string }[] };
-  VirtualPMem: { Devices: Record<string, { HostPath?: string; Mappings: Record<string, unknown> }> };
-  Plan9: { Shares: { Name: string }[] };
-  MappedPipes: { Name: string }[];
-}
-interface SimGuest {
-  MappedVirtualDisks: { MountPath?: string; ContainerPath?: string }[];
-  VPMemDevices: { MountPath: string }[];
-  MappedDirectories: { MountPath?: string; ContainerPath?: string }[];
-}
-
 /** What the simulator holds, as comparable strings. */
 export function simulatorResources(state: SimulatorState): string[] {
-  const d = state.Devices as SimDevices;
-  const g = state.Guest as SimGuest;
+  const d = state.Devices;
+  const g = state.Guest;
   const out: string[] = [];
   for (const [guid, c] of Object.entries(d.Scsi)) {
     const index = SCSI_CONTROLLER_GUIDS.indexOf(guid as (typeof SCSI_CONTROLLER_GUIDS)[number]);
     for (const lun of Object.keys(c.Attachments)) out.push(`scsi ${index}:${lun}`);
   }
-  for (const s of d.VirtualSmb.Shares) out.push(`vsmb ${s.Name}`);
+  for (const s of d.VirtualSmb.Shares) out.push(`vsmb ${String(s.Name)}`);
   for (const [n, dev] of Object.entries(d.VirtualPMem.Devices)) {
     if (dev.HostPath !== undefined) out.push(`vpmem ${n}`);
-    for (const off of Object.keys(dev.Mappings)) out.push(`vpmem ${n}@${off}`);
+    for (const off of Object.keys(dev.Mappings ?? {})) out.push(`vpmem ${n}@${off}`);
   }
-  for (const s of d.Plan9.Shares) out.push(`plan9 ${s.Name}`);
+  for (const s of d.Plan9.Shares) out.push(`plan9 ${String(s.Name)}`);
   for (const p of d.MappedPipes) out.push(`pipe ${p.Name}`);
-  for (const m of g.MappedVirtualDisks) out.push(`guest ${m.MountPath ?? m.ContainerPath}`);
-  for (const m of g.VPMemDevices) out.push(`guest ${m.MountPath}`);
-  for (const m of g.MappedDirectories) out.push(`guest ${m.MountPath ?? m.ContainerPath}`);
+  for (const m of g.MappedVirtualDisks) out.push(`guest ${String(m.MountPath ?? m.ContainerPath)}`);
+  for (const m of g.VPMemDevices) out.push(`guest ${String(m.MountPath)}`);
+  for (const m of g.MappedDirectories) out.push(`guest ${String(m.MountPath ?? m.ContainerPath)}`);
   return out.sort();
 }
 

@@ -366,6 +366,24 @@ describe('ScsiManager', () => {
       await s.release();
     });
 
+    it('an aborted acquire rejects ABORTED; the shared creation completes for the others and nothing leaks', async () => {
+      const kit = await deviceKit({ os: 'linux' });
+      const gate = kit.hcs.gate((c) => JSON.stringify(c.doc).includes('"MappedVirtualDisk"'));
+      const controller = new AbortController();
+      const req = { hostPath: '/d/a.vhd', readOnly: true, mount: {} };
+      const aborted = kit.scsi.acquire(req, { signal: controller.signal });
+      const other = kit.scsi.acquire(req);
+      await settle();
+      controller.abort();
+      await rejectsWithCode(aborted, 'ABORTED');
+      gate.open();
+      const lease = await other;
+      await settle();
+      expect(kit.scsi.describe().map((r) => r.refCount)).to.deep.equal([1, 1]);
+      await lease.release();
+      expect(kit.scsi.describe()).to.deep.equal([]);
+    });
+
     it('concurrent waiters all get the creator\'s error; nothing is kept', async () => {
       const kit = await deviceKit({ os: 'linux' });
       const gate = kit.hcs.gate((c) => c.fn === 'modify');

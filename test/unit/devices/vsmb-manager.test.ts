@@ -86,6 +86,16 @@ describe('VsmbManager', () => {
     kit.system.host.clear(); // the VM is gone
   });
 
+  it('removeIdle keeps a share whose Remove failed, and removes it on the next call', async () => {
+    const kit = await wcow({ vsmbNoDirectMap: false });
+    await (await kit.vsmb.acquire({ hostPath: 'C:\\data', readOnly: true })).release();
+    kit.hcs.failNext((c) => (c.doc as { RequestType?: string }).RequestType === 'Remove');
+    await rejectsWithCode(kit.vsmb.removeIdle(), 'TEARDOWN_FAILED');
+    expect(kit.vsmb.describe().map((r) => [r.slot, r.refCount])).to.deep.equal([['s1', 0]]);
+    await kit.vsmb.removeIdle();
+    expect(kit.vsmb.describe()).to.deep.equal([]);
+  });
+
   it('two owners share a directory share; read-only and read-write are distinct shares', async () => {
     const kit = await wcow();
     const a = await kit.vsmb.acquire({ hostPath: 'C:\\data', readOnly: true });

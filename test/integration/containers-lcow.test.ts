@@ -1,0 +1,187 @@
+// Container allocation through the real UtilityVm, the FFI binding and the native simulator (LCOW).
+import { expect } from 'chai';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { UvmError } from '../../src/core/errors.js';
+import { allocateContainer, planContainer } from '../../src/containers/allocate-container.js';
+import { configureSimulator } from '../../src/hcs/simulator-controls.js';
+import type { OciSpec } from '../../src/oci/oci-spec.js';
+import { disposeUvms, expectEmpty, expectInSync, hostFs, simulatorState, startUvm } from './devices-support.js';
+
+const MiB = 1024 * 1024;
+const GiB = 1024 * MiB;
+
+function appSpec(): OciSpec {
+  return {
+    ociVersion: '1.1.0',
+    root: { path: 'rootfs' },
+    windows: { layerFolders: ['/ctr-it/l/top', '/ctr-it/l/base', '/ctr-it/app'] },
+    mounts: [
+      { destination: '/proc', type: 'proc', source: 'proc' },
+      { destination: '/data', type: 'bind', source: '/ctr-it/data', options: ['rbind', 'rw'] },
+      { destination: '/etc/app.conf', type: 'bind', source: '/ctr-it/cfg/app.conf', options: ['rbind', 'ro'] },
+      { destination: '/disk', type: 'virtual-disk', source: '/ctr-it/disks/d.vhdx' },
+    ],
+  };
+}
+
+interface SimGuest {
+  CombinedLayers: { ContainerRootPath: string; ScratchPath?: string; Layers: { Path: string }[] }[];
+}
+
+describe('integration: LCOW container allocation on the simulator', function () {
+  this.timeout(60000);
+  afterEach(disposeUvms);
+  before(() => {
+    hostFs
+      .file('/ctr-it/l/top/layer.vhd', 3 * MiB)
+      .file('/ctr-it/l/base/layer.vhd', 6 * GiB)
+      .file('/ctr-it/pause/sandbox.vhdx', 20 * GiB)
+      .symlink('/ctr-it/app/sandbox.vhdx', '/ctr-it/pause/sandbox.vhdx')
+      .file('/ctr-it/solo/sandbox.vhdx', 20 * GiB)
+      .dir('/ctr-it/data')
+      .file('/ctr-it/cfg/app.conf', 100)
+      .file('/ctr-it/disks/d.vhdx', GiB)
+      .dir('/ctr-it/rootdir');
+  });
+
+  it('allocates a pod (pause + app sharing its scratch), agrees with the plan, and releases to an empty simulator', async () => {
+    const uvm = await startUvm({ os: 'linux', vpmem: { count: 4 } });
+    const pause = await allocateContainer(uvm, { root: { path: 'rootfs' }, windows: { layerFolders: ['/ctr-it/l/top', '/ctr-it/pause'] } }, { containerId: 'pause' });
+    const plan = await planContainer(uvm, appSpec(), { containerId: 'app' });
+    const app = await allocateContainer(uvm, appSpec(), { containerId: 'app' });
+
+    expect(pause.spec.root!.path).to.equal('/run/gcs/c/pause/rootfs');
+    expect(app.spec.root!.path).to.equal('/run/gcs/c/app/rootfs');
+    expect(app.spec.mounts).to.deep.equal([
+      { destination: '/proc', type: 'proc', source: 'proc' },
+      { destination: '/data', type: 'bind', source: '/run/mounts/plan9/0', options: ['rbind', 'rw'] },
+      { destination: '/etc/app.conf', type: 'bind', source: '/run/mounts/plan9/1/app.conf', options: ['rbind', 'ro'] },
+      { destination: '/disk', type: 'none', source: '/run/mounts/scsi/m1' },
+    ]);
+    const layers = app.resources.layers!;
+    expect(layers.layers.map((l) => [l.target, l.reason ?? null, l.guestPath])).to.deep.equal([
+      ['vpmem', null, '/run/layers/p0'],
+      ['scsi', 'too-large', '/run/mounts/scsi/m0'],
+    ]);
+    expect(plan.rootfs.kind === 'layers' && plan.rootfs.plan.os === 'linux' ? plan.rootfs.plan.layers.map((l) => [l.target, l.reason ?? null]) : []).to.deep.equal([
+      ['vpmem', null],
+      ['scsi', 'too-large'],
+    ]);
+    expect(layers.scratchMountPath).to.equal('/run/gcs/c/pause');
+    expect(layers.scratchPath).to.equal('/run/gcs/c/pause/scratch/app');
+
+    const state = await simulatorState(uvm);
+    expect((state.Guest as unknown as SimGuest).CombinedLayers.map((c) => [c.ContainerRootPath, c.ScratchPath, c.Layers.map((l) => l.Path)])).to.deep.equal([
+      ['/run/gcs/c/pause/rootfs', '/run/gcs/c/pause/scratch/pause', ['/run/layers/p0']],
+      ['/run/gcs/c/app/rootfs', '/run/gcs/c/pause/scratch/app', ['/run/layers/p0', '/run/mounts/scsi/m0']],
+    ]);
+    await expectInSync(uvm);
+
+    await app.resources.release();
+    await pause.resources.release();
+    await expectEmpty(uvm);
+  });
+
+  it('sends the documents in the expected order (trace) and removes in reverse', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'ctr-it-'));
+    const trace = join(dir, 'hcs.trace');
+    try {
+      const uvm = await startUvm({ os: 'linux', vpmem: { count: 4 } });
+      configureSimulator({ trace });
+      const { resources } = await allocateContainer(
+        uvm,
+        { root: { path: 'rootfs' }, windows: { layerFolders: ['/ctr-it/l/top', '/ctr-it/solo'] }, mounts: [{ destination: '/data', type: 'bind', source: '/ctr-it/data' }] },
+        { containerId: 'solo' },
+      );
+      await resources.release();
+      configureSimulator({ trace: null });
+      const docs = readFileSync(trace, 'utf8')
+        .trim()
+        .split('\n')
+        .map((l) => JSON.parse(l) as { fn: string; id: string; doc: Record<string, unknown> | null; hr: number })
+        .filter((l) => l.id === uvm.id && (l.fn === 'HcsModifyComputeSystem' || l.fn === 'HcsGrantVmAccess'));
+      const summary = docs.map((l) => {
+        if (l.fn === 'HcsGrantVmAccess') return `grant ${String(l.doc!.Path)}`;
+        const d = l.doc as { ResourcePath?: string; RequestType?: string; GuestRequest?: { RequestType: string; ResourceType: string } };
+        const host = d.ResourcePath ? `${d.RequestType} ${d.ResourcePath.replace(/Scsi\/[^/]+/, 'Scsi/<c0>')}` : '';
+        const guest = d.GuestRequest ? `${d.GuestRequest.RequestType} ${d.GuestRequest.ResourceType}` : '';
+        return [host, guest].filter(Boolean).join(' + ');
+      });
+      expect(summary).to.deep.equal([
+        'Add VirtualMachine/Devices/VirtualPMem/Devices/0 + Add VPMemDevice',
+        'grant /ctr-it/solo/sandbox.vhdx',
+        'Add VirtualMachine/Devices/Scsi/<c0>/Attachments/0',
+        'Add MappedVirtualDisk',
+        'Add CombinedLayers',
+        'Add VirtualMachine/Devices/Plan9/Shares + Add MappedDirectory',
+        'Remove VirtualMachine/Devices/Plan9/Shares + Remove MappedDirectory',
+        'Remove CombinedLayers',
+        'Remove MappedVirtualDisk',
+        'Remove SCSIDevice',
+        'Remove VirtualMachine/Devices/Scsi/<c0>/Attachments/0',
+        'Remove VirtualMachine/Devices/VirtualPMem/Devices/0 + Remove VPMemDevice',
+      ]);
+      expect(docs.every((d) => d.hr === 0)).to.equal(true);
+      const add = docs.find((d) => (d.doc as { GuestRequest?: { ResourceType: string } }).GuestRequest?.ResourceType === 'CombinedLayers')!;
+      expect(add.doc).to.deep.equal({
+        GuestRequest: {
+          RequestType: 'Add',
+          ResourceType: 'CombinedLayers',
+          Settings: {
+            ContainerID: 'solo',
+            ContainerRootPath: '/run/gcs/c/solo/rootfs',
+            Layers: [{ Path: '/run/layers/p0' }],
+            ScratchPath: '/run/gcs/c/solo/scratch/solo',
+          },
+        },
+      });
+      await expectEmpty(uvm);
+    } finally {
+      configureSimulator({ trace: null });
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
+  it('rolls everything back when the guest refuses CombinedLayers, leaving the simulator empty', async () => {
+    const uvm = await startUvm({ os: 'linux', vpmem: { count: 4 } });
+    // The 4th modify call of this allocation: VPMEM add, scratch attach, scratch mount, CombinedLayers.
+    configureSimulator({ faults: [{ fn: 'HcsModifyComputeSystem', nth: 4 }] });
+    const err = await allocateContainer(uvm, { windows: { layerFolders: ['/ctr-it/l/top', '/ctr-it/solo'] } }, { containerId: 'solo' }).catch((e: unknown) => e);
+    expect(UvmError.is(err, 'HCS_ERROR'), String(err)).to.equal(true);
+    configureSimulator({ clearFaults: true });
+    await expectEmpty(uvm);
+  });
+
+  it('shares root.path over Plan9 for a container without layers', async () => {
+    const uvm = await startUvm({ os: 'linux' });
+    const { spec, resources } = await allocateContainer(uvm, { root: { path: '/ctr-it/rootdir', readonly: true } }, { containerId: 'plain' });
+    expect(spec.root).to.deep.equal({ path: '/run/mounts/plan9/0', readonly: true });
+    await expectInSync(uvm);
+    await resources.release();
+    await expectEmpty(uvm);
+  });
+
+  it('hot-adds and removes a mount in a running container', async () => {
+    const uvm = await startUvm({ os: 'linux', vpmem: { count: 4 } });
+    const { resources } = await allocateContainer(uvm, { windows: { layerFolders: ['/ctr-it/l/top', '/ctr-it/solo'] } }, { containerId: 'solo' });
+    const added = await resources.addMount({ destination: '/more', type: 'virtual-disk', source: '/ctr-it/disks/d.vhdx', options: ['ro'] });
+    expect(added).to.deep.equal({ destination: '/more', type: 'none', source: '/run/mounts/scsi/m0', options: ['ro'] });
+    await expectInSync(uvm);
+    await resources.removeMount('/more');
+    expect(uvm.describe().filter((r) => r.hostPath === '/ctr-it/disks/d.vhdx')).to.deep.equal([]);
+    await resources.release();
+    await expectEmpty(uvm);
+  });
+
+  it('releases after the UVM was terminated without any HCS call, every refcount balanced', async () => {
+    const uvm = await startUvm({ os: 'linux', vpmem: { count: 4 } });
+    const { resources } = await allocateContainer(uvm, appSpec(), { containerId: 'app' });
+    expect(uvm.describe()).to.not.deep.equal([]);
+    await uvm.terminate();
+    await resources.release({ uvmTerminating: true });
+    expect(resources.released).to.equal(true);
+    expect(uvm.describe()).to.deep.equal([]);
+  });
+});

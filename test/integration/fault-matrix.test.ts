@@ -1,0 +1,251 @@
+// The fault matrix (issue 6): for the two example pods and a 10-container LCOW pod, every HCS call
+// the pod run makes fails once — (a) with an error HRESULT, (b) in its guest half after the host
+// half was applied (calls with a guest half), (c) by never completing, so the binding's per-call
+// timeout cancels it. Each time the failing allocation must roll back, the teardown must succeed
+// after retrying the failed step with the fault cleared, and the UVM must end empty (describe()
+// empty, SimulatorState HotAdded 0, the same final SimulatorState as the fault-free run).
+//
+// Default run: (a) and (b) at every index, (c) at a sample of indexes (every lifecycle call and
+// evenly spaced modify calls). UVM_SOAK=1: (c) at every index too.
+import { expect } from 'chai';
+import { rmSync } from 'node:fs';
+import path from 'node:path';
+import { allocateContainer } from '../../src/containers/allocate-container.js';
+import { configureSimulator, type SimulatorFault, type SimulatorState } from '../../src/hcs/simulator-controls.js';
+import {
+  InstrumentedHcs,
+  SOAK,
+  examplePod,
+  orchestratorOver,
+  readTrace,
+  runPodWithRecovery,
+  tempDir,
+  tenContainerPod,
+  type ObservedFailure,
+  type PodScenario,
+  type TraceLine,
+} from './fault-support.js';
+
+/** The injected HRESULT of kinds (a) and (b): E_FAIL, which no part of the library treats specially. */
+const E_FAIL = 0x80004005 | 0;
+/** What a hung operation completes with once the binding cancels it. */
+const E_ABORT = 0x80004004 | 0;
+/** Per-call timeout of kind (c), only in this test. */
+const HANG_TIMEOUT_MS = 200;
+/** Kind (c) indexes per pod in the default run (besides every lifecycle call). */
+const HANG_SAMPLE = 6;
+
+/** Functions that complete through an HCS operation (the only ones a `hang` fault can hold). */
+const OPERATION_FNS = new Set([
+  'HcsCreateComputeSystem',
+  'HcsStartComputeSystem',
+  'HcsShutDownComputeSystem',
+  'HcsTerminateComputeSystem',
+  'HcsGetComputeSystemProperties',
+  'HcsModifyComputeSystem',
+  'HcsEnumerateComputeSystems',
+]);
+/** Calls that cannot fail (void in the real API), so no fault can target them. */
+const INFALLIBLE_FNS = new Set(['HcsCloseComputeSystem']);
+
+type Kind = 'a' | 'b' | 'c';
+const KIND_NAMES: Record<Kind, string> = { a: 'error HRESULT', b: 'guest half fails', c: 'hang → timeout' };
+
+/** One HCS call of the fault-free run: its function, its index among calls of that function, and whether it has a guest half. */
+interface CallSite {
+  index: number;
+  fn: string;
+  nth: number;
+  /** 1-based index among modify calls with a GuestRequest (0 = none). */
+  guestNth: number;
+  summary: string;
+}
+
+interface CaseResult {
+  label: string;
+  failures: ObservedFailure[];
+  problem?: string;
+}
+
+function summarize(line: TraceLine): string {
+  const d = line.doc as { ResourcePath?: string; RequestType?: string; GuestRequest?: { RequestType: string; ResourceType: string }; Path?: string } | null;
+  if (line.fn !== 'HcsModifyComputeSystem' || d === null) return line.fn;
+  const host = d.ResourcePath ? `${d.RequestType} ${d.ResourcePath.replace(/Scsi\/[^/]+/, 'Scsi/<c>')}` : '';
+  const guest = d.GuestRequest ? `${d.GuestRequest.RequestType} ${d.GuestRequest.ResourceType}` : '';
+  return `modify ${[host, guest].filter(Boolean).join(' + ')}`;
+}
+
+/** The calls of one UVM's run in the trace, in order, with their per-function indexes. */
+function callSites(lines: readonly TraceLine[], uvmId: string): CallSite[] {
+  const perFn = new Map<string, number>();
+  let guest = 0;
+  const out: CallSite[] = [];
+  for (const line of lines) {
+    // The pod's own calls, plus NameToGuid (which has no system id).
+    if (line.id !== uvmId && line.fn !== 'NameToGuid') continue;
+    if (INFALLIBLE_FNS.has(line.fn)) continue;
+    const nth = (perFn.get(line.fn) ?? 0) + 1;
+    perFn.set(line.fn, nth);
+    const hasGuest = line.fn === 'HcsModifyComputeSystem' && (line.doc as { GuestRequest?: unknown } | null)?.GuestRequest !== undefined;
+    out.push({ index: out.length + 1, fn: line.fn, nth, guestNth: hasGuest ? ++guest : 0, summary: summarize(line) });
+  }
+  return out;
+}
+
+/** Kind (c) indexes of the default run: every non-modify operation, plus evenly spaced modifies. */
+function hangSample(sites: readonly CallSite[]): CallSite[] {
+  const ops = sites.filter((s) => OPERATION_FNS.has(s.fn));
+  if (SOAK) return ops;
+  const lifecycle = ops.filter((s) => s.fn !== 'HcsModifyComputeSystem');
+  const modifies = ops.filter((s) => s.fn === 'HcsModifyComputeSystem');
+  const picked = new Set<CallSite>(lifecycle);
+  for (let k = 0; k < HANG_SAMPLE && modifies.length > 0; k++) {
+    picked.add(modifies[Math.round((k * (modifies.length - 1)) / Math.max(HANG_SAMPLE - 1, 1))]!);
+  }
+  return ops.filter((s) => picked.has(s));
+}
+
+/** A final SimulatorState with the UVM id taken out (grants name it) and grants sorted. */
+function normalizeFinal(state: SimulatorState, uvmId: string): unknown {
+  const copy = structuredClone(state) as SimulatorState;
+  copy.VmAccess = copy.VmAccess.map((g) => ({ VmId: g.VmId === uvmId ? '<uvm>' : g.VmId, Path: g.Path })).sort((x, y) =>
+    x.Path < y.Path ? -1 : x.Path > y.Path ? 1 : 0,
+  );
+  return copy;
+}
+
+function faultFor(kind: Kind, site: CallSite): SimulatorFault {
+  switch (kind) {
+    case 'a':
+      return { fn: site.fn, nth: site.nth, hr: E_FAIL, message: `fault-matrix (a) at ${site.index}` };
+    case 'b':
+      return { fn: 'HcsModifyComputeSystem', nth: site.guestNth, guestOnly: true, hr: E_FAIL, message: `fault-matrix (b) at ${site.index}` };
+    case 'c':
+      return { fn: site.fn, nth: site.nth, hang: true };
+  }
+}
+
+describe('integration: fault matrix (every HCS call of a pod fails once)', function () {
+  this.timeout(SOAK ? 1_800_000 : 120_000);
+  const hcs = new InstrumentedHcs();
+  const orchestrator = orchestratorOver(hcs);
+  let root: string;
+  const pods: PodScenario[] = [];
+  const ran: Record<string, Record<Kind, number>> = {};
+  const expected: Record<string, Record<Kind, number>> = {};
+  let uvmCounter = 0;
+
+  before(async () => {
+    root = tempDir('uvm-fault-matrix-');
+    pods.push(await examplePod('lcow-pod', root), await examplePod('wcow-pod', root), await tenContainerPod(root));
+  });
+
+  after(() => {
+    configureSimulator({ clearFaults: true, trace: null });
+    hcs.timeoutMs = undefined;
+    if (root) rmSync(root, { recursive: true, force: true });
+    const lines = Object.entries(ran).map(
+      ([pod, k]) => `${pod}: a=${k.a} b=${k.b} c=${k.c}${SOAK ? '' : ' (c sampled; UVM_SOAK=1 runs every index)'}`,
+    );
+    const total = Object.values(ran).reduce((n, k) => n + k.a + k.b + k.c, 0);
+    console.log(`      fault matrix: ${total} (scenario, index, kind) cases ran — ${lines.join('; ')}`);
+  });
+
+  const allocate = async (uvm: Parameters<typeof allocateContainer>[0], c: { id: string; spec: Parameters<typeof allocateContainer>[1] }) =>
+    (await allocateContainer(uvm, c.spec, { containerId: c.id })).resources;
+
+  /** One pod run with `fault` (or none), traced into `trace`; returns its observed failures and final state. */
+  async function run(pod: PodScenario, uvmId: string, trace: string, fault: SimulatorFault | undefined) {
+    configureSimulator({ clearFaults: true, trace });
+    if (fault) configureSimulator({ faults: [fault] });
+    try {
+      return await runPodWithRecovery(
+        orchestrator,
+        pod,
+        uvmId,
+        {
+          clearFault: () => configureSimulator({ clearFaults: true }),
+          async unmeasured(fn) {
+            configureSimulator({ trace: null });
+            try {
+              return await fn();
+            } finally {
+              configureSimulator({ trace });
+            }
+          },
+        },
+        allocate,
+      );
+    } finally {
+      configureSimulator({ clearFaults: true, trace: null });
+    }
+  }
+
+  for (const podName of ['lcow-pod', 'wcow-pod', 'lcow-10']) {
+    describe(podName, () => {
+      let sites: CallSite[] = [];
+      let referenceFinal: unknown;
+
+      before(async function () {
+        const pod = pods.find((p) => p.name === podName)!;
+        const uvmId = `fm-${podName}-ref-${process.pid}`;
+        const trace = path.join(root, `${uvmId}.trace`);
+        const { failures, finalState } = await run(pod, uvmId, trace, undefined);
+        expect(failures, 'the fault-free run fails nowhere').to.deep.equal([]);
+        sites = callSites(readTrace(trace), uvmId);
+        referenceFinal = normalizeFinal(finalState, uvmId);
+        const guest = sites.filter((s) => s.guestNth > 0).length;
+        expected[podName] = { a: sites.length, b: guest, c: hangSample(sites).length };
+        ran[podName] = { a: 0, b: 0, c: 0 };
+        const fns = [...new Set(sites.map((s) => s.fn))].map((fn) => `${fn}×${sites.filter((s) => s.fn === fn).length}`);
+        console.log(`      ${podName}: N=${sites.length} HCS calls (${fns.join(', ')}), ${guest} with a guest half`);
+        expect(sites.length, 'at least create, start, terminate and two modifies per container').to.be.at.least(3 + 2 * pod.containers.length);
+      });
+
+      for (const kind of ['a', 'b', 'c'] as const) {
+        it(`(${kind}) ${KIND_NAMES[kind]}: rolls back, tears down after a retry, ends empty`, async () => {
+          const pod = pods.find((p) => p.name === podName)!;
+          const targets = kind === 'a' ? sites : kind === 'b' ? sites.filter((s) => s.guestNth > 0) : hangSample(sites);
+          const results: CaseResult[] = [];
+          hcs.timeoutMs = kind === 'c' ? HANG_TIMEOUT_MS : undefined;
+          try {
+            for (const site of targets) {
+              const uvmId = `fm-${podName}-${kind}${site.index}-${process.pid}-${++uvmCounter}`;
+              const trace = path.join(root, `${uvmId}.trace`);
+              const label = `${podName} (${kind}) #${site.index} ${site.summary} [${site.fn} nth=${kind === 'b' ? site.guestNth : site.nth}]`;
+              const result: CaseResult = { label, failures: [] };
+              try {
+                const out = await run(pod, uvmId, trace, faultFor(kind, site));
+                result.failures = out.failures;
+                expect(normalizeFinal(out.finalState, uvmId), 'final SimulatorState equals the fault-free run').to.deep.equal(referenceFinal);
+                // The fault fired: its call is in the trace with the injected result.
+                const lines = readTrace(trace).filter((l) => l.fn === (kind === 'b' ? 'HcsModifyComputeSystem' : site.fn));
+                const want = kind === 'c' ? E_ABORT : E_FAIL;
+                expect(lines.some((l) => l.hr === want), `the injected fault fired (hr ${want})`).to.equal(true);
+                expect(out.failures.length, `observed failures: ${JSON.stringify(out.failures)}`).to.be.at.most(1);
+                const wantCode = kind === 'c' ? 'TIMEOUT' : 'HCS_ERROR';
+                for (const f of out.failures) {
+                  expect([wantCode, 'RELEASE_FAILED', 'TEARDOWN_FAILED'], `${f.step}: ${f.message}`).to.include(f.code);
+                }
+              } catch (err) {
+                result.problem = err instanceof Error ? err.message : String(err);
+                configureSimulator({ clearFaults: true, trace: null });
+              } finally {
+                rmSync(trace, { force: true });
+              }
+              results.push(result);
+              ran[podName]![kind]++;
+            }
+          } finally {
+            hcs.timeoutMs = undefined;
+          }
+          const problems = results.filter((r) => r.problem !== undefined).map((r) => `${r.label}: ${r.problem}`);
+          const absorbed = results.filter((r) => r.problem === undefined && r.failures.length === 0).map((r) => r.label);
+          if (absorbed.length > 0) console.log(`      ${podName} (${kind}): ${absorbed.length} fault(s) absorbed without a visible failure: ${absorbed.join('; ')}`);
+          expect(problems, `${problems.length} of ${results.length} cases failed`).to.deep.equal([]);
+          expect(ran[podName]![kind], 'cases run').to.equal(expected[podName]![kind]);
+        });
+      }
+    });
+  }
+});
