@@ -39,7 +39,7 @@ export { PipeModule } from './di/pipe-module.js';
 export { isReadOnlyMount, type OciSpec, type OciMount, type OciRoot, type OciWindows, type RootfsMount } from './oci/oci-spec.js';
 export { LCOW_ROOT_PREFIX, WCOW_SANDBOX_MOUNT_PATH, SANDBOX_MOUNT_PREFIX, SANDBOX_TMPFS_MOUNT_PREFIX, HUGEPAGES_MOUNT_PREFIX, BLOCKDEV_MOUNT_PREFIX, UVM_MOUNT_PREFIX, PIPE_PREFIX, lcowContainerRoot, lcowRootfsPath, lcowScratchDir, wcowSandboxMountPath, uvmPipePath } from './oci/container-paths.js';
 export { planMounts, planMount, DISK_MOUNT_TYPES, HUGEPAGE_SIZE, type PlannedMount, type KeptMount, type GuestSourceMount, type DeviceMount, type DeviceRequests, type MountDevice, type ContainerEntryKind } from './oci/mount-planner.js';
-export { applyMountPlan, applyMount, type AppliedMount, type ApplyMountsOptions, type ContainerEntry, type ContainerMappedDirectory, type ContainerMappedPipe } from './oci/mount-applier.js';
+export { applyMountPlan, applyMount, type AppliedMount, type AppliedMountPlan, type ApplyMountsOptions, type ContainerEntry, type ContainerMappedDirectory, type ContainerMappedPipe } from './oci/mount-applier.js';
 export { parseLayerInputs, hasLayerInputs, LCOW_LAYER_VHD, SCRATCH_VHDX, type LayerInputs, type LcowLayerInputs, type WcowLayerInputs, type LcowLayerInput } from './layers/layer-inputs.js';
 export { planLcowLayers, planWcowLayers, vpmemSkipReason, vpmemMappingSize, type LayerPlan, type LcowLayerPlan, type WcowLayerPlan, type LcowLayerPlanEntry, type WcowLayerPlanEntry, type ScratchPlan, type SlotsLeft, type VpmemSkipReason, type ScsiLayerReason } from './layers/layer-plan.js';
 export { ComposedLayers, type ComposedLayer, type ComposedLayersInfo } from './layers/composed-layers.js';

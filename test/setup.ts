@@ -13,10 +13,12 @@ export const mochaHooks = {
     epoch = leakTracker.nextEpoch();
   },
   async afterEach(this: Mocha.Context): Promise<void> {
+    // Registered checks always run (they may also clean up), but only a passing test is failed by them.
+    const checked = await runLeakChecks();
     if (this.currentTest?.state !== 'passed') return;
     const leaked = leakTracker.liveTablesOf(epoch);
     const problems: string[] = leaked.map((t) => `table ${t.name} still holds: ${t.describeLive().join(', ')}`);
-    problems.push(...(await runLeakChecks()));
+    problems.push(...checked);
     if (problems.length > 0) {
       // A failing root hook is reported as a failure of this test's "after each" hook.
       throw new Error(`leak check failed after "${this.currentTest.fullTitle()}":\n  ${problems.join('\n  ')}`);

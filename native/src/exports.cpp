@@ -113,19 +113,23 @@ using FaultWork = std::function<OpOutcome(const FaultHit &)>;
 HRESULT launch(HCS_OPERATION operation, const char *fn, const std::string *id, const DocArg &doc, FaultWork work,
                std::function<void()> onNotApplied = nullptr) {
   OpPtr op = findOperation(operation);
-  if (!op) {
-    traceCall(fn, id, traceDocOf(doc), HCS_E_HANDLE);
-    return HCS_E_HANDLE;
+  HRESULT early = !op ? HCS_E_HANDLE : operationStarted(op) ? HCS_E_OPERATION_ALREADY_STARTED : HCS_S_OK;
+  if (early < 0) {
+    traceCall(fn, id, traceDocOf(doc), early);
+    return early;
   }
   FaultHit fault = matchFault(fn, doc.present && doc.ok ? &doc.json : nullptr);
-  op->traceWanted = true;
-  op->traceHasId = id != nullptr;
-  if (id) op->traceId = *id;
-  op->traceDoc = doc.present ? doc.json : Json();
-  op->latencyMs = pickLatencyMs(fn);
-  op->onNotApplied = std::move(onNotApplied);
-  // The fields above are published to the worker by startOperation (mutex hand-off).
-  HRESULT hr = startOperation(op, fn, [fault, work]() { return work(fault); }, fault.hit && fault.hang);
+  StartSpec spec;
+  spec.fn = fn;
+  spec.work = [fault, work]() { return work(fault); };
+  spec.onNotApplied = std::move(onNotApplied);
+  spec.hang = fault.hit && fault.hang;
+  spec.latencyMs = pickLatencyMs(fn);
+  spec.traceWanted = true;
+  spec.traceHasId = id != nullptr;
+  if (id) spec.traceId = *id;
+  spec.traceDoc = doc.present ? doc.json : Json();
+  HRESULT hr = startOperation(op, std::move(spec));
   if (hr < 0) traceCall(fn, id, traceDocOf(doc), hr);
   return hr;
 }

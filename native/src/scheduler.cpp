@@ -336,15 +336,27 @@ bool closeOperation(HCS_OPERATION handle) {
   return true;
 }
 
-HRESULT startOperation(const OpPtr &op, const std::string &fn, OpWork work, bool hang) {
+bool operationStarted(const OpPtr &op) {
+  std::lock_guard<std::mutex> lock(op->m);
+  return op->st != Operation::St::NotStarted;
+}
+
+HRESULT startOperation(const OpPtr &op, StartSpec spec) {
   {
     std::lock_guard<std::mutex> lock(op->m);
     if (op->st != Operation::St::NotStarted) return HCS_E_OPERATION_ALREADY_STARTED;
     op->st = Operation::St::Queued;
-    op->fn = fn;
-    op->work = std::move(work);
+    op->fn = std::move(spec.fn);
+    op->work = std::move(spec.work);
+    op->onNotApplied = std::move(spec.onNotApplied);
+    op->latencyMs = spec.latencyMs;
+    op->traceWanted = spec.traceWanted;
+    op->traceHasId = spec.traceHasId;
+    op->traceId = std::move(spec.traceId);
+    op->traceDoc = std::move(spec.traceDoc);
   }
-  admit(op, hang);
+  // The fields above are read by the worker only after admission (scheduler / pool mutex hand-off).
+  admit(op, spec.hang);
   return HCS_S_OK;
 }
 

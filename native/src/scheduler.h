@@ -65,9 +65,22 @@ OpPtr findOperation(HCS_OPERATION handle);
 // Removes the handle; the callback is detached (never invoked afterwards).
 bool closeOperation(HCS_OPERATION handle);
 
-// Starts an operation (NotStarted -> Queued) with its work; returns
-// HCS_E_OPERATION_ALREADY_STARTED if it was used before. hang: parked until cancelled.
-HRESULT startOperation(const OpPtr &op, const std::string &fn, OpWork work, bool hang);
+// What a call hands to the operation when it starts it.
+struct StartSpec {
+  std::string fn;
+  OpWork work;
+  std::function<void()> onNotApplied;
+  bool hang = false;  // parked until cancelled / reset
+  double latencyMs = 0;
+  bool traceWanted = false;
+  bool traceHasId = false;
+  std::string traceId;
+  Json traceDoc;
+};
+bool operationStarted(const OpPtr &op);
+// Starts an operation (NotStarted -> Queued); returns HCS_E_OPERATION_ALREADY_STARTED if it was
+// used before (nothing of the spec is applied then).
+HRESULT startOperation(const OpPtr &op, StartSpec spec);
 HRESULT cancelOperation(const OpPtr &op);
 // Completes every queued (not yet applied) operation with HCS_E_TERMINATED.
 void terminateQueuedOperations();

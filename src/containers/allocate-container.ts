@@ -109,17 +109,16 @@ export async function allocateContainer(uvm: UvmDevices, spec: OciSpec, options:
       rootfsPath = lease.value.guestPath;
       held.push(rollback.push(heldResource({ kind: 'root-share', source: 'plan9', hostPath: source.hostPath, guestPath: rootfsPath, lease })));
     }
-    const applied = await applyMountPlan(uvm, mountPlan, { ...acquireOptions, logger: options.logger });
+    const applied = await applyMountPlan(uvm, spec, mountPlan, { ...acquireOptions, logger: options.logger });
 
-    const rewritten = structuredClone(spec);
+    const rewritten = applied.spec;
     rewritten.root = { ...(rewritten.root ?? {}), path: rootfsPath };
-    if (Array.isArray(spec.mounts)) rewritten.mounts = applied.map((a) => structuredClone(a.mount));
     const resources = new ContainerResources(uvm, {
       containerId,
       rootfsPath,
       layers,
       held,
-      mounts: applied,
+      mounts: applied.mounts,
       nextMountIndex: mountPlan.length,
       logger: options.logger,
     });

@@ -182,7 +182,8 @@ export class ContainerResources implements AsyncDisposable {
 
   /** The latest mount at `destination`. */
   #find(destination: string): MountRecord | undefined {
-    return this.#mounts.findLast((r) => r.destination === destination);
+    for (let i = this.#mounts.length - 1; i >= 0; i--) if (this.#mounts[i]!.destination === destination) return this.#mounts[i];
+    return undefined;
   }
 
   #drop(record: MountRecord): void {

@@ -47,8 +47,8 @@ interface PendingEntry {
 
 const pending = new Map<number, PendingEntry>();
 let nextContext = 1;
-let registeredCallback: unknown;
-let callbackLibrary: ComputeCore | undefined;
+/** The registered completion callback per library (registered once, never unregistered). */
+const registeredCallbacks = new WeakMap<ComputeCore, unknown>();
 let keepAlive: NodeJS.Timeout | undefined;
 
 function onCompletion(_operation: unknown, context: number | bigint): void {
@@ -61,11 +61,12 @@ function onCompletion(_operation: unknown, context: number | bigint): void {
 }
 
 function completionCallback(lib: ComputeCore): unknown {
-  if (registeredCallback === undefined || callbackLibrary !== lib) {
-    registeredCallback = lib.registerCompletion(onCompletion);
-    callbackLibrary = lib;
+  let callback = registeredCallbacks.get(lib);
+  if (callback === undefined) {
+    callback = lib.registerCompletion(onCompletion);
+    registeredCallbacks.set(lib, callback);
   }
-  return registeredCallback;
+  return callback;
 }
 
 function allocateContext(): number {
@@ -93,6 +94,11 @@ function untrack(id: number): void {
 /** Operations created and not yet closed in this process (for leak checks and diagnostics). */
 export function pendingOperationCount(): number {
   return pending.size;
+}
+
+/** True while the ref'd keep-alive timer is held (some operation is pending). */
+export function isKeepingProcessAlive(): boolean {
+  return keepAlive !== undefined;
 }
 
 // ---- cancellation of one call ---------------------------------------------------------------

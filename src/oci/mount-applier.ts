@@ -11,7 +11,7 @@ import type { DeviceAcquireOptions, UvmDevices } from '../devices/device-types.j
 import { heldResource, type HeldResource } from '../containers/held-resource.js';
 import { PIPE_PREFIX, addErrorDetails } from './container-paths.js';
 import type { DeviceMount, DeviceRequests, MountDevice, PlannedMount } from './mount-planner.js';
-import type { OciMount } from './oci-spec.js';
+import type { OciMount, OciSpec } from './oci-spec.js';
 import { UvmError } from '../core/errors.js';
 
 /** `MappedDirectory` of a WCOW container document (HCS schema). */
@@ -119,19 +119,35 @@ export async function applyMount(uvm: UvmDevices, planned: PlannedMount, options
   }
 }
 
+/** What `applyMountPlan` returns. */
+export interface AppliedMountPlan {
+  /** A deep copy of the spec with `mounts` rewritten (one per planned mount, same order); nothing else changed. */
+  spec: OciSpec;
+  /** Each mount as applied, in order. */
+  mounts: AppliedMount[];
+  /** The leases, in acquisition order (device mounts only). */
+  held: HeldResource[];
+}
+
 /**
- * Applies a plan in order. On failure, releases what this call acquired (newest first) and
- * rejects with the failing mount's error, `details.mountIndex` set; a failed rollback is attached
- * as `details.rollbackError` (the leases left behind stay retryable in their managers).
+ * Applies a plan of `spec`'s mounts, in order, and returns the rewritten copy of the spec and
+ * the leases. On failure, releases what this call acquired (newest first) and rejects with the
+ * failing mount's error, `details.mountIndex` set; a failed rollback is attached as
+ * `details.rollbackError` (the leases left behind stay retryable in their managers).
  */
-export async function applyMountPlan(uvm: UvmDevices, plan: readonly PlannedMount[], options: ApplyMountsOptions = {}): Promise<AppliedMount[]> {
-  const applied: AppliedMount[] = [];
+export async function applyMountPlan(
+  uvm: UvmDevices,
+  spec: OciSpec,
+  plan: readonly PlannedMount[],
+  options: ApplyMountsOptions = {},
+): Promise<AppliedMountPlan> {
+  const mounts: AppliedMount[] = [];
   const stack = new ReleaseStack();
   for (const planned of plan) {
     try {
       const result = await applyMount(uvm, planned, options);
       if (result.held) stack.push(result.held);
-      applied.push(result);
+      mounts.push(result);
     } catch (err) {
       addErrorDetails(err, { mountIndex: planned.index, destination: planned.mount.destination });
       await stack.releaseAll().catch((rollbackError: unknown) => {
@@ -141,5 +157,7 @@ export async function applyMountPlan(uvm: UvmDevices, plan: readonly PlannedMoun
       throw err;
     }
   }
-  return applied;
+  const rewritten = structuredClone(spec);
+  if (Array.isArray(spec.mounts) || mounts.length > 0) rewritten.mounts = mounts.map((m) => structuredClone(m.mount));
+  return { spec: rewritten, mounts, held: stack.items() as HeldResource[] };
 }

@@ -190,3 +190,26 @@ describe('ContainerResources', () => {
     });
   });
 });
+
+describe('ContainerResources with two spec mounts at one destination', () => {
+  it('keeps both, lists both, and removes the latest first', async () => {
+    const u = lcow();
+    const { resources } = await allocateContainer(
+      u,
+      {
+        windows: { layerFolders: ['/l/1', '/s'] },
+        mounts: [
+          { destination: '/m', type: 'bind', source: '/data' },
+          { destination: '/m', type: 'bind', source: '/more' },
+        ],
+      },
+      { containerId: 'c1' },
+    );
+    expect(resources.mounts().map((m) => m.source)).to.deep.equal(['/run/mounts/plan9/0', '/run/mounts/plan9/1']);
+    await resources.removeMount('/m');
+    expect(u.events('remove')).to.deep.equal(['remove plan9 /more']);
+    expect(resources.mounts().map((m) => m.source)).to.deep.equal(['/run/mounts/plan9/0']);
+    await resources.release();
+    expect(u.held()).to.deep.equal([]);
+  });
+});

@@ -13,8 +13,13 @@ function fs(): FakeHostFs {
 }
 
 async function apply(uvm: FakeUvmDevices, mounts: OciMount[]) {
-  const plan = await planMounts({ mounts }, uvm.facts, 'c1', uvm.hostFs);
-  return applyMountPlan(uvm, plan);
+  const spec = { ociVersion: '1.1.0', mounts };
+  const plan = await planMounts(spec, uvm.facts, 'c1', uvm.hostFs);
+  const result = await applyMountPlan(uvm, spec, plan);
+  expect(result.spec.mounts).to.deep.equal(result.mounts.map((m) => m.mount));
+  expect(result.spec.ociVersion).to.equal('1.1.0');
+  expect(result.held).to.deep.equal(result.mounts.flatMap((m) => (m.held ? [m.held] : [])));
+  return result.mounts;
 }
 
 async function releaseAll(applied: { held?: { release(): Promise<void> } }[]): Promise<void> {
@@ -108,19 +113,15 @@ describe('applyMountPlan', () => {
     it(`releases what it acquired, newest first, when a manager ${what}, and names the mount`, async () => {
       const uvm = new FakeUvmDevices({ os: 'linux', hostFs: fs() });
       uvm.fail('scsi', 'acquire', code);
-      const plan = await planMounts(
-        {
-          mounts: [
-            { destination: '/a', type: 'bind', source: '/data' },
-            { destination: '/b', type: 'bind', source: '/cfg/app.conf' },
-            { destination: '/v', type: 'virtual-disk', source: '/disks/v.vhdx' },
-          ],
-        },
-        uvm.facts,
-        'c1',
-        uvm.hostFs,
-      );
-      const err = await expectCode(applyMountPlan(uvm, plan), code);
+      const spec = {
+        mounts: [
+          { destination: '/a', type: 'bind', source: '/data' },
+          { destination: '/b', type: 'bind', source: '/cfg/app.conf' },
+          { destination: '/v', type: 'virtual-disk', source: '/disks/v.vhdx' },
+        ],
+      };
+      const plan = await planMounts(spec, uvm.facts, 'c1', uvm.hostFs);
+      const err = await expectCode(applyMountPlan(uvm, spec, plan), code);
       expect(err.details.mountIndex).to.equal(2);
       expect(err.details.destination).to.equal('/v');
       expect(uvm.events('remove')).to.deep.equal(['remove plan9 /cfg/app.conf', 'remove plan9 /data']);
@@ -131,13 +132,9 @@ describe('applyMountPlan', () => {
   it('reports a failed rollback on the error and leaves the failed release retryable', async () => {
     const uvm = new FakeUvmDevices({ os: 'linux', hostFs: fs() });
     uvm.fail('scsi', 'acquire', 'HCS_ERROR').fail('plan9', 'remove', 'HCS_ERROR');
-    const plan = await planMounts(
-      { mounts: [{ destination: '/a', type: 'bind', source: '/data' }, { destination: '/v', type: 'virtual-disk', source: '/x.vhdx' }] },
-      uvm.facts,
-      'c1',
-      uvm.hostFs,
-    );
-    const err = await expectCode(applyMountPlan(uvm, plan), 'HCS_ERROR');
+    const spec = { mounts: [{ destination: '/a', type: 'bind', source: '/data' }, { destination: '/v', type: 'virtual-disk', source: '/x.vhdx' }] };
+    const plan = await planMounts(spec, uvm.facts, 'c1', uvm.hostFs);
+    const err = await expectCode(applyMountPlan(uvm, spec, plan), 'HCS_ERROR');
     expect(err.details.mountIndex).to.equal(1);
     expect(err.details.rollbackError).to.have.property('code', 'RELEASE_FAILED');
     expect(uvm.held()).to.have.length(1);

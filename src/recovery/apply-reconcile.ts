@@ -1,0 +1,308 @@
+/**
+ * Applies a reconcile plan (reconcile.ts) to a freshly opened UVM: removes the unknown parts
+ * through the UVM's delivery (guest first, then host), rewrites the journal to what is adopted,
+ * adopts the records into the managers (refcount entries and leases rebuilt without HCS calls,
+ * claiming the recorded slots and names), rolls back incomplete container allocations, and hands
+ * back the restored leases grouped by owner.
+ */
+import { UvmAggregateError, UvmError } from '../core/errors.js';
+import { ReleasableLease, type Lease } from '../core/lease.js';
+import { LogField, type Logger } from '../core/logger.js';
+import type {
+  GuestOs,
+  MappedPipe,
+  Plan9Share,
+  Plan9ShareRequest,
+  ScsiDisk,
+  ScsiDiskRequest,
+  UvmDevices,
+  VpmemLayer,
+  VpmemLayerRequest,
+  VsmbShare,
+  VsmbShareRequest,
+} from '../devices/device-types.js';
+import type { ResourceDelivery } from '../devices/guest-delivery.js';
+import { resourcePaths } from '../devices/resource-paths.js';
+import { scsiRequests } from '../devices/scsi-requests.js';
+import { guestRequest, hostRequest } from '../devices/wire-requests.js';
+import { isInvalidState, isNotExist } from '../hcs/hcs-error.js';
+import type { HcsPart } from './hcs-inventory.js';
+import type { JsonObject, LeaseRecord, LeaseRecordKind } from './journal-format.js';
+import type { RecoveryJournal } from './journal.js';
+import { journaledLease, type JournaledLease } from './journaled-devices.js';
+import type { ReconcilePlan } from './reconcile.js';
+
+/** The adoption path of a manager: rebuild a lease for a resource that is already attached, with no HCS call. */
+export interface Adoptable<R, V> {
+  /**
+   * Takes one reference to the resource `request` maps to, recorded as `value` (its slot, name,
+   * guest path): a new entry claims exactly that slot/name instead of calling HCS; an existing
+   * entry must hold the same slot (else RECOVERY_FAILED).
+   */
+  adopt(request: R, value: V): Promise<Lease<V>>;
+}
+
+/** The managers of a UVM, with their adoption paths. */
+export interface AdoptableDevices extends UvmDevices {
+  readonly scsi: UvmDevices['scsi'] & Adoptable<ScsiDiskRequest, ScsiDisk>;
+  readonly vsmb: UvmDevices['vsmb'] & Adoptable<VsmbShareRequest, VsmbShare>;
+  readonly vpmem: UvmDevices['vpmem'] & Adoptable<VpmemLayerRequest, VpmemLayer>;
+  readonly plan9: UvmDevices['plan9'] & Adoptable<Plan9ShareRequest, Plan9Share>;
+  readonly pipes: UvmDevices['pipes'] & Adoptable<{ hostPath: string }, MappedPipe>;
+}
+
+/** True when every manager of `devices` has an adoption path. */
+export function isAdoptable(devices: UvmDevices): devices is AdoptableDevices {
+  return [devices.scsi, devices.vsmb, devices.vpmem, devices.plan9, devices.pipes].every(
+    (m) => typeof (m as Partial<Adoptable<unknown, unknown>>).adopt === 'function',
+  );
+}
+
+/** One restored lease. */
+export interface RestoredLease {
+  readonly record: LeaseRecord;
+  readonly lease: JournaledLease<unknown>;
+}
+
+/** What a reconcile did (also logged). */
+export interface RecoveryReport {
+  inventory: ReconcilePlan['inventory'];
+  /** Record ids adopted (including the rolled-back ones). */
+  adopted: number[];
+  /** Keys of the parts removed. */
+  removed: string[];
+  forgotten: { id: number; kind: LeaseRecordKind; owner?: string; missing: string[] }[];
+  /** Record ids of incomplete container allocations that were adopted and released. */
+  rolledBack: number[];
+  /** Containers restored. */
+  containers: string[];
+}
+
+export interface ApplyReconcileTarget {
+  os: GuestOs;
+  /** The raw (not journaled) managers. */
+  devices: AdoptableDevices;
+  delivery: ResourceDelivery;
+  journal: RecoveryJournal;
+  logger: Logger;
+  /**
+   * The CombinedLayers Remove of a restored container (the composer's overlay lease): `owner` is the
+   * container id. Called by the restored lease's release, after its record was dropped.
+   */
+  removeCombinedLayers(owner: string, removeSettings: JsonObject): Promise<void>;
+}
+
+export interface AppliedReconcile {
+  report: RecoveryReport;
+  /** Restored leases by owner (`undefined` = the UVM itself), each list in record id order. */
+  leases: Map<string | undefined, RestoredLease[]>;
+}
+
+// ---------------------------------------------------------------- removals
+
+/** The removal document of one unknown part (the same builders the managers use). */
+function removalOf(part: HcsPart, os: GuestOs): { send: (d: ResourceDelivery) => Promise<void> } {
+  const s = part.settings;
+  const num = (v: unknown): number => (typeof v === 'number' ? v : 0);
+  switch (part.kind) {
+    case 'combined-layers':
+      return { send: (d) => d.guest(guestRequest('Remove', 'CombinedLayers', { ContainerRootPath: s.ContainerRootPath })) };
+    case 'scsi-mount': {
+      const path = String(s.MountPath ?? s.ContainerPath);
+      const settings = {
+        readOnly: s.ReadOnly === true,
+        partition: num(s.Partition),
+        encrypted: s.Encrypted === true,
+        options: [],
+        ensureFilesystem: false,
+        filesystem: '',
+        blockDev: s.BlockDev === true,
+      };
+      return { send: (d) => d.guest(scsiRequests.unmount(os, num(s.Controller), num(s.Lun), path, settings)) };
+    }
+    case 'vpmem-mount': {
+      const settings: Record<string, unknown> = { DeviceNumber: s.DeviceNumber, MountPath: s.MountPath };
+      if (s.MappingInfo !== undefined) settings.MappingInfo = s.MappingInfo;
+      return { send: (d) => d.guest(guestRequest('Remove', 'VPMemDevice', settings)) };
+    }
+    case 'plan9-mount':
+      return { send: (d) => d.guest(guestRequest('Remove', 'MappedDirectory', { MountPath: s.MountPath, ShareName: s.ShareName, Port: s.Port })) };
+    case 'guest-directory':
+      return { send: (d) => d.guest(guestRequest('Remove', 'MappedDirectory', { ContainerPath: s.ContainerPath, MountPath: s.MountPath })) };
+    case 'scsi-attachment':
+      return { send: (d) => d.host(scsiRequests.detach(num(s.Controller), num(s.Lun))) };
+    case 'vpmem-device':
+      return { send: (d) => d.host(hostRequest(resourcePaths.vpmemDevice(num(s.DeviceNumber)), 'Remove')) };
+    case 'vpmem-mapping':
+      return { send: (d) => d.host(hostRequest(resourcePaths.vpmemMapping(num(s.DeviceNumber), num(s.Offset)), 'Remove')) };
+    case 'plan9-share':
+      return { send: (d) => d.host(hostRequest(resourcePaths.plan9Shares, 'Remove', { Name: s.Name, AccessName: s.AccessName ?? s.Name, Port: s.Port })) };
+    case 'vsmb-share':
+      return { send: (d) => d.host(hostRequest(resourcePaths.vsmbShares, 'Remove', { Name: s.Name })) };
+    case 'mapped-pipe':
+      return { send: (d) => d.host(hostRequest(resourcePaths.mappedPipe(String(s.Name)), 'Remove')) };
+  }
+}
+
+async function settleAll(tasks: (() => Promise<void>)[]): Promise<unknown[]> {
+  const results = await Promise.allSettled(tasks.map((t) => t()));
+  return results.flatMap((r) => (r.status === 'rejected' ? [r.reason] : []));
+}
+
+/**
+ * Removes the plan's unknown parts, stage by stage (CombinedLayers; guest mounts; LCOW SCSI
+ * unplugs; host halves), the parts of one stage concurrently. "Not found" counts as removed.
+ * Rejects with RECOVERY_FAILED listing every failure (nothing is retried here; open again).
+ */
+export async function removeUnknownParts(parts: readonly HcsPart[], target: Pick<ApplyReconcileTarget, 'os' | 'delivery' | 'logger'>): Promise<void> {
+  const { os, delivery, logger } = target;
+  const removeOne = async (part: HcsPart, send: () => Promise<void>, alsoOk: (err: unknown) => boolean = () => false): Promise<void> => {
+    try {
+      await send();
+      logger.info('recovery: removed a resource present in HCS but not in the journal', { [LogField.kind]: part.kind, key: part.key });
+    } catch (err) {
+      if (isNotExist(err) || alsoOk(err)) return;
+      logger.warn('recovery: removing an unknown resource failed', { [LogField.kind]: part.kind, key: part.key, error: String(err) });
+      throw err;
+    }
+  };
+  const stageOf = (p: HcsPart): number =>
+    p.kind === 'combined-layers' ? 0 : p.half === 'guest' ? 1 : 3;
+  const errors: unknown[] = [];
+  for (const stage of [0, 1]) {
+    errors.push(...(await settleAll(parts.filter((p) => stageOf(p) === stage).map((p) => () => removeOne(p, () => removalOf(p, os).send(delivery))))));
+  }
+  if (os === 'linux') {
+    // An LCOW disk is unplugged in the guest before its host removal; one that is already
+    // unplugged (the crash hit between the two) reports an invalid state.
+    const unplugs = parts
+      .filter((p) => p.kind === 'scsi-attachment')
+      .map((p) => () => removeOne(p, () => delivery.guest(scsiRequests.unplug(Number(p.settings.Controller), Number(p.settings.Lun))), isInvalidState));
+    errors.push(...(await settleAll(unplugs)));
+  }
+  errors.push(...(await settleAll(parts.filter((p) => stageOf(p) === 3).map((p) => () => removeOne(p, () => removalOf(p, os).send(delivery))))));
+  if (errors.length > 0) throw new UvmAggregateError('RECOVERY_FAILED', 'recovery: removing unknown resources failed', errors);
+}
+
+// ---------------------------------------------------------------- adoption
+
+/** Name counters implied by every share name HCS reports (names are never reused). */
+export function nameCountersFromParts(parts: readonly HcsPart[] | undefined): { vsmb: number; plan9: number } {
+  const counters = { vsmb: 0, plan9: 0 };
+  for (const p of parts ?? []) {
+    const name = String(p.settings.Name ?? '');
+    if (p.kind === 'plan9-share' && /^\d+$/.test(name)) counters.plan9 = Math.max(counters.plan9, Number(name) + 1);
+    if (p.kind === 'vsmb-share' && /^s[0-9a-f]+$/.test(name)) counters.vsmb = Math.max(counters.vsmb, parseInt(name.slice(1), 16) + 1);
+  }
+  return counters;
+}
+
+async function adoptRecord(record: LeaseRecord, target: ApplyReconcileTarget): Promise<Lease<unknown>> {
+  const { devices } = target;
+  const { request, value } = record;
+  switch (record.kind) {
+    case 'scsi':
+      return devices.scsi.adopt(request as unknown as ScsiDiskRequest, value as unknown as ScsiDisk);
+    case 'vsmb':
+      return devices.vsmb.adopt(request as unknown as VsmbShareRequest, value as unknown as VsmbShare);
+    case 'vpmem':
+      return devices.vpmem.adopt(request as unknown as VpmemLayerRequest, value as unknown as VpmemLayer);
+    case 'plan9':
+      return devices.plan9.adopt(request as unknown as Plan9ShareRequest, value as unknown as Plan9Share);
+    case 'pipe':
+      return devices.pipes.adopt(request as unknown as { hostPath: string }, value as unknown as MappedPipe);
+    case 'combined-layers': {
+      const owner = record.owner;
+      return new ReleasableLease<unknown>(value, async () => {
+        if (owner === undefined) await target.devices.sendGuestRequest(guestRequest('Remove', 'CombinedLayers', value));
+        else await target.removeCombinedLayers(owner, value);
+      });
+    }
+  }
+}
+
+/**
+ * Applies `plan`: removals, journal rewrite, adoption, rollback of incomplete allocations.
+ * Rejects with RECOVERY_FAILED when a removal fails (nothing was adopted; opening again retries)
+ * or when a record cannot be adopted (an inconsistent journal).
+ */
+export async function applyReconcilePlan(plan: ReconcilePlan, target: ApplyReconcileTarget, parts: readonly HcsPart[] | undefined): Promise<AppliedReconcile> {
+  const { logger, journal } = target;
+  await removeUnknownParts(plan.remove, target);
+  for (const f of plan.forget) {
+    logger.warn('recovery: forgetting a journaled resource that HCS no longer has', {
+      [LogField.kind]: f.record.kind,
+      [LogField.containerId]: f.record.owner,
+      record: f.record.id,
+      missing: f.missing,
+    });
+  }
+  await journal.rewrite(plan.adopt, plan.containers.adopt, nameCountersFromParts(parts));
+  const counters = journal.snapshot().nameCounters;
+  advanceNameCounters(target.devices, counters);
+
+  const leases = new Map<string | undefined, RestoredLease[]>();
+  const all = new Map<number, RestoredLease>();
+  for (const record of plan.adopt) {
+    let inner: Lease<unknown>;
+    try {
+      inner = await adoptRecord(record, target);
+    } catch (err) {
+      throw new UvmError('RECOVERY_FAILED', `recovery: cannot adopt journal record ${record.id} (${record.kind})`, {
+        cause: err,
+        details: { reason: 'adopt', record: record.id, kind: record.kind },
+      });
+    }
+    const restored: RestoredLease = { record, lease: journaledLease(journal, inner, record.id) };
+    all.set(record.id, restored);
+    const list = leases.get(record.owner) ?? [];
+    list.push(restored);
+    leases.set(record.owner, list);
+  }
+
+  // Allocations that never completed: nobody will release them, so release them now (newest first).
+  const rollbackErrors: unknown[] = [];
+  for (const record of [...plan.rollback].reverse()) {
+    const restored = all.get(record.id)!;
+    try {
+      await restored.lease.release();
+    } catch (err) {
+      rollbackErrors.push(err);
+      continue;
+    }
+    const list = leases.get(record.owner)!;
+    list.splice(list.indexOf(restored), 1);
+    if (list.length === 0) leases.delete(record.owner);
+  }
+  if (rollbackErrors.length > 0) {
+    throw new UvmAggregateError('RECOVERY_FAILED', 'recovery: releasing an incomplete container allocation failed', rollbackErrors);
+  }
+
+  const report: RecoveryReport = {
+    inventory: plan.inventory,
+    adopted: plan.adopt.map((r) => r.id),
+    removed: plan.remove.map((p) => p.key),
+    forgotten: plan.forget.map((f) => ({ id: f.record.id, kind: f.record.kind, ...(f.record.owner === undefined ? {} : { owner: f.record.owner }), missing: f.missing })),
+    rolledBack: plan.rollback.map((r) => r.id),
+    containers: plan.containers.adopt.map((c) => c.id),
+  };
+  logger.info('recovery: reconciled', {
+    inventory: report.inventory,
+    adopted: report.adopted.length,
+    removed: report.removed.length,
+    forgotten: report.forgotten.length,
+    rolledBack: report.rolledBack.length,
+    containers: report.containers.length,
+  });
+  return { report, leases };
+}
+
+/** Raises the VSMB/Plan9 name counters (managers that support it), so no name is ever reused. */
+function advanceNameCounters(devices: AdoptableDevices, counters: { vsmb: number; plan9: number }): void {
+  const reserve = (m: unknown, next: number): void => {
+    const r = m as { reserveNames?: (next: number) => void };
+    if (typeof r.reserveNames === 'function') r.reserveNames(next);
+  };
+  reserve(devices.vsmb, counters.vsmb);
+  reserve(devices.plan9, counters.plan9);
+}

@@ -1,0 +1,148 @@
+/**
+ * The journaling decorator: a view of a UVM's devices (`UvmDevices`) whose every acquire is
+ * journaled after it succeeded and whose every release drops its record before the release
+ * starts. One view per owner: the UVM itself (the shim's own leases) or one container, so the
+ * journal knows which leases make up which container. The managers themselves know nothing about
+ * the journal.
+ *
+ * Crash consistency (docs/recovery.md): a crash between the HCS calls of an acquire and its
+ * journal write leaves a resource "present but unknown" (reconcile removes it); a crash after a
+ * record was dropped and before its release finished leaves it "present but unknown" too, or
+ * "journaled but gone" if the removal finished — never a journaled lease whose resource someone
+ * else removed.
+ */
+import { UvmError } from '../core/errors.js';
+import { ReleasableLease, type Lease } from '../core/lease.js';
+import type { Logger } from '../core/logger.js';
+import type {
+  DeviceAcquireOptions,
+  MappedPipe,
+  PipeManager,
+  Plan9Manager,
+  Plan9Share,
+  Plan9ShareRequest,
+  ResourceInfo,
+  ScsiDisk,
+  ScsiDiskRequest,
+  ScsiManager,
+  UvmDevices,
+  VpmemLayer,
+  VpmemLayerRequest,
+  VpmemManager,
+  VsmbManager,
+  VsmbShare,
+  VsmbShareRequest,
+} from '../devices/device-types.js';
+import type { GuestRequest } from '../hcs/schema.js';
+import { toJson, type LeaseRecordKind } from './journal-format.js';
+import type { RecoveryJournal } from './journal.js';
+
+/** A lease that knows its journal record. */
+export interface JournaledLease<T> extends Lease<T> {
+  readonly recordId: number;
+}
+
+/** True when `lease` came from a journaled view (or was restored by reconcile). */
+export function isJournaledLease<T>(lease: Lease<T>): lease is JournaledLease<T> {
+  return typeof (lease as Partial<JournaledLease<T>>).recordId === 'number';
+}
+
+/**
+ * Wraps an acquired lease: its release drops the journal record first, then releases. Retrying a
+ * failed release retries the inner release (the record is already gone).
+ */
+export function journaledLease<T>(journal: RecoveryJournal, lease: Lease<T>, recordId: number): JournaledLease<T> {
+  const wrapped = new ReleasableLease(lease.value, async () => {
+    await journal.removeLease(recordId);
+    await lease.release();
+  }) as ReleasableLease<T> & { recordId: number };
+  Object.defineProperty(wrapped, 'recordId', { value: recordId, enumerable: true });
+  return wrapped;
+}
+
+interface Acquirer<R, V> {
+  acquire(request: R, options?: DeviceAcquireOptions): Promise<Lease<V>>;
+  describe(): ResourceInfo[];
+}
+
+/** Everything the views of one UVM share. */
+export interface JournalContext {
+  readonly journal: RecoveryJournal;
+  readonly logger?: Logger;
+}
+
+function journaledManager<R, V>(inner: Acquirer<R, V>, kind: LeaseRecordKind, ctx: JournalContext, owner: string | undefined): Acquirer<R, V> {
+  return {
+    async acquire(request: R, options?: DeviceAcquireOptions): Promise<Lease<V>> {
+      const lease = await inner.acquire(request, options);
+      let id: number;
+      try {
+        id = await ctx.journal.addLease({ kind, ...(owner === undefined ? {} : { owner }), request: toJson(request), value: toJson(lease.value) });
+      } catch (err) {
+        // Not durable: give the lease back so that the caller holds nothing, as for any failed acquire.
+        await lease.release().catch((releaseErr: unknown) => {
+          ctx.logger?.warn('releasing a lease whose journal write failed also failed', { error: String(releaseErr) });
+        });
+        throw err;
+      }
+      return journaledLease(ctx.journal, lease, id);
+    },
+    describe: () => inner.describe(),
+  };
+}
+
+/**
+ * A journaled view of `devices` for one owner (`undefined` = the UVM itself). Also journals the
+ * CombinedLayers Add / Remove guest requests sent through it (the only guest-only resource the
+ * library creates).
+ */
+export function journaledDevices(devices: UvmDevices, ctx: JournalContext, owner: string | undefined): UvmDevices {
+  const view: UvmDevices = {
+    facts: devices.facts,
+    hostFs: devices.hostFs,
+    scsi: journaledManager<ScsiDiskRequest, ScsiDisk>(devices.scsi, 'scsi', ctx, owner) as ScsiManager,
+    vsmb: journaledManager<VsmbShareRequest, VsmbShare>(devices.vsmb, 'vsmb', ctx, owner) as VsmbManager,
+    vpmem: journaledManager<VpmemLayerRequest, VpmemLayer>(devices.vpmem, 'vpmem', ctx, owner) as VpmemManager,
+    plan9: journaledManager<Plan9ShareRequest, Plan9Share>(devices.plan9, 'plan9', ctx, owner) as Plan9Manager,
+    pipes: journaledManager<{ hostPath: string }, MappedPipe>(devices.pipes, 'pipe', ctx, owner) as PipeManager,
+    nameToGuid: (name) => devices.nameToGuid(name),
+    async sendGuestRequest(request: GuestRequest, options?: DeviceAcquireOptions): Promise<void> {
+      if (request?.ResourceType !== 'CombinedLayers') return devices.sendGuestRequest(request, options);
+      const settings = request.Settings ?? {};
+      const root = settings.ContainerRootPath;
+      if (request.RequestType === 'Remove') {
+        const record = ctx.journal
+          .records()
+          .find((r) => r.kind === 'combined-layers' && r.owner === owner && r.value.ContainerRootPath === root);
+        if (record) await ctx.journal.removeLease(record.id);
+        return devices.sendGuestRequest(request, options);
+      }
+      await devices.sendGuestRequest(request, options);
+      if (request.RequestType === 'Add') {
+        if (typeof root !== 'string') {
+          throw new UvmError('INVALID_ARGUMENT', 'a CombinedLayers request needs a ContainerRootPath');
+        }
+        try {
+          await ctx.journal.addLease({
+            kind: 'combined-layers',
+            ...(owner === undefined ? {} : { owner }),
+            request: toJson(settings),
+            value: { ContainerRootPath: root },
+          });
+        } catch (err) {
+          // Not durable: undo the overlay so that the caller holds nothing.
+          await devices.sendGuestRequest({ ...request, RequestType: 'Remove', Settings: { ContainerRootPath: root } }).catch((removeErr: unknown) => {
+            ctx.logger?.warn('removing combined layers whose journal write failed also failed', { error: String(removeErr) });
+          });
+          throw err;
+        }
+      }
+    },
+  };
+  // Termination mode (containers/uvm-termination.ts) is a capability of the UVM: forward it.
+  const aware = devices as UvmDevices & { prepareForTermination?: () => void };
+  if (typeof aware.prepareForTermination === 'function') {
+    Object.assign(view, { prepareForTermination: () => aware.prepareForTermination!() });
+  }
+  return view;
+}

@@ -1,0 +1,194 @@
+// Crash recovery end to end: a child process builds a journaled LCOW pod on the simulator (whose
+// state survives the process, HCSSIM stateFile) with 2–5 ms per HCS call, and is killed with
+// SIGKILL at a random point of allocation or teardown (often with HCS operations in flight); a new
+// process opens the UVM from its journal, reconciles, keeps refcounting, tears everything down,
+// and the simulator and every manager end empty. Default: 24 kill points; UVM_SOAK=1: 200.
+import { expect } from 'chai';
+import { spawn } from 'node:child_process';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import type { RecoveryReport } from '../../src/recovery/apply-reconcile.js';
+import type { RecoveryResult, RecoveryRun } from './fixtures/recovery-pod.js';
+
+const FIXTURE = join(dirname(fileURLToPath(import.meta.url)), 'fixtures', 'recovery-pod.js');
+const SOAK = process.env.UVM_SOAK === '1';
+const KILL_POINTS = SOAK ? 200 : 24;
+/** Steps the build child announces (see recovery-pod.ts): create … done. */
+const STEPS = 11;
+const PARALLEL = 4;
+
+/** mulberry32, so a failing run can be replayed from its seed. */
+function prng(seed: number): () => number {
+  let a = seed >>> 0;
+  return () => {
+    a = (a + 0x6d2b79f5) >>> 0;
+    let t = a;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}
+
+interface BuildOutcome {
+  killed: boolean;
+  /** The last step the child announced before it died. */
+  lastStep: number;
+  stderr: string;
+}
+
+/** Runs the build child and kills it `delayMs` after it announces step `killStep` (never, if -1). */
+function buildAndKill(runFile: string, killStep: number, delayMs: number): Promise<BuildOutcome> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(process.execPath, [FIXTURE, 'build', runFile], { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env } });
+    let lastStep = -1;
+    let killed = false;
+    let buffer = '';
+    let stderr = '';
+    child.stdout.setEncoding('utf8');
+    child.stderr.setEncoding('utf8');
+    child.stderr.on('data', (d: string) => (stderr += d));
+    child.stdout.on('data', (d: string) => {
+      buffer += d;
+      let nl: number;
+      while ((nl = buffer.indexOf('\n')) >= 0) {
+        const line = buffer.slice(0, nl);
+        buffer = buffer.slice(nl + 1);
+        const m = /^step (\d+)/.exec(line);
+        if (!m) continue;
+        lastStep = Number(m[1]);
+        if (lastStep === killStep && !killed) {
+          killed = true;
+          setTimeout(() => child.kill('SIGKILL'), delayMs);
+        }
+      }
+    });
+    child.on('error', reject);
+    child.on('exit', (code, signal) => {
+      if (signal === 'SIGKILL') resolve({ killed: true, lastStep, stderr });
+      else if (code === 0) resolve({ killed: false, lastStep, stderr });
+      else reject(new Error(`build child failed (${code}): ${stderr}`));
+    });
+  });
+}
+
+/** Runs one recover child over `runFiles`; resolves with one result per run. */
+function recover(runFiles: string[]): Promise<RecoveryResult[]> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(process.execPath, [FIXTURE, 'recover', ...runFiles], { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env } });
+    let out = '';
+    let err = '';
+    child.stdout.setEncoding('utf8');
+    child.stderr.setEncoding('utf8');
+    child.stdout.on('data', (d: string) => (out += d));
+    child.stderr.on('data', (d: string) => (err += d));
+    child.on('error', reject);
+    child.on('exit', (code) => {
+      const results = out
+        .split('\n')
+        .filter((l) => l.startsWith('result '))
+        .map((l) => JSON.parse(l.slice('result '.length)) as RecoveryResult);
+      if (code !== 0 || results.length !== runFiles.length) reject(new Error(`recover child failed (${code}): ${err}`));
+      else resolve(results);
+    });
+  });
+}
+
+async function pool<T>(items: T[], limit: number, work: (item: T) => Promise<void>): Promise<void> {
+  let next = 0;
+  await Promise.all(
+    Array.from({ length: Math.min(limit, items.length) }, async () => {
+      while (next < items.length) await work(items[next++]!);
+    }),
+  );
+}
+
+describe('integration: crash recovery (SIGKILL, reconcile, teardown)', function () {
+  this.timeout(SOAK ? 1_200_000 : 120_000);
+  let dir: string;
+  before(() => {
+    dir = mkdtempSync(join(tmpdir(), 'uvm-recovery-'));
+  });
+  after(() => rmSync(dir, { recursive: true, force: true }));
+
+  function newRun(i: number, rand: () => number): { run: RecoveryRun; file: string } {
+    const run: RecoveryRun = {
+      id: `recovery-${process.pid}-${i}`,
+      stateFile: join(dir, `state-${i}.json`),
+      journal: join(dir, `journal-${i}.json`),
+      multiMapping: i % 2 === 1,
+      latencyMs: 2,
+      jitterMs: 3,
+      seed: Math.floor(rand() * 2 ** 31),
+    };
+    const file = join(dir, `run-${i}.json`);
+    writeFileSync(file, JSON.stringify(run));
+    return { run, file };
+  }
+
+  it(`recovers from ${KILL_POINTS} SIGKILLs during allocation and teardown and ends empty`, async () => {
+    const rand = prng(SOAK ? Date.now() : 20261121);
+    const runs = Array.from({ length: KILL_POINTS }, (_, i) => {
+      // Spread the kill points over every step, then a random delay into it (HCS calls take 2–5 ms).
+      const killStep = i % STEPS;
+      const delayMs = Math.floor(rand() * 60);
+      return { ...newRun(i, rand), killStep, delayMs, outcome: undefined as BuildOutcome | undefined };
+    });
+    await pool(runs, PARALLEL, async (r) => {
+      r.outcome = await buildAndKill(r.file, r.killStep, r.delayMs);
+    });
+    const batches: string[][] = [[], [], []];
+    runs.forEach((r, i) => batches[i % batches.length]!.push(r.file));
+    const results = (await Promise.all(batches.map((b) => recover(b)))).flat();
+
+    const byId = new Map(results.map((r) => [r.id, r]));
+    let killed = 0;
+    let adopted = 0;
+    let removed = 0;
+    let rolledBack = 0;
+    let restoredContainers = 0;
+    const failures: string[] = [];
+    for (const r of runs) {
+      const res = byId.get(r.run.id)!;
+      if (r.outcome!.killed) killed++;
+      const report = res.report as RecoveryReport | undefined;
+      adopted += report?.adopted.length ?? 0;
+      removed += report?.removed.length ?? 0;
+      rolledBack += report?.rolledBack.length ?? 0;
+      restoredContainers += res.restoredContainers?.length ?? 0;
+      const where = `run ${r.run.id} (kill at step ${r.killStep} + ${r.delayMs} ms, last step ${r.outcome!.lastStep}, seed ${r.run.seed})`;
+      if (!res.ok) failures.push(`${where}: ${res.error ?? JSON.stringify(res)}`);
+      else if (res.afterReconcile && JSON.stringify(res.afterReconcile.simulator) !== JSON.stringify(res.afterReconcile.described)) {
+        failures.push(`${where}: after reconcile HCS ${JSON.stringify(res.afterReconcile.simulator)} != describe ${JSON.stringify(res.afterReconcile.described)}`);
+      } else if (res.journalExists) failures.push(`${where}: the journal is still there after terminate`);
+    }
+    console.log(
+      `      recovery: kill points=${runs.length} killed=${killed} passed=${runs.length - failures.length} adopted=${adopted} removed=${removed} rolledBack=${rolledBack} restoredContainers=${restoredContainers}`,
+    );
+    expect(failures).to.deep.equal([]);
+    // The sweep must exercise every path, or it proves nothing.
+    expect(killed, 'runs actually killed').to.be.greaterThan(runs.length / 2);
+    expect(adopted, 'records adopted').to.be.greaterThan(0);
+    expect(restoredContainers, 'containers restored').to.be.greaterThan(0);
+    expect(removed, 'unknown resources removed').to.be.greaterThan(0);
+  });
+
+  it('forgets a journaled resource that HCS lost, and still ends empty', async () => {
+    const { run, file } = newRun(10_000, prng(7));
+    // Killed while `web` is being allocated: `pause` is complete and journaled.
+    const outcome = await buildAndKill(file, 3, 0);
+    expect(outcome.killed).to.equal(true);
+    await new Promise<void>((resolve, reject) => {
+      const child = spawn(process.execPath, [FIXTURE, 'tamper', file], { stdio: 'ignore' });
+      child.on('exit', (code) => (code === 0 ? resolve() : reject(new Error(`tamper failed (${code})`))));
+    });
+    const [res] = await recover([file]);
+    expect(res!.ok, JSON.stringify(res)).to.equal(true);
+    const report = res!.report as RecoveryReport;
+    expect(report.forgotten.map((f) => [f.kind, f.owner, f.missing])).to.deep.equal([['combined-layers', 'pause', ['combined:/run/gcs/c/pause/rootfs']]]);
+    expect(res!.restoredContainers).to.include('pause');
+    expect(res!.afterReconcile!.simulator).to.deep.equal(res!.afterReconcile!.described);
+    void run;
+  });
+});

@@ -1,0 +1,419 @@
+// The operation driver and ComputeSystem over a scripted in-memory ComputeCore: the test decides
+// when (and how) each operation completes, so the ordering rules are checked without a library.
+import { expect } from 'chai';
+import sinon from 'sinon';
+import { UvmError } from '../../../src/core/errors.js';
+import type {
+  ComputeCore,
+  Guid,
+  OperationCompletion,
+  OperationHandle,
+  SystemHandle,
+  WideString,
+} from '../../../src/hcs/computecore.js';
+import { formatGuid, packageRoot, resolveLibraryPath, toWide } from '../../../src/hcs/computecore.js';
+import { join } from 'node:path';
+import { ComputeSystem } from '../../../src/hcs/compute-system.js';
+import { HcsError, HResult } from '../../../src/hcs/hcs-error.js';
+import { isKeepingProcessAlive, OperationDriver, pendingOperationCount } from '../../../src/hcs/operation-driver.js';
+
+interface FakeOp {
+  readonly handle: OperationHandle;
+  readonly context: number;
+  fn?: string;
+  document?: string;
+  started: boolean;
+  done: boolean;
+  hr: number;
+  result?: string;
+  closed: number;
+  cancels: number;
+}
+
+/** A ComputeCore whose operations complete only when the test says so. */
+class ScriptedComputeCore implements ComputeCore {
+  readonly path = 'scripted';
+  readonly isSimulator = false;
+  readonly simConfigure = undefined;
+  callback: OperationCompletion | undefined;
+  registrations = 0;
+  readonly ops: FakeOp[] = [];
+  /** HRESULT the next operation-taking call returns synchronously. */
+  syncHr = 0;
+  /** Run on HcsCancelOperation (default: nothing, like an operation already applied). */
+  onCancel: (op: FakeOp) => void = () => undefined;
+  closedSystems: SystemHandle[] = [];
+
+  registerCompletion(fn: OperationCompletion): unknown {
+    this.registrations++;
+    this.callback = fn;
+    return 'callback-pointer';
+  }
+  createOperation(context: number, callback: unknown): OperationHandle | null {
+    expect(callback).to.equal('callback-pointer');
+    const op: FakeOp = { handle: { id: this.ops.length } as unknown as OperationHandle, context, started: false, done: false, hr: 0, closed: 0, cancels: 0 };
+    this.ops.push(op);
+    return op.handle;
+  }
+  closeOperation(handle: OperationHandle): void {
+    this.op(handle).closed++;
+  }
+  getOperationResult(handle: OperationHandle): { hr: number; document: string | undefined } {
+    const op = this.op(handle);
+    if (!op.started) return { hr: HResult.HCS_E_OPERATION_NOT_STARTED, document: undefined };
+    if (!op.done) return { hr: HResult.HCS_E_OPERATION_PENDING, document: undefined };
+    return { hr: op.hr, document: op.result };
+  }
+  cancelOperation(handle: OperationHandle): number {
+    const op = this.op(handle);
+    op.cancels++;
+    this.onCancel(op);
+    return 0;
+  }
+  createComputeSystem(_id: WideString, configuration: WideString, op: OperationHandle): { hr: number; system: SystemHandle | null } {
+    return { hr: this.use(op, 'create', configuration), system: { system: 1 } as unknown as SystemHandle };
+  }
+  openComputeSystem(): Promise<{ hr: number; system: SystemHandle | null }> {
+    throw new Error('not used');
+  }
+  closeComputeSystem(system: SystemHandle): void {
+    this.closedSystems.push(system);
+  }
+  startComputeSystem = (_s: SystemHandle, op: OperationHandle, d: WideString | null): number => this.use(op, 'start', d);
+  shutDownComputeSystem = (_s: SystemHandle, op: OperationHandle, d: WideString | null): number => this.use(op, 'shutdown', d);
+  terminateComputeSystem = (_s: SystemHandle, op: OperationHandle, d: WideString | null): number => this.use(op, 'terminate', d);
+  getComputeSystemProperties = (_s: SystemHandle, op: OperationHandle, d: WideString | null): number => this.use(op, 'properties', d);
+  modifyComputeSystem = (_s: SystemHandle, op: OperationHandle, d: WideString): number => this.use(op, 'modify', d);
+  enumerateComputeSystems = (d: WideString | null, op: OperationHandle): number => this.use(op, 'enumerate', d);
+  grantVmAccess(): Promise<number> {
+    throw new Error('not used');
+  }
+  revokeVmAccess(): Promise<number> {
+    throw new Error('not used');
+  }
+  nameToGuid(): { hr: number; guid: Guid } {
+    throw new Error('not used');
+  }
+
+  /** Completes an operation the way HCS does: result recorded, then the callback with its context. */
+  complete(op: FakeOp, hr = 0, result?: string): void {
+    expect(op.done, 'completed twice').to.equal(false);
+    op.done = true;
+    op.hr = hr;
+    op.result = result;
+    this.callback?.(op.handle, op.context);
+  }
+  last(): FakeOp {
+    return this.ops[this.ops.length - 1];
+  }
+  private op(handle: OperationHandle): FakeOp {
+    const op = this.ops.find((o) => o.handle === handle);
+    if (!op) throw new Error('unknown operation handle');
+    if (op.closed > 0) throw new Error('operation used after close');
+    return op;
+  }
+  private use(handle: OperationHandle, fn: string, doc: WideString | null): number {
+    const op = this.op(handle);
+    op.fn = fn;
+    op.document = doc === null ? undefined : doc.toString('utf16le').replace(/\0$/, '');
+    if (this.syncHr < 0) return this.syncHr;
+    op.started = true;
+    return 0;
+  }
+}
+
+const flush = async (): Promise<void> => {
+  for (let i = 0; i < 20; i++) await Promise.resolve();
+};
+
+function settled<T>(p: Promise<T>): { done: boolean; value?: T; error?: unknown } {
+  const s: { done: boolean; value?: T; error?: unknown } = { done: false };
+  p.then(
+    (v) => Object.assign(s, { done: true, value: v }),
+    (e: unknown) => Object.assign(s, { done: true, error: e }),
+  );
+  return s;
+}
+
+describe('OperationDriver (scripted library)', function () {
+  let lib: ScriptedComputeCore;
+  let driver: OperationDriver;
+  let clock: sinon.SinonFakeTimers | undefined;
+
+  beforeEach(() => {
+    lib = new ScriptedComputeCore();
+    driver = new OperationDriver(lib, { maxConcurrentOperations: 2 });
+  });
+  afterEach(() => {
+    clock?.restore();
+    clock = undefined;
+  });
+
+  const run = (options?: { timeoutMs?: number; signal?: AbortSignal }, inputs?: unknown[]): Promise<string | undefined> => {
+    const doc = toWide('{"x":1}');
+    return driver.run({
+      op: 'HcsModifyComputeSystem',
+      systemId: 'vm',
+      call: (op) => lib.modifyComputeSystem({} as SystemHandle, op, doc),
+      inputs: inputs ?? [doc],
+      options,
+    });
+  };
+
+  it('registers one completion callback per library and resolves with the result document', async function () {
+    const a = settled(run());
+    const b = settled(run());
+    await flush();
+    expect(lib.registrations).to.equal(1);
+    expect(lib.ops.map((o) => o.document)).to.deep.equal(['{"x":1}', '{"x":1}']);
+    expect(isKeepingProcessAlive()).to.equal(true);
+    expect(pendingOperationCount()).to.equal(2);
+    expect(a.done).to.equal(false);
+
+    lib.complete(lib.ops[1], 0, '{"ok":true}');
+    lib.complete(lib.ops[0], 0, '');
+    await flush();
+    expect(a).to.deep.equal({ done: true, value: undefined });
+    expect(b).to.deep.equal({ done: true, value: '{"ok":true}' });
+    expect(lib.ops.map((o) => o.closed)).to.deep.equal([1, 1]);
+    expect(pendingOperationCount()).to.equal(0);
+    expect(isKeepingProcessAlive()).to.equal(false);
+  });
+
+  it('a failed operation → HcsError from its result document; the operation is closed once', async function () {
+    const p = settled(run());
+    await flush();
+    lib.complete(lib.last(), HResult.HCS_E_INVALID_JSON, JSON.stringify({ ErrorMessage: 'bad', ErrorEvents: [{ Message: 'm' }] }));
+    await flush();
+    const e = p.error as HcsError;
+    expect(e).to.be.instanceOf(HcsError);
+    expect(e).to.include({ code: 'HCS_ERROR', op: 'HcsModifyComputeSystem', systemId: 'vm', hresult: HResult.HCS_E_INVALID_JSON, errorMessage: 'bad' });
+    expect(e.events).to.deep.equal([{ Message: 'm' }]);
+    expect(lib.last().closed).to.equal(1);
+  });
+
+  it('a synchronous failure reads the operation result, closes and rejects with the call’s HRESULT', async function () {
+    lib.syncHr = HResult.E_HANDLE;
+    const p = settled(run());
+    await flush();
+    const e = p.error as HcsError;
+    expect(e.hresult).to.equal(HResult.E_HANDLE);
+    expect(lib.last().closed).to.equal(1);
+    expect(pendingOperationCount()).to.equal(0);
+  });
+
+  it('bounds the operations in HCS at once', async function () {
+    const all = Array.from({ length: 5 }, () => settled(run()));
+    await flush();
+    expect(lib.ops).to.have.length(2);
+    expect(driver.size).to.equal(5);
+    lib.complete(lib.ops[0]);
+    await flush();
+    expect(lib.ops).to.have.length(3);
+    while (lib.ops.some((o) => !o.done)) {
+      lib.complete(lib.ops.find((o) => !o.done)!);
+      await flush();
+    }
+    expect(lib.ops).to.have.length(5);
+    expect(all.every((s) => s.done && s.error === undefined)).to.equal(true);
+  });
+
+  it('timeout → HcsCancelOperation, and the call still waits for the completion before closing', async function () {
+    clock = sinon.useFakeTimers({ toFake: ['setTimeout', 'clearTimeout', 'setInterval', 'clearInterval'] });
+    const p = settled(run({ timeoutMs: 100 }));
+    await flush();
+    const op = lib.last();
+    clock.tick(100);
+    await flush();
+    expect(op.cancels).to.equal(1);
+    expect(p.done, 'must not settle before HCS completes the cancelled operation').to.equal(false);
+    expect(op.closed).to.equal(0);
+    expect(pendingOperationCount()).to.equal(1);
+
+    lib.complete(op, HResult.E_ABORT, JSON.stringify({ ErrorMessage: 'The operation was canceled.' }));
+    await flush();
+    const e = p.error as HcsError;
+    expect(e.code).to.equal('TIMEOUT');
+    expect(e.cause).to.be.instanceOf(HcsError);
+    expect((e.cause as HcsError).hresult).to.equal(HResult.E_ABORT);
+    expect(op.closed).to.equal(1);
+    expect(pendingOperationCount()).to.equal(0);
+  });
+
+  it('an operation that completes successfully after the cancel resolves normally', async function () {
+    clock = sinon.useFakeTimers({ toFake: ['setTimeout', 'clearTimeout', 'setInterval', 'clearInterval'] });
+    const p = settled(run({ timeoutMs: 10 }));
+    await flush();
+    clock.tick(10);
+    await flush();
+    expect(lib.last().cancels).to.equal(1);
+    lib.complete(lib.last(), 0, '{"applied":true}');
+    await flush();
+    expect(p).to.deep.equal({ done: true, value: '{"applied":true}' });
+  });
+
+  it('AbortSignal → cancel → ABORTED after completion; an aborted signal never reaches HCS', async function () {
+    const controller = new AbortController();
+    const p = settled(run({ signal: controller.signal }));
+    await flush();
+    lib.onCancel = (op) => lib.complete(op, HResult.E_ABORT);
+    controller.abort();
+    await flush();
+    expect((p.error as HcsError).code).to.equal('ABORTED');
+
+    const before = lib.ops.length;
+    const q = settled(run({ signal: AbortSignal.abort() }));
+    await flush();
+    expect((q.error as HcsError).code).to.equal('ABORTED');
+    expect(lib.ops.length).to.equal(before);
+  });
+
+  it('a call that times out while queued never creates an operation', async function () {
+    clock = sinon.useFakeTimers({ toFake: ['setTimeout', 'clearTimeout', 'setInterval', 'clearInterval'] });
+    const a = settled(run());
+    const b = settled(run());
+    const queued = settled(run({ timeoutMs: 5 }));
+    await flush();
+    expect(lib.ops).to.have.length(2);
+    clock.tick(5);
+    await flush();
+    expect((queued.error as HcsError).code).to.equal('TIMEOUT');
+    expect((queued.error as HcsError).cause).to.equal(undefined);
+    lib.complete(lib.ops[0]);
+    lib.complete(lib.ops[1]);
+    await flush();
+    expect(lib.ops).to.have.length(2);
+    expect(a.done && b.done).to.equal(true);
+  });
+
+  it('rejects bad options with INVALID_ARGUMENT', async function () {
+    expect(() => new OperationDriver(lib, { maxConcurrentOperations: 0 })).to.throw(UvmError).with.property('code', 'INVALID_ARGUMENT');
+    const p = settled(run({ timeoutMs: Number.NaN }));
+    await flush();
+    expect(UvmError.is(p.error, 'INVALID_ARGUMENT')).to.equal(true);
+    expect(lib.ops).to.have.length(0);
+  });
+});
+
+describe('ComputeSystem (scripted library)', function () {
+  let lib: ScriptedComputeCore;
+  let system: ComputeSystem;
+  const handle = { system: 7 } as unknown as SystemHandle;
+
+  beforeEach(() => {
+    lib = new ScriptedComputeCore();
+    system = new ComputeSystem('vm-7', handle, new OperationDriver(lib));
+  });
+
+  it('sends JSON.stringify of the modify request and of the property query; parses the result', async function () {
+    const m = settled(system.modify({ ResourcePath: 'VirtualMachine/Devices/Plan9/Shares', RequestType: 'Add', Settings: { Name: 'a"b\\c' } }));
+    await flush();
+    expect(JSON.parse(lib.last().document!)).to.deep.equal({
+      ResourcePath: 'VirtualMachine/Devices/Plan9/Shares',
+      RequestType: 'Add',
+      Settings: { Name: 'a"b\\c' },
+    });
+    lib.complete(lib.last());
+    await flush();
+    expect(m.done && m.error === undefined).to.equal(true);
+
+    const q = settled(system.properties({ PropertyTypes: ['SimulatorState'] }));
+    await flush();
+    expect(lib.last().fn).to.equal('properties');
+    expect(lib.last().document).to.equal('{"PropertyTypes":["SimulatorState"]}');
+    lib.complete(lib.last(), 0, '{"State":"Running"}');
+    await flush();
+    expect(q.value).to.deep.equal({ State: 'Running' });
+  });
+
+  it('start/shutdown/terminate pass no options document', async function () {
+    for (const [call, fn] of [
+      [() => system.start(), 'start'],
+      [() => system.shutdown(), 'shutdown'],
+      [() => system.terminate(), 'terminate'],
+    ] as const) {
+      const p = settled(call());
+      await flush();
+      expect(lib.last()).to.include({ fn, document: undefined });
+      lib.complete(lib.last());
+      await flush();
+      expect(p.done).to.equal(true);
+    }
+  });
+
+  it('after close every call rejects with HANDLE_CLOSED; close is idempotent; the handle is closed once', async function () {
+    system.close();
+    system.close();
+    expect(lib.closedSystems).to.deep.equal([handle]);
+    for (const p of [system.start(), system.shutdown(), system.terminate(), system.modify({}), system.properties({})]) {
+      const s = settled(p);
+      await flush();
+      expect(UvmError.is(s.error, 'HANDLE_CLOSED')).to.equal(true);
+    }
+    expect(lib.ops).to.have.length(0);
+  });
+
+  it('closes the native handle only when the operations in flight are done', async function () {
+    const t = settled(system.terminate());
+    await flush();
+    system.close();
+    expect(lib.closedSystems).to.deep.equal([]);
+    expect(system.inFlight).to.equal(1);
+    lib.complete(lib.last());
+    await flush();
+    expect(t.done && t.error === undefined).to.equal(true);
+    expect(lib.closedSystems).to.deep.equal([handle]);
+  });
+
+  it('asyncDispose waits for the operations in flight', async function () {
+    const t = settled(system.start());
+    await flush();
+    const disposed = settled(system[Symbol.asyncDispose]());
+    await flush();
+    expect(disposed.done).to.equal(false);
+    lib.complete(lib.last());
+    await flush();
+    expect(t.done && disposed.done).to.equal(true);
+    expect(lib.closedSystems).to.have.length(1);
+  });
+
+  it('an unparseable properties document → HCS_ERROR', async function () {
+    const q = settled(system.properties({}));
+    await flush();
+    lib.complete(lib.last(), 0, '{oops');
+    await flush();
+    expect(UvmError.is(q.error, 'HCS_ERROR')).to.equal(true);
+  });
+});
+
+describe('computecore helpers', function () {
+  it('toWide encodes NUL-terminated UTF-16LE, surrogate pairs included', function () {
+    const w = toWide('a€😀');
+    expect([...w]).to.deep.equal([0x61, 0, 0xac, 0x20, 0x3d, 0xd8, 0x00, 0xde, 0, 0]);
+  });
+
+  it('formatGuid renders lower-case GUID text', function () {
+    expect(formatGuid({ Data1: 0x9342d47a, Data2: 0x1bab, Data3: 0x5709, Data4: [0x98, 0x69, 0xc8, 0x40, 0xb2, 0xea, 0xc5, 0x01] })).to.equal(
+      '9342d47a-1bab-5709-9869-c840b2eac501',
+    );
+    expect(formatGuid({ Data1: 1, Data2: 2, Data3: 3, Data4: [0, 0, 0, 0, 0, 0, 0, 4] })).to.equal('00000001-0002-0003-0000-000000000004');
+  });
+});
+
+describe('library path resolution', function () {
+  let saved: string | undefined;
+  beforeEach(() => (saved = process.env.UVM_HCS_LIBRARY));
+  afterEach(() => {
+    if (saved === undefined) delete process.env.UVM_HCS_LIBRARY;
+    else process.env.UVM_HCS_LIBRARY = saved;
+  });
+
+  it('explicit option > env UVM_HCS_LIBRARY > platform default', function () {
+    process.env.UVM_HCS_LIBRARY = '/opt/hcs/libcustom.so';
+    expect(resolveLibraryPath({ libraryPath: '/explicit.so' })).to.equal('/explicit.so');
+    expect(resolveLibraryPath()).to.equal('/opt/hcs/libcustom.so');
+    delete process.env.UVM_HCS_LIBRARY;
+    const expected = process.platform === 'win32' ? 'computecore.dll' : join(packageRoot(), 'build', 'native', 'libhcssim.so');
+    expect(resolveLibraryPath()).to.equal(expected);
+  });
+});

@@ -1,0 +1,210 @@
+import { expect } from 'chai';
+import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { expectCode } from '../../fakes/expect-code.js';
+import { JOURNAL_VERSION, newJournalDocument, parseJournal, type JournalDocument } from '../../../src/recovery/journal-format.js';
+import { readJournalFile, RecoveryJournal, resolveJournalOptions, writeFileAtomic } from '../../../src/recovery/journal.js';
+
+describe('recovery journal', () => {
+  let dir: string;
+  beforeEach(() => {
+    dir = mkdtempSync(join(tmpdir(), 'uvm-journal-'));
+  });
+  afterEach(() => rmSync(dir, { recursive: true, force: true }));
+
+  const scsiLease = (owner?: string) => ({
+    kind: 'scsi' as const,
+    ...(owner ? { owner } : {}),
+    request: { hostPath: '/l/a.vhdx', readOnly: true },
+    value: { controller: 0, lun: 1, hostPath: '/l/a.vhdx', readOnly: true, type: 'VirtualDisk', guestPath: '/run/mounts/scsi/m0' },
+  });
+
+  describe('writeFileAtomic', () => {
+    it('replaces the file and leaves no temporary file', async () => {
+      const path = join(dir, 'j.json');
+      await writeFileAtomic(path, 'one');
+      await writeFileAtomic(path, 'two');
+      expect(readFileSync(path, 'utf8')).to.equal('two');
+      expect(readdirSync(dir)).to.deep.equal(['j.json']);
+    });
+
+    it('leaves the previous file intact when the rename fails, and removes its temporary file', async () => {
+      const path = join(dir, 'j.json');
+      mkdirSync(path); // renaming a file over a directory fails
+      writeFileSync(join(path, 'keep'), 'x');
+      let failed = false;
+      await writeFileAtomic(path, 'new').catch(() => (failed = true));
+      expect(failed).to.equal(true);
+      expect(readdirSync(dir)).to.deep.equal(['j.json']);
+      expect(readFileSync(join(path, 'keep'), 'utf8')).to.equal('x');
+    });
+  });
+
+  describe('RecoveryJournal', () => {
+    it('creates a versioned journal and reads it back', async () => {
+      const path = join(dir, 'j.json');
+      await RecoveryJournal.create(path, 'vm-1', { os: 'linux' });
+      const doc = (await readJournalFile(path))!;
+      expect(doc).to.deep.equal({ ...newJournalDocument('vm-1', { os: 'linux' }), version: JOURNAL_VERSION });
+    });
+
+    it('makes each change durable before resolving, with increasing record ids', async () => {
+      const path = join(dir, 'j.json');
+      const journal = await RecoveryJournal.create(path, 'vm-1', {});
+      const a = await journal.addLease(scsiLease('c1'));
+      const b = await journal.addLease(scsiLease());
+      expect([a, b]).to.deep.equal([1, 2]);
+      let onDisk = (await readJournalFile(path))!;
+      expect(onDisk.records.map((r) => [r.id, r.owner ?? null])).to.deep.equal([
+        [1, 'c1'],
+        [2, null],
+      ]);
+      await journal.removeLease(a);
+      onDisk = (await readJournalFile(path))!;
+      expect(onDisk.records.map((r) => r.id)).to.deep.equal([2]);
+      expect(onDisk.nextRecordId).to.equal(3);
+    });
+
+    it('coalesces concurrent changes into fewer writes, each change durable when it resolves', async () => {
+      const path = join(dir, 'j.json');
+      const journal = await RecoveryJournal.create(path, 'vm-1', {});
+      const before = journal.writes;
+      const ids = await Promise.all(Array.from({ length: 20 }, () => journal.addLease(scsiLease())));
+      expect(ids).to.deep.equal(Array.from({ length: 20 }, (_, i) => i + 1));
+      expect((await readJournalFile(path))!.records).to.have.length(20);
+      expect(journal.writes - before).to.be.lessThan(20);
+    });
+
+    it('removing an absent record is a no-op that writes nothing', async () => {
+      const journal = await RecoveryJournal.create(join(dir, 'j.json'), 'vm-1', {});
+      const writes = journal.writes;
+      await journal.removeLease(42);
+      await journal.removeContainer('nope');
+      expect(journal.writes).to.equal(writes);
+    });
+
+    it('raises the name counters past every share name it journals, never lowering them', async () => {
+      const path = join(dir, 'j.json');
+      const journal = await RecoveryJournal.create(path, 'vm-1', {});
+      await journal.addLease({ kind: 'plan9', request: { hostPath: '/d', readOnly: true }, value: { name: '7', guestPath: '/run/mounts/plan9/7' } });
+      await journal.addLease({ kind: 'vsmb', request: { hostPath: 'C:\\l', readOnly: true }, value: { name: 'sa', guestPath: 'x', sharePath: 'x' } });
+      await journal.addLease({ kind: 'plan9', request: { hostPath: '/e', readOnly: true }, value: { name: '2', guestPath: '/run/mounts/plan9/2' } });
+      expect((await readJournalFile(path))!.nameCounters).to.deep.equal({ vsmb: 11, plan9: 8 });
+      await journal.rewrite([], [], { plan9: 3, vsmb: 20 });
+      expect((await readJournalFile(path))!.nameCounters).to.deep.equal({ vsmb: 20, plan9: 8 });
+    });
+
+    it('open() rejects a missing, corrupt or other-version journal with RECOVERY_FAILED', async () => {
+      const path = join(dir, 'j.json');
+      const missing = await expectCode(RecoveryJournal.open(path), 'RECOVERY_FAILED');
+      expect(missing.details.reason).to.equal('missing');
+      writeFileSync(path, '{"version": 1, "uvmId": "vm-1", "records": [');
+      expect((await expectCode(RecoveryJournal.open(path), 'RECOVERY_FAILED')).details.reason).to.equal('corrupt');
+      writeFileSync(path, JSON.stringify({ ...newJournalDocument('vm-1', {}), version: 2 }));
+      expect((await expectCode(RecoveryJournal.open(path), 'RECOVERY_FAILED')).details.reason).to.equal('version');
+    });
+
+    it('fails a change with RECOVERY_FAILED when the file cannot be written, and persists it with the next write', async () => {
+      const sub = join(dir, 'sub');
+      mkdirSync(sub);
+      const path = join(sub, 'j.json');
+      const journal = await RecoveryJournal.create(path, 'vm-1', {});
+      rmSync(sub, { recursive: true });
+      await expectCode(journal.addLease(scsiLease()), 'RECOVERY_FAILED');
+      mkdirSync(sub);
+      await journal.addLease(scsiLease());
+      expect((await readJournalFile(path))!.records.map((r) => r.id)).to.deep.equal([1, 2]);
+    });
+
+    it('discard() deletes the file; later changes stay in memory', async () => {
+      const path = join(dir, 'j.json');
+      const journal = await RecoveryJournal.create(path, 'vm-1', {});
+      await journal.discard();
+      await journal.addLease(scsiLease());
+      expect(readdirSync(dir)).to.deep.equal([]);
+      expect(journal.records()).to.have.length(1);
+    });
+  });
+
+  describe('parseJournal', () => {
+    const valid = (): JournalDocument => ({
+      ...newJournalDocument('vm-1', { os: 'linux' }),
+      nextRecordId: 3,
+      records: [
+        { id: 1, kind: 'vpmem', owner: 'c1', request: { hostPath: '/l/b' }, value: { device: 0, hostPath: '/l/b', guestPath: '/run/layers/p0' } },
+        { id: 2, kind: 'combined-layers', owner: 'c1', request: { ContainerRootPath: '/run/gcs/c/c1/rootfs' }, value: { ContainerRootPath: '/run/gcs/c/c1/rootfs' } },
+      ],
+      containers: [{ id: 'c1', rootfsPath: '/run/gcs/c/c1/rootfs', held: [{ record: 1, fields: { kind: 'layer' } }], mounts: [], nextMountIndex: 0 }],
+    });
+
+    it('accepts a well-formed journal unchanged', () => {
+      const doc = valid();
+      expect(parseJournal(JSON.stringify(doc))).to.deep.equal(doc);
+    });
+
+    const corruptions: [string, (d: Record<string, any>) => void][] = [
+      ['not an object', (d) => Object.keys(d).forEach((k) => delete d[k])],
+      ['an unknown top-level field', (d) => (d.extra = 1)],
+      ['a missing uvmId', (d) => delete d.uvmId],
+      ['records not an array', (d) => (d.records = {})],
+      ['an unknown record kind', (d) => (d.records[0].kind = 'floppy')],
+      ['a record without id', (d) => delete d.records[0].id],
+      ['a duplicate record id', (d) => (d.records[1].id = 1)],
+      ['a record id at or above nextRecordId', (d) => (d.nextRecordId = 2)],
+      ['a VPMEM record without a device', (d) => delete d.records[0].value.device],
+      ['a negative device', (d) => (d.records[0].value.device = -1)],
+      ['a fractional offset', (d) => (d.records[0].value.offset = 1.5)],
+      ['an empty owner', (d) => (d.records[0].owner = '')],
+      ['a combined-layers record without ContainerRootPath', (d) => delete d.records[1].value.ContainerRootPath],
+      ['a container without held', (d) => delete d.containers[0].held],
+      ['a duplicate container', (d) => d.containers.push(structuredClone(d.containers[0]))],
+      ['a mount without destination', (d) => d.containers[0].mounts.push({ index: 0, planned: {}, mount: {} })],
+      ['name counters of the wrong type', (d) => (d.nameCounters.plan9 = '3')],
+    ];
+    for (const [what, corrupt] of corruptions) {
+      it(`rejects ${what} with RECOVERY_FAILED (corrupt)`, () => {
+        const doc = valid() as unknown as Record<string, any>;
+        corrupt(doc);
+        let code: unknown;
+        let reason: unknown;
+        try {
+          parseJournal(JSON.stringify(doc));
+        } catch (err) {
+          code = (err as { code?: string }).code;
+          reason = (err as { details?: { reason?: string } }).details?.reason;
+        }
+        expect([code, reason]).to.deep.equal(['RECOVERY_FAILED', what === 'not an object' ? 'version' : 'corrupt']);
+      });
+    }
+
+    it('rejects text that is not JSON (a torn file)', () => {
+      const text = JSON.stringify(valid());
+      for (const cut of [0, 1, Math.floor(text.length / 2), text.length - 1]) {
+        let code: unknown;
+        try {
+          parseJournal(text.slice(0, cut));
+        } catch (err) {
+          code = (err as { code?: string }).code;
+        }
+        expect(code, `cut at ${cut}`).to.equal('RECOVERY_FAILED');
+      }
+    });
+  });
+
+  describe('resolveJournalOptions', () => {
+    it('accepts an absolute path and rejects anything else with INVALID_ARGUMENT', () => {
+      expect(resolveJournalOptions(undefined)).to.equal(undefined);
+      expect(resolveJournalOptions({ path: '/var/lib/shim/vm-1.journal' })).to.deep.equal({ path: '/var/lib/shim/vm-1.journal' });
+      for (const bad of [null, 'x', {}, { path: '' }, { path: 'rel/j.json' }, { path: '/a\0b' }, { path: 3 }]) {
+        let code: unknown;
+        try {
+          resolveJournalOptions(bad);
+        } catch (err) {
+          code = (err as { code?: string }).code;
+        }
+        expect(code, JSON.stringify(bad)).to.equal('INVALID_ARGUMENT');
+      }
+    });
+  });
+});

@@ -1,0 +1,117 @@
+import { expect } from 'chai';
+import { mkdirSync, mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { allocateContainer } from '../../../src/containers/allocate-container.js';
+import { prepareUvmForTermination } from '../../../src/containers/uvm-termination.js';
+import { RecoveryJournal } from '../../../src/recovery/journal.js';
+import { isJournaledLease, journaledDevices } from '../../../src/recovery/journaled-devices.js';
+import { expectCode } from '../../fakes/expect-code.js';
+import { FakeUvmDevices } from '../../fakes/fake-uvm-devices.js';
+
+describe('journaled devices (the journaling decorator)', () => {
+  let dir: string;
+  let journal: RecoveryJournal;
+  beforeEach(async () => {
+    dir = mkdtempSync(join(tmpdir(), 'uvm-jdev-'));
+    mkdirSync(join(dir, 'j'));
+    journal = await RecoveryJournal.create(join(dir, 'j', 'journal.json'), 'uvm-l', {});
+  });
+  afterEach(() => rmSync(dir, { recursive: true, force: true }));
+
+  const onDisk = async () => (await RecoveryJournal.open(journal.path)).snapshot();
+
+  it('journals an acquire after it succeeded, with owner, request and value', async () => {
+    const fake = new FakeUvmDevices();
+    fake.hostFs.file('/l/a/layer.vhd', 4096);
+    const view = journaledDevices(fake, { journal }, 'c1');
+    const lease = await view.vpmem.acquire({ hostPath: '/l/a/layer.vhd' });
+    expect(isJournaledLease(lease)).to.equal(true);
+    const doc = await onDisk();
+    expect(doc.records).to.deep.equal([{ id: 1, kind: 'vpmem', owner: 'c1', request: { hostPath: '/l/a/layer.vhd' }, value: JSON.parse(JSON.stringify(lease.value)) }]);
+    await lease.release();
+    expect((await onDisk()).records).to.deep.equal([]);
+  });
+
+  it('a failed acquire journals nothing', async () => {
+    const fake = new FakeUvmDevices().fail('scsi', 'acquire', 'NO_SLOT');
+    const view = journaledDevices(fake, { journal }, undefined);
+    await expectCode(view.scsi.acquire({ hostPath: '/d/x.vhdx', readOnly: true }), 'NO_SLOT');
+    expect((await onDisk()).records).to.deep.equal([]);
+  });
+
+  it('drops the record before the release starts: a failed removal leaves no record, and a retry completes it', async () => {
+    const fake = new FakeUvmDevices();
+    const view = journaledDevices(fake, { journal }, undefined);
+    const lease = await view.scsi.acquire({ hostPath: '/d/x.vhdx', readOnly: true });
+    fake.fail('scsi', 'remove', 'HCS_ERROR');
+    await expectCode(lease.release(), 'HCS_ERROR');
+    expect((await onDisk()).records).to.deep.equal([]);
+    expect(fake.held()).to.have.length(1);
+    await lease.release();
+    expect(fake.held()).to.deep.equal([]);
+  });
+
+  it('when the journal cannot be written, the acquire rejects with RECOVERY_FAILED and nothing stays held', async () => {
+    const fake = new FakeUvmDevices();
+    const view = journaledDevices(fake, { journal }, 'c1');
+    rmSync(join(dir, 'j'), { recursive: true });
+    await expectCode(view.scsi.acquire({ hostPath: '/d/x.vhdx', readOnly: true }), 'RECOVERY_FAILED');
+    expect(fake.held()).to.deep.equal([]);
+    expect(fake.events('remove')).to.have.length(1);
+  });
+
+  it('journals CombinedLayers Add after it succeeded and drops it before the Remove is sent', async () => {
+    const fake = new FakeUvmDevices();
+    const view = journaledDevices(fake, { journal }, 'c1');
+    const settings = { ContainerID: 'c1', ContainerRootPath: '/run/gcs/c/c1/rootfs', Layers: [{ Path: '/run/layers/p0' }] };
+    await view.sendGuestRequest({ RequestType: 'Add', ResourceType: 'CombinedLayers', Settings: settings });
+    expect((await onDisk()).records).to.deep.equal([
+      { id: 1, kind: 'combined-layers', owner: 'c1', request: settings, value: { ContainerRootPath: '/run/gcs/c/c1/rootfs' } },
+    ]);
+    fake.fail('guest', 'send', 'HCS_ERROR');
+    await expectCode(view.sendGuestRequest({ RequestType: 'Remove', ResourceType: 'CombinedLayers', Settings: { ContainerRootPath: '/run/gcs/c/c1/rootfs' } }), 'HCS_ERROR');
+    expect((await onDisk()).records).to.deep.equal([]);
+    // Other guest requests pass through unjournaled.
+    await view.sendGuestRequest({ RequestType: 'Add', ResourceType: 'MappedDirectory', Settings: { MountPath: '/x' } });
+    expect((await onDisk()).records).to.deep.equal([]);
+  });
+
+  it('a failed CombinedLayers Add journals nothing', async () => {
+    const fake = new FakeUvmDevices().fail('guest', 'send', 'HCS_ERROR');
+    const view = journaledDevices(fake, { journal }, 'c1');
+    await expectCode(view.sendGuestRequest({ RequestType: 'Add', ResourceType: 'CombinedLayers', Settings: { ContainerRootPath: '/r' } }), 'HCS_ERROR');
+    expect((await onDisk()).records).to.deep.equal([]);
+  });
+
+  it('forwards the termination capability of the UVM (and only when it has it)', () => {
+    const aware = new FakeUvmDevices();
+    const view = journaledDevices(aware, { journal }, 'c1');
+    expect(prepareUvmForTermination(view)).to.equal(true);
+    expect(aware.terminating).to.equal(true);
+    const unaware = journaledDevices(new FakeUvmDevices({ terminationAware: false }), { journal }, 'c1');
+    expect(prepareUvmForTermination(unaware)).to.equal(false);
+  });
+
+  it('a container allocated through its view has every lease journaled under its id, and none after release', async () => {
+    const fake = new FakeUvmDevices();
+    fake.hostFs.file('/l/top/layer.vhd', 4096).file('/l/base/layer.vhd', 4096).file('/c/sandbox.vhdx', 1 << 30).dir('/data');
+    const view = journaledDevices(fake, { journal }, 'c1');
+    const { resources } = await allocateContainer(
+      view,
+      { root: { path: 'rootfs' }, windows: { layerFolders: ['/l/top', '/l/base', '/c'] }, mounts: [{ destination: '/data', type: 'bind', source: '/data', options: ['rw'] }] },
+      { containerId: 'c1' },
+    );
+    const doc = await onDisk();
+    expect(doc.records.map((r) => [r.kind, r.owner])).to.deep.equal([
+      ['vpmem', 'c1'],
+      ['vpmem', 'c1'],
+      ['scsi', 'c1'],
+      ['combined-layers', 'c1'],
+      ['plan9', 'c1'],
+    ]);
+    expect(resources.held.map((h) => isJournaledLease(h.lease) || h.kind === 'combined-layers')).to.deep.equal([true, true, true, true, true]);
+    await resources.release();
+    expect((await onDisk()).records).to.deep.equal([]);
+  });
+});
