@@ -15,6 +15,12 @@ export async function runLeakChecks(): Promise<string[]> {
   const current = checks;
   checks = [];
   const out: string[] = [];
-  for (const check of current) out.push(...(await check()));
+  for (const check of current) {
+    try {
+      out.push(...(await check()));
+    } catch (err) {
+      out.push(`leak check threw: ${err instanceof Error ? err.message : String(err)}`);
+    }
+  }
   return out;
 }
