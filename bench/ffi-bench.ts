@@ -55,6 +55,16 @@ export async function run(): Promise<void> {
       return Number(process.hrtime.bigint() - t) / 1000 / (pairs * 2);
     });
 
+    // CPU time per round trip, all threads of the process (main thread + simulator workers):
+    // less sensitive than wall time to other load on the machine.
+    const cpuBefore = process.cpuUsage();
+    for (let i = 0; i < pairs; i++) {
+      await system.modify(add(0, 1));
+      await system.modify(remove(0, 1));
+    }
+    const cpu = process.cpuUsage(cpuBefore);
+    const cpuUs = (cpu.user + cpu.system) / (pairs * 2);
+
     // Per-call latency distribution of single round trips (p50 / p90).
     const singles: number[] = [];
     for (let i = 0; i < 1000; i++) {
@@ -97,6 +107,7 @@ export async function run(): Promise<void> {
         ['measure', 'value', 'unit'],
         [
           ['modify round trip, serial (median of 9 × 1000)', serialUs.toFixed(1), 'µs'],
+          ['CPU time per serial round trip (all threads)', cpuUs.toFixed(1), 'µs'],
           ['single round trip p50', median(singles).toFixed(1), 'µs'],
           ['single round trip p90', singles[Math.floor(singles.length * 0.9)].toFixed(1), 'µs'],
           ['modify with 64 in flight (median of 5)', Math.round(opsPerSec), 'ops/s'],

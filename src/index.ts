@@ -73,7 +73,16 @@ export {
   type NormalizedHresult,
 } from './hcs/hcs-error.js';
 export { loadComputeCore, resolveLibraryPath, HCS_GENERIC_ALL, type ComputeCoreLoadOptions } from './hcs/computecore.js';
-export { OperationDriver, DEFAULT_MAX_CONCURRENT_OPERATIONS, pendingOperationCount, type OperationDriverOptions } from './hcs/operation-driver.js';
+export { OperationDriver, DEFAULT_MAX_CONCURRENT_OPERATIONS, pendingOperationCount, isKeepingProcessAlive, type OperationDriverOptions } from './hcs/operation-driver.js';
 export { ComputeSystem } from './hcs/compute-system.js';
 export { ComputeCoreHcs, ComputeCoreHcsOptions, defaultComputeCoreHcsOptions } from './hcs/computecore-hcs.js';
 export { HcsModule, hcsModule } from './hcs/hcs-module.js';
+
+// ---- Crash recovery: journal, reconcile, UtilityVm.open (recovery helper; docs/recovery.md)
+export { RecoveryJournal, readJournalFile, writeFileAtomic, resolveJournalOptions, type JournalOptions, type NewLeaseRecord } from './recovery/journal.js';
+export { JOURNAL_VERSION, parseJournal, type JournalDocument, type LeaseRecord, type LeaseRecordKind, type ContainerRecord, type ContainerMountRecord } from './recovery/journal-format.js';
+export { planReconcile, expectedParts, type ReconcilePlan, type ReconcileInput, type ForgottenRecord } from './recovery/reconcile.js';
+export { partsFromSimulatorState, partKeys, type HcsPart, type HcsObservation, type PartKind } from './recovery/hcs-inventory.js';
+export { isAdoptable, type Adoptable, type AdoptableDevices, type NameReserving, type RecoveryReport } from './recovery/apply-reconcile.js';
+export { journaledDevices, isJournaledLease, type JournaledLease } from './recovery/journaled-devices.js';
+export { UtilityVmOpener, type OpenUtilityVmOptions } from './di/uvm-orchestrator.js';

@@ -412,7 +412,7 @@ void validateHostShape(const Json &doc, HostTarget &t, std::string &rt) {
     case HostKind::Scsi:
       needAddRemove("SCSI attachments");
       if (rt == "Add") validateAttachment(needSettings(), sw + " (Attachment)");
-      else if (settings) validateAttachment(*settings, sw + " (Attachment)");
+      else if (settings) requireObject(*settings, sw);  // ignored on Remove
       break;
     case HostKind::Vsmb:
       if (rt != "Add" && rt != "Update" && rt != "Remove")
@@ -422,12 +422,12 @@ void validateHostShape(const Json &doc, HostTarget &t, std::string &rt) {
     case HostKind::VpmemDevice:
       needAddRemove("VirtualPMem devices");
       if (rt == "Add") validateVpmemDevice(needSettings(), sw + " (VirtualPMemDevice)");
-      else if (settings) validateVpmemDevice(*settings, sw + " (VirtualPMemDevice)");
+      else if (settings) requireObject(*settings, sw);  // ignored on Remove
       break;
     case HostKind::VpmemMapping:
       needAddRemove("VirtualPMem mappings");
       if (rt == "Add") validateVpmemMapping(needSettings(), sw + " (VirtualPMemMapping)");
-      else if (settings) validateVpmemMapping(*settings, sw + " (VirtualPMemMapping)");
+      else if (settings) requireObject(*settings, sw);  // ignored on Remove
       break;
     case HostKind::Plan9:
       needAddRemove("Plan9 shares");

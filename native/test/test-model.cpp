@@ -219,7 +219,8 @@ TEST(lcow_combined_layers) {
   EXPECT(scsiRemove(2), 0);
   EXPECT(guest("Remove", "MappedVirtualDisk", R"({"MountPath":"/run/mounts/scsi/m1","Lun":1,"ReadOnly":true})"), 0);
   EXPECT(guest("Remove", "SCSIDevice", R"({"Lun":1})"), 0);
-  EXPECT(scsiRemove(1), 0);
+  EXPECT(R"({"ResourcePath":")" + kScsi + R"(1","RequestType":"Remove","Settings":[]})", HCS_E_INVALID_JSON);
+  EXPECT(R"({"ResourcePath":")" + kScsi + R"(1","RequestType":"Remove","Settings":{"Path":"ignored"}})", 0);
   EXPECT(R"({"ResourcePath":"VirtualMachine/Devices/VirtualPMem/Devices/0/Mappings/0","RequestType":"Remove","GuestRequest":{"RequestType":"Remove","ResourceType":"VPMemDevice","Settings":{"MountPath":"/run/layers/p0-0-1048576","MappingInfo":{"DeviceOffsetInBytes":0,"DeviceSizeInBytes":1048576}}}})", 0);
   CHECK_EQ(hot(s), 0);
   HcsCloseComputeSystem(s);

@@ -23,7 +23,7 @@ import { planMounts, type PlannedMount } from '../oci/mount-planner.js';
 import type { OciSpec, RootfsMount } from '../oci/oci-spec.js';
 import { validateContainerId } from './container-id.js';
 import { ContainerResources } from './container-resources.js';
-import { heldResource, type HeldResource } from './held-resource.js';
+import { heldResource, teardownPhase, type HeldResource } from './held-resource.js';
 
 export interface AllocateContainerOptions extends DeviceAcquireOptions {
   containerId: string;
@@ -90,46 +90,55 @@ export async function allocateContainer(uvm: UvmDevices, spec: OciSpec, options:
   const mountPlan = await planMounts(spec, uvm.facts, containerId, uvm.hostFs);
   const acquireOptions = { signal: options.signal };
 
-  const rollback = new ReleaseStack();
-  let rootfsPath: string;
-  let layers: ComposedLayersInfo | undefined;
-  const held: HeldResource[] = [];
-  try {
+  // The rootfs and the mounts do not depend on each other: build them at once. Each half rolls
+  // back its own partial work; if one half fails, what the other half got is released too.
+  // The mounts are issued once the rootfs's acquisitions are (hcsshim's placement order: layers,
+  // scratch, then mounts), and then everything runs at once.
+  let rootfsIssued!: () => void;
+  const issued = new Promise<void>((resolve) => (rootfsIssued = resolve));
+  const rootfsTask = (async (): Promise<{ rootfsPath: string; layers?: ComposedLayersInfo; held: HeldResource[] }> => {
     if (source.kind === 'layers') {
-      const composeOptions = { ...acquireOptions, encryptScratch: options.encryptScratch, logger: options.logger };
+      const composeOptions = { ...acquireOptions, encryptScratch: options.encryptScratch, logger: options.logger, onIssued: rootfsIssued };
       const composed =
         source.inputs.os === 'linux'
           ? await composeLcowLayers(uvm, containerId, source.inputs, composeOptions)
           : await composeWcowLayers(uvm, containerId, source.inputs, composeOptions);
-      held.push(...composed.held.map((h) => rollback.push(h)));
-      rootfsPath = composed.info.rootfsPath;
-      layers = composed.info;
-    } else {
-      const lease = await uvm.plan9.acquire({ hostPath: source.hostPath, readOnly: source.readOnly }, acquireOptions);
-      rootfsPath = lease.value.guestPath;
-      held.push(rollback.push(heldResource({ kind: 'root-share', source: 'plan9', hostPath: source.hostPath, guestPath: rootfsPath, lease })));
+      return { rootfsPath: composed.info.rootfsPath, layers: composed.info, held: composed.held };
     }
-    const applied = await applyMountPlan(uvm, spec, mountPlan, { ...acquireOptions, logger: options.logger });
-
-    const rewritten = applied.spec;
-    rewritten.root = { ...(rewritten.root ?? {}), path: rootfsPath };
-    const resources = new ContainerResources(uvm, {
-      containerId,
-      rootfsPath,
-      layers,
-      held,
-      mounts: applied.mounts,
-      nextMountIndex: mountPlan.length,
-      logger: options.logger,
-    });
-    return { spec: rewritten, resources, containerEntries: resources.containerEntries() };
-  } catch (err) {
+    const acquiring = uvm.plan9.acquire({ hostPath: source.hostPath, readOnly: source.readOnly }, acquireOptions);
+    rootfsIssued();
+    const lease = await acquiring;
+    const rootfsPath = lease.value.guestPath;
+    return { rootfsPath, held: [heldResource({ kind: 'root-share', source: 'plan9', hostPath: source.hostPath, guestPath: rootfsPath, lease })] };
+  })();
+  rootfsTask.then(rootfsIssued, rootfsIssued);
+  const mountsTask = issued.then(() => applyMountPlan(uvm, spec, mountPlan, { ...acquireOptions, logger: options.logger }));
+  const [rootfs, applied] = await Promise.allSettled([rootfsTask, mountsTask]);
+  if (rootfs.status === 'rejected' || applied.status === 'rejected') {
+    const err: unknown = rootfs.status === 'rejected' ? rootfs.reason : (applied as PromiseRejectedResult).reason;
+    const rollback = new ReleaseStack<HeldResource>({ phase: teardownPhase });
+    if (rootfs.status === 'fulfilled') rootfs.value.held.forEach((h) => rollback.push(h));
+    if (applied.status === 'fulfilled') applied.value.held.forEach((h) => rollback.push(h));
     await rollback.releaseAll().catch((rollbackError: unknown) => {
       addErrorDetails(err, { rollbackError });
       options.logger?.warn('rolling back a container allocation failed', { containerId, error: String(rollbackError) });
     });
     throw err;
   }
+
+  const { rootfsPath, layers, held } = rootfs.value;
+  const rewritten = applied.value.spec;
+  rewritten.root = { ...(rewritten.root ?? {}), path: rootfsPath };
+  const resources = new ContainerResources(uvm, {
+    containerId,
+    rootfsPath,
+    layers,
+    held,
+    mounts: applied.value.mounts,
+    nextMountIndex: mountPlan.length,
+    logger: options.logger,
+  });
+  return { spec: rewritten, resources, containerEntries: resources.containerEntries() };
 }
 
 async function checkRootDirectory(uvm: UvmDevices, hostPath: string): Promise<void> {

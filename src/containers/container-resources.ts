@@ -11,7 +11,7 @@ import type { ComposedLayersInfo } from '../layers/composed-layers.js';
 import { applyMount, type AppliedMount, type ContainerEntry } from '../oci/mount-applier.js';
 import { planMount } from '../oci/mount-planner.js';
 import type { OciMount } from '../oci/oci-spec.js';
-import type { HeldResource } from './held-resource.js';
+import { teardownPhase, type HeldResource } from './held-resource.js';
 import { prepareUvmForTermination } from './uvm-termination.js';
 
 export interface ReleaseContainerOptions {
@@ -50,7 +50,7 @@ export class ContainerResources implements AsyncDisposable {
   readonly rootfsPath: string;
   readonly layers: ComposedLayersInfo | undefined;
   readonly #uvm: UvmDevices;
-  readonly #stack = new ReleaseStack();
+  readonly #stack = new ReleaseStack<HeldResource>({ phase: teardownPhase });
   /** The container's mounts in the order they were added (a spec may stack two at one destination). */
   #mounts: MountRecord[] = [];
   readonly #logger: Logger | undefined;

@@ -27,3 +27,13 @@ export function heldResource(fields: Omit<HeldResource, 'release'>): HeldResourc
   const clean = Object.fromEntries(Object.entries(fields).filter(([, v]) => v !== undefined)) as Omit<HeldResource, 'release'>;
   return { ...clean, release: () => fields.lease.release() };
 }
+
+/**
+ * Teardown phase of a held resource: the guest overlay (CombinedLayers), the root share and the
+ * mounts go first, all at once; then the scratch and the read-only layers under the overlay, all
+ * at once. Nothing else orders them, so a container's teardown takes two rounds of HCS calls
+ * instead of one per resource.
+ */
+export function teardownPhase(resource: HeldResource): number {
+  return resource.kind === 'layer' || resource.kind === 'scratch' ? 1 : 0;
+}

@@ -43,6 +43,19 @@ export class PipeManagerImpl implements PipeManager {
     return new ReleasableLease({ ...lease.value }, () => lease.release());
   }
 
+  /** Recovery (docs/recovery.md): rebuilds the lease of a pipe that is already mapped, with no HCS call. */
+  async adopt(request: { hostPath: string }, _pipe: MappedPipe): Promise<Lease<MappedPipe>> {
+    if (this.config.os !== 'windows') throw new UvmError('NOT_SUPPORTED', 'mapped pipes are only supported in WCOW UVMs');
+    if (request === null || typeof request !== 'object') throw invalidArgument('pipe request must be an object');
+    const hostPath = validate.nonEmpty(request.hostPath, 'pipe path');
+    if (!PIPE_PREFIX.test(hostPath)) throw invalidArgument(`a host pipe path must start with \\\\.\\pipe\\: ${hostPath}`);
+    const lease = await this.#table.acquire(hostPath, async () => {
+      this.#logger.debug('pipe adopted', { [LogField.hostPath]: hostPath });
+      return { hostPath, guestPath: guestPaths.vsmbPipe(hostPath.replace(PIPE_PREFIX, '')) };
+    });
+    return new ReleasableLease({ ...lease.value }, () => lease.release());
+  }
+
   describe(): ResourceInfo[] {
     return describeEntries(this.#table, 'mapped-pipe', (p) => (p ? { hostPath: p.hostPath, guestPath: p.guestPath } : {}));
   }

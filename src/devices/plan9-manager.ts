@@ -3,6 +3,7 @@ import { invalidArgument, UvmError } from '../core/errors.js';
 import { HostFs } from '../core/host-fs.js';
 import { ReleasableLease, type Lease } from '../core/lease.js';
 import { LogField, Logger } from '../core/logger.js';
+import { InOrder } from '../core/in-order.js';
 import { RefCountedTable } from '../core/refcounted-table.js';
 import type { GuestRequest } from '../hcs/schema.js';
 import { describeEntries } from './describe-entries.js';
@@ -56,6 +57,7 @@ export class Plan9ManagerImpl implements Plan9Manager {
   /** readOnly of each key, set when its creation starts (to detect conflicts with in-flight shares). */
   readonly #configs = new Map<string, boolean>();
   #counter = 0;
+  readonly #order = new InOrder();
 
   constructor(
     @inject(UvmDeviceConfig) private readonly config: UvmDeviceConfig,
@@ -77,15 +79,48 @@ export class Plan9ManagerImpl implements Plan9Manager {
     }
     this.#checkConfig(hostPath, readOnly);
     const lease = await this.#table.acquire(hostPath, () => this.#add(hostPath, readOnly), options);
-    const e = lease.value;
-    const share: Plan9Share = {
-      name: e.name,
-      hostPath,
-      readOnly: e.readOnly,
-      mountPath: e.mountPath,
-      guestPath: e.fileName === undefined ? e.mountPath : guestPaths.join('linux', e.mountPath, e.fileName),
-    };
-    return new ReleasableLease(share, () => lease.release());
+    return shareLease(hostPath, lease);
+  }
+
+  /**
+   * Recovery (docs/recovery.md): rebuilds the lease of a share that is already added and mounted
+   * as `share.name`, with no HCS call; the name counter moves past it (names are never reused).
+   * RECOVERY_FAILED when an adopted share of the same host path has another name.
+   */
+  async adopt(request: Plan9ShareRequest, share: Plan9Share): Promise<Lease<Plan9Share>> {
+    if (this.config.os !== 'linux') throw new UvmError('NOT_SUPPORTED', 'Plan9 shares are only supported in LCOW UVMs');
+    if (request === null || typeof request !== 'object') throw invalidArgument('Plan9 request must be an object');
+    const hostPath = validate.hostPath(request.hostPath, 'Plan9 host path');
+    const readOnly = validate.boolean(request.readOnly, 'readOnly');
+    const name = validate.name(share.name, 'Plan9 share name');
+    if (!/^\d+$/.test(name)) throw new UvmError('RECOVERY_FAILED', `not a Plan9 share name of this library: ${name}`);
+    this.#checkConfig(hostPath, readOnly);
+    const lease = await this.#table.acquire(hostPath, async () => {
+      this.#configs.set(hostPath, readOnly);
+      this.reserveNames(Number(name) + 1);
+      const mountPath = guestPaths.plan9Mount(name);
+      const e: Plan9Entry = {
+        name,
+        hostPath,
+        readOnly,
+        fileName: share.guestPath !== undefined && share.guestPath !== mountPath ? hostPaths.basename(hostPath) : undefined,
+        mountPath,
+        state: 'added',
+        removal: newRemovalProgress(),
+      };
+      this.#log('debug', e, 'adopted');
+      return e;
+    });
+    if (lease.value.name !== name) {
+      await lease.release();
+      throw new UvmError('RECOVERY_FAILED', `${hostPath} is recorded as Plan9 shares ${name} and ${lease.value.name}`, { details: { hostPath } });
+    }
+    return shareLease(hostPath, lease);
+  }
+
+  /** Recovery: the next share name is at least `next` (names seen in HCS or the journal are never reused). */
+  reserveNames(next: number): void {
+    if (Number.isSafeInteger(next)) this.#counter = Math.max(this.#counter, next);
   }
 
   describe(): ResourceInfo[] {
@@ -112,10 +147,18 @@ export class Plan9ManagerImpl implements Plan9Manager {
   async #add(hostPath: string, readOnly: boolean): Promise<Plan9Entry> {
     this.#configs.set(hostPath, readOnly);
     try {
-      const stat = await this.hostFs.stat(hostPath);
-      if (!stat.isFile && !stat.isDirectory) throw invalidArgument(`Plan9 host path is neither a file nor a directory: ${hostPath}`);
+      // Stats run concurrently; names are handed out in call order, so they are deterministic.
+      const turn = this.#order.take();
+      let stat: Awaited<ReturnType<HostFs['stat']>>;
+      let name: string;
+      try {
+        stat = await this.hostFs.stat(hostPath);
+        if (!stat.isFile && !stat.isDirectory) throw invalidArgument(`Plan9 host path is neither a file nor a directory: ${hostPath}`);
+        name = await turn.run(() => String(this.#counter++));
+      } finally {
+        turn.done();
+      }
       const fileName = stat.isFile ? hostPaths.basename(hostPath) : undefined;
-      const name = String(this.#counter++);
       const e: Plan9Entry = {
         name,
         hostPath,
@@ -181,4 +224,17 @@ export class Plan9ManagerImpl implements Plan9Manager {
       ...(err === undefined ? {} : { error: String(err) }),
     });
   }
+}
+
+/** The caller's lease of one share. */
+function shareLease(hostPath: string, lease: Lease<Plan9Entry>): Lease<Plan9Share> {
+  const e = lease.value;
+  const share: Plan9Share = {
+    name: e.name,
+    hostPath,
+    readOnly: e.readOnly,
+    mountPath: e.mountPath,
+    guestPath: e.fileName === undefined ? e.mountPath : guestPaths.join('linux', e.mountPath, e.fileName),
+  };
+  return new ReleasableLease(share, () => lease.release());
 }

@@ -56,6 +56,27 @@ export class ScsiAttachTracker {
     return this.#table.acquire(keyOf(cfg), () => this.#attach(cfg), options);
   }
 
+  /**
+   * Recovery: one reference to `cfg`, already attached at `controller:lun`. A new entry claims that
+   * slot with no HCS call (NO_SLOT if it is taken or reserved); an existing entry must be at the
+   * same slot (RECOVERY_FAILED otherwise).
+   */
+  async adopt(cfg: ScsiAttachConfig, controller: number, lun: number): Promise<Lease<ScsiAttachment>> {
+    const lease = await this.#table.acquire(keyOf(cfg), async () => {
+      this.#slots.claim(controller * SCSI_LUNS_PER_CONTROLLER + lun);
+      const a: ScsiAttachment = { controller, lun, config: cfg, state: 'attached' };
+      this.#log('debug', a, 'adopted');
+      return a;
+    });
+    if (lease.value.controller !== controller || lease.value.lun !== lun) {
+      await lease.release();
+      throw new UvmError('RECOVERY_FAILED', `${cfg.path} is recorded at ${controller}:${lun} and at ${lease.value.controller}:${lease.value.lun}`, {
+        details: { hostPath: cfg.path },
+      });
+    }
+    return lease;
+  }
+
   describe(): ResourceInfo[] {
     return describeEntries(this.#table, 'scsi-attachment', (a) =>
       a ? { hostPath: a.config.path, slot: `${a.controller}:${a.lun}` } : {},

@@ -1,5 +1,6 @@
+import { InOrder } from '../core/in-order.js';
 import { inject, injectable } from 'inversify';
-import { invalidArgument } from '../core/errors.js';
+import { invalidArgument, UvmError } from '../core/errors.js';
 import { ReleasableLease, type Lease } from '../core/lease.js';
 import { LogField, Logger } from '../core/logger.js';
 import { HcsApi } from '../hcs/hcs-api.js';
@@ -14,7 +15,7 @@ import type {
   ScsiMountConfig,
 } from './device-types.js';
 import { ResourceDelivery } from './guest-delivery.js';
-import { ScsiAttachTracker } from './scsi-attach-tracker.js';
+import { ScsiAttachTracker, type ScsiAttachment } from './scsi-attach-tracker.js';
 import { ScsiMountTracker } from './scsi-mount-tracker.js';
 import type { ScsiAttachConfig, ScsiMountSettings } from './scsi-requests.js';
 import { validate } from './validation.js';
@@ -36,6 +37,7 @@ const EVD_PREFIX = 'evd://';
 export class ScsiManagerImpl implements ScsiManager {
   readonly #attachments: ScsiAttachTracker;
   readonly #mounts: ScsiMountTracker;
+  readonly #order = new InOrder();
   readonly #logger: Logger;
 
   constructor(
@@ -57,11 +59,18 @@ export class ScsiManagerImpl implements ScsiManager {
 
   async acquire(request: ScsiDiskRequest, options: DeviceAcquireOptions = {}): Promise<Lease<ScsiDisk>> {
     const { attach, mount, guestPath } = this.#parse(request);
-    if (request.grantVmAccess === true && attach.type !== 'ExtensibleVirtualDisk') {
-      // hcsshim grants on every call, even when the disk is already attached.
-      await this.hcs.grantVmAccess(this.config.id, attach.path);
+    // Grants run concurrently; slots are taken in call order, so placement is deterministic.
+    const turn = this.#order.take();
+    let attachLease: Lease<ScsiAttachment>;
+    try {
+      if (request.grantVmAccess === true && attach.type !== 'ExtensibleVirtualDisk') {
+        // hcsshim grants on every call, even when the disk is already attached.
+        await this.hcs.grantVmAccess(this.config.id, attach.path);
+      }
+      attachLease = await turn.run(() => this.#attachments.acquire(attach, options));
+    } finally {
+      turn.done();
     }
-    const attachLease = await this.#attachments.acquire(attach, options);
     const { controller, lun } = attachLease.value;
     let mountLease: Lease<{ path: string }> | undefined;
     if (mount) {
@@ -80,18 +89,25 @@ export class ScsiManagerImpl implements ScsiManager {
         throw err;
       }
     }
-    const disk: ScsiDisk = {
-      controller,
-      lun,
-      hostPath: request.hostPath,
-      readOnly: attach.readOnly,
-      type: attach.type,
-      guestPath: mountLease?.value.path,
-    };
-    return new ReleasableLease(disk, async () => {
-      if (mountLease) await mountLease.release();
-      await attachLease.release();
-    });
+    return diskLease(request, attachLease, mountLease);
+  }
+
+  /**
+   * Recovery (docs/recovery.md): rebuilds the lease of `request` for a disk that is already
+   * attached at `disk.controller:disk.lun` and mounted at `disk.guestPath`, with no HCS call and no
+   * VM access grant. The same validation as `acquire`; RECOVERY_FAILED when the recorded value
+   * disagrees with what is already adopted.
+   */
+  async adopt(request: ScsiDiskRequest, disk: ScsiDisk): Promise<Lease<ScsiDisk>> {
+    const { attach, mount } = this.#parse(request);
+    if (mount && disk.guestPath === undefined) {
+      throw new UvmError('RECOVERY_FAILED', `the mounted disk ${attach.path} has no recorded guest path`, { details: { hostPath: attach.path } });
+    }
+    // Checked before the attachment is adopted: dropping an adopted attachment would remove it.
+    if (mount) this.#mounts.checkAdoptable(disk.controller, disk.lun, mount, disk.guestPath!);
+    const attachLease = await this.#attachments.adopt(attach, disk.controller, disk.lun);
+    const mountLease = mount ? await this.#mounts.adopt(disk.controller, disk.lun, mount, disk.guestPath!) : undefined;
+    return diskLease(request, attachLease, mountLease);
   }
 
   describe(): ResourceInfo[] {
@@ -159,6 +175,23 @@ export class ScsiManagerImpl implements ScsiManager {
     }
     return settings;
   }
+}
+
+/** The caller's lease of one disk: releases the mount reference, then the attach reference. */
+function diskLease(request: ScsiDiskRequest, attachLease: Lease<ScsiAttachment>, mountLease: Lease<{ path: string }> | undefined): Lease<ScsiDisk> {
+  const { controller, lun, config } = attachLease.value;
+  const disk: ScsiDisk = {
+    controller,
+    lun,
+    hostPath: request.hostPath,
+    readOnly: config.readOnly,
+    type: config.type,
+    guestPath: mountLease?.value.path,
+  };
+  return new ReleasableLease(disk, async () => {
+    if (mountLease) await mountLease.release();
+    await attachLease.release();
+  });
 }
 
 /** `evd://<type>/<path>` → `{evdType, path}` (spec §1.3); anything else is INVALID_ARGUMENT. */

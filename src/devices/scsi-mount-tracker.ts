@@ -54,6 +54,46 @@ export class ScsiMountTracker {
     return this.#table.acquire(key, () => this.#mount(key, controller, lun, settings, requestedPath), options);
   }
 
+  /**
+   * Recovery: one reference to the mount of `(controller, lun, settings)`, already mounted at
+   * `path`. A new entry takes that path with no HCS call (MOUNT_CONFLICT if another mount has it);
+   * an existing entry must have the same path (RECOVERY_FAILED otherwise).
+   */
+  async adopt(controller: number, lun: number, settings: ScsiMountSettings, path: string): Promise<Lease<ScsiMount>> {
+    this.checkAdoptable(controller, lun, settings, path);
+    const key = JSON.stringify([controller, lun, settings]);
+    const lease = await this.#table.acquire(key, async () => {
+      if (this.#pathOwners.has(path)) {
+        throw new UvmError('MOUNT_CONFLICT', `cannot adopt ${path}: another mount has it`, { details: { guestPath: path } });
+      }
+      this.#pathOwners.set(path, key);
+      // Adopted like a caller-chosen path: the generated-index pool skips it while it is in use.
+      const m: ScsiMount = { controller, lun, path, index: undefined, settings, state: 'mounted' };
+      this.#log('debug', m, 'adopted');
+      return m;
+    });
+    if (lease.value.path !== path) {
+      await lease.release();
+      throw new UvmError('RECOVERY_FAILED', `the mount of ${controller}:${lun} is recorded at ${path} and at ${lease.value.path}`, {
+        details: { guestPath: path },
+      });
+    }
+    return lease;
+  }
+
+  /** Throws what `adopt` would reject with, without taking anything (so a caller can check first). */
+  checkAdoptable(controller: number, lun: number, settings: ScsiMountSettings, path: string): void {
+    const existing = this.#table.peek(JSON.stringify([controller, lun, settings]));
+    if (existing && existing.path !== path) {
+      throw new UvmError('RECOVERY_FAILED', `the mount of ${controller}:${lun} is recorded at ${path} and at ${existing.path}`, {
+        details: { guestPath: path },
+      });
+    }
+    if (!existing && this.#pathOwners.has(path)) {
+      throw new UvmError('MOUNT_CONFLICT', `cannot adopt ${path}: another mount has it`, { details: { guestPath: path } });
+    }
+  }
+
   describe(): ResourceInfo[] {
     return describeEntries(this.#table, 'scsi-mount', (m) =>
       m ? { slot: `${m.controller}:${m.lun}`, guestPath: m.path } : {},

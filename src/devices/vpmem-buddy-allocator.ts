@@ -77,6 +77,37 @@ export class BuddyAllocator {
     return { offset, cls, size: classSize(cls) };
   }
 
+  /**
+   * Takes the region of `size` bytes at `offset` (recovery: a mapping that is already in the
+   * device), splitting the regions above it as `allocate` would have. NO_SLOT when that region,
+   * or a region containing or inside it, is already allocated; INVALID_ARGUMENT when `offset` is
+   * not aligned to the class of `size`.
+   */
+  claim(offset: number, size: number): BuddyRegion {
+    const cls = classOf(size);
+    if (cls >= CLASS_COUNT) throw new UvmError('NO_SLOT', `region of ${size} bytes is larger than ${MAX_CLASS_SIZE}`);
+    if (!Number.isSafeInteger(offset) || offset < 0 || offset % classSize(cls) !== 0 || offset + classSize(cls) > MAX_CLASS_SIZE) {
+      throw invalidArgument(`offset ${offset} is not a region of class ${cls}`);
+    }
+    // Walk down from the whole surface: split free ancestors, pass through split ones.
+    for (let c = CLASS_COUNT - 1; c > cls; c--) {
+      const ancestor = offset - (offset % classSize(c));
+      if (this.#free[c].has(ancestor)) {
+        this.#free[c].delete(ancestor);
+        this.#busy[c].add(ancestor);
+        const child = classSize(c - 1);
+        for (let i = 0; i < 4; i++) this.#free[c - 1].add(ancestor + i * child);
+      } else if (!this.#busy[c].has(ancestor) || this.#allocated.get(ancestor) === c) {
+        throw new UvmError('NO_SLOT', `region ${offset} (${classSize(cls)} bytes) overlaps an allocated region`);
+      }
+    }
+    if (!this.#free[cls].has(offset)) throw new UvmError('NO_SLOT', `region ${offset} (${classSize(cls)} bytes) is not free`);
+    this.#free[cls].delete(offset);
+    this.#busy[cls].add(offset);
+    this.#allocated.set(offset, cls);
+    return { offset, cls, size: classSize(cls) };
+  }
+
   /** Releases an allocated region; INVALID_STATE when `offset` is not one. */
   release(offset: number): void {
     const cls = this.#allocated.get(offset);

@@ -3,6 +3,7 @@ import { invalidArgument, UvmError } from '../core/errors.js';
 import { HostFs } from '../core/host-fs.js';
 import { ReleasableLease, type Lease } from '../core/lease.js';
 import { LogField, Logger } from '../core/logger.js';
+import { InOrder } from '../core/in-order.js';
 import { RefCountedTable } from '../core/refcounted-table.js';
 import { SlotAllocator } from '../core/slot-allocator.js';
 import { describeEntries } from './describe-entries.js';
@@ -60,6 +61,7 @@ interface MappedDevice {
 export class VpmemManagerImpl implements VpmemManager {
   readonly #logger: Logger;
   readonly #table: RefCountedTable<string, VpmemEntry>;
+  readonly #order = new InOrder();
   readonly #slots: SlotAllocator | undefined;
   readonly #mapped: MappedDevice[] = [];
 
@@ -85,13 +87,25 @@ export class VpmemManagerImpl implements VpmemManager {
       throw new UvmError('NO_SLOT', 'this UVM has no VPMEM devices', { details: { hostPath } });
     }
     const lease = await this.#table.acquire(hostPath, () => this.#add(hostPath), options);
+    return layerLease(hostPath, lease);
+  }
+
+  /**
+   * Recovery (docs/recovery.md): rebuilds the lease of a layer that is already on
+   * `layer.device` (at `layer.offset` in multi-mapping mode), with no HCS call: a new entry claims
+   * that device (or buddy region); an existing one must be at the same place (RECOVERY_FAILED).
+   */
+  async adopt(request: VpmemLayerRequest, layer: VpmemLayer): Promise<Lease<VpmemLayer>> {
+    if (this.config.os !== 'linux') throw new UvmError('NOT_SUPPORTED', 'VPMEM is only supported in LCOW UVMs');
+    if (request === null || typeof request !== 'object') throw invalidArgument('VPMEM request must be an object');
+    const hostPath = validate.hostPath(request.hostPath, 'VPMEM host path');
+    const lease = await this.#table.acquire(hostPath, async () => this.#claim(hostPath, layer));
     const e = lease.value;
-    const layer: VpmemLayer = { device: e.device, hostPath, guestPath: e.guestPath };
-    if (e.offset !== undefined) {
-      layer.offset = e.offset;
-      layer.size = e.size;
+    if (e.device !== layer.device || e.offset !== layer.offset) {
+      await lease.release();
+      throw new UvmError('RECOVERY_FAILED', `layer ${hostPath} is recorded on two VPMEM places`, { details: { hostPath } });
     }
-    return new ReleasableLease(layer, () => lease.release());
+    return layerLease(hostPath, lease);
   }
 
   describe(): ResourceInfo[] {
@@ -108,8 +122,17 @@ export class VpmemManagerImpl implements VpmemManager {
   }
 
   async #add(hostPath: string): Promise<VpmemEntry> {
-    const { size } = await this.hostFs.stat(hostPath);
-    const entry = this.config.vpmemMultiMapping ? this.#placeMapping(hostPath, size) : this.#placeDevice(hostPath, size);
+    // Stats run concurrently; placement happens in call order, so guest paths are deterministic.
+    const turn = this.#order.take();
+    let entry: VpmemEntry;
+    try {
+      const { size } = await this.hostFs.stat(hostPath);
+      entry = await turn.run(() =>
+        this.config.vpmemMultiMapping ? this.#placeMapping(hostPath, size) : this.#placeDevice(hostPath, size),
+      );
+    } finally {
+      turn.done();
+    }
     try {
       await this.delivery.addCombined(entry.host, entry.guest);
     } catch (err) {
@@ -136,6 +159,27 @@ export class VpmemManagerImpl implements VpmemManager {
     this.#log('debug', e, 'removed');
   }
 
+  /** Recovery: the entry of a layer already at `layer`'s place, which is claimed. */
+  #claim(hostPath: string, layer: VpmemLayer): VpmemEntry {
+    const mapped = layer.offset !== undefined;
+    if (mapped !== this.config.vpmemMultiMapping || !Number.isInteger(layer.device) || layer.device < 0 || layer.device >= this.config.vpmemCount) {
+      throw new UvmError('RECOVERY_FAILED', `layer ${hostPath}: the recorded VPMEM place does not fit this UVM`, { details: { hostPath } });
+    }
+    let entry: VpmemEntry;
+    if (layer.offset === undefined) {
+      this.#slots!.claim(layer.device);
+      entry = deviceEntry(hostPath, layer.device);
+    } else {
+      const size = layer.size ?? 0;
+      const dev = (this.#mapped[layer.device] ??= { allocator: new BuddyAllocator() });
+      dev.allocator.claim(layer.offset, size);
+      entry = mappingEntry(hostPath, layer.device, layer.offset, size);
+    }
+    entry.state = 'added';
+    this.#log('debug', entry, 'adopted');
+    return entry;
+  }
+
   /** Default mode: the lowest free device, whole. */
   #placeDevice(hostPath: string, size: number): VpmemEntry {
     if (size > this.config.vpmemMaxSizeBytes) {
@@ -145,16 +189,7 @@ export class VpmemManagerImpl implements VpmemManager {
     }
     const device = this.#slots!.allocate();
     if (device === undefined) throw new UvmError('NO_SLOT', `no free VPMEM device for ${hostPath}`, { details: { hostPath } });
-    const guestPath = guestPaths.vpmemDevice(device);
-    return {
-      hostPath,
-      device,
-      guestPath,
-      host: hostRequest(resourcePaths.vpmemDevice(device), 'Add', { HostPath: hostPath, ReadOnly: true, ImageFormat: 'Vhd1' }),
-      guest: guestRequest('Add', 'VPMemDevice', { DeviceNumber: device, MountPath: guestPath }),
-      state: 'adding',
-      removal: newRemovalProgress(),
-    };
+    return deviceEntry(hostPath, device);
   }
 
   /** Multi-mapping mode: the first device (lowest number) with room for the page-aligned file. */
@@ -175,22 +210,7 @@ export class VpmemManagerImpl implements VpmemManager {
           dev.allocator.release(offset);
           continue;
         }
-        const guestPath = guestPaths.vpmemMapping(device, offset, size);
-        return {
-          hostPath,
-          device,
-          offset,
-          size,
-          guestPath,
-          host: hostRequest(resourcePaths.vpmemMapping(device, offset), 'Add', { HostPath: hostPath, ImageFormat: 'Vhd1' }),
-          guest: guestRequest('Add', 'VPMemDevice', {
-            DeviceNumber: device,
-            MountPath: guestPath,
-            MappingInfo: { DeviceOffsetInBytes: offset, DeviceSizeInBytes: size },
-          }),
-          state: 'adding',
-          removal: newRemovalProgress(),
-        };
+        return mappingEntry(hostPath, device, offset, size);
       }
     }
     throw new UvmError('NO_SLOT', `no VPMEM device has room for ${hostPath} (${size} bytes)`, { details: { hostPath, size } });
@@ -211,4 +231,49 @@ export class VpmemManagerImpl implements VpmemManager {
       ...(err === undefined ? {} : { error: String(err) }),
     });
   }
+}
+
+/** The entry of a whole-device layer (default mode). */
+function deviceEntry(hostPath: string, device: number): VpmemEntry {
+  const guestPath = guestPaths.vpmemDevice(device);
+  return {
+    hostPath,
+    device,
+    guestPath,
+    host: hostRequest(resourcePaths.vpmemDevice(device), 'Add', { HostPath: hostPath, ReadOnly: true, ImageFormat: 'Vhd1' }),
+    guest: guestRequest('Add', 'VPMemDevice', { DeviceNumber: device, MountPath: guestPath }),
+    state: 'adding',
+    removal: newRemovalProgress(),
+  };
+}
+
+/** The entry of a mapped layer (multi-mapping mode). */
+function mappingEntry(hostPath: string, device: number, offset: number, size: number): VpmemEntry {
+  const guestPath = guestPaths.vpmemMapping(device, offset, size);
+  return {
+    hostPath,
+    device,
+    offset,
+    size,
+    guestPath,
+    host: hostRequest(resourcePaths.vpmemMapping(device, offset), 'Add', { HostPath: hostPath, ImageFormat: 'Vhd1' }),
+    guest: guestRequest('Add', 'VPMemDevice', {
+      DeviceNumber: device,
+      MountPath: guestPath,
+      MappingInfo: { DeviceOffsetInBytes: offset, DeviceSizeInBytes: size },
+    }),
+    state: 'adding',
+    removal: newRemovalProgress(),
+  };
+}
+
+/** The caller's lease of one layer. */
+function layerLease(hostPath: string, lease: Lease<VpmemEntry>): Lease<VpmemLayer> {
+  const e = lease.value;
+  const layer: VpmemLayer = { device: e.device, hostPath, guestPath: e.guestPath };
+  if (e.offset !== undefined) {
+    layer.offset = e.offset;
+    layer.size = e.size;
+  }
+  return new ReleasableLease(layer, () => lease.release());
 }

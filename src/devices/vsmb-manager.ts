@@ -3,6 +3,7 @@ import { invalidArgument, UvmError } from '../core/errors.js';
 import { HostFs } from '../core/host-fs.js';
 import { ReleasableLease, type Lease } from '../core/lease.js';
 import { LogField, Logger } from '../core/logger.js';
+import { InOrder } from '../core/in-order.js';
 import { RefCountedTable } from '../core/refcounted-table.js';
 import { describeEntries } from './describe-entries.js';
 import { UvmDeviceConfig } from './device-config.js';
@@ -73,6 +74,7 @@ export class VsmbManagerImpl implements VsmbManager {
   /** Direct-mapped shares kept at refcount 0, by table kind + key. */
   readonly #idle = new Map<string, { kind: ShareTableKind; key: string; share: ShareEntry }>();
   #counter = 0;
+  readonly #order = new InOrder();
 
   constructor(
     @inject(UvmDeviceConfig) private readonly config: UvmDeviceConfig,
@@ -99,22 +101,33 @@ export class VsmbManagerImpl implements VsmbManager {
       throw new UvmError('ACCESS_DENIED', 'adding writable shares is denied', { details: { hostPath } });
     }
     const noDirectMap = this.config.fullyPhysicallyBacked || this.config.vsmbNoDirectMap;
-    const stat = await this.hostFs.stat(hostPath);
+    // Stats run concurrently; share names are handed out in call order, so they are deterministic.
+    const turn = this.#order.take();
+    let stat: Awaited<ReturnType<HostFs['stat']>>;
+    try {
+      stat = await this.hostFs.stat(hostPath);
+    } catch (err) {
+      turn.done();
+      throw err;
+    }
     if (stat.isDirectory) {
       const dir = hostPaths.clean(hostPath);
       const key = JSON.stringify([dir, readOnly]);
       const opts = vsmbShareOptions({ readOnly, noDirectMap, layer });
-      const lease = await this.#dirShares.acquire(key, () => this.#createShare('dir', key, dir, readOnly, opts), options);
+      const lease = await turn.run(() => this.#dirShares.acquire(key, () => this.#createShare('dir', key, dir, readOnly, opts), options));
       const share = lease.value;
       const sharePath = guestPaths.vsmbShare(share.name);
       return new ReleasableLease({ name: share.name, hostPath, readOnly, sharePath, guestPath: sharePath }, () => lease.release());
     }
-    if (!stat.isFile) throw invalidArgument(`VSMB host path is neither a file nor a directory: ${hostPath}`);
+    if (!stat.isFile) {
+      turn.done();
+      throw invalidArgument(`VSMB host path is neither a file nor a directory: ${hostPath}`);
+    }
     const file = hostPaths.clean(hostPath);
     const dir = hostPaths.dirname(file);
     const opts = vsmbShareOptions({ readOnly, noDirectMap, layer, singleFile: true });
     const fileKey = JSON.stringify([dir, readOnly, file]);
-    const lease = await this.#files.acquire(fileKey, () => this.#createFile(dir, readOnly, file, opts), options);
+    const lease = await turn.run(() => this.#files.acquire(fileKey, () => this.#createFile(dir, readOnly, file, opts), options));
     const name = lease.value.share.name;
     return new ReleasableLease(
       {
@@ -126,6 +139,64 @@ export class VsmbManagerImpl implements VsmbManager {
       },
       () => lease.release(),
     );
+  }
+
+  /**
+   * Recovery (docs/recovery.md): rebuilds the lease of a share that HCS already has as
+   * `share.name` (a directory share, or the restricted share of a single file when
+   * `share.guestPath` differs from `share.sharePath`), with no HCS call and no host file system
+   * access; the name counter moves past it. The AllowedFiles of an adopted restricted share are
+   * taken to be its adopted files; the next Update sends the exact list.
+   */
+  async adopt(request: VsmbShareRequest, share: VsmbShare): Promise<Lease<VsmbShare>> {
+    if (this.config.os !== 'windows') throw new UvmError('NOT_SUPPORTED', 'VSMB shares are only supported in WCOW UVMs');
+    if (request === null || typeof request !== 'object') throw invalidArgument('VSMB request must be an object');
+    const hostPath = validate.hostPath(request.hostPath, 'VSMB host path');
+    const readOnly = validate.boolean(request.readOnly, 'readOnly');
+    const layer = validate.boolean(request.layer, 'layer', false);
+    const name = validate.name(share.name, 'VSMB share name');
+    if (!/^s[0-9a-f]+$/.test(name)) throw new UvmError('RECOVERY_FAILED', `not a VSMB share name of this library: ${name}`);
+    const noDirectMap = this.config.fullyPhysicallyBacked || this.config.vsmbNoDirectMap;
+    const claim = (kind: ShareTableKind, dir: string, options: VsmbShareOptions) => async (): Promise<ShareEntry> => {
+      this.reserveNames(parseInt(name.slice(1), 16) + 1);
+      const entry: ShareEntry = { name, dir, readOnly, options, restricted: kind === 'file', live: [], applied: [], updates: new SerialQueue() };
+      this.#log('debug', entry, 'share adopted');
+      return entry;
+    };
+    const mismatch = async (lease: Lease<unknown>, other: string): Promise<never> => {
+      await lease.release();
+      throw new UvmError('RECOVERY_FAILED', `${hostPath} is recorded as VSMB shares ${name} and ${other}`, { details: { hostPath } });
+    };
+    if (share.guestPath === share.sharePath) {
+      const dir = hostPaths.clean(hostPath);
+      const key = JSON.stringify([dir, readOnly]);
+      const lease = await this.#dirShares.acquire(key, claim('dir', dir, vsmbShareOptions({ readOnly, noDirectMap, layer })));
+      if (lease.value.name !== name) await mismatch(lease, lease.value.name);
+      const sharePath = guestPaths.vsmbShare(name);
+      return new ReleasableLease({ name, hostPath, readOnly, sharePath, guestPath: sharePath }, () => lease.release());
+    }
+    const file = hostPaths.clean(hostPath);
+    const dir = hostPaths.dirname(file);
+    const options = vsmbShareOptions({ readOnly, noDirectMap, layer, singleFile: true });
+    const shareKey = JSON.stringify([dir, readOnly]);
+    const lease = await this.#files.acquire(JSON.stringify([dir, readOnly, file]), async () => {
+      const shareLease = await this.#fileShares.acquire(shareKey, claim('file', dir, options));
+      const entry = shareLease.value;
+      if (entry.name !== name) await mismatch(shareLease, entry.name);
+      entry.live.push(file);
+      entry.applied = [...entry.live];
+      return { file, share: entry, shareLease };
+    });
+    if (lease.value.share.name !== name) await mismatch(lease, lease.value.share.name);
+    return new ReleasableLease(
+      { name, hostPath, readOnly, sharePath: guestPaths.vsmbShare(name), guestPath: guestPaths.vsmbFile(name, hostPaths.basename(file)) },
+      () => lease.release(),
+    );
+  }
+
+  /** Recovery: the next share name is at least `s<hex next>` (names are never reused). */
+  reserveNames(next: number): void {
+    if (Number.isSafeInteger(next)) this.#counter = Math.max(this.#counter, next - 1);
   }
 
   describe(): ResourceInfo[] {

@@ -9,7 +9,10 @@ import { buildCreateDocument } from '../uvm/create-document.js';
 import { GuestConnection } from '../uvm/guest-connection.js';
 import { HcsSystem } from '../uvm/hcs-system-token.js';
 import { UtilityVm } from '../uvm/utility-vm.js';
-import { deviceConfigOf, resolveUvmOptions, type UtilityVmOptions } from '../uvm/uvm-options.js';
+import { deviceConfigOf, journaledUvmOptions, resolveUvmOptions, type ResolvedUvmOptions, type UtilityVmOptions } from '../uvm/uvm-options.js';
+import { invalidArgument, UvmError } from '../core/errors.js';
+import { toJson } from '../recovery/journal-format.js';
+import { RecoveryJournal, resolveJournalOptions, type JournalOptions } from '../recovery/journal.js';
 import { PipeModule } from './pipe-module.js';
 import { Plan9Module } from './plan9-module.js';
 import { ScsiModule } from './scsi-module.js';
@@ -20,6 +23,18 @@ import { VsmbModule } from './vsmb-module.js';
 /** Creates a UtilityVm: validates the options, creates the compute system, builds its DI scope. */
 export type UtilityVmFactory = (options: UtilityVmOptions) => Promise<UtilityVm>;
 export const UtilityVmFactory: ServiceIdentifier<UtilityVmFactory> = Symbol.for('uvm-orchestrator.UtilityVmFactory');
+
+/** How an existing UVM is re-opened after a shim restart (docs/recovery.md). */
+export interface OpenUtilityVmOptions {
+  /** The journal the UVM was created with. */
+  journal: JournalOptions;
+  /** The shim's guest connection, when it owns the GCS bridge. */
+  guestConnection?: GuestConnection;
+}
+
+/** Re-opens a journaled UtilityVm and reconciles it (`UtilityVm.open`). */
+export type UtilityVmOpener = (id: string, options: OpenUtilityVmOptions) => Promise<UtilityVm>;
+export const UtilityVmOpener: ServiceIdentifier<UtilityVmOpener> = Symbol.for('uvm-orchestrator.UtilityVmOpener');
 
 export interface UvmOrchestratorOptions {
   /** The HCS implementation; default: the FFI binding (`HcsModule`). */
@@ -35,6 +50,8 @@ export interface UvmOrchestrator {
   readonly hcs: HcsApi;
   /** Creates (but does not start) a Utility VM with its own device managers. */
   createUtilityVm: UtilityVmFactory;
+  /** Re-opens a journaled Utility VM after a restart and reconciles it with HCS. */
+  openUtilityVm: UtilityVmOpener;
 }
 
 /** The device modules loaded into every UVM scope. */
@@ -51,22 +68,56 @@ export function createUvmOrchestrator(options: UvmOrchestratorOptions = {}): Uvm
   else root.load(HcsModule);
   root.bind(HostFs).toConstantValue(options.hostFs ?? new NodeHostFs());
   root.bind(Logger).toConstantValue(options.logger ?? createLogger());
+  /** The per-UVM scope over an existing compute system. */
+  const buildScope = (resolved: ResolvedUvmOptions, system: HcsSystem, journal: RecoveryJournal | undefined): UtilityVm => {
+    const scope = new Container({ parent: root });
+    scope.bind(UvmDeviceConfig).toConstantValue(deviceConfigOf(resolved));
+    scope.bind(HcsSystem).toConstantValue(system);
+    if (resolved.guestConnection) scope.bind(GuestConnection).toConstantValue(resolved.guestConnection);
+    if (journal) scope.bind(RecoveryJournal).toConstantValue(journal);
+    scope.load(...UVM_SCOPE_MODULES);
+    return scope.get(UtilityVm);
+  };
   root.bind(UtilityVmFactory).toFactory((ctx) => async (uvmOptions: UtilityVmOptions): Promise<UtilityVm> => {
     const resolved = resolveUvmOptions(uvmOptions);
     const hcs = ctx.get(HcsApi);
+    // The journal exists before the compute system: a crash in between leaves a journal whose
+    // system cannot be opened, never a system without a journal.
+    const journal = resolved.journal ? await RecoveryJournal.create(resolved.journal.path, resolved.id, toJson(journaledUvmOptions(uvmOptions))) : undefined;
     const system = await hcs.createComputeSystem(resolved.id, buildCreateDocument(resolved));
     try {
-      const scope = new Container({ parent: root });
-      scope.bind(UvmDeviceConfig).toConstantValue(deviceConfigOf(resolved));
-      scope.bind(HcsSystem).toConstantValue(system);
-      if (resolved.guestConnection) scope.bind(GuestConnection).toConstantValue(resolved.guestConnection);
-      scope.load(...UVM_SCOPE_MODULES);
-      return scope.get(UtilityVm);
+      return buildScope(resolved, system, journal);
     } catch (err) {
       await system.terminate().catch(() => undefined);
       system.close();
       throw err;
     }
   });
-  return { hcs: root.get(HcsApi), createUtilityVm: root.get(UtilityVmFactory) };
+  root.bind(UtilityVmOpener).toFactory((ctx) => async (id: string, options: OpenUtilityVmOptions): Promise<UtilityVm> => {
+    if (options === null || typeof options !== 'object') throw invalidArgument('open options must be an object {journal}');
+    const journalOptions = resolveJournalOptions(options.journal);
+    if (!journalOptions) throw invalidArgument('UtilityVm.open needs the journal the UVM was created with');
+    const journal = await RecoveryJournal.open(journalOptions.path);
+    if (journal.uvmId !== id) {
+      throw new UvmError('RECOVERY_FAILED', `the journal ${journalOptions.path} belongs to UVM ${journal.uvmId}, not ${id}`, {
+        details: { reason: 'mismatch', uvmId: id },
+      });
+    }
+    const resolved = resolveUvmOptions({
+      ...(journal.snapshot().uvmOptions as unknown as UtilityVmOptions),
+      id,
+      guestConnection: options.guestConnection,
+      journal: journalOptions,
+    });
+    const system = await ctx.get(HcsApi).openComputeSystem(id);
+    try {
+      const uvm = buildScope(resolved, system, journal);
+      await uvm.reconcile();
+      return uvm;
+    } catch (err) {
+      system.close();
+      throw err;
+    }
+  });
+  return { hcs: root.get(HcsApi), createUtilityVm: root.get(UtilityVmFactory), openUtilityVm: root.get(UtilityVmOpener) };
 }

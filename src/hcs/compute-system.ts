@@ -1,6 +1,7 @@
 import { UvmError } from '../core/errors.js';
 import type { HcsCallOptions, HcsSystem } from './hcs-api.js';
-import { toWide, type OperationHandle, type SystemHandle, type WideString } from './computecore.js';
+import { HCS_GENERIC_ALL, toWide, type OperationHandle, type SystemHandle, type WideString } from './computecore.js';
+import { HcsError, HResult } from './hcs-error.js';
 import type { OperationDriver } from './operation-driver.js';
 import type { ModifySettingRequest } from './schema.js';
 
@@ -15,16 +16,68 @@ import type { ModifySettingRequest } from './schema.js';
 export class ComputeSystem implements HcsSystem, AsyncDisposable {
   readonly id: string;
   readonly #driver: OperationDriver;
+  readonly #startTimeoutMs: number | undefined;
   #handle: SystemHandle | undefined;
   #closed = false;
   #inFlight = 0;
   #drained: (() => void) | undefined;
 
-  /** Takes ownership of `handle` (from HcsCreateComputeSystem or HcsOpenComputeSystem). */
-  constructor(id: string, handle: SystemHandle, driver: OperationDriver) {
+  /**
+   * Takes ownership of `handle` (from HcsCreateComputeSystem or HcsOpenComputeSystem).
+   * `options.startTimeoutMs` bounds `start()` when the caller gives no `timeoutMs`.
+   */
+  constructor(id: string, handle: SystemHandle, driver: OperationDriver, options: { startTimeoutMs?: number } = {}) {
     this.id = id;
     this.#handle = handle;
     this.#driver = driver;
+    this.#startTimeoutMs = options.startTimeoutMs;
+  }
+
+  /**
+   * `HcsCreateComputeSystem` as an operation. On failure (or a cancel that HCS honoured) the handle
+   * it returned is closed and the call rejects; a create that completed despite a cancel resolves.
+   */
+  static async create(
+    driver: OperationDriver,
+    id: string,
+    configuration: Record<string, unknown>,
+    options: { call?: HcsCallOptions; startTimeoutMs?: number } = {},
+  ): Promise<ComputeSystem> {
+    const lib = driver.library;
+    const idW = toWide(id);
+    const configW = toWide(JSON.stringify(configuration));
+    let handle: SystemHandle | null = null;
+    try {
+      await driver.run({
+        op: 'HcsCreateComputeSystem',
+        systemId: id,
+        call: (operation) => {
+          const r = lib.createComputeSystem(idW, configW, operation);
+          handle = r.system;
+          return r.hr;
+        },
+        inputs: [idW, configW],
+        options: options.call,
+      });
+    } catch (e) {
+      if (handle) lib.closeComputeSystem(handle);
+      throw e;
+    }
+    if (!handle) {
+      throw new HcsError({ op: 'HcsCreateComputeSystem', systemId: id, hresult: HResult.E_POINTER, text: 'no handle returned' });
+    }
+    return new ComputeSystem(id, handle, driver, { startTimeoutMs: options.startTimeoutMs });
+  }
+
+  /** `HcsOpenComputeSystem(id, GENERIC_ALL)` (a synchronous call, run off the main thread). */
+  static async open(driver: OperationDriver, id: string, options: { startTimeoutMs?: number } = {}): Promise<ComputeSystem> {
+    const lib = driver.library;
+    const { hr, system } = await lib.openComputeSystem(id, HCS_GENERIC_ALL);
+    if (hr < 0 || !system) {
+      if (system) lib.closeComputeSystem(system);
+      throw new HcsError({ op: 'HcsOpenComputeSystem', systemId: id, hresult: hr < 0 ? hr : HResult.E_POINTER });
+    }
+    return new ComputeSystem(id, system, driver, options);
   }
 
   /** True once `close()` was called. */
@@ -38,7 +91,11 @@ export class ComputeSystem implements HcsSystem, AsyncDisposable {
   }
 
   start(options?: HcsCallOptions): Promise<void> {
-    return this.#void('HcsStartComputeSystem', (lib, h, op, doc) => lib.startComputeSystem(h, op, doc), undefined, options);
+    const effective =
+      options?.timeoutMs === undefined && this.#startTimeoutMs !== undefined
+        ? { ...options, timeoutMs: this.#startTimeoutMs }
+        : options;
+    return this.#void('HcsStartComputeSystem', (lib, h, op, doc) => lib.startComputeSystem(h, op, doc), undefined, effective);
   }
 
   shutdown(options?: HcsCallOptions): Promise<void> {

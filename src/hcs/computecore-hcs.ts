@@ -2,14 +2,7 @@ import { inject, injectable, type ServiceIdentifier } from 'inversify';
 import { UvmError } from '../core/errors.js';
 import type { HcsApi, HcsCallOptions, HcsSystem, HcsSystemSummary } from './hcs-api.js';
 import { HcsError } from './hcs-error.js';
-import {
-  formatGuid,
-  HCS_GENERIC_ALL,
-  loadComputeCore,
-  toWide,
-  type ComputeCore,
-  type SystemHandle,
-} from './computecore.js';
+import { formatGuid, loadComputeCore, toWide, type ComputeCore } from './computecore.js';
 import { ComputeSystem } from './compute-system.js';
 import { DEFAULT_MAX_CONCURRENT_OPERATIONS, OperationDriver } from './operation-driver.js';
 
@@ -23,7 +16,11 @@ export interface ComputeCoreHcsOptions {
   libraryPath?: string;
   /** Operations in HCS at once. @default 64 */
   maxConcurrentOperations?: number;
-  /** Timeout applied to create/start when the caller gives none (ms). @default undefined (no timeout) */
+  /**
+   * Timeout (ms) applied to `createComputeSystem` and to `start()` of the systems this binding
+   * creates or opens, when the caller gives no `timeoutMs` (an AbortSignal alone does not count).
+   * hcsshim uses 4 minutes for both. @default undefined (no timeout)
+   */
   defaultTimeoutMs?: number;
 }
 export const ComputeCoreHcsOptions: ServiceIdentifier<ComputeCoreHcsOptions> = Symbol.for(
@@ -45,6 +42,10 @@ export class ComputeCoreHcs implements HcsApi {
   #driver: OperationDriver | undefined;
 
   constructor(@inject(ComputeCoreHcsOptions) options: ComputeCoreHcsOptions = defaultComputeCoreHcsOptions()) {
+    const t = options.defaultTimeoutMs;
+    if (t !== undefined && (!Number.isFinite(t) || t < 0)) {
+      throw new UvmError('INVALID_ARGUMENT', `defaultTimeoutMs must be a finite number >= 0, got ${t}`);
+    }
     this.#options = { ...options };
   }
 
@@ -71,42 +72,15 @@ export class ComputeCoreHcs implements HcsApi {
     if (configuration === null || typeof configuration !== 'object' || Array.isArray(configuration)) {
       throw new UvmError('INVALID_ARGUMENT', 'createComputeSystem: the configuration must be an object');
     }
-    const driver = this.driver;
-    const lib = driver.library;
-    const idW = toWide(id);
-    const configW = toWide(JSON.stringify(configuration));
-    let system: SystemHandle | null = null;
-    try {
-      await driver.run({
-        op: 'HcsCreateComputeSystem',
-        systemId: id,
-        call: (op) => {
-          const r = lib.createComputeSystem(idW, configW, op);
-          system = r.system;
-          return r.hr;
-        },
-        inputs: [idW, configW],
-        options: this.#withDefaultTimeout(options),
-      });
-    } catch (e) {
-      if (system) lib.closeComputeSystem(system);
-      throw e;
-    }
-    if (!system) {
-      throw new HcsError({ op: 'HcsCreateComputeSystem', systemId: id, hresult: 0x80004003 | 0, text: 'no handle returned' });
-    }
-    return new ComputeSystem(id, system, driver);
+    return ComputeSystem.create(this.driver, id, configuration, {
+      call: this.#withDefaultTimeout(options),
+      startTimeoutMs: this.#options.defaultTimeoutMs,
+    });
   }
 
   async openComputeSystem(id: string): Promise<ComputeSystem> {
     checkId(id, 'openComputeSystem');
-    const driver = this.driver;
-    const { hr, system } = await driver.library.openComputeSystem(id, HCS_GENERIC_ALL);
-    if (hr < 0 || !system) {
-      if (system) driver.library.closeComputeSystem(system);
-      throw new HcsError({ op: 'HcsOpenComputeSystem', systemId: id, hresult: hr < 0 ? hr : 0x80004003 | 0 });
-    }
-    return new ComputeSystem(id, system, driver);
+    return ComputeSystem.open(this.driver, id, { startTimeoutMs: this.#options.defaultTimeoutMs });
   }
 
   async enumerateComputeSystems(query: Record<string, unknown> = {}): Promise<HcsSystemSummary[]> {

@@ -84,8 +84,10 @@ const MAX_ASYNC_CALLS = 1024;
 
 /** Encodes `s` as a NUL-terminated UTF-16LE buffer that stays put while referenced. */
 export function toWide(s: string): WideString {
-  const buf = Buffer.alloc((s.length + 1) * 2);
+  const bytes = s.length * 2;
+  const buf = Buffer.allocUnsafe(bytes + 2);
   buf.write(s, 0, 'utf16le');
+  buf.writeUInt16LE(0, bytes);
   return buf as WideString;
 }
 
@@ -158,8 +160,14 @@ export function loadedComputeCore(): ComputeCore | undefined {
 }
 
 function bind(path: string): ComputeCore {
-  const current = koffi.config();
-  if ((current.max_async_calls ?? 0) < MAX_ASYNC_CALLS) koffi.config({ ...current, max_async_calls: MAX_ASYNC_CALLS });
+  if ((koffi.config().max_async_calls ?? 0) < MAX_ASYNC_CALLS) {
+    try {
+      koffi.config({ max_async_calls: MAX_ASYNC_CALLS });
+    } catch {
+      // Another koffi user in this process loaded a library first, which freezes the
+      // configuration. The default (256) still exceeds our bound on operations in flight.
+    }
+  }
 
   const win = process.platform === 'win32';
   const main = koffi.load(path);

@@ -16,7 +16,7 @@ export {
   type ComputeCoreLoadOptions,
   type Guid,
 } from './computecore.js';
-export { OperationDriver, DEFAULT_MAX_CONCURRENT_OPERATIONS, pendingOperationCount, type OperationDriverOptions } from './operation-driver.js';
+export { OperationDriver, DEFAULT_MAX_CONCURRENT_OPERATIONS, pendingOperationCount, isKeepingProcessAlive, type OperationDriverOptions } from './operation-driver.js';
 export { ComputeSystem } from './compute-system.js';
 export { ComputeCoreHcs, ComputeCoreHcsOptions, defaultComputeCoreHcsOptions } from './computecore-hcs.js';
 export { HcsModule, hcsModule } from './hcs-module.js';

@@ -50,6 +50,8 @@ let nextContext = 1;
 /** The registered completion callback per library (registered once, never unregistered). */
 const registeredCallbacks = new WeakMap<ComputeCore, unknown>();
 let keepAlive: NodeJS.Timeout | undefined;
+/** Captured at load so that fake timers installed later (tests) never replace the keep-alive. */
+const realSetInterval = globalThis.setInterval;
 
 function onCompletion(_operation: unknown, context: number | bigint): void {
   // Runs on the main thread while the HCS thread waits for it: do as little as possible, never throw.
@@ -80,15 +82,16 @@ function allocateContext(): number {
 
 function track(id: number, entry: PendingEntry): void {
   pending.set(id, entry);
-  if (keepAlive === undefined) keepAlive = setInterval(() => undefined, 1 << 30);
+  if (pending.size === 1) {
+    // One long timer for the life of the process, ref'd only while operations are pending
+    // (ref/unref is cheaper than creating a timer per operation).
+    keepAlive ??= realSetInterval(() => undefined, 1 << 30);
+    keepAlive.ref();
+  }
 }
 
 function untrack(id: number): void {
-  pending.delete(id);
-  if (pending.size === 0 && keepAlive !== undefined) {
-    clearInterval(keepAlive);
-    keepAlive = undefined;
-  }
+  if (pending.delete(id) && pending.size === 0) keepAlive?.unref();
 }
 
 /** Operations created and not yet closed in this process (for leak checks and diagnostics). */
@@ -98,7 +101,7 @@ export function pendingOperationCount(): number {
 
 /** True while the ref'd keep-alive timer is held (some operation is pending). */
 export function isKeepingProcessAlive(): boolean {
-  return keepAlive !== undefined;
+  return keepAlive?.hasRef() ?? false;
 }
 
 // ---- cancellation of one call ---------------------------------------------------------------
@@ -107,8 +110,12 @@ type CancelReason = 'timeout' | 'abort';
 
 class CallCancellation {
   reason: CancelReason | undefined;
-  /** Aborted only while the call waits in the queue (p-queue would race a running task against it). */
-  readonly queued = new AbortController();
+  /**
+   * Aborted only while the call waits in the queue (p-queue would race a running task against
+   * it). Only cancellable calls (with a signal or a timeout) pay for an AbortController.
+   */
+  readonly queued: AbortController | undefined;
+  readonly #cancellable: boolean;
   #started = false;
   #timer: NodeJS.Timeout | undefined;
   #onAbort: (() => void) | undefined;
@@ -116,6 +123,8 @@ class CallCancellation {
 
   constructor(private readonly options: HcsCallOptions | undefined) {
     const signal = options?.signal;
+    this.#cancellable = signal !== undefined || options?.timeoutMs !== undefined;
+    this.queued = this.#cancellable ? new AbortController() : undefined;
     if (signal?.aborted) {
       this.fire('abort');
       return;
@@ -133,7 +142,7 @@ class CallCancellation {
   /** Calls `fn` once when the call is cancelled (at once if it already is). */
   onCancel(fn: () => void): void {
     if (this.reason) fn();
-    else this.#listeners.push(fn);
+    else if (this.#cancellable) this.#listeners.push(fn);
   }
 
   /** The task left the queue: from now on cancellation goes to HCS, not to p-queue. */
@@ -141,10 +150,14 @@ class CallCancellation {
     this.#started = true;
   }
 
+  get started(): boolean {
+    return this.#started;
+  }
+
   fire(reason: CancelReason): void {
     if (this.reason) return;
     this.reason = reason;
-    if (!this.#started) this.queued.abort();
+    if (!this.#started) this.queued?.abort();
     for (const fn of this.#listeners.splice(0)) fn();
   }
 
@@ -217,11 +230,11 @@ export class OperationDriver {
       if (cancellation.reason) throw cancelledError(req, cancellation.reason);
       try {
         return await this.#queue.add(() => this.#execute(req, cancellation), {
-          signal: cancellation.queued.signal,
+          signal: cancellation.queued?.signal,
         });
       } catch (e) {
         // Cancelled while still queued: nothing reached HCS.
-        if (cancellation.reason && !(e instanceof HcsError)) throw cancelledError(req, cancellation.reason);
+        if (cancellation.reason && !cancellation.started) throw cancelledError(req, cancellation.reason);
         throw e;
       }
     } finally {

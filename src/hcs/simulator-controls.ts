@@ -9,21 +9,20 @@ import type { HcsSystem } from './hcs-api.js';
 import { HcsError } from './hcs-error.js';
 import { loadComputeCore, type ComputeCoreLoadOptions } from './computecore.js';
 
-/** Names of the HCS functions a latency or fault rule can target. */
+/** Names of the HCS functions a latency or fault rule can target (native/README.md, Controls). */
 export type SimulatedFunction =
   | 'HcsCreateComputeSystem'
   | 'HcsOpenComputeSystem'
+  | 'HcsCloseComputeSystem'
   | 'HcsStartComputeSystem'
   | 'HcsShutDownComputeSystem'
   | 'HcsTerminateComputeSystem'
   | 'HcsGetComputeSystemProperties'
   | 'HcsModifyComputeSystem'
+  | 'HcsSetComputeSystemCallback'
   | 'HcsEnumerateComputeSystems'
   | 'HcsGrantVmAccess'
   | 'HcsRevokeVmAccess'
-  | 'HcsCancelOperation'
-  | 'HcsGetOperationResult'
-  | 'HcsWaitForOperationResult'
   | 'NameToGuid'
   | (string & {});
 
@@ -85,7 +84,7 @@ export interface SimulatorState {
     Scsi: Record<string, { Attachments: Record<string, SimulatorSettings> }>;
     VirtualSmb: { Shares: SimulatorSettings[] };
     /** device number → the device settings (absent for implicit devices) and its mappings by offset. */
-    VirtualPMem: { Devices: Record<string, SimulatorSettings & { Mappings?: Record<string, SimulatorSettings> }> };
+    VirtualPMem: { Devices: Record<string, SimulatorSettings & { Mappings: Record<string, SimulatorSettings> }> };
     Plan9: { Shares: SimulatorSettings[] };
     MappedPipes: { Name: string; HostPath?: string }[];
   };

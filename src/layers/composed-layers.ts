@@ -10,7 +10,7 @@ import type { Logger } from '../core/logger.js';
 import { ReleaseStack, type Releasable } from '../core/release-stack.js';
 import type { DeviceAcquireOptions, UvmDevices } from '../devices/device-types.js';
 import { omitEmpty, type GuestRequest } from '../hcs/schema.js';
-import { heldResource, type HeldResource } from '../containers/held-resource.js';
+import { heldResource, teardownPhase, type HeldResource } from '../containers/held-resource.js';
 import { isPreparedForTermination } from '../containers/uvm-termination.js';
 import { addErrorDetails } from '../oci/container-paths.js';
 import type { ScsiLayerReason } from './layer-plan.js';
@@ -47,19 +47,22 @@ export interface ComposedLayersInfo {
 /** A composed rootfs: its description plus every lease behind it. */
 export class ComposedLayers implements Releasable, AsyncDisposable {
   readonly info: ComposedLayersInfo;
-  readonly #stack: ReleaseStack;
+  readonly #stack: ReleaseStack<HeldResource>;
 
-  constructor(info: ComposedLayersInfo, stack: ReleaseStack) {
+  constructor(info: ComposedLayersInfo, stack: ReleaseStack<HeldResource>) {
     this.info = info;
     this.#stack = stack;
   }
 
   /** Every lease still held, in acquisition order (layers, scratch, combined layers). */
   get held(): HeldResource[] {
-    return this.#stack.items() as HeldResource[];
+    return [...this.#stack.items()];
   }
 
-  /** Releases everything LIFO; rejects with RELEASE_FAILED listing every failure; call again to retry those. */
+  /**
+   * Releases the CombinedLayers first, then the scratch and the layers together (see
+   * `teardownPhase`); rejects with RELEASE_FAILED listing every failure; call again to retry those.
+   */
   release(): Promise<void> {
     return this.#stack.releaseAll();
   }
@@ -71,7 +74,7 @@ export class ComposedLayers implements Releasable, AsyncDisposable {
 
 /** Collects leases while composing; rolls them back on failure. */
 export class CompositionBuilder {
-  readonly #stack = new ReleaseStack();
+  readonly #stack = new ReleaseStack<HeldResource>({ phase: teardownPhase });
   readonly #uvm: UvmDevices;
   readonly #logger: Logger | undefined;
 
@@ -82,6 +85,27 @@ export class CompositionBuilder {
 
   hold(fields: Omit<HeldResource, 'release'>): HeldResource {
     return this.#stack.push(heldResource(fields));
+  }
+
+  /**
+   * Acquires independent pieces at once and holds what succeeded in input order (so rollback and
+   * teardown lists do not depend on timing). If any piece failed, everything that succeeded is
+   * held (the caller's rollback releases it) and the first failure in input order is thrown.
+   */
+  async holdAll<T>(acquires: readonly Promise<T>[], held: (value: T) => Omit<HeldResource, 'release'>): Promise<T[]> {
+    const results = await Promise.allSettled(acquires);
+    const values: T[] = [];
+    // Every piece has settled before anything is thrown: nothing is acquired after a rollback.
+    let failure: { reason: unknown } | undefined;
+    for (const result of results) {
+      if (result.status === 'rejected') failure ??= { reason: result.reason };
+      else {
+        this.hold(held(result.value));
+        values.push(result.value);
+      }
+    }
+    if (failure) throw failure.reason;
+    return values;
   }
 
   /**

@@ -4,9 +4,11 @@
  */
 import { UvmError } from '../core/errors.js';
 import type { Logger } from '../core/logger.js';
-import type { DeviceAcquireOptions, UvmDevices } from '../devices/device-types.js';
+import type { Lease } from '../core/lease.js';
+import type { DeviceAcquireOptions, ScsiDisk, UvmDevices } from '../devices/device-types.js';
 import { validateContainerId } from '../containers/container-id.js';
 import { lcowContainerRoot, lcowRootfsPath, lcowScratchDir } from '../oci/container-paths.js';
+import type { HeldResource } from '../containers/held-resource.js';
 import { assertGuestOs, CompositionBuilder, type ComposedLayer, type ComposedLayers } from './composed-layers.js';
 import type { LcowLayerInput, LcowLayerInputs } from './layer-inputs.js';
 import { vpmemSkipReason, type ScsiLayerReason } from './layer-plan.js';
@@ -15,25 +17,40 @@ export interface ComposeLcowLayersOptions extends DeviceAcquireOptions {
   /** dm-crypt the scratch (then formatted xfs instead of ext4). */
   encryptScratch?: boolean;
   logger?: Logger;
+  /**
+   * Called once every acquisition of the composition has been issued (not completed), so a caller
+   * can issue its own acquisitions after these and keep hcsshim's placement order (layers, scratch,
+   * then mounts) while everything runs concurrently. Not called if composing fails before that.
+   */
+  onIssued?: () => void;
 }
 
 /** Mount options of a read-only layer on SCSI. */
 export const SCSI_LAYER_OPTIONS: readonly string[] = ['ro'];
 
-async function addLayer(
-  uvm: UvmDevices,
-  builder: CompositionBuilder,
-  layer: LcowLayerInput,
-  index: number,
-  options: DeviceAcquireOptions,
-): Promise<ComposedLayer> {
+/** A layer or the scratch, acquired but not yet held by the composition. */
+interface Piece {
+  layer?: ComposedLayer;
+  held: Omit<HeldResource, 'release'>;
+}
+
+/** A layer attached but not yet held by the composition. */
+interface AttachedLayer extends Piece {
+  layer: ComposedLayer;
+  held: Omit<HeldResource, 'release'>;
+}
+
+async function addLayer(uvm: UvmDevices, layer: LcowLayerInput, index: number, options: DeviceAcquireOptions): Promise<AttachedLayer> {
   const base = { index, hostPath: layer.hostPath, ...(layer.partition ? { partition: layer.partition } : {}) };
   let reason: ScsiLayerReason | undefined = vpmemSkipReason(uvm.facts, layer);
   if (reason === undefined) {
     try {
       const lease = await uvm.vpmem.acquire({ hostPath: layer.hostPath }, options);
-      builder.hold({ kind: 'layer', source: 'vpmem', hostPath: layer.hostPath, guestPath: lease.value.guestPath, lease });
-      return { ...base, target: 'vpmem', guestPath: lease.value.guestPath };
+      const guestPath = lease.value.guestPath;
+      return {
+        layer: { ...base, target: 'vpmem', guestPath },
+        held: { kind: 'layer', source: 'vpmem', hostPath: layer.hostPath, guestPath, lease },
+      };
     } catch (err) {
       // Fallback precondition: a rejected acquire left nothing attached (manager contract), and
       // these two codes mean "VPMEM cannot take this layer" — SCSI can. Anything else aborts.
@@ -51,9 +68,14 @@ async function addLayer(
     options,
   );
   const guestPath = lease.value.guestPath;
-  builder.hold({ kind: 'layer', source: 'scsi', hostPath: layer.hostPath, guestPath, lease });
-  if (guestPath === undefined) throw new UvmError('INVALID_STATE', `SCSI layer ${layer.hostPath} has no guest mount path`);
-  return { ...base, target: 'scsi', reason, guestPath };
+  if (guestPath === undefined) {
+    await lease.release();
+    throw new UvmError('INVALID_STATE', `SCSI layer ${layer.hostPath} has no guest mount path`);
+  }
+  return {
+    layer: { ...base, target: 'scsi', reason, guestPath },
+    held: { kind: 'layer', source: 'scsi', hostPath: layer.hostPath, guestPath, lease },
+  };
 }
 
 /**
@@ -77,22 +99,28 @@ export async function composeLcowLayers(
   const scratchHostPath = await uvm.hostFs.realpath(inputs.scratchVhd);
   const builder = new CompositionBuilder(uvm, options.logger);
   try {
-    const layers: ComposedLayer[] = [];
-    for (const [index, layer] of inputs.layers.entries()) layers.push(await addLayer(uvm, builder, layer, index, acquireOptions));
-
+    // The layers and the scratch do not depend on each other: acquire them all at once. The
+    // managers hand out slots and names in call order and the leases are held in input order,
+    // so placement, rollback and teardown do not depend on which HCS call finishes first.
     const encrypted = options.encryptScratch === true;
-    const scratch = await uvm.scsi.acquire(
-      {
-        hostPath: scratchHostPath,
-        readOnly: false,
-        grantVmAccess: true,
-        guestPath: lcowContainerRoot(containerId),
-        mount: { ...(encrypted ? { encrypted } : {}), ensureFilesystem: true, filesystem: encrypted ? 'xfs' : 'ext4' },
-      },
-      acquireOptions,
+    const scratchRequest = {
+      hostPath: scratchHostPath,
+      readOnly: false,
+      grantVmAccess: true,
+      guestPath: lcowContainerRoot(containerId),
+      mount: { ...(encrypted ? { encrypted } : {}), ensureFilesystem: true, filesystem: encrypted ? 'xfs' : 'ext4' },
+    };
+    // Issued in hcsshim's order (layers top-most first, then the scratch): slots follow call order.
+    const layerPieces = inputs.layers.map((layer, index) => addLayer(uvm, layer, index, acquireOptions));
+    const scratchPiece = uvm.scsi.acquire(scratchRequest, acquireOptions).then(
+      (lease): Piece => ({ held: { kind: 'scratch', source: 'scsi', hostPath: scratchHostPath, guestPath: lease.value.guestPath, lease } }),
     );
+    const pending = builder.holdAll<Piece>([...layerPieces, scratchPiece], (piece) => piece.held);
+    options.onIssued?.();
+    const attached = await pending;
+    const scratch = attached.pop()!.held.lease as Lease<ScsiDisk>;
+    const layers = attached.map((a) => a.layer!);
     const scratchMountPath = scratch.value.guestPath;
-    builder.hold({ kind: 'scratch', source: 'scsi', hostPath: scratchHostPath, guestPath: scratchMountPath, lease: scratch });
     if (scratchMountPath === undefined) throw new UvmError('INVALID_STATE', 'the scratch disk has no guest mount path');
 
     const rootfsPath = lcowRootfsPath(containerId);

@@ -4,6 +4,7 @@
  */
 import { UvmError } from '../core/errors.js';
 import type { Logger } from '../core/logger.js';
+import type { HeldResource } from '../containers/held-resource.js';
 import type { DeviceAcquireOptions, UvmDevices } from '../devices/device-types.js';
 import { hostPaths } from '../devices/host-paths.js';
 import { validateContainerId } from '../containers/container-id.js';
@@ -12,6 +13,8 @@ import type { WcowLayerInputs } from './layer-inputs.js';
 
 export interface ComposeWcowLayersOptions extends DeviceAcquireOptions {
   logger?: Logger;
+  /** See ComposeLcowLayersOptions.onIssued. */
+  onIssued?: () => void;
 }
 
 /**
@@ -39,16 +42,38 @@ export async function composeWcowLayers(
   }
   const builder = new CompositionBuilder(uvm, options.logger);
   try {
-    const layers: ComposedLayer[] = [];
-    for (const [index, folder] of inputs.layerFolders.entries()) {
-      const lease = await uvm.vsmb.acquire({ hostPath: folder, readOnly: true, layer: true }, acquireOptions);
-      builder.hold({ kind: 'layer', source: 'vsmb', hostPath: folder, guestPath: lease.value.guestPath, lease });
-      layers.push({ index, hostPath: folder, target: 'vsmb', guestPath: lease.value.guestPath, id: ids[index]! });
-    }
-    // No mount options: the manager mounts it at c:\mounts\scsi\m<i>.
-    const scratch = await uvm.scsi.acquire({ hostPath: scratchHostPath, readOnly: false, grantVmAccess: true, mount: {} }, acquireOptions);
-    const rootfsPath = scratch.value.guestPath;
-    builder.hold({ kind: 'scratch', source: 'scsi', hostPath: scratchHostPath, guestPath: rootfsPath, lease: scratch });
+    // The layer shares and the scratch do not depend on each other: acquire them all at once
+    // (names and slots are still handed out in call order; leases are held in input order).
+    // No mount options for the scratch: the manager mounts it at c:\mounts\scsi\m<i>.
+    const pending = builder.holdAll<Omit<HeldResource, 'release'>>(
+      [
+        ...inputs.layerFolders.map((folder) =>
+          uvm.vsmb.acquire({ hostPath: folder, readOnly: true, layer: true }, acquireOptions).then((lease) => ({
+            kind: 'layer' as const,
+            source: 'vsmb' as const,
+            hostPath: folder,
+            guestPath: lease.value.guestPath,
+            lease,
+          })),
+        ),
+        uvm.scsi
+          .acquire({ hostPath: scratchHostPath, readOnly: false, grantVmAccess: true, mount: {} }, acquireOptions)
+          .then((lease) => ({ kind: 'scratch' as const, source: 'scsi' as const, hostPath: scratchHostPath, guestPath: lease.value.guestPath, lease })),
+      ],
+      (held) => held,
+    );
+    options.onIssued?.();
+    const pieces = await pending;
+    const scratch = pieces.pop()!;
+    const shares = pieces;
+    const layers: ComposedLayer[] = shares.map((share, index) => ({
+      index,
+      hostPath: inputs.layerFolders[index]!,
+      target: 'vsmb',
+      guestPath: share.guestPath!,
+      id: ids[index]!,
+    }));
+    const rootfsPath = scratch.guestPath;
     if (rootfsPath === undefined) throw new UvmError('INVALID_STATE', 'the scratch disk has no guest mount path');
 
     // FilterType (WCIFS) is left out: older inbox GCS rejects the field (hcsshim #2714).

@@ -8,7 +8,7 @@ import type { Logger } from '../core/logger.js';
 import type { Lease } from '../core/lease.js';
 import { ReleaseStack } from '../core/release-stack.js';
 import type { DeviceAcquireOptions, UvmDevices } from '../devices/device-types.js';
-import { heldResource, type HeldResource } from '../containers/held-resource.js';
+import { heldResource, teardownPhase, type HeldResource } from '../containers/held-resource.js';
 import { PIPE_PREFIX, addErrorDetails } from './container-paths.js';
 import type { DeviceMount, DeviceRequests, MountDevice, PlannedMount } from './mount-planner.js';
 import type { OciMount, OciSpec } from './oci-spec.js';
@@ -130,7 +130,7 @@ export interface AppliedMountPlan {
 }
 
 /**
- * Applies a plan of `spec`'s mounts, in order, and returns the rewritten copy of the spec and
+ * Applies a plan of `spec`'s mounts (all at once; results in plan order) and returns the rewritten copy of the spec and
  * the leases. On failure, releases what this call acquired (newest first) and rejects with the
  * failing mount's error, `details.mountIndex` set; a failed rollback is attached as
  * `details.rollbackError` (the leases left behind stay retryable in their managers).
@@ -141,23 +141,29 @@ export async function applyMountPlan(
   plan: readonly PlannedMount[],
   options: ApplyMountsOptions = {},
 ): Promise<AppliedMountPlan> {
+  // Mounts are independent: acquire them all at once. Managers hand out names and slots in call
+  // order and results are kept in plan order, so nothing depends on which call finishes first.
+  const results = await Promise.allSettled(plan.map((planned) => applyMount(uvm, planned, options)));
   const mounts: AppliedMount[] = [];
-  const stack = new ReleaseStack();
-  for (const planned of plan) {
-    try {
-      const result = await applyMount(uvm, planned, options);
-      if (result.held) stack.push(result.held);
-      mounts.push(result);
-    } catch (err) {
-      addErrorDetails(err, { mountIndex: planned.index, destination: planned.mount.destination });
-      await stack.releaseAll().catch((rollbackError: unknown) => {
-        addErrorDetails(err, { rollbackError });
-        options.logger?.warn('rolling back mounts failed', { error: String(rollbackError) });
-      });
-      throw err;
+  const stack = new ReleaseStack<HeldResource>({ phase: teardownPhase });
+  let failure: { reason: unknown; planned: PlannedMount } | undefined;
+  results.forEach((result, i) => {
+    if (result.status === 'rejected') failure ??= { reason: result.reason, planned: plan[i]! };
+    else {
+      if (result.value.held) stack.push(result.value.held);
+      mounts.push(result.value);
     }
+  });
+  if (failure) {
+    const err = failure.reason;
+    addErrorDetails(err, { mountIndex: failure.planned.index, destination: failure.planned.mount.destination });
+    await stack.releaseAll().catch((rollbackError: unknown) => {
+      addErrorDetails(err, { rollbackError });
+      options.logger?.warn('rolling back mounts failed', { error: String(rollbackError) });
+    });
+    throw err;
   }
   const rewritten = structuredClone(spec);
   if (Array.isArray(spec.mounts) || mounts.length > 0) rewritten.mounts = mounts.map((m) => structuredClone(m.mount));
-  return { spec: rewritten, mounts, held: stack.items() as HeldResource[] };
+  return { spec: rewritten, mounts, held: [...stack.items()] };
 }

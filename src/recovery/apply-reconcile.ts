@@ -42,19 +42,28 @@ export interface Adoptable<R, V> {
   adopt(request: R, value: V): Promise<Lease<V>>;
 }
 
+/** A manager whose names are never reused (VSMB, Plan9). */
+export interface NameReserving {
+  /** The next name handed out is at least number `next` (names seen in HCS or the journal). */
+  reserveNames(next: number): void;
+}
+
 /** The managers of a UVM, with their adoption paths. */
 export interface AdoptableDevices extends UvmDevices {
   readonly scsi: UvmDevices['scsi'] & Adoptable<ScsiDiskRequest, ScsiDisk>;
-  readonly vsmb: UvmDevices['vsmb'] & Adoptable<VsmbShareRequest, VsmbShare>;
+  readonly vsmb: UvmDevices['vsmb'] & Adoptable<VsmbShareRequest, VsmbShare> & NameReserving;
   readonly vpmem: UvmDevices['vpmem'] & Adoptable<VpmemLayerRequest, VpmemLayer>;
-  readonly plan9: UvmDevices['plan9'] & Adoptable<Plan9ShareRequest, Plan9Share>;
+  readonly plan9: UvmDevices['plan9'] & Adoptable<Plan9ShareRequest, Plan9Share> & NameReserving;
   readonly pipes: UvmDevices['pipes'] & Adoptable<{ hostPath: string }, MappedPipe>;
 }
 
-/** True when every manager of `devices` has an adoption path. */
+/** True when every manager of `devices` has an adoption path (and VSMB/Plan9 reserve names). */
 export function isAdoptable(devices: UvmDevices): devices is AdoptableDevices {
-  return [devices.scsi, devices.vsmb, devices.vpmem, devices.plan9, devices.pipes].every(
-    (m) => typeof (m as Partial<Adoptable<unknown, unknown>>).adopt === 'function',
+  const has = (m: unknown, method: string): boolean => typeof (m as Record<string, unknown>)[method] === 'function';
+  return (
+    [devices.scsi, devices.vsmb, devices.vpmem, devices.plan9, devices.pipes].every((m) => has(m, 'adopt')) &&
+    has(devices.vsmb, 'reserveNames') &&
+    has(devices.plan9, 'reserveNames')
   );
 }
 
@@ -297,12 +306,8 @@ export async function applyReconcilePlan(plan: ReconcilePlan, target: ApplyRecon
   return { report, leases };
 }
 
-/** Raises the VSMB/Plan9 name counters (managers that support it), so no name is ever reused. */
+/** Raises the VSMB/Plan9 name counters, so no name is ever reused. */
 function advanceNameCounters(devices: AdoptableDevices, counters: { vsmb: number; plan9: number }): void {
-  const reserve = (m: unknown, next: number): void => {
-    const r = m as { reserveNames?: (next: number) => void };
-    if (typeof r.reserveNames === 'function') r.reserveNames(next);
-  };
-  reserve(devices.vsmb, counters.vsmb);
-  reserve(devices.plan9, counters.plan9);
+  devices.vsmb.reserveNames(counters.vsmb);
+  devices.plan9.reserveNames(counters.plan9);
 }

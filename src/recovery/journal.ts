@@ -99,7 +99,8 @@ export class RecoveryJournal {
   /** Number of file writes so far (diagnostics and tests). */
   writes = 0;
 
-  private constructor(path: string, doc: JournalDocument) {
+  /** Use `create` (new UVM) or `open` (restart); `doc` is taken as what the file holds. */
+  constructor(path: string, doc: JournalDocument) {
     this.path = path;
     this.#doc = doc;
   }
@@ -115,9 +116,7 @@ export class RecoveryJournal {
   static async open(path: string): Promise<RecoveryJournal> {
     const doc = await readJournalFile(path);
     if (!doc) throw new UvmError('RECOVERY_FAILED', `no journal at ${path}`, { details: { reason: 'missing', path } });
-    const journal = new RecoveryJournal(path, doc);
-    journal.#durable = journal.#version;
-    return journal;
+    return new RecoveryJournal(path, doc);
   }
 
   /** A deep copy of the current document. */

@@ -86,6 +86,7 @@ export class UvmRecovery {
   readonly #views = new Map<string, UvmDevices>();
   #restored: RestoredLease[] = [];
   #report: RecoveryReport | undefined;
+  #reconciling = false;
 
   constructor(init: UvmRecoveryInit) {
     this.#init = init;
@@ -161,6 +162,12 @@ export class UvmRecovery {
   async reconcile(system: HcsSystem): Promise<{ report: RecoveryReport; containers: RestoredContainer[] }> {
     const { os, devices, delivery, logger, reservedScsiSlots } = this.#init;
     if (!isAdoptable(devices)) throw new UvmError('NOT_SUPPORTED', 'these device managers have no adoption path');
+    // Only a freshly opened journal can be reconciled: adopting records this process made (or
+    // adopted already) would count their references twice.
+    if (this.#reconciling || this.journal.writes > 0) {
+      throw new UvmError('INVALID_STATE', 'reconcile runs once, right after the UVM is opened', { details: { uvmId: this.journal.uvmId } });
+    }
+    this.#reconciling = true;
     const hcs = await observeHcs(system, os, reservedScsiSlots);
     const doc = this.journal.snapshot();
     const plan = planReconcile({ os, records: doc.records, containers: doc.containers, hcs });

@@ -1,5 +1,5 @@
-import { inject, injectable } from 'inversify';
-import { invalidArgument } from '../core/errors.js';
+import { inject, injectable, optional } from 'inversify';
+import { invalidArgument, UvmError } from '../core/errors.js';
 import { HostFs } from '../core/host-fs.js';
 import { LogField, Logger } from '../core/logger.js';
 import { HcsApi, type HcsCallOptions } from '../hcs/hcs-api.js';
@@ -19,7 +19,16 @@ import {
 } from '../devices/device-types.js';
 import { ResourceDelivery } from '../devices/guest-delivery.js';
 import { UvmLifecycle } from '../devices/uvm-lifecycle.js';
-import type { UvmOrchestratorOptions } from '../di/uvm-orchestrator.js';
+import type { OpenUtilityVmOptions, UvmOrchestratorOptions } from '../di/uvm-orchestrator.js';
+import { allocateContainer, type AllocateContainerOptions, type AllocatedContainer } from '../containers/allocate-container.js';
+import { ContainerResources } from '../containers/container-resources.js';
+import type { UvmTerminationAware } from '../containers/uvm-termination.js';
+import type { OciSpec } from '../oci/oci-spec.js';
+import type { Lease } from '../core/lease.js';
+import type { RecoveryReport } from '../recovery/apply-reconcile.js';
+import type { JsonObject, LeaseRecordKind } from '../recovery/journal-format.js';
+import { RecoveryJournal } from '../recovery/journal.js';
+import { UvmRecovery, type ContainerSnapshot } from '../recovery/uvm-recovery.js';
 import { HcsSystem } from './hcs-system-token.js';
 import type { UtilityVmOptions } from './uvm-options.js';
 
@@ -35,7 +44,17 @@ import type { UtilityVmOptions } from './uvm-options.js';
 @injectable()
 export class UtilityVm implements UvmDevices {
   readonly facts: UvmFacts;
+  readonly scsi: ScsiManager;
+  readonly vsmb: VsmbManager;
+  readonly vpmem: VpmemManager;
+  readonly plan9: Plan9Manager;
+  readonly pipes: PipeManager;
   readonly #logger: Logger;
+  readonly #managers: { scsi: ScsiManager; vsmb: VsmbManager; vpmem: VpmemManager; plan9: Plan9Manager; pipes: PipeManager };
+  /** Present when the `journal` option is set (docs/recovery.md). */
+  readonly #recovery: UvmRecovery | undefined;
+  /** Containers allocated (or restored) and not released yet. */
+  readonly #containers = new Map<string, ContainerResources>();
 
   constructor(
     @inject(UvmDeviceConfig) config: UvmDeviceConfig,
@@ -45,11 +64,12 @@ export class UtilityVm implements UvmDevices {
     @inject(UvmLifecycle) private readonly lifecycle: UvmLifecycle,
     @inject(HostFs) readonly hostFs: HostFs,
     @inject(Logger) logger: Logger,
-    @inject(ScsiManager) readonly scsi: ScsiManager,
-    @inject(VsmbManager) readonly vsmb: VsmbManager,
-    @inject(VpmemManager) readonly vpmem: VpmemManager,
-    @inject(Plan9Manager) readonly plan9: Plan9Manager,
-    @inject(PipeManager) readonly pipes: PipeManager,
+    @inject(ScsiManager) scsi: ScsiManager,
+    @inject(VsmbManager) vsmb: VsmbManager,
+    @inject(VpmemManager) vpmem: VpmemManager,
+    @inject(Plan9Manager) plan9: Plan9Manager,
+    @inject(PipeManager) pipes: PipeManager,
+    @inject(RecoveryJournal) @optional() journal?: RecoveryJournal,
   ) {
     this.facts = Object.freeze({
       id: config.id,
@@ -62,6 +82,25 @@ export class UtilityVm implements UvmDevices {
       scsiControllers: config.scsiControllers,
     });
     this.#logger = logger.child({ [LogField.uvmId]: config.id, [LogField.kind]: 'uvm' });
+    this.#managers = { scsi, vsmb, vpmem, plan9, pipes };
+    // With a journal, the public managers are the UVM's journaled view: every lease the shim takes
+    // through them is recorded (owner: the UVM itself).
+    this.#recovery = journal
+      ? new UvmRecovery({
+          os: config.os,
+          journal,
+          devices: this.#rawDevices(),
+          delivery,
+          logger: this.#logger,
+          reservedScsiSlots: config.reservedScsiSlots,
+        })
+      : undefined;
+    const exposed = this.#recovery?.uvmDevices ?? this.#managers;
+    this.scsi = exposed.scsi;
+    this.vsmb = exposed.vsmb;
+    this.vpmem = exposed.vpmem;
+    this.plan9 = exposed.plan9;
+    this.pipes = exposed.pipes;
   }
 
   /**
@@ -71,6 +110,19 @@ export class UtilityVm implements UvmDevices {
   static async create(options: UtilityVmOptions, deps: UvmOrchestratorOptions = {}): Promise<UtilityVm> {
     const { createUvmOrchestrator } = await import('../di/uvm-orchestrator.js');
     return createUvmOrchestrator(deps).createUtilityVm(options);
+  }
+
+  /**
+   * Re-opens the existing compute system `id` after a shim restart, from the journal it was
+   * created with, and reconciles (docs/recovery.md): what is journaled and present in HCS is
+   * adopted (refcounts and leases rebuilt with no HCS call), what is present but unknown is
+   * removed, what is journaled but gone is forgotten. Restored containers are in `containers()`,
+   * the UVM's own restored leases in `restoredLeases()`. RECOVERY_FAILED when the journal is
+   * missing, corrupt or of another UVM, or when a removal fails (open again to retry).
+   */
+  static async open(id: string, options: OpenUtilityVmOptions, deps: UvmOrchestratorOptions = {}): Promise<UtilityVm> {
+    const { createUvmOrchestrator } = await import('../di/uvm-orchestrator.js');
+    return createUvmOrchestrator(deps).openUtilityVm(id, options);
   }
 
   get id(): string {
@@ -99,7 +151,98 @@ export class UtilityVm implements UvmDevices {
       if (!isVmUnavailable(err)) throw err;
     }
     this.lifecycle.markTerminated();
+    // The VM is gone: nothing is left to recover.
+    await this.#recovery?.journal.discard();
     this.#logger.debug('terminated');
+  }
+
+  /**
+   * Reconciles the journal with HCS (called by `open`; see docs/recovery.md). Rejects with
+   * NOT_SUPPORTED without a journal.
+   */
+  async reconcile(): Promise<RecoveryReport> {
+    if (!this.#recovery) throw new UvmError('NOT_SUPPORTED', 'this UtilityVm has no journal');
+    const { report, containers } = await this.#recovery.reconcile(this.system);
+    for (const c of containers) {
+      const init = { ...c.init, logger: this.#logger, onChange: (r: ContainerResources) => this.#containerChanged(r) };
+      this.#track(new ContainerResources(c.devices, init));
+    }
+    return report;
+  }
+
+  /** The report of the reconcile `open` ran, if any. */
+  get recoveryReport(): RecoveryReport | undefined {
+    return this.#recovery?.report;
+  }
+
+  /** The UVM's own leases (taken through `uvm.scsi` etc. before the restart) restored by `open`, not yet released. */
+  restoredLeases(): { kind: LeaseRecordKind; request: JsonObject; lease: Lease<unknown> }[] {
+    return this.#recovery?.restoredLeases() ?? [];
+  }
+
+  /**
+   * Allocates a container's rootfs and mounts in this UVM (see `allocateContainer`). With a
+   * journal, its leases are journaled under its id and the container is recorded, so that `open`
+   * can restore it.
+   */
+  async allocateContainer(spec: OciSpec, options: AllocateContainerOptions): Promise<AllocatedContainer> {
+    const devices = this.#recovery && typeof options?.containerId === 'string' ? this.#recovery.containerDevices(options.containerId) : this;
+    const allocated = await allocateContainer(devices, spec, {
+      logger: this.#logger,
+      ...options,
+      ...(this.#recovery ? { onChange: (r: ContainerResources) => this.#containerChanged(r) } : {}),
+    });
+    // Its leases are journaled already; the record adds what they are for. A failed write fails
+    // the allocation (after releasing it); a crash before it makes reconcile release the leases.
+    if (this.#recovery) {
+      try {
+        await this.#recovery.recordContainer(snapshotOf(allocated.resources));
+      } catch (err) {
+        await allocated.resources.release().catch(() => undefined);
+        throw err;
+      }
+    }
+    this.#track(allocated.resources);
+    return allocated;
+  }
+
+  /** Containers allocated or restored and not released yet. */
+  containers(): ContainerResources[] {
+    return [...this.#containers.values()].filter((c) => !c.released);
+  }
+
+  /** The resources of container `id`, if it is allocated (or restored) and not released. */
+  containerResources(id: string): ContainerResources | undefined {
+    const c = this.#containers.get(id);
+    return c && !c.released ? c : undefined;
+  }
+
+  #track(resources: ContainerResources): void {
+    this.#containers.set(resources.containerId, resources);
+  }
+
+  async #containerChanged(resources: ContainerResources): Promise<void> {
+    if (!this.#recovery) return;
+    if (resources.released) {
+      if (this.#containers.get(resources.containerId) === resources) this.#containers.delete(resources.containerId);
+      await this.#recovery.forgetContainer(resources.containerId);
+    } else {
+      await this.#recovery.recordContainer(snapshotOf(resources));
+    }
+  }
+
+  /** The managers without the journal (what adoption and the journaled views wrap). */
+  #rawDevices(): UvmDevices {
+    const self = this as unknown as Partial<UvmTerminationAware>;
+    return {
+      facts: this.facts,
+      hostFs: this.hostFs,
+      ...this.#managers,
+      sendGuestRequest: (request, options) => this.#sendGuestRequest(request, options),
+      nameToGuid: (name) => this.nameToGuid(name),
+      // The termination mode (containers/uvm-termination.ts) is a capability of the UVM.
+      ...(typeof self.prepareForTermination === 'function' ? { prepareForTermination: () => self.prepareForTermination!() } : {}),
+    };
   }
 
   /** Releases the HCS handle. Device removals after this count as done (the handle is gone). */
@@ -121,6 +264,10 @@ export class UtilityVm implements UvmDevices {
 
   /** Sends a guest-only request (e.g. CombinedLayers) through this UVM's guest delivery. */
   sendGuestRequest(request: GuestRequest, options: DeviceAcquireOptions = {}): Promise<void> {
+    return this.#recovery ? this.#recovery.uvmDevices.sendGuestRequest(request, options) : this.#sendGuestRequest(request, options);
+  }
+
+  #sendGuestRequest(request: GuestRequest, options: DeviceAcquireOptions = {}): Promise<void> {
     if (request === null || typeof request !== 'object' || typeof request.RequestType !== 'string' || typeof request.ResourceType !== 'string') {
       return Promise.reject(invalidArgument('a guest request needs RequestType and ResourceType'));
     }
@@ -131,6 +278,9 @@ export class UtilityVm implements UvmDevices {
     return this.hcs.nameToGuid(name);
   }
 
-  // allocateContainer(...) — container resource allocation is wired here by the lead (not part
-  // of the device managers); intentionally absent.
+}
+
+/** Interim (until ContainerResources.snapshot lands with the containers work). */
+function snapshotOf(resources: ContainerResources): ContainerSnapshot {
+  return (resources as unknown as { snapshot(): ContainerSnapshot }).snapshot();
 }

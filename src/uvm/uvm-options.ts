@@ -4,6 +4,7 @@ import type { GuestOs } from '../devices/device-types.js';
 import { SCSI_CONTROLLER_GUIDS, SCSI_LUNS_PER_CONTROLLER } from '../devices/resource-paths.js';
 import { validate } from '../devices/validation.js';
 import { DEFAULT_VPMEM_SIZE_BYTES, MAX_VPMEM_COUNT } from '../devices/vpmem-manager.js';
+import { resolveJournalOptions, type JournalOptions } from '../recovery/journal.js';
 import type { GuestConnection } from './guest-connection.js';
 
 /** A SCSI slot pre-attached at boot. */
@@ -47,6 +48,11 @@ export interface UtilityVmOptions {
   processorCount?: number;
   /** Guest delivery through the shim's own GCS bridge; absent = through HcsModifyComputeSystem. */
   guestConnection?: GuestConnection;
+  /**
+   * Journal every acquired lease to this file, so that `UtilityVm.open` can recover after a shim
+   * restart (docs/recovery.md). @default undefined (no journal)
+   */
+  journal?: JournalOptions;
 }
 
 /** Validated options with every default filled in. */
@@ -54,6 +60,7 @@ export interface ResolvedUvmOptions extends UvmDeviceConfig {
   memoryMb: number;
   processorCount: number;
   guestConnection: GuestConnection | undefined;
+  journal: JournalOptions | undefined;
 }
 
 /** Validates `options` (INVALID_ARGUMENT on the first problem) and fills the defaults. */
@@ -96,6 +103,7 @@ export function resolveUvmOptions(options: UtilityVmOptions): ResolvedUvmOptions
     memoryMb: validate.integer(options.memoryMb, 'memoryMb', 64, 1024 * 1024, 1024),
     processorCount: validate.integer(options.processorCount, 'processorCount', 1, 1024, 2),
     guestConnection: options.guestConnection,
+    journal: resolveJournalOptions(options.journal),
   };
 }
 
@@ -113,4 +121,10 @@ export function deviceConfigOf(o: ResolvedUvmOptions): UvmDeviceConfig {
     reservedScsiSlots: o.reservedScsiSlots,
     vsmbNoDirectMap: o.vsmbNoDirectMap,
   };
+}
+
+/** The options a journal keeps to re-open the UVM: everything but the guest connection and the journal itself. */
+export function journaledUvmOptions(options: UtilityVmOptions): Record<string, unknown> {
+  const { guestConnection: _connection, journal: _journal, ...rest } = options;
+  return JSON.parse(JSON.stringify(rest)) as Record<string, unknown>;
 }

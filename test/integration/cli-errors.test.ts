@@ -59,13 +59,6 @@ describe('uvmctl failures', function () {
     expect(errorLines(result.stderr)).to.deep.equal([`uvmctl: ${path.join(bundle, 'config.json')}: windows.layerFolders[1]: expected a string, got a number (7)`]);
   });
 
-  it('no command: exit 2 with the usage', async () => {
-    const result = await runCli([]);
-    expect(result.code).to.equal(2);
-    expect(result.stderr).to.match(/^uvmctl: missing command/);
-    expect(result.stderr).to.include('Usage:');
-  });
-
   it('UVM options the library rejects: exit 1 with the error code, nothing created', async () => {
     const file = await scenarioFile('bad-vpmem.json', {
       uvm: { id: 'bad-vpmem', os: 'linux', vpmem: { count: 2, maxSizeBytes: 1000 } },

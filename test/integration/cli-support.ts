@@ -3,6 +3,7 @@ import { spawn } from 'node:child_process';
 import { readFile } from 'node:fs/promises';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { isDeepStrictEqual } from 'node:util';
 import { expect } from 'chai';
 
 /** The repository root (this file is build/test/integration/cli-support.js once compiled). */
@@ -60,20 +61,29 @@ export function modifyDocs(trace: TraceLine[]): any[] {
   return trace.filter((t) => t.fn === 'HcsModifyComputeSystem').map((t) => t.doc);
 }
 
-/**
- * Asserts that each expected document occurs in `docs` exactly once (deep equality of parsed JSON)
- * and that they occur in the given order. Returns their indices.
- */
+/** The index of `doc` in `docs` (deep equality of parsed JSON), asserting it occurs exactly once. */
+export function indexOnce(docs: readonly unknown[], doc: unknown): number {
+  const hits = docs.flatMap((d, i) => (isDeepStrictEqual(d, doc) ? [i] : []));
+  expect(hits, `document ${JSON.stringify(doc)} should occur exactly once`).to.have.length(1);
+  return hits[0]!;
+}
+
+/** Asserts that each expected document occurs exactly once and that they occur in the given order. */
 export function expectInOrder(docs: readonly unknown[], expected: readonly unknown[]): number[] {
-  const indices = expected.map((want) => {
-    const hits = docs.flatMap((d, i) => (deepEqual(d, want) ? [i] : []));
-    expect(hits, `document ${JSON.stringify(want)} should occur exactly once`).to.have.length(1);
-    return hits[0]!;
-  });
+  const indices = expected.map((want) => indexOnce(docs, want));
   for (let i = 1; i < indices.length; i++) {
     expect(indices[i], `${JSON.stringify(expected[i])} should come after ${JSON.stringify(expected[i - 1])}`).to.be.greaterThan(indices[i - 1]!);
   }
   return indices;
+}
+
+/**
+ * Asserts that every document of `earlier` comes before every document of `later` (each occurring
+ * exactly once); the documents within each group may come in any order (they are sent at once).
+ */
+export function expectBefore(docs: readonly unknown[], earlier: readonly unknown[], later: readonly unknown[]): void {
+  const last = Math.max(...earlier.map((d) => indexOnce(docs, d)));
+  for (const d of later) expect(indexOnce(docs, d), `${JSON.stringify(d)} should come after ${JSON.stringify(earlier)}`).to.be.greaterThan(last);
 }
 
 /**
@@ -94,11 +104,3 @@ export function expectBalanced(docs: readonly any[]): void {
   expect(unbalanced, 'adds without removes (or the reverse)').to.deep.equal([]);
 }
 
-function deepEqual(a: unknown, b: unknown): boolean {
-  try {
-    expect(a).to.deep.equal(b);
-    return true;
-  } catch {
-    return false;
-  }
-}

@@ -2,9 +2,10 @@ import { expect } from 'chai';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
+import type { ResourceInfo } from '../../src/devices/device-types.js';
 import type { PlanReport } from '../../src/cli/plan-command.js';
 import type { RunReport } from '../../src/cli/run-report.js';
-import { expectBalanced, expectInOrder, modifyDocs, readTrace, REPO, runCli, type TraceLine } from './cli-support.js';
+import { expectBalanced, expectBefore, expectInOrder, indexOnce, modifyDocs, readTrace, REPO, runCli, type TraceLine } from './cli-support.js';
 
 const POD = path.join(REPO, 'examples', 'wcow-pod');
 const SCENARIO = path.join(POD, 'scenario.json');
@@ -15,11 +16,9 @@ const PIPE = 'VirtualMachine/Devices/MappedPipes/\\\\.\\pipe\\docker_engine';
 const LAYER_OPTIONS = { ReadOnly: true, ShareRead: true, CacheIo: true, PseudoOplocks: true, TakeBackupPrivilege: true };
 const host = (rel: string): string => path.join(POD, 'host', rel);
 const guest = (RequestType: string, ResourceType: string, Settings: unknown): unknown => ({ GuestRequest: { RequestType, ResourceType, Settings } });
-const layerShare = (name: string, layer: string): unknown => ({
-  ResourcePath: SHARES,
-  RequestType: 'Add',
-  Settings: { Name: name, Path: host(`layers/${layer}`), Options: LAYER_OPTIONS },
-});
+const nonZero = <K extends string>(key: K, n: number): Partial<Record<K, number>> => (n === 0 ? {} : ({ [key]: n } as Record<K, number>));
+const M0 = 'c:\\mounts\\scsi\\m0';
+const M1 = 'c:\\mounts\\scsi\\m1';
 
 describe('uvmctl on the simulator: the WCOW pod example', function () {
   this.timeout(30000);
@@ -40,83 +39,106 @@ describe('uvmctl on the simulator: the WCOW pod example', function () {
     await rm(dir, { recursive: true, force: true });
   });
 
+  // Share names and LUNs are handed out as acquisitions happen (layers, scratch and mounts are
+  // acquired at once): read them from the report, then check the documents they imply.
+  const find = (rs: ResourceInfo[], pred: (r: ResourceInfo) => boolean, what: string): ResourceInfo => {
+    const hits = rs.filter(pred);
+    expect(hits, what).to.have.length(1);
+    return hits[0]!;
+  };
+  const share = (dir: string): string => find(report.resources.vsmb, (r) => r.kind === 'vsmb-share' && r.hostPath === dir, `share of ${dir}`).slot!;
+  const layerShare = (layer: string): string => share(host(`layers/${layer}`));
+  const lun = (file: string): number =>
+    Number(find(report.resources.scsi, (r) => r.kind === 'scsi-attachment' && r.hostPath === file, `SCSI ${file}`).slot!.split(':')[1]);
+  const layerAdd = (layer: string): unknown => ({
+    ResourcePath: SHARES,
+    RequestType: 'Add',
+    Settings: { Name: layerShare(layer), Path: host(`layers/${layer}`), Options: LAYER_OPTIONS },
+  });
+  const scratchAdds = (id: string, root: string): unknown[] => {
+    const file = host(`scratch/${id}/sandbox.vhdx`);
+    return [
+      { ResourcePath: `${SCSI0}/${lun(file)}`, RequestType: 'Add', Settings: { Type: 'VirtualDisk', Path: file } },
+      guest('Add', 'MappedVirtualDisk', { ContainerPath: root, ...nonZero('Lun', lun(file)) }),
+    ];
+  };
+  const scratchRemoves = (id: string, root: string): unknown[] => {
+    const file = host(`scratch/${id}/sandbox.vhdx`);
+    // WCOW has no guest unplug.
+    return [guest('Remove', 'MappedVirtualDisk', { ContainerPath: root, ...nonZero('Lun', lun(file)) }), { ResourcePath: `${SCSI0}/${lun(file)}`, RequestType: 'Remove' }];
+  };
+  const combinedRemove = (root: string): unknown => guest('Remove', 'CombinedLayers', { ContainerRootPath: root });
+
   it('reports the scratch as rootfs, the VSMB and pipe mounts and the container document entries', () => {
     expect(report.ok).to.equal(true);
     expect(report.containers.map((c) => [c.id, c.rootfs])).to.deep.equal([
-      ['web', 'c:\\mounts\\scsi\\m0'],
-      ['worker', 'c:\\mounts\\scsi\\m1'],
+      ['web', M0],
+      ['worker', M1],
     ]);
+    const data = `${VSMB}\\${share(host('data'))}`;
     expect(report.containers[0]!.mounts.map((m) => [m.destination, m.guestSource])).to.deep.equal([
-      ['C:\\data', `${VSMB}\\s4`],
+      ['C:\\data', data],
       ['\\\\.\\pipe\\docker_engine', `${VSMB}\\IPC$\\docker_engine`],
     ]);
     expect(report.containers[0]!.containerEntries).to.deep.equal([
-      { kind: 'mapped-directory', value: { HostPath: `${VSMB}\\s4`, ContainerPath: 'C:\\data' } },
+      { kind: 'mapped-directory', value: { HostPath: data, ContainerPath: 'C:\\data' } },
       { kind: 'mapped-pipe', value: { ContainerPipeName: 'docker_engine', HostPath: `${VSMB}\\IPC$\\docker_engine` } },
     ]);
-    expect(report.containers[1]!.mounts[0]!.guestSource).to.equal(`${VSMB}\\s6\\worker.json`);
+    expect(report.containers[1]!.mounts[0]!.guestSource).to.equal(`${VSMB}\\${share(host('config'))}\\worker.json`);
     const shared = report.resources.vsmb.filter((r) => r.kind === 'vsmb-share' && r.refCount === 2).map((r) => r.hostPath);
-    expect(shared).to.deep.equal([host('layers/servercore-update'), host('layers/servercore-base')]);
+    expect(shared).to.have.members([host('layers/servercore-update'), host('layers/servercore-base')]);
+    expect(new Set(report.resources.vsmb.filter((r) => r.kind === 'vsmb-share').map((r) => r.slot)).size).to.equal(6);
   });
 
-  it('shares the layers over VSMB and composes them on the SCSI scratch, in order', () => {
+  it('shares the layers over VSMB and composes them on the SCSI scratch, top-most first', () => {
     const web = ['web-app', 'servercore-update', 'servercore-base'];
-    const ids = Object.fromEntries(trace.filter((t) => t.fn === 'NameToGuid').map((t, i) => [t.doc.Name, i]));
-    expect(Object.keys(ids)).to.have.members([...web, 'worker-app']);
+    const worker = ['worker-app', 'servercore-update', 'servercore-base'];
+    const names = trace.filter((t) => t.fn === 'NameToGuid').map((t) => t.doc.Name as string);
+    expect([...new Set(names)]).to.have.members([...web, 'worker-app']);
     const combined = docs.filter((d) => d.GuestRequest?.ResourceType === 'CombinedLayers' && d.GuestRequest.RequestType === 'Add');
     expect(combined).to.have.length(2);
-    const webLayers = combined[0].GuestRequest.Settings.Layers as { Id: string; Path: string }[];
-    expectInOrder(docs, [
-      layerShare('s1', 'web-app'),
-      layerShare('s2', 'servercore-update'),
-      layerShare('s3', 'servercore-base'),
-      { ResourcePath: `${SCSI0}/0`, RequestType: 'Add', Settings: { Type: 'VirtualDisk', Path: host('scratch/web/sandbox.vhdx') } },
-      guest('Add', 'MappedVirtualDisk', { ContainerPath: 'c:\\mounts\\scsi\\m0' }),
-      // No FilterType: older inbox GCS rejects it.
-      guest('Add', 'CombinedLayers', {
-        ContainerRootPath: 'c:\\mounts\\scsi\\m0',
-        Layers: [
-          { Id: webLayers[0]!.Id, Path: `${VSMB}\\s1` },
-          { Id: webLayers[1]!.Id, Path: `${VSMB}\\s2` },
-          { Id: webLayers[2]!.Id, Path: `${VSMB}\\s3` },
-        ],
-      }),
-      { ResourcePath: SHARES, RequestType: 'Add', Settings: { Name: 's4', Path: host('data') } },
+    const ids = (i: number): string[] => (combined[i].GuestRequest.Settings.Layers as { Id: string }[]).map((l) => l.Id);
+    // No FilterType: older inbox GCS rejects it.
+    const combinedAdd = (root: string, layers: string[], layerIds: string[]): unknown =>
+      guest('Add', 'CombinedLayers', { ContainerRootPath: root, Layers: layers.map((l, i) => ({ Id: layerIds[i], Path: `${VSMB}\\${layerShare(l)}` })) });
+    const webCombined = combinedAdd(M0, web, ids(0));
+    const workerCombined = combinedAdd(M1, worker, ids(1));
+    // The layer shares and the scratch are acquired at once: any order among them, all before the overlay.
+    expectBefore(docs, web.map(layerAdd), [webCombined]);
+    expectInOrder(docs, [...scratchAdds('web', M0), webCombined]);
+    const webMounts = [
+      { ResourcePath: SHARES, RequestType: 'Add', Settings: { Name: share(host('data')), Path: host('data') } },
       { ResourcePath: PIPE, RequestType: 'Add' },
-      // worker reuses s2 and s3.
-      layerShare('s5', 'worker-app'),
-      { ResourcePath: `${SCSI0}/1`, RequestType: 'Add', Settings: { Type: 'VirtualDisk', Path: host('scratch/worker/sandbox.vhdx') } },
-      guest('Add', 'MappedVirtualDisk', { ContainerPath: 'c:\\mounts\\scsi\\m1', Lun: 1 }),
-      {
-        ResourcePath: SHARES,
-        RequestType: 'Add',
-        Settings: {
-          Name: 's6',
-          Path: host('config'),
-          Options: { ReadOnly: true, ShareRead: true, CacheIo: true, PseudoOplocks: true, RestrictFileAccess: true, SingleFileMapping: true },
-          AllowedFiles: [host('config/worker.json')],
-        },
+    ];
+    // worker comes after web and reuses its two base layers.
+    expectBefore(docs, [webCombined, ...webMounts], [layerAdd('worker-app'), ...scratchAdds('worker', M1)]);
+    expectBefore(docs, [layerAdd('worker-app'), ...scratchAdds('worker', M1)], [workerCombined]);
+    expect(ids(1).slice(1)).to.deep.equal(ids(0).slice(1));
+    expect(new Set([...ids(0), ...ids(1)]).size).to.equal(4);
+    // worker's single read-only file: a restricted share of its folder.
+    indexOnce(docs, {
+      ResourcePath: SHARES,
+      RequestType: 'Add',
+      Settings: {
+        Name: share(host('config')),
+        Path: host('config'),
+        Options: { ReadOnly: true, ShareRead: true, CacheIo: true, PseudoOplocks: true, RestrictFileAccess: true, SingleFileMapping: true },
+        AllowedFiles: [host('config/worker.json')],
       },
-    ]);
-    const workerLayers = combined[1].GuestRequest.Settings.Layers as { Id: string; Path: string }[];
-    expect(workerLayers.map((l) => l.Path)).to.deep.equal([`${VSMB}\\s5`, `${VSMB}\\s2`, `${VSMB}\\s3`]);
-    expect(workerLayers.slice(1)).to.deep.equal(webLayers.slice(1));
+    });
   });
 
   it('tears down in reverse, then removes the idle direct-mapped shares; the simulator is empty', () => {
-    expectInOrder(docs, [
-      guest('Remove', 'CombinedLayers', { ContainerRootPath: 'c:\\mounts\\scsi\\m1' }),
-      guest('Remove', 'MappedVirtualDisk', { ContainerPath: 'c:\\mounts\\scsi\\m1', Lun: 1 }),
-      { ResourcePath: `${SCSI0}/1`, RequestType: 'Remove' },
-      { ResourcePath: PIPE, RequestType: 'Remove' },
-      guest('Remove', 'CombinedLayers', { ContainerRootPath: 'c:\\mounts\\scsi\\m0' }),
-      guest('Remove', 'MappedVirtualDisk', { ContainerPath: 'c:\\mounts\\scsi\\m0' }),
-      { ResourcePath: `${SCSI0}/0`, RequestType: 'Remove' },
-    ]);
-    const lastCombinedRemove = docs.map((d) => d.GuestRequest?.ResourceType).lastIndexOf('CombinedLayers');
+    const pipeRemove = { ResourcePath: PIPE, RequestType: 'Remove' };
+    expectInOrder(docs, [combinedRemove(M1), ...scratchRemoves('worker', M1)]);
+    expectBefore(docs, scratchRemoves('worker', M1), [combinedRemove(M0), pipeRemove]);
+    expectInOrder(docs, [combinedRemove(M0), ...scratchRemoves('web', M0)]);
+    // The pipe goes with the overlay (first round), before the scratch (second round).
+    expectBefore(docs, [pipeRemove], scratchRemoves('web', M0));
     const shareRemoves = docs.flatMap((d, i) => (d.ResourcePath === SHARES && d.RequestType === 'Remove' ? [[i, d.Settings.Name]] : []));
-    expect(shareRemoves.map(([, name]) => name)).to.have.members(['s1', 's2', 's3', 's4', 's5', 's6']);
-    expect(shareRemoves.every(([i]) => (i as number) > lastCombinedRemove)).to.equal(true);
+    expect(shareRemoves.map(([, name]) => name)).to.have.members(report.resources.vsmb.filter((r) => r.kind === 'vsmb-share').map((r) => r.slot));
+    const lastContainerDoc = Math.max(...scratchRemoves('web', M0).map((d) => indexOnce(docs, d)));
+    expect(shareRemoves.every(([i]) => (i as number) > lastContainerDoc)).to.equal(true);
     expectBalanced(docs);
     expect(report.teardown).to.deep.equal({ performed: true, released: ['worker', 'web'], idleSharesRemoved: 6, remaining: [], hotAdded: 0 });
   });

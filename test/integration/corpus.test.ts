@@ -12,7 +12,6 @@ import { FakeHostFs } from '../../src/core/fake-host-fs.js';
 import { UvmError } from '../../src/core/errors.js';
 import { configureSimulator } from '../../src/hcs/simulator-controls.js';
 import type { OciSpec, RootfsMount } from '../../src/oci/oci-spec.js';
-import type { UtilityVm } from '../../src/uvm/utility-vm.js';
 import type { UtilityVmOptions } from '../../src/uvm/uvm-options.js';
 import {
   InstrumentedHcs,
@@ -129,6 +128,8 @@ describe('integration: bad-input corpus (test/corpus)', function () {
   const cliResults = new Map<string, Promise<{ code: number | null; stdout: string; stderr: string; trace: string }>>();
 
   before(() => {
+    // Whatever an earlier suite left configured: no faults, no latency, no limit.
+    configureSimulator({ clearFaults: true, latencyMs: 0, jitterMs: 0, latency: {}, concurrency: 0, trace: null });
     root = tempDir('uvm-corpus-');
     sparseFile(path.join(root, 'layers', 'base', 'layer.vhd'), 8 * MiB);
     sparseFile(path.join(root, 'layers', 'huge', 'layer.vhd'), 128 * MiB);

@@ -8,17 +8,21 @@
 // Default run: (a) and (b) at every index, (c) at a sample of indexes (every lifecycle call and
 // evenly spaced modify calls). UVM_SOAK=1: (c) at every index too.
 import { expect } from 'chai';
-import { rmSync } from 'node:fs';
+import { mkdirSync, rmSync, truncateSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { allocateContainer } from '../../src/containers/allocate-container.js';
+import { ComputeCoreHcs } from '../../src/hcs/computecore-hcs.js';
 import { configureSimulator, type SimulatorFault, type SimulatorState } from '../../src/hcs/simulator-controls.js';
 import {
   InstrumentedHcs,
   SOAK,
+  describedResources,
   examplePod,
   orchestratorOver,
   readTrace,
   runPodWithRecovery,
+  simulatorResources,
+  simulatorStateOf,
   tempDir,
   tenContainerPod,
   type ObservedFailure,
@@ -30,8 +34,13 @@ import {
 const E_FAIL = 0x80004005 | 0;
 /** What a hung operation completes with once the binding cancels it. */
 const E_ABORT = 0x80004004 | 0;
-/** Per-call timeout of kind (c), only in this test. */
+/** Per-call timeout of the hung call in kind (c), only in this test. */
 const HANG_TIMEOUT_MS = 200;
+/**
+ * Per-call timeout of every other call in kind (c): generous, so that a call slowed down by a busy
+ * machine (CI runs suites in parallel on 2 cores) does not time out besides the injected hang.
+ */
+const OTHER_TIMEOUT_MS = 15_000;
 /** Kind (c) indexes per pod in the default run (besides every lifecycle call). */
 const HANG_SAMPLE = 6;
 
@@ -136,13 +145,15 @@ describe('integration: fault matrix (every HCS call of a pod fails once)', funct
   let uvmCounter = 0;
 
   before(async () => {
+    // Whatever an earlier suite left configured: no faults, no latency, no limit.
+    configureSimulator({ clearFaults: true, latencyMs: 0, jitterMs: 0, latency: {}, concurrency: 0, trace: null });
     root = tempDir('uvm-fault-matrix-');
     pods.push(await examplePod('lcow-pod', root), await examplePod('wcow-pod', root), await tenContainerPod(root));
   });
 
   after(() => {
     configureSimulator({ clearFaults: true, trace: null });
-    hcs.timeoutMs = undefined;
+    hcs.disarmTimeout();
     if (root) rmSync(root, { recursive: true, force: true });
     const lines = Object.entries(ran).map(
       ([pod, k]) => `${pod}: a=${k.a} b=${k.b} c=${k.c}${SOAK ? '' : ' (c sampled; UVM_SOAK=1 runs every index)'}`,
@@ -158,6 +169,7 @@ describe('integration: fault matrix (every HCS call of a pod fails once)', funct
   async function run(pod: PodScenario, uvmId: string, trace: string, fault: SimulatorFault | undefined) {
     configureSimulator({ clearFaults: true, trace });
     if (fault) configureSimulator({ faults: [fault] });
+    if (fault?.hang) hcs.armTimeout(fault.fn ?? 'HcsModifyComputeSystem', fault.nth!, HANG_TIMEOUT_MS, OTHER_TIMEOUT_MS);
     try {
       return await runPodWithRecovery(
         orchestrator,
@@ -177,6 +189,7 @@ describe('integration: fault matrix (every HCS call of a pod fails once)', funct
         allocate,
       );
     } finally {
+      hcs.disarmTimeout();
       configureSimulator({ clearFaults: true, trace: null });
     }
   }
@@ -207,7 +220,6 @@ describe('integration: fault matrix (every HCS call of a pod fails once)', funct
           const pod = pods.find((p) => p.name === podName)!;
           const targets = kind === 'a' ? sites : kind === 'b' ? sites.filter((s) => s.guestNth > 0) : hangSample(sites);
           const results: CaseResult[] = [];
-          hcs.timeoutMs = kind === 'c' ? HANG_TIMEOUT_MS : undefined;
           try {
             for (const site of targets) {
               const uvmId = `fm-${podName}-${kind}${site.index}-${process.pid}-${++uvmCounter}`;
@@ -237,7 +249,7 @@ describe('integration: fault matrix (every HCS call of a pod fails once)', funct
               ran[podName]![kind]++;
             }
           } finally {
-            hcs.timeoutMs = undefined;
+            hcs.disarmTimeout();
           }
           const problems = results.filter((r) => r.problem !== undefined).map((r) => `${r.label}: ${r.problem}`);
           const absorbed = results.filter((r) => r.problem === undefined && r.failures.length === 0).map((r) => r.label);
@@ -249,3 +261,130 @@ describe('integration: fault matrix (every HCS call of a pod fails once)', funct
     });
   }
 });
+
+// Regression test: `ComputeCoreHcsOptions.defaultTimeoutMs` ("Timeout applied to create/start when
+// the caller gives none") was at first applied by createComputeSystem only, so a hung start waited
+// forever (found by this suite, fixed in src/hcs/computecore-hcs.ts).
+describe('integration: the binding applies defaultTimeoutMs to start', function () {
+  this.timeout(20_000);
+
+  it('a hung HcsStartComputeSystem times out after defaultTimeoutMs (TIMEOUT), not only when the caller aborts', async () => {
+    const hcs = new ComputeCoreHcs({ defaultTimeoutMs: 200 });
+    const id = `fm-start-timeout-${process.pid}`;
+    const system = await hcs.createComputeSystem(id, { SchemaVersion: { Major: 2, Minor: 1 }, VirtualMachine: {} });
+    try {
+      configureSimulator({ clearFaults: true, faults: [{ fn: 'HcsStartComputeSystem', nth: 1, hang: true }] });
+      // The signal only bounds the test: without the default timeout the start ends ABORTED after 3 s.
+      const err = await system.start({ signal: AbortSignal.timeout(3000) }).then(
+        () => undefined,
+        (e: unknown) => e,
+      );
+      expect((err as { code?: string } | undefined)?.code, String(err)).to.equal('TIMEOUT');
+    } finally {
+      configureSimulator({ clearFaults: true });
+      await system.terminate().catch(() => undefined);
+      system.close();
+    }
+  });
+});
+
+// Defect repro (reported to the lead), beyond the single-fault matrix: when the guest half of a
+// combined add (VPMEM, Plan9) fails and the compensating host-only Remove fails too, the delivery
+// only logs it (src/devices/guest-delivery.ts `compensate`), the manager frees the slot and forgets
+// the device — which stays attached in the VM. The next acquire is then handed the occupied slot.
+describe('integration: a failed compensation is not forgotten (defect repro)', function () {
+  this.timeout(20_000);
+
+  it('after a VPMEM add whose guest half and compensating removal both fail, what stays attached is still in describe()', async () => {
+    const root = tempDir('uvm-double-fault-');
+    const hcs = new InstrumentedHcs();
+    const orchestrator = orchestratorOver(hcs);
+    const layer = path.join(root, 'l', 'layer.vhd');
+    mkdirSync(path.dirname(layer), { recursive: true });
+    writeFileSync(layer, '');
+    truncateSync(layer, 4 * 1024 * 1024);
+    const uvm = await orchestrator.createUtilityVm({ id: `fm-double-${process.pid}`, os: 'linux', vpmem: { count: 2 } });
+    try {
+      await uvm.start();
+      configureSimulator({
+        clearFaults: true,
+        faults: [
+          { fn: 'HcsModifyComputeSystem', nth: 1, guestOnly: true, hr: E_FAIL },
+          { fn: 'HcsModifyComputeSystem', nth: 2, hr: E_FAIL },
+        ],
+      });
+      const err = await uvm.vpmem.acquire({ hostPath: layer }).then(
+        () => undefined,
+        (e: unknown) => e,
+      );
+      configureSimulator({ clearFaults: true });
+      expect((err as { code?: string } | undefined)?.code).to.equal('HCS_ERROR');
+      const described = new Set(describedResources(uvm.describe()));
+      const untracked = simulatorResources(await simulatorStateOf(uvm.id)).filter((r) => !described.has(r));
+      expect(untracked, 'attached in the VM but unknown to the library').to.deep.equal([]);
+    } finally {
+      configureSimulator({ clearFaults: true });
+      await uvm.terminate().catch(() => undefined);
+      uvm.close();
+      rmSync(root, { recursive: true, force: true });
+    }
+  });
+});
+
+// Defect repro (reported to the lead), found by the load test with random faults: when a container
+// allocation fails and its rollback fails too (here: the scratch's guest unmount), the caller has
+// no lease left and `retryFailedTeardowns()` is the documented way out. The SCSI disk lease
+// releases the mount, then the attachment (src/devices/scsi-manager.ts `diskLease`); when the
+// mount release fails, the attachment reference stays with the dropped lease, so retrying the
+// mount's teardown removes the mount but the attachment stays attached and referenced forever.
+describe('integration: a failed rollback can be cleaned up with retryFailedTeardowns (defect repro)', function () {
+  this.timeout(20_000);
+
+  it('after an allocation whose rollback failed, retryFailedTeardowns on every manager leaves the UVM empty', async () => {
+    const root = tempDir('uvm-rollback-fault-');
+    const hcs = new InstrumentedHcs();
+    const orchestrator = orchestratorOver(hcs);
+    const layer = path.join(root, 'l');
+    const scratch = path.join(root, 's');
+    for (const [dir, file, size] of [[layer, 'layer.vhd', 4], [scratch, 'sandbox.vhdx', 1024]] as const) {
+      mkdirSync(dir, { recursive: true });
+      writeFileSync(path.join(dir, file), '');
+      truncateSync(path.join(dir, file), size * 1024 * 1024);
+    }
+    const uvm = await orchestrator.createUtilityVm({ id: `fm-rollback-${process.pid}`, os: 'linux', vpmem: { count: 2 } });
+    try {
+      await uvm.start();
+      // Requests with a guest half, in order: VPMEM layer add, scratch mount, CombinedLayers add,
+      // then (rollback) scratch unmount, … The 3rd fails the allocation, the 4th its rollback.
+      configureSimulator({
+        clearFaults: true,
+        faults: [
+          { fn: 'HcsModifyComputeSystem', nth: 3, guestOnly: true, hr: E_FAIL },
+          { fn: 'HcsModifyComputeSystem', nth: 4, guestOnly: true, hr: E_FAIL },
+        ],
+      });
+      const err = await allocateContainer(uvm, { windows: { layerFolders: [layer, scratch] } }, { containerId: 'c' }).then(
+        () => undefined,
+        (e: unknown) => e,
+      );
+      configureSimulator({ clearFaults: true });
+      expect((err as { code?: string } | undefined)?.code, String(err)).to.equal('HCS_ERROR');
+      expect((err as { details?: { rollbackError?: unknown } }).details?.rollbackError, 'the rollback failed').to.not.equal(undefined);
+      for (const m of [uvm.scsi, uvm.vpmem, uvm.plan9, uvm.vsmb, uvm.pipes] as unknown as { retryFailedTeardowns?: () => Promise<void> }[]) {
+        if (typeof m.retryFailedTeardowns === 'function') await m.retryFailedTeardowns();
+      }
+      expect(
+        uvm.describe().map((r) => `${r.kind} ${r.slot ?? ''} ${r.state} refs=${r.refCount}`),
+        'left after retryFailedTeardowns',
+      ).to.deep.equal([]);
+      const state = await simulatorStateOf(uvm.id);
+      expect(simulatorResources(state)).to.deep.equal([]);
+    } finally {
+      configureSimulator({ clearFaults: true });
+      await uvm.terminate().catch(() => undefined);
+      uvm.close();
+      rmSync(root, { recursive: true, force: true });
+    }
+  });
+});
+

@@ -42,15 +42,27 @@ export interface CallCounts {
 
 /**
  * The FFI binding with two test knobs, as a plain decorator (nothing is faked):
- * - `timeoutMs`: added to every operation-driven call that has no timeout of its own (the binding's
- *   `HcsCallOptions.timeoutMs`; the library's own `defaultTimeoutMs` covers only create/start);
+ * - a per-call timeout (the binding's `HcsCallOptions.timeoutMs`; the library's own
+ *   `defaultTimeoutMs` covers only create/start, and the device managers pass none): `timeoutMs`
+ *   for every operation-driven call, or `armTimeout(fn, nth, ms, othersMs)` for the nth call of
+ *   one HCS function (counted from the arming, in call order, like the simulator's fault `nth`);
  * - per-system counts of the calls that change a UVM (modify, grant, revoke, start/terminate…).
  */
 export class InstrumentedHcs implements HcsApi {
   timeoutMs: number | undefined;
+  #armed: { fn: string; nth: number; ms: number; othersMs: number; seen: Map<string, number> } | undefined;
   readonly #counts = new Map<string, CallCounts>();
 
   constructor(readonly inner: HcsApi = binding) {}
+
+  /** The nth call of `fn` from now on gets `ms`, every other operation `othersMs`. */
+  armTimeout(fn: string, nth: number, ms: number, othersMs: number): void {
+    this.#armed = { fn, nth, ms, othersMs, seen: new Map() };
+  }
+
+  disarmTimeout(): void {
+    this.#armed = undefined;
+  }
 
   counts(id: string): CallCounts {
     let c = this.#counts.get(id);
@@ -64,29 +76,37 @@ export class InstrumentedHcs implements HcsApi {
     return c.modify + c.grant + c.revoke + c.lifecycle;
   }
 
-  #opts(options: HcsCallOptions | undefined): HcsCallOptions | undefined {
-    if (this.timeoutMs === undefined || options?.timeoutMs !== undefined) return options;
+  #opts(fn: string, options: HcsCallOptions | undefined): HcsCallOptions | undefined {
+    if (options?.timeoutMs !== undefined) return options;
+    const armed = this.#armed;
+    if (armed) {
+      const n = (armed.seen.get(fn) ?? 0) + 1;
+      armed.seen.set(fn, n);
+      return { ...options, timeoutMs: fn === armed.fn && n === armed.nth ? armed.ms : armed.othersMs };
+    }
+    if (this.timeoutMs === undefined) return options;
     return { ...options, timeoutMs: this.timeoutMs };
   }
 
   async createComputeSystem(id: string, configuration: Record<string, unknown>, options?: HcsCallOptions): Promise<HcsSystem> {
     this.counts(id).lifecycle++;
-    const system = await this.inner.createComputeSystem(id, configuration, this.#opts(options));
+    const system = await this.inner.createComputeSystem(id, configuration, this.#opts('HcsCreateComputeSystem', options));
     const s = system as HcsSystem & Record<string, unknown>;
+    const fns = { start: 'HcsStartComputeSystem', shutdown: 'HcsShutDownComputeSystem', terminate: 'HcsTerminateComputeSystem' } as const;
     for (const name of ['start', 'shutdown', 'terminate'] as const) {
       const original = system[name].bind(system);
       s[name] = (o?: HcsCallOptions) => {
         this.counts(id).lifecycle++;
-        return original(this.#opts(o));
+        return original(this.#opts(fns[name], o));
       };
     }
     const modify = system.modify.bind(system);
     s.modify = (request: Parameters<HcsSystem['modify']>[0], o?: HcsCallOptions) => {
       this.counts(id).modify++;
-      return modify(request, this.#opts(o));
+      return modify(request, this.#opts('HcsModifyComputeSystem', o));
     };
     const properties = system.properties.bind(system);
-    s.properties = (query: Record<string, unknown>, o?: HcsCallOptions) => properties(query, this.#opts(o));
+    s.properties = (query: Record<string, unknown>, o?: HcsCallOptions) => properties(query, this.#opts('HcsGetComputeSystemProperties', o));
     return system;
   }
 
@@ -447,6 +467,13 @@ export async function runPodWithRecovery(
         await c.resources.release();
       } catch (err) {
         record(`release ${c.id}`, err);
+        // The library has not lost track of anything: whatever the simulator still holds is
+        // still listed by describe() (so the retry below can remove it).
+        await hooks.unmeasured(async () => {
+          const described = new Set(describedResources(uvm.describe()));
+          const untracked = simulatorResources(await simulatorStateOf(uvm.id)).filter((r) => !described.has(r));
+          expect(untracked, ctx(`release ${c.id} failed: attached but not in describe()`)).to.deep.equal([]);
+        });
         await c.resources.release();
       }
     }

@@ -10,7 +10,8 @@ import { HcsError, HResult, isTimeout } from '../../src/hcs/hcs-error.js';
 import { pendingOperationCount } from '../../src/hcs/operation-driver.js';
 import { configureSimulator, readSimulatorState } from '../../src/hcs/simulator-controls.js';
 import type { ModifySettingRequest } from '../../src/hcs/schema.js';
-import { createTestSystem, hcs, resetTestSimulator, SCSI_CONTROLLERS } from './simulator-fixture.js';
+import { ComputeCoreHcs } from '../../src/hcs/computecore-hcs.js';
+import { createTestSystem, hcs, resetTestSimulator, SCSI_CONTROLLERS, systemConfig } from './simulator-fixture.js';
 
 const C0 = SCSI_CONTROLLERS[0];
 const add = (lun: number): ModifySettingRequest => ({
@@ -129,15 +130,37 @@ describe('hcs binding: cancellation and timeouts', function () {
 
   it('an operation applied before the cancel took effect resolves normally (the change is in effect)', async function () {
     const system = await createTestSystem();
+    configureSimulator({ trace: join(dir, 'trace.jsonl') });
+    const started = Date.now();
     const p = system.modify(add(9), { timeoutMs: 5 });
-    // Let the call reach HCS, then block the main thread past the timeout: the simulator applies
-    // the request and waits in the completion callback; the timer fires first when the loop
-    // resumes, so the cancel arrives after the apply.
+    // Block the main thread until the simulator has applied the request (its trace line is
+    // written after the apply, before the completion callback, which now waits for this thread)
+    // and the timeout is due: when the loop resumes, timers run before the callback is
+    // delivered, so HcsCancelOperation arrives after the apply.
     for (let i = 0; i < 10; i++) await Promise.resolve();
-    busyWait(60);
+    while (traced('HcsModifyComputeSystem').length === 0 && Date.now() - started < 10_000) busyWait(1);
+    busyWait(10);
+    expect(traced('HcsModifyComputeSystem'), 'the modify was applied while the main thread was blocked').to.have.length(1);
     await p;
     const state = await readSimulatorState(system);
     expect(state.Devices.Scsi[C0].Attachments['9']?.Path).to.equal('C:\\disks\\9.vhdx');
+  });
+
+  it('defaultTimeoutMs bounds create and start when the caller gives no timeout', async function () {
+    const bounded = new ComputeCoreHcs({ defaultTimeoutMs: 60 });
+    configureSimulator({ faults: [{ fn: 'HcsStartComputeSystem', nth: 1, hang: true }] });
+    const system = await bounded.createComputeSystem(`hcs-default-timeout-${process.pid}`, systemConfig());
+    try {
+      const e = (await rejection(system.start({ signal: AbortSignal.timeout(5000) }))) as HcsError;
+      expect(e.code).to.equal('TIMEOUT');
+      await system.start(); // the fault fired once; the system starts now
+      await system.terminate();
+    } finally {
+      system.close();
+    }
+    expect(() => new ComputeCoreHcs({ defaultTimeoutMs: -1 }))
+      .to.throw(UvmError)
+      .with.property('code', 'INVALID_ARGUMENT');
   });
 
   it('a create that times out releases its handle and the system is not left behind', async function () {

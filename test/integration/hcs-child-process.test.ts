@@ -32,7 +32,7 @@ function runChild(args: string[], env: NodeJS.ProcessEnv = {}): Promise<ChildRes
 }
 
 describe('hcs binding: child processes', function () {
-  this.timeout(60_000);
+  this.timeout(180_000);
 
   it('20 consecutive processes run operations and exit with code 0 and no signal', async function () {
     for (let i = 0; i < 20; i++) {

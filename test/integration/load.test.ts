@@ -11,7 +11,7 @@ import path from 'node:path';
 import { allocateContainer } from '../../src/containers/allocate-container.js';
 import type { ContainerResources } from '../../src/containers/container-resources.js';
 import type { ResourceInfo } from '../../src/devices/device-types.js';
-import { configureSimulator } from '../../src/hcs/simulator-controls.js';
+import { configureSimulator, type SimulatorFault } from '../../src/hcs/simulator-controls.js';
 import type { OciMount, OciSpec } from '../../src/oci/oci-spec.js';
 import type { UtilityVm } from '../../src/uvm/utility-vm.js';
 import {
@@ -22,11 +22,13 @@ import {
   orchestratorOver,
   prng,
   runSeed,
+  simulatorResources,
   simulatorStateOf,
   tempDir,
 } from './fault-support.js';
 
 const MiB = 1024 * 1024;
+const E_FAIL = 0x80004005 | 0;
 const CONTAINERS = 64;
 const LAYERS = 20;
 const ROUNDS = SOAK ? 6 : 2;
@@ -42,6 +44,8 @@ interface Ctr {
   uses: string[];
   phase: Phase;
   resources?: ContainerResources;
+  /** What happened to it (failures), for the diagnostics of a violation. */
+  history: string[];
 }
 
 function sparseFile(file: string, size: number): void {
@@ -54,6 +58,15 @@ function sparseFile(file: string, size: number): void {
   }
 }
 
+/** An error with its nested causes / aggregated errors, on one line. */
+function causes(err: unknown, depth = 0): string {
+  if (depth > 4 || err === undefined || err === null) return '';
+  const e = err as { message?: string; code?: string; cause?: unknown; errors?: unknown[] };
+  const own = `${e.code ?? ''} ${e.message ?? String(err)}`.replace(/\s+/g, ' ').trim();
+  const inner = Array.isArray(e.errors) ? e.errors.map((x) => causes(x, depth + 1)) : e.cause !== undefined ? [causes(e.cause, depth + 1)] : [];
+  return inner.length > 0 ? `${own} ⟵ (${inner.join('; ')})` : own;
+}
+
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 
 /** The refcount describe() reports for a host path (summed over VPMEM and SCSI, where a layer may sit on both). */
@@ -63,8 +76,13 @@ function refCountOf(infos: readonly ResourceInfo[], hostPath: string): number {
     .reduce((n, r) => n + r.refCount, 0);
 }
 
-/** Problems with one describe() snapshot, given who holds what. */
-function checkSnapshot(infos: readonly ResourceInfo[], ctrs: readonly Ctr[], exact: boolean): string[] {
+/**
+ * Problems with one describe() snapshot, given who holds what. `exact`: refcount = live owners
+ * (quiescent points). `bounds`: live owners ≤ refcount ≤ live + in-flight owners. `lower`: live
+ * owners ≤ refcount (runs with faults, where a failed teardown legitimately keeps a reference in
+ * limbo until it is retried).
+ */
+function checkSnapshot(infos: readonly ResourceInfo[], ctrs: readonly Ctr[], mode: 'exact' | 'bounds' | 'lower'): string[] {
   const problems: string[] = [];
   const unique = (kind: string, values: (string | undefined)[]): void => {
     const seen = new Set<string>();
@@ -85,7 +103,7 @@ function checkSnapshot(infos: readonly ResourceInfo[], ctrs: readonly Ctr[], exa
     const definite = users.filter((c) => c.phase === 'live').length;
     const maybe = users.filter((c) => c.phase === 'allocating' || c.phase === 'releasing').length;
     const rc = refCountOf(infos, p);
-    if (exact ? rc !== definite : rc < definite || rc > definite + maybe) {
+    if (mode === 'exact' ? rc !== definite : rc < definite || (mode === 'bounds' && rc > definite + maybe)) {
       problems.push(`${path.basename(path.dirname(p))}/${path.basename(p)}: refcount ${rc}, live owners ${definite}, in flight ${maybe}`);
     }
   }
@@ -116,7 +134,7 @@ describe('integration: load (64 containers over 20 shared layers, jitter, HCS co
   });
 
   afterEach(async () => {
-    configureSimulator({ latencyMs: 0, jitterMs: 0, concurrency: 0, clearFaults: true });
+    configureSimulator({ latencyMs: 0, jitterMs: 0, latency: {}, concurrency: 0, clearFaults: true });
     if (uvm) {
       await uvm.terminate().catch(() => undefined);
       uvm.close();
@@ -128,9 +146,10 @@ describe('integration: load (64 containers over 20 shared layers, jitter, HCS co
     if (root) rmSync(root, { recursive: true, force: true });
   });
 
-  it('keeps every invariant throughout and ends empty', async () => {
+  /** One load run; with `faults`, random modify calls fail (plain and guest-half) and the run recovers. */
+  async function runLoad(faults: boolean): Promise<void> {
     const seed = runSeed();
-    console.log(`      load: seed=${seed} (replay with UVM_SEED=${seed}), rounds=${ROUNDS}${SOAK ? ' (soak)' : ' (UVM_SOAK=1: 6 rounds)'}, simulator ${JSON.stringify(SIM)}`);
+    console.log(`      load${faults ? ' with faults' : ''}: seed=${seed} (replay with UVM_SEED=${seed}), rounds=${ROUNDS}${SOAK ? ' (soak)' : ' (UVM_SOAK=1: 6 rounds)'}, simulator ${JSON.stringify(SIM)}`);
     const rand = prng(seed);
     const int = (lo: number, hi: number): number => lo + Math.floor(rand() * (hi - lo + 1));
 
@@ -152,9 +171,9 @@ describe('integration: load (64 containers over 20 shared layers, jitter, HCS co
       return file;
     });
 
-    configureSimulator({ ...SIM, seed, clearFaults: true });
+    configureSimulator({ ...SIM, latency: {}, seed, clearFaults: true, trace: null });
     uvm = await orchestrator.createUtilityVm({
-      id: `load-${process.pid}-${seed}`,
+      id: `load-${process.pid}-${seed}-${faults ? 'f' : 'n'}`,
       os: 'linux',
       scsiControllers: 2,
       vpmem: { count: 8, maxSizeBytes: 64 * MiB },
@@ -166,6 +185,12 @@ describe('integration: load (64 containers over 20 shared layers, jitter, HCS co
     let simSamples = 0;
     let maxLive = 0;
     const problems: string[] = [];
+    /** Problems found by the checks made as each allocation or release completes. */
+    const events: string[] = [];
+    const during = faults ? 'lower' : 'bounds';
+    let injected = 0;
+    let failedAllocations = 0;
+    let failedReleases = 0;
     for (let round = 0; round < ROUNDS; round++) {
       const ctrs: Ctr[] = Array.from({ length: CONTAINERS }, (_, c) => {
         const picked = new Set<number>();
@@ -187,14 +212,24 @@ describe('integration: load (64 containers over 20 shared layers, jitter, HCS co
           mounts.push({ destination: '/cache', type: 'virtual-disk', source: disks[k]!, options: ['ro'] });
           uses.push(disks[k]!);
         }
-        return { id: `r${round}c${c}`, spec: { root: { path: 'rootfs' }, mounts, windows: { layerFolders: [...stack, scratch] } }, uses, phase: 'done' as Phase };
+        return { id: `r${round}c${c}`, spec: { root: { path: 'rootfs' }, mounts, windows: { layerFolders: [...stack, scratch] } }, uses, phase: 'done' as Phase, history: [] };
       });
 
+      if (faults) {
+        // ~1.5% of the round's modify calls fail with E_FAIL, and ~2% of those with a guest half
+        // fail in the guest half only (the host half applied).
+        const list: SimulatorFault[] = [];
+        for (let k = 0; k < 8; k++) list.push({ fn: 'HcsModifyComputeSystem', nth: int(1, 550), hr: E_FAIL });
+        for (let k = 0; k < 6; k++) list.push({ fn: 'HcsModifyComputeSystem', nth: int(1, 300), guestOnly: true, hr: E_FAIL });
+        configureSimulator({ clearFaults: true, faults: list });
+        injected += list.length;
+      }
+      const releaseFailed: Ctr[] = [];
       let running = true;
       const sampler = (async () => {
         while (running) {
           const infos = vm.describe();
-          problems.push(...checkSnapshot(infos, ctrs, false).map((p) => `round ${round} sample ${samples}: ${p}`));
+          problems.push(...checkSnapshot(infos, ctrs, during).map((p) => `round ${round} sample ${samples}: ${p}`));
           maxLive = Math.max(maxLive, ctrs.filter((c) => c.phase === 'live').length);
           samples++;
           if (samples % 4 === 0) {
@@ -212,9 +247,14 @@ describe('integration: load (64 containers over 20 shared layers, jitter, HCS co
         try {
           c.resources = (await allocateContainer(vm, c.spec, { containerId: c.id })).resources;
           c.phase = 'live';
+          events.push(...checkSnapshot(vm.describe(), ctrs, during).map((p) => `round ${round} after allocating ${c.id}: ${p}`));
         } catch (err) {
           c.phase = 'done';
-          problems.push(`round ${round}: allocating ${c.id} failed: ${(err as { code?: string }).code ?? ''} ${String(err)}`);
+          const rb = (err as { details?: { rollbackError?: unknown } }).details?.rollbackError;
+          c.history.push(`allocate: ${(err as { code?: string }).code} ${(err as Error).message}${rb ? ` (rollback failed: ${String(rb)})` : ''}`);
+          // TEARDOWN_FAILED: the key's earlier teardown failed and was not retried yet (by design).
+          if (faults && ['HCS_ERROR', 'TEARDOWN_FAILED'].includes((err as { code?: string }).code ?? '')) failedAllocations++;
+          else problems.push(`round ${round}: allocating ${c.id} failed: ${(err as { code?: string }).code ?? ''} ${String(err)}`);
         }
       };
       const release = async (c: Ctr): Promise<void> => {
@@ -223,15 +263,21 @@ describe('integration: load (64 containers over 20 shared layers, jitter, HCS co
         try {
           await c.resources!.release();
           c.phase = 'done';
+          events.push(...checkSnapshot(vm.describe(), ctrs, during).map((p) => `round ${round} after releasing ${c.id}: ${p}`));
         } catch (err) {
-          problems.push(`round ${round}: releasing ${c.id} failed: ${String(err)}`);
+          // Stays 'releasing' (a possible owner) until retried once the faults are cleared.
+          if (faults) {
+            c.history.push(`release: ${String(err)}`);
+            failedReleases++;
+            releaseFailed.push(c);
+          } else problems.push(`round ${round}: releasing ${c.id} failed: ${String(err)}`);
         }
       };
       try {
         if (round % 2 === 1) {
           await Promise.all(ctrs.map(async (c) => (await sleep(int(0, 20)), allocate(c))));
-          problems.push(...checkSnapshot(vm.describe(), ctrs, true).map((p) => `round ${round} all allocated: ${p}`));
-          await expectInSync(vm, `round ${round}, all ${CONTAINERS} allocated`);
+          problems.push(...checkSnapshot(vm.describe(), ctrs, faults ? during : 'exact').map((p) => `round ${round} all allocated: ${p}`));
+          if (!faults) await expectInSync(vm, `round ${round}, all ${CONTAINERS} allocated`);
           await Promise.all(ctrs.map(async (c) => (await sleep(int(0, 20)), release(c))));
         } else {
           await Promise.all(
@@ -247,11 +293,47 @@ describe('integration: load (64 containers over 20 shared layers, jitter, HCS co
         running = false;
         await sampler;
       }
-      problems.push(...checkSnapshot(vm.describe(), ctrs, true).map((p) => `round ${round} end: ${p}`));
-      await expectEmpty(vm, `round ${round} end`);
+      if (faults) {
+        // The shim's recovery: clear the faults, retry every failed release, then the teardowns a
+        // failed rollback left behind (VsmbManagerImpl & co.: not on the manager contract).
+        configureSimulator({ clearFaults: true });
+        for (const c of releaseFailed) {
+          try {
+            await c.resources!.release();
+            c.phase = 'done';
+          } catch (err) {
+            problems.push(`round ${round}: retrying the release of ${c.id} failed: ${causes(err)} [history: ${c.history.join(' | ')}]`);
+          }
+        }
+        for (const m of [vm.scsi, vm.vpmem, vm.plan9, vm.vsmb, vm.pipes] as unknown as { retryFailedTeardowns?: () => Promise<void> }[]) {
+          if (typeof m.retryFailedTeardowns === 'function') {
+            await m.retryFailedTeardowns().catch((err: unknown) => problems.push(`round ${round}: retryFailedTeardowns: ${causes(err)}`));
+          }
+        }
+      }
+      problems.push(...checkSnapshot(vm.describe(), ctrs, 'exact').map((p) => `round ${round} end: ${p}`));
+      try {
+        await expectEmpty(vm, `round ${round} end`);
+      } catch (err) {
+        const state = await simulatorStateOf(vm.id);
+        const left = vm.describe().map((r) => `${r.kind} ${r.key} slot=${r.slot ?? ''} state=${r.state} refs=${r.refCount}`);
+        const combined = state.Guest.CombinedLayers.map((c) => String((c as { ContainerRootPath?: unknown }).ContainerRootPath));
+        const involved = ctrs.filter((c) => c.history.length > 0 && left.some((l) => l.includes(`/${c.id}/`) || c.uses.some((u) => l.includes(u))));
+        left.push(...involved.map((c) => `[${c.id}: ${c.history.join(' | ')}]`));
+        problems.push(
+          `${err instanceof Error ? err.message : String(err)} — describe(): ${left.join('; ')} — simulator: ${simulatorResources(state).join(', ')}; CombinedLayers: ${combined.join(', ')}`,
+        );
+        break;
+      }
     }
-    console.log(`      load: ${ROUNDS} rounds × ${CONTAINERS} containers, ${samples} describe() samples, ${simSamples} SimulatorState samples, up to ${maxLive} containers live at once, ${hcs.counts(vm.id).modify} modify calls`);
+    if (faults) console.log(`      load with faults: ${injected} faults injected, ${failedAllocations} allocations failed (rolled back), ${failedReleases} releases failed (retried)`);
+    console.log(`      load: ${ROUNDS} rounds × ${CONTAINERS} containers, ${samples} describe() samples + ${ROUNDS * CONTAINERS * 2} at completions, ${simSamples} SimulatorState samples, up to ${maxLive} containers live at once, ${hcs.counts(vm.id).modify} modify calls`);
+    problems.push(...events);
     expect(problems.slice(0, 20), `${problems.length} invariant violations (seed ${seed})`).to.deep.equal([]);
     expect(samples, 'the sampler ran').to.be.greaterThan(ROUNDS * 5);
-  });
+  }
+
+  it('keeps every invariant throughout and ends empty', () => runLoad(false));
+
+  it('with random injected faults: failed allocations roll back, failed releases are retried, and it still ends empty', () => runLoad(true));
 });

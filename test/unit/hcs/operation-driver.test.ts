@@ -417,3 +417,27 @@ describe('library path resolution', function () {
     expect(resolveLibraryPath()).to.equal(expected);
   });
 });
+
+describe('ComputeSystem start timeout (scripted library)', function () {
+  it('startTimeoutMs bounds start() when the caller gives no timeoutMs, and only start()', async function () {
+    const clock = sinon.useFakeTimers({ toFake: ['setTimeout', 'clearTimeout'] });
+    try {
+      const lib = new ScriptedComputeCore();
+      lib.onCancel = (op) => lib.complete(op, HResult.E_ABORT);
+      const system = new ComputeSystem('vm-8', { system: 8 } as unknown as SystemHandle, new OperationDriver(lib), { startTimeoutMs: 50 });
+      const start = settled(system.start({ signal: new AbortController().signal }));
+      const modify = settled(system.modify({ ResourcePath: 'x' }));
+      await flush();
+      clock.tick(50);
+      await flush();
+      expect((start.error as HcsError).code).to.equal('TIMEOUT');
+      expect(modify.done).to.equal(false);
+      expect(lib.ops.find((o) => o.fn === 'modify')!.cancels).to.equal(0);
+      lib.complete(lib.ops.find((o) => o.fn === 'modify')!);
+      await flush();
+      expect(modify.done && modify.error === undefined).to.equal(true);
+    } finally {
+      clock.restore();
+    }
+  });
+});

@@ -94,7 +94,7 @@ describe('composeLcowLayers (spec §5.2)', () => {
         ['vpmem', undefined, '/run/layers/p0'],
         ['scsi', 'no-slot', '/run/mounts/scsi/m0'],
       ]);
-      expect(u.scsi.created[0]).to.deep.equal(scsiLayer('/l/2/layer.vhd'));
+      expect(u.scsi.created.find((r) => r.hostPath === '/l/2/layer.vhd')).to.deep.equal(scsiLayer('/l/2/layer.vhd'));
       await composed.release();
     });
 
@@ -105,7 +105,8 @@ describe('composeLcowLayers (spec §5.2)', () => {
         ['scsi', 'too-large'],
         ['vpmem', undefined],
       ]);
-      expect(u.events('acquire').slice(0, 2)).to.deep.equal(['acquire vpmem /l/big/layer.vhd', 'acquire scsi VirtualDisk:/l/big/layer.vhd:ro']);
+      // The big layer tries VPMEM first, then SCSI (other layers and the scratch run concurrently).
+      expect(u.events('acquire').filter((e) => e.includes('/l/big/'))).to.deep.equal(['acquire vpmem /l/big/layer.vhd', 'acquire scsi VirtualDisk:/l/big/layer.vhd:ro']);
       await composed.release();
     });
 
@@ -113,8 +114,10 @@ describe('composeLcowLayers (spec §5.2)', () => {
       const u = uvm();
       u.fail('vpmem', 'acquire', 'HCS_ERROR', { match: (k) => k === '/l/2/layer.vhd' });
       await expectCode(composeLcowLayers(u, 'c1', inputs(['1', '2', '3'])), 'HCS_ERROR');
-      expect(u.events('acquire')).to.deep.equal(['acquire vpmem /l/1/layer.vhd', 'acquire vpmem /l/2/layer.vhd']);
-      expect(u.events('remove')).to.deep.equal(['remove vpmem /l/1/layer.vhd']);
+      // Layers and the scratch are acquired concurrently; the failed layer never tries SCSI and
+      // everything its siblings got is released.
+      expect(u.events('acquire')).to.not.include('acquire scsi VirtualDisk:/l/2/layer.vhd:ro');
+      expect(u.events('remove')).to.have.members(['remove vpmem /l/1/layer.vhd', 'remove vpmem /l/3/layer.vhd', 'remove scsi VirtualDisk:/s/sandbox.vhdx']);
       expect(u.held()).to.deep.equal([]);
     });
 
@@ -187,11 +190,11 @@ describe('composeLcowLayers (spec §5.2)', () => {
 
   describe('rollback when a step fails', () => {
     const steps: [string, (u: FakeUvmDevices) => void, string[]][] = [
-      ['the first layer', (u) => u.fail('vpmem', 'acquire', 'HCS_ERROR'), []],
+      ['the first layer', (u) => u.fail('vpmem', 'acquire', 'HCS_ERROR'), ['remove scsi VirtualDisk:/s/sandbox.vhdx', 'remove vpmem /l/2/layer.vhd']],
       [
         'a layer falling back to SCSI',
         (u) => u.fail('scsi', 'acquire', 'NO_SLOT', { match: (k) => k.includes('/l/2/') }),
-        ['remove vpmem /l/1/layer.vhd'],
+        ['remove scsi VirtualDisk:/s/sandbox.vhdx', 'remove vpmem /l/1/layer.vhd'],
       ],
       [
         'the scratch',
@@ -205,6 +208,8 @@ describe('composeLcowLayers (spec §5.2)', () => {
       ],
     ];
     for (const [step, inject, removals] of steps) {
+      // Layers and the scratch are acquired at once, so a failure also releases the siblings that
+      // succeeded: newest first in acquisition order (layers top-most first, then the scratch).
       it(`releases everything, newest first, when ${step} fails`, async () => {
         const u = uvm({ vpmemCount: 1 });
         inject(u);

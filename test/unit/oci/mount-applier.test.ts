@@ -81,7 +81,8 @@ describe('applyMountPlan', () => {
       { kind: 'mapped-pipe', value: { ContainerPipeName: 'in', HostPath: `${VSMB}\\IPC$\\docker_engine` } },
       { kind: 'mapped-pipe', value: { ContainerPipeName: 'u', HostPath: '\\\\.\\pipe\\uvm-w\\u' } },
     ]);
-    expect(uvm.events('add')).to.deep.equal([
+    // Mounts are acquired concurrently: every one is added, in no particular completion order.
+    expect(uvm.events('add')).to.have.members([
       'add vsmb C:\\data-false',
       'add vsmb C:\\cfg\\app.json-true',
       'add scsi VirtualDisk:C:\\disks\\v.vhdx',

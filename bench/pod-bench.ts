@@ -1,0 +1,167 @@
+// bench/pod: a pod of N containers × K layers (S shared by all) + B bind mounts each, started and
+// stopped on the simulator with L ms latency per HCS call and HCS-side concurrency C, through the
+// real FFI path. Compares HCS calls with the minimum for the pod, and wall times with the
+// critical-path lower bounds; then runs the same pod with the library fully serialized (one HCS
+// operation at a time) as the baseline.
+//
+// Env: POD_CONTAINERS (50), POD_LAYERS (10), POD_SHARED (8), POD_BINDS (2), POD_LATENCY_MS (5),
+// POD_HCS_CONCURRENCY (8), POD_SKIP_SERIAL=1 to skip the baseline.
+import { mkdtempSync, mkdirSync, openSync, closeSync, ftruncateSync, readFileSync, rmSync, existsSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { createUvmOrchestrator } from '../src/di/uvm-orchestrator.js';
+import { ComputeCoreHcs } from '../src/hcs/computecore-hcs.js';
+import { configureSimulator, readSimulatorState } from '../src/hcs/simulator-controls.js';
+import { allocateContainer } from '../src/containers/allocate-container.js';
+import type { ContainerResources } from '../src/containers/container-resources.js';
+import type { OciSpec } from '../src/oci/oci-spec.js';
+import type { ResourceInfo } from '../src/devices/device-types.js';
+
+const env = (name: string, def: number): number => (process.env[name] ? Number(process.env[name]) : def);
+const N = env('POD_CONTAINERS', 50);
+const K = env('POD_LAYERS', 10);
+const S = env('POD_SHARED', 8);
+const B = env('POD_BINDS', 2);
+const L = env('POD_LATENCY_MS', 5);
+const C = env('POD_HCS_CONCURRENCY', 8);
+
+function sparse(path: string, bytes: number): void {
+  const fd = openSync(path, 'w');
+  ftruncateSync(fd, bytes);
+  closeSync(fd);
+}
+
+/** Lays out the pod on disk and returns one OCI spec per container. */
+function makePod(root: string): { id: string; spec: OciSpec }[] {
+  const layer = (name: string): string => {
+    const dir = join(root, 'layers', name);
+    if (!existsSync(dir)) {
+      mkdirSync(dir, { recursive: true });
+      sparse(join(dir, 'layer.vhd'), 1 << 20);
+    }
+    return dir;
+  };
+  const shared = Array.from({ length: S }, (_, i) => layer(`shared-${i}`));
+  return Array.from({ length: N }, (_, c) => {
+    const id = `c${c}`;
+    const own = Array.from({ length: K - S }, (_, i) => layer(`${id}-own-${i}`));
+    const scratch = join(root, 'scratch', id);
+    mkdirSync(scratch, { recursive: true });
+    sparse(join(scratch, 'sandbox.vhdx'), 1 << 30);
+    const mounts = Array.from({ length: B }, (_, b) => {
+      const src = join(root, 'binds', id, `b${b}`);
+      mkdirSync(src, { recursive: true });
+      return { destination: `/data/b${b}`, type: 'bind', source: src, options: ['rbind', 'ro'] };
+    });
+    // moby order: top-most first … base, then the scratch folder.
+    const spec: OciSpec = { ociVersion: '1.1.0', root: { path: 'rootfs' }, mounts, windows: { layerFolders: [...own, ...shared.slice().reverse(), scratch] } } as OciSpec;
+    return { id, spec };
+  });
+}
+
+/** Modify calls a phase cannot do without: every live resource added (start) or removed (stop) once. */
+function minimumCalls(live: ResourceInfo[], containers: number): { start: number; stop: number } {
+  let start = containers; // CombinedLayers Add per container
+  let stop = containers; // CombinedLayers Remove per container
+  for (const r of live) {
+    if (r.kind === 'scsi-attachment') {
+      start += 1;
+      stop += 2; // guest unplug + host remove (LCOW)
+    } else if (r.kind === 'vpmem-device' && r.refCount === 0) {
+      // an implicit multi-mapping device record: no call of its own
+    } else {
+      start += 1;
+      stop += 1;
+    }
+  }
+  return { start, stop };
+}
+
+/**
+ * The longest chain of calls that must follow each other in one container (critical path):
+ * start: scratch attach → scratch mount → CombinedLayers Add (a SCSI layer is attach → mount too);
+ * stop: CombinedLayers Remove → scratch unmount → unplug → host remove.
+ */
+const CRITICAL_CHAIN = { start: 3, stop: 4 };
+
+function countModifies(trace: string, from: number): { lines: number; modifies: number } {
+  const lines = existsSync(trace) ? readFileSync(trace, 'utf8').split('\n').filter(Boolean) : [];
+  const modifies = lines.slice(from).filter((l) => (JSON.parse(l) as { fn: string }).fn === 'HcsModifyComputeSystem').length;
+  return { lines: lines.length, modifies };
+}
+
+interface RunResult {
+  calls: number;
+  min: number;
+  startMs: number;
+  stopMs: number;
+  startLbMs: number;
+  stopLbMs: number;
+  startCalls: number;
+  stopCalls: number;
+}
+
+async function runPod(root: string, pod: { id: string; spec: OciSpec }[], maxConcurrentOperations: number, tag: string): Promise<RunResult> {
+  const trace = join(root, `trace-${tag}.jsonl`);
+  rmSync(trace, { force: true });
+  configureSimulator({ reset: true, clearFaults: true, latencyMs: 0, jitterMs: 0, concurrency: 0, trace: null });
+  const orchestrator = createUvmOrchestrator({ hcs: new ComputeCoreHcs({ maxConcurrentOperations }) });
+  const uvm = await orchestrator.createUtilityVm({ id: `pod-bench-${tag}`, os: 'linux', scsiControllers: 4, vpmem: { count: 64, multiMapping: true } });
+  await uvm.start();
+  configureSimulator({ latencyMs: L, jitterMs: 0, concurrency: C, trace });
+
+  const t0 = performance.now();
+  const allocated = await Promise.all(pod.map(({ id, spec }) => allocateContainer(uvm, spec, { containerId: id })));
+  const t1 = performance.now();
+  const live = uvm.describe();
+  const afterStart = countModifies(trace, 0);
+
+  const t2 = performance.now();
+  await Promise.all(allocated.map((a) => (a.resources as ContainerResources).release()));
+  const t3 = performance.now();
+  const afterStop = countModifies(trace, afterStart.lines);
+
+  configureSimulator({ latencyMs: 0, concurrency: 0, trace: null });
+  const observer = await orchestrator.hcs.openComputeSystem(uvm.id);
+  const state = await readSimulatorState(observer);
+  observer.close();
+  if (state.HotAdded !== 0 || uvm.describe().length !== 0) throw new Error(`pod bench leaked: HotAdded=${state.HotAdded}`);
+  await uvm.terminate();
+  uvm.close();
+
+  const min = minimumCalls(live, pod.length);
+  const chains = CRITICAL_CHAIN;
+  return {
+    calls: afterStart.modifies + afterStop.modifies,
+    min: min.start + min.stop,
+    startCalls: afterStart.modifies,
+    stopCalls: afterStop.modifies,
+    startMs: t1 - t0,
+    stopMs: t3 - t2,
+    startLbMs: L * Math.max(Math.ceil(min.start / C), chains.start),
+    stopLbMs: L * Math.max(Math.ceil(min.stop / C), chains.stop),
+  };
+}
+
+export async function run(): Promise<void> {
+  const root = mkdtempSync(join(tmpdir(), 'uvm-pod-bench-'));
+  try {
+    const pod = makePod(root);
+    console.log(`pod: ${N} containers × ${K} layers (${S} shared) + ${B} bind mounts each; L=${L} ms, C=${C}`);
+    const fast = await runPod(root, pod, 64, 'concurrent');
+    const serial = process.env.POD_SKIP_SERIAL ? undefined : await runPod(root, pod, 1, 'serial');
+    const f = (x: number): string => x.toFixed(0);
+    console.log(
+      `pod: calls=${fast.calls} min=${fast.min} start_ms=${f(fast.startMs)} start_lb_ms=${f(fast.startLbMs)} ` +
+        `stop_ms=${f(fast.stopMs)} stop_lb_ms=${f(fast.stopLbMs)} ` +
+        `serial_start_ms=${serial ? f(serial.startMs) : 'skipped'} serial_stop_ms=${serial ? f(serial.stopMs) : 'skipped'}`,
+    );
+    console.log(
+      `pod: start calls=${fast.startCalls} ratio=${(fast.startMs / fast.startLbMs).toFixed(3)}; ` +
+        `stop calls=${fast.stopCalls} ratio=${(fast.stopMs / fast.stopLbMs).toFixed(3)}` +
+        (serial ? `; serial/concurrent start ${(serial.startMs / fast.startMs).toFixed(1)}×, stop ${(serial.stopMs / fast.stopMs).toFixed(1)}×` : ''),
+    );
+  } finally {
+    rmSync(root, { recursive: true, force: true });
+  }
+}
