@@ -22,7 +22,7 @@ import { applyMountPlan, type ContainerEntry } from '../oci/mount-applier.js';
 import { planMounts, type PlannedMount } from '../oci/mount-planner.js';
 import type { OciSpec, RootfsMount } from '../oci/oci-spec.js';
 import { validateContainerId } from './container-id.js';
-import { ContainerResources } from './container-resources.js';
+import { ContainerResources, type ContainerResourcesInit } from './container-resources.js';
 import { heldResource, teardownPhase, type HeldResource } from './held-resource.js';
 
 export interface AllocateContainerOptions extends DeviceAcquireOptions {
@@ -32,6 +32,8 @@ export interface AllocateContainerOptions extends DeviceAcquireOptions {
   /** LCOW: dm-crypt the scratch (formatted xfs). */
   encryptScratch?: boolean;
   logger?: Logger;
+  /** Passed to the container's resources (`ContainerResourcesInit.onChange`): a recovery journal's hook. */
+  onChange?: ContainerResourcesInit['onChange'];
 }
 
 export interface AllocatedContainer {
@@ -137,6 +139,7 @@ export async function allocateContainer(uvm: UvmDevices, spec: OciSpec, options:
     mounts: applied.value.mounts,
     nextMountIndex: mountPlan.length,
     logger: options.logger,
+    onChange: options.onChange,
   });
   return { spec: rewritten, resources, containerEntries: resources.containerEntries() };
 }

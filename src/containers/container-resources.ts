@@ -37,6 +37,24 @@ export interface ContainerResourcesInit {
   /** Index the next hot-added mount is planned with (mount indices are never reused). */
   nextMountIndex: number;
   logger?: Logger;
+  /**
+   * Called after every change a recovery journal records (docs/recovery.md): a mount added or
+   * removed, and the release completed (`released` true). A rejection is logged, not thrown: the
+   * journal's lease records alone keep recovery safe.
+   */
+  onChange?: (resources: ContainerResources) => Promise<void>;
+}
+
+/** What a container holds, as a recovery journal records it (`ContainerResourcesInit` without the hooks). */
+export interface ContainerResourcesSnapshot {
+  containerId: string;
+  rootfsPath: string;
+  layers?: ComposedLayersInfo;
+  /** Rootfs leases still held, acquisition order. */
+  held: HeldResource[];
+  /** Current mounts, in the order they were added. */
+  mounts: AppliedMount[];
+  nextMountIndex: number;
 }
 
 interface MountRecord {
@@ -54,6 +72,7 @@ export class ContainerResources implements AsyncDisposable {
   /** The container's mounts in the order they were added (a spec may stack two at one destination). */
   #mounts: MountRecord[] = [];
   readonly #logger: Logger | undefined;
+  readonly #onChange: ((resources: ContainerResources) => Promise<void>) | undefined;
   #nextMountIndex: number;
   #closing = false;
   #released = false;
@@ -65,6 +84,7 @@ export class ContainerResources implements AsyncDisposable {
     this.rootfsPath = init.rootfsPath;
     this.layers = init.layers;
     this.#logger = init.logger;
+    this.#onChange = init.onChange;
     this.#nextMountIndex = init.nextMountIndex;
     for (const held of init.held) this.#stack.push(held);
     for (const applied of init.mounts) {
@@ -132,6 +152,7 @@ export class ContainerResources implements AsyncDisposable {
       throw err;
     }
     if (record.applied.held) this.#stack.push(record.applied.held);
+    await this.#changed();
     return structuredClone(record.applied.mount);
   }
 
@@ -155,6 +176,7 @@ export class ContainerResources implements AsyncDisposable {
       this.#stack.remove(held);
     }
     this.#drop(record);
+    await this.#changed();
   }
 
   /**
@@ -174,6 +196,21 @@ export class ContainerResources implements AsyncDisposable {
     await this.#stack.releaseAll();
     this.#mounts = [];
     this.#released = true;
+    await this.#changed();
+  }
+
+  /** What the container holds now (for a recovery journal). */
+  snapshot(): ContainerResourcesSnapshot {
+    const mounts = this.#mounts.flatMap((r) => (r.applied ? [r.applied] : []));
+    const mountLeases = new Set(mounts.flatMap((m) => (m.held ? [m.held] : [])));
+    return {
+      containerId: this.containerId,
+      rootfsPath: this.rootfsPath,
+      ...(this.layers ? { layers: this.layers } : {}),
+      held: this.held.filter((h) => !mountLeases.has(h)),
+      mounts,
+      nextMountIndex: this.#nextMountIndex,
+    };
   }
 
   [Symbol.asyncDispose](): Promise<void> {
@@ -188,6 +225,15 @@ export class ContainerResources implements AsyncDisposable {
 
   #drop(record: MountRecord): void {
     this.#mounts = this.#mounts.filter((r) => r !== record);
+  }
+
+  async #changed(): Promise<void> {
+    if (!this.#onChange) return;
+    try {
+      await this.#onChange(this);
+    } catch (err) {
+      this.#logger?.warn('recording a container change failed', { containerId: this.containerId, error: String(err) });
+    }
   }
 
   #assertOpen(): void {

@@ -28,7 +28,7 @@ import type { Lease } from '../core/lease.js';
 import type { RecoveryReport } from '../recovery/apply-reconcile.js';
 import type { JsonObject, LeaseRecordKind } from '../recovery/journal-format.js';
 import { RecoveryJournal } from '../recovery/journal.js';
-import { UvmRecovery, type ContainerSnapshot } from '../recovery/uvm-recovery.js';
+import { UvmRecovery } from '../recovery/uvm-recovery.js';
 import { HcsSystem } from './hcs-system-token.js';
 import type { UtilityVmOptions } from './uvm-options.js';
 
@@ -163,10 +163,7 @@ export class UtilityVm implements UvmDevices {
   async reconcile(): Promise<RecoveryReport> {
     if (!this.#recovery) throw new UvmError('NOT_SUPPORTED', 'this UtilityVm has no journal');
     const { report, containers } = await this.#recovery.reconcile(this.system);
-    for (const c of containers) {
-      const init = { ...c.init, logger: this.#logger, onChange: (r: ContainerResources) => this.#containerChanged(r) };
-      this.#track(new ContainerResources(c.devices, init));
-    }
+    for (const c of containers) this.#track(new ContainerResources(c.devices, { ...c.init, logger: this.#logger, onChange: (r) => this.#containerChanged(r) }));
     return report;
   }
 
@@ -196,7 +193,7 @@ export class UtilityVm implements UvmDevices {
     // the allocation (after releasing it); a crash before it makes reconcile release the leases.
     if (this.#recovery) {
       try {
-        await this.#recovery.recordContainer(snapshotOf(allocated.resources));
+        await this.#recovery.recordContainer(allocated.resources.snapshot());
       } catch (err) {
         await allocated.resources.release().catch(() => undefined);
         throw err;
@@ -227,7 +224,7 @@ export class UtilityVm implements UvmDevices {
       if (this.#containers.get(resources.containerId) === resources) this.#containers.delete(resources.containerId);
       await this.#recovery.forgetContainer(resources.containerId);
     } else {
-      await this.#recovery.recordContainer(snapshotOf(resources));
+      await this.#recovery.recordContainer(resources.snapshot());
     }
   }
 
@@ -278,9 +275,4 @@ export class UtilityVm implements UvmDevices {
     return this.hcs.nameToGuid(name);
   }
 
-}
-
-/** Interim (until ContainerResources.snapshot lands with the containers work). */
-function snapshotOf(resources: ContainerResources): ContainerSnapshot {
-  return (resources as unknown as { snapshot(): ContainerSnapshot }).snapshot();
 }

@@ -123,10 +123,7 @@ async function pool<T>(items: T[], limit: number, work: (item: T) => Promise<voi
 describe('integration: crash recovery (SIGKILL, reconcile, teardown)', function () {
   this.timeout(SOAK ? 1_200_000 : 120_000);
   let dir = '';
-  before(async function () {
-    // INTERIM (removed once ContainerResources.snapshot lands): skip until the containers side is merged.
-    const { ContainerResources } = await import('../../src/containers/container-resources.js');
-    if (typeof (ContainerResources.prototype as unknown as Record<string, unknown>).snapshot !== 'function') this.skip();
+  before(() => {
     dir = mkdtempSync(join(TMP, 'uvm-recovery-'));
   });
   after(() => {
