@@ -42,6 +42,23 @@ export interface AcquireOptions {
   signal?: AbortSignal;
 }
 
+const RESIDUE = Symbol.for('uvm-orchestrator.residue');
+
+/**
+ * Marks a creation failure that left something behind (e.g. the host half of a combined add whose
+ * guest half failed, when undoing the host half failed too). The table then keeps the key in
+ * `teardown-failed` with `residue` as its value instead of forgetting it: it shows in `entries()`,
+ * acquires of the key are refused, and `retryFailedTeardowns()` destroys it. Returns `err`.
+ */
+export function withResidue<E, V>(err: E, residue: V): E {
+  if (err !== null && typeof err === 'object') (err as Record<symbol, unknown>)[RESIDUE] = { residue };
+  return err;
+}
+
+function residueOf<V>(err: unknown): { residue: V } | undefined {
+  return err !== null && typeof err === 'object' ? ((err as Record<symbol, unknown>)[RESIDUE] as { residue: V } | undefined) : undefined;
+}
+
 interface Entry<K, V> {
   readonly key: K;
   state: EntryState | 'gone';
@@ -171,9 +188,17 @@ export class RefCountedTable<K, V> implements TrackedTable {
         return value;
       },
       (err: unknown) => {
-        entry.state = 'gone';
         entry.refs = 0;
-        this.#delete(entry);
+        const left = residueOf<V>(err);
+        if (left) {
+          // Nobody holds it, but it exists: keep it until a retried teardown removes it.
+          entry.value = left.residue;
+          entry.state = 'teardown-failed';
+          entry.error = err;
+        } else {
+          entry.state = 'gone';
+          this.#delete(entry);
+        }
         throw err;
       },
     );

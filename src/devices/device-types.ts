@@ -35,9 +35,15 @@ export interface ResourceInfo {
   guestPath?: string;
 }
 
-/** Every manager can list what it holds. */
+/** Every manager can list what it holds, and retry what it failed to remove. */
 export interface DescribableManager {
   describe(): ResourceInfo[];
+  /**
+   * Retries every removal that failed and that no holder may retry any more (a failed teardown, a
+   * resource a failed add left behind, a release that stopped part-way in a rolled-back
+   * allocation). Rejects with the failures left; call again to retry those.
+   */
+  retryFailedTeardowns(): Promise<void>;
 }
 
 // ---------------------------------------------------------------- SCSI

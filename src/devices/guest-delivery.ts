@@ -49,6 +49,20 @@ export interface ResourceDelivery {
 }
 export const ResourceDelivery: ServiceIdentifier<ResourceDelivery> = Symbol.for('uvm-orchestrator.ResourceDelivery');
 
+const HOST_HALF_LEFT = Symbol.for('uvm-orchestrator.hostHalfLeft');
+
+function markHostHalfLeft(err: unknown): void {
+  if (err !== null && typeof err === 'object') (err as Record<symbol, unknown>)[HOST_HALF_LEFT] = true;
+}
+
+/**
+ * True when a failed `addCombined` may have left its host half attached (undoing it failed too):
+ * the manager must keep the resource, in a retryable teardown state, rather than free its slot.
+ */
+export function hostHalfLeft(err: unknown): boolean {
+  return err !== null && typeof err === 'object' && (err as Record<symbol, unknown>)[HOST_HALF_LEFT] === true;
+}
+
 /** Shared removal rules of both delivery modes. */
 abstract class DeliveryBase implements ResourceDelivery {
   constructor(
@@ -84,13 +98,17 @@ abstract class DeliveryBase implements ResourceDelivery {
     }
   }
 
-  /** Undoes the host half of a failed Add; only logs when that fails too. */
+  /**
+   * Undoes the host half of a failed Add. When that fails too, `cause` is marked (see
+   * `hostHalfLeft`) so the manager keeps the resource for a retried teardown instead of forgetting it.
+   */
   protected async compensate(host: HostRequest, cause: unknown): Promise<void> {
     try {
       await this.system.modify(withRequestType(host, 'Remove'));
     } catch (err) {
       if (isNotExist(err)) return;
-      this.logger.warn('compensating host removal failed', {
+      markHostHalfLeft(cause);
+      this.logger.warn('compensating host removal failed; the host half stays until a retried teardown', {
         [LogField.operation]: 'compensate',
         resourcePath: host.ResourcePath,
         error: String(err),

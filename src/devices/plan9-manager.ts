@@ -4,12 +4,12 @@ import { HostFs } from '../core/host-fs.js';
 import { ReleasableLease, type Lease } from '../core/lease.js';
 import { LogField, Logger } from '../core/logger.js';
 import { InOrder } from '../core/in-order.js';
-import { RefCountedTable } from '../core/refcounted-table.js';
+import { RefCountedTable, withResidue } from '../core/refcounted-table.js';
 import type { GuestRequest } from '../hcs/schema.js';
 import { describeEntries } from './describe-entries.js';
 import { UvmDeviceConfig } from './device-config.js';
 import type { DeviceAcquireOptions, Plan9Manager, Plan9Share, Plan9ShareRequest, ResourceInfo } from './device-types.js';
-import { newRemovalProgress, ResourceDelivery, type RemovalProgress } from './guest-delivery.js';
+import { hostHalfLeft, newRemovalProgress, ResourceDelivery, type RemovalProgress } from './guest-delivery.js';
 import { guestPaths } from './guest-paths.js';
 import { hostPaths } from './host-paths.js';
 import { resourcePaths } from './resource-paths.js';
@@ -189,6 +189,13 @@ export class Plan9ManagerImpl implements Plan9Manager {
       try {
         await this.delivery.addCombined(host, guest);
       } catch (err) {
+        if (hostHalfLeft(err)) {
+          // The share may still exist on the host: keep it for a retried teardown.
+          e.removal.split = true;
+          e.removal.guestDone = true;
+          this.#log('warn', e, 'add failed and the share could not be removed; kept for a retried teardown', err);
+          throw withResidue(err, e);
+        }
         this.#log('warn', e, 'add failed', err);
         throw err;
       }
@@ -196,7 +203,7 @@ export class Plan9ManagerImpl implements Plan9Manager {
       this.#log('debug', e, 'added');
       return e;
     } catch (err) {
-      this.#configs.delete(hostPath);
+      if (!hostHalfLeft(err)) this.#configs.delete(hostPath);
       throw err;
     }
   }

@@ -1,6 +1,6 @@
 import { InOrder } from '../core/in-order.js';
 import { inject, injectable } from 'inversify';
-import { invalidArgument, UvmError } from '../core/errors.js';
+import { invalidArgument, UvmAggregateError, UvmError } from '../core/errors.js';
 import { ReleasableLease, type Lease } from '../core/lease.js';
 import { LogField, Logger } from '../core/logger.js';
 import { HcsApi } from '../hcs/hcs-api.js';
@@ -38,6 +38,8 @@ export class ScsiManagerImpl implements ScsiManager {
   readonly #attachments: ScsiAttachTracker;
   readonly #mounts: ScsiMountTracker;
   readonly #order = new InOrder();
+  /** Releases that stopped part-way and whose holder may never retry them. */
+  readonly #interrupted = new Set<Lease<ScsiDisk>>();
   readonly #logger: Logger;
 
   constructor(
@@ -89,7 +91,7 @@ export class ScsiManagerImpl implements ScsiManager {
         throw err;
       }
     }
-    return diskLease(request, attachLease, mountLease);
+    return diskLease(request, attachLease, mountLease, this.#interrupted);
   }
 
   /**
@@ -107,7 +109,7 @@ export class ScsiManagerImpl implements ScsiManager {
     if (mount) this.#mounts.checkAdoptable(disk.controller, disk.lun, mount, disk.guestPath!);
     const attachLease = await this.#attachments.adopt(attach, disk.controller, disk.lun);
     const mountLease = mount ? await this.#mounts.adopt(disk.controller, disk.lun, mount, disk.guestPath!) : undefined;
-    return diskLease(request, attachLease, mountLease);
+    return diskLease(request, attachLease, mountLease, this.#interrupted);
   }
 
   describe(): ResourceInfo[] {
@@ -115,9 +117,18 @@ export class ScsiManagerImpl implements ScsiManager {
   }
 
   /** Retries every teardown that failed and has no lease left to retry it (e.g. after a failed acquire). */
+  /**
+   * Retries every failed removal: first the releases that stopped part-way (each resumes where it
+   * stopped: unmount, then the attach reference), then failed mount and attachment teardowns.
+   * Rejects with every failure left (TEARDOWN_FAILED / RELEASE_FAILED); call again to retry those.
+   */
   async retryFailedTeardowns(): Promise<void> {
-    await this.#mounts.retryFailedTeardowns();
-    await this.#attachments.retryFailedTeardowns();
+    const results = await Promise.allSettled([...this.#interrupted].map((lease) => lease.release()));
+    const errors: unknown[] = results.flatMap((r) => (r.status === 'rejected' ? [r.reason] : []));
+    for (const table of [this.#mounts, this.#attachments]) {
+      await table.retryFailedTeardowns().catch((err: unknown) => errors.push(err));
+    }
+    if (errors.length > 0) throw new UvmAggregateError('TEARDOWN_FAILED', 'SCSI teardown failed', errors);
   }
 
   /** Validates and normalises a request; throws INVALID_ARGUMENT before any HCS call. */
@@ -178,7 +189,12 @@ export class ScsiManagerImpl implements ScsiManager {
 }
 
 /** The caller's lease of one disk: releases the mount reference, then the attach reference. */
-function diskLease(request: ScsiDiskRequest, attachLease: Lease<ScsiAttachment>, mountLease: Lease<{ path: string }> | undefined): Lease<ScsiDisk> {
+function diskLease(
+  request: ScsiDiskRequest,
+  attachLease: Lease<ScsiAttachment>,
+  mountLease: Lease<{ path: string }> | undefined,
+  interrupted: Set<Lease<ScsiDisk>>,
+): Lease<ScsiDisk> {
   const { controller, lun, config } = attachLease.value;
   const disk: ScsiDisk = {
     controller,
@@ -188,10 +204,19 @@ function diskLease(request: ScsiDiskRequest, attachLease: Lease<ScsiAttachment>,
     type: config.type,
     guestPath: mountLease?.value.path,
   };
-  return new ReleasableLease(disk, async () => {
-    if (mountLease) await mountLease.release();
-    await attachLease.release();
+  const lease: Lease<ScsiDisk> = new ReleasableLease(disk, async () => {
+    try {
+      if (mountLease) await mountLease.release();
+      await attachLease.release();
+      interrupted.delete(lease);
+    } catch (err) {
+      // Stopped part-way (e.g. the unmount failed, so the attach reference is still held): if the
+      // holder never retries (a rolled-back allocation), retryFailedTeardowns() finishes it.
+      interrupted.add(lease);
+      throw err;
+    }
   });
+  return lease;
 }
 
 /** `evd://<type>/<path>` → `{evdType, path}` (spec §1.3); anything else is INVALID_ARGUMENT. */

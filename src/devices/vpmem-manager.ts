@@ -4,12 +4,12 @@ import { HostFs } from '../core/host-fs.js';
 import { ReleasableLease, type Lease } from '../core/lease.js';
 import { LogField, Logger } from '../core/logger.js';
 import { InOrder } from '../core/in-order.js';
-import { RefCountedTable } from '../core/refcounted-table.js';
+import { RefCountedTable, withResidue } from '../core/refcounted-table.js';
 import { SlotAllocator } from '../core/slot-allocator.js';
 import { describeEntries } from './describe-entries.js';
 import { UvmDeviceConfig } from './device-config.js';
 import type { DeviceAcquireOptions, ResourceInfo, VpmemLayer, VpmemLayerRequest, VpmemManager } from './device-types.js';
-import { newRemovalProgress, ResourceDelivery, type RemovalProgress } from './guest-delivery.js';
+import { hostHalfLeft, newRemovalProgress, ResourceDelivery, type RemovalProgress } from './guest-delivery.js';
 import { guestPaths } from './guest-paths.js';
 import { resourcePaths } from './resource-paths.js';
 import { validate } from './validation.js';
@@ -136,6 +136,13 @@ export class VpmemManagerImpl implements VpmemManager {
     try {
       await this.delivery.addCombined(entry.host, entry.guest);
     } catch (err) {
+      if (hostHalfLeft(err)) {
+        // The host half may still be attached: keep the slot, let a retried teardown remove it.
+        entry.removal.split = true;
+        entry.removal.guestDone = true;
+        this.#log('warn', entry, 'add failed and its host half could not be undone; kept for a retried teardown', err);
+        throw withResidue(err, entry);
+      }
       this.#free(entry);
       this.#log('warn', entry, 'add failed', err);
       throw err;

@@ -1,5 +1,6 @@
 import { UvmError } from '../core/errors.js';
 import type { HcsApi, HcsCallOptions, HcsSystem, HcsSystemSummary } from './hcs-api.js';
+import { HcsError } from './hcs-error.js';
 import type { ModifySettingRequest } from './schema.js';
 
 /** One call the fake received, in arrival order. */
@@ -18,8 +19,8 @@ export type FakeFault = (call: FakeHcsCall) => Error | undefined;
  *
  * It records every call (`calls`), keeps a small stateful model of what is attached (host
  * resources by ResourcePath [+ share Name], guest resources by type + path) so a test can assert
- * that nothing leaked, rejects an Add of something present and a Remove of something absent (as
- * HCS does), and lets tests inject failures (`failWhen`) or hold calls until released (`gate`).
+ * that nothing leaked, rejects an Add of something present and a Remove of something absent with
+ * the HcsError and HRESULT HCS uses (ERROR_ALREADY_EXISTS, ERROR_NOT_FOUND), and lets tests inject failures (`failWhen`) or hold calls until released (`gate`).
  * It does not validate documents; the native simulator does that for integration tests.
  */
 export class FakeHcs implements HcsApi {
@@ -218,9 +219,15 @@ function guestKeyOf(type: string, settings: Record<string, unknown> | undefined)
   return `${type}:${String(path)}`;
 }
 
+/** ERROR_ALREADY_EXISTS and ERROR_NOT_FOUND as HRESULTs, as HCS and the simulator report them. */
+const HR_ALREADY_EXISTS = 0x800700b7 | 0;
+const HR_NOT_FOUND = 0x80070490 | 0;
+
 function check(map: Map<string, unknown>, key: string, type: string): void {
-  if (type === 'Add' && map.has(key)) throw new UvmError('HCS_ERROR', `${key} is already present`);
-  if ((type === 'Remove' || type === 'Update') && !map.has(key)) throw new UvmError('HCS_ERROR', `${key} is not present`);
+  const fail = (hresult: number, text: string): HcsError =>
+    new HcsError({ op: 'HcsModifyComputeSystem', hresult, errorMessage: text });
+  if (type === 'Add' && map.has(key)) throw fail(HR_ALREADY_EXISTS, `${key} is already present`);
+  if ((type === 'Remove' || type === 'Update') && !map.has(key)) throw fail(HR_NOT_FOUND, `${key} is not present`);
 }
 
 function apply(map: Map<string, unknown>, key: string, type: string, settings: unknown): void {

@@ -7,6 +7,7 @@
 import { UvmError } from '../core/errors.js';
 import type { Lease } from '../core/lease.js';
 import { LogField, type Logger } from '../core/logger.js';
+import type { ContainerResourcesSnapshot } from '../containers/container-resources.js';
 import { heldResource, type HeldResource, type HeldResourceSource } from '../containers/held-resource.js';
 import { isPreparedForTermination } from '../containers/uvm-termination.js';
 import type { GuestOs, UvmDevices } from '../devices/device-types.js';
@@ -14,10 +15,9 @@ import type { ResourceDelivery } from '../devices/guest-delivery.js';
 import { guestRequest } from '../devices/wire-requests.js';
 import type { HcsSystem } from '../hcs/hcs-api.js';
 import { HcsError } from '../hcs/hcs-error.js';
-import type { AppliedMount } from '../oci/mount-applier.js';
+import type { AppliedMount, ContainerEntry } from '../oci/mount-applier.js';
 import type { PlannedMount } from '../oci/mount-planner.js';
 import type { OciMount } from '../oci/oci-spec.js';
-import type { ContainerEntry } from '../oci/mount-applier.js';
 import type { ComposedLayersInfo } from '../layers/composed-layers.js';
 import { applyReconcilePlan, isAdoptable, type RecoveryReport, type RestoredLease } from './apply-reconcile.js';
 import { partsFromSimulatorState, type HcsObservation } from './hcs-inventory.js';
@@ -26,22 +26,11 @@ import type { RecoveryJournal } from './journal.js';
 import { isJournaledLease, journaledDevices } from './journaled-devices.js';
 import { planReconcile } from './reconcile.js';
 
-/** What a container holds, as a container record is built from it (the parts of `ContainerResourcesInit`). */
-export interface ContainerSnapshot {
-  containerId: string;
-  rootfsPath: string;
-  layers?: ComposedLayersInfo;
-  /** Rootfs leases, acquisition order. */
-  held: readonly HeldResource[];
-  mounts: readonly AppliedMount[];
-  nextMountIndex: number;
-}
-
 /** A container as restored by reconcile: what `new ContainerResources(devices, init)` takes. */
 export interface RestoredContainer {
   /** The container's journaled view (its future acquisitions are journaled under its id). */
   devices: UvmDevices;
-  init: ContainerSnapshot & { held: HeldResource[]; mounts: AppliedMount[] };
+  init: ContainerResourcesSnapshot;
 }
 
 export interface UvmRecoveryInit {
@@ -115,7 +104,7 @@ export class UvmRecovery {
   }
 
   /** Journals a container once it is allocated (its leases are journaled already). */
-  async recordContainer(snapshot: ContainerSnapshot): Promise<void> {
+  async recordContainer(snapshot: ContainerResourcesSnapshot): Promise<void> {
     const owner = snapshot.containerId;
     const recordOf = (lease: Lease<unknown>, kind: HeldResource['kind'], guestPath: string | undefined): number | undefined => {
       if (isJournaledLease(lease)) return lease.recordId;

@@ -1,5 +1,5 @@
 import { inject, injectable, optional } from 'inversify';
-import { invalidArgument, UvmError } from '../core/errors.js';
+import { invalidArgument, UvmAggregateError, UvmError } from '../core/errors.js';
 import { HostFs } from '../core/host-fs.js';
 import { LogField, Logger } from '../core/logger.js';
 import { HcsApi, type HcsCallOptions } from '../hcs/hcs-api.js';
@@ -249,6 +249,17 @@ export class UtilityVm implements UvmDevices {
   }
 
   /** Every live resource of every manager. */
+  /**
+   * Retries, in every manager, each removal that failed and that no holder may retry any more
+   * (e.g. after a container allocation whose rollback failed: its leases were dropped). Rejects
+   * with a RELEASE_FAILED aggregate of what still fails; call again to retry those.
+   */
+  async retryFailedTeardowns(): Promise<void> {
+    const results = await Promise.allSettled([this.scsi, this.vsmb, this.vpmem, this.plan9, this.pipes].map((m) => m.retryFailedTeardowns()));
+    const errors = results.flatMap((r) => (r.status === 'rejected' ? [r.reason] : []));
+    if (errors.length > 0) throw new UvmAggregateError('RELEASE_FAILED', `retrying failed teardowns of ${this.id}`, errors);
+  }
+
   describe(): ResourceInfo[] {
     return [
       ...this.scsi.describe(),

@@ -58,12 +58,14 @@ describe('integration: LCOW container allocation on the simulator', function () 
       { destination: '/proc', type: 'proc', source: 'proc' },
       { destination: '/data', type: 'bind', source: '/run/mounts/plan9/0', options: ['rbind', 'rw'] },
       { destination: '/etc/app.conf', type: 'bind', source: '/run/mounts/plan9/1/app.conf', options: ['rbind', 'ro'] },
-      { destination: '/disk', type: 'none', source: '/run/mounts/scsi/m1' },
+      // The mounts are issued with the rootfs; the too-large layer reaches SCSI only after VPMEM
+      // rejected it, so the disk takes m0 and that layer m1 (deterministic: call order).
+      { destination: '/disk', type: 'none', source: '/run/mounts/scsi/m0' },
     ]);
     const layers = app.resources.layers!;
     expect(layers.layers.map((l) => [l.target, l.reason ?? null, l.guestPath])).to.deep.equal([
       ['vpmem', null, '/run/layers/p0'],
-      ['scsi', 'too-large', '/run/mounts/scsi/m0'],
+      ['scsi', 'too-large', '/run/mounts/scsi/m1'],
     ]);
     expect(plan.rootfs.kind === 'layers' && plan.rootfs.plan.os === 'linux' ? plan.rootfs.plan.layers.map((l) => [l.target, l.reason ?? null]) : []).to.deep.equal([
       ['vpmem', null],
@@ -75,7 +77,7 @@ describe('integration: LCOW container allocation on the simulator', function () 
     const state = await simulatorState(uvm);
     expect((state.Guest as unknown as SimGuest).CombinedLayers.map((c) => [c.ContainerRootPath, c.ScratchPath, c.Layers.map((l) => l.Path)])).to.deep.equal([
       ['/run/gcs/c/pause/rootfs', '/run/gcs/c/pause/scratch/pause', ['/run/layers/p0']],
-      ['/run/gcs/c/app/rootfs', '/run/gcs/c/pause/scratch/app', ['/run/layers/p0', '/run/mounts/scsi/m0']],
+      ['/run/gcs/c/app/rootfs', '/run/gcs/c/pause/scratch/app', ['/run/layers/p0', '/run/mounts/scsi/m1']],
     ]);
     await expectInSync(uvm);
 
@@ -109,20 +111,35 @@ describe('integration: LCOW container allocation on the simulator', function () 
         const guest = d.GuestRequest ? `${d.GuestRequest.RequestType} ${d.GuestRequest.ResourceType}` : '';
         return [host, guest].filter(Boolean).join(' + ');
       });
-      expect(summary).to.deep.equal([
-        'Add VirtualMachine/Devices/VirtualPMem/Devices/0 + Add VPMemDevice',
-        'grant /ctr-it/solo/sandbox.vhdx',
-        'Add VirtualMachine/Devices/Scsi/<c0>/Attachments/0',
-        'Add MappedVirtualDisk',
-        'Add CombinedLayers',
-        'Add VirtualMachine/Devices/Plan9/Shares + Add MappedDirectory',
-        'Remove VirtualMachine/Devices/Plan9/Shares + Remove MappedDirectory',
-        'Remove CombinedLayers',
-        'Remove MappedVirtualDisk',
-        'Remove SCSIDevice',
-        'Remove VirtualMachine/Devices/Scsi/<c0>/Attachments/0',
-        'Remove VirtualMachine/Devices/VirtualPMem/Devices/0 + Remove VPMemDevice',
-      ]);
+      // Independent pieces run concurrently, so the trace (completion order) is checked against
+      // the set of documents and the orderings that matter, not one total order.
+      const ADD_VPMEM = 'Add VirtualMachine/Devices/VirtualPMem/Devices/0 + Add VPMemDevice';
+      const GRANT = 'grant /ctr-it/solo/sandbox.vhdx';
+      const ATTACH = 'Add VirtualMachine/Devices/Scsi/<c0>/Attachments/0';
+      const MOUNT = 'Add MappedVirtualDisk';
+      const COMBINE = 'Add CombinedLayers';
+      const ADD_P9 = 'Add VirtualMachine/Devices/Plan9/Shares + Add MappedDirectory';
+      const REMOVE_P9 = 'Remove VirtualMachine/Devices/Plan9/Shares + Remove MappedDirectory';
+      const UNCOMBINE = 'Remove CombinedLayers';
+      const UNMOUNT = 'Remove MappedVirtualDisk';
+      const UNPLUG = 'Remove SCSIDevice';
+      const DETACH = 'Remove VirtualMachine/Devices/Scsi/<c0>/Attachments/0';
+      const REMOVE_VPMEM = 'Remove VirtualMachine/Devices/VirtualPMem/Devices/0 + Remove VPMemDevice';
+      expect(summary).to.have.members([ADD_VPMEM, GRANT, ATTACH, MOUNT, COMBINE, ADD_P9, REMOVE_P9, UNCOMBINE, UNMOUNT, UNPLUG, DETACH, REMOVE_VPMEM]);
+      const at = (entry: string): number => summary.indexOf(entry);
+      const ordered: [string, string][] = [
+        [GRANT, ATTACH], // the VM may open the scratch before it is attached
+        [ATTACH, MOUNT],
+        [ADD_VPMEM, COMBINE], // the overlay needs every layer and the scratch mounted
+        [MOUNT, COMBINE],
+        [COMBINE, UNCOMBINE],
+        [ADD_P9, REMOVE_P9],
+        [UNCOMBINE, UNMOUNT], // the overlay goes before the disks under it
+        [UNCOMBINE, REMOVE_VPMEM],
+        [UNMOUNT, UNPLUG], // LCOW SCSI removal: unmount → unplug → host remove
+        [UNPLUG, DETACH],
+      ];
+      for (const [first, then] of ordered) expect(at(first), `${first} before ${then}`).to.be.lessThan(at(then));
       expect(docs.every((d) => d.hr === 0)).to.equal(true);
       const add = docs.find((d) => (d.doc as { GuestRequest?: { ResourceType: string } }).GuestRequest?.ResourceType === 'CombinedLayers')!;
       expect(add.doc).to.deep.equal({

@@ -288,11 +288,11 @@ describe('integration: the binding applies defaultTimeoutMs to start', function 
   });
 });
 
-// Defect repro (reported to the lead), beyond the single-fault matrix: when the guest half of a
+// Regression (found and reported by the fault suites, fixed in the library), beyond the single-fault matrix: when the guest half of a
 // combined add (VPMEM, Plan9) fails and the compensating host-only Remove fails too, the delivery
 // only logs it (src/devices/guest-delivery.ts `compensate`), the manager frees the slot and forgets
 // the device — which stays attached in the VM. The next acquire is then handed the occupied slot.
-describe('integration: a failed compensation is not forgotten (defect repro)', function () {
+describe('integration: a failed compensation is not forgotten (regression)', function () {
   this.timeout(20_000);
 
   it('after a VPMEM add whose guest half and compensating removal both fail, what stays attached is still in describe()', async () => {
@@ -322,6 +322,10 @@ describe('integration: a failed compensation is not forgotten (defect repro)', f
       const described = new Set(describedResources(uvm.describe()));
       const untracked = simulatorResources(await simulatorStateOf(uvm.id)).filter((r) => !described.has(r));
       expect(untracked, 'attached in the VM but unknown to the library').to.deep.equal([]);
+      // And the documented way out removes it.
+      await uvm.retryFailedTeardowns();
+      expect(uvm.describe(), 'left after retryFailedTeardowns').to.deep.equal([]);
+      expect(simulatorResources(await simulatorStateOf(uvm.id))).to.deep.equal([]);
     } finally {
       configureSimulator({ clearFaults: true });
       await uvm.terminate().catch(() => undefined);
@@ -331,13 +335,13 @@ describe('integration: a failed compensation is not forgotten (defect repro)', f
   });
 });
 
-// Defect repro (reported to the lead), found by the load test with random faults: when a container
+// Regression (found and reported by the fault suites, fixed in the library), found by the load test with random faults: when a container
 // allocation fails and its rollback fails too (here: the scratch's guest unmount), the caller has
 // no lease left and `retryFailedTeardowns()` is the documented way out. The SCSI disk lease
 // releases the mount, then the attachment (src/devices/scsi-manager.ts `diskLease`); when the
 // mount release fails, the attachment reference stays with the dropped lease, so retrying the
 // mount's teardown removes the mount but the attachment stays attached and referenced forever.
-describe('integration: a failed rollback can be cleaned up with retryFailedTeardowns (defect repro)', function () {
+describe('integration: a failed rollback can be cleaned up with retryFailedTeardowns (regression)', function () {
   this.timeout(20_000);
 
   it('after an allocation whose rollback failed, retryFailedTeardowns on every manager leaves the UVM empty', async () => {
@@ -370,9 +374,7 @@ describe('integration: a failed rollback can be cleaned up with retryFailedTeard
       configureSimulator({ clearFaults: true });
       expect((err as { code?: string } | undefined)?.code, String(err)).to.equal('HCS_ERROR');
       expect((err as { details?: { rollbackError?: unknown } }).details?.rollbackError, 'the rollback failed').to.not.equal(undefined);
-      for (const m of [uvm.scsi, uvm.vpmem, uvm.plan9, uvm.vsmb, uvm.pipes] as unknown as { retryFailedTeardowns?: () => Promise<void> }[]) {
-        if (typeof m.retryFailedTeardowns === 'function') await m.retryFailedTeardowns();
-      }
+      await uvm.retryFailedTeardowns();
       expect(
         uvm.describe().map((r) => `${r.kind} ${r.slot ?? ''} ${r.state} refs=${r.refCount}`),
         'left after retryFailedTeardowns',

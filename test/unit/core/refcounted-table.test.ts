@@ -1,6 +1,6 @@
 import { expect } from 'chai';
 import sinon from 'sinon';
-import { RefCountedTable } from '../../../src/core/refcounted-table.js';
+import { RefCountedTable, withResidue } from '../../../src/core/refcounted-table.js';
 import { UvmError } from '../../../src/core/errors.js';
 import { deferred, settle } from './deferred.js';
 
@@ -213,5 +213,17 @@ describe('RefCountedTable', () => {
     const err = await rejection(t.acquire('k', create, { signal: AbortSignal.abort() }));
     expect(UvmError.is(err, 'ABORTED')).to.equal(true);
     expect(create.callCount).to.equal(0);
+  });
+
+  it('a create failure that left something behind keeps it as teardown-failed until a retry removes it', async () => {
+    const destroyed: string[] = [];
+    const t = table(async (v) => void destroyed.push(v));
+    const err = await rejection(t.acquire('k', async () => Promise.reject(withResidue(new UvmError('HCS_ERROR', 'half added'), 'half'))));
+    expect(UvmError.is(err, 'HCS_ERROR')).to.equal(true);
+    expect(t.entries()).to.deep.include({ key: 'k', state: 'teardown-failed', refCount: 0, value: 'half', error: err });
+    expect(UvmError.is(await rejection(t.acquire('k', async () => 'new')), 'TEARDOWN_FAILED')).to.equal(true);
+    await t.retryFailedTeardowns();
+    expect(destroyed).to.deep.equal(['half']);
+    expect(t.size).to.equal(0);
   });
 });

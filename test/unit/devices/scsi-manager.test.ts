@@ -477,3 +477,23 @@ describe('ScsiManager', () => {
     await a.release();
   });
 });
+
+describe('ScsiManager: a release that stopped part-way', () => {
+  it('is finished by retryFailedTeardowns when its holder never retries (a rolled-back allocation)', async () => {
+    const kit = await deviceKit({ os: 'linux' });
+    const lease = await kit.scsi.acquire({ hostPath: '/d/a.vhdx', readOnly: true, mount: { options: ['ro'] } });
+    kit.hcs.failNext((c) => c.fn === 'modify' && JSON.stringify(c.doc).includes('"Remove"'));
+    await lease.release().then(
+      () => expect.fail('the unmount was made to fail'),
+      () => undefined,
+    );
+    // The unmount failed, so the attachment is still referenced by the dropped lease.
+    expect(kit.scsi.describe().map((r) => `${r.kind} ${r.state} ${r.refCount}`)).to.deep.equal([
+      'scsi-attachment live 1',
+      'scsi-mount teardown-failed 0',
+    ]);
+    await kit.scsi.retryFailedTeardowns();
+    expect(kit.scsi.describe()).to.deep.equal([]);
+    expect(kit.system.attached()).to.deep.equal([]);
+  });
+});
