@@ -81,7 +81,7 @@ export class VsmbManagerImpl implements VsmbManager {
     @inject(ResourceDelivery) private readonly delivery: ResourceDelivery,
     @inject(HostFs) private readonly hostFs: HostFs,
     @inject(Logger) logger: Logger,
-    @inject(UvmLifecycle) lifecycle: UvmLifecycle,
+    @inject(UvmLifecycle) private readonly lifecycle: UvmLifecycle,
   ) {
     this.#logger = logger.child({ [LogField.uvmId]: config.id, [LogField.kind]: 'vsmb' });
     lifecycle.onTerminated(() => this.purge());
@@ -307,7 +307,8 @@ export class VsmbManagerImpl implements VsmbManager {
     const { share } = f;
     share.live = share.live.filter((x) => x !== f.file);
     // Other files still use the share: shrink AllowedFiles (deliberate improvement over hcsshim).
-    if (share.live.length > 0) await this.#syncAllowedFiles(share);
+    // Moot once the UVM is going away, like every other removal.
+    if (share.live.length > 0 && this.lifecycle.phase === 'running') await this.#syncAllowedFiles(share);
     await f.shareLease.release();
   }
 
