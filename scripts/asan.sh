@@ -32,10 +32,17 @@ ASAN_OPTIONS="detect_leaks=1:abort_on_error=0:halt_on_error=1:log_path=$LOG_DIR/
 check_no_reports
 echo "asan: C++ tests clean"
 
-# ---- Part 2: FFI integration suite under ASan --------------------------------------------------
-# (added by the lead) e.g.
-# ASAN_OPTIONS="detect_leaks=0:log_path=$LOG_DIR/asan" \
-#   LD_PRELOAD="$(g++ -print-file-name=libasan.so)" \
-#   UVM_HCS_LIBRARY="$PWD/build/native/libhcssim-address.so" \
-#   npx mocha build/test/integration
-# check_no_reports
+# ---- Part 2: the FFI integration suites under ASan ------------------------------------------
+# The compiled tests load the ASan build of the simulator through koffi (UVM_HCS_LIBRARY), with the
+# ASan runtime preloaded into node (and into the child processes the suites start). Leak detection
+# is off here: node itself is not built for it.
+[[ -d build/test/integration ]] || npm run build
+echo "asan: FFI integration suites against build/native/libhcssim-address.so"
+ASAN_OPTIONS="detect_leaks=0:halt_on_error=1:log_path=$LOG_DIR/asan" \
+  LD_PRELOAD="$(g++ -print-file-name=libasan.so)" \
+  UVM_HCS_LIBRARY="$PWD/build/native/libhcssim-address.so" \
+  npx mocha --no-config --require build/test/setup.js --reporter test/support/reporter.cjs --timeout 60000 \
+    build/test/integration/hcs-*.test.js build/test/integration/devices-*.test.js \
+    build/test/integration/containers-*.test.js build/test/integration/load.test.js
+check_no_reports
+echo "asan: FFI integration suites clean"

@@ -13,10 +13,17 @@ import type { ModifySettingRequest } from './schema.js';
  * flight any more (in-flight operations complete normally). Closing the handle does not stop the
  * system (see `ShouldTerminateOnLastHandleClosed` in the configuration).
  */
+/** Default timeouts of one handle's calls (ms), used when a call gives no `timeoutMs`. */
+export interface SystemTimeouts {
+  startTimeoutMs?: number;
+  modifyTimeoutMs?: number;
+}
+
 export class ComputeSystem implements HcsSystem, AsyncDisposable {
   readonly id: string;
   readonly #driver: OperationDriver;
   readonly #startTimeoutMs: number | undefined;
+  readonly #modifyTimeoutMs: number | undefined;
   #handle: SystemHandle | undefined;
   #closed = false;
   #inFlight = 0;
@@ -24,13 +31,15 @@ export class ComputeSystem implements HcsSystem, AsyncDisposable {
 
   /**
    * Takes ownership of `handle` (from HcsCreateComputeSystem or HcsOpenComputeSystem).
-   * `options.startTimeoutMs` bounds `start()` when the caller gives no `timeoutMs`.
+   * `options.startTimeoutMs` bounds `start()` and `options.modifyTimeoutMs` bounds `modify()` when
+   * the caller gives no `timeoutMs`.
    */
-  constructor(id: string, handle: SystemHandle, driver: OperationDriver, options: { startTimeoutMs?: number } = {}) {
+  constructor(id: string, handle: SystemHandle, driver: OperationDriver, options: SystemTimeouts = {}) {
     this.id = id;
     this.#handle = handle;
     this.#driver = driver;
     this.#startTimeoutMs = options.startTimeoutMs;
+    this.#modifyTimeoutMs = options.modifyTimeoutMs;
   }
 
   /**
@@ -41,7 +50,7 @@ export class ComputeSystem implements HcsSystem, AsyncDisposable {
     driver: OperationDriver,
     id: string,
     configuration: Record<string, unknown>,
-    options: { call?: HcsCallOptions; startTimeoutMs?: number } = {},
+    options: { call?: HcsCallOptions } & SystemTimeouts = {},
   ): Promise<ComputeSystem> {
     const lib = driver.library;
     const idW = toWide(id);
@@ -66,11 +75,11 @@ export class ComputeSystem implements HcsSystem, AsyncDisposable {
     if (!handle) {
       throw new HcsError({ op: 'HcsCreateComputeSystem', systemId: id, hresult: HResult.E_POINTER, text: 'no handle returned' });
     }
-    return new ComputeSystem(id, handle, driver, { startTimeoutMs: options.startTimeoutMs });
+    return new ComputeSystem(id, handle, driver, { startTimeoutMs: options.startTimeoutMs, modifyTimeoutMs: options.modifyTimeoutMs });
   }
 
   /** `HcsOpenComputeSystem(id, GENERIC_ALL)` (a synchronous call, run off the main thread). */
-  static async open(driver: OperationDriver, id: string, options: { startTimeoutMs?: number } = {}): Promise<ComputeSystem> {
+  static async open(driver: OperationDriver, id: string, options: SystemTimeouts = {}): Promise<ComputeSystem> {
     const lib = driver.library;
     const { hr, system } = await lib.openComputeSystem(id, HCS_GENERIC_ALL);
     if (hr < 0 || !system) {
@@ -110,11 +119,13 @@ export class ComputeSystem implements HcsSystem, AsyncDisposable {
     if (request === null || typeof request !== 'object') {
       return Promise.reject(new UvmError('INVALID_ARGUMENT', 'modify: the request must be an object'));
     }
+    const effective =
+      options?.timeoutMs === undefined && this.#modifyTimeoutMs !== undefined ? { ...options, timeoutMs: this.#modifyTimeoutMs } : options;
     return this.#void(
       'HcsModifyComputeSystem',
       (lib, h, op, doc) => lib.modifyComputeSystem(h, op, doc as WideString),
       JSON.stringify(request),
-      options,
+      effective,
     );
   }
 

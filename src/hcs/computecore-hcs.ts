@@ -22,6 +22,13 @@ export interface ComputeCoreHcsOptions {
    * hcsshim uses 4 minutes for both. @default undefined (no timeout)
    */
   defaultTimeoutMs?: number;
+  /**
+   * Timeout of every `modify` when the caller gives none (ms): a hung attach or removal is then
+   * cancelled (and its completion still awaited) instead of blocking its resource forever; the
+   * device managers roll back or keep the resource retryable as for any failure.
+   * @default undefined (no timeout)
+   */
+  modifyTimeoutMs?: number;
 }
 export const ComputeCoreHcsOptions: ServiceIdentifier<ComputeCoreHcsOptions> = Symbol.for(
   'uvm-orchestrator.ComputeCoreHcsOptions',
@@ -42,6 +49,11 @@ export class ComputeCoreHcs implements HcsApi {
   #driver: OperationDriver | undefined;
 
   constructor(@inject(ComputeCoreHcsOptions) options: ComputeCoreHcsOptions = defaultComputeCoreHcsOptions()) {
+    for (const [name, value] of [['modifyTimeoutMs', options.modifyTimeoutMs]] as const) {
+      if (value !== undefined && (!Number.isFinite(value) || value < 0)) {
+        throw new UvmError('INVALID_ARGUMENT', `${name} must be a finite number >= 0, got ${value}`);
+      }
+    }
     const t = options.defaultTimeoutMs;
     if (t !== undefined && (!Number.isFinite(t) || t < 0)) {
       throw new UvmError('INVALID_ARGUMENT', `defaultTimeoutMs must be a finite number >= 0, got ${t}`);
@@ -75,12 +87,13 @@ export class ComputeCoreHcs implements HcsApi {
     return ComputeSystem.create(this.driver, id, configuration, {
       call: this.#withDefaultTimeout(options),
       startTimeoutMs: this.#options.defaultTimeoutMs,
+      modifyTimeoutMs: this.#options.modifyTimeoutMs,
     });
   }
 
   async openComputeSystem(id: string): Promise<ComputeSystem> {
     checkId(id, 'openComputeSystem');
-    return ComputeSystem.open(this.driver, id, { startTimeoutMs: this.#options.defaultTimeoutMs });
+    return ComputeSystem.open(this.driver, id, { startTimeoutMs: this.#options.defaultTimeoutMs, modifyTimeoutMs: this.#options.modifyTimeoutMs });
   }
 
   async enumerateComputeSystems(query: Record<string, unknown> = {}): Promise<HcsSystemSummary[]> {

@@ -18,9 +18,10 @@ export interface ComposeLcowLayersOptions extends DeviceAcquireOptions {
   encryptScratch?: boolean;
   logger?: Logger;
   /**
-   * Called once every acquisition of the composition has been issued (not completed), so a caller
-   * can issue its own acquisitions after these and keep hcsshim's placement order (layers, scratch,
-   * then mounts) while everything runs concurrently. Not called if composing fails before that.
+   * Called once every slot the composition takes is decided (VPMEM layers placed, the scratch and
+   * any SCSI fallback issued), so a caller issuing its own acquisitions after it gets the same
+   * slots whatever the timing, while everything runs concurrently. Not called if composing fails
+   * before that (the caller also waits for the composition to settle).
    */
   onIssued?: () => void;
 }
@@ -40,12 +41,38 @@ interface AttachedLayer extends Piece {
   held: Omit<HeldResource, 'release'>;
 }
 
-async function addLayer(uvm: UvmDevices, layer: LcowLayerInput, index: number, options: DeviceAcquireOptions): Promise<AttachedLayer> {
+/**
+ * Places one read-only layer. `decided` is called once its placement is fixed: VPMEM took it, or
+ * its SCSI fallback acquisition has been issued (or it failed), so a caller can issue later
+ * acquisitions after it and keep slot assignment independent of timing.
+ */
+async function addLayer(
+  uvm: UvmDevices,
+  layer: LcowLayerInput,
+  index: number,
+  options: DeviceAcquireOptions,
+  decided: () => void,
+): Promise<AttachedLayer> {
+  try {
+    return await placeLayer(uvm, layer, index, options, decided);
+  } finally {
+    decided();
+  }
+}
+
+async function placeLayer(
+  uvm: UvmDevices,
+  layer: LcowLayerInput,
+  index: number,
+  options: DeviceAcquireOptions,
+  decided: () => void,
+): Promise<AttachedLayer> {
   const base = { index, hostPath: layer.hostPath, ...(layer.partition ? { partition: layer.partition } : {}) };
   let reason: ScsiLayerReason | undefined = vpmemSkipReason(uvm.facts, layer);
   if (reason === undefined) {
     try {
       const lease = await uvm.vpmem.acquire({ hostPath: layer.hostPath }, options);
+      decided();
       const guestPath = lease.value.guestPath;
       return {
         layer: { ...base, target: 'vpmem', guestPath },
@@ -59,7 +86,7 @@ async function addLayer(uvm: UvmDevices, layer: LcowLayerInput, index: number, o
     }
   }
   // Read-only layers get no per-VM grant: they rely on the VM-group grant (spec §0.4).
-  const lease = await uvm.scsi.acquire(
+  const acquiring = uvm.scsi.acquire(
     {
       hostPath: layer.hostPath,
       readOnly: true,
@@ -67,6 +94,8 @@ async function addLayer(uvm: UvmDevices, layer: LcowLayerInput, index: number, o
     },
     options,
   );
+  decided();
+  const lease = await acquiring;
   const guestPath = lease.value.guestPath;
   if (guestPath === undefined) {
     await lease.release();
@@ -111,12 +140,18 @@ export async function composeLcowLayers(
       mount: { ...(encrypted ? { encrypted } : {}), ensureFilesystem: true, filesystem: encrypted ? 'xfs' : 'ext4' },
     };
     // Issued in hcsshim's order (layers top-most first, then the scratch): slots follow call order.
-    const layerPieces = inputs.layers.map((layer, index) => addLayer(uvm, layer, index, acquireOptions));
+    const decisions: Promise<void>[] = [];
+    const layerPieces = inputs.layers.map((layer, index) => {
+      let decided!: () => void;
+      decisions.push(new Promise<void>((resolve) => (decided = resolve)));
+      return addLayer(uvm, layer, index, acquireOptions, decided);
+    });
     const scratchPiece = uvm.scsi.acquire(scratchRequest, acquireOptions).then(
       (lease): Piece => ({ held: { kind: 'scratch', source: 'scsi', hostPath: scratchHostPath, guestPath: lease.value.guestPath, lease } }),
     );
     const pending = builder.holdAll<Piece>([...layerPieces, scratchPiece], (piece) => piece.held);
-    options.onIssued?.();
+    // Mounts go after every layer's placement is fixed (VPMEM layers, the scratch, SCSI fallbacks).
+    void Promise.all(decisions).then(() => options.onIssued?.());
     const attached = await pending;
     const scratch = attached.pop()!.held.lease as Lease<ScsiDisk>;
     const layers = attached.map((a) => a.layer!);

@@ -58,14 +58,14 @@ describe('integration: LCOW container allocation on the simulator', function () 
       { destination: '/proc', type: 'proc', source: 'proc' },
       { destination: '/data', type: 'bind', source: '/run/mounts/plan9/0', options: ['rbind', 'rw'] },
       { destination: '/etc/app.conf', type: 'bind', source: '/run/mounts/plan9/1/app.conf', options: ['rbind', 'ro'] },
-      // The mounts are issued with the rootfs; the too-large layer reaches SCSI only after VPMEM
-      // rejected it, so the disk takes m0 and that layer m1 (deterministic: call order).
-      { destination: '/disk', type: 'none', source: '/run/mounts/scsi/m0' },
+      // Mounts are issued once every layer's placement is decided, so the too-large layer's SCSI
+      // fallback takes m0 and the disk m1, whatever the timing.
+      { destination: '/disk', type: 'none', source: '/run/mounts/scsi/m1' },
     ]);
     const layers = app.resources.layers!;
     expect(layers.layers.map((l) => [l.target, l.reason ?? null, l.guestPath])).to.deep.equal([
       ['vpmem', null, '/run/layers/p0'],
-      ['scsi', 'too-large', '/run/mounts/scsi/m1'],
+      ['scsi', 'too-large', '/run/mounts/scsi/m0'],
     ]);
     expect(plan.rootfs.kind === 'layers' && plan.rootfs.plan.os === 'linux' ? plan.rootfs.plan.layers.map((l) => [l.target, l.reason ?? null]) : []).to.deep.equal([
       ['vpmem', null],
@@ -77,7 +77,7 @@ describe('integration: LCOW container allocation on the simulator', function () 
     const state = await simulatorState(uvm);
     expect((state.Guest as unknown as SimGuest).CombinedLayers.map((c) => [c.ContainerRootPath, c.ScratchPath, c.Layers.map((l) => l.Path)])).to.deep.equal([
       ['/run/gcs/c/pause/rootfs', '/run/gcs/c/pause/scratch/pause', ['/run/layers/p0']],
-      ['/run/gcs/c/app/rootfs', '/run/gcs/c/pause/scratch/app', ['/run/layers/p0', '/run/mounts/scsi/m1']],
+      ['/run/gcs/c/app/rootfs', '/run/gcs/c/pause/scratch/app', ['/run/layers/p0', '/run/mounts/scsi/m0']],
     ]);
     await expectInSync(uvm);
 

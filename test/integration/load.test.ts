@@ -247,6 +247,7 @@ describe('integration: load (64 containers over 20 shared layers, jitter, HCS co
         try {
           c.resources = (await allocateContainer(vm, c.spec, { containerId: c.id })).resources;
           c.phase = 'live';
+          maxLive = Math.max(maxLive, ctrs.filter((x) => x.phase === 'live').length);
           events.push(...checkSnapshot(vm.describe(), ctrs, during).map((p) => `round ${round} after allocating ${c.id}: ${p}`));
         } catch (err) {
           c.phase = 'done';
@@ -295,7 +296,7 @@ describe('integration: load (64 containers over 20 shared layers, jitter, HCS co
       }
       if (faults) {
         // The shim's recovery: clear the faults, retry every failed release, then the teardowns a
-        // failed rollback left behind (VsmbManagerImpl & co.: not on the manager contract).
+        // failed rollback left behind (no lease is left to retry them).
         configureSimulator({ clearFaults: true });
         for (const c of releaseFailed) {
           try {
@@ -305,11 +306,7 @@ describe('integration: load (64 containers over 20 shared layers, jitter, HCS co
             problems.push(`round ${round}: retrying the release of ${c.id} failed: ${causes(err)} [history: ${c.history.join(' | ')}]`);
           }
         }
-        for (const m of [vm.scsi, vm.vpmem, vm.plan9, vm.vsmb, vm.pipes] as unknown as { retryFailedTeardowns?: () => Promise<void> }[]) {
-          if (typeof m.retryFailedTeardowns === 'function') {
-            await m.retryFailedTeardowns().catch((err: unknown) => problems.push(`round ${round}: retryFailedTeardowns: ${causes(err)}`));
-          }
-        }
+        await vm.retryFailedTeardowns().catch((err: unknown) => problems.push(`round ${round}: retryFailedTeardowns: ${causes(err)}`));
       }
       problems.push(...checkSnapshot(vm.describe(), ctrs, 'exact').map((p) => `round ${round} end: ${p}`));
       try {

@@ -49,9 +49,9 @@ describe('allocateContainer', () => {
         { destination: '/proc', type: 'proc', source: 'proc' },
         { destination: '/data', type: 'bind', source: '/run/mounts/plan9/0', options: ['rbind', 'rw'] },
         { destination: '/etc/app.conf', type: 'bind', source: '/run/mounts/plan9/1/app.conf', options: ['rbind', 'ro'] },
-        // m0: the mounts are issued with the rootfs; the too-large layer takes SCSI only after
-        // VPMEM rejected it (after its stat), so it gets the next index (m1).
-        { destination: '/disk', type: 'none', source: '/run/mounts/scsi/m0' },
+        // m1: mounts are issued once every layer's placement is decided, so the too-large layer's
+        // SCSI fallback takes m0 whatever the timing.
+        { destination: '/disk', type: 'none', source: '/run/mounts/scsi/m1' },
       ],
     });
     expect(containerEntries).to.deep.equal([]);
