@@ -1,3 +1,4 @@
+import { prng } from '../support/prng.js';
 // Helpers of the device-manager integration tests: UtilityVms over the FFI binding and the native
 // simulator, and a comparison of the simulator's SimulatorState with `UtilityVm.describe()`.
 import { expect } from 'chai';
@@ -14,6 +15,7 @@ import { hcs } from './simulator-fixture.js';
 
 /** Scale of the random-concurrency tests: the default run does 64 × 200 per manager; UVM_SOAK=1 does 64 × 1000. */
 export const SOAK = process.env.UVM_SOAK === '1';
+export { prng };
 
 let counter = 0;
 
@@ -96,7 +98,7 @@ export function simulatorResources(state: SimulatorState): string[] {
 }
 
 /** What `describe()` says should be in the simulator, as the same strings. */
-export function describedResources(infos: ResourceInfo[]): string[] {
+export function describedResources(infos: readonly ResourceInfo[]): string[] {
   const out: string[] = [];
   for (const r of infos) {
     switch (r.kind) {
@@ -141,17 +143,6 @@ export async function expectEmpty(uvm: UtilityVm): Promise<void> {
   expect(state.HotAdded).to.equal(0);
 }
 
-/** A deterministic PRNG (mulberry32), so a failing soak run can be replayed. */
-export function prng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 /**
  * 64 workers × `opsPerWorker` random acquire/release of keys drawn by `pick`, in rounds; after

@@ -1,3 +1,5 @@
+import { describedResources, simulatorResources } from './devices-support.js';
+import { prng } from '../support/prng.js';
 // Helpers of the robustness suites (fault matrix, bad-input corpus, load): an instrumented HCS
 // binding (per-call timeout, call counting), pod scenarios built from the example bundles or in
 // code, the simulator's state as comparable strings, a seeded PRNG, and a trace reader.
@@ -12,7 +14,6 @@ import { readScenarioFile, type ScenarioFixture } from '../../src/cli/scenario.j
 import type { HostFs } from '../../src/core/host-fs.js';
 import { createLogger } from '../../src/core/logger.js';
 import type { ResourceInfo } from '../../src/devices/device-types.js';
-import { SCSI_CONTROLLER_GUIDS } from '../../src/devices/resource-paths.js';
 import { createUvmOrchestrator, type UvmOrchestrator } from '../../src/di/uvm-orchestrator.js';
 import { ComputeCoreHcs } from '../../src/hcs/computecore-hcs.js';
 import type { HcsApi, HcsCallOptions, HcsSystem } from '../../src/hcs/hcs-api.js';
@@ -156,70 +157,8 @@ export async function systemExists(id: string): Promise<boolean> {
   return list.some((s) => s.Id === id);
 }
 
-interface SimShare {
-  Name: string;
-}
-interface SimPath {
-  MountPath?: string;
-  ContainerPath?: string;
-}
 
-/** What the simulator holds (host devices and guest mounts), as sorted comparable strings. */
-export function simulatorResources(state: SimulatorState): string[] {
-  const d = state.Devices as unknown as {
-    Scsi: Record<string, { Attachments: Record<string, unknown> }>;
-    VirtualSmb: { Shares: SimShare[] };
-    VirtualPMem: { Devices: Record<string, { HostPath?: string; Mappings?: Record<string, unknown> }> };
-    Plan9: { Shares: SimShare[] };
-    MappedPipes: { Name: string }[];
-  };
-  const g = state.Guest as unknown as { MappedVirtualDisks: SimPath[]; VPMemDevices: SimPath[]; MappedDirectories: SimPath[] };
-  const out: string[] = [];
-  for (const [guid, c] of Object.entries(d.Scsi)) {
-    const index = (SCSI_CONTROLLER_GUIDS as readonly string[]).indexOf(guid);
-    for (const lun of Object.keys(c.Attachments)) out.push(`scsi ${index}:${lun}`);
-  }
-  for (const s of d.VirtualSmb.Shares) out.push(`vsmb ${s.Name}`);
-  for (const [n, dev] of Object.entries(d.VirtualPMem.Devices)) {
-    if (dev.HostPath !== undefined) out.push(`vpmem ${n}`);
-    for (const off of Object.keys(dev.Mappings ?? {})) out.push(`vpmem ${n}@${off}`);
-  }
-  for (const s of d.Plan9.Shares) out.push(`plan9 ${s.Name}`);
-  for (const p of d.MappedPipes) out.push(`pipe ${p.Name}`);
-  for (const m of [...g.MappedVirtualDisks, ...g.VPMemDevices, ...g.MappedDirectories]) out.push(`guest ${m.MountPath ?? m.ContainerPath}`);
-  return out.sort();
-}
 
-/** What `describe()` says the simulator should hold, as the same strings. */
-export function describedResources(infos: readonly ResourceInfo[]): string[] {
-  const out: string[] = [];
-  for (const r of infos) {
-    switch (r.kind) {
-      case 'scsi-attachment':
-        out.push(`scsi ${r.slot}`);
-        break;
-      case 'scsi-mount':
-        out.push(`guest ${r.guestPath}`);
-        break;
-      case 'vsmb-share':
-        out.push(`vsmb ${r.slot}`);
-        break;
-      case 'vpmem-device':
-      case 'vpmem-mapping':
-        out.push(`vpmem ${r.slot}`, `guest ${r.guestPath}`);
-        break;
-      case 'plan9-share':
-        out.push(`plan9 ${r.slot}`, `guest ${r.guestPath}`);
-        break;
-      case 'mapped-pipe':
-        out.push(`pipe ${r.hostPath}`);
-        break;
-      case 'vsmb-file':
-        break;
-    }
-  }
-  return out.sort();
-}
 
 /** describe() entries that somebody holds (refcount > 0), as `kind key slot refcount` strings. */
 export function heldEntries(infos: readonly ResourceInfo[]): string[] {
@@ -253,17 +192,8 @@ export async function expectEmpty(uvm: UtilityVm, context = ''): Promise<Simulat
 
 // ---------------------------------------------------------------- PRNG
 
-/** A seeded PRNG (mulberry32) in [0, 1). */
-export function prng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+export { prng, describedResources, simulatorResources };
+
 
 /** The seed of a run: env UVM_SEED, else derived from the clock (printed by the suites). */
 export function runSeed(): number {

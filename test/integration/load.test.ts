@@ -326,7 +326,7 @@ describe('integration: load (64 containers over 20 shared layers, jitter, HCS co
     if (faults) console.log(`      load with faults: ${injected} faults injected, ${failedAllocations} allocations failed (rolled back), ${failedReleases} releases failed (retried)`);
     console.log(`      load: ${ROUNDS} rounds × ${CONTAINERS} containers, ${samples} describe() samples + ${ROUNDS * CONTAINERS * 2} at completions, ${simSamples} SimulatorState samples, up to ${maxLive} containers live at once, ${hcs.counts(vm.id).modify} modify calls`);
     problems.push(...events);
-    expect(problems.slice(0, 20), `${problems.length} invariant violations (seed ${seed})`).to.deep.equal([]);
+    expect(problems.slice(0, 20), `${problems.length} invariant violations (seed ${seed}):\n${problems.slice(0, 20).join('\n')}\n`).to.deep.equal([]);
     expect(samples, 'the sampler ran').to.be.greaterThan(ROUNDS * 5);
   }
 

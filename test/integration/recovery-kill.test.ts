@@ -1,3 +1,4 @@
+import { prng } from '../support/prng.js';
 // Crash recovery end to end: a child process builds a journaled LCOW pod on the simulator (whose
 // state survives the process, HCSSIM stateFile) with 2–5 ms per HCS call, and is killed with
 // SIGKILL at a random point of allocation or teardown (often with HCS operations in flight); a new
@@ -24,17 +25,6 @@ const PARALLEL = 6;
  */
 const TMP = process.env.UVM_RECOVERY_TMP ?? (existsSync('/dev/shm') ? '/dev/shm' : tmpdir());
 
-/** mulberry32, so a failing run can be replayed from its seed. */
-function prng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 interface BuildOutcome {
   killed: boolean;
