@@ -13,10 +13,6 @@ export function utilityVmOptions(options: ScenarioUvmOptions): UtilityVmOptions 
   return structuredClone(options);
 }
 
-/** The VSMB manager's `removeIdle()` (VsmbManagerImpl; not part of the VsmbManager contract). */
-function hasRemoveIdle<T extends object>(manager: T): manager is T & { removeIdle(): Promise<void> } {
-  return typeof (manager as { removeIdle?: unknown }).removeIdle === 'function';
-}
 
 /**
  * Points the simulator's call trace at `trace` (NOT_SUPPORTED against real HCS). Loads the HCS
@@ -64,7 +60,7 @@ export async function createLibraryRunBackend(options: { trace: string | undefin
         },
         async removeIdleShares() {
           const idle = vm.vsmb.describe().filter((r) => r.kind === 'vsmb-share' && r.refCount === 0).length;
-          if (idle === 0 || !hasRemoveIdle(vm.vsmb)) return 0;
+          if (idle === 0) return 0;
           await vm.vsmb.removeIdle();
           return idle;
         },

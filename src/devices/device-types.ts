@@ -134,6 +134,11 @@ export interface VsmbShare {
 
 export interface VsmbManager extends DescribableManager {
   acquire(request: VsmbShareRequest, options?: DeviceAcquireOptions): Promise<Lease<VsmbShare>>;
+  /**
+   * Removes the direct-mapped shares kept (at refcount 0) after their last release. Only safe when
+   * no guest handle on them can be open, e.g. once every container of the UVM is gone.
+   */
+  removeIdle(): Promise<void>;
 }
 export const VsmbManager: ServiceIdentifier<VsmbManager> = Symbol.for('uvm-orchestrator.VsmbManager');
 

@@ -71,24 +71,32 @@ export interface JournalContext {
   readonly logger?: Logger;
 }
 
-function journaledManager<R, V>(inner: Acquirer<R, V>, kind: LeaseRecordKind, ctx: JournalContext, owner: string | undefined): Acquirer<R, V> {
-  return {
-    async acquire(request: R, options?: DeviceAcquireOptions): Promise<Lease<V>> {
-      const lease = await inner.acquire(request, options);
-      let id: number;
-      try {
-        id = await ctx.journal.addLease({ kind, ...(owner === undefined ? {} : { owner }), request: toJson(request), value: toJson(lease.value) });
-      } catch (err) {
-        // Not durable: give the lease back so that the caller holds nothing, as for any failed acquire.
-        await lease.release().catch((releaseErr: unknown) => {
-          ctx.logger?.warn('releasing a lease whose journal write failed also failed', { error: String(releaseErr) });
-        });
-        throw err;
-      }
-      return journaledLease(ctx.journal, lease, id);
-    },
-    describe: () => inner.describe(),
+/**
+ * `inner` with a journaling `acquire`; every other member (describe, retryFailedTeardowns,
+ * removeIdle, …) is the manager's own, so the view has exactly the manager's contract.
+ */
+function journaledManager<M extends Acquirer<R, V>, R, V>(inner: M, kind: LeaseRecordKind, ctx: JournalContext, owner: string | undefined): M {
+  const acquire = async (request: R, options?: DeviceAcquireOptions): Promise<Lease<V>> => {
+    const lease = await inner.acquire(request, options);
+    let id: number;
+    try {
+      id = await ctx.journal.addLease({ kind, ...(owner === undefined ? {} : { owner }), request: toJson(request), value: toJson(lease.value) });
+    } catch (err) {
+      // Not durable: give the lease back so that the caller holds nothing, as for any failed acquire.
+      await lease.release().catch((releaseErr: unknown) => {
+        ctx.logger?.warn('releasing a lease whose journal write failed also failed', { error: String(releaseErr) });
+      });
+      throw err;
+    }
+    return journaledLease(ctx.journal, lease, id);
   };
+  return new Proxy(inner, {
+    get(target, property) {
+      if (property === 'acquire') return acquire;
+      const member: unknown = Reflect.get(target, property, target);
+      return typeof member === 'function' ? (member as (...args: unknown[]) => unknown).bind(target) : member;
+    },
+  });
 }
 
 /**
@@ -100,11 +108,11 @@ export function journaledDevices(devices: UvmDevices, ctx: JournalContext, owner
   const view: UvmDevices = {
     facts: devices.facts,
     hostFs: devices.hostFs,
-    scsi: journaledManager<ScsiDiskRequest, ScsiDisk>(devices.scsi, 'scsi', ctx, owner) as ScsiManager,
-    vsmb: journaledManager<VsmbShareRequest, VsmbShare>(devices.vsmb, 'vsmb', ctx, owner) as VsmbManager,
-    vpmem: journaledManager<VpmemLayerRequest, VpmemLayer>(devices.vpmem, 'vpmem', ctx, owner) as VpmemManager,
-    plan9: journaledManager<Plan9ShareRequest, Plan9Share>(devices.plan9, 'plan9', ctx, owner) as Plan9Manager,
-    pipes: journaledManager<{ hostPath: string }, MappedPipe>(devices.pipes, 'pipe', ctx, owner) as PipeManager,
+    scsi: journaledManager<ScsiManager, ScsiDiskRequest, ScsiDisk>(devices.scsi, 'scsi', ctx, owner),
+    vsmb: journaledManager<VsmbManager, VsmbShareRequest, VsmbShare>(devices.vsmb, 'vsmb', ctx, owner),
+    vpmem: journaledManager<VpmemManager, VpmemLayerRequest, VpmemLayer>(devices.vpmem, 'vpmem', ctx, owner),
+    plan9: journaledManager<Plan9Manager, Plan9ShareRequest, Plan9Share>(devices.plan9, 'plan9', ctx, owner),
+    pipes: journaledManager<PipeManager, { hostPath: string }, MappedPipe>(devices.pipes, 'pipe', ctx, owner),
     nameToGuid: (name) => devices.nameToGuid(name),
     async sendGuestRequest(request: GuestRequest, options?: DeviceAcquireOptions): Promise<void> {
       if (request?.ResourceType !== 'CombinedLayers') return devices.sendGuestRequest(request, options);

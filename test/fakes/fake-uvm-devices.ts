@@ -247,6 +247,10 @@ export class FakePlan9Manager extends FakeManager<Plan9ShareRequest, string, Pla
 export class FakeVsmbManager extends FakeManager<VsmbShareRequest, string, VsmbShare> {
   #counter = 0;
   readonly created: VsmbShareRequest[] = [];
+  /** The fake removes every share at its last release, so no idle share is ever kept. */
+  async removeIdle(): Promise<void> {
+    this.ctx.record('remove-idle vsmb');
+  }
   constructor(ctx: FakeContext) {
     super('vsmb', ctx);
   }

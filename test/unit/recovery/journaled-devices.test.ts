@@ -33,6 +33,17 @@ describe('journaled devices (the journaling decorator)', () => {
     expect((await onDisk()).records).to.deep.equal([]);
   });
 
+  it('keeps every other member of each manager (retryFailedTeardowns, describe, removeIdle)', async () => {
+    const fake = new FakeUvmDevices();
+    const view = journaledDevices(fake, { journal }, undefined);
+    for (const m of [view.scsi, view.vsmb, view.vpmem, view.plan9, view.pipes]) {
+      expect(typeof m.retryFailedTeardowns).to.equal('function');
+      await m.retryFailedTeardowns();
+      expect(m.describe()).to.deep.equal([]);
+    }
+    await view.vsmb.removeIdle();
+  });
+
   it('a failed acquire journals nothing', async () => {
     const fake = new FakeUvmDevices().fail('scsi', 'acquire', 'NO_SLOT');
     const view = journaledDevices(fake, { journal }, undefined);
