@@ -122,6 +122,7 @@ export async function allocateContainer(uvm: UvmDevices, spec: OciSpec, options:
     if (rootfs.status === 'fulfilled') rootfs.value.held.forEach((h) => rollback.push(h));
     if (applied.status === 'fulfilled') applied.value.held.forEach((h) => rollback.push(h));
     await rollback.releaseAll().catch((rollbackError: unknown) => {
+      uvm.retryLater({ release: () => rollback.releaseAll() }); // nobody else holds these leases
       addErrorDetails(err, { rollbackError });
       options.logger?.warn('rolling back a container allocation failed', { containerId, error: String(rollbackError) });
     });

@@ -12,6 +12,10 @@ export interface ReleaseStackOptions<T extends Releasable> {
    * matters is between kinds of items, e.g. "guest overlay before the disks under it", so a
    * teardown takes as many round trips as it has phases instead of one per item.
    * Default: every item is its own phase, in LIFO order.
+   *
+   * With phases, a phase in which any release failed stops the later phases: they depend on it
+   * (a disk cannot be unmounted while the overlay on it is still there), so their items stay on
+   * the stack, untouched, for the next `releaseAll()`.
    */
   phase?: (item: T) => number;
 }
@@ -69,6 +73,10 @@ export class ReleaseStack<T extends Releasable = Releasable> implements AsyncDis
     const taken = this.#items;
     this.#items = [];
     for (const batch of this.#batches(taken)) {
+      if (errors.length > 0 && this.#phase) {
+        for (const item of batch) failed.add(item); // blocked by a failed earlier phase
+        continue;
+      }
       const results = await Promise.allSettled(batch.map((item) => item.release()));
       results.forEach((r, i) => {
         if (r.status === 'rejected') {

@@ -241,4 +241,9 @@ export interface UvmDevices extends GuestRequestSender {
   readonly hostFs: import('../core/host-fs.js').HostFs;
   /** HCS NameToGuid (WCOW layer ids). */
   nameToGuid(name: string): string;
+  /**
+   * Takes what a failed rollback could not release (no holder is left to retry it): the UVM's
+   * `retryFailedTeardowns()` releases it again, before the managers' own retries.
+   */
+  retryLater(leftover: import('../core/release-stack.js').Releasable): void;
 }

@@ -129,6 +129,8 @@ export class CompositionBuilder {
     try {
       await this.#stack.releaseAll();
     } catch (rollbackError) {
+      // Nobody holds these leases any more: the UVM retries them in retryFailedTeardowns().
+      this.#uvm.retryLater({ release: () => this.#stack.releaseAll() });
       addErrorDetails(err, { rollbackError });
       this.#logger?.warn('rolling back a layer composition failed', { error: String(rollbackError) });
     }

@@ -158,6 +158,7 @@ export async function applyMountPlan(
     const err = failure.reason;
     addErrorDetails(err, { mountIndex: failure.planned.index, destination: failure.planned.mount.destination });
     await stack.releaseAll().catch((rollbackError: unknown) => {
+      uvm.retryLater({ release: () => stack.releaseAll() }); // nobody else holds these leases
       addErrorDetails(err, { rollbackError });
       options.logger?.warn('rolling back mounts failed', { error: String(rollbackError) });
     });

@@ -114,6 +114,7 @@ export function journaledDevices(devices: UvmDevices, ctx: JournalContext, owner
     plan9: journaledManager<Plan9Manager, Plan9ShareRequest, Plan9Share>(devices.plan9, 'plan9', ctx, owner),
     pipes: journaledManager<PipeManager, { hostPath: string }, MappedPipe>(devices.pipes, 'pipe', ctx, owner),
     nameToGuid: (name) => devices.nameToGuid(name),
+    retryLater: (leftover) => devices.retryLater(leftover),
     async sendGuestRequest(request: GuestRequest, options?: DeviceAcquireOptions): Promise<void> {
       if (request?.ResourceType !== 'CombinedLayers') return devices.sendGuestRequest(request, options);
       const settings = request.Settings ?? {};

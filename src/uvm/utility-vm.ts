@@ -1,5 +1,6 @@
 import { inject, injectable, optional } from 'inversify';
 import { invalidArgument, UvmAggregateError, UvmError } from '../core/errors.js';
+import { ReleaseStack, type Releasable } from '../core/release-stack.js';
 import { HostFs } from '../core/host-fs.js';
 import { LogField, Logger } from '../core/logger.js';
 import { HcsApi, type HcsCallOptions } from '../hcs/hcs-api.js';
@@ -43,6 +44,8 @@ import type { UtilityVmOptions } from './uvm-options.js';
  */
 @injectable()
 export class UtilityVm implements UvmDevices {
+  /** What failed rollbacks left for `retryFailedTeardowns()` (see `retryLater`). */
+  readonly #leftovers = new ReleaseStack();
   readonly facts: UvmFacts;
   readonly scsi: ScsiManager;
   readonly vsmb: VsmbManager;
@@ -237,6 +240,7 @@ export class UtilityVm implements UvmDevices {
       ...this.#managers,
       sendGuestRequest: (request, options) => this.#sendGuestRequest(request, options),
       nameToGuid: (name) => this.nameToGuid(name),
+      retryLater: (leftover) => this.retryLater(leftover),
       // The termination mode (containers/uvm-termination.ts) is a capability of the UVM.
       ...(typeof self.prepareForTermination === 'function' ? { prepareForTermination: () => self.prepareForTermination!() } : {}),
     };
@@ -255,9 +259,16 @@ export class UtilityVm implements UvmDevices {
    * with a RELEASE_FAILED aggregate of what still fails; call again to retry those.
    */
   async retryFailedTeardowns(): Promise<void> {
+    // First what failed rollbacks left (e.g. an overlay still on the disks), then the managers'.
+    const errors: unknown[] = [];
+    await this.#leftovers.releaseAll().catch((err: unknown) => errors.push(err));
     const results = await Promise.allSettled([this.scsi, this.vsmb, this.vpmem, this.plan9, this.pipes].map((m) => m.retryFailedTeardowns()));
-    const errors = results.flatMap((r) => (r.status === 'rejected' ? [r.reason] : []));
+    errors.push(...results.flatMap((r) => (r.status === 'rejected' ? [r.reason] : [])));
     if (errors.length > 0) throw new UvmAggregateError('RELEASE_FAILED', `retrying failed teardowns of ${this.id}`, errors);
+  }
+
+  retryLater(leftover: Releasable): void {
+    this.#leftovers.push(leftover);
   }
 
   describe(): ResourceInfo[] {

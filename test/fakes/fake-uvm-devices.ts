@@ -10,6 +10,7 @@
  * - `skip <manager> <key>`: same, in termination mode (no removal call);
  * - `guest <RequestType> <ResourceType>`: a guest-only request (`guestRequests` keeps the documents).
  */
+import type { Releasable } from '../../src/core/release-stack.js';
 import { UvmError, type UvmErrorCode } from '../../src/core/errors.js';
 import { FakeHostFs } from '../../src/core/fake-host-fs.js';
 import type { Lease } from '../../src/core/lease.js';
@@ -376,6 +377,18 @@ export class FakeUvmDevices implements UvmDevices {
     this.#takeFault('guest', 'send', detail);
     if (this.#terminating && request.RequestType === 'Remove') return;
     this.guestRequests.push(structuredClone(request));
+  }
+
+  /** What failed rollbacks handed over (see UvmDevices.retryLater); `retryLeftovers()` releases them. */
+  readonly leftovers: Releasable[] = [];
+
+  retryLater(leftover: Releasable): void {
+    this.leftovers.push(leftover);
+  }
+
+  /** Releases every leftover (as UtilityVm.retryFailedTeardowns does first). */
+  async retryLeftovers(): Promise<void> {
+    for (const l of this.leftovers.splice(0)) await l.release();
   }
 
   nameToGuid(name: string): string {

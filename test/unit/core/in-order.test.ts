@@ -94,4 +94,26 @@ describe('ReleaseStack phases', () => {
     await releasing;
     expect(stack.size).to.equal(0);
   });
+
+  it('a failed phase stops the later phases; their items wait untouched for the retry', async () => {
+    const released: string[] = [];
+    let overlayFails = true;
+    const item = (name: string, phase: number): ReleasableLease<{ phase: number }> =>
+      new ReleasableLease({ phase }, async () => {
+        if (name === 'overlay' && overlayFails) throw new Error('overlay busy');
+        released.push(name);
+      });
+    const stack = new ReleaseStack<ReleasableLease<{ phase: number }>>({ phase: (l) => l.value.phase });
+    stack.push(item('disk', 1));
+    stack.push(item('overlay', 0));
+    stack.push(item('mount', 0));
+    let failed: unknown;
+    await stack.releaseAll().catch((e: unknown) => (failed = e));
+    expect((failed as AggregateError).errors).to.have.length(1);
+    expect(released).to.deep.equal(['mount']);
+    expect(stack.size).to.equal(2);
+    overlayFails = false;
+    await stack.releaseAll();
+    expect(released).to.deep.equal(['mount', 'overlay', 'disk']);
+  });
 });
