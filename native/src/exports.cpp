@@ -85,6 +85,13 @@ DocArg parseDocArg(PCWSTR s) {
 
 const Json *traceDocOf(const DocArg &d) { return d.present ? &d.json : nullptr; }
 
+// The system behind `computeSystem`, or nullptr after tracing the call as failed with HCS_E_HANDLE.
+SysHandlePtr systemForCall(const char *fn, HCS_SYSTEM computeSystem, const Json *traceDoc) {
+  SysHandlePtr h = findSystem(computeSystem);
+  if (!h) traceCall(fn, nullptr, traceDoc, HCS_E_HANDLE);
+  return h;
+}
+
 void checkLiveLocked(const SystemRecPtr &rec) {
   switch (rec->status) {
     case SystemRec::Status::Live: return;
@@ -338,11 +345,8 @@ HCS_API void HCS_CALL HcsCloseComputeSystem(HCS_SYSTEM computeSystem) {
 
 static HRESULT stateCall(HCS_SYSTEM computeSystem, HCS_OPERATION operation, PCWSTR options, const char *fn) {
   DocArg doc = parseDocArg(options);
-  SysHandlePtr h = findSystem(computeSystem);
-  if (!h) {
-    traceCall(fn, nullptr, traceDocOf(doc), HCS_E_HANDLE);
-    return HCS_E_HANDLE;
-  }
+  SysHandlePtr h = systemForCall(fn, computeSystem, traceDocOf(doc));
+  if (!h) return HCS_E_HANDLE;
   SystemRecPtr rec = h->rec;
   std::string name = fn;
   DocArg captured = doc;
@@ -368,11 +372,8 @@ HCS_API HRESULT HCS_CALL HcsGetComputeSystemProperties(HCS_SYSTEM computeSystem,
                                                        PCWSTR propertyQuery) {
   const char *fn = "HcsGetComputeSystemProperties";
   DocArg doc = parseDocArg(propertyQuery);
-  SysHandlePtr h = findSystem(computeSystem);
-  if (!h) {
-    traceCall(fn, nullptr, traceDocOf(doc), HCS_E_HANDLE);
-    return HCS_E_HANDLE;
-  }
+  SysHandlePtr h = systemForCall(fn, computeSystem, traceDocOf(doc));
+  if (!h) return HCS_E_HANDLE;
   SystemRecPtr rec = h->rec;
   DocArg captured = doc;
   FaultWork work = [rec, captured](const FaultHit &fault) -> OpOutcome {
@@ -420,11 +421,8 @@ HCS_API HRESULT HCS_CALL HcsModifyComputeSystem(HCS_SYSTEM computeSystem, HCS_OP
   (void)identity;
   const char *fn = "HcsModifyComputeSystem";
   DocArg doc = parseDocArg(configuration);
-  SysHandlePtr h = findSystem(computeSystem);
-  if (!h) {
-    traceCall(fn, nullptr, traceDocOf(doc), HCS_E_HANDLE);
-    return HCS_E_HANDLE;
-  }
+  SysHandlePtr h = systemForCall(fn, computeSystem, traceDocOf(doc));
+  if (!h) return HCS_E_HANDLE;
   SystemRecPtr rec = h->rec;
   if (!configuration) {
     traceCall(fn, &rec->id, nullptr, HCS_E_INVALIDARG);
@@ -458,11 +456,8 @@ HCS_API HRESULT HCS_CALL HcsModifyComputeSystem(HCS_SYSTEM computeSystem, HCS_OP
 HCS_API HRESULT HCS_CALL HcsSetComputeSystemCallback(HCS_SYSTEM computeSystem, uint32_t callbackOptions,
                                                      const void *context, HCS_EVENT_CALLBACK callback) {
   const char *fn = "HcsSetComputeSystemCallback";
-  SysHandlePtr h = findSystem(computeSystem);
-  if (!h) {
-    traceCall(fn, nullptr, nullptr, HCS_E_HANDLE);
-    return HCS_E_HANDLE;
-  }
+  SysHandlePtr h = systemForCall(fn, computeSystem, nullptr);
+  if (!h) return HCS_E_HANDLE;
   HRESULT hr = HCS_S_OK;
   FaultHit f = matchFault(fn, nullptr);
   if (f.hit) hr = f.hr;

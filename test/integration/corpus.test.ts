@@ -1,11 +1,13 @@
+import { runCli } from './cli-support.js';
+import { sparseFile } from '../support/sparse-file.js';
 // The bad-input corpus (issue 6): every case in test/corpus/*.json runs through the public API on
 // the simulator (or through the `uvmctl` CLI for scenario files) and must end with its documented
 // error code — or succeed, for the inputs that must work — with nothing left attached. Bad input
 // (INVALID_ARGUMENT / INVALID_SPEC) must also be rejected before any HCS call. The case format is
 // described in test/corpus/README.md.
 import { expect } from 'chai';
-import { spawn } from 'node:child_process';
-import { closeSync, mkdirSync, openSync, readdirSync, readFileSync, rmSync, writeFileSync, ftruncateSync } from 'node:fs';
+
+import { mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { allocateContainer } from '../../src/containers/allocate-container.js';
 import { FakeHostFs } from '../../src/core/fake-host-fs.js';
@@ -25,7 +27,6 @@ import {
 } from './fault-support.js';
 
 const CORPUS = path.join(REPO, 'test', 'corpus');
-const UVMCTL = path.join(REPO, 'bin', 'uvmctl.js');
 const MiB = 1024 * 1024;
 
 type Fixture = { file: string; sizeBytes?: number } | { dir: string };
@@ -83,15 +84,6 @@ function substitute<T>(value: T, vars: Record<string, string>): T {
   return value;
 }
 
-function sparseFile(file: string, size: number): void {
-  mkdirSync(path.dirname(file), { recursive: true });
-  const fd = openSync(file, 'w');
-  try {
-    ftruncateSync(fd, size);
-  } finally {
-    closeSync(fd);
-  }
-}
 
 /** Every string value (not key) in a JSON value. */
 function stringsOf(value: unknown, out: Set<string> = new Set()): Set<string> {
@@ -101,21 +93,6 @@ function stringsOf(value: unknown, out: Set<string> = new Set()): Set<string> {
   return out;
 }
 
-function runCli(args: string[]): Promise<{ code: number | null; stdout: string; stderr: string }> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [UVMCTL, ...args], {
-      cwd: REPO,
-      env: { ...process.env, UVM_LOG_LEVEL: 'silent' },
-      stdio: ['ignore', 'pipe', 'pipe'],
-    });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.setEncoding('utf8').on('data', (d: string) => (stdout += d));
-    child.stderr.setEncoding('utf8').on('data', (d: string) => (stderr += d));
-    child.on('error', reject);
-    child.on('close', (code) => resolve({ code, stdout, stderr }));
-  });
-}
 
 const cases = loadCorpus();
 

@@ -1,3 +1,4 @@
+import { sparseFile } from '../support/sparse-file.js';
 // The fault matrix (issue 6): for the two example pods and a 10-container LCOW pod, every HCS call
 // the pod run makes fails once — (a) with an error HRESULT, (b) in its guest half after the host
 // half was applied (calls with a guest half), (c) by never completing, so the binding's per-call
@@ -8,7 +9,7 @@
 // Default run: (a) and (b) at every index, (c) at a sample of indexes (every lifecycle call and
 // evenly spaced modify calls). UVM_SOAK=1: (c) at every index too.
 import { expect } from 'chai';
-import { mkdirSync, rmSync, truncateSync, writeFileSync } from 'node:fs';
+import { rmSync } from 'node:fs';
 import path from 'node:path';
 import { allocateContainer } from '../../src/containers/allocate-container.js';
 import { ComputeCoreHcs } from '../../src/hcs/computecore-hcs.js';
@@ -300,9 +301,7 @@ describe('integration: a failed compensation is not forgotten (regression)', fun
     const hcs = new InstrumentedHcs();
     const orchestrator = orchestratorOver(hcs);
     const layer = path.join(root, 'l', 'layer.vhd');
-    mkdirSync(path.dirname(layer), { recursive: true });
-    writeFileSync(layer, '');
-    truncateSync(layer, 4 * 1024 * 1024);
+    sparseFile(layer, 4 * 1024 * 1024);
     const uvm = await orchestrator.createUtilityVm({ id: `fm-double-${process.pid}`, os: 'linux', vpmem: { count: 2 } });
     try {
       await uvm.start();
@@ -351,9 +350,7 @@ describe('integration: a failed rollback can be cleaned up with retryFailedTeard
     const layer = path.join(root, 'l');
     const scratch = path.join(root, 's');
     for (const [dir, file, size] of [[layer, 'layer.vhd', 4], [scratch, 'sandbox.vhdx', 1024]] as const) {
-      mkdirSync(dir, { recursive: true });
-      writeFileSync(path.join(dir, file), '');
-      truncateSync(path.join(dir, file), size * 1024 * 1024);
+      sparseFile(path.join(dir, file), size * 1024 * 1024);
     }
     const uvm = await orchestrator.createUtilityVm({ id: `fm-rollback-${process.pid}`, os: 'linux', vpmem: { count: 2 } });
     try {

@@ -1,3 +1,4 @@
+import { sparseFile } from '../support/sparse-file.js';
 // Load (issue 6): 64 LCOW containers over 20 shared layers (plus shared bind folders and disks)
 // allocated and released concurrently with random overlap, on the simulator with random latency
 // (jitter) and an HCS-side concurrency limit. While it runs, describe() and the SimulatorState are
@@ -6,7 +7,7 @@
 // quiescent points the refcounts equal the live owners exactly and the simulator equals
 // describe(). The UVM ends empty. Seeded: UVM_SEED=<n> replays a run (the seed is printed).
 import { expect } from 'chai';
-import { closeSync, ftruncateSync, mkdirSync, openSync, rmSync } from 'node:fs';
+import { mkdirSync, rmSync } from 'node:fs';
 import path from 'node:path';
 import { allocateContainer } from '../../src/containers/allocate-container.js';
 import type { ContainerResources } from '../../src/containers/container-resources.js';
@@ -48,15 +49,6 @@ interface Ctr {
   history: string[];
 }
 
-function sparseFile(file: string, size: number): void {
-  mkdirSync(path.dirname(file), { recursive: true });
-  const fd = openSync(file, 'w');
-  try {
-    ftruncateSync(fd, size);
-  } finally {
-    closeSync(fd);
-  }
-}
 
 /** An error with its nested causes / aggregated errors, on one line. */
 function causes(err: unknown, depth = 0): string {
