@@ -1,3 +1,5 @@
+import { pendingPromises } from './pending-promises.js';
+
 /**
  * Lets concurrent asynchronous calls finish one short synchronous step (e.g. "allocate a slot")
  * in the order the calls STARTED, while whatever comes before that step (a stat of the host
@@ -26,12 +28,16 @@ export class InOrder {
     const previous = this.#tail;
     let release!: () => void;
     this.#tail = new Promise<void>((resolve) => (release = resolve));
+    const settled = pendingPromises.open('in-order-turn');
     let finished = false;
     const done = (): void => {
       if (finished) return;
       finished = true;
       // Release only after every earlier place is done, so order holds even if this one skipped `run`.
-      void previous.then(release);
+      void previous.then(() => {
+        release();
+        settled();
+      });
     };
     return {
       run: async <T>(step: () => T): Promise<T> => {

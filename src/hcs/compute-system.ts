@@ -1,4 +1,5 @@
 import { UvmError } from '../core/errors.js';
+import { pendingPromises } from '../core/pending-promises.js';
 import type { HcsCallOptions, HcsSystem } from './hcs-api.js';
 import { HCS_GENERIC_ALL, toWide, type OperationHandle, type SystemHandle, type WideString } from './computecore.js';
 import { HcsError, HResult } from './hcs-error.js';
@@ -27,7 +28,8 @@ export class ComputeSystem implements HcsSystem, AsyncDisposable {
   #handle: SystemHandle | undefined;
   #closed = false;
   #inFlight = 0;
-  #drained: (() => void) | undefined;
+  /** Every `[Symbol.asyncDispose]()` waiting for the in-flight operations to finish. */
+  #drained: (() => void)[] = [];
 
   /**
    * Takes ownership of `handle` (from HcsCreateComputeSystem or HcsOpenComputeSystem).
@@ -159,16 +161,14 @@ export class ComputeSystem implements HcsSystem, AsyncDisposable {
   /** Closes the handle and waits until no operation on it is in flight. */
   async [Symbol.asyncDispose](): Promise<void> {
     this.close();
-    if (this.#inFlight > 0) await new Promise<void>((resolve) => (this.#drained = resolve));
+    if (this.#inFlight > 0) await pendingPromises.track('dispose-waiter', new Promise<void>((resolve) => this.#drained.push(resolve)));
   }
 
   #release(): void {
     const handle = this.#handle;
     this.#handle = undefined;
     if (handle) this.#driver.library.closeComputeSystem(handle);
-    const drained = this.#drained;
-    this.#drained = undefined;
-    drained?.();
+    for (const drained of this.#drained.splice(0)) drained();
   }
 
   async #void(

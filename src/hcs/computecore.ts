@@ -13,6 +13,7 @@ import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import koffi from 'koffi';
 import { UvmError } from '../core/errors.js';
+import { pendingPromises } from '../core/pending-promises.js';
 
 /** An opaque HCS_OPERATION handle. */
 export type OperationHandle = { readonly __brand: 'HCS_OPERATION' };
@@ -250,9 +251,12 @@ function bind(path: string): ComputeCore {
     }
   };
   const asAsync = (fn: { async: (...args: any[]) => any }, ...args: unknown[]): Promise<unknown> =>
-    new Promise((resolve, reject) => {
-      fn.async(...args, (err: unknown, result: unknown) => (err ? reject(err) : resolve(result)));
-    });
+    pendingPromises.track(
+      'ffi-call',
+      new Promise((resolve, reject) => {
+        fn.async(...args, (err: unknown, result: unknown) => (err ? reject(err) : resolve(result)));
+      }),
+    );
 
   return {
     path,

@@ -16,6 +16,7 @@
  */
 import PQueue from 'p-queue';
 import { UvmError } from '../core/errors.js';
+import { pendingPromises } from '../core/pending-promises.js';
 import type { HcsCallOptions } from './hcs-api.js';
 import { formatHresult, HcsError, HResult, hcsErrorFromResult } from './hcs-error.js';
 import type { ComputeCore, OperationHandle } from './computecore.js';
@@ -225,6 +226,7 @@ export class OperationDriver {
     if (timeoutMs !== undefined && (!Number.isFinite(timeoutMs) || timeoutMs < 0)) {
       throw new UvmError('INVALID_ARGUMENT', `timeoutMs must be a finite number >= 0, got ${timeoutMs}`);
     }
+    const settled = pendingPromises.open('hcs-operation');
     const cancellation = new CallCancellation(req.options);
     try {
       if (cancellation.reason) throw cancelledError(req, cancellation.reason);
@@ -239,6 +241,7 @@ export class OperationDriver {
       }
     } finally {
       cancellation.dispose();
+      settled();
     }
   }
 

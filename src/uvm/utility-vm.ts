@@ -187,10 +187,15 @@ export class UtilityVm implements UvmDevices {
    */
   async allocateContainer(spec: OciSpec, options: AllocateContainerOptions): Promise<AllocatedContainer> {
     const devices = this.#recovery && typeof options?.containerId === 'string' ? this.#recovery.containerDevices(options.containerId) : this;
+    const callerOnChange = options?.onChange;
     const allocated = await allocateContainer(devices, spec, {
       logger: this.#logger,
       ...options,
-      ...(this.#recovery ? { onChange: (r: ContainerResources) => this.#containerChanged(r) } : {}),
+      // Always: a released container leaves the map (and, with a journal, the journal).
+      onChange: async (r: ContainerResources) => {
+        await this.#containerChanged(r);
+        await callerOnChange?.(r);
+      },
     });
     // Its leases are journaled already; the record adds what they are for. A failed write fails
     // the allocation (after releasing it); a crash before it makes reconcile release the leases.
@@ -222,9 +227,9 @@ export class UtilityVm implements UvmDevices {
   }
 
   async #containerChanged(resources: ContainerResources): Promise<void> {
+    if (resources.released && this.#containers.get(resources.containerId) === resources) this.#containers.delete(resources.containerId);
     if (!this.#recovery) return;
     if (resources.released) {
-      if (this.#containers.get(resources.containerId) === resources) this.#containers.delete(resources.containerId);
       await this.#recovery.forgetContainer(resources.containerId);
     } else {
       await this.#recovery.recordContainer(resources.snapshot());

@@ -377,6 +377,23 @@ describe('ComputeSystem (scripted library)', function () {
     expect(lib.closedSystems).to.have.length(1);
   });
 
+  it('concurrent asyncDispose calls all settle once the operations in flight are done (issue 16)', async function () {
+    const t = settled(system.modify({}));
+    await flush();
+    const disposes = [settled(system[Symbol.asyncDispose]()), settled(system[Symbol.asyncDispose]()), settled(system[Symbol.asyncDispose]())];
+    await flush();
+    expect(disposes.map((d) => d.done)).to.deep.equal([false, false, false]);
+    lib.complete(lib.last());
+    await flush();
+    expect(t.done).to.equal(true);
+    expect(disposes.map((d) => d.done && d.error === undefined)).to.deep.equal([true, true, true]);
+    expect(lib.closedSystems).to.deep.equal([handle]);
+    // A dispose after the handle is gone resolves at once.
+    const late = settled(system[Symbol.asyncDispose]());
+    await flush();
+    expect(late.done).to.equal(true);
+  });
+
   it('an unparseable properties document → HCS_ERROR', async function () {
     const q = settled(system.properties({}));
     await flush();

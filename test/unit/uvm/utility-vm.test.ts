@@ -8,6 +8,7 @@ import { buildCreateDocument } from '../../../src/uvm/create-document.js';
 import { UtilityVm } from '../../../src/uvm/utility-vm.js';
 import { resolveUvmOptions, type UtilityVmOptions } from '../../../src/uvm/uvm-options.js';
 import { checkAfterTest } from '../../support/leak-checks.js';
+import { forceGc } from '../../support/gc.js';
 import { rejectsWithCode } from '../devices/device-test-kit.js';
 
 const C = [
@@ -164,6 +165,37 @@ describe('UtilityVm (through the composition root)', () => {
     await layer.release();
     expect(hcs.calls.length).to.equal(before);
     expect(uvm.describe()).to.deep.equal([]);
+    uvm.close();
+  });
+
+  it('without a journal, a released container is no longer retained by the UVM (issue 16)', async () => {
+    const { create, hostFs } = orchestrator();
+    hostFs.file('/l/base/layer.vhd', 1024 * 1024).dir('/data');
+    const uvm = await create({ id: 'a', os: 'linux', vpmem: { count: 2 } });
+    await uvm.start();
+    const changes: string[] = [];
+    // In its own frame: a finished frame holds no stale reference to the last container.
+    const cycle = async (i: number): Promise<WeakRef<object>> => {
+      hostFs.file(`/s/c${i}/sandbox.vhdx`, 1024 * 1024 * 1024);
+      const spec = {
+        root: { path: 'rootfs' },
+        windows: { layerFolders: ['/l/base', `/s/c${i}`] },
+        mounts: [{ destination: '/data', type: 'bind', source: '/data', options: ['rbind', 'ro'] }],
+      };
+      // A caller's own onChange hook is still called.
+      const { resources } = await uvm.allocateContainer(spec, { containerId: `c${i}`, onChange: async (r) => void changes.push(`${r.containerId} ${r.released}`) });
+      expect(uvm.containerResources(`c${i}`)).to.equal(resources);
+      await resources.release();
+      expect(uvm.containerResources(`c${i}`)).to.equal(undefined);
+      return new WeakRef(resources);
+    };
+    const refs = [await cycle(0), await cycle(1), await cycle(2)];
+    expect(changes).to.deep.equal(['c0 true', 'c1 true', 'c2 true']);
+    expect(uvm.containers()).to.deep.equal([]);
+    expect(uvm.describe()).to.deep.equal([]);
+    await forceGc();
+    expect(refs.map((r) => r.deref() === undefined), 'released containers garbage-collected').to.deep.equal([true, true, true]);
+    await uvm.terminate();
     uvm.close();
   });
 

@@ -1,0 +1,49 @@
+/**
+ * Counts, by kind, the promises the library creates and must settle itself: an HCS operation
+ * waiting for its completion callback, a call on a libuv pool thread, a dispose waiting for the
+ * operations in flight, a place in an `InOrder` line. A shim runs for months: none of these may be
+ * left pending once the work it waits for is over. The soak test asserts the total is back to its
+ * starting value (docs/reliability.md). Reachable only from `uvm-orchestrator/testing`.
+ *
+ * Costs one Map update when such a promise is created and one when it settles.
+ */
+const counts = new Map<string, number>();
+let total = 0;
+
+function add(kind: string, delta: number): void {
+  const n = (counts.get(kind) ?? 0) + delta;
+  if (n === 0) counts.delete(kind);
+  else counts.set(kind, n);
+  total += delta;
+}
+
+export const pendingPromises = {
+  /**
+   * Counts one pending promise of `kind` and returns the function to call once it settles
+   * (idempotent: a second call does nothing).
+   */
+  open(kind: string): () => void {
+    add(kind, 1);
+    let open = true;
+    return () => {
+      if (!open) return;
+      open = false;
+      add(kind, -1);
+    };
+  },
+
+  /** `promise`, counted as pending of `kind` until it settles. */
+  track<T>(kind: string, promise: Promise<T>): Promise<T> {
+    return promise.finally(pendingPromises.open(kind));
+  },
+
+  /** Library-created promises not settled yet. */
+  get total(): number {
+    return total;
+  },
+
+  /** The same, by kind (kinds with none pending are absent). */
+  byKind(): Record<string, number> {
+    return Object.fromEntries(counts);
+  },
+};
