@@ -22,6 +22,7 @@ export { VpmemManagerImpl, MAX_VPMEM_COUNT, DEFAULT_VPMEM_SIZE_BYTES, MAX_MAPPIN
 export { BuddyAllocator, classOf as vpmemClassOf, classSize as vpmemClassSize, type BuddyRegion } from './devices/vpmem-buddy-allocator.js';
 export { Plan9ManagerImpl, PLAN9_PORT, Plan9Flags, type Plan9State } from './devices/plan9-manager.js';
 export { PipeManagerImpl } from './devices/pipe-manager.js';
+export { VpciManager, VpciManagerImpl, type VpciDevice, type VpciDeviceRequest } from './devices/vpci-manager.js';
 export { GuestConnection } from './uvm/guest-connection.js';
 export { HcsSystem } from './uvm/hcs-system-token.js';
 export { UtilityVm } from './uvm/utility-vm.js';
@@ -50,6 +51,7 @@ export { isTerminationAware, type UvmTerminationAware } from './containers/uvm-t
 export { validateContainerId, MAX_CONTAINER_ID_LENGTH } from './containers/container-id.js';
 export { ContainerResources, type ReleaseContainerOptions, type ContainerResourcesInit } from './containers/container-resources.js';
 export { allocateContainer, planContainer, rootfsSource, type AllocateContainerOptions, type AllocatedContainer, type ContainerPlan, type PlanContainerOptions, type RootfsPlan, type RootfsSource } from './containers/allocate-container.js';
+export { planDevices, type AssignedDevice, type ContainerDocumentDevice, type PlannedDevice } from './containers/assigned-devices.js';
 
 // ---- HCS binding (computecore through koffi; HRESULT classification) (hcs helper)
 export {

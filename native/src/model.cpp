@@ -210,7 +210,7 @@ void validatePlan9Share(const Json &s, const std::string &what, bool add) {
 // ------------------------------------------------------------------------------------------------
 // ResourcePath
 
-enum class HostKind { Scsi, Vsmb, VpmemDevice, VpmemMapping, Plan9, Pipe };
+enum class HostKind { Scsi, Vsmb, VpmemDevice, VpmemMapping, Plan9, Pipe, Vpci };
 
 struct HostTarget {
   HostKind kind;
@@ -261,6 +261,13 @@ HostTarget parseResourcePath(const std::string &path) {
   if (p[2] == "Plan9") {
     if (p.size() != 4 || p[3] != "Shares") bad("expected VirtualMachine/Devices/Plan9/Shares");
     t.kind = HostKind::Plan9;
+    return t;
+  }
+  if (p[2] == "VirtualPci") {  // vpci.cpp
+    if (p.size() != 4) bad("expected VirtualMachine/Devices/VirtualPci/<VMBus GUID>");
+    t.kind = HostKind::Vpci;
+    t.guid = canonicalGuid(p[3]);
+    if (t.guid.empty()) bad("\"" + p[3] + "\" is not a GUID");
     return t;
   }
   if (p[2] == "VirtualPMem") {
@@ -370,6 +377,8 @@ void validateGuestShape(const System &sys, const Json &gr) {
       optString(s, "HostPath", sw, rt == "Add", rt == "Add");
       optBool(s, "ReadOnly", sw);
     }
+  } else if (type == "VPCIDevice") {
+    validateVpciGuest(sys, s, sw);
   } else if (type == "CombinedLayers") {
     checkFields(s, sw + " (CombinedLayers)", {"ContainerID", "ContainerRootPath", "Layers", "ScratchPath", "FilterType"});
     optString(s, "ContainerID", sw);
@@ -432,6 +441,11 @@ void validateHostShape(const Json &doc, HostTarget &t, std::string &rt) {
     case HostKind::Plan9:
       needAddRemove("Plan9 shares");
       validatePlan9Share(needSettings(), sw + " (Plan9Share)", rt == "Add");
+      break;
+    case HostKind::Vpci:
+      needAddRemove("VirtualPci devices");
+      if (rt == "Add") validateVpciDevice(needSettings(), sw + " (VirtualPciDevice)");
+      else if (settings) requireObject(*settings, sw);  // ignored on Remove
       break;
     case HostKind::Pipe:
       needAddRemove("mapped pipes");
@@ -611,6 +625,9 @@ void applyHostTarget(System &sys, const HostTarget &t, const std::string &rt, co
       }
       return;
     }
+    case HostKind::Vpci:
+      applyVpciHost(sys, t.guid, rt == "Add", settings);
+      return;
     case HostKind::Pipe: {
       auto it = std::find_if(sys.mappedPipes.begin(), sys.mappedPipes.end(),
                              [&](const std::pair<std::string, Json> &p) { return p.first == t.pipe; });
@@ -733,6 +750,10 @@ void applyGuestRequest(System &sys, const Json &gr) {
       if (!eraseFirst(sys.mappedDirectories, [&](const Json &e) { return dirPath(e) == path; }))
         fail(HCS_E_NOT_FOUND, "guest: no mapped directory at " + kind + " \"" + path + "\"");
     }
+    return;
+  }
+  if (type == "VPCIDevice") {
+    applyVpciGuest(sys, add, s);
     return;
   }
   if (type == "CombinedLayers") {
@@ -921,6 +942,9 @@ void buildSystemFromCreateDoc(const std::string &id, const Json &doc, System &ou
       }
     }
   }
+  if (devices) {
+    if (const Json *vp = field(*devices, "VirtualPci")) vpciFromCreateDoc(sys, *vp, w + ".VirtualMachine.Devices.VirtualPci");
+  }
   if (sys.hasVpmem || sys.hasPlan9 || linuxHint) sys.os = GuestOs::Linux;
   else if (sys.hasVsmb) sys.os = GuestOs::Windows;
   out = std::move(sys);
@@ -941,7 +965,7 @@ int64_t hotAddedCount(const System &sys) {
     if (!s.boot) ++n;
   n += static_cast<int64_t>(sys.mappedPipes.size() + sys.mappedVirtualDisks.size() + sys.vpmemGuest.size() +
                             sys.mappedDirectories.size() + sys.combinedLayers.size());
-  return n;
+  return n + vpciHotAddedCount(sys);
 }
 
 namespace {
@@ -996,6 +1020,7 @@ Json simulatorStateDevicesAndGuest(const System &sys) {
     pipes.push(e);
   }
   devices.set("MappedPipes", pipes);
+  devices.set("VirtualPci", vpciState(sys));
   Json guest = Json::object();
   guest.set("MappedVirtualDisks", arrayOf(sys.mappedVirtualDisks));
   guest.set("VPMemDevices", arrayOf(sys.vpmemGuest));
@@ -1074,6 +1099,7 @@ Json systemToPersist(const System &sys) {
     pipes.push(pj);
   }
   j.set("MappedPipes", pipes);
+  j.set("VirtualPci", vpciToPersist(sys));
   Json state = simulatorStateDevicesAndGuest(sys);
   j.set("Guest", *state.get("Guest"));
   return j;
@@ -1147,6 +1173,7 @@ bool systemFromPersist(const Json &j, System &out, std::string &error) {
     entries("VirtualSmb", sys.hasVsmb, sys.vsmbShares);
     entries("Plan9", sys.hasPlan9, sys.plan9Shares);
     for (const auto &pj : arr(j, "MappedPipes")) sys.mappedPipes.emplace_back(s(pj, "Name"), val(pj, "Settings"));
+    vpciFromPersist(j.get("VirtualPci"), sys);
     const Json *g = j.get("Guest");
     if (!g || !g->isObject()) throw HcsFailure{0, "missing Guest"};
     sys.mappedVirtualDisks = arr(*g, "MappedVirtualDisks");

@@ -12,6 +12,7 @@
 
 #include "computecore.h"
 #include "json.h"
+#include "vpci.h"
 
 namespace hcssim {
 
@@ -64,6 +65,7 @@ struct System {
   bool hasPlan9 = false;
   std::vector<HostEntry> plan9Shares;
   std::vector<std::pair<std::string, Json>> mappedPipes;  // pipe name -> settings (null or host path)
+  std::map<std::string, VpciDevice> vpci;  // VMBus GUID (lowercase) -> assigned device (vpci.h)
   // guest model: settings as added, in add order
   std::vector<Json> mappedVirtualDisks;
   std::vector<Json> vpmemGuest;

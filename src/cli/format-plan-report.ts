@@ -59,6 +59,15 @@ function containerLines(plan: ContainerPlan, base: string): string[] {
     out.push('  mounts');
     out.push(indent(textTable(['destination', 'plan'], plan.mounts.map((m) => [m.mount.destination, mountPlanText(m, base)])), '    '));
   }
+  if (plan.devices.length > 0) {
+    out.push('  devices');
+    const rows = plan.devices.map((d) =>
+      d.kind === 'vpci'
+        ? [String(d.index), d.idType, d.instancePath, `vPCI function ${d.virtualFunction}${d.shared ? ', shared' : ', new'}`]
+        : [String(d.index), d.idType, d.id, 'container document'],
+    );
+    out.push(indent(textTable(['#', 'idType', 'device', 'plan'], rows), '    '));
+  }
   return out;
 }
 

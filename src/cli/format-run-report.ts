@@ -10,6 +10,7 @@ export const MANAGER_TITLES: Record<ManagerName, string> = {
   plan9: 'Plan9',
   vsmb: 'VSMB',
   pipes: 'Mapped pipes',
+  vpci: 'Assigned devices (vPCI)',
 };
 
 /**

@@ -2,7 +2,7 @@ import type { GuestOs, ResourceInfo } from '../devices/device-types.js';
 import type { ContainerEntry } from '../oci/mount-applier.js';
 
 /** The managers whose resources the report lists, in print order. */
-export const MANAGERS = ['vpmem', 'scsi', 'plan9', 'vsmb', 'pipes'] as const;
+export const MANAGERS = ['vpmem', 'scsi', 'plan9', 'vsmb', 'pipes', 'vpci'] as const;
 export type ManagerName = (typeof MANAGERS)[number];
 
 /** Which manager a `ResourceInfo.kind` belongs to. */
@@ -21,6 +21,8 @@ export function managerOf(kind: ResourceInfo['kind']): ManagerName {
       return 'plan9';
     case 'mapped-pipe':
       return 'pipes';
+    case 'vpci-device':
+      return 'vpci';
   }
 }
 

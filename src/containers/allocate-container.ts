@@ -21,6 +21,16 @@ import { addErrorDetails } from '../oci/container-paths.js';
 import { applyMountPlan, type ContainerEntry } from '../oci/mount-applier.js';
 import { planMounts, type PlannedMount } from '../oci/mount-planner.js';
 import type { OciSpec, RootfsMount } from '../oci/oci-spec.js';
+import {
+  acquireDevices,
+  containerDocumentDevices,
+  markSharedDevices,
+  planDevices,
+  rewriteDevices,
+  type AssignedDevice,
+  type ContainerDocumentDevice,
+  type PlannedDevice,
+} from './assigned-devices.js';
 import { validateContainerId } from './container-id.js';
 import { ContainerResources, type ContainerResourcesInit } from './container-resources.js';
 import { heldResource, teardownPhase, type HeldResource } from './held-resource.js';
@@ -46,6 +56,10 @@ export interface AllocatedContainer {
   resources: ContainerResources;
   /** WCOW: MappedDirectory / MappedPipe entries for the shim's container document (empty on LCOW). */
   containerEntries: ContainerEntry[];
+  /** `windows.devices` assigned to the UVM over vPCI (released with `resources`), in spec order. */
+  assignedDevices: AssignedDevice[];
+  /** WCOW: `AssignedDevices` entries for the shim's container document (location-path and class devices). */
+  containerDevices: ContainerDocumentDevice[];
 }
 
 /** How the rootfs is provided. */
@@ -90,6 +104,7 @@ export async function allocateContainer(uvm: UvmDevices, spec: OciSpec, options:
   const source = rootfsSource(os, spec, options.rootfs);
   if (source.kind === 'plan9-root') await checkRootDirectory(uvm, source.hostPath);
   const mountPlan = await planMounts(spec, uvm.facts, containerId, uvm.hostFs);
+  const devicePlan = planDevices(os, spec);
   const acquireOptions = { signal: options.signal };
 
   // The rootfs and the mounts do not depend on each other: build them at once. Each half rolls
@@ -115,12 +130,16 @@ export async function allocateContainer(uvm: UvmDevices, spec: OciSpec, options:
   })();
   rootfsTask.then(rootfsIssued, rootfsIssued);
   const mountsTask = issued.then(() => applyMountPlan(uvm, spec, mountPlan, { ...acquireOptions, logger: options.logger }));
-  const [rootfs, applied] = await Promise.allSettled([rootfsTask, mountsTask]);
-  if (rootfs.status === 'rejected' || applied.status === 'rejected') {
-    const err: unknown = rootfs.status === 'rejected' ? rootfs.reason : (applied as PromiseRejectedResult).reason;
+  // Devices come after the rootfs and mounts (hcsshim's order), so they are released first.
+  const devicesTask = Promise.all([rootfsTask, mountsTask]).then(() => acquireDevices(os, uvm.vpci, devicePlan, acquireOptions));
+  const [rootfs, applied, devices] = await Promise.allSettled([rootfsTask, mountsTask, devicesTask]);
+  if (rootfs.status === 'rejected' || applied.status === 'rejected' || devices.status === 'rejected') {
+    const failed = [rootfs, applied, devices].find((r): r is PromiseRejectedResult => r.status === 'rejected')!;
+    const err: unknown = failed.reason;
     const rollback = new ReleaseStack<HeldResource>({ phase: teardownPhase });
     if (rootfs.status === 'fulfilled') rootfs.value.held.forEach((h) => rollback.push(h));
     if (applied.status === 'fulfilled') applied.value.held.forEach((h) => rollback.push(h));
+    if (devices.status === 'fulfilled') devices.value.held.forEach((h) => rollback.push(h));
     await rollback.releaseAll().catch((rollbackError: unknown) => {
       uvm.retryLater({ release: () => rollback.releaseAll() }); // nobody else holds these leases
       addErrorDetails(err, { rollbackError });
@@ -132,17 +151,24 @@ export async function allocateContainer(uvm: UvmDevices, spec: OciSpec, options:
   const { rootfsPath, layers, held } = rootfs.value;
   const rewritten = applied.value.spec;
   rewritten.root = { ...(rewritten.root ?? {}), path: rootfsPath };
+  rewriteDevices(rewritten, devices.value.assigned);
   const resources = new ContainerResources(uvm, {
     containerId,
     rootfsPath,
     layers,
-    held,
+    held: [...held, ...devices.value.held],
     mounts: applied.value.mounts,
     nextMountIndex: mountPlan.length,
     logger: options.logger,
     onChange: options.onChange,
   });
-  return { spec: rewritten, resources, containerEntries: resources.containerEntries() };
+  return {
+    spec: rewritten,
+    resources,
+    containerEntries: resources.containerEntries(),
+    assignedDevices: devices.value.assigned,
+    containerDevices: containerDocumentDevices(devicePlan),
+  };
 }
 
 async function checkRootDirectory(uvm: UvmDevices, hostPath: string): Promise<void> {
@@ -163,6 +189,8 @@ export interface ContainerPlan {
   rootfs: RootfsPlan;
   /** One per `spec.mounts` entry, same order. */
   mounts: PlannedMount[];
+  /** One per `windows.devices` entry, same order. */
+  devices: PlannedDevice[];
   /** After this container's layers and SCSI mounts (an estimate: reserved slots are not known). */
   slotsLeft: SlotsLeft;
   /** False when the predicted SCSI attachments exceed the free slots, or a WCOW scratch is already in use. */
@@ -201,11 +229,12 @@ export async function planContainer(uvm: UvmDevices, spec: OciSpec, options: Pla
     fits = true;
   }
   const mounts = await planMounts(spec, uvm.facts, containerId, uvm.hostFs);
+  const devices = markSharedDevices(planDevices(os, spec), uvm.vpci?.describe() ?? []);
   const attached = new Set(uvm.scsi.describe().flatMap((i) => (i.kind === 'scsi-attachment' && i.hostPath ? [i.hostPath] : [])));
   const newDisks = new Set(
     mounts.flatMap((m) => (m.kind === 'device' && m.device === 'scsi' && !attached.has(m.request.hostPath) ? [m.request.hostPath] : [])),
   );
   if (newDisks.size > slotsLeft.scsi) fits = false;
   slotsLeft.scsi = Math.max(slotsLeft.scsi - newDisks.size, 0);
-  return { containerId, os, rootfs, mounts, slotsLeft, fits };
+  return { containerId, os, rootfs, mounts, devices, slotsLeft, fits };
 }

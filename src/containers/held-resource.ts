@@ -2,10 +2,10 @@ import type { Lease } from '../core/lease.js';
 import type { Releasable } from '../core/release-stack.js';
 
 /** What a held resource is for in a container. */
-export type HeldResourceKind = 'layer' | 'scratch' | 'combined-layers' | 'root-share' | 'mount';
+export type HeldResourceKind = 'layer' | 'scratch' | 'combined-layers' | 'root-share' | 'mount' | 'device';
 
 /** Which manager (or the guest, for CombinedLayers) the lease came from. */
-export type HeldResourceSource = 'scsi' | 'vpmem' | 'vsmb' | 'plan9' | 'pipe' | 'guest';
+export type HeldResourceSource = 'scsi' | 'vpmem' | 'vsmb' | 'plan9' | 'pipe' | 'guest' | 'vpci';
 
 /**
  * One lease a container holds, with what it is for. Releasing it releases the lease (idempotent,

@@ -24,7 +24,7 @@ export interface DeviceAcquireOptions {
 
 /** One live resource, for `describe()`. */
 export interface ResourceInfo {
-  kind: 'scsi-attachment' | 'scsi-mount' | 'vsmb-share' | 'vsmb-file' | 'vpmem-device' | 'vpmem-mapping' | 'plan9-share' | 'mapped-pipe';
+  kind: 'scsi-attachment' | 'scsi-mount' | 'vsmb-share' | 'vsmb-file' | 'vpmem-device' | 'vpmem-mapping' | 'plan9-share' | 'mapped-pipe' | 'vpci-device';
   /** The refcount key, rendered. */
   key: string;
   state: EntryState;
@@ -238,6 +238,8 @@ export interface UvmDevices extends GuestRequestSender {
   readonly vpmem: VpmemManager;
   readonly plan9: Plan9Manager;
   readonly pipes: PipeManager;
+  /** Assigned devices (vPCI); absent where container devices are not supported (a journaled UVM's container view). */
+  readonly vpci?: import('./vpci-manager.js').VpciManager;
   readonly hostFs: import('../core/host-fs.js').HostFs;
   /** HCS NameToGuid (WCOW layer ids). */
   nameToGuid(name: string): string;

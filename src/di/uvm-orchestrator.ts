@@ -18,6 +18,8 @@ import { Plan9Module } from './plan9-module.js';
 import { ScsiModule } from './scsi-module.js';
 import { UvmModule } from './uvm-module.js';
 import { VpmemModule } from './vpmem-module.js';
+import { VpciBootDevices } from '../devices/vpci-manager.js';
+import { VpciModule } from './vpci-module.js';
 import { VsmbModule } from './vsmb-module.js';
 
 /** Creates a UtilityVm: validates the options, creates the compute system, builds its DI scope. */
@@ -55,7 +57,7 @@ export interface UvmOrchestrator {
 }
 
 /** The device modules loaded into every UVM scope. */
-const UVM_SCOPE_MODULES = [UvmModule, ScsiModule, VsmbModule, VpmemModule, Plan9Module, PipeModule];
+const UVM_SCOPE_MODULES = [UvmModule, ScsiModule, VsmbModule, VpmemModule, Plan9Module, PipeModule, VpciModule];
 
 /**
  * The composition root: the only place that calls `container.get`. The root container holds the
@@ -75,6 +77,7 @@ export function createUvmOrchestrator(options: UvmOrchestratorOptions = {}): Uvm
     scope.bind(HcsSystem).toConstantValue(system);
     if (resolved.guestConnection) scope.bind(GuestConnection).toConstantValue(resolved.guestConnection);
     if (journal) scope.bind(RecoveryJournal).toConstantValue(journal);
+    scope.bind(VpciBootDevices).toConstantValue(resolved.bootVpciDevices);
     scope.load(...UVM_SCOPE_MODULES);
     return scope.get(UtilityVm);
   };

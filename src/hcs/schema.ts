@@ -12,7 +12,8 @@ export type GuestResourceType =
   | 'SCSIDevice'
   | 'VPMemDevice'
   | 'MappedDirectory'
-  | 'CombinedLayers';
+  | 'CombinedLayers'
+  | 'VPCIDevice';
 
 /** A request forwarded to the guest agent (GCS). */
 export interface GuestRequest {

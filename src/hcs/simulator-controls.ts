@@ -87,6 +87,8 @@ export interface SimulatorState {
     VirtualPMem: { Devices: Record<string, SimulatorSettings & { Mappings: Record<string, SimulatorSettings> }> };
     Plan9: { Shares: SimulatorSettings[] };
     MappedPipes: { Name: string; HostPath?: string }[];
+    /** VMBus GUID (lower-case) → the VirtualPciDevice settings and whether the LCOW guest added it. */
+    VirtualPci: Record<string, { Settings: SimulatorSettings; Guest: boolean }>;
   };
   Guest: {
     MappedVirtualDisks: SimulatorSettings[];

@@ -1,4 +1,5 @@
 import { SCSI_CONTROLLER_GUIDS } from '../devices/resource-paths.js';
+import { vpciCreateSection } from '../devices/vpci-manager.js';
 import type { ResolvedUvmOptions } from './uvm-options.js';
 
 /**
@@ -16,6 +17,7 @@ export function buildCreateDocument(o: ResolvedUvmOptions): Record<string, unkno
   } else {
     devices.VirtualSmb = { DirectFileMappingInMB: 1024 };
   }
+  if (o.bootVpciDevices.length > 0) devices.VirtualPci = vpciCreateSection(o.bootVpciDevices);
   return {
     SchemaVersion: { Major: 2, Minor: 1 },
     Owner: 'uvm-orchestrator',

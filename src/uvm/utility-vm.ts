@@ -20,6 +20,7 @@ import {
 } from '../devices/device-types.js';
 import { ResourceDelivery } from '../devices/guest-delivery.js';
 import { UvmLifecycle } from '../devices/uvm-lifecycle.js';
+import { VpciManager } from '../devices/vpci-manager.js';
 import type { OpenUtilityVmOptions, UvmOrchestratorOptions } from '../di/uvm-orchestrator.js';
 import { allocateContainer, type AllocateContainerOptions, type AllocatedContainer } from '../containers/allocate-container.js';
 import { ContainerResources } from '../containers/container-resources.js';
@@ -52,6 +53,8 @@ export class UtilityVm implements UvmDevices {
   readonly vpmem: VpmemManager;
   readonly plan9: Plan9Manager;
   readonly pipes: PipeManager;
+  /** Assigned devices (vPCI). Not journaled: a journaled UVM's containers cannot take devices (NOT_SUPPORTED). */
+  readonly vpci: VpciManager;
   readonly #logger: Logger;
   readonly #managers: { scsi: ScsiManager; vsmb: VsmbManager; vpmem: VpmemManager; plan9: Plan9Manager; pipes: PipeManager };
   /** Present when the `journal` option is set (docs/recovery.md). */
@@ -73,6 +76,7 @@ export class UtilityVm implements UvmDevices {
     @inject(Plan9Manager) plan9: Plan9Manager,
     @inject(PipeManager) pipes: PipeManager,
     @inject(RecoveryJournal) @optional() journal?: RecoveryJournal,
+    @inject(VpciManager) @optional() vpci?: VpciManager,
   ) {
     this.facts = Object.freeze({
       id: config.id,
@@ -104,6 +108,7 @@ export class UtilityVm implements UvmDevices {
     this.vpmem = exposed.vpmem;
     this.plan9 = exposed.plan9;
     this.pipes = exposed.pipes;
+    this.vpci = vpci ?? unsupportedVpci;
   }
 
   /**
@@ -188,6 +193,7 @@ export class UtilityVm implements UvmDevices {
   async allocateContainer(spec: OciSpec, options: AllocateContainerOptions): Promise<AllocatedContainer> {
     const devices = this.#recovery && typeof options?.containerId === 'string' ? this.#recovery.containerDevices(options.containerId) : this;
     const callerOnChange = options?.onChange;
+    // (A journaled container view has no `vpci`: its devices are refused with NOT_SUPPORTED.)
     const allocated = await allocateContainer(devices, spec, {
       logger: this.#logger,
       ...options,
@@ -267,7 +273,7 @@ export class UtilityVm implements UvmDevices {
     // First what failed rollbacks left (e.g. an overlay still on the disks), then the managers'.
     const errors: unknown[] = [];
     await this.#leftovers.releaseAll().catch((err: unknown) => errors.push(err));
-    const results = await Promise.allSettled([this.scsi, this.vsmb, this.vpmem, this.plan9, this.pipes].map((m) => m.retryFailedTeardowns()));
+    const results = await Promise.allSettled([this.scsi, this.vsmb, this.vpmem, this.plan9, this.pipes, this.vpci].map((m) => m.retryFailedTeardowns()));
     errors.push(...results.flatMap((r) => (r.status === 'rejected' ? [r.reason] : [])));
     if (errors.length > 0) throw new UvmAggregateError('RELEASE_FAILED', `retrying failed teardowns of ${this.id}`, errors);
   }
@@ -283,6 +289,7 @@ export class UtilityVm implements UvmDevices {
       ...this.vpmem.describe(),
       ...this.plan9.describe(),
       ...this.pipes.describe(),
+      ...this.vpci.describe(),
     ];
   }
 
@@ -303,3 +310,10 @@ export class UtilityVm implements UvmDevices {
   }
 
 }
+
+/** Where no VpciManager is bound (a DI scope built without VpciModule). */
+const unsupportedVpci: VpciManager = {
+  acquire: () => Promise.reject(new UvmError('NOT_SUPPORTED', 'this UtilityVm has no vPCI manager')),
+  describe: () => [],
+  retryFailedTeardowns: () => Promise.resolve(),
+};

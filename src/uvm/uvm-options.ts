@@ -4,6 +4,7 @@ import type { GuestOs } from '../devices/device-types.js';
 import { SCSI_CONTROLLER_GUIDS, SCSI_LUNS_PER_CONTROLLER } from '../devices/resource-paths.js';
 import { validate } from '../devices/validation.js';
 import { DEFAULT_VPMEM_SIZE_BYTES, MAX_VPMEM_COUNT } from '../devices/vpmem-manager.js';
+import { resolveBootDevices, type VpciDevice, type VpciDeviceRequest } from '../devices/vpci-manager.js';
 import { resolveJournalOptions, type JournalOptions } from '../recovery/journal.js';
 import type { GuestConnection } from './guest-connection.js';
 
@@ -53,6 +54,11 @@ export interface UtilityVmOptions {
    * restart (docs/recovery.md). @default undefined (no journal)
    */
   journal?: JournalOptions;
+  /**
+   * Host PCI devices assigned at boot (`Devices.VirtualPci` of the create document, a new VMBus
+   * GUID each). They stay until the VM dies; a container asking for one shares it. @default []
+   */
+  assignedDevices?: readonly VpciDeviceRequest[];
 }
 
 /** Validated options with every default filled in. */
@@ -61,6 +67,8 @@ export interface ResolvedUvmOptions extends UvmDeviceConfig {
   processorCount: number;
   guestConnection: GuestConnection | undefined;
   journal: JournalOptions | undefined;
+  /** `assignedDevices` with their VMBus GUIDs. */
+  bootVpciDevices: readonly VpciDevice[];
 }
 
 /** Validates `options` (INVALID_ARGUMENT on the first problem) and fills the defaults. */
@@ -104,6 +112,7 @@ export function resolveUvmOptions(options: UtilityVmOptions): ResolvedUvmOptions
     processorCount: validate.integer(options.processorCount, 'processorCount', 1, 1024, 2),
     guestConnection: options.guestConnection,
     journal: resolveJournalOptions(options.journal),
+    bootVpciDevices: resolveBootDevices(options.assignedDevices),
   };
 }
 

@@ -91,6 +91,7 @@ export function simulatorResources(state: SimulatorState): string[] {
   }
   for (const s of d.Plan9.Shares) out.push(`plan9 ${String(s.Name)}`);
   for (const p of d.MappedPipes) out.push(`pipe ${p.Name}`);
+  for (const [guid, v] of Object.entries(d.VirtualPci ?? {})) out.push(`vpci ${guid}${v.Guest ? ' (guest)' : ''}`);
   for (const m of g.MappedVirtualDisks) out.push(`guest ${String(m.MountPath ?? m.ContainerPath)}`);
   for (const m of g.VPMemDevices) out.push(`guest ${String(m.MountPath)}`);
   for (const m of g.MappedDirectories) out.push(`guest ${String(m.MountPath ?? m.ContainerPath)}`);
@@ -122,6 +123,9 @@ export function describedResources(infos: readonly ResourceInfo[]): string[] {
         break;
       case 'mapped-pipe':
         out.push(`pipe ${r.hostPath}`);
+        break;
+      case 'vpci-device':
+        out.push(`vpci ${r.slot}${r.guestPath === undefined ? '' : ' (guest)'}`);
         break;
     }
   }

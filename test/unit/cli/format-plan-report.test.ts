@@ -29,6 +29,7 @@ function lcowPlan(): PlanReport {
             fits: true,
           },
         },
+        devices: [],
         mounts: [
           { index: 0, mount: { destination: '/proc', type: 'proc', source: 'proc' }, kind: 'keep', reason: 'not-a-host-mount' },
           {

@@ -1,0 +1,7 @@
+import { ContainerModule } from 'inversify';
+import { VpciManager, VpciManagerImpl } from '../devices/vpci-manager.js';
+
+/** Binds `VpciManager` in a per-UVM scope (one instance per UtilityVm). */
+export const VpciModule = new ContainerModule(({ bind }) => {
+  bind(VpciManager).to(VpciManagerImpl).inSingletonScope();
+});
