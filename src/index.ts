@@ -51,6 +51,7 @@ export { isTerminationAware, type UvmTerminationAware } from './containers/uvm-t
 export { validateContainerId, MAX_CONTAINER_ID_LENGTH } from './containers/container-id.js';
 export { ContainerResources, type ReleaseContainerOptions, type ContainerResourcesInit } from './containers/container-resources.js';
 export { allocateContainer, planContainer, rootfsSource, type AllocateContainerOptions, type AllocatedContainer, type ContainerPlan, type PlanContainerOptions, type RootfsPlan, type RootfsSource } from './containers/allocate-container.js';
+export { CONTAINER_MAPPED_DIRECTORIES, type ContainerModifier, type ContainerMountOptions, type ContainerMountRequest, type ContainerMountResult } from './containers/running-container-mounts.js';
 export { planDevices, type AssignedDevice, type ContainerDocumentDevice, type PlannedDevice } from './containers/assigned-devices.js';
 
 // ---- HCS binding (computecore through koffi; HRESULT classification) (hcs helper)

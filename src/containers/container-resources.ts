@@ -12,6 +12,14 @@ import { applyMount, type AppliedMount, type ContainerEntry } from '../oci/mount
 import { planMount } from '../oci/mount-planner.js';
 import type { OciMount } from '../oci/oci-spec.js';
 import { teardownPhase, type HeldResource } from './held-resource.js';
+import {
+  checkContainerMount,
+  deliverContainerRequest,
+  mappedDirectoryRequest,
+  type ContainerMountOptions,
+  type ContainerMountRequest,
+  type ContainerMountResult,
+} from './running-container-mounts.js';
 import { prepareUvmForTermination } from './uvm-termination.js';
 
 export interface ReleaseContainerOptions {
@@ -177,6 +185,54 @@ export class ContainerResources implements AsyncDisposable {
     }
     this.#drop(record);
     await this.#changed();
+  }
+
+  /**
+   * Adds a host directory to this running WCOW Hyper-V container (hcs-real-world.md §5): a VSMB
+   * share into the UVM (as `addMount`, refcounted) and the container-level
+   * `Container/MappedDirectories` Add with the share path, sent through `options.container` (the
+   * container's compute system or the shim's GCS bridge) or returned for the shim to send. If the
+   * send fails the share is released again. NOT_SUPPORTED on LCOW; INVALID_ARGUMENT for anything
+   * but a host directory (a file, a `type`, `sandbox://` …); MOUNT_CONFLICT when `containerPath`
+   * is mounted already. See `removeContainerMount`.
+   */
+  async addContainerMount(request: ContainerMountRequest, options: ContainerMountOptions = {}): Promise<ContainerMountResult> {
+    this.#assertOpen();
+    const { hostPath, containerPath, readOnly } = await checkContainerMount(this.#uvm.facts.os, request, this.#uvm.hostFs);
+    await this.addMount({ destination: containerPath, source: hostPath, ...(readOnly ? { options: ['ro'] } : {}) }, options);
+    const entry = this.#find(containerPath)?.applied?.containerEntry;
+    try {
+      if (entry?.kind !== 'mapped-directory') throw new UvmError('INVALID_STATE', `the mount at ${containerPath} has no MappedDirectory entry`);
+      return await deliverContainerRequest(mappedDirectoryRequest('Add', entry.value), options);
+    } catch (err) {
+      await this.removeMount(containerPath).catch((rollbackError: unknown) => {
+        Object.assign((err as { details?: object }).details ?? {}, { rollbackError });
+        this.#logger?.warn('releasing a hot-added share after a failed container request failed', { containerId: this.containerId, error: String(rollbackError) });
+      });
+      throw err;
+    }
+  }
+
+  /**
+   * Removes a directory added with `addContainerMount` (or a spec mount): the container-level
+   * `Container/MappedDirectories` Remove (the Add's settings) is sent through `options.container`,
+   * then the share is released. Without `options.container` the shim sends that Remove itself
+   * **before** calling this (the add's request with `RequestType: "Remove"`, also returned here),
+   * which then only releases the share. hcsshim has no such removal; if the send fails nothing is
+   * released and the call can be retried. NOT_FOUND when nothing is mounted at `containerPath`.
+   */
+  async removeContainerMount(containerPath: string, options: ContainerMountOptions = {}): Promise<ContainerMountResult> {
+    this.#assertOpen();
+    if (this.#uvm.facts.os !== 'windows') throw new UvmError('NOT_SUPPORTED', 'container-level mounts exist on WCOW only');
+    const entry = this.#find(containerPath)?.applied?.containerEntry;
+    if (entry?.kind !== 'mapped-directory') {
+      throw new UvmError('NOT_FOUND', `container ${this.containerId} has no mapped directory at ${containerPath}`, {
+        details: { containerId: this.containerId, destination: containerPath },
+      });
+    }
+    const result = await deliverContainerRequest(mappedDirectoryRequest('Remove', entry.value), options);
+    await this.removeMount(containerPath);
+    return result;
   }
 
   /**
