@@ -2,6 +2,8 @@ import { InOrder } from '../core/in-order.js';
 import { inject, injectable } from 'inversify';
 import { invalidArgument, UvmAggregateError, UvmError } from '../core/errors.js';
 import { ReleasableLease, type Lease } from '../core/lease.js';
+import { pendingPromises } from '../core/pending-promises.js';
+import { waitFor } from '../core/refcounted-table.js';
 import { LogField, Logger } from '../core/logger.js';
 import { HcsApi } from '../hcs/hcs-api.js';
 import { UvmDeviceConfig } from './device-config.js';
@@ -76,18 +78,30 @@ export class ScsiManagerImpl implements ScsiManager {
     const { controller, lun } = attachLease.value;
     let mountLease: Lease<{ path: string }> | undefined;
     if (mount) {
+      let mounting: Promise<Lease<{ path: string }>> | undefined;
       try {
         if (this.config.os === 'windows' && controller !== 0) {
           throw invalidArgument('WCOW only supports SCSI controller 0 for guest mounts');
         }
-        mountLease = await this.#mounts.acquire(controller, lun, mount, guestPath, options);
+        // An abort ends the wait, not the guest mount: the disk may be unplugged only once the
+        // mount is settled and released (else the guest refuses: still mounted).
+        mounting = this.#mounts.acquire(controller, lun, mount, guestPath);
+        mountLease = await waitFor(mounting, options.signal);
       } catch (err) {
-        await attachLease.release().catch((releaseErr: unknown) => {
-          this.#logger.warn('releasing the attachment after a failed mount failed', {
-            [LogField.hostPath]: attach.path,
-            error: String(releaseErr),
+        const undo = (mounting ?? Promise.reject(err))
+          .then(
+            (m) => diskLease(request, attachLease, m, this.#interrupted).release(),
+            () => attachLease.release(),
+          )
+          .catch((releaseErr: unknown) => {
+            this.#logger.warn('releasing the attachment after a failed mount failed', {
+              [LogField.hostPath]: attach.path,
+              error: String(releaseErr),
+            });
           });
-        });
+        // Aborted: return now; the undo runs when the mount settles (retryFailedTeardowns finishes it if it fails).
+        if (UvmError.is(err, 'ABORTED')) void pendingPromises.track('abandoned-scsi-mount', undo);
+        else await undo;
         throw err;
       }
     }

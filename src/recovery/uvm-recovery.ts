@@ -140,7 +140,13 @@ export class UvmRecovery {
 
   /** Drops a container's record (its resources were released). */
   async forgetContainer(containerId: string): Promise<void> {
+    this.dropContainerDevices(containerId);
     await this.journal.removeContainer(containerId);
+  }
+
+  /** Forgets the journaled view of `containerId` (released, or its allocation failed): one per live container only. */
+  dropContainerDevices(containerId: string): void {
+    this.#views.delete(containerId);
   }
 
   /**

@@ -202,6 +202,9 @@ export class UtilityVm implements UvmDevices {
         await this.#containerChanged(r);
         await callerOnChange?.(r);
       },
+    }).catch((err: unknown) => {
+      if (devices !== this && !this.#containers.has(options.containerId)) this.#recovery?.dropContainerDevices(options.containerId);
+      throw err;
     });
     // Its leases are journaled already; the record adds what they are for. A failed write fails
     // the allocation (after releasing it); a crash before it makes reconcile release the leases.

@@ -1,4 +1,4 @@
-// The soak (issue 16; test/support/soak.ts): short in `npm test` (200 containers, 20 UVMs), full in
+// The soak (issue 16; test/support/soak.ts): short in `npm test` (120 containers, 20 UVMs), full in
 // `npm run test:soak` (10,000 containers, 1,000 UVMs). Seeded: UVM_SEED=<n> replays a run.
 import { expect } from 'chai';
 import { rmSync } from 'node:fs';
@@ -14,7 +14,7 @@ const THREAD_BOUND = 8;
 
 describe('integration: soak (a shim that runs for months)', function () {
   this.timeout(SOAK ? 3_600_000 : 120_000);
-  const containers = SOAK ? 10_000 : 200;
+  const containers = SOAK ? 10_000 : 120;
   const uvms = SOAK ? 1_000 : 20;
   let root: string | undefined;
 

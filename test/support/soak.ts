@@ -169,6 +169,15 @@ async function quiescentProblems(uvm: UtilityVm, where: string): Promise<string[
   return problems;
 }
 
+/** Problems of a journal once everything was released: any lease or container record left. */
+async function journalProblems(file: string, what: string): Promise<string[]> {
+  const doc = await readJournalFile(file);
+  if (!doc) return [`${what}: journal ${file} missing`];
+  return doc.records.length > 0 || doc.containers.length > 0
+    ? [`${what}: journal holds ${doc.records.length} lease records and ${doc.containers.length} containers after every release`]
+    : [];
+}
+
 export async function runSoak(options: SoakOptions): Promise<SoakResult> {
   const t0 = performance.now();
   const log = options.log ?? ((): void => undefined);
@@ -347,10 +356,7 @@ export async function runSoak(options: SoakOptions): Promise<SoakResult> {
         rmSync(scratch, { recursive: true, force: true });
       }
       problems.push(...(await quiescentProblems(uvm, id)));
-      if (journal) {
-        const doc = await readJournalFile(journal.path);
-        if (doc && (doc.records.length > 0 || doc.containers.length > 0)) problems.push(`${id}: journal holds ${doc.records.length} leases, ${doc.containers.length} containers after every release`);
-      }
+      if (journal) problems.push(...(await journalProblems(journal.path, id)));
     } finally {
       await uvm.terminate().catch((err: unknown) => problems.push(`terminate ${id}: ${codeOf(err)} ${String(err)}`));
       uvm.close();
@@ -364,7 +370,7 @@ export async function runSoak(options: SoakOptions): Promise<SoakResult> {
     const uvm = await orchestrator.createUtilityVm({ ...containerUvmOptions, id: `${prefix}-warmup` });
     try {
       await uvm.start();
-      await containerPhase(uvm, Math.min(options.containers, 100), -100_000);
+      await containerPhase(uvm, Math.min(Math.ceil(options.containers / 4), 200), -100_000);
     } finally {
       await uvm.terminate().catch(() => undefined);
       uvm.close();
@@ -376,10 +382,13 @@ export async function runSoak(options: SoakOptions): Promise<SoakResult> {
   const start = await probe();
   log(`start: ${JSON.stringify(start)}`);
 
-  const uvm = await orchestrator.createUtilityVm({ ...containerUvmOptions, id: `${prefix}-pod` });
+  // The pod's UVM keeps a recovery journal: it too must not grow with the containers it ran.
+  const podJournal = path.join(journals, 'pod.journal');
+  const uvm = await orchestrator.createUtilityVm({ ...containerUvmOptions, id: `${prefix}-pod`, journal: { path: podJournal } });
   try {
     await uvm.start();
     await containerPhase(uvm, options.containers, 0);
+    problems.push(...(await journalProblems(podJournal, 'the pod')));
   } finally {
     configureSimulator({ clearFaults: true });
     await uvm.terminate().catch((err: unknown) => problems.push(`terminate the pod UVM: ${codeOf(err)} ${String(err)}`));

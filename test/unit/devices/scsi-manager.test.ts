@@ -1,6 +1,7 @@
 import { expect } from 'chai';
 import sinon from 'sinon';
 import { UvmError } from '../../../src/core/errors.js';
+import { pendingPromises } from '../../../src/core/pending-promises.js';
 import { HcsError, HResult } from '../../../src/hcs/hcs-error.js';
 import type { GuestRequest } from '../../../src/hcs/schema.js';
 import { deviceKit, rejectsWithCode, settle } from './device-test-kit.js';
@@ -381,6 +382,29 @@ describe('ScsiManager', () => {
       await settle();
       expect(kit.scsi.describe().map((r) => r.refCount)).to.deep.equal([1, 1]);
       await lease.release();
+      expect(kit.scsi.describe()).to.deep.equal([]);
+    });
+
+    it('aborted while its own guest mount is in flight: rejects at once, and the disk is unplugged only after the mount settles and is undone (soak, issue 16)', async () => {
+      const kit = await deviceKit({ os: 'linux' });
+      const gate = kit.hcs.gate((c) => JSON.stringify(c.doc).includes('"MappedVirtualDisk"'));
+      const controller = new AbortController();
+      const aborted = kit.scsi.acquire({ hostPath: '/d/a.vhd', readOnly: true, mount: {} }, { signal: controller.signal });
+      await settle();
+      controller.abort();
+      await rejectsWithCode(aborted, 'ABORTED');
+      // Nothing was removed while the guest mount is still in flight.
+      expect(kit.docs().filter((d) => JSON.stringify(d).includes('"Remove"'))).to.deep.equal([]);
+      gate.open();
+      for (let i = 0; i < 100 && pendingPromises.total > 0; i++) await settle();
+      expect(pendingPromises.byKind()).to.deep.equal({});
+      expect(kit.docs()).to.deep.equal([
+        { ResourcePath: att(C0, 0), RequestType: 'Add', Settings: { Type: 'VirtualDisk', Path: '/d/a.vhd', ReadOnly: true } },
+        { GuestRequest: { RequestType: 'Add', ResourceType: 'MappedVirtualDisk', Settings: { MountPath: '/run/mounts/scsi/m0', ReadOnly: true } } },
+        { GuestRequest: { RequestType: 'Remove', ResourceType: 'MappedVirtualDisk', Settings: { MountPath: '/run/mounts/scsi/m0', ReadOnly: true } } },
+        { GuestRequest: { RequestType: 'Remove', ResourceType: 'SCSIDevice', Settings: {} } },
+        { ResourcePath: att(C0, 0), RequestType: 'Remove' },
+      ]);
       expect(kit.scsi.describe()).to.deep.equal([]);
     });
 
