@@ -6,6 +6,9 @@ import { allocateContainer } from '../../../src/containers/allocate-container.js
 import { prepareUvmForTermination } from '../../../src/containers/uvm-termination.js';
 import { RecoveryJournal } from '../../../src/recovery/journal.js';
 import { isJournaledLease, journaledDevices } from '../../../src/recovery/journaled-devices.js';
+import { UvmRecovery } from '../../../src/recovery/uvm-recovery.js';
+import { createLogger } from '../../../src/core/logger.js';
+import type { ResourceDelivery } from '../../../src/devices/guest-delivery.js';
 import { expectCode } from '../../fakes/expect-code.js';
 import { FakeUvmDevices } from '../../fakes/fake-uvm-devices.js';
 
@@ -31,6 +34,24 @@ describe('journaled devices (the journaling decorator)', () => {
     expect(doc.records).to.deep.equal([{ id: 1, kind: 'vpmem', owner: 'c1', request: { hostPath: '/l/a/layer.vhd' }, value: JSON.parse(JSON.stringify(lease.value)) }]);
     await lease.release();
     expect((await onDisk()).records).to.deep.equal([]);
+  });
+
+  it('UvmRecovery keeps one view per live container only: forgotten on release or a failed allocation (soak, issue 16)', async () => {
+    const recovery = new UvmRecovery({
+      os: 'linux',
+      journal,
+      devices: new FakeUvmDevices(),
+      delivery: {} as ResourceDelivery,
+      logger: createLogger({ level: 'silent' }),
+      reservedScsiSlots: [],
+    });
+    const c1 = recovery.containerDevices('c1');
+    expect(recovery.containerDevices('c1'), 'the same view while c1 lives').to.equal(c1);
+    await recovery.forgetContainer('c1');
+    expect(recovery.containerDevices('c1'), 'a released container’s view is not kept').to.not.equal(c1);
+    const c2 = recovery.containerDevices('c2');
+    recovery.dropContainerDevices('c2');
+    expect(recovery.containerDevices('c2'), 'a failed allocation’s view is not kept').to.not.equal(c2);
   });
 
   it('keeps every other member of each manager (retryFailedTeardowns, describe, removeIdle)', async () => {
