@@ -44,6 +44,8 @@ export interface AllocateContainerOptions extends DeviceAcquireOptions {
   logger?: Logger;
   /** Passed to the container's resources (`ContainerResourcesInit.onChange`): a recovery journal's hook. */
   onChange?: ContainerResourcesInit['onChange'];
+  /** Passed to the container's resources (`ContainerResourcesInit.beforeCall`): the UVM's lifecycle gate. */
+  beforeCall?: ContainerResourcesInit['beforeCall'];
 }
 
 export interface AllocatedContainer {
@@ -161,6 +163,7 @@ export async function allocateContainer(uvm: UvmDevices, spec: OciSpec, options:
     nextMountIndex: mountPlan.length,
     logger: options.logger,
     onChange: options.onChange,
+    beforeCall: options.beforeCall,
   });
   return {
     spec: rewritten,

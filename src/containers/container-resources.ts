@@ -51,6 +51,11 @@ export interface ContainerResourcesInit {
    * journal's lease records alone keep recovery safe.
    */
   onChange?: (resources: ContainerResources) => Promise<void>;
+  /**
+   * Called first by `release`, `addMount` and `removeMount`; throwing refuses the call with
+   * nothing changed (the UVM's lifecycle: HANDLE_CLOSED after close, UVM_TERMINATED for an add).
+   */
+  beforeCall?: (op: 'release' | 'addMount' | 'removeMount') => void;
 }
 
 /** What a container holds, as a recovery journal records it (`ContainerResourcesInit` without the hooks). */
@@ -81,6 +86,7 @@ export class ContainerResources implements AsyncDisposable {
   #mounts: MountRecord[] = [];
   readonly #logger: Logger | undefined;
   readonly #onChange: ((resources: ContainerResources) => Promise<void>) | undefined;
+  readonly #beforeCall: ContainerResourcesInit['beforeCall'];
   #nextMountIndex: number;
   #closing = false;
   #released = false;
@@ -93,6 +99,7 @@ export class ContainerResources implements AsyncDisposable {
     this.layers = init.layers;
     this.#logger = init.logger;
     this.#onChange = init.onChange;
+    this.#beforeCall = init.beforeCall;
     this.#nextMountIndex = init.nextMountIndex;
     for (const held of init.held) this.#stack.push(held);
     for (const applied of init.mounts) {
@@ -135,6 +142,7 @@ export class ContainerResources implements AsyncDisposable {
    * `release()`, and the planner's codes (with `details.mountIndex`); nothing is held then.
    */
   async addMount(mount: OciMount, options: DeviceAcquireOptions = {}): Promise<OciMount> {
+    this.#beforeCall?.('addMount');
     this.#assertOpen();
     const destination = (mount as Partial<OciMount> | null)?.destination;
     if (typeof destination === 'string' && this.#find(destination)) {
@@ -170,6 +178,7 @@ export class ContainerResources implements AsyncDisposable {
    * release fails the mount stays listed and calling `removeMount` again retries it.
    */
   async removeMount(destination: string): Promise<void> {
+    this.#beforeCall?.('removeMount');
     this.#assertOpen();
     const record = this.#find(destination);
     if (!record) {
@@ -242,6 +251,7 @@ export class ContainerResources implements AsyncDisposable {
    */
   async release(options: ReleaseContainerOptions = {}): Promise<void> {
     if (this.#released) return;
+    this.#beforeCall?.('release');
     this.#closing = true;
     if (options.uvmTerminating) {
       this.#removalsSkipped = prepareUvmForTermination(this.#uvm) || this.#removalsSkipped;

@@ -40,7 +40,17 @@ export type UvmErrorCode =
   /** The HCS library (computecore.dll or the simulator) could not be loaded. */
   | 'LIBRARY_LOAD_FAILED'
   /** A recovery journal could not be read or reconciled. */
-  | 'RECOVERY_FAILED';
+  | 'RECOVERY_FAILED'
+  /** A device or container call on a UVM whose `terminate()` was requested (11). */
+  | 'UVM_TERMINATED'
+  /** A container id already allocated (or being allocated) in this UVM (11). */
+  | 'CONTAINER_EXISTS'
+  /** `createUtilityVm` / `open` with an id that is live in this process (same HcsApi) (11). */
+  | 'UVM_EXISTS'
+  /** A journal is owned by another live UtilityVm or process, or already exists at create (11). */
+  | 'JOURNAL_IN_USE'
+  /** A journal written in a format version this library does not read (11). */
+  | 'JOURNAL_VERSION';
 
 const BRAND = Symbol.for('uvm-orchestrator.UvmError');
 

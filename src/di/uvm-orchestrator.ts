@@ -9,6 +9,7 @@ import { buildCreateDocument } from '../uvm/create-document.js';
 import { GuestConnection } from '../uvm/guest-connection.js';
 import { HcsSystem } from '../uvm/hcs-system-token.js';
 import { UtilityVm } from '../uvm/utility-vm.js';
+import { claimUvmId, UvmIdRelease } from '../uvm/live-uvm-ids.js';
 import { deviceConfigOf, journaledUvmOptions, resolveUvmOptions, type ResolvedUvmOptions, type UtilityVmOptions } from '../uvm/uvm-options.js';
 import { invalidArgument, UvmError } from '../core/errors.js';
 import { toJson } from '../recovery/journal-format.js';
@@ -71,8 +72,9 @@ export function createUvmOrchestrator(options: UvmOrchestratorOptions = {}): Uvm
   root.bind(HostFs).toConstantValue(options.hostFs ?? new NodeHostFs());
   root.bind(Logger).toConstantValue(options.logger ?? createLogger());
   /** The per-UVM scope over an existing compute system. */
-  const buildScope = (resolved: ResolvedUvmOptions, system: HcsSystem, journal: RecoveryJournal | undefined): UtilityVm => {
+  const buildScope = (resolved: ResolvedUvmOptions, system: HcsSystem, journal: RecoveryJournal | undefined, releaseId: UvmIdRelease): UtilityVm => {
     const scope = new Container({ parent: root });
+    scope.bind(UvmIdRelease).toConstantValue(releaseId);
     scope.bind(UvmDeviceConfig).toConstantValue(deviceConfigOf(resolved));
     scope.bind(HcsSystem).toConstantValue(system);
     if (resolved.guestConnection) scope.bind(GuestConnection).toConstantValue(resolved.guestConnection);
@@ -84,15 +86,25 @@ export function createUvmOrchestrator(options: UvmOrchestratorOptions = {}): Uvm
   root.bind(UtilityVmFactory).toFactory((ctx) => async (uvmOptions: UtilityVmOptions): Promise<UtilityVm> => {
     const resolved = resolveUvmOptions(uvmOptions);
     const hcs = ctx.get(HcsApi);
-    // The journal exists before the compute system: a crash in between leaves a journal whose
-    // system cannot be opened, never a system without a journal.
-    const journal = resolved.journal ? await RecoveryJournal.create(resolved.journal.path, resolved.id, toJson(journaledUvmOptions(uvmOptions))) : undefined;
-    const system = await hcs.createComputeSystem(resolved.id, buildCreateDocument(resolved));
+    const releaseId = claimUvmId(hcs, resolved.id);
+    let journal: RecoveryJournal | undefined;
     try {
-      return buildScope(resolved, system, journal);
+      // The journal exists before the compute system: a crash in between leaves a journal whose
+      // system cannot be opened, never a system without a journal. It never replaces a journal
+      // (JOURNAL_IN_USE): a failed create leaves an existing one byte-for-byte as it was.
+      journal = resolved.journal ? await RecoveryJournal.create(resolved.journal.path, resolved.id, toJson(journaledUvmOptions(uvmOptions))) : undefined;
+      const system = await hcs.createComputeSystem(resolved.id, buildCreateDocument(resolved));
+      try {
+        return buildScope(resolved, system, journal, releaseId);
+      } catch (err) {
+        await system.terminate().catch(() => undefined);
+        system.close();
+        throw err;
+      }
     } catch (err) {
-      await system.terminate().catch(() => undefined);
-      system.close();
+      // Only a journal this call created is removed (nothing else was written to it).
+      await journal?.discard().catch(() => undefined);
+      releaseId();
       throw err;
     }
   });
@@ -100,25 +112,34 @@ export function createUvmOrchestrator(options: UvmOrchestratorOptions = {}): Uvm
     if (options === null || typeof options !== 'object') throw invalidArgument('open options must be an object {journal}');
     const journalOptions = resolveJournalOptions(options.journal);
     if (!journalOptions) throw invalidArgument('UtilityVm.open needs the journal the UVM was created with');
-    const journal = await RecoveryJournal.open(journalOptions.path);
-    if (journal.uvmId !== id) {
-      throw new UvmError('RECOVERY_FAILED', `the journal ${journalOptions.path} belongs to UVM ${journal.uvmId}, not ${id}`, {
-        details: { reason: 'mismatch', uvmId: id },
-      });
-    }
-    const resolved = resolveUvmOptions({
-      ...(journal.snapshot().uvmOptions as unknown as UtilityVmOptions),
-      id,
-      guestConnection: options.guestConnection,
-      journal: journalOptions,
-    });
-    const system = await ctx.get(HcsApi).openComputeSystem(id);
+    const hcs = ctx.get(HcsApi);
+    const releaseId = claimUvmId(hcs, id);
+    let journal: RecoveryJournal | undefined;
     try {
-      const uvm = buildScope(resolved, system, journal);
-      await uvm.reconcile();
-      return uvm;
+      journal = await RecoveryJournal.open(journalOptions.path);
+      if (journal.uvmId !== id) {
+        throw new UvmError('RECOVERY_FAILED', `the journal ${journalOptions.path} belongs to UVM ${journal.uvmId}, not ${id}`, {
+          details: { reason: 'mismatch', uvmId: id },
+        });
+      }
+      const resolved = resolveUvmOptions({
+        ...(journal.snapshot().uvmOptions as unknown as UtilityVmOptions),
+        id,
+        guestConnection: options.guestConnection,
+        journal: journalOptions,
+      });
+      const system = await hcs.openComputeSystem(id);
+      try {
+        const uvm = buildScope(resolved, system, journal, releaseId);
+        await uvm.reconcile();
+        return uvm;
+      } catch (err) {
+        system.close();
+        throw err;
+      }
     } catch (err) {
-      system.close();
+      await journal?.close();
+      releaseId();
       throw err;
     }
   });

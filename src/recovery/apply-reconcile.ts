@@ -99,6 +99,8 @@ export interface ApplyReconcileTarget {
    * container id. Called by the restored lease's release, after its record was dropped.
    */
   removeCombinedLayers(owner: string, removeSettings: JsonObject): Promise<void>;
+  /** Throws HANDLE_CLOSED once the UVM is closed (restored leases then keep their records). */
+  assertOpen?: (op: string) => void;
 }
 
 export interface AppliedReconcile {
@@ -262,7 +264,7 @@ export async function applyReconcilePlan(plan: ReconcilePlan, target: ApplyRecon
         details: { reason: 'adopt', record: record.id, kind: record.kind },
       });
     }
-    const restored: RestoredLease = { record, lease: journaledLease(journal, inner, record.id) };
+    const restored: RestoredLease = { record, lease: journaledLease(journal, inner, record.id, target.assertOpen) };
     all.set(record.id, restored);
     const list = leases.get(record.owner) ?? [];
     list.push(restored);

@@ -6,9 +6,9 @@
  * coalesced: a change resolves once a write that includes it is durable, and at most one write
  * is in flight at a time.
  */
-import { randomBytes } from 'node:crypto';
-import { open, readFile, rename, unlink } from 'node:fs/promises';
-import { dirname, isAbsolute } from 'node:path';
+import { readFile, unlink } from 'node:fs/promises';
+import { isAbsolute } from 'node:path';
+import { writeFileAtomic, writeFileExclusive } from './durable-file.js';
 import { invalidArgument, UvmError } from '../core/errors.js';
 import {
   newJournalDocument,
@@ -19,6 +19,9 @@ import {
   type LeaseRecord,
   type LeaseRecordKind,
 } from './journal-format.js';
+import { JournalLock } from './journal-lock.js';
+
+export { writeFileAtomic } from './durable-file.js';
 
 /** The UtilityVm option that turns the journal on. */
 export interface JournalOptions {
@@ -35,33 +38,6 @@ export function resolveJournalOptions(options: unknown): JournalOptions | undefi
     throw invalidArgument('journal.path must be an absolute file path');
   }
   return { path };
-}
-
-/**
- * Writes `text` to `path` atomically and durably: temp file + fsync + rename + directory fsync.
- * On failure the previous file is untouched and the temp file is removed.
- */
-export async function writeFileAtomic(path: string, text: string): Promise<void> {
-  const tmp = `${path}.tmp-${process.pid}-${randomBytes(4).toString('hex')}`;
-  try {
-    const fh = await open(tmp, 'wx', 0o600);
-    try {
-      await fh.writeFile(text, 'utf8');
-      await fh.sync();
-    } finally {
-      await fh.close();
-    }
-    await rename(tmp, path);
-  } catch (err) {
-    await unlink(tmp).catch(() => undefined);
-    throw err;
-  }
-  const dir = await open(dirname(path), 'r');
-  try {
-    await dir.sync();
-  } finally {
-    await dir.close();
-  }
 }
 
 /** Reads and validates a journal file; undefined when it does not exist; RECOVERY_FAILED when corrupt. */
@@ -96,27 +72,65 @@ export class RecoveryJournal {
   #durable = 0;
   #writing: Promise<void> | undefined;
   #discarded = false;
+  #closed = false;
   /** Number of file writes so far (diagnostics and tests). */
   writes = 0;
 
+  /** The owner's lock (docs/recovery.md "Ownership"); absent for a journal built in memory. */
+  readonly #lock: JournalLock | undefined;
+
   /** Use `create` (new UVM) or `open` (restart); `doc` is taken as what the file holds. */
-  constructor(path: string, doc: JournalDocument) {
+  constructor(path: string, doc: JournalDocument, lock?: JournalLock) {
     this.path = path;
     this.#doc = doc;
+    this.#lock = lock;
   }
 
-  /** Creates (or replaces) the journal of a new UVM and writes it. */
+  /**
+   * Creates the journal of a new UVM: takes the lock, then writes the file without ever replacing
+   * one (JOURNAL_IN_USE `exists` when a journal is already there: it is left byte-for-byte as it
+   * was; JOURNAL_IN_USE `locked` when someone live owns it).
+   */
   static async create(path: string, uvmId: string, uvmOptions: JsonObject): Promise<RecoveryJournal> {
-    const journal = new RecoveryJournal(path, newJournalDocument(uvmId, uvmOptions));
-    await journal.#commit();
-    return journal;
+    const lock = await JournalLock.acquire(path);
+    try {
+      const doc = newJournalDocument(uvmId, uvmOptions);
+      await writeFileExclusive(path, JSON.stringify(doc));
+      const journal = new RecoveryJournal(path, doc, lock);
+      journal.writes++;
+      return journal;
+    } catch (err) {
+      await lock.release();
+      if ((err as NodeJS.ErrnoException).code === 'EEXIST') {
+        throw new UvmError('JOURNAL_IN_USE', `a journal already exists at ${path}: open its UVM, or delete it once that UVM is gone`, {
+          details: { reason: 'exists', path },
+        });
+      }
+      throw UvmError.is(err) ? err : new UvmError('RECOVERY_FAILED', `cannot create the journal ${path}`, { cause: err, details: { reason: 'io', path } });
+    }
   }
 
-  /** Opens an existing journal (RECOVERY_FAILED when missing, corrupt or of another version). */
+  /**
+   * Opens an existing journal and becomes its owner (JOURNAL_IN_USE when someone live owns it;
+   * RECOVERY_FAILED when missing or corrupt; JOURNAL_VERSION for an unknown format version).
+   */
   static async open(path: string): Promise<RecoveryJournal> {
-    const doc = await readJournalFile(path);
-    if (!doc) throw new UvmError('RECOVERY_FAILED', `no journal at ${path}`, { details: { reason: 'missing', path } });
-    return new RecoveryJournal(path, doc);
+    const lock = await JournalLock.acquire(path);
+    try {
+      const doc = await readJournalFile(path);
+      if (!doc) throw new UvmError('RECOVERY_FAILED', `no journal at ${path}`, { details: { reason: 'missing', path } });
+      return new RecoveryJournal(path, doc, lock);
+    } catch (err) {
+      await lock.release();
+      throw err;
+    }
+  }
+
+  /** Gives up ownership (the file stays for the next owner). Idempotent. */
+  async close(): Promise<void> {
+    this.#closed = true;
+    await this.#writing?.catch(() => undefined);
+    await this.#lock?.release();
   }
 
   /** A deep copy of the current document. */
@@ -185,6 +199,7 @@ export class RecoveryJournal {
     await unlink(this.path).catch((err: NodeJS.ErrnoException) => {
       if (err.code !== 'ENOENT') throw err;
     });
+    await this.#lock?.release();
   }
 
   /** Keeps the name counters above every name handed out (names are never reused). */
@@ -199,6 +214,7 @@ export class RecoveryJournal {
 
   /** Marks a change and waits until a write including it is durable. */
   async #commit(): Promise<void> {
+    if (this.#closed) throw new UvmError('HANDLE_CLOSED', `the journal ${this.path} was closed (its file belongs to its next owner)`, { details: { path: this.path } });
     const target = ++this.#version;
     if (this.#discarded) return;
     while (this.#durable < target) {

@@ -51,8 +51,10 @@ export function isJournaledLease<T>(lease: Lease<T>): lease is JournaledLease<T>
  * Wraps an acquired lease: its release drops the journal record first, then releases. Retrying a
  * failed release retries the inner release (the record is already gone).
  */
-export function journaledLease<T>(journal: RecoveryJournal, lease: Lease<T>, recordId: number): JournaledLease<T> {
+export function journaledLease<T>(journal: RecoveryJournal, lease: Lease<T>, recordId: number, assertOpen?: (op: string) => void): JournaledLease<T> {
   const wrapped = new ReleasableLease(lease.value, async () => {
+    // After close() the record must stay: the resource stays attached for the next owner.
+    assertOpen?.('release');
     await journal.removeLease(recordId);
     await lease.release();
   }) as ReleasableLease<T> & { recordId: number };
@@ -69,6 +71,28 @@ interface Acquirer<R, V> {
 export interface JournalContext {
   readonly journal: RecoveryJournal;
   readonly logger?: Logger;
+  /** Throws (HANDLE_CLOSED) once the UVM is closed: releases then keep their records. */
+  readonly assertOpen?: (op: string) => void;
+}
+
+/** `inner` with another `acquire`; every other member is the manager's own (bound to it). */
+export function withAcquire<M extends object>(inner: M, acquire: unknown): M {
+  return new Proxy(inner, {
+    get(target, property) {
+      if (property === 'acquire') return acquire;
+      const member: unknown = Reflect.get(target, property, target);
+      return typeof member === 'function' ? (member as (...args: unknown[]) => unknown).bind(target) : member;
+    },
+  });
+}
+
+/** Copies the UVM's termination capability (containers/uvm-termination.ts) from `devices` onto `view`. */
+export function forwardTermination(view: UvmDevices, devices: UvmDevices): UvmDevices {
+  const aware = devices as UvmDevices & { prepareForTermination?: () => void };
+  if (typeof aware.prepareForTermination === 'function') {
+    Object.assign(view, { prepareForTermination: () => aware.prepareForTermination!() });
+  }
+  return view;
 }
 
 /**
@@ -88,15 +112,9 @@ function journaledManager<M extends Acquirer<R, V>, R, V>(inner: M, kind: LeaseR
       });
       throw err;
     }
-    return journaledLease(ctx.journal, lease, id);
+    return journaledLease(ctx.journal, lease, id, ctx.assertOpen);
   };
-  return new Proxy(inner, {
-    get(target, property) {
-      if (property === 'acquire') return acquire;
-      const member: unknown = Reflect.get(target, property, target);
-      return typeof member === 'function' ? (member as (...args: unknown[]) => unknown).bind(target) : member;
-    },
-  });
+  return withAcquire(inner, acquire);
 }
 
 /**
@@ -120,6 +138,7 @@ export function journaledDevices(devices: UvmDevices, ctx: JournalContext, owner
       const settings = request.Settings ?? {};
       const root = settings.ContainerRootPath;
       if (request.RequestType === 'Remove') {
+        ctx.assertOpen?.('sendGuestRequest');
         const record = ctx.journal
           .records()
           .find((r) => r.kind === 'combined-layers' && r.owner === owner && r.value.ContainerRootPath === root);
@@ -148,10 +167,5 @@ export function journaledDevices(devices: UvmDevices, ctx: JournalContext, owner
       }
     },
   };
-  // Termination mode (containers/uvm-termination.ts) is a capability of the UVM: forward it.
-  const aware = devices as UvmDevices & { prepareForTermination?: () => void };
-  if (typeof aware.prepareForTermination === 'function') {
-    Object.assign(view, { prepareForTermination: () => aware.prepareForTermination!() });
-  }
-  return view;
+  return forwardTermination(view, devices);
 }

@@ -23,7 +23,7 @@ import { applyReconcilePlan, isAdoptable, type RecoveryReport, type RestoredLeas
 import { partsFromSimulatorState, type HcsObservation } from './hcs-inventory.js';
 import { toJson, type ContainerRecord, type JsonObject, type LeaseRecordKind } from './journal-format.js';
 import type { RecoveryJournal } from './journal.js';
-import { isJournaledLease, journaledDevices } from './journaled-devices.js';
+import { isJournaledLease, journaledDevices, type JournalContext } from './journaled-devices.js';
 import { planReconcile } from './reconcile.js';
 
 /** A container as restored by reconcile: what `new ContainerResources(devices, init)` takes. */
@@ -36,8 +36,12 @@ export interface RestoredContainer {
 export interface UvmRecoveryInit {
   os: GuestOs;
   journal: RecoveryJournal;
-  /** The UVM's raw devices (managers with adoption paths). */
+  /** The UVM's devices as the shim uses them (behind the UVM's gate): what the journaled views wrap. */
   devices: UvmDevices;
+  /** The raw managers, with their adoption paths (reconcile only). */
+  adoptable: UvmDevices;
+  /** Throws HANDLE_CLOSED once the UVM is closed (journaled releases then keep their records). */
+  assertOpen: (op: string) => void;
   delivery: ResourceDelivery;
   logger: Logger;
   reservedScsiSlots: readonly number[];
@@ -80,17 +84,21 @@ export class UvmRecovery {
   constructor(init: UvmRecoveryInit) {
     this.#init = init;
     this.journal = init.journal;
-    this.uvmDevices = journaledDevices(init.devices, { journal: init.journal, logger: init.logger }, undefined);
+    this.uvmDevices = journaledDevices(init.devices, this.#context(), undefined);
   }
 
   /** The journaled view of a container's devices (the same object for the same id). */
   containerDevices(containerId: string): UvmDevices {
     let view = this.#views.get(containerId);
     if (!view) {
-      view = journaledDevices(this.#init.devices, { journal: this.journal, logger: this.#init.logger }, containerId);
+      view = journaledDevices(this.#init.devices, this.#context(), containerId);
       this.#views.set(containerId, view);
     }
     return view;
+  }
+
+  #context(): JournalContext {
+    return { journal: this.#init.journal, logger: this.#init.logger, assertOpen: this.#init.assertOpen };
   }
 
   /** The report of the last reconcile, if any. */
@@ -155,7 +163,7 @@ export class UvmRecovery {
    * incomplete container allocations, and returns the restored containers.
    */
   async reconcile(system: HcsSystem): Promise<{ report: RecoveryReport; containers: RestoredContainer[] }> {
-    const { os, devices, delivery, logger, reservedScsiSlots } = this.#init;
+    const { os, adoptable: devices, delivery, logger, reservedScsiSlots } = this.#init;
     if (!isAdoptable(devices)) throw new UvmError('NOT_SUPPORTED', 'these device managers have no adoption path');
     // Only a freshly opened journal can be reconciled: adopting records this process made (or
     // adopted already) would count their references twice.
@@ -177,6 +185,7 @@ export class UvmRecovery {
         delivery,
         journal: this.journal,
         logger,
+        assertOpen: this.#init.assertOpen,
         removeCombinedLayers: async (owner, settings) => {
           if (isPreparedForTermination(this.containerDevices(owner))) return;
           await devices.sendGuestRequest(guestRequest('Remove', 'CombinedLayers', settings));

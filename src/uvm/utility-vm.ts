@@ -32,6 +32,8 @@ import type { JsonObject, LeaseRecordKind } from '../recovery/journal-format.js'
 import { RecoveryJournal } from '../recovery/journal.js';
 import { UvmRecovery } from '../recovery/uvm-recovery.js';
 import { HcsSystem } from './hcs-system-token.js';
+import { UvmGate } from './uvm-gate.js';
+import { UvmIdRelease } from './live-uvm-ids.js';
 import type { UtilityVmOptions } from './uvm-options.js';
 
 /**
@@ -61,6 +63,14 @@ export class UtilityVm implements UvmDevices {
   readonly #recovery: UvmRecovery | undefined;
   /** Containers allocated (or restored) and not released yet. */
   readonly #containers = new Map<string, ContainerResources>();
+  /** Container ids being allocated (CONTAINER_EXISTS for a second allocation meanwhile). */
+  readonly #allocating = new Set<string>();
+  /** Refuses calls after close / terminate. */
+  readonly #gate: UvmGate;
+  /** The managers behind the gate (what the UVM exposes without a journal). */
+  readonly #gated: UvmDevices;
+  /** Gives the UVM id back to the live-id registry. */
+  readonly #releaseId: UvmIdRelease | undefined;
 
   constructor(
     @inject(UvmDeviceConfig) config: UvmDeviceConfig,
@@ -77,7 +87,9 @@ export class UtilityVm implements UvmDevices {
     @inject(PipeManager) pipes: PipeManager,
     @inject(RecoveryJournal) @optional() journal?: RecoveryJournal,
     @inject(VpciManager) @optional() vpci?: VpciManager,
+    @inject(UvmIdRelease) @optional() releaseId?: UvmIdRelease,
   ) {
+    this.#releaseId = releaseId;
     this.facts = Object.freeze({
       id: config.id,
       os: config.os,
@@ -90,25 +102,30 @@ export class UtilityVm implements UvmDevices {
     });
     this.#logger = logger.child({ [LogField.uvmId]: config.id, [LogField.kind]: 'uvm' });
     this.#managers = { scsi, vsmb, vpmem, plan9, pipes };
+    this.#gate = new UvmGate(config.id, lifecycle);
+    const raw = this.#rawDevices();
+    const gated = (this.#gated = this.#gate.devices(raw));
     // With a journal, the public managers are the UVM's journaled view: every lease the shim takes
     // through them is recorded (owner: the UVM itself).
     this.#recovery = journal
       ? new UvmRecovery({
           os: config.os,
           journal,
-          devices: this.#rawDevices(),
+          devices: gated,
+          adoptable: raw,
+          assertOpen: (op) => this.#gate.assertOpen(op),
           delivery,
           logger: this.#logger,
           reservedScsiSlots: config.reservedScsiSlots,
         })
       : undefined;
-    const exposed = this.#recovery?.uvmDevices ?? this.#managers;
+    const exposed = this.#recovery?.uvmDevices ?? gated;
     this.scsi = exposed.scsi;
     this.vsmb = exposed.vsmb;
     this.vpmem = exposed.vpmem;
     this.plan9 = exposed.plan9;
     this.pipes = exposed.pipes;
-    this.vpci = vpci ?? unsupportedVpci;
+    this.vpci = this.#gate.manager(vpci ?? unsupportedVpci, 'vpci');
   }
 
   /**
@@ -142,8 +159,9 @@ export class UtilityVm implements UvmDevices {
     return this.lifecycle.phase;
   }
 
-  start(options?: HcsCallOptions): Promise<void> {
-    return this.system.start(options);
+  async start(options?: HcsCallOptions): Promise<void> {
+    this.#gate.assertRunning('start');
+    await this.system.start(options);
   }
 
   /**
@@ -152,6 +170,7 @@ export class UtilityVm implements UvmDevices {
    * VSMB forgets its idle direct-mapped shares). A VM that is already gone counts as terminated.
    */
   async terminate(options?: HcsCallOptions): Promise<void> {
+    this.#gate.assertOpen('terminate');
     this.lifecycle.markTerminating();
     try {
       await this.system.terminate(options);
@@ -169,9 +188,12 @@ export class UtilityVm implements UvmDevices {
    * NOT_SUPPORTED without a journal.
    */
   async reconcile(): Promise<RecoveryReport> {
+    this.#gate.assertOpen('reconcile');
     if (!this.#recovery) throw new UvmError('NOT_SUPPORTED', 'this UtilityVm has no journal');
     const { report, containers } = await this.#recovery.reconcile(this.system);
-    for (const c of containers) this.#track(new ContainerResources(c.devices, { ...c.init, logger: this.#logger, onChange: (r) => this.#containerChanged(r) }));
+    for (const c of containers) {
+      this.#track(new ContainerResources(c.devices, { ...c.init, logger: this.#logger, onChange: (r) => this.#containerChanged(r), beforeCall: this.#containerGate }));
+    }
     return report;
   }
 
@@ -191,12 +213,27 @@ export class UtilityVm implements UvmDevices {
    * can restore it.
    */
   async allocateContainer(spec: OciSpec, options: AllocateContainerOptions): Promise<AllocatedContainer> {
+    this.#gate.assertRunning('allocateContainer');
+    const id = options?.containerId;
+    if (typeof id === 'string' && (this.#allocating.has(id) || this.containerResources(id))) {
+      throw new UvmError('CONTAINER_EXISTS', `container ${id} is already allocated in UVM ${this.id}`, { details: { uvmId: this.id, containerId: id } });
+    }
+    if (typeof id === 'string') this.#allocating.add(id);
+    try {
+      return await this.#allocate(spec, options);
+    } finally {
+      if (typeof id === 'string') this.#allocating.delete(id);
+    }
+  }
+
+  async #allocate(spec: OciSpec, options: AllocateContainerOptions): Promise<AllocatedContainer> {
     const devices = this.#recovery && typeof options?.containerId === 'string' ? this.#recovery.containerDevices(options.containerId) : this;
     const callerOnChange = options?.onChange;
     // (A journaled container view has no `vpci`: its devices are refused with NOT_SUPPORTED.)
     const allocated = await allocateContainer(devices, spec, {
       logger: this.#logger,
       ...options,
+      beforeCall: this.#containerGate,
       // Always: a released container leaves the map (and, with a journal, the journal).
       onChange: async (r: ContainerResources) => {
         await this.#containerChanged(r);
@@ -231,13 +268,20 @@ export class UtilityVm implements UvmDevices {
     return c && !c.released ? c : undefined;
   }
 
+  /** A container's calls follow the UVM's lifecycle: HANDLE_CLOSED after close; no hot add once terminating. */
+  readonly #containerGate = (op: 'release' | 'addMount' | 'removeMount'): void => {
+    if (op === 'addMount') this.#gate.assertRunning(`container ${op}`);
+    else this.#gate.assertOpen(`container ${op}`);
+  };
+
   #track(resources: ContainerResources): void {
     this.#containers.set(resources.containerId, resources);
   }
 
   async #containerChanged(resources: ContainerResources): Promise<void> {
     if (resources.released && this.#containers.get(resources.containerId) === resources) this.#containers.delete(resources.containerId);
-    if (!this.#recovery) return;
+    // After close() the journal belongs to the UVM's next owner.
+    if (!this.#recovery || this.#gate.closed) return;
     if (resources.released) {
       await this.#recovery.forgetContainer(resources.containerId);
     } else {
@@ -260,19 +304,26 @@ export class UtilityVm implements UvmDevices {
     };
   }
 
-  /** Releases the HCS handle. Device removals after this count as done (the handle is gone). */
-  close(): void {
-    this.lifecycle.markTerminating();
+  /**
+   * Releases the HCS handle and gives up the journal (its lock; the file stays for the next owner)
+   * and the UVM id. Every later call rejects with HANDLE_CLOSED — releases included: what is
+   * attached stays attached (and journaled) for whoever opens the UVM next. Idempotent.
+   */
+  async close(): Promise<void> {
+    if (this.#gate.closed) return;
+    this.#gate.markClosed();
     this.system.close();
+    this.#releaseId?.();
+    await this.#recovery?.journal.close();
   }
 
-  /** Every live resource of every manager. */
   /**
    * Retries, in every manager, each removal that failed and that no holder may retry any more
    * (e.g. after a container allocation whose rollback failed: its leases were dropped). Rejects
    * with a RELEASE_FAILED aggregate of what still fails; call again to retry those.
    */
   async retryFailedTeardowns(): Promise<void> {
+    this.#gate.assertOpen('retryFailedTeardowns');
     // First what failed rollbacks left (e.g. an overlay still on the disks), then the managers'.
     const errors: unknown[] = [];
     await this.#leftovers.releaseAll().catch((err: unknown) => errors.push(err));
@@ -298,7 +349,7 @@ export class UtilityVm implements UvmDevices {
 
   /** Sends a guest-only request (e.g. CombinedLayers) through this UVM's guest delivery. */
   sendGuestRequest(request: GuestRequest, options: DeviceAcquireOptions = {}): Promise<void> {
-    return this.#recovery ? this.#recovery.uvmDevices.sendGuestRequest(request, options) : this.#sendGuestRequest(request, options);
+    return (this.#recovery?.uvmDevices ?? this.#gated).sendGuestRequest(request, options);
   }
 
   #sendGuestRequest(request: GuestRequest, options: DeviceAcquireOptions = {}): Promise<void> {

@@ -4,7 +4,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { allocateContainer } from '../../../src/containers/allocate-container.js';
 import { prepareUvmForTermination } from '../../../src/containers/uvm-termination.js';
-import { RecoveryJournal } from '../../../src/recovery/journal.js';
+import { readJournalFile, RecoveryJournal } from '../../../src/recovery/journal.js';
 import { isJournaledLease, journaledDevices } from '../../../src/recovery/journaled-devices.js';
 import { UvmRecovery } from '../../../src/recovery/uvm-recovery.js';
 import { createLogger } from '../../../src/core/logger.js';
@@ -22,7 +22,7 @@ describe('journaled devices (the journaling decorator)', () => {
   });
   afterEach(() => rmSync(dir, { recursive: true, force: true }));
 
-  const onDisk = async () => (await RecoveryJournal.open(journal.path)).snapshot();
+  const onDisk = async () => (await readJournalFile(journal.path))!;
 
   it('journals an acquire after it succeeded, with owner, request and value', async () => {
     const fake = new FakeUvmDevices();

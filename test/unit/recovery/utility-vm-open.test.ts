@@ -2,7 +2,7 @@
 // HCS: reconcile trusts the journal). The native simulator path is covered by
 // test/integration/recovery-*.test.ts.
 import { expect } from 'chai';
-import { mkdtempSync, rmSync, writeFileSync, existsSync } from 'node:fs';
+import { existsSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { FakeHostFs } from '../../../src/core/fake-host-fs.js';
@@ -12,6 +12,7 @@ import { FakeHcs, type FakeComputeSystem } from '../../../src/hcs/fake-hcs.js';
 import { readJournalFile } from '../../../src/recovery/journal.js';
 import type { UtilityVm } from '../../../src/uvm/utility-vm.js';
 import { expectCode } from '../../fakes/expect-code.js';
+import { checkAfterTest, detachTablesFromLeakCheck } from '../../support/leak-checks.js';
 
 const MiB = 1024 * 1024;
 
@@ -38,15 +39,14 @@ describe('UtilityVm journal and open (FakeHcs)', () => {
     mounts: [{ destination: '/data', type: 'bind', source: '/data', options: ['rw'] }],
   };
 
-  /** The first process dies: its bookkeeping goes without HCS calls. */
-  async function crash(uvm: UtilityVm, leases: { release(): Promise<void> }[] = []): Promise<void> {
-    (uvm as unknown as { lifecycle: { markTerminated(): void } }).lifecycle.markTerminated();
-    for (const l of leases) await l.release();
-    for (const c of uvm.containers()) await c.release();
-    for (const l of uvm.restoredLeases()) await l.lease.release();
+  /** The first process lets go of the UVM (as if it died): everything stays attached and journaled. */
+  async function crash(uvm: UtilityVm): Promise<void> {
+    await uvm.close();
   }
 
   it('journals the UVM options, the leases and the containers; a new process restores them and releases them', async () => {
+    detachTablesFromLeakCheck();
+    checkAfterTest(() => [...hcs.systems.values()].flatMap((s) => (s.state === 'Stopped' ? [] : s.attached())));
     const first = await orchestrator().createUtilityVm({ id: 'vm-1', os: 'linux', vpmem: { count: 2 }, journal: journal() });
     await first.start();
     const tools = await first.scsi.acquire({ hostPath: '/d/tools.vhdx', readOnly: true });
@@ -63,6 +63,16 @@ describe('UtilityVm journal and open (FakeHcs)', () => {
     expect(doc.containers.map((c) => [c.id, c.held.length, c.mounts.map((m) => m.mount.destination)])).to.deep.equal([['c1', 3, ['/data']]]);
     const attached = (hcs.systems.get('vm-1') as FakeComputeSystem).attached();
     const described = first.describe();
+    // Reconcile never runs on a created UVM (it would count every reference twice).
+    await expectCode(first.reconcile(), 'INVALID_STATE');
+    // Owned: neither a second UtilityVm of this process nor another orchestrator may open it.
+    await expectCode(orchestrator().openUtilityVm('vm-1', { journal: journal() }), 'UVM_EXISTS');
+    await crash(first);
+    // After close() the first UtilityVm refuses everything; its leases stay (and stay journaled).
+    await expectCode(tools.release(), 'HANDLE_CLOSED');
+    await expectCode(resources.release(), 'HANDLE_CLOSED');
+    expect((hcs.systems.get('vm-1') as FakeComputeSystem).attached()).to.deep.equal(attached);
+    expect((await readJournalFile(journal().path))!.records).to.have.length(5);
     const calls = hcs.calls.length;
 
     const second = await orchestrator().openUtilityVm('vm-1', { journal: journal() });
@@ -75,9 +85,9 @@ describe('UtilityVm journal and open (FakeHcs)', () => {
     expect(restored!.rootfsPath).to.equal('/run/gcs/c/c1/rootfs');
     expect(restored!.mounts()).to.deep.equal(resources.mounts());
     expect(second.restoredLeases().map((l) => l.kind)).to.deep.equal(['scsi']);
-    // Reconcile runs once (again would count every reference twice), and never on a created UVM.
+    // Reconcile runs once (again would count every reference twice).
     await expectCode(second.reconcile(), 'INVALID_STATE');
-    await expectCode(first.reconcile(), 'INVALID_STATE');
+    await expectCode(first.reconcile(), 'HANDLE_CLOSED');
     expect((hcs.systems.get('vm-1') as FakeComputeSystem).attached()).to.deep.equal(attached);
 
     // Refcounting goes on, then everything is released through the restored objects.
@@ -89,12 +99,13 @@ describe('UtilityVm journal and open (FakeHcs)', () => {
     expect((await readJournalFile(journal().path))!.records).to.deep.equal([]);
     await second.terminate();
     expect(existsSync(journal().path), 'journal deleted with the VM').to.equal(false);
-    second.close();
-    await crash(first, [tools]);
+    await second.close();
   });
 
   it('rejects a missing, corrupt or foreign journal with RECOVERY_FAILED, and bad options with INVALID_ARGUMENT', async () => {
     const uvm = await orchestrator().createUtilityVm({ id: 'vm-2', os: 'linux', journal: journal() });
+    await expectCode(orchestrator().openUtilityVm('vm-3', { journal: journal() }), 'JOURNAL_IN_USE');
+    await uvm.close();
     await expectCode(orchestrator().openUtilityVm('vm-3', { journal: journal() }), 'RECOVERY_FAILED');
     await expectCode(orchestrator().openUtilityVm('vm-2', { journal: { path: join(dir, 'missing') } }), 'RECOVERY_FAILED');
     writeFileSync(join(dir, 'bad'), '{"version":1,');
@@ -102,7 +113,7 @@ describe('UtilityVm journal and open (FakeHcs)', () => {
     await expectCode(orchestrator().openUtilityVm('vm-2', { journal: { path: 'relative' } }), 'INVALID_ARGUMENT');
     await expectCode(orchestrator().createUtilityVm({ id: 'vm-4', os: 'linux', journal: { path: '' } }), 'INVALID_ARGUMENT');
     expect(hcs.systems.has('vm-4')).to.equal(false);
-    uvm.close();
+    expect(readdirSync(dir).sort(), 'no lock left behind').to.deep.equal(['bad', 'vm.journal']);
   });
 
   it('a UVM without a journal has no recovery (reconcile → NOT_SUPPORTED) and still tracks its containers', async () => {
@@ -114,6 +125,6 @@ describe('UtilityVm journal and open (FakeHcs)', () => {
     await resources.release();
     expect(uvm.containers()).to.deep.equal([]);
     expect(existsSync(journal().path)).to.equal(false);
-    uvm.close();
+    await uvm.close();
   });
 });

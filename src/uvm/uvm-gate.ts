@@ -1,0 +1,80 @@
+/**
+ * What a UtilityVm refuses once it is closed or terminated (docs/errors.md): after `close()` every
+ * call rejects with HANDLE_CLOSED; after `terminate()` was requested, everything that would add to
+ * the VM rejects with UVM_TERMINATED before anything is recorded (releases go on: bookkeeping).
+ */
+import { UvmError } from '../core/errors.js';
+import type { DeviceAcquireOptions, UvmDevices } from '../devices/device-types.js';
+import type { UvmLifecycle } from '../devices/uvm-lifecycle.js';
+import type { GuestRequest } from '../hcs/schema.js';
+import { forwardTermination, withAcquire } from '../recovery/journaled-devices.js';
+
+export class UvmGate {
+  #closed = false;
+  constructor(
+    private readonly uvmId: string,
+    private readonly lifecycle: UvmLifecycle,
+  ) {}
+
+  get closed(): boolean {
+    return this.#closed;
+  }
+
+  markClosed(): void {
+    this.#closed = true;
+  }
+
+  /** HANDLE_CLOSED after `close()`. */
+  assertOpen(op: string): void {
+    if (this.#closed) throw new UvmError('HANDLE_CLOSED', `${op} on UVM ${this.uvmId}: it was closed`, { details: { uvmId: this.uvmId, op } });
+  }
+
+  /** HANDLE_CLOSED after `close()`, UVM_TERMINATED once `terminate()` was requested. */
+  assertRunning(op: string): void {
+    this.assertOpen(op);
+    if (this.lifecycle.phase !== 'running') {
+      throw new UvmError('UVM_TERMINATED', `${op} on UVM ${this.uvmId}: it is ${this.lifecycle.phase}`, {
+        details: { uvmId: this.uvmId, op, phase: this.lifecycle.phase },
+      });
+    }
+  }
+
+  /** `manager` whose `acquire` passes this gate first (every other member is its own). */
+  manager<M extends { acquire(request: R, options?: DeviceAcquireOptions): Promise<L> }, R, L>(manager: M, name: string): M {
+    return withAcquire(manager, (request: R, options?: DeviceAcquireOptions) => {
+      try {
+        this.assertRunning(`${name}.acquire`);
+      } catch (err) {
+        return Promise.reject(err);
+      }
+      return manager.acquire(request, options);
+    });
+  }
+
+  /** `devices` whose acquires and guest requests pass this gate first. */
+  devices(devices: UvmDevices): UvmDevices {
+    const gate = <M extends { acquire(request: R, options?: DeviceAcquireOptions): Promise<L> }, R, L>(manager: M, name: string): M => this.manager(manager, name);
+    const view: UvmDevices = {
+      facts: devices.facts,
+      hostFs: devices.hostFs,
+      scsi: gate(devices.scsi, 'scsi'),
+      vsmb: gate(devices.vsmb, 'vsmb'),
+      vpmem: gate(devices.vpmem, 'vpmem'),
+      plan9: gate(devices.plan9, 'plan9'),
+      pipes: gate(devices.pipes, 'pipes'),
+      ...(devices.vpci ? { vpci: gate(devices.vpci, 'vpci') } : {}),
+      nameToGuid: (name) => devices.nameToGuid(name),
+      retryLater: (leftover) => devices.retryLater(leftover),
+      sendGuestRequest: (request: GuestRequest, options?: DeviceAcquireOptions) => {
+        try {
+          if (request?.RequestType === 'Remove') this.assertOpen('sendGuestRequest');
+          else this.assertRunning('sendGuestRequest');
+        } catch (err) {
+          return Promise.reject(err);
+        }
+        return devices.sendGuestRequest(request, options);
+      },
+    };
+    return forwardTermination(view, devices);
+  }
+}
