@@ -206,6 +206,7 @@ export class ContainerResources implements AsyncDisposable {
    * is mounted already. See `removeContainerMount`.
    */
   async addContainerMount(request: ContainerMountRequest, options: ContainerMountOptions = {}): Promise<ContainerMountResult> {
+    this.#beforeCall?.('addMount');
     this.#assertOpen();
     const { hostPath, containerPath, readOnly } = await checkContainerMount(this.#uvm.facts.os, request, this.#uvm.hostFs);
     await this.addMount({ destination: containerPath, source: hostPath, ...(readOnly ? { options: ['ro'] } : {}) }, options);
@@ -231,6 +232,7 @@ export class ContainerResources implements AsyncDisposable {
    * released and the call can be retried. NOT_FOUND when nothing is mounted at `containerPath`.
    */
   async removeContainerMount(containerPath: string, options: ContainerMountOptions = {}): Promise<ContainerMountResult> {
+    this.#beforeCall?.('removeMount');
     this.#assertOpen();
     if (this.#uvm.facts.os !== 'windows') throw new UvmError('NOT_SUPPORTED', 'container-level mounts exist on WCOW only');
     const entry = this.#find(containerPath)?.applied?.containerEntry;
