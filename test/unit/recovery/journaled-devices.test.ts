@@ -37,10 +37,13 @@ describe('journaled devices (the journaling decorator)', () => {
   });
 
   it('UvmRecovery keeps one view per live container only: forgotten on release or a failed allocation (soak, issue 16)', async () => {
+    const devices = new FakeUvmDevices();
     const recovery = new UvmRecovery({
       os: 'linux',
       journal,
-      devices: new FakeUvmDevices(),
+      devices,
+      adoptable: devices,
+      assertOpen: () => undefined,
       delivery: {} as ResourceDelivery,
       logger: createLogger({ level: 'silent' }),
       reservedScsiSlots: [],
