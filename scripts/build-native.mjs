@@ -1,14 +1,18 @@
-// Builds the native HCS simulator (native/src/*.cpp) into build/native/libhcssim.so with one plain
-// compiler call. Run by `npm ci` through the `prepare` lifecycle script. On Windows nothing is built:
-// the binding loads the real computecore.dll there.
+// Builds the native HCS simulator (native/src/*.cpp) into build/native/libhcssim.so with plain
+// compiler calls (one per source, run in parallel, then one link). Run by the package's `install`
+// script (scripts/install.mjs). On Windows nothing is built: the binding loads the real
+// computecore.dll there.
 //
 //   node scripts/build-native.mjs            build the shared library
 //   node scripts/build-native.mjs --test     also build and run the simulator's own C++ tests
 //   HCSSIM_SANITIZE=address node scripts/build-native.mjs --test   the same under AddressSanitizer
-import { execFileSync } from 'node:child_process';
+//   CXX=clang++ node scripts/build-native.mjs                      another compiler (default g++)
+import { execFile, execFileSync } from 'node:child_process';
 import { mkdirSync, readdirSync } from 'node:fs';
-import { join, dirname } from 'node:path';
+import { availableParallelism } from 'node:os';
+import { join, dirname, basename } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { promisify } from 'node:util';
 
 const root = join(dirname(fileURLToPath(import.meta.url)), '..');
 if (process.platform === 'win32') {
@@ -18,28 +22,49 @@ if (process.platform === 'win32') {
 const cxx = process.env.CXX || 'g++';
 const sanitize = process.env.HCSSIM_SANITIZE;
 const outDir = join(root, 'build', 'native');
-mkdirSync(outDir, { recursive: true });
-const sources = readdirSync(join(root, 'native', 'src'))
-  .filter((f) => f.endsWith('.cpp'))
-  .sort()
-  .map((f) => join(root, 'native', 'src', f));
+const objDir = join(outDir, sanitize ? `obj-${sanitize}` : 'obj');
+mkdirSync(objDir, { recursive: true });
+const sourcesOf = (dir) =>
+  readdirSync(join(root, 'native', dir))
+    .filter((f) => f.endsWith('.cpp'))
+    .sort()
+    .map((f) => join(root, 'native', dir, f));
 const common = ['-std=c++17', '-Wall', '-Wextra', '-fPIC', '-pthread', '-I', join(root, 'native', 'include')];
 const opt = sanitize ? ['-O1', '-g', `-fsanitize=${sanitize}`, '-fno-omit-frame-pointer'] : ['-O2'];
 const lib = join(outDir, sanitize ? `libhcssim-${sanitize}.so` : 'libhcssim.so');
+const execFileAsync = promisify(execFile);
 
-function run(args) {
+/** Compiles each source to an object file, `jobs` at a time; resolves with the object files. */
+async function compileAll(sources, extra, prefix) {
+  const objects = sources.map((src) => join(objDir, `${prefix}${basename(src, '.cpp')}.o`));
+  let next = 0;
+  const worker = async () => {
+    while (next < sources.length) {
+      const i = next++;
+      try {
+        await execFileAsync(cxx, [...common, ...opt, ...extra, '-c', '-o', objects[i], sources[i]], { cwd: root });
+      } catch (err) {
+        process.stderr.write(err.stderr ?? '');
+        throw new Error(`build-native: ${cxx} failed on ${sources[i]}`);
+      }
+    }
+  };
+  await Promise.all(Array.from({ length: Math.max(1, Math.min(availableParallelism(), sources.length)) }, worker));
+  return objects;
+}
+
+function link(args) {
   execFileSync(cxx, args, { stdio: 'inherit', cwd: root });
 }
 
-run([...common, ...opt, '-fvisibility=hidden', '-shared', '-Wl,-z,nodelete', '-o', lib, ...sources]);
+const libObjects = await compileAll(sourcesOf('src'), ['-fvisibility=hidden'], '');
+link([...common, ...opt, '-shared', '-Wl,-z,nodelete', '-o', lib, ...libObjects]);
 console.log(`build-native: ${lib}`);
 
 if (process.argv.includes('--test')) {
-  const testSources = readdirSync(join(root, 'native', 'test'))
-    .filter((f) => f.endsWith('.cpp'))
-    .sort()
-    .map((f) => join(root, 'native', 'test', f));
+  // The tests link the sources directly (default visibility), so compile them again without -fvisibility.
+  const testObjects = await compileAll([...sourcesOf('test'), ...sourcesOf('src')], ['-I', join(root, 'native', 'src')], 't-');
   const exe = join(outDir, sanitize ? `hcssim-tests-${sanitize}` : 'hcssim-tests');
-  run([...common, ...opt, '-I', join(root, 'native', 'src'), '-o', exe, ...testSources, ...sources]);
+  link([...common, ...opt, '-o', exe, ...testObjects]);
   execFileSync(exe, [], { stdio: 'inherit', cwd: root });
 }
