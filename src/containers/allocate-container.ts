@@ -32,6 +32,9 @@ import {
   type PlannedDevice,
 } from './assigned-devices.js';
 import { validateContainerId } from './container-id.js';
+import { checkAllocateOptions } from './allocate-options-schema.js';
+import { checkLayerFiles, checkMountFiles } from './host-files.js';
+import { checkOciSpec } from '../oci/spec-schema.js';
 import { ContainerResources, type ContainerResourcesInit } from './container-resources.js';
 import { heldResource, teardownPhase, type HeldResource } from './held-resource.js';
 
@@ -83,10 +86,10 @@ export function rootfsSource(os: GuestOs, spec: OciSpec, rootfs: readonly Rootfs
   return { kind: 'layers', inputs: parseLayerInputs(os, spec, rootfs) };
 }
 
-function checkSpec(spec: unknown): asserts spec is OciSpec {
-  if (spec === null || typeof spec !== 'object' || Array.isArray(spec)) {
-    throw new UvmError('INVALID_SPEC', 'the OCI spec must be an object', { details: { field: '' } });
-  }
+/** Checks the spec's and the options' types (schemas: INVALID_SPEC / INVALID_ARGUMENT naming the field). */
+function checkInputs(spec: unknown, options: unknown): asserts spec is OciSpec {
+  checkAllocateOptions(options);
+  checkOciSpec(spec);
 }
 
 /**
@@ -100,13 +103,15 @@ function checkSpec(spec: unknown): asserts spec is OciSpec {
  * `/run/gcs/c/<id>/rootfs`).
  */
 export async function allocateContainer(uvm: UvmDevices, spec: OciSpec, options: AllocateContainerOptions): Promise<AllocatedContainer> {
-  const containerId = validateContainerId(options.containerId);
-  checkSpec(spec);
+  const containerId = validateContainerId(options?.containerId);
+  checkInputs(spec, options);
   const os = uvm.facts.os;
   const source = rootfsSource(os, spec, options.rootfs);
   if (source.kind === 'plan9-root') await checkRootDirectory(uvm, source.hostPath);
+  else await checkLayerFiles(uvm.hostFs, source.inputs, spec);
   const mountPlan = await planMounts(spec, uvm.facts, containerId, uvm.hostFs);
   const devicePlan = planDevices(os, spec);
+  await checkMountFiles(uvm.hostFs, mountPlan);
   const acquireOptions = { signal: options.signal };
 
   // The rootfs and the mounts do not depend on each other: build them at once. Each half rolls
@@ -208,14 +213,15 @@ export type PlanContainerOptions = Pick<AllocateContainerOptions, 'containerId' 
  * (only HostFs stat/realpath and the managers' `describe()`). Rejects with the same codes.
  */
 export async function planContainer(uvm: UvmDevices, spec: OciSpec, options: PlanContainerOptions): Promise<ContainerPlan> {
-  const containerId = validateContainerId(options.containerId);
-  checkSpec(spec);
+  const containerId = validateContainerId(options?.containerId);
+  checkInputs(spec, options);
   const os = uvm.facts.os;
   const source = rootfsSource(os, spec, options.rootfs);
   let rootfs: RootfsPlan;
   let slotsLeft: SlotsLeft;
   let fits: boolean;
   if (source.kind === 'layers') {
+    await checkLayerFiles(uvm.hostFs, source.inputs, spec);
     const plan = source.inputs.os === 'linux' ? await planLcowLayers(uvm, source.inputs, containerId) : await planWcowLayers(uvm, source.inputs);
     rootfs = { kind: 'layers', plan };
     slotsLeft = { ...plan.slotsLeft };
@@ -233,6 +239,7 @@ export async function planContainer(uvm: UvmDevices, spec: OciSpec, options: Pla
   }
   const mounts = await planMounts(spec, uvm.facts, containerId, uvm.hostFs);
   const devices = markSharedDevices(planDevices(os, spec), uvm.vpci?.describe() ?? []);
+  await checkMountFiles(uvm.hostFs, mounts);
   const attached = new Set(uvm.scsi.describe().flatMap((i) => (i.kind === 'scsi-attachment' && i.hostPath ? [i.hostPath] : [])));
   const newDisks = new Set(
     mounts.flatMap((m) => (m.kind === 'device' && m.device === 'scsi' && !attached.has(m.request.hostPath) ? [m.request.hostPath] : [])),

@@ -10,6 +10,7 @@ import type { DeviceAcquireOptions, UvmDevices } from '../devices/device-types.j
 import type { ComposedLayersInfo } from '../layers/composed-layers.js';
 import { applyMount, type AppliedMount, type ContainerEntry } from '../oci/mount-applier.js';
 import { planMount } from '../oci/mount-planner.js';
+import { checkMountFiles } from './host-files.js';
 import type { OciMount } from '../oci/oci-spec.js';
 import { teardownPhase, type HeldResource } from './held-resource.js';
 import {
@@ -152,6 +153,7 @@ export class ContainerResources implements AsyncDisposable {
     }
     const index = this.#nextMountIndex++;
     const planned = await planMount(mount, index, this.#uvm.facts, this.#uvm.hostFs);
+    await checkMountFiles(this.#uvm.hostFs, [planned]);
     if (this.#find(planned.mount.destination)) {
       throw new UvmError('MOUNT_CONFLICT', `container ${this.containerId} already has a mount at ${planned.mount.destination}`, {
         details: { containerId: this.containerId, destination: planned.mount.destination, mountIndex: index },

@@ -11,7 +11,7 @@
  * - NOT_FOUND: a bind source that does not exist on the host.
  * - ACCESS_DENIED: a writable file share on a UVM that denies them.
  */
-import { UvmError, type UvmErrorDetails } from '../core/errors.js';
+import { invalidArgument, UvmError, type UvmErrorDetails } from '../core/errors.js';
 import type { HostFs } from '../core/host-fs.js';
 import type {
   GuestOs,
@@ -37,16 +37,22 @@ import {
   wcowSandboxMountPath,
 } from './container-paths.js';
 import { isReadOnlyMount, type OciMount, type OciSpec } from './oci-spec.js';
+import { checkOciMount } from './spec-schema.js';
 
 /** The only supported hugepage size. */
 export const HUGEPAGE_SIZE = '2M';
 
 /** The mount types that name a host disk, and how each is attached. */
-export const DISK_MOUNT_TYPES: Readonly<Record<string, ScsiAttachType>> = {
+export const DISK_MOUNT_TYPES: Readonly<Record<string, ScsiAttachType>> = Object.freeze({
   'physical-disk': 'PassThru',
   'virtual-disk': 'VirtualDisk',
   'extensible-virtual-disk': 'ExtensibleVirtualDisk',
-};
+});
+
+/** How a mount `type` is attached as a disk; undefined when it is not a disk type (own members only: never `constructor`, `__proto__`…). */
+function diskAttachType(type: string): ScsiAttachType | undefined {
+  return Object.hasOwn(DISK_MOUNT_TYPES, type) ? DISK_MOUNT_TYPES[type] : undefined;
+}
 
 /** What the shim's WCOW container document needs for a mount (the applier builds the entry). */
 export type ContainerEntryKind = 'mapped-directory' | 'mapped-pipe';
@@ -106,7 +112,18 @@ export async function planMounts(spec: OciSpec, facts: UvmFacts, containerId: st
   const mounts = spec.mounts ?? [];
   if (!Array.isArray(mounts)) throw new UvmError('INVALID_SPEC', 'mounts must be an array', { details: { field: 'mounts' } });
   const planned: PlannedMount[] = [];
-  for (const [index, mount] of mounts.entries()) planned.push(await planMount(mount, index, facts, hostFs));
+  const seen = new Map<string, number>();
+  for (const [index, mount] of mounts.entries()) {
+    const plannedMount = await planMount(mount, index, facts, hostFs);
+    const first = seen.get(plannedMount.mount.destination);
+    if (first !== undefined) {
+      throw new UvmError('MOUNT_CONFLICT', `mounts[${first}] and mounts[${index}] have the same destination ${plannedMount.mount.destination}`, {
+        details: { field: `mounts[${index}].destination`, mountIndex: index, destination: plannedMount.mount.destination, otherMountIndex: first },
+      });
+    }
+    seen.set(plannedMount.mount.destination, index);
+    planned.push(plannedMount);
+  }
   return planned;
 }
 
@@ -115,9 +132,12 @@ export async function planMount(mount: OciMount, index: number, facts: UvmFacts,
   const details = { mountIndex: index, destination: (mount as Partial<OciMount> | null)?.destination };
   try {
     if (mount === null || typeof mount !== 'object') throw invalidSpec('a mount must be an object', details);
+    checkOciMount(mount, index);
+    checkDestination(mount.destination, facts.os, index);
     const rules = facts.os === 'linux' ? LCOW_RULES : WCOW_RULES;
     return await rules(mount, index, facts, hostFs);
   } catch (err) {
+    if (UvmError.is(err) && err.details.field === undefined) err.details.field = `mounts[${index}]`;
     throw addErrorDetails(err, details);
   }
 }
@@ -132,19 +152,31 @@ function badPath(message: string): UvmError {
   return new UvmError('INVALID_ARGUMENT', message);
 }
 
-/** Both source and destination are non-empty strings; destination has no `..` and no NUL. */
+/** Both source and destination are non-empty strings (the destination is checked by `checkDestination`). */
 function requireEnds(mount: OciMount): { source: string; destination: string } {
   const { source, destination } = mount;
-  if (typeof source !== 'string' || source === '' || typeof destination !== 'string' || destination === '') {
+  if (typeof source !== 'string' || source === '' || destination === '') {
     throw invalidSpec('invalid OCI spec - a mount must have both source and a destination');
   }
-  checkDestination(destination);
   return { source, destination };
 }
 
-function checkDestination(destination: string): void {
-  if (destination.includes('\0')) throw badPath(`mount destination contains a NUL character`);
-  if (hasTraversal(destination)) throw badPath(`mount destination must not contain "..": ${destination}`);
+/**
+ * A destination has no NUL and no `..`, and is absolute in the guest's flavour: LCOW `/x` (or a
+ * `blockdev://` destination), WCOW `C:\x` or a `\\.\pipe\` path. Empty is left to `requireEnds`.
+ */
+function checkDestination(destination: string, os: GuestOs, index: number): void {
+  const field = { field: `mounts[${index}].destination` };
+  if (destination.includes('\0')) throw invalidArgument(`mount destination contains a NUL character`, field);
+  if (hasTraversal(destination)) throw invalidArgument(`mount destination must not contain "..": ${destination}`, field);
+  if (destination === '') return;
+  const absolute =
+    os === 'linux'
+      ? destination.startsWith('/') || destination.startsWith(BLOCKDEV_MOUNT_PREFIX)
+      : /^[A-Za-z]:[\\/]/.test(destination) || isPipePath(destination);
+  if (!absolute) {
+    throw invalidArgument(`mount destination must be an absolute ${os === 'linux' ? 'Linux' : 'Windows'} path: ${destination}`, field);
+  }
 }
 
 /** A guest-resolved source (`sandbox://x`, `uvm://x`, …): the rest must not climb out with `..`. */
@@ -165,7 +197,7 @@ function checkEvdSource(source: string): string {
 }
 
 function diskRequest(os: GuestOs, mount: OciMount, source: string, readOnly: boolean, blockDev: boolean): ScsiDiskRequest {
-  const type = DISK_MOUNT_TYPES[mount.type!]!;
+  const type = diskAttachType(mount.type ?? '')!;
   const hostPath = type === 'ExtensibleVirtualDisk' ? checkEvdSource(source) : validate.hostPath(source, 'disk mount source');
   return {
     hostPath,
@@ -194,14 +226,11 @@ async function shareSource(source: string, readOnly: boolean, facts: UvmFacts, h
 /** Spec §6.2. */
 const LCOW_RULES: PlanRules = async (mount, index, facts, hostFs) => {
   const type = mount.type ?? '';
-  if (type !== 'bind' && !(type in DISK_MOUNT_TYPES)) {
-    if (typeof mount.destination === 'string') checkDestination(mount.destination);
-    return { kind: 'keep', index, mount, reason: 'not-a-host-mount' };
-  }
+  if (type !== 'bind' && diskAttachType(type) === undefined) return { kind: 'keep', index, mount, reason: 'not-a-host-mount' };
   const { source, destination } = requireEnds(mount);
   const readOnly = isReadOnlyMount(mount);
   const blockDev = destination.startsWith(BLOCKDEV_MOUNT_PREFIX);
-  if (type in DISK_MOUNT_TYPES) {
+  if (diskAttachType(type) !== undefined) {
     return {
       kind: 'device',
       device: 'scsi',
@@ -247,7 +276,7 @@ const WCOW_TYPES = new Set(['', ...Object.keys(DISK_MOUNT_TYPES)]);
 const WCOW_RULES: PlanRules = async (mount, index, facts, hostFs) => {
   const type = mount.type ?? '';
   const { source, destination } = requireEnds(mount);
-  if (!WCOW_TYPES.has(type)) throw invalidSpec(`invalid OCI spec - Type '${type}' not supported`);
+  if (!WCOW_TYPES.has(type)) throw invalidSpec(`invalid OCI spec - Type '${type}' not supported`, { field: `mounts[${index}].type` });
   const readOnly = isReadOnlyMount(mount);
   if (type !== '') {
     return {

@@ -1,57 +1,31 @@
 /**
  * The subset of the OCI runtime spec (config.json) that container allocation reads and rewrites.
  * Unknown fields are carried through untouched: the rewritten spec is a deep copy of the input
- * with only `root.path` and the attached mounts' `source`/`type` changed.
+ * with only `root.path` and the attached mounts' `source`/`type` changed. The types come from the
+ * schemas in spec-schema.ts, which also check them at run time.
  */
+import type * as v from 'valibot';
+import type { OciMountSchema, OciRootSchema, OciSpecSchema, OciWindowsSchema, RootfsMountSchema } from './spec-schema.js';
 
-/** One entry of `mounts`. */
-export interface OciMount {
-  /** Path inside the container (`\\.\pipe\…` for a WCOW named pipe, `blockdev://…` for a LCOW block device). */
-  destination: string;
-  /** `bind`, `physical-disk`, `virtual-disk`, `extensible-virtual-disk`, `tmpfs`, … (LCOW: absent = not a host mount). */
-  type?: string;
-  /** Host path, `evd://<type>/<path>`, `sandbox://…`, `sandbox-tmp://…`, `uvm://…`, `hugepages://…`. */
-  source?: string;
-  options?: string[];
-  [key: string]: unknown;
-}
+/** One entry of `mounts` (schema: `OciMountSchema`). */
+export type OciMount = v.InferOutput<typeof OciMountSchema>;
 
-export interface OciRoot {
-  /** Host path of the root file system (LCOW without layers), or the guest rootfs after allocation. */
-  path?: string;
-  readonly?: boolean;
-  [key: string]: unknown;
-}
+/** The spec's `root` (schema: `OciRootSchema`). */
+export type OciRoot = v.InferOutput<typeof OciRootSchema>;
 
-export interface OciWindows {
-  /** `[top-most layer … base layer, scratch]` (moby convention). */
-  layerFolders?: string[];
-  [key: string]: unknown;
-}
+/** The spec's `windows` section; only `layerFolders` is read (schema: `OciWindowsSchema`). */
+export type OciWindows = v.InferOutput<typeof OciWindowsSchema>;
 
-export interface OciSpec {
-  ociVersion?: string;
-  root?: OciRoot;
-  mounts?: OciMount[];
-  windows?: OciWindows;
-  annotations?: Record<string, string>;
-  [key: string]: unknown;
-}
+/** The part of an OCI runtime spec that allocation reads (schema: `OciSpecSchema`); other members are kept as given. */
+export type OciSpec = v.InferOutput<typeof OciSpecSchema>;
 
 /**
  * A rootfs mount as containerd hands it to a shim (`types.Mount`): `lcow-layer`,
- * `lcow-partitioned-layer` or `windows-layer`.
+ * `lcow-partitioned-layer` or `windows-layer` (schema: `RootfsMountSchema`).
  */
-export interface RootfsMount {
-  type: string;
-  /** The scratch layer directory. */
-  source: string;
-  /** Must be empty: the shim decides where the rootfs lands. */
-  target?: string;
-  options?: string[];
-}
+export type RootfsMount = v.InferOutput<typeof RootfsMountSchema>;
 
 /** True when one of the mount's options equals `ro` (case-insensitive). */
 export function isReadOnlyMount(mount: Pick<OciMount, 'options'>): boolean {
-  return (mount.options ?? []).some((o) => typeof o === 'string' && o.toLowerCase() === 'ro');
+  return (mount.options ?? []).some((o) => o.toLowerCase() === 'ro');
 }

@@ -51,6 +51,8 @@ interface CorpusCase {
   };
   expect: {
     code?: string;
+    /** The error's `details.field`; the rejection must then come before any HCS call. */
+    field?: string;
     ok?: boolean;
     exit?: number;
     /** Strings that must occur verbatim among the SimulatorState's string values while allocated. */
@@ -244,7 +246,8 @@ describe('integration: bad-input corpus (test/corpus)', function () {
         } else {
           expect(UvmError.is(error), `${c.name}: expected a UvmError ${c.expect.code}, got ${String(error)}`).to.equal(true);
           expect((error as UvmError).code, String(error)).to.equal(c.expect.code);
-          if (BAD_INPUT.has(c.expect.code!)) {
+          if (c.expect.field !== undefined) expect((error as UvmError).details.field, String(error)).to.equal(c.expect.field);
+          if (BAD_INPUT.has(c.expect.code!) || c.expect.field !== undefined) {
             expect(hcs.total(uvm.id) - before, `${c.name}: bad input must be rejected before any HCS call`).to.equal(0);
           }
           if (c.expect.vpmemAdds !== undefined || c.expect.scsiAdds !== undefined) {

@@ -118,7 +118,7 @@ describe('allocateContainer', () => {
   });
 
   it('allocates a WCOW container with its MappedDirectory and MappedPipe entries', async () => {
-    const fs = new FakeHostFs().dir('C:\\l\\base').file('C:\\s\\sandbox.vhdx').dir('C:\\data');
+    const fs = new FakeHostFs().dir('C:\\l\\base').file('C:\\s\\sandbox.vhdx').dir('C:\\data').file('C:\\d.vhdx');
     const u = new FakeUvmDevices({ os: 'windows', hostFs: fs });
     const { spec, resources, containerEntries } = await allocateContainer(
       u,

@@ -197,24 +197,41 @@ describe('ContainerResources', () => {
   });
 });
 
-describe('ContainerResources with two spec mounts at one destination', () => {
-  it('keeps both, lists both, and removes the latest first', async () => {
+describe('ContainerResources: duplicate and relative destinations are refused alike by allocateContainer and addMount', () => {
+  const twoAtM = {
+    windows: { layerFolders: ['/l/1', '/s'] },
+    mounts: [
+      { destination: '/m', type: 'bind', source: '/data' },
+      { destination: '/m', type: 'bind', source: '/more' },
+    ],
+  };
+
+  it('a spec with two mounts at one destination → MOUNT_CONFLICT naming the second, nothing attached', async () => {
     const u = lcow();
-    const { resources } = await allocateContainer(
-      u,
-      {
-        windows: { layerFolders: ['/l/1', '/s'] },
-        mounts: [
-          { destination: '/m', type: 'bind', source: '/data' },
-          { destination: '/m', type: 'bind', source: '/more' },
-        ],
-      },
-      { containerId: 'c1' },
-    );
-    expect(resources.mounts().map((m) => m.source)).to.deep.equal(['/run/mounts/plan9/0', '/run/mounts/plan9/1']);
-    await resources.removeMount('/m');
-    expect(u.events('remove')).to.deep.equal(['remove plan9 /more']);
-    expect(resources.mounts().map((m) => m.source)).to.deep.equal(['/run/mounts/plan9/0']);
+    const err = await expectCode(allocateContainer(u, twoAtM, { containerId: 'c1' }), 'MOUNT_CONFLICT');
+    expect(err.details).to.include({ field: 'mounts[1].destination', mountIndex: 1, otherMountIndex: 0 });
+    expect(u.events('add')).to.deep.equal([]);
+    expect(u.held()).to.deep.equal([]);
+  });
+
+  it('addMount at a taken destination → MOUNT_CONFLICT, nothing more attached', async () => {
+    const u = lcow();
+    const { resources } = await allocateContainer(u, { ...twoAtM, mounts: twoAtM.mounts.slice(0, 1) }, { containerId: 'c1' });
+    const before = u.events('add').length;
+    await expectCode(resources.addMount({ destination: '/m', type: 'bind', source: '/more' }), 'MOUNT_CONFLICT');
+    expect(u.events('add')).to.have.length(before);
+    await resources.release();
+    expect(u.held()).to.deep.equal([]);
+  });
+
+  it('a relative destination → INVALID_ARGUMENT naming it, from allocateContainer and from addMount', async () => {
+    const u = lcow();
+    const relative = { destination: 'm', type: 'bind', source: '/data' };
+    const err = await expectCode(allocateContainer(u, { ...twoAtM, mounts: [relative] }, { containerId: 'c1' }), 'INVALID_ARGUMENT');
+    expect(err.details).to.include({ field: 'mounts[0].destination', mountIndex: 0 });
+    expect(u.held()).to.deep.equal([]);
+    const { resources } = await allocateContainer(u, { ...twoAtM, mounts: [] }, { containerId: 'c1' });
+    await expectCode(resources.addMount(relative), 'INVALID_ARGUMENT');
     await resources.release();
     expect(u.held()).to.deep.equal([]);
   });
