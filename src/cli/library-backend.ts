@@ -1,11 +1,11 @@
 import { UvmError } from '../core/errors.js';
-import { allocateContainer } from '../containers/allocate-container.js';
 import { createUvmOrchestrator } from '../di/uvm-orchestrator.js';
 import { configureSimulator, isSimulator, readSimulatorState } from '../hcs/simulator-controls.js';
 import type { UtilityVmOptions } from '../uvm/uvm-options.js';
 import { DryRunHcs } from './dry-run-hcs.js';
 import type { PlanBackend } from './plan-backend.js';
-import type { RunBackend, RunUvm } from './run-backend.js';
+import type { DownBackend, DownReport, RunBackend, RunUvm } from './run-backend.js';
+import { readJournalFile } from '../recovery/journal.js';
 import type { ScenarioUvmOptions } from './scenario.js';
 
 /** Scenario `uvm` section → UtilityVm options (same field names; copied so nothing is shared). */
@@ -37,10 +37,12 @@ export async function createLibraryRunBackend(options: { trace: string | undefin
   const orchestrator = createUvmOrchestrator();
   return {
     kind: simulator ? 'simulator' : 'hcs',
-    async createUvm(scenarioOptions): Promise<RunUvm> {
-      const vm = await orchestrator.createUtilityVm(utilityVmOptions(scenarioOptions));
+    async createUvm(scenarioOptions, extra = {}): Promise<RunUvm> {
+      const options = utilityVmOptions(scenarioOptions);
+      const vm = await orchestrator.createUtilityVm(extra.journal === undefined ? options : { ...options, journal: { path: extra.journal } });
       try {
-        await vm.start();
+        extra.signal?.throwIfAborted();
+        await vm.start({ signal: extra.signal });
       } catch (err) {
         await vm.terminate().catch(() => undefined);
         vm.close();
@@ -50,8 +52,8 @@ export async function createLibraryRunBackend(options: { trace: string | undefin
         id: vm.id,
         os: vm.facts.os,
         describe: () => vm.describe(),
-        async allocateContainer(spec, containerId) {
-          const allocated = await allocateContainer(vm, spec, { containerId });
+        async allocateContainer(spec, containerId, signal) {
+          const allocated = await vm.allocateContainer(spec, { containerId, signal });
           return {
             spec: allocated.spec,
             containerEntries: allocated.containerEntries,
@@ -112,6 +114,54 @@ export async function createLibraryPlanBackend(options: { trace: string | undefi
           }
         },
       };
+    },
+  };
+}
+
+/**
+ * `uvmctl down`: re-opens the UVM a journal describes (`UtilityVm.open` reconciles it with HCS),
+ * starts it if it was created but never started, releases every restored container and the
+ * UVM's own leases, removes idle VSMB shares, and terminates it (which discards the journal).
+ * Releases that fail are reported; the termination takes whatever they left with the VM.
+ */
+export async function createLibraryDownBackend(): Promise<DownBackend> {
+  const orchestrator = createUvmOrchestrator();
+  return {
+    async down(journal, progress) {
+      const doc = await readJournalFile(journal);
+      if (doc === undefined) throw new UvmError('NOT_FOUND', `no journal at ${journal}`, { details: { path: journal } });
+      progress.line(`re-opening UVM ${doc.uvmId} from ${journal}`);
+      const vm = await orchestrator.openUtilityVm(doc.uvmId, { journal: { path: journal } });
+      const report: DownReport = { command: 'down', journal, uvm: { id: vm.id }, released: [], releasedLeases: 0, remaining: 0, terminated: false };
+      const failures: unknown[] = [];
+      try {
+        for (const c of vm.containers().reverse()) {
+          progress.line(`releasing container ${c.containerId}`);
+          try {
+            await c.release();
+            report.released.push(c.containerId);
+          } catch (err) {
+            failures.push(err);
+          }
+        }
+        for (const { lease } of vm.restoredLeases()) {
+          try {
+            await lease.release();
+            report.releasedLeases += 1;
+          } catch (err) {
+            failures.push(err);
+          }
+        }
+        if (vm.facts.os === 'windows') await vm.vsmb.removeIdle().catch((err: unknown) => failures.push(err));
+        report.remaining = vm.describe().length;
+        progress.line(`terminating UVM ${vm.id}`);
+        await vm.terminate();
+        report.terminated = true;
+      } finally {
+        vm.close();
+      }
+      if (failures.length > 0) progress.line(`${failures.length} release(s) failed; the termination took what they held`);
+      return report;
     },
   };
 }

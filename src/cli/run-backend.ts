@@ -19,7 +19,8 @@ export interface RunUvm {
   readonly os: GuestOs;
   /** Every live resource of every manager. */
   describe(): ResourceInfo[];
-  allocateContainer(spec: OciSpec, containerId: string): Promise<RunContainer>;
+  /** `signal` aborts what is in flight (the allocation then rolls itself back). */
+  allocateContainer(spec: OciSpec, containerId: string, signal?: AbortSignal): Promise<RunContainer>;
   /**
    * Removes the shares a manager keeps after their last release (idle direct-mapped VSMB shares,
    * kept while a guest handle might still be open). Called once every container is released;
@@ -39,6 +40,29 @@ export interface RunUvm {
 /** How the run command gets a UVM: the library over HCS (or the simulator), or a fake in unit tests. */
 export interface RunBackend {
   readonly kind: 'simulator' | 'hcs';
-  /** Creates and starts a UVM. */
-  createUvm(options: ScenarioUvmOptions): Promise<RunUvm>;
+  /**
+   * Creates and starts a UVM; `journal` journals it to that file, `signal` aborts the start (the
+   * UVM is then terminated before this rejects).
+   */
+  createUvm(options: ScenarioUvmOptions, extra?: { journal?: string; signal?: AbortSignal }): Promise<RunUvm>;
+}
+
+/** What `uvmctl down` did. */
+export interface DownReport {
+  command: 'down';
+  journal: string;
+  uvm: { id: string };
+  /** Containers restored from the journal and released. */
+  released: string[];
+  /** The UVM's own journaled leases released. */
+  releasedLeases: number;
+  /** Left in describe() before the termination (released by it). */
+  remaining: number;
+  terminated: boolean;
+}
+
+/** How `uvmctl down` re-opens a journaled UVM (the library, or a fake in unit tests). */
+export interface DownBackend {
+  /** Re-opens the UVM of `journal`, releases everything it holds and terminates it. */
+  down(journal: string, progress: { line(message: string): void }): Promise<DownReport>;
 }

@@ -9,6 +9,10 @@ import type { Scenario } from './scenario.js';
 export interface RunOptions {
   /** Skip the teardown even when the scenario asks for it (`--keep`). */
   keep: boolean;
+  /** Journal the UVM to this file (`--journal`). */
+  journal?: string;
+  /** Aborts the run (a signal): what is in flight is aborted, what was allocated is released, the UVM terminated. */
+  signal?: AbortSignal;
 }
 
 /** The outcome of a run: the report, and the teardown failure when a release failed. */
@@ -40,16 +44,17 @@ export async function runScenario(
   options: RunOptions,
 ): Promise<RunOutcome> {
   progress.line(`creating and starting UVM ${scenario.uvm.id} (${scenario.uvm.os}, ${backend.kind === 'simulator' ? 'HCS simulator' : 'HCS'})`);
-  const uvm = await backend.createUvm(scenario.uvm);
+  const uvm = await backend.createUvm(scenario.uvm, { journal: options.journal, signal: options.signal });
   const state: RunState = { allocated: [], terminate: true };
   let outcome: RunOutcome;
   try {
-    outcome = await allocateReportAndTearDown(uvm, scenario, specs, backend, progress, scenario.teardown && !options.keep, state);
+    outcome = await allocateReportAndTearDown(uvm, scenario, specs, backend, progress, scenario.teardown && !options.keep, state, options.signal);
   } catch (err) {
-    // Never hide the error that got us here behind a failing termination.
-    await finish(uvm, state, progress).catch((closeError: unknown) =>
-      progress.line(`terminating UVM ${uvm.id} failed too: ${closeError instanceof Error ? closeError.message : String(closeError)}`),
-    );
+    // Never hide the error that got us here behind a failing termination (it goes in details.cleanupError).
+    await finish(uvm, state, progress).catch((closeError: unknown) => {
+      if (UvmError.is(err)) Object.assign(err.details, { cleanupError: closeError });
+      progress.line(`terminating UVM ${uvm.id} failed too: ${closeError instanceof Error ? closeError.message : String(closeError)}`);
+    });
     throw err;
   }
   await finish(uvm, state, progress);
@@ -70,20 +75,23 @@ async function allocateReportAndTearDown(
   progress: Progress,
   teardown: boolean,
   state: RunState,
+  signal: AbortSignal | undefined,
 ): Promise<RunOutcome> {
   const n = scenario.containers.length;
   const containers: ContainerSummary[] = [];
   for (const [i, c] of scenario.containers.entries()) {
+    signal?.throwIfAborted();
     progress.line(`allocating container ${c.id} (${i + 1}/${n})`);
     const spec = specs[i]!;
     let container: RunContainer;
     try {
-      container = await uvm.allocateContainer(spec, c.id);
+      container = await uvm.allocateContainer(spec, c.id, signal);
     } catch (err) {
       if (UvmError.is(err)) Object.assign(err.details, { containerId: c.id });
       throw err;
     }
     state.allocated.push({ id: c.id, container });
+    signal?.throwIfAborted();
     containers.push(summarizeContainer(c.id, c.bundle, spec, container.spec, container.containerEntries));
   }
   const report: RunReport = {

@@ -21,6 +21,7 @@ describe('cli/command-line', () => {
       trace: 't.jsonl',
       keep: true,
       quiet: true,
+      journal: undefined,
     });
   });
 
@@ -32,6 +33,7 @@ describe('cli/command-line', () => {
       trace: 'x',
       keep: false,
       quiet: false,
+      journal: undefined,
     });
   });
 
@@ -43,8 +45,18 @@ describe('cli/command-line', () => {
     for (const argv of [['help'], ['--help'], ['run', 'x', '-h']]) expect(parseCommandLine(argv)).to.deep.equal({ command: 'help' });
   });
 
+  it('parses run --journal, down, and --version in its forms', () => {
+    expect(parseCommandLine(['run', 's.json', '--journal', 'j.json'])).to.include({ command: 'run', journal: 'j.json' });
+    expect(parseCommandLine(['down', 'j.json', '--json', '-q'])).to.deep.equal({ command: 'down', journal: 'j.json', json: true, quiet: true });
+    for (const argv of [['--version'], ['-V'], ['version'], ['run', 'x', '--version']]) expect(parseCommandLine(argv)).to.deep.equal({ command: 'version' });
+  });
+
   const bad: [string[], RegExp][] = [
     [[], /missing command/],
+    [['down'], /down: missing the journal/],
+    [['down', 'j.json', '--keep'], /--keep does not apply/],
+    [['plan', 's.json', '--journal', 'j'], /--journal only applies to run/],
+    [['run', 's.json', '--journal='], /--journal/],
     [['start', 's.json'], /unknown command "start"/],
     [['run'], /missing the scenario/],
     [['run', 'a.json', 'b.json'], /unexpected argument "b.json"/],

@@ -71,11 +71,12 @@ describe('cli/main', () => {
 
   it('run --json -q --trace: one JSON document, no progress, the trace path made absolute', async () => {
     const { env, out } = environment();
-    expect(await main(['run', scenario, '--json', '-q', '--trace', 'rel/t.jsonl'], env)).to.equal(0);
+    const rel = path.relative(process.cwd(), path.join(dir, 't.jsonl'));
+    expect(await main(['run', scenario, '--json', '-q', '--trace', rel], env)).to.equal(0);
     const report = JSON.parse(out.stdout) as RunReport;
     expect(report.containers[0]!.rootfs).to.equal('/run/gcs/c/x/rootfs');
     expect(out.stderr).to.equal('');
-    expect(out.traces).to.deep.equal([path.resolve('rel/t.jsonl')]);
+    expect(out.traces).to.deep.equal([path.join(dir, 't.jsonl')]);
   });
 
   it('exit 1 with RELEASE_FAILED when something is left after the teardown', async () => {
@@ -123,6 +124,84 @@ describe('cli/main', () => {
     expect(out.stderr).to.match(/^uvmctl: unknown command "frobnicate"/);
     expect(await main(['help'], env)).to.equal(0);
     expect(out.stdout).to.match(/^Usage:/);
+  });
+
+  it('--json failures: one JSON error object on stdout with the code (and the field), the line on stderr', async () => {
+    const { env, out } = environment({ failCreate: new UvmError('NO_SLOT', 'full', { details: { hostPath: '/x', cause: new Error('e') } }) });
+    expect(await main(['run', scenario, '-q', '--json'], env)).to.equal(1);
+    expect(JSON.parse(out.stdout)).to.deep.equal({ ok: false, error: { code: 'NO_SLOT', message: 'full', details: { hostPath: '/x', cause: { code: 'INTERNAL', message: 'e' } } } });
+    expect(out.stderr).to.equal('uvmctl: NO_SLOT: full\n');
+    await writeFile(scenario, JSON.stringify({ uvm: { id: 'pod', os: 'linux' }, containers: [] }));
+    out.stdout = '';
+    expect(await main(['plan', scenario, '--json'], env)).to.equal(2);
+    expect(JSON.parse(out.stdout)).to.deep.include({ ok: false });
+    expect((JSON.parse(out.stdout) as { error: { field: string } }).error).to.include({ code: 'INVALID_SPEC', field: 'scenario.containers' });
+  });
+
+  it('--trace to an unwritable path and --journal over an existing file: exit 2 naming the option, no backend made', async () => {
+    const { env, out } = environment();
+    expect(await main(['run', scenario, '--trace', path.join(dir, 'no', 'such', 'dir', 't.jsonl')], env)).to.equal(2);
+    expect(out.stderr).to.match(/^uvmctl: --trace: cannot write .*\(ENOENT\)\n$/);
+    out.stderr = '';
+    expect(await main(['run', scenario, '-q', '--journal', scenario], env)).to.equal(2);
+    expect(out.stderr).to.match(/^uvmctl: --journal: .* exists/);
+    expect(out.traces).to.deep.equal([]);
+    expect(out.created).to.equal(0);
+  });
+
+  it('bare uvmctl prints the whole usage (exit 2); --version prints the package version', async () => {
+    const { env, out } = environment();
+    expect(await main([], env)).to.equal(2);
+    expect(out.stderr).to.include('uvmctl down <journal>').and.include('Exit codes:');
+    expect(await main(['--version'], env)).to.equal(0);
+    expect(out.stdout).to.match(/^uvmctl \d+\.\d+\.\d+/);
+  });
+
+  it('a signal during run aborts the allocation, releases and terminates, one line, exit 130; a second one exits at once', async () => {
+    const { env, out } = environment();
+    let fire: (name: string) => void = () => undefined;
+    let removed = false;
+    const released: string[] = [];
+    let closed: boolean | undefined;
+    let exited: number | undefined;
+    const uvm: RunUvm = {
+      id: 'pod',
+      os: 'linux',
+      describe: () => [],
+      allocateContainer: (spec, id, signal) =>
+        new Promise((resolve, reject) => {
+          if (id === 'a') return resolve({ spec, containerEntries: [], release: async () => void released.push(id) });
+          signal!.addEventListener('abort', () => reject(signal!.reason as Error));
+          fire('SIGINT'); // mid-allocation of the second container
+        }),
+      removeIdleShares: async () => 0,
+      hotAdded: async () => 0,
+      close: async ({ terminate }) => void (closed = terminate),
+    };
+    await writeFile(scenario, JSON.stringify({ uvm: { id: 'pod', os: 'linux' }, containers: [{ id: 'a', bundle: 'b' }, { id: 'c', bundle: 'b' }] }));
+    env.runBackend = async () => ({ kind: 'simulator', createUvm: async () => uvm });
+    env.onSignal = (handler) => {
+      fire = handler;
+      return () => void (removed = true);
+    };
+    env.exit = ((code: number) => {
+      exited = code;
+    }) as never;
+    expect(await main(['run', scenario, '-q', '--journal', path.join(dir, 'j.json')], env)).to.equal(130);
+    expect(released).to.deep.equal(['a']);
+    expect(closed).to.equal(true);
+    expect(removed).to.equal(true);
+    expect(out.stdout).to.equal('');
+    expect(out.stderr).to.equal('uvmctl: SIGINT: interrupted; everything allocated was released and UVM pod terminated\n');
+    // A second signal (while the teardown would still run) exits at once, naming what may be left.
+    fire('SIGINT');
+    fire('SIGTERM');
+    expect(exited).to.equal(130);
+    expect(out.stderr).to.match(/SIGTERM again: exiting now; UVM pod and what it holds may be left \(run `uvmctl down .*j\.json` to clean up\)\n$/);
+  });
+
+  it('LIBRARY_LOAD_FAILED says how to build the simulator or point UVM_HCS_LIBRARY elsewhere', () => {
+    expect(errorLine(new UvmError('LIBRARY_LOAD_FAILED', 'cannot load x.so'))).to.match(/npm run build:native.*UVM_HCS_LIBRARY/);
   });
 
   it('formats errors on one line with their code and container', () => {
