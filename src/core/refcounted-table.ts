@@ -1,6 +1,7 @@
 import { UvmAggregateError, UvmError } from './errors.js';
 import { ReleasableLease, type Lease } from './lease.js';
 import { leakTracker, type TrackedTable } from './leak-tracker.js';
+import { pendingPromises } from './pending-promises.js';
 
 /**
  * Lifecycle of one entry:
@@ -181,7 +182,7 @@ export class RefCountedTable<K, V> implements TrackedTable {
       error: undefined,
     };
     this.#set(key, entry);
-    entry.ready = (async () => create(key))().then(
+    entry.ready = pendingPromises.track('table-create', (async () => create(key))()).then(
       (value) => {
         entry.value = value;
         entry.state = 'live';
@@ -234,7 +235,7 @@ export class RefCountedTable<K, V> implements TrackedTable {
     if (entry.state === 'destroying') return entry.teardown!;
     entry.state = 'destroying';
     entry.error = undefined;
-    const teardown = (async () => this.#destroy(entry.value as V, entry.key))().then(
+    const teardown = pendingPromises.track('table-teardown', (async () => this.#destroy(entry.value as V, entry.key))()).then(
       () => {
         entry.state = 'gone';
         this.#delete(entry);

@@ -8,7 +8,7 @@
 //
 // Used by test/integration/soak.test.ts (short in `npm test`, full in `npm run test:soak`) and by
 // bench/soak-bench.ts (the `soak:` line). It makes no assertion itself: the caller decides.
-import { closeSync, ftruncateSync, mkdirSync, openSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { getEventListeners, setMaxListeners } from 'node:events';
 import path from 'node:path';
 import type { ContainerResources } from '../../src/containers/container-resources.js';
@@ -23,6 +23,7 @@ import { readJournalFile } from '../../src/recovery/journal.js';
 import type { UtilityVm } from '../../src/uvm/utility-vm.js';
 import { forceGc, heapAfterGc } from './gc.js';
 import { prng } from './prng.js';
+import { sparseFile } from './sparse-file.js';
 
 const MiB = 1024 * 1024;
 const E_FAIL = 0x80004005 | 0;
@@ -103,16 +104,6 @@ export async function probe(): Promise<ProcessProbe> {
   };
 }
 
-function sparse(file: string, bytes: number): void {
-  mkdirSync(path.dirname(file), { recursive: true });
-  const fd = openSync(file, 'w');
-  try {
-    ftruncateSync(fd, bytes);
-  } finally {
-    closeSync(fd);
-  }
-}
-
 function codeOf(err: unknown): string {
   const code = (err as { code?: unknown } | null)?.code;
   return typeof code === 'string' ? code : `non-UvmError ${String(err)}`;
@@ -127,7 +118,7 @@ function layout(root: string, int: (lo: number, hi: number) => number): { layers
   // VPMEM devices, so both SCSI fallbacks happen.
   const layers = Array.from({ length: 12 }, (_, i) => {
     const dir = path.join(root, 'layers', `l${i}`);
-    sparse(path.join(dir, 'layer.vhd'), int(1, 12) * 8 * MiB);
+    sparseFile(path.join(dir, 'layer.vhd'), int(1, 12) * 8 * MiB);
     return dir;
   });
   const dataDirs = Array.from({ length: 4 }, (_, i) => {
@@ -140,7 +131,7 @@ function layout(root: string, int: (lo: number, hi: number) => number): { layers
   writeFileSync(config, 'x=1\n');
   const disks = Array.from({ length: 2 }, (_, i) => {
     const file = path.join(root, 'disks', `disk${i}.vhdx`);
-    sparse(file, 256 * MiB);
+    sparseFile(file, 256 * MiB);
     return file;
   });
   return { layers, dataDirs, config, disks };
@@ -240,7 +231,7 @@ export async function runSoak(options: SoakOptions): Promise<SoakResult> {
   async function oneContainer(uvm: UtilityVm, i: number): Promise<void> {
     const id = `c${i}`;
     const scratch = path.join(options.root, 'scratch', id);
-    sparse(path.join(scratch, 'sandbox.vhdx'), 1024 * MiB);
+    sparseFile(path.join(scratch, 'sandbox.vhdx'), 1024 * MiB);
     const aborting = rand() < 0.06;
     const controller = aborting ? new AbortController() : undefined;
     if (controller) {
@@ -350,7 +341,7 @@ export async function runSoak(options: SoakOptions): Promise<SoakResult> {
       }
       if (u % 4 === 0) {
         const scratch = path.join(options.root, 'scratch', id);
-        sparse(path.join(scratch, 'sandbox.vhdx'), 1024 * MiB);
+        sparseFile(path.join(scratch, 'sandbox.vhdx'), 1024 * MiB);
         const { resources } = await uvm.allocateContainer(spec('c', scratch), { containerId: 'c', signal: shared.signal });
         await resources.release();
         rmSync(scratch, { recursive: true, force: true });
