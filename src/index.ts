@@ -52,6 +52,9 @@ export { validateContainerId, MAX_CONTAINER_ID_LENGTH } from './containers/conta
 export { ContainerResources, type ReleaseContainerOptions, type ContainerResourcesInit } from './containers/container-resources.js';
 export { allocateContainer, planContainer, rootfsSource, type AllocateContainerOptions, type AllocatedContainer, type ContainerPlan, type PlanContainerOptions, type RootfsPlan, type RootfsSource } from './containers/allocate-container.js';
 export { CONTAINER_MAPPED_DIRECTORIES, type ContainerModifier, type ContainerMountOptions, type ContainerMountRequest, type ContainerMountResult } from './containers/running-container-mounts.js';
+export { allocateProcessIsolatedContainer, ProcessIsolatedResources, type AllocateProcessIsolatedOptions, type ProcessIsolatedContainer } from './containers/process-isolated.js';
+export { WindowsLayerMounts, parseWindowsLayerMount, streamSourceStore, type MountSourceStore, type WindowsLayerMountRecord, type WindowsLayerMountsOptions } from './hcs/host-layer-mounts.js';
+export { loadHostLayerApi, type HostLayerApi } from './hcs/host-layers.js';
 export { planDevices, type AssignedDevice, type ContainerDocumentDevice, type PlannedDevice } from './containers/assigned-devices.js';
 
 // ---- HCS binding (computecore through koffi; HRESULT classification) (hcs helper)

@@ -19,3 +19,4 @@ export {
   type SimulatorProperties,
   type SimulatorSettings,
 } from './hcs/simulator-controls.js';
+export { readSimulatorHostLayers, type SimulatorHostLayers } from './hcs/host-layers.js';

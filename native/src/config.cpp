@@ -19,7 +19,9 @@ const char *const kFunctions[] = {
     "HcsCreateComputeSystem", "HcsOpenComputeSystem",        "HcsCloseComputeSystem",     "HcsStartComputeSystem",
     "HcsShutDownComputeSystem", "HcsTerminateComputeSystem", "HcsGetComputeSystemProperties",
     "HcsModifyComputeSystem",  "HcsSetComputeSystemCallback", "HcsEnumerateComputeSystems", "HcsGrantVmAccess",
-    "HcsRevokeVmAccess",       "NameToGuid"};
+    "HcsRevokeVmAccess",       "NameToGuid",
+    // host layer API and bind filter (layers.cpp)
+    "ActivateLayer", "PrepareLayer", "GetLayerMountPath", "UnprepareLayer", "DeactivateLayer", "BfSetupFilter", "BfRemoveMapping"};
 
 struct Latency {
   double ms = 0;

@@ -1,4 +1,5 @@
 #include "core.h"
+#include "layers.h"
 
 #include "persist.h"
 
@@ -36,6 +37,7 @@ void dropAllLocked() {
   for (auto &e : c.registry) e.second->status = SystemRec::Status::Dropped;
   c.registry.clear();
   c.grants.clear();
+  dropHostLayersLocked();
 }
 
 bool loadStateLocked(const std::string &path, std::string &error) {

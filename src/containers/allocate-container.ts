@@ -86,6 +86,15 @@ export function rootfsSource(os: GuestOs, spec: OciSpec, rootfs: readonly Rootfs
   return { kind: 'layers', inputs: parseLayerInputs(os, spec, rootfs) };
 }
 
+/** A UVM is required: a process-isolated container (no UVM) is `allocateProcessIsolatedContainer`'s. */
+function checkUvm(uvm: UvmDevices | undefined): asserts uvm is UvmDevices {
+  if (uvm === null || typeof uvm !== 'object' || typeof uvm.facts !== 'object' || uvm.facts === null) {
+    throw new UvmError('INVALID_ARGUMENT', 'a Hyper-V container needs a UVM; mount a process-isolated container\'s layers with allocateProcessIsolatedContainer', {
+      details: { field: 'uvm' },
+    });
+  }
+}
+
 /** Checks the spec's and the options' types (schemas: INVALID_SPEC / INVALID_ARGUMENT naming the field). */
 function checkInputs(spec: unknown, options: unknown): asserts spec is OciSpec {
   checkAllocateOptions(options);
@@ -103,6 +112,7 @@ function checkInputs(spec: unknown, options: unknown): asserts spec is OciSpec {
  * `/run/gcs/c/<id>/rootfs`).
  */
 export async function allocateContainer(uvm: UvmDevices, spec: OciSpec, options: AllocateContainerOptions): Promise<AllocatedContainer> {
+  checkUvm(uvm);
   const containerId = validateContainerId(options?.containerId);
   checkInputs(spec, options);
   const os = uvm.facts.os;
@@ -213,6 +223,7 @@ export type PlanContainerOptions = Pick<AllocateContainerOptions, 'containerId' 
  * (only HostFs stat/realpath and the managers' `describe()`). Rejects with the same codes.
  */
 export async function planContainer(uvm: UvmDevices, spec: OciSpec, options: PlanContainerOptions): Promise<ContainerPlan> {
+  checkUvm(uvm);
   const containerId = validateContainerId(options?.containerId);
   checkInputs(spec, options);
   const os = uvm.facts.os;

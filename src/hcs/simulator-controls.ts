@@ -24,6 +24,13 @@ export type SimulatedFunction =
   | 'HcsGrantVmAccess'
   | 'HcsRevokeVmAccess'
   | 'NameToGuid'
+  | 'ActivateLayer'
+  | 'PrepareLayer'
+  | 'GetLayerMountPath'
+  | 'UnprepareLayer'
+  | 'DeactivateLayer'
+  | 'BfSetupFilter'
+  | 'BfRemoveMapping'
   | (string & {});
 
 /** One injected fault. */
