@@ -1,4 +1,7 @@
 import { UvmError } from '../core/errors.js';
+import path from 'node:path';
+import { allocateProcessIsolatedContainer } from '../containers/process-isolated.js';
+import { WindowsLayerMounts } from '../hcs/host-layer-mounts.js';
 import { createUvmOrchestrator } from '../di/uvm-orchestrator.js';
 import { configureSimulator, isSimulator, readSimulatorState } from '../hcs/simulator-controls.js';
 import type { UtilityVmOptions } from '../uvm/uvm-options.js';
@@ -35,6 +38,7 @@ function setTrace(trace: string | undefined): boolean {
 export async function createLibraryRunBackend(options: { trace: string | undefined }): Promise<RunBackend> {
   const simulator = setTrace(options.trace);
   const orchestrator = createUvmOrchestrator();
+  let layers: WindowsLayerMounts | undefined;
   return {
     kind: simulator ? 'simulator' : 'hcs',
     async createUvm(scenarioOptions, extra = {}): Promise<RunUvm> {
@@ -52,7 +56,12 @@ export async function createLibraryRunBackend(options: { trace: string | undefin
         id: vm.id,
         os: vm.facts.os,
         describe: () => vm.describe(),
-        async allocateContainer(spec, containerId, signal) {
+        async allocateContainer(spec, containerId, signal, options) {
+          if (options?.isolation === 'process') {
+            layers ??= new WindowsLayerMounts();
+            const argon = await allocateProcessIsolatedContainer(spec, { containerId, target: path.join(options.bundle ?? '.', 'rootfs'), layers });
+            return { spec: argon.spec, containerEntries: argon.containerEntries, release: () => argon.resources.release() };
+          }
           const allocated = await vm.allocateContainer(spec, { containerId, signal });
           return {
             spec: allocated.spec,

@@ -44,6 +44,10 @@ export async function planScenario(
     for (const [i, c] of scenario.containers.entries()) {
       progress.line(`planning container ${c.id} (${i + 1}/${n})`);
       const spec = specs[i]!;
+      if (c.isolation === 'process') {
+        progress.line(`container ${c.id} is process-isolated: its layers are mounted on the host at run time, nothing in the UVM`);
+        continue;
+      }
       try {
         const plan = await planContainer(uvm, spec, { containerId: c.id });
         containers.push(plan);

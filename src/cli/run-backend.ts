@@ -19,8 +19,11 @@ export interface RunUvm {
   readonly os: GuestOs;
   /** Every live resource of every manager. */
   describe(): ResourceInfo[];
-  /** `signal` aborts what is in flight (the allocation then rolls itself back). */
-  allocateContainer(spec: OciSpec, containerId: string, signal?: AbortSignal): Promise<RunContainer>;
+  /**
+   * `signal` aborts what is in flight (the allocation then rolls itself back). `isolation:
+   * 'process'`: no UVM, the layers are mounted on the host at `<bundle>/rootfs`.
+   */
+  allocateContainer(spec: OciSpec, containerId: string, signal?: AbortSignal, options?: { isolation?: 'process'; bundle?: string }): Promise<RunContainer>;
   /**
    * Removes the shares a manager keeps after their last release (idle direct-mapped VSMB shares,
    * kept while a guest handle might still be open). Called once every container is released;

@@ -85,7 +85,7 @@ async function allocateReportAndTearDown(
     const spec = specs[i]!;
     let container: RunContainer;
     try {
-      container = await uvm.allocateContainer(spec, c.id, signal);
+      container = await uvm.allocateContainer(spec, c.id, signal, c.isolation === 'process' ? { isolation: 'process', bundle: c.bundle } : undefined);
     } catch (err) {
       if (UvmError.is(err)) Object.assign(err.details, { containerId: c.id });
       throw err;

@@ -39,6 +39,8 @@ export interface ScenarioUvmOptions {
 export interface ScenarioContainer {
   id: string;
   bundle: string;
+  /** `process`: a process-isolated (Argon) container, its layers mounted on the host at `<bundle>/rootfs`. Default: in the UVM. */
+  isolation?: 'process';
 }
 
 /**
@@ -78,7 +80,7 @@ const UVM_FIELDS = [
   'processorCount',
 ] as const;
 const VPMEM_FIELDS = ['count', 'maxSizeBytes', 'multiMapping'] as const;
-const CONTAINER_FIELDS = ['id', 'bundle'] as const;
+const CONTAINER_FIELDS = ['id', 'bundle', 'isolation'] as const;
 const ROOT = 'scenario';
 
 /** Reads and validates a scenario file. Every problem is a `ScenarioError` naming the field. */
@@ -161,7 +163,8 @@ function parseContainers(value: unknown, field: string, dir: string): ScenarioCo
     if (first !== undefined) throw new ScenarioError(`${f}.id`, `duplicate container id ${JSON.stringify(id)} (also ${field}[${first}].id)`);
     seen.set(id, i);
     const bundle = F.string(F.required(c, 'bundle', f), `${f}.bundle`);
-    return { id, bundle: resolveHostPath(dir, bundle) };
+    const isolation = c.isolation === undefined ? 'hyperv' : F.oneOf(c.isolation, `${f}.isolation`, ['hyperv', 'process'] as const);
+    return { id, bundle: resolveHostPath(dir, bundle), ...(isolation === 'process' ? { isolation } : {}) };
   });
 }
 

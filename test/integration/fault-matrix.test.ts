@@ -149,7 +149,7 @@ describe('integration: fault matrix (every HCS call of a pod fails once)', funct
     // Whatever an earlier suite left configured: no faults, no latency, no limit.
     configureSimulator({ clearFaults: true, latencyMs: 0, jitterMs: 0, latency: {}, concurrency: 0, trace: null });
     root = tempDir('uvm-fault-matrix-');
-    pods.push(await examplePod('lcow-pod', root), await examplePod('wcow-pod', root), await tenContainerPod(root));
+    pods.push(await examplePod('lcow-pod', root), await examplePod('wcow-pod', root), await tenContainerPod(root), await examplePod('lcow-gpu', root));
   });
 
   after(() => {
@@ -195,7 +195,7 @@ describe('integration: fault matrix (every HCS call of a pod fails once)', funct
     }
   }
 
-  for (const podName of ['lcow-pod', 'wcow-pod', 'lcow-10']) {
+  for (const podName of ['lcow-pod', 'wcow-pod', 'lcow-10', 'lcow-gpu']) {
     describe(podName, () => {
       let sites: CallSite[] = [];
       let referenceFinal: unknown;
