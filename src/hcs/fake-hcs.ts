@@ -215,6 +215,7 @@ function hostKeyOf(req: ModifySettingRequest): string {
 function guestKeyOf(type: string, settings: Record<string, unknown> | undefined): string | undefined {
   const s = settings ?? {};
   if (type === 'SCSIDevice') return undefined; // an unplug, not a tracked resource
+  if (type === 'VPCIDevice') return undefined; // the guest's view of an assigned device leaves with its host Remove
   const path = s.MountPath ?? s.ContainerPath ?? s.ContainerRootPath;
   return `${type}:${String(path)}`;
 }
