@@ -86,9 +86,9 @@ export { HcsModule, hcsModule } from './hcs/hcs-module.js';
 
 // ---- Crash recovery: journal, reconcile, UtilityVm.open (recovery helper; docs/recovery.md)
 export { RecoveryJournal, readJournalFile, writeFileAtomic, resolveJournalOptions, type JournalOptions, type NewLeaseRecord } from './recovery/journal.js';
-export { JOURNAL_VERSION, parseJournal, type JournalDocument, type LeaseRecord, type LeaseRecordKind, type ContainerRecord, type ContainerMountRecord } from './recovery/journal-format.js';
-export { planReconcile, expectedParts, type ReconcilePlan, type ReconcileInput, type ForgottenRecord } from './recovery/reconcile.js';
-export { partsFromSimulatorState, partKeys, type HcsPart, type HcsObservation, type PartKind } from './recovery/hcs-inventory.js';
+export { JOURNAL_VERSION, parseJournal, type JournalDocument, type LeaseRecord, type LeaseRecordKind, type ContainerRecord } from './recovery/journal-format.js';
+export { planReconcile, expectedParts, type ReconcilePlan, type ReconcileInput, type ForgottenRecord, type HcsObservation } from './recovery/reconcile.js';
+export { partKeys, type HcsPart, type PartKind } from './recovery/parts.js';
 export { isAdoptable, type Adoptable, type AdoptableDevices, type NameReserving, type RecoveryReport } from './recovery/apply-reconcile.js';
 export { journaledDevices, isJournaledLease, type JournaledLease } from './recovery/journaled-devices.js';
 export { UtilityVmOpener, type OpenUtilityVmOptions } from './di/uvm-orchestrator.js';

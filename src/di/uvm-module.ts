@@ -5,6 +5,9 @@ import { UvmLifecycle } from '../devices/uvm-lifecycle.js';
 import { GuestConnection } from '../uvm/guest-connection.js';
 import { HcsSystem } from '../uvm/hcs-system-token.js';
 import { UtilityVm } from '../uvm/utility-vm.js';
+import { UvmDeviceConfig } from '../devices/device-config.js';
+import { JournaledDelivery } from '../recovery/journaled-delivery.js';
+import { RecoveryJournal } from '../recovery/journal.js';
 
 /**
  * The per-UVM services besides the managers: the lifecycle, the guest delivery (through the
@@ -14,14 +17,12 @@ import { UtilityVm } from '../uvm/utility-vm.js';
 export const UvmModule = new ContainerModule(({ bind }) => {
   bind(UvmLifecycle).toSelf().inSingletonScope();
   bind(ResourceDelivery)
-    .toDynamicValue((ctx) =>
-      createResourceDelivery(
-        ctx.get(HcsSystem),
-        ctx.get(UvmLifecycle),
-        ctx.get(Logger),
-        ctx.get(GuestConnection, { optional: true }),
-      ),
-    )
+    .toDynamicValue((ctx) => {
+      const delivery = createResourceDelivery(ctx.get(HcsSystem), ctx.get(UvmLifecycle), ctx.get(Logger), ctx.get(GuestConnection, { optional: true }));
+      // With a journal, every mutating call is journaled ahead (write-ahead, docs/recovery.md).
+      const journal = ctx.get(RecoveryJournal, { optional: true });
+      return journal ? new JournaledDelivery(delivery, journal, ctx.get(UvmDeviceConfig).os) : delivery;
+    })
     .inSingletonScope();
   bind(UtilityVm).toSelf().inSingletonScope();
 });

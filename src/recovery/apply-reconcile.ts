@@ -21,12 +21,20 @@ import type {
   VsmbShare,
   VsmbShareRequest,
 } from '../devices/device-types.js';
+import { hostPaths } from '../devices/host-paths.js';
+import { decodeLease } from './records/codec.js';
+import { combinedLayersCodec } from './records/combined-layers.js';
+import { pipeCodec } from './records/pipe.js';
+import { plan9Codec } from './records/plan9.js';
+import { scsiCodec } from './records/scsi.js';
+import { vpmemCodec } from './records/vpmem.js';
+import { isRestrictedFile, vsmbCodec } from './records/vsmb.js';
 import type { ResourceDelivery } from '../devices/guest-delivery.js';
 import { resourcePaths } from '../devices/resource-paths.js';
 import { scsiRequests } from '../devices/scsi-requests.js';
 import { guestRequest, hostRequest } from '../devices/wire-requests.js';
 import { isInvalidState, isNotExist } from '../hcs/hcs-error.js';
-import type { HcsPart } from './hcs-inventory.js';
+import type { HcsPart, PartRecord } from './parts.js';
 import type { JsonObject, LeaseRecord, LeaseRecordKind } from './journal-format.js';
 import type { RecoveryJournal } from './journal.js';
 import { journaledLease, type JournaledLease } from './journaled-devices.js';
@@ -85,6 +93,8 @@ export interface RecoveryReport {
   rolledBack: number[];
   /** Containers restored. */
   containers: string[];
+  /** Restricted VSMB shares whose AllowedFiles were re-asserted. */
+  reassertedShares: number;
 }
 
 export interface ApplyReconcileTarget {
@@ -161,18 +171,27 @@ async function settleAll(tasks: (() => Promise<void>)[]): Promise<unknown[]> {
 }
 
 /**
+ * The HRESULTs that mean "not attached" when removing something (hcs-real-world.md §1.6):
+ * ERROR_NOT_FOUND / HCS_E_SYSTEM_NOT_FOUND, and HCS_E_INVALID_STATE.
+ */
+export function isNotAttached(err: unknown): boolean {
+  return isNotExist(err) || isInvalidState(err);
+}
+
+/**
  * Removes the plan's unknown parts, stage by stage (CombinedLayers; guest mounts; LCOW SCSI
  * unplugs; host halves), the parts of one stage concurrently. "Not found" counts as removed.
  * Rejects with RECOVERY_FAILED listing every failure (nothing is retried here; open again).
  */
 export async function removeUnknownParts(parts: readonly HcsPart[], target: Pick<ApplyReconcileTarget, 'os' | 'delivery' | 'logger'>): Promise<void> {
   const { os, delivery, logger } = target;
-  const removeOne = async (part: HcsPart, send: () => Promise<void>, alsoOk: (err: unknown) => boolean = () => false): Promise<void> => {
+  const removeOne = async (part: HcsPart, send: () => Promise<void>): Promise<void> => {
     try {
       await send();
-      logger.info('recovery: removed a resource present in HCS but not in the journal', { [LogField.kind]: part.kind, key: part.key });
+      logger.info('recovery: removed a resource no journal record claims', { [LogField.kind]: part.kind, key: part.key });
     } catch (err) {
-      if (isNotExist(err) || alsoOk(err)) return;
+      // "Not attached" (the Add never happened, or the removal already did): done.
+      if (isNotAttached(err)) return;
       logger.warn('recovery: removing an unknown resource failed', { [LogField.kind]: part.kind, key: part.key, error: String(err) });
       throw err;
     }
@@ -188,7 +207,7 @@ export async function removeUnknownParts(parts: readonly HcsPart[], target: Pick
     // unplugged (the crash hit between the two) reports an invalid state.
     const unplugs = parts
       .filter((p) => p.kind === 'scsi-attachment')
-      .map((p) => () => removeOne(p, () => delivery.guest(scsiRequests.unplug(Number(p.settings.Controller), Number(p.settings.Lun))), isInvalidState));
+      .map((p) => () => removeOne(p, () => delivery.guest(scsiRequests.unplug(Number(p.settings.Controller), Number(p.settings.Lun)))));
     errors.push(...(await settleAll(unplugs)));
   }
   errors.push(...(await settleAll(parts.filter((p) => stageOf(p) === 3).map((p) => () => removeOne(p, () => removalOf(p, os).send(delivery))))));
@@ -210,26 +229,65 @@ export function nameCountersFromParts(parts: readonly HcsPart[] | undefined): { 
 
 async function adoptRecord(record: LeaseRecord, target: ApplyReconcileTarget): Promise<Lease<unknown>> {
   const { devices } = target;
-  const { request, value } = record;
   switch (record.kind) {
-    case 'scsi':
-      return devices.scsi.adopt(request as unknown as ScsiDiskRequest, value as unknown as ScsiDisk);
-    case 'vsmb':
-      return devices.vsmb.adopt(request as unknown as VsmbShareRequest, value as unknown as VsmbShare);
-    case 'vpmem':
-      return devices.vpmem.adopt(request as unknown as VpmemLayerRequest, value as unknown as VpmemLayer);
-    case 'plan9':
-      return devices.plan9.adopt(request as unknown as Plan9ShareRequest, value as unknown as Plan9Share);
-    case 'pipe':
-      return devices.pipes.adopt(request as unknown as { hostPath: string }, value as unknown as MappedPipe);
+    case 'scsi': {
+      const { request, value } = decodeLease(scsiCodec, record);
+      return devices.scsi.adopt(request, value);
+    }
+    case 'vsmb': {
+      const { request, value } = decodeLease(vsmbCodec, record);
+      return devices.vsmb.adopt(request, value);
+    }
+    case 'vpmem': {
+      const { request, value } = decodeLease(vpmemCodec, record);
+      return devices.vpmem.adopt(request, value);
+    }
+    case 'plan9': {
+      const { request, value } = decodeLease(plan9Codec, record);
+      return devices.plan9.adopt(request, value);
+    }
+    case 'pipe': {
+      const { request, value } = decodeLease(pipeCodec, record);
+      return devices.pipes.adopt(request, value);
+    }
     case 'combined-layers': {
+      const { value } = decodeLease(combinedLayersCodec, record);
       const owner = record.owner;
-      return new ReleasableLease<unknown>(value, async () => {
-        if (owner === undefined) await target.devices.sendGuestRequest(guestRequest('Remove', 'CombinedLayers', value));
-        else await target.removeCombinedLayers(owner, value);
+      const remove = { ContainerRootPath: value.ContainerRootPath };
+      return new ReleasableLease<unknown>(remove, async () => {
+        if (owner === undefined) await target.devices.sendGuestRequest(guestRequest('Remove', 'CombinedLayers', remove));
+        else await target.removeCombinedLayers(owner, remove);
       });
     }
   }
+}
+
+/**
+ * Restricted (single-file) VSMB shares: HCS's AllowedFiles may be ahead of or behind the journal
+ * (a crash between an Update and the lease record, in either direction). Re-asserts, for each
+ * adopted restricted share, exactly the files its surviving leases hold (in record order, as the
+ * manager lists them), with the share's journaled settings.
+ */
+export async function reassertAllowedFiles(adopted: readonly LeaseRecord[], parts: readonly HcsPart[], target: Pick<ApplyReconcileTarget, 'delivery' | 'logger'>): Promise<number> {
+  const files = new Map<string, string[]>();
+  for (const record of adopted) {
+    if (record.kind !== 'vsmb') continue;
+    const { request, value } = decodeLease(vsmbCodec, record);
+    if (!isRestrictedFile(value)) continue;
+    const list = files.get(value.name) ?? [];
+    const file = hostPaths.clean(request.hostPath);
+    if (!list.includes(file)) list.push(file);
+    files.set(value.name, list);
+  }
+  let sent = 0;
+  for (const [name, allowed] of files) {
+    const share = parts.find((p) => p.kind === 'vsmb-share' && p.settings.Name === name);
+    if (!share) continue;
+    await target.delivery.host(hostRequest(resourcePaths.vsmbShares, 'Update', { ...share.settings, AllowedFiles: allowed }));
+    target.logger.info('recovery: AllowedFiles re-asserted from the surviving leases', { share: name, files: allowed.length });
+    sent++;
+  }
+  return sent;
 }
 
 /**
@@ -237,7 +295,7 @@ async function adoptRecord(record: LeaseRecord, target: ApplyReconcileTarget): P
  * Rejects with RECOVERY_FAILED when a removal fails (nothing was adopted; opening again retries)
  * or when a record cannot be adopted (an inconsistent journal).
  */
-export async function applyReconcilePlan(plan: ReconcilePlan, target: ApplyReconcileTarget, parts: readonly HcsPart[] | undefined): Promise<AppliedReconcile> {
+export async function applyReconcilePlan(plan: ReconcilePlan, target: ApplyReconcileTarget, parts: readonly HcsPart[]): Promise<AppliedReconcile> {
   const { logger, journal } = target;
   await removeUnknownParts(plan.remove, target);
   for (const f of plan.forget) {
@@ -248,7 +306,10 @@ export async function applyReconcilePlan(plan: ReconcilePlan, target: ApplyRecon
       missing: f.missing,
     });
   }
-  await journal.rewrite(plan.adopt, plan.containers.adopt, nameCountersFromParts(parts));
+  // What stays journaled: the adopted records and the parts they claim (now known attached).
+  const removed = new Set(plan.remove.map((p) => p.key));
+  const kept = plan.inventory === 'not-running' ? [] : parts.filter((p) => !removed.has(p.key)).map((p): PartRecord => ({ key: p.key, kind: p.kind, half: p.half, settings: p.settings, state: 'attached' }));
+  await journal.rewrite(plan.adopt, plan.containers.adopt, kept, nameCountersFromParts(parts));
   const counters = journal.snapshot().nameCounters;
   advanceNameCounters(target.devices, counters);
 
@@ -270,6 +331,8 @@ export async function applyReconcilePlan(plan: ReconcilePlan, target: ApplyRecon
     list.push(restored);
     leases.set(record.owner, list);
   }
+
+  const reasserted = plan.inventory === 'not-running' ? 0 : await reassertAllowedFiles(plan.adopt, kept, target);
 
   // Allocations that never completed: nobody will release them, so release them now (newest first).
   const rollbackErrors: unknown[] = [];
@@ -296,6 +359,7 @@ export async function applyReconcilePlan(plan: ReconcilePlan, target: ApplyRecon
     forgotten: plan.forget.map((f) => ({ id: f.record.id, kind: f.record.kind, ...(f.record.owner === undefined ? {} : { owner: f.record.owner }), missing: f.missing })),
     rolledBack: plan.rollback.map((r) => r.id),
     containers: plan.containers.adopt.map((c) => c.id),
+    reassertedShares: reasserted,
   };
   logger.info('recovery: reconciled', {
     inventory: report.inventory,

@@ -1,36 +1,59 @@
 /**
- * The on-disk format of a recovery journal (version 1) and its validation. The journal records
- * what the library holds in one UVM, at the granularity needed to rebuild every refcount and every
- * container's resources after a shim restart: one record per lease (which manager, the acquire
- * request, the resulting value, the owner), one per container (its rootfs and mounts), and the
- * name counters of the managers whose names are never reused.
+ * The on-disk format of a recovery journal (docs/recovery.md "Format") and its validation.
  *
- * Built as objects and serialized with JSON.stringify; `parseJournal` rejects anything that does
- * not have exactly this shape with RECOVERY_FAILED.
+ * Version 2 (written by this library) is a log of JSON lines: the first line is a snapshot of the
+ * whole document (`{"version":2,…}`), every further line one change (`{"op":…}`) appended and
+ * fsync'd in order; compaction rewrites the file atomically as one snapshot line. A last line
+ * without its newline is a torn append (never acknowledged) and is ignored; anything else that does
+ * not validate is corrupt (RECOVERY_FAILED). Version 1 (a single JSON document, no write-ahead
+ * parts) is still read: its records are taken as attached. Any other version → JOURNAL_VERSION.
+ *
+ * Every record kind has its schema: lease records per device (./records/*.ts), container records
+ * (./records/container.ts), parts (./parts.ts).
  */
+import * as v from 'valibot';
 import { UvmError } from '../core/errors.js';
+import type { GuestOs } from '../devices/device-types.js';
+import { count, text, type LeaseCodec } from './records/codec.js';
+import { combinedLayersCodec } from './records/combined-layers.js';
+import { containerRecordSchema, type ContainerRecord } from './records/container.js';
+import { pipeCodec } from './records/pipe.js';
+import { plan9Codec } from './records/plan9.js';
+import { scsiCodec } from './records/scsi.js';
+import { vpmemCodec } from './records/vpmem.js';
+import { vsmbCodec } from './records/vsmb.js';
+import type { PartRecord } from './parts.js';
 
-/** Version of the format written by this library. Other versions are rejected (RECOVERY_FAILED). */
-export const JOURNAL_VERSION = 1;
+export type { ContainerRecord } from './records/container.js';
+
+/** Version of the format written by this library. */
+export const JOURNAL_VERSION = 2;
+/** Versions this library reads. */
+export const READABLE_JOURNAL_VERSIONS: readonly number[] = [1, 2];
 
 /** Which manager a lease came from; `combined-layers` is a guest-only CombinedLayers Add. */
 export type LeaseRecordKind = 'scsi' | 'vsmb' | 'vpmem' | 'plan9' | 'pipe' | 'combined-layers';
 
-export const LEASE_RECORD_KINDS: readonly LeaseRecordKind[] = ['scsi', 'vsmb', 'vpmem', 'plan9', 'pipe', 'combined-layers'];
+/** The codec of each lease record kind. */
+export const LEASE_CODECS = {
+  scsi: scsiCodec,
+  vsmb: vsmbCodec,
+  vpmem: vpmemCodec,
+  plan9: plan9Codec,
+  pipe: pipeCodec,
+  'combined-layers': combinedLayersCodec,
+} as const satisfies Record<LeaseRecordKind, LeaseCodec<never, never> | LeaseCodec<any, any>>;
+
+export const LEASE_RECORD_KINDS = Object.keys(LEASE_CODECS) as LeaseRecordKind[];
 
 /** JSON values only (what survives JSON.stringify / JSON.parse unchanged). */
 export type JsonValue = null | boolean | number | string | JsonValue[] | { [key: string]: JsonValue };
 export type JsonObject = { [key: string]: JsonValue };
 
 /**
- * One acquired lease. Journaled after the acquire succeeded; removed before its release starts.
- *
- * - `scsi`: request `ScsiDiskRequest`, value `ScsiDisk` (controller, lun, guestPath …).
- * - `vsmb`: `VsmbShareRequest` → `VsmbShare` (share name, paths).
- * - `vpmem`: `VpmemLayerRequest` → `VpmemLayer` (device, offset/size, guestPath).
- * - `plan9`: `Plan9ShareRequest` → `Plan9Share` (share name, mount path).
- * - `pipe`: `{hostPath}` → `MappedPipe`.
- * - `combined-layers`: request = the CombinedLayers Add settings, value = the Remove settings.
+ * One acquired lease, journaled after the acquire succeeded and dropped before its release
+ * starts. `request` and `value` are the codec's journaled form of the manager's request and
+ * lease value (validated with the kind's schema when read).
  */
 export interface LeaseRecord {
   /** Unique in the journal, increasing in journaling order (= acquisition order per owner). */
@@ -42,36 +65,7 @@ export interface LeaseRecord {
   value: JsonObject;
 }
 
-/** One mount of a container, as allocated (for `mounts()`, `removeMount` and the WCOW entries). */
-export interface ContainerMountRecord {
-  /** The index the mount was planned with. */
-  index: number;
-  /** The planned mount (`PlannedMount`), as JSON. */
-  planned: JsonObject;
-  /** The rewritten mount (`OciMount`). */
-  mount: JsonObject;
-  /** WCOW container document entry (`ContainerEntry`), if any. */
-  containerEntry?: JsonObject;
-  /** The lease record behind it (device mounts only). */
-  record?: number;
-}
-
-/** What a container holds besides its lease records. */
-export interface ContainerRecord {
-  id: string;
-  rootfsPath: string;
-  /** `ComposedLayersInfo` when the rootfs was composed from layers. */
-  layers?: JsonObject;
-  /**
-   * Rootfs leases in acquisition order: the record id and what it is for (`HeldResource` fields
-   * without the lease).
-   */
-  held: { record: number; fields: JsonObject }[];
-  mounts: ContainerMountRecord[];
-  nextMountIndex: number;
-}
-
-/** The whole journal file. */
+/** The whole journal, as a snapshot. */
 export interface JournalDocument {
   version: typeof JOURNAL_VERSION;
   uvmId: string;
@@ -82,11 +76,23 @@ export interface JournalDocument {
   nameCounters: { vsmb: number; plan9: number };
   records: LeaseRecord[];
   containers: ContainerRecord[];
+  /** What the library sent to HCS and did not remove (write-ahead parts, ./parts.ts). */
+  parts: PartRecord[];
 }
+
+/** One appended change (a line after the snapshot). */
+export type JournalOp =
+  | { op: 'lease'; record: LeaseRecord }
+  | { op: 'unlease'; id: number }
+  | { op: 'container'; container: ContainerRecord }
+  | { op: 'uncontainer'; id: string }
+  | { op: 'part'; part: PartRecord }
+  | { op: 'unpart'; key: string }
+  | { op: 'counters'; vsmb: number; plan9: number };
 
 /** An empty journal for a new UVM. */
 export function newJournalDocument(uvmId: string, uvmOptions: JsonObject): JournalDocument {
-  return { version: JOURNAL_VERSION, uvmId, uvmOptions, nextRecordId: 1, nameCounters: { vsmb: 1, plan9: 0 }, records: [], containers: [] };
+  return { version: JOURNAL_VERSION, uvmId, uvmOptions, nextRecordId: 1, nameCounters: { vsmb: 1, plan9: 0 }, records: [], containers: [], parts: [] };
 }
 
 /** Converts a value to plain JSON (drops undefined, functions, class identity). */
@@ -94,161 +100,173 @@ export function toJson<T>(value: T): JsonObject {
   return JSON.parse(JSON.stringify(value ?? {})) as JsonObject;
 }
 
-// ---------------------------------------------------------------- validation
+/** Applies one op to `doc` (the same function replays the log and changes the live document). */
+export function applyOp(doc: JournalDocument, op: JournalOp): void {
+  switch (op.op) {
+    case 'lease':
+      doc.records = doc.records.filter((r) => r.id !== op.record.id);
+      doc.records.push(op.record);
+      doc.nextRecordId = Math.max(doc.nextRecordId, op.record.id + 1);
+      break;
+    case 'unlease':
+      doc.records = doc.records.filter((r) => r.id !== op.id);
+      break;
+    case 'container': {
+      const i = doc.containers.findIndex((c) => c.id === op.container.id);
+      if (i < 0) doc.containers.push(op.container);
+      else doc.containers[i] = op.container;
+      break;
+    }
+    case 'uncontainer':
+      doc.containers = doc.containers.filter((c) => c.id !== op.id);
+      break;
+    case 'part': {
+      const i = doc.parts.findIndex((p) => p.key === op.part.key);
+      if (i < 0) doc.parts.push(op.part);
+      else doc.parts[i] = op.part;
+      break;
+    }
+    case 'unpart':
+      doc.parts = doc.parts.filter((p) => p.key !== op.key);
+      break;
+    case 'counters':
+      doc.nameCounters = { vsmb: Math.max(doc.nameCounters.vsmb, op.vsmb), plan9: Math.max(doc.nameCounters.plan9, op.plan9) };
+      break;
+  }
+}
+
+// ---------------------------------------------------------------- schemas
+
+const json = v.custom<JsonObject>((x) => x !== null && typeof x === 'object' && !Array.isArray(x), 'expected an object');
+const recordId = v.pipe(count, v.minValue(1));
+
+const leaseRecordSchema = v.pipe(
+  v.object({ id: recordId, kind: v.picklist(LEASE_RECORD_KINDS), owner: v.optional(text), request: json, value: json }),
+  v.check((r) => v.safeParse(LEASE_CODECS[r.kind].schema, { request: r.request, value: r.value }).success, 'request/value do not match the record kind'),
+  v.transform((r): LeaseRecord => ({ id: r.id, kind: r.kind, ...(r.owner === undefined ? {} : { owner: r.owner }), request: r.request, value: r.value })),
+);
+
+const partKind = v.picklist(['scsi-attachment', 'vpmem-device', 'vpmem-mapping', 'plan9-share', 'vsmb-share', 'mapped-pipe', 'scsi-mount', 'vpmem-mount', 'plan9-mount', 'guest-directory', 'combined-layers']);
+const partSchema = v.object({
+  key: text,
+  kind: partKind,
+  half: v.picklist(['host', 'guest']),
+  settings: json,
+  state: v.picklist(['adding', 'attached', 'removing']),
+});
+
+const countersSchema = v.object({ vsmb: count, plan9: count });
+
+const snapshotFields = {
+  uvmId: text,
+  uvmOptions: json,
+  nextRecordId: recordId,
+  nameCounters: countersSchema,
+  records: v.array(leaseRecordSchema),
+  containers: v.array(containerRecordSchema),
+};
+
+const snapshotSchema = v.pipe(
+  v.strictObject({ version: v.literal(2), ...snapshotFields, parts: v.array(partSchema) }),
+  v.transform((d): JournalDocument => d),
+);
+
+const v1Schema = v.strictObject({ version: v.literal(1), ...snapshotFields });
+
+const opSchema = v.variant('op', [
+  v.object({ op: v.literal('lease'), record: leaseRecordSchema }),
+  v.object({ op: v.literal('unlease'), id: recordId }),
+  v.object({ op: v.literal('container'), container: containerRecordSchema }),
+  v.object({ op: v.literal('uncontainer'), id: text }),
+  v.object({ op: v.literal('part'), part: partSchema }),
+  v.object({ op: v.literal('unpart'), key: text }),
+  v.object({ op: v.literal('counters'), vsmb: count, plan9: count }),
+]);
+
+// ---------------------------------------------------------------- parsing
 
 class Bad extends Error {}
 
-function fail(where: string, what: string): never {
-  throw new Bad(`${where}: ${what}`);
+function check<S extends v.GenericSchema>(schema: S, value: unknown, where: string): v.InferOutput<S> {
+  const r = v.safeParse(schema, value);
+  if (r.success) return r.output;
+  const issue = r.issues[0];
+  const path = v.getDotPath(issue) ?? '';
+  throw new Bad(`${where}${path ? `.${path}` : ''}: ${issue.message}`);
 }
 
-function obj(v: unknown, where: string): Record<string, unknown> {
-  if (v === null || typeof v !== 'object' || Array.isArray(v)) fail(where, 'expected an object');
-  return v as Record<string, unknown>;
-}
-
-function arr(v: unknown, where: string): unknown[] {
-  if (!Array.isArray(v)) fail(where, 'expected an array');
-  return v;
-}
-
-function int(v: unknown, where: string, min = 0): number {
-  if (typeof v !== 'number' || !Number.isSafeInteger(v) || v < min) fail(where, `expected an integer >= ${min}`);
-  return v;
-}
-
-function str(v: unknown, where: string): string {
-  if (typeof v !== 'string' || v.length === 0) fail(where, 'expected a non-empty string');
-  return v;
-}
-
-function onlyKeys(o: Record<string, unknown>, allowed: readonly string[], where: string): void {
-  for (const k of Object.keys(o)) if (!allowed.includes(k)) fail(where, `unknown field "${k}"`);
-}
-
-/** Value fields every record of a kind must carry (what reconcile and adoption rely on). */
-function checkValue(kind: LeaseRecordKind, request: Record<string, unknown>, value: Record<string, unknown>, where: string): void {
-  switch (kind) {
-    case 'scsi':
-      str(request.hostPath, `${where}.request.hostPath`);
-      int(value.controller, `${where}.value.controller`);
-      int(value.lun, `${where}.value.lun`);
-      if (value.guestPath !== undefined) str(value.guestPath, `${where}.value.guestPath`);
-      break;
-    case 'vpmem':
-      str(request.hostPath, `${where}.request.hostPath`);
-      int(value.device, `${where}.value.device`);
-      if (value.offset !== undefined) int(value.offset, `${where}.value.offset`);
-      if (value.size !== undefined) int(value.size, `${where}.value.size`, 1);
-      str(value.guestPath, `${where}.value.guestPath`);
-      break;
-    case 'vsmb':
-    case 'plan9':
-      str(request.hostPath, `${where}.request.hostPath`);
-      str(value.name, `${where}.value.name`);
-      str(value.guestPath, `${where}.value.guestPath`);
-      break;
-    case 'pipe':
-      str(request.hostPath, `${where}.request.hostPath`);
-      str(value.hostPath, `${where}.value.hostPath`);
-      break;
-    case 'combined-layers':
-      str(request.ContainerRootPath, `${where}.request.ContainerRootPath`);
-      str(value.ContainerRootPath, `${where}.value.ContainerRootPath`);
-      break;
+function consistent(doc: JournalDocument): void {
+  const ids = new Set<number>();
+  for (const r of doc.records) {
+    if (ids.has(r.id)) throw new Bad(`journal.records: duplicate record id ${r.id}`);
+    if (r.id >= doc.nextRecordId) throw new Bad(`journal.records: record id ${r.id} is not below nextRecordId ${doc.nextRecordId}`);
+    ids.add(r.id);
   }
-}
-
-function parseRecord(v: unknown, where: string): LeaseRecord {
-  const o = obj(v, where);
-  onlyKeys(o, ['id', 'kind', 'owner', 'request', 'value'], where);
-  const kind = o.kind as LeaseRecordKind;
-  if (!LEASE_RECORD_KINDS.includes(kind)) fail(`${where}.kind`, `unknown kind ${JSON.stringify(o.kind)}`);
-  const request = obj(o.request, `${where}.request`);
-  const value = obj(o.value, `${where}.value`);
-  checkValue(kind, request, value, where);
-  const record: LeaseRecord = { id: int(o.id, `${where}.id`, 1), kind, request: request as JsonObject, value: value as JsonObject };
-  if (o.owner !== undefined) record.owner = str(o.owner, `${where}.owner`);
-  return record;
-}
-
-function parseContainer(v: unknown, where: string): ContainerRecord {
-  const o = obj(v, where);
-  onlyKeys(o, ['id', 'rootfsPath', 'layers', 'held', 'mounts', 'nextMountIndex'], where);
-  const c: ContainerRecord = {
-    id: str(o.id, `${where}.id`),
-    rootfsPath: str(o.rootfsPath, `${where}.rootfsPath`),
-    held: arr(o.held, `${where}.held`).map((h, i) => {
-      const ho = obj(h, `${where}.held[${i}]`);
-      onlyKeys(ho, ['record', 'fields'], `${where}.held[${i}]`);
-      return { record: int(ho.record, `${where}.held[${i}].record`, 1), fields: obj(ho.fields, `${where}.held[${i}].fields`) as JsonObject };
-    }),
-    mounts: arr(o.mounts, `${where}.mounts`).map((m, i) => {
-      const w = `${where}.mounts[${i}]`;
-      const mo = obj(m, w);
-      onlyKeys(mo, ['index', 'planned', 'mount', 'containerEntry', 'record'], w);
-      const mount: ContainerMountRecord = {
-        index: int(mo.index, `${w}.index`),
-        planned: obj(mo.planned, `${w}.planned`) as JsonObject,
-        mount: obj(mo.mount, `${w}.mount`) as JsonObject,
-      };
-      str(mount.mount.destination, `${w}.mount.destination`);
-      if (mo.containerEntry !== undefined) mount.containerEntry = obj(mo.containerEntry, `${w}.containerEntry`) as JsonObject;
-      if (mo.record !== undefined) mount.record = int(mo.record, `${w}.record`, 1);
-      return mount;
-    }),
-    nextMountIndex: int(o.nextMountIndex, `${where}.nextMountIndex`),
-  };
-  if (o.layers !== undefined) c.layers = obj(o.layers, `${where}.layers`) as JsonObject;
-  return c;
+  const containerIds = new Set<string>();
+  for (const c of doc.containers) {
+    if (containerIds.has(c.id)) throw new Bad(`journal.containers: duplicate container ${c.id}`);
+    containerIds.add(c.id);
+  }
 }
 
 /**
- * Parses and validates a journal file's text. Rejects (RECOVERY_FAILED, `details.reason`
- * `corrupt` or `version`) anything that is not a well-formed version-1 journal: a torn or
- * hand-edited file is never half-trusted.
+ * Parses and validates a journal file's text (any readable version; a version-1 document comes
+ * back as version 2 with `parts` derived by `partsOfV1`). Rejects with JOURNAL_VERSION for a
+ * version this library does not read, RECOVERY_FAILED (`details.reason: "corrupt"`) for anything
+ * malformed: a torn or hand-edited file is never half-trusted.
  */
-export function parseJournal(text: string, source = 'journal'): JournalDocument {
-  let raw: unknown;
+export function parseJournal(text: string, source = 'journal', partsOfV1: (records: LeaseRecord[], os: GuestOs) => PartRecord[] = () => []): JournalDocument {
+  const corrupt = (message: string, cause?: unknown): UvmError =>
+    new UvmError('RECOVERY_FAILED', `${source} is corrupt: ${message}`, { ...(cause ? { cause } : {}), details: { reason: 'corrupt', source } });
+  const lines = text.split('\n');
+  // A last line without its newline is an append that never completed.
+  const complete = text.endsWith('\n') ? lines.slice(0, -1) : lines.length > 1 ? lines.slice(0, -1) : lines;
+  let head: unknown;
   try {
-    raw = JSON.parse(text);
+    head = JSON.parse(complete[0] ?? '');
   } catch (err) {
-    throw new UvmError('RECOVERY_FAILED', `${source} is not valid JSON`, { cause: err, details: { reason: 'corrupt', source } });
+    throw corrupt('its first line is not JSON', err);
   }
-  const version = (raw as { version?: unknown } | null)?.version;
-  if (raw !== null && typeof raw === 'object' && version !== JOURNAL_VERSION) {
-    throw new UvmError('RECOVERY_FAILED', `${source} has version ${JSON.stringify(version)}; this library reads version ${JOURNAL_VERSION}`, {
-      details: { reason: 'version', version, source },
+  const version = (head as { version?: unknown } | null)?.version;
+  if (head === null || typeof head !== 'object' || Array.isArray(head)) throw corrupt('expected an object');
+  if (typeof version !== 'number' || !READABLE_JOURNAL_VERSIONS.includes(version)) {
+    throw new UvmError('JOURNAL_VERSION', `${source} has format version ${JSON.stringify(version)}; this library reads versions ${READABLE_JOURNAL_VERSIONS.join(', ')}`, {
+      details: { reason: 'version', version, supported: READABLE_JOURNAL_VERSIONS, source },
     });
   }
   try {
-    const o = obj(raw, 'journal');
-    onlyKeys(o, ['version', 'uvmId', 'uvmOptions', 'nextRecordId', 'nameCounters', 'records', 'containers'], 'journal');
-    const counters = obj(o.nameCounters, 'journal.nameCounters');
-    onlyKeys(counters, ['vsmb', 'plan9'], 'journal.nameCounters');
-    const doc: JournalDocument = {
-      version: JOURNAL_VERSION,
-      uvmId: str(o.uvmId, 'journal.uvmId'),
-      uvmOptions: obj(o.uvmOptions, 'journal.uvmOptions') as JsonObject,
-      nextRecordId: int(o.nextRecordId, 'journal.nextRecordId', 1),
-      nameCounters: { vsmb: int(counters.vsmb, 'journal.nameCounters.vsmb'), plan9: int(counters.plan9, 'journal.nameCounters.plan9') },
-      records: arr(o.records, 'journal.records').map((r, i) => parseRecord(r, `journal.records[${i}]`)),
-      containers: arr(o.containers, 'journal.containers').map((c, i) => parseContainer(c, `journal.containers[${i}]`)),
-    };
-    const ids = new Set<number>();
-    for (const r of doc.records) {
-      if (ids.has(r.id)) fail('journal.records', `duplicate record id ${r.id}`);
-      if (r.id >= doc.nextRecordId) fail('journal.records', `record id ${r.id} is not below nextRecordId ${doc.nextRecordId}`);
-      ids.add(r.id);
+    let doc: JournalDocument;
+    if (version === 1) {
+      if (complete.length > 1) throw new Bad('a version-1 journal is one line');
+      const v1 = check(v1Schema, head, 'journal');
+      doc = { ...v1, version: JOURNAL_VERSION, parts: [] };
+      doc.parts = partsOfV1(v1.records, osOfJournal(doc));
+    } else {
+      doc = check(snapshotSchema, head, 'journal');
+      complete.slice(1).forEach((line, i) => {
+        let raw: unknown;
+        try {
+          raw = JSON.parse(line);
+        } catch {
+          throw new Bad(`line ${i + 2} is not JSON`);
+        }
+        applyOp(doc, check(opSchema, raw, `line ${i + 2}`));
+      });
     }
-    const containerIds = new Set<string>();
-    for (const c of doc.containers) {
-      if (containerIds.has(c.id)) fail('journal.containers', `duplicate container ${c.id}`);
-      containerIds.add(c.id);
-    }
+    consistent(doc);
     return doc;
   } catch (err) {
-    if (!(err instanceof Bad)) throw err;
-    throw new UvmError('RECOVERY_FAILED', `${source} is corrupt: ${err.message}`, { details: { reason: 'corrupt', source } });
+    if (err instanceof Bad) throw corrupt(err.message);
+    throw err;
   }
+}
+
+/** The JSON text of one snapshot line (what compaction writes). */
+export function snapshotLine(doc: JournalDocument): string {
+  return `${JSON.stringify(doc)}\n`;
+}
+
+/** Guest OS of a journal's UVM (from its options). */
+export function osOfJournal(doc: JournalDocument): GuestOs {
+  return doc.uvmOptions.os === 'windows' ? 'windows' : 'linux';
 }

@@ -1,25 +1,32 @@
 /**
- * The per-UVM recovery journal file. Every change is applied to an in-memory document and then
- * made durable by rewriting the whole file: write to a temporary file in the same directory,
- * fsync it, rename it over the journal, fsync the directory. A crash at any point leaves either
- * the previous or the new document, never a torn one (rename is atomic). Concurrent changes are
- * coalesced: a change resolves once a write that includes it is durable, and at most one write
- * is in flight at a time.
+ * The per-UVM recovery journal file (docs/recovery.md "Format"). Every change is applied to an
+ * in-memory document and recorded as one op line; a write appends the ops not yet on disk and
+ * fsyncs the file (one `write` + one `fdatasync`), so a change is durable when its write resolves.
+ * Concurrent changes are coalesced: at most one write is in flight, and a change resolves once a
+ * write that includes it is durable. When the appended lines outgrow the live document, the file
+ * is compacted: rewritten atomically (temp file + fsync + rename + directory fsync) as one
+ * snapshot line, so its size stays bounded by what is live.
  */
-import { readFile, unlink } from 'node:fs/promises';
+import { open, readFile, unlink } from 'node:fs/promises';
 import { isAbsolute } from 'node:path';
-import { writeFileAtomic, writeFileExclusive } from './durable-file.js';
 import { invalidArgument, UvmError } from '../core/errors.js';
+import { writeFileAtomic, writeFileExclusive } from './durable-file.js';
 import {
+  applyOp,
   newJournalDocument,
+  osOfJournal,
   parseJournal,
+  snapshotLine,
   type ContainerRecord,
   type JournalDocument,
+  type JournalOp,
   type JsonObject,
   type LeaseRecord,
   type LeaseRecordKind,
 } from './journal-format.js';
 import { JournalLock } from './journal-lock.js';
+import type { PartChange, PartRecord } from './parts.js';
+import { derivedParts } from './reconcile.js';
 
 export { writeFileAtomic } from './durable-file.js';
 
@@ -40,7 +47,11 @@ export function resolveJournalOptions(options: unknown): JournalOptions | undefi
   return { path };
 }
 
-/** Reads and validates a journal file; undefined when it does not exist; RECOVERY_FAILED when corrupt. */
+/**
+ * Reads and validates a journal file; undefined when it does not exist; RECOVERY_FAILED when
+ * corrupt; JOURNAL_VERSION for an unknown format version. A version-1 journal comes back in the
+ * current form, its records' parts taken as attached.
+ */
 export async function readJournalFile(path: string): Promise<JournalDocument | undefined> {
   let text: string;
   try {
@@ -49,23 +60,32 @@ export async function readJournalFile(path: string): Promise<JournalDocument | u
     if ((err as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
     throw new UvmError('RECOVERY_FAILED', `cannot read the journal ${path}`, { cause: err, details: { reason: 'io', path } });
   }
-  return parseJournal(text, path);
+  return parseJournal(text, path, (records, os) => records.flatMap((r) => derivedParts(r, os).map((p): PartRecord => ({ ...p, state: 'attached' }))));
 }
 
 /** A lease record before it is journaled (the journal assigns the id). */
 export type NewLeaseRecord = Omit<LeaseRecord, 'id'>;
 
+/** Appended lines after which the file is compacted, at least (else twice the live items). */
+const COMPACT_AFTER_LINES = 256;
+
 /**
  * One UVM's journal. Every mutator changes the in-memory document synchronously (so the order of
  * calls is the order of the document) and resolves once the change is durable; it rejects with
  * RECOVERY_FAILED when the file cannot be written (the in-memory change stays, and the next
- * successful write persists it).
+ * successful write persists it). After `close()` every mutator rejects with HANDLE_CLOSED.
  *
  * The class itself is the DI service identifier (bound in a UVM scope when the journal is on).
  */
 export class RecoveryJournal {
   readonly path: string;
   #doc: JournalDocument;
+  /** Op lines not on disk yet. */
+  #pending: string[] = [];
+  /** The next write rewrites the whole file (a snapshot) instead of appending. */
+  #rewrite = false;
+  /** Lines appended since the last snapshot. */
+  #appended = 0;
   /** Bumped by every change. */
   #version = 0;
   /** The highest version known to be on disk. */
@@ -75,15 +95,18 @@ export class RecoveryJournal {
   #closed = false;
   /** Number of file writes so far (diagnostics and tests). */
   writes = 0;
+  /** Number of compactions so far (diagnostics and tests). */
+  compactions = 0;
 
   /** The owner's lock (docs/recovery.md "Ownership"); absent for a journal built in memory. */
   readonly #lock: JournalLock | undefined;
 
   /** Use `create` (new UVM) or `open` (restart); `doc` is taken as what the file holds. */
-  constructor(path: string, doc: JournalDocument, lock?: JournalLock) {
+  constructor(path: string, doc: JournalDocument, lock?: JournalLock, options: { rewrite?: boolean } = {}) {
     this.path = path;
     this.#doc = doc;
     this.#lock = lock;
+    this.#rewrite = options.rewrite ?? false;
   }
 
   /**
@@ -95,7 +118,7 @@ export class RecoveryJournal {
     const lock = await JournalLock.acquire(path);
     try {
       const doc = newJournalDocument(uvmId, uvmOptions);
-      await writeFileExclusive(path, JSON.stringify(doc));
+      await writeFileExclusive(path, snapshotLine(doc));
       const journal = new RecoveryJournal(path, doc, lock);
       journal.writes++;
       return journal;
@@ -112,14 +135,15 @@ export class RecoveryJournal {
 
   /**
    * Opens an existing journal and becomes its owner (JOURNAL_IN_USE when someone live owns it;
-   * RECOVERY_FAILED when missing or corrupt; JOURNAL_VERSION for an unknown format version).
+   * RECOVERY_FAILED when missing or corrupt; JOURNAL_VERSION for an unknown format version). The
+   * first write rewrites it in the current format (a torn last line, or an older version, is gone).
    */
   static async open(path: string): Promise<RecoveryJournal> {
     const lock = await JournalLock.acquire(path);
     try {
       const doc = await readJournalFile(path);
       if (!doc) throw new UvmError('RECOVERY_FAILED', `no journal at ${path}`, { details: { reason: 'missing', path } });
-      return new RecoveryJournal(path, doc, lock);
+      return new RecoveryJournal(path, doc, lock, { rewrite: true });
     } catch (err) {
       await lock.release();
       throw err;
@@ -142,15 +166,24 @@ export class RecoveryJournal {
     return this.#doc.uvmId;
   }
 
+  get os(): 'linux' | 'windows' {
+    return osOfJournal(this.#doc);
+  }
+
   /** Live lease records, in id order. */
   records(): readonly LeaseRecord[] {
     return this.#doc.records;
   }
 
+  /** The journaled parts (what the library sent to HCS and did not remove). */
+  parts(): readonly PartRecord[] {
+    return this.#doc.parts;
+  }
+
   /** Journals a lease that was acquired; resolves with its record id once durable. */
   async addLease(record: NewLeaseRecord): Promise<number> {
-    const id = this.#doc.nextRecordId++;
-    this.#doc.records.push({ id, ...record });
+    const id = this.#doc.nextRecordId;
+    this.#change({ op: 'lease', record: { id, ...record } });
     this.#noteName(record.kind, record.value.name);
     await this.#commit();
     return id;
@@ -158,37 +191,82 @@ export class RecoveryJournal {
 
   /** Removes a lease record (no-op when absent); resolves once durable. */
   async removeLease(id: number): Promise<void> {
-    const i = this.#doc.records.findIndex((r) => r.id === id);
-    if (i < 0) return;
-    this.#doc.records.splice(i, 1);
+    if (!this.#doc.records.some((r) => r.id === id)) return;
+    this.#change({ op: 'unlease', id });
     await this.#commit();
   }
 
   /** Adds or replaces a container record. */
   async putContainer(container: ContainerRecord): Promise<void> {
-    const i = this.#doc.containers.findIndex((c) => c.id === container.id);
-    if (i < 0) this.#doc.containers.push(structuredClone(container));
-    else this.#doc.containers[i] = structuredClone(container);
+    this.#change({ op: 'container', container: structuredClone(container) });
     await this.#commit();
   }
 
   /** Removes a container record (no-op when absent). */
   async removeContainer(id: string): Promise<void> {
-    const i = this.#doc.containers.findIndex((c) => c.id === id);
-    if (i < 0) return;
-    this.#doc.containers.splice(i, 1);
+    if (!this.#doc.containers.some((c) => c.id === id)) return;
+    this.#change({ op: 'uncontainer', id });
     await this.#commit();
   }
 
   /**
-   * Replaces the records and containers (after a reconcile: only what was adopted stays) and
-   * raises the name counters to at least `counters`.
+   * Write-ahead: journals the parts a call is about to add (`adding`), update or remove
+   * (`removing`), and resolves once that is durable. Call `settle` with the same changes once
+   * the call succeeded.
    */
-  async rewrite(records: LeaseRecord[], containers: ContainerRecord[], counters: Partial<JournalDocument['nameCounters']> = {}): Promise<void> {
+  async intend(changes: readonly PartChange[]): Promise<void> {
+    if (changes.length === 0) return;
+    for (const c of changes) {
+      if (c.op === 'add') this.#change({ op: 'part', part: { ...c.part, state: 'adding' } });
+      else if (c.op === 'update') {
+        const current = this.#doc.parts.find((p) => p.key === c.part.key);
+        this.#change({ op: 'part', part: { ...c.part, state: current?.state ?? 'adding' } });
+      } else {
+        const current = this.#doc.parts.find((p) => p.key === c.key);
+        if (current) this.#change({ op: 'part', part: { ...current, state: 'removing' } });
+      }
+    }
+    await this.#commit();
+  }
+
+  /**
+   * The outcome of a call whose `intend` resolved: its adds are attached, its removals gone. Not
+   * awaited (the next write carries it): a lost outcome leaves the part unknown, which recovery
+   * converges (docs/recovery.md). A failed call is simply not settled.
+   */
+  settle(changes: readonly PartChange[]): void {
+    if (this.#closed) return;
+    let changed = false;
+    for (const c of changes) {
+      if (c.op === 'remove') {
+        if (this.#doc.parts.some((p) => p.key === c.key)) {
+          this.#change({ op: 'unpart', key: c.key });
+          changed = true;
+        }
+      } else {
+        const current = this.#doc.parts.find((p) => p.key === c.part.key);
+        if (current && current.state !== 'attached') {
+          this.#change({ op: 'part', part: { ...current, state: 'attached' } });
+          changed = true;
+        }
+      }
+    }
+    if (changed) this.#commit().catch(() => undefined);
+  }
+
+  /**
+   * Replaces the records, containers and parts (after a reconcile: only what was adopted stays)
+   * and raises the name counters to at least `counters`. Written as a new snapshot.
+   */
+  async rewrite(records: LeaseRecord[], containers: ContainerRecord[], parts: PartRecord[], counters: Partial<JournalDocument['nameCounters']> = {}): Promise<void> {
     this.#doc.records = structuredClone(records).sort((a, b) => a.id - b.id);
     this.#doc.containers = structuredClone(containers);
+    this.#doc.parts = structuredClone(parts);
     this.#doc.nameCounters.vsmb = Math.max(this.#doc.nameCounters.vsmb, counters.vsmb ?? 0);
     this.#doc.nameCounters.plan9 = Math.max(this.#doc.nameCounters.plan9, counters.plan9 ?? 0);
+    this.#rewrite = true;
+    this.#pending = [];
+    this.#version++;
     await this.#commit();
   }
 
@@ -202,27 +280,33 @@ export class RecoveryJournal {
     await this.#lock?.release();
   }
 
+  #change(op: JournalOp): void {
+    if (this.#closed) throw new UvmError('HANDLE_CLOSED', `the journal ${this.path} was closed (its file belongs to its next owner)`, { details: { path: this.path } });
+    applyOp(this.#doc, op);
+    this.#pending.push(JSON.stringify(op));
+    this.#version++;
+  }
+
   /** Keeps the name counters above every name handed out (names are never reused). */
   #noteName(kind: LeaseRecordKind, name: unknown): void {
     if (typeof name !== 'string') return;
-    if (kind === 'plan9' && /^\d+$/.test(name)) {
-      this.#doc.nameCounters.plan9 = Math.max(this.#doc.nameCounters.plan9, Number(name) + 1);
-    } else if (kind === 'vsmb' && /^s[0-9a-f]+$/.test(name)) {
-      this.#doc.nameCounters.vsmb = Math.max(this.#doc.nameCounters.vsmb, parseInt(name.slice(1), 16) + 1);
-    }
+    const { vsmb, plan9 } = this.#doc.nameCounters;
+    let next = { vsmb, plan9 };
+    if (kind === 'plan9' && /^\d+$/.test(name)) next = { vsmb, plan9: Math.max(plan9, Number(name) + 1) };
+    else if (kind === 'vsmb' && /^s[0-9a-f]+$/.test(name)) next = { vsmb: Math.max(vsmb, parseInt(name.slice(1), 16) + 1), plan9 };
+    if (next.vsmb !== vsmb || next.plan9 !== plan9) this.#change({ op: 'counters', ...next });
   }
 
   /** Marks a change and waits until a write including it is durable. */
   async #commit(): Promise<void> {
     if (this.#closed) throw new UvmError('HANDLE_CLOSED', `the journal ${this.path} was closed (its file belongs to its next owner)`, { details: { path: this.path } });
-    const target = ++this.#version;
+    const target = this.#version;
     if (this.#discarded) return;
     while (this.#durable < target) {
       if (!this.#writing) {
         const version = this.#version;
-        const text = JSON.stringify(this.#doc);
         this.writes++;
-        this.#writing = writeFileAtomic(this.path, text)
+        this.#writing = this.#write()
           .then(() => {
             this.#durable = Math.max(this.#durable, version);
           })
@@ -237,5 +321,41 @@ export class RecoveryJournal {
       }
       if (this.#discarded) return;
     }
+  }
+
+  /** One durable write: append the pending ops, or compact into a snapshot. */
+  async #write(): Promise<void> {
+    const live = this.#doc.records.length + this.#doc.containers.length + this.#doc.parts.length;
+    if (this.#rewrite || this.#appended + this.#pending.length > Math.max(COMPACT_AFTER_LINES, 2 * live)) {
+      const text = snapshotLine(this.#doc);
+      this.#pending = [];
+      this.#rewrite = false;
+      try {
+        await writeFileAtomic(this.path, text);
+      } catch (err) {
+        this.#rewrite = true;
+        throw err;
+      }
+      this.#appended = 0;
+      this.compactions++;
+      return;
+    }
+    const lines = this.#pending;
+    this.#pending = [];
+    try {
+      // Opened per write: no descriptor outlives a write (a UVM may be dropped without close()).
+      const file = await open(this.path, 'a');
+      try {
+        await file.write(`${lines.join('\n')}\n`);
+        await file.datasync();
+      } finally {
+        await file.close();
+      }
+    } catch (err) {
+      // What was (maybe partly) appended is replaced by a snapshot on the next write.
+      this.#rewrite = true;
+      throw err;
+    }
+    this.#appended += lines.length;
   }
 }

@@ -34,7 +34,9 @@ import type {
   VsmbShareRequest,
 } from '../devices/device-types.js';
 import type { GuestRequest } from '../hcs/schema.js';
-import { toJson, type LeaseRecordKind } from './journal-format.js';
+import { LEASE_CODECS, type LeaseRecordKind } from './journal-format.js';
+import { plain, type LeaseCodec } from './records/codec.js';
+import { combinedLayersCodec } from './records/combined-layers.js';
 import type { RecoveryJournal } from './journal.js';
 
 /** A lease that knows its journal record. */
@@ -99,12 +101,12 @@ export function forwardTermination(view: UvmDevices, devices: UvmDevices): UvmDe
  * `inner` with a journaling `acquire`; every other member (describe, retryFailedTeardowns,
  * removeIdle, …) is the manager's own, so the view has exactly the manager's contract.
  */
-function journaledManager<M extends Acquirer<R, V>, R, V>(inner: M, kind: LeaseRecordKind, ctx: JournalContext, owner: string | undefined): M {
+function journaledManager<M extends Acquirer<R, V>, R, V>(inner: M, kind: LeaseRecordKind, codec: LeaseCodec<R, V>, ctx: JournalContext, owner: string | undefined): M {
   const acquire = async (request: R, options?: DeviceAcquireOptions): Promise<Lease<V>> => {
     const lease = await inner.acquire(request, options);
     let id: number;
     try {
-      id = await ctx.journal.addLease({ kind, ...(owner === undefined ? {} : { owner }), request: toJson(request), value: toJson(lease.value) });
+      id = await ctx.journal.addLease({ kind, ...(owner === undefined ? {} : { owner }), ...codec.encode(request, lease.value) });
     } catch (err) {
       // Not durable: give the lease back so that the caller holds nothing, as for any failed acquire.
       await lease.release().catch((releaseErr: unknown) => {
@@ -126,11 +128,11 @@ export function journaledDevices(devices: UvmDevices, ctx: JournalContext, owner
   const view: UvmDevices = {
     facts: devices.facts,
     hostFs: devices.hostFs,
-    scsi: journaledManager<ScsiManager, ScsiDiskRequest, ScsiDisk>(devices.scsi, 'scsi', ctx, owner),
-    vsmb: journaledManager<VsmbManager, VsmbShareRequest, VsmbShare>(devices.vsmb, 'vsmb', ctx, owner),
-    vpmem: journaledManager<VpmemManager, VpmemLayerRequest, VpmemLayer>(devices.vpmem, 'vpmem', ctx, owner),
-    plan9: journaledManager<Plan9Manager, Plan9ShareRequest, Plan9Share>(devices.plan9, 'plan9', ctx, owner),
-    pipes: journaledManager<PipeManager, { hostPath: string }, MappedPipe>(devices.pipes, 'pipe', ctx, owner),
+    scsi: journaledManager<ScsiManager, ScsiDiskRequest, ScsiDisk>(devices.scsi, 'scsi', LEASE_CODECS.scsi, ctx, owner),
+    vsmb: journaledManager<VsmbManager, VsmbShareRequest, VsmbShare>(devices.vsmb, 'vsmb', LEASE_CODECS.vsmb, ctx, owner),
+    vpmem: journaledManager<VpmemManager, VpmemLayerRequest, VpmemLayer>(devices.vpmem, 'vpmem', LEASE_CODECS.vpmem, ctx, owner),
+    plan9: journaledManager<Plan9Manager, Plan9ShareRequest, Plan9Share>(devices.plan9, 'plan9', LEASE_CODECS.plan9, ctx, owner),
+    pipes: journaledManager<PipeManager, { hostPath: string }, MappedPipe>(devices.pipes, 'pipe', LEASE_CODECS.pipe, ctx, owner),
     nameToGuid: (name) => devices.nameToGuid(name),
     retryLater: (leftover) => devices.retryLater(leftover),
     async sendGuestRequest(request: GuestRequest, options?: DeviceAcquireOptions): Promise<void> {
@@ -154,8 +156,7 @@ export function journaledDevices(devices: UvmDevices, ctx: JournalContext, owner
           await ctx.journal.addLease({
             kind: 'combined-layers',
             ...(owner === undefined ? {} : { owner }),
-            request: toJson(settings),
-            value: { ContainerRootPath: root },
+            ...combinedLayersCodec.encode(plain(settings), { ContainerRootPath: root }),
           });
         } catch (err) {
           // Not durable: undo the overlay so that the caller holds nothing.

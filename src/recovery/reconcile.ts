@@ -18,8 +18,17 @@
  */
 import type { GuestOs } from '../devices/device-types.js';
 import { hostPaths } from '../devices/host-paths.js';
-import { partKeys, type HcsObservation, type HcsPart, type PartKind } from './hcs-inventory.js';
+import { PLAN9_PORT } from '../devices/plan9-manager.js';
+import { partKeys, type HcsPart, type PartKind } from './parts.js';
 import type { ContainerRecord, JsonObject, LeaseRecord } from './journal-format.js';
+
+/** What reconcile compares the journal's records with. */
+export interface HcsObservation {
+  /** `Running`, `Created`, `Stopped`… from HCS's standard properties. */
+  state: string;
+  /** The journaled parts: what the library sent to HCS and did not remove (write-ahead, parts.ts). */
+  parts: readonly HcsPart[];
+}
 
 export interface ReconcileInput {
   os: GuestOs;
@@ -35,8 +44,8 @@ export interface ForgottenRecord {
 }
 
 export interface ReconcilePlan {
-  /** `observed`: parts compared; `unavailable`: no inventory, journal trusted; `not-running`: nothing can be attached. */
-  inventory: 'observed' | 'unavailable' | 'not-running';
+  /** `journal`: records compared with the journaled parts; `not-running`: nothing can be attached. */
+  inventory: 'journal' | 'not-running';
   /** In record id order. */
   adopt: LeaseRecord[];
   /** In removal order. */
@@ -161,36 +170,30 @@ export function planReconcile(input: ReconcileInput): ReconcilePlan {
       containers: { adopt: [], forget: [...input.containers] },
     };
   }
-  let adopt: LeaseRecord[];
+  const adopt: LeaseRecord[] = [];
   const forget: ForgottenRecord[] = [];
-  let remove: HcsPart[] = [];
-  if (input.hcs.parts === undefined) {
-    adopt = records;
-  } else {
-    const byKey = new Map(input.hcs.parts.map((p) => [p.key, p]));
-    const claimed = new Set<string>();
-    adopt = [];
-    for (const record of records) {
-      const expected = expectedParts(record, input.os);
-      const missing = expected.filter((e) => {
-        const part = byKey.get(e.key);
-        return part === undefined || part.kind !== e.kind || !e.matches(part.settings);
-      });
-      if (missing.length === 0) {
-        adopt.push(record);
-        for (const e of expected) claimed.add(e.key);
-      } else {
-        forget.push({ record, missing: missing.map((m) => m.key) });
-      }
+  const byKey = new Map(input.hcs.parts.map((p) => [p.key, p]));
+  const claimed = new Set<string>();
+  for (const record of records) {
+    const expected = expectedParts(record, input.os);
+    const missing = expected.filter((e) => {
+      const part = byKey.get(e.key);
+      return part === undefined || part.kind !== e.kind || !e.matches(part.settings);
+    });
+    if (missing.length === 0) {
+      adopt.push(record);
+      for (const e of expected) claimed.add(e.key);
+    } else {
+      forget.push({ record, missing: missing.map((m) => m.key) });
     }
-    remove = input.hcs.parts
-      .filter((p) => !claimed.has(p.key))
-      .sort((a, b) => stage(a) - stage(b) || (a.key < b.key ? -1 : a.key > b.key ? 1 : 0));
   }
+  const remove = input.hcs.parts
+    .filter((p) => !claimed.has(p.key))
+    .sort((a, b) => stage(a) - stage(b) || (a.key < b.key ? -1 : a.key > b.key ? 1 : 0));
   const adoptedOwners = new Set(adopt.flatMap((r) => (r.owner === undefined ? [] : [r.owner])));
   const rollback = adopt.filter((r) => r.owner !== undefined && !ownersWithRecord.has(r.owner));
   return {
-    inventory: input.hcs.parts === undefined ? 'unavailable' : 'observed',
+    inventory: 'journal',
     adopt,
     remove,
     forget,
@@ -200,4 +203,65 @@ export function planReconcile(input: ReconcileInput): ReconcilePlan {
       forget: input.containers.filter((c) => !adoptedOwners.has(c.id)),
     },
   };
+}
+
+/**
+ * The parts a record stands for, with settings a removal can be built from: what a version-1
+ * journal (which had no write-ahead parts) is taken to have attached. Each part matches its
+ * record (`expectedParts`).
+ */
+export function derivedParts(record: LeaseRecord, os: GuestOs): HcsPart[] {
+  const { request, value } = record;
+  const host = (key: string, kind: HcsPart['kind'], settings: JsonObject): HcsPart => ({ key, kind, half: 'host', settings });
+  const guest = (key: string, kind: HcsPart['kind'], settings: JsonObject): HcsPart => ({ key, kind, half: 'guest', settings });
+  switch (record.kind) {
+    case 'scsi': {
+      const controller = num(value.controller)!;
+      const lun = num(value.lun)!;
+      const readOnly = request.readOnly === true;
+      const parts = [host(partKeys.scsi(controller, lun), 'scsi-attachment', { Path: scsiAttachPath(request), Type: String(value.type ?? 'VirtualDisk'), ReadOnly: readOnly, Controller: controller, Lun: lun })];
+      const guestPath = str(value.guestPath);
+      if (guestPath !== undefined) {
+        parts.push(
+          guest(partKeys.guestMount(guestPath), 'scsi-mount', os === 'windows' ? { ContainerPath: guestPath, Lun: lun } : { MountPath: guestPath, Controller: controller, Lun: lun, ReadOnly: readOnly }),
+        );
+      }
+      return parts;
+    }
+    case 'vpmem': {
+      const device = num(value.device)!;
+      const offset = num(value.offset);
+      const size = num(value.size);
+      const guestPath = str(value.guestPath)!;
+      const hostPath = String(request.hostPath);
+      return [
+        offset === undefined
+          ? host(partKeys.vpmemDevice(device), 'vpmem-device', { HostPath: hostPath, ReadOnly: true, ImageFormat: 'Vhd1', DeviceNumber: device })
+          : host(partKeys.vpmemMapping(device, offset), 'vpmem-mapping', { HostPath: hostPath, ImageFormat: 'Vhd1', DeviceNumber: device, Offset: offset }),
+        guest(partKeys.guestMount(guestPath), 'vpmem-mount', {
+          DeviceNumber: device,
+          MountPath: guestPath,
+          ...(offset === undefined ? {} : { MappingInfo: { DeviceOffsetInBytes: offset, DeviceSizeInBytes: size ?? 0 } }),
+        }),
+      ];
+    }
+    case 'plan9': {
+      const name = str(value.name)!;
+      const mountPath = str(value.mountPath) ?? str(value.guestPath)!;
+      return [
+        host(partKeys.plan9(name), 'plan9-share', { Name: name, AccessName: name, Path: String(request.hostPath), Port: PLAN9_PORT }),
+        guest(partKeys.guestMount(mountPath), 'plan9-mount', { MountPath: mountPath, ShareName: name, Port: PLAN9_PORT }),
+      ];
+    }
+    case 'vsmb': {
+      const name = str(value.name)!;
+      const hostPath = String(request.hostPath);
+      const dir = value.guestPath !== value.sharePath ? hostPaths.dirname(hostPath) : hostPaths.clean(hostPath);
+      return [host(partKeys.vsmb(name), 'vsmb-share', { Name: name, Path: dir })];
+    }
+    case 'pipe':
+      return [host(partKeys.pipe(String(request.hostPath)), 'mapped-pipe', { Name: String(request.hostPath) })];
+    case 'combined-layers':
+      return [guest(partKeys.combined(String(value.ContainerRootPath)), 'combined-layers', { ContainerRootPath: String(value.ContainerRootPath) })];
+  }
 }

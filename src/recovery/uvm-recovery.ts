@@ -14,14 +14,10 @@ import type { GuestOs, UvmDevices } from '../devices/device-types.js';
 import type { ResourceDelivery } from '../devices/guest-delivery.js';
 import { guestRequest } from '../devices/wire-requests.js';
 import type { HcsSystem } from '../hcs/hcs-api.js';
-import { HcsError } from '../hcs/hcs-error.js';
-import type { AppliedMount, ContainerEntry } from '../oci/mount-applier.js';
-import type { PlannedMount } from '../oci/mount-planner.js';
-import type { OciMount } from '../oci/oci-spec.js';
-import type { ComposedLayersInfo } from '../layers/composed-layers.js';
+import type { AppliedMount } from '../oci/mount-applier.js';
 import { applyReconcilePlan, isAdoptable, type RecoveryReport, type RestoredLease } from './apply-reconcile.js';
-import { partsFromSimulatorState, type HcsObservation } from './hcs-inventory.js';
-import { toJson, type ContainerRecord, type JsonObject, type LeaseRecordKind } from './journal-format.js';
+import type { ContainerRecord, JsonObject, LeaseRecordKind } from './journal-format.js';
+import { encodeContainer } from './records/container.js';
 import type { RecoveryJournal } from './journal.js';
 import { isJournaledLease, journaledDevices, type JournalContext } from './journaled-devices.js';
 import { planReconcile } from './reconcile.js';
@@ -56,19 +52,13 @@ const SOURCE_OF: Record<LeaseRecordKind, HeldResourceSource> = {
   'combined-layers': 'guest',
 };
 
-/** Reads what reconcile needs from HCS: the state, and the device inventory when HCS can list it. */
-export async function observeHcs(system: HcsSystem, os: GuestOs, reservedScsiSlots: readonly number[]): Promise<HcsObservation> {
-  let doc: Record<string, unknown> | null;
-  try {
-    doc = (await system.properties({ PropertyTypes: ['SimulatorState'] })) as Record<string, unknown> | null;
-  } catch (err) {
-    // Real HCS does not know the simulator's property type: standard properties only.
-    if (!(err instanceof HcsError)) throw err;
-    doc = (await system.properties({})) as Record<string, unknown> | null;
-  }
-  const state = String(doc?.State ?? 'Unknown');
-  const sim = doc?.SimulatorState;
-  return { state, parts: sim !== null && typeof sim === 'object' ? partsFromSimulatorState(sim, os, reservedScsiSlots) : undefined };
+/**
+ * The only thing reconcile asks HCS: the system's state (standard properties). What is attached
+ * comes from the journal alone: real HCS cannot list a VM's devices (hcs-real-world.md §1.5).
+ */
+export async function systemState(system: HcsSystem): Promise<string> {
+  const doc = (await system.properties({})) as { State?: unknown } | null;
+  return String(doc?.State ?? 'Unknown');
 }
 
 export class UvmRecovery {
@@ -114,36 +104,12 @@ export class UvmRecovery {
   /** Journals a container once it is allocated (its leases are journaled already). */
   async recordContainer(snapshot: ContainerResourcesSnapshot): Promise<void> {
     const owner = snapshot.containerId;
-    const recordOf = (lease: Lease<unknown>, kind: HeldResource['kind'], guestPath: string | undefined): number | undefined => {
-      if (isJournaledLease(lease)) return lease.recordId;
-      if (kind !== 'combined-layers') return undefined;
-      return this.journal.records().find((r) => r.kind === 'combined-layers' && r.owner === owner && r.value.ContainerRootPath === guestPath)?.id;
+    const recordOf = (h: HeldResource): number | undefined => {
+      if (isJournaledLease(h.lease)) return h.lease.recordId;
+      if (h.kind !== 'combined-layers') return undefined;
+      return this.journal.records().find((r) => r.kind === 'combined-layers' && r.owner === owner && r.value.ContainerRootPath === h.guestPath)?.id;
     };
-    const held: ContainerRecord['held'] = [];
-    for (const h of snapshot.held) {
-      const record = recordOf(h.lease, h.kind, h.guestPath);
-      if (record === undefined) continue;
-      const { lease: _lease, release: _release, ...fields } = h;
-      held.push({ record, fields: toJson(fields) });
-    }
-    const container: ContainerRecord = {
-      id: owner,
-      rootfsPath: snapshot.rootfsPath,
-      held,
-      mounts: snapshot.mounts.map((m) => {
-        const record = m.held ? recordOf(m.held.lease, 'mount', m.held.guestPath) : undefined;
-        return {
-          index: m.index,
-          planned: toJson(m.planned),
-          mount: toJson(m.mount),
-          ...(m.containerEntry ? { containerEntry: toJson(m.containerEntry) } : {}),
-          ...(record === undefined ? {} : { record }),
-        };
-      }),
-      nextMountIndex: snapshot.nextMountIndex,
-    };
-    if (snapshot.layers) container.layers = toJson(snapshot.layers);
-    await this.journal.putContainer(container);
+    await this.journal.putContainer(encodeContainer(snapshot, recordOf));
   }
 
   /** Drops a container's record (its resources were released). */
@@ -163,7 +129,7 @@ export class UvmRecovery {
    * incomplete container allocations, and returns the restored containers.
    */
   async reconcile(system: HcsSystem): Promise<{ report: RecoveryReport; containers: RestoredContainer[] }> {
-    const { os, adoptable: devices, delivery, logger, reservedScsiSlots } = this.#init;
+    const { os, adoptable: devices, delivery, logger } = this.#init;
     if (!isAdoptable(devices)) throw new UvmError('NOT_SUPPORTED', 'these device managers have no adoption path');
     // Only a freshly opened journal can be reconciled: adopting records this process made (or
     // adopted already) would count their references twice.
@@ -171,12 +137,9 @@ export class UvmRecovery {
       throw new UvmError('INVALID_STATE', 'reconcile runs once, right after the UVM is opened', { details: { uvmId: this.journal.uvmId } });
     }
     this.#reconciling = true;
-    const hcs = await observeHcs(system, os, reservedScsiSlots);
     const doc = this.journal.snapshot();
+    const hcs = { state: await systemState(system), parts: doc.parts };
     const plan = planReconcile({ os, records: doc.records, containers: doc.containers, hcs });
-    if (plan.inventory === 'unavailable') {
-      logger.warn('recovery: HCS cannot list the attached devices; trusting the journal (resources attached but never journaled cannot be found)');
-    }
     const applied = await applyReconcilePlan(
       plan,
       {
@@ -191,7 +154,7 @@ export class UvmRecovery {
           await devices.sendGuestRequest(guestRequest('Remove', 'CombinedLayers', settings));
         },
       },
-      hcs.parts,
+      doc.parts,
     );
     this.#restored = applied.leases.get(undefined) ?? [];
     const containers = plan.containers.adopt.map((c) => this.#restoreContainer(c, applied.leases.get(c.id) ?? []));
@@ -207,16 +170,15 @@ export class UvmRecovery {
       const restored = byRecord.get(h.record);
       if (!restored) continue;
       used.add(h.record);
-      held.push(heldResource({ ...(h.fields as unknown as Omit<HeldResource, 'release' | 'lease'>), lease: restored.lease }));
+      held.push(heldResource({ ...h.fields, lease: restored.lease }));
     }
     const mounts: AppliedMount[] = [];
     for (const m of c.mounts) {
-      const planned = m.planned as unknown as PlannedMount;
-      const base = {
+      const base: AppliedMount = {
         index: m.index,
-        planned,
-        mount: m.mount as unknown as OciMount,
-        ...(m.containerEntry ? { containerEntry: m.containerEntry as unknown as ContainerEntry } : {}),
+        planned: m.planned,
+        mount: m.mount,
+        ...(m.containerEntry ? { containerEntry: m.containerEntry } : {}),
       };
       if (m.record === undefined) {
         mounts.push(base);
@@ -260,7 +222,7 @@ export class UvmRecovery {
       init: {
         containerId: c.id,
         rootfsPath: c.rootfsPath,
-        ...(c.layers ? { layers: c.layers as unknown as ComposedLayersInfo } : {}),
+        ...(c.layers ? { layers: c.layers } : {}),
         held,
         mounts,
         nextMountIndex: c.nextMountIndex,

@@ -5,110 +5,17 @@ import { prng } from '../support/prng.js';
 // process opens the UVM from its journal, reconciles, keeps refcounting, tears everything down,
 // and the simulator and every manager end empty. Default: 24 kill points; UVM_SOAK=1: 200.
 import { expect } from 'chai';
-import { spawn } from 'node:child_process';
-import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { dirname, join } from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
 import type { RecoveryReport } from '../../src/recovery/apply-reconcile.js';
-import type { RecoveryResult, RecoveryRun } from './fixtures/recovery-pod.js';
+import type { RecoveryRun } from './fixtures/recovery-pod.js';
+import { buildAndKill, pool, recover, RECOVERY_TMP as TMP, type BuildOutcome } from './recovery-support.js';
 
-const FIXTURE = join(dirname(fileURLToPath(import.meta.url)), 'fixtures', 'recovery-pod.js');
 const SOAK = process.env.UVM_SOAK === '1';
 const KILL_POINTS = SOAK ? 200 : 24;
 /** Steps the build child announces before work (see recovery-pod.ts): create … release uvm-lease (then `done`). */
 const STEPS = 8;
 const PARALLEL = 6;
-/**
- * Where the simulator state files and journals live. A SIGKILL keeps the page cache, so a tmpfs
- * proves the same as a disk here, without paying fsync latency (power loss is out of scope).
- */
-const TMP = process.env.UVM_RECOVERY_TMP ?? (existsSync('/dev/shm') ? '/dev/shm' : tmpdir());
-
-
-interface BuildOutcome {
-  killed: boolean;
-  /** The last step the child announced before it died. */
-  lastStep: number;
-  stderr: string;
-}
-
-/**
- * Runs the build child and kills it `delayMs` after it announces step `killStep`, or as soon as it
- * announces a later step (so a fast step never lets it escape).
- */
-function buildAndKill(runFile: string, killStep: number, delayMs: number): Promise<BuildOutcome> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [FIXTURE, 'build', runFile], { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env } });
-    let lastStep = -1;
-    let scheduled = false;
-    let fired = false;
-    const fire = (): void => {
-      if (fired) return;
-      fired = true;
-      child.kill('SIGKILL');
-    };
-    let buffer = '';
-    let stderr = '';
-    child.stdout.setEncoding('utf8');
-    child.stderr.setEncoding('utf8');
-    child.stderr.on('data', (d: string) => (stderr += d));
-    child.stdout.on('data', (d: string) => {
-      buffer += d;
-      let nl: number;
-      while ((nl = buffer.indexOf('\n')) >= 0) {
-        const line = buffer.slice(0, nl);
-        buffer = buffer.slice(nl + 1);
-        const m = /^step (\d+)/.exec(line);
-        if (!m) continue;
-        lastStep = Number(m[1]);
-        if (lastStep === killStep && !scheduled) {
-          scheduled = true;
-          setTimeout(fire, delayMs);
-        } else if (lastStep > killStep) {
-          fire();
-        }
-      }
-    });
-    child.on('error', reject);
-    child.on('exit', (code, signal) => {
-      if (signal === 'SIGKILL') resolve({ killed: true, lastStep, stderr });
-      else if (code === 0) resolve({ killed: false, lastStep, stderr });
-      else reject(new Error(`build child failed (${code}): ${stderr}`));
-    });
-  });
-}
-
-/** Runs one recover child over `runFiles`; resolves with one result per run. */
-function recover(runFiles: string[]): Promise<RecoveryResult[]> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [FIXTURE, 'recover', ...runFiles], { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env } });
-    let out = '';
-    let err = '';
-    child.stdout.setEncoding('utf8');
-    child.stderr.setEncoding('utf8');
-    child.stdout.on('data', (d: string) => (out += d));
-    child.stderr.on('data', (d: string) => (err += d));
-    child.on('error', reject);
-    child.on('exit', (code) => {
-      const results = out
-        .split('\n')
-        .filter((l) => l.startsWith('result '))
-        .map((l) => JSON.parse(l.slice('result '.length)) as RecoveryResult);
-      if (code !== 0 || results.length !== runFiles.length) reject(new Error(`recover child failed (${code}): ${err}`));
-      else resolve(results);
-    });
-  });
-}
-
-async function pool<T>(items: T[], limit: number, work: (item: T) => Promise<void>): Promise<void> {
-  let next = 0;
-  await Promise.all(
-    Array.from({ length: Math.min(limit, items.length) }, async () => {
-      while (next < items.length) await work(items[next++]!);
-    }),
-  );
-}
 
 describe('integration: crash recovery (SIGKILL, reconcile, teardown)', function () {
   this.timeout(SOAK ? 1_200_000 : 120_000);
@@ -183,23 +90,5 @@ describe('integration: crash recovery (SIGKILL, reconcile, teardown)', function 
     expect(adopted, 'records adopted').to.be.greaterThan(0);
     expect(restoredContainers, 'containers restored').to.be.greaterThan(0);
     expect(removed, 'unknown resources removed').to.be.greaterThan(0);
-  });
-
-  it('forgets a journaled resource that HCS lost, and still ends empty', async () => {
-    const { run, file } = newRun(10_000, prng(7));
-    // Killed while `web` and `api` are being allocated: `pause` is complete and journaled.
-    const outcome = await buildAndKill(file, 3, 0);
-    expect(outcome.killed).to.equal(true);
-    await new Promise<void>((resolve, reject) => {
-      const child = spawn(process.execPath, [FIXTURE, 'tamper', file], { stdio: 'ignore' });
-      child.on('exit', (code) => (code === 0 ? resolve() : reject(new Error(`tamper failed (${code})`))));
-    });
-    const [res] = await recover([file]);
-    expect(res!.ok, JSON.stringify(res)).to.equal(true);
-    const report = res!.report as RecoveryReport;
-    expect(report.forgotten.map((f) => [f.kind, f.owner, f.missing])).to.deep.equal([['combined-layers', 'pause', ['combined:/run/gcs/c/pause/rootfs']]]);
-    expect(res!.restoredContainers).to.include('pause');
-    expect(res!.afterReconcile!.simulator).to.deep.equal(res!.afterReconcile!.described);
-    void run;
   });
 });

@@ -8,7 +8,7 @@ import type { HostRequest } from '../../../src/devices/wire-requests.js';
 import { HcsError } from '../../../src/hcs/hcs-error.js';
 import type { GuestRequest } from '../../../src/hcs/schema.js';
 import { nameCountersFromParts, removeUnknownParts } from '../../../src/recovery/apply-reconcile.js';
-import { partsFromSimulatorState } from '../../../src/recovery/hcs-inventory.js';
+import { partsFromSimulatorState } from '../../support/simulator-parts.js';
 import { planReconcile } from '../../../src/recovery/reconcile.js';
 import { expectCode } from '../../fakes/expect-code.js';
 

@@ -87,22 +87,31 @@ describe('recovery journal', () => {
     it('raises the name counters past every share name it journals, never lowering them', async () => {
       const path = join(dir, 'j.json');
       const journal = await RecoveryJournal.create(path, 'vm-1', {});
-      await journal.addLease({ kind: 'plan9', request: { hostPath: '/d', readOnly: true }, value: { name: '7', guestPath: '/run/mounts/plan9/7' } });
-      await journal.addLease({ kind: 'vsmb', request: { hostPath: 'C:\\l', readOnly: true }, value: { name: 'sa', guestPath: 'x', sharePath: 'x' } });
-      await journal.addLease({ kind: 'plan9', request: { hostPath: '/e', readOnly: true }, value: { name: '2', guestPath: '/run/mounts/plan9/2' } });
+      const plan9 = (name: string, hostPath: string) => ({
+        kind: 'plan9' as const,
+        request: { hostPath, readOnly: true },
+        value: { name, hostPath, readOnly: true, mountPath: `/run/mounts/plan9/${name}`, guestPath: `/run/mounts/plan9/${name}` },
+      });
+      await journal.addLease(plan9('7', '/d'));
+      await journal.addLease({ kind: 'vsmb', request: { hostPath: 'C:\\l', readOnly: true }, value: { name: 'sa', hostPath: 'C:\\l', readOnly: true, guestPath: 'x', sharePath: 'x' } });
+      await journal.addLease(plan9('2', '/e'));
       expect((await readJournalFile(path))!.nameCounters).to.deep.equal({ vsmb: 11, plan9: 8 });
-      await journal.rewrite([], [], { plan9: 3, vsmb: 20 });
+      await journal.rewrite([], [], [], { plan9: 3, vsmb: 20 });
       expect((await readJournalFile(path))!.nameCounters).to.deep.equal({ vsmb: 20, plan9: 8 });
     });
 
-    it('open() rejects a missing, corrupt or other-version journal with RECOVERY_FAILED', async () => {
+    it('open() rejects a missing or corrupt journal with RECOVERY_FAILED, an unknown version with JOURNAL_VERSION (file untouched)', async () => {
       const path = join(dir, 'j.json');
       const missing = await expectCode(RecoveryJournal.open(path), 'RECOVERY_FAILED');
       expect(missing.details.reason).to.equal('missing');
       writeFileSync(path, '{"version": 1, "uvmId": "vm-1", "records": [');
       expect((await expectCode(RecoveryJournal.open(path), 'RECOVERY_FAILED')).details.reason).to.equal('corrupt');
-      writeFileSync(path, JSON.stringify({ ...newJournalDocument('vm-1', {}), version: 2 }));
-      expect((await expectCode(RecoveryJournal.open(path), 'RECOVERY_FAILED')).details.reason).to.equal('version');
+      const future = JSON.stringify({ ...newJournalDocument('vm-1', {}), version: 3 });
+      writeFileSync(path, future);
+      const err = await expectCode(RecoveryJournal.open(path), 'JOURNAL_VERSION');
+      expect(err.details).to.deep.include({ version: 3, supported: [1, 2] });
+      expect(readFileSync(path, 'utf8')).to.equal(future);
+      expect(readdirSync(dir)).to.deep.equal(['j.json']);
     });
 
     it('fails a change with RECOVERY_FAILED when the file cannot be written, and persists it with the next write', async () => {
@@ -115,6 +124,32 @@ describe('recovery journal', () => {
       mkdirSync(sub);
       await journal.addLease(scsiLease());
       expect((await readJournalFile(path))!.records.map((r) => r.id)).to.deep.equal([1, 2]);
+    });
+
+    it('appends one fsync\'d line per write and compacts atomically: the file stays bounded and reads back as the document', async () => {
+      const path = join(dir, 'j.json');
+      const journal = await RecoveryJournal.create(path, 'vm-1', {});
+      for (let i = 0; i < 300; i++) {
+        const id = await journal.addLease(scsiLease());
+        await journal.removeLease(id);
+      }
+      await journal.addLease(scsiLease('c1'));
+      expect(journal.compactions).to.be.greaterThan(0);
+      const lines = readFileSync(path, 'utf8').split('\n').filter((l) => l.length > 0);
+      expect(lines.length, 'snapshot + appended lines').to.be.at.most(1 + 257);
+      expect(JSON.parse(lines[0]!).version).to.equal(JOURNAL_VERSION);
+      expect(await readJournalFile(path)).to.deep.equal(journal.snapshot());
+    });
+
+    it('ignores a torn last line (an append that never completed); a bad line before it is corrupt', async () => {
+      const path = join(dir, 'j.json');
+      const journal = await RecoveryJournal.create(path, 'vm-1', {});
+      await journal.addLease(scsiLease());
+      const good = readFileSync(path, 'utf8');
+      writeFileSync(path, `${good}{"op":"unlease","i`);
+      expect((await readJournalFile(path))!.records.map((r) => r.id)).to.deep.equal([1]);
+      writeFileSync(path, `${good}{"op":"unlease"\n{"op":"unlease","id":1}\n`);
+      expect((await expectCode(readJournalFile(path), 'RECOVERY_FAILED')).details.reason).to.equal('corrupt');
     });
 
     it('discard() deletes the file; later changes stay in memory', async () => {
@@ -135,7 +170,7 @@ describe('recovery journal', () => {
         { id: 1, kind: 'vpmem', owner: 'c1', request: { hostPath: '/l/b' }, value: { device: 0, hostPath: '/l/b', guestPath: '/run/layers/p0' } },
         { id: 2, kind: 'combined-layers', owner: 'c1', request: { ContainerRootPath: '/run/gcs/c/c1/rootfs' }, value: { ContainerRootPath: '/run/gcs/c/c1/rootfs' } },
       ],
-      containers: [{ id: 'c1', rootfsPath: '/run/gcs/c/c1/rootfs', held: [{ record: 1, fields: { kind: 'layer' } }], mounts: [], nextMountIndex: 0 }],
+      containers: [{ id: 'c1', rootfsPath: '/run/gcs/c/c1/rootfs', held: [{ record: 1, fields: { kind: 'layer', source: 'vpmem' } }], mounts: [], nextMountIndex: 0 }],
     });
 
     it('accepts a well-formed journal unchanged', () => {
@@ -174,7 +209,7 @@ describe('recovery journal', () => {
           code = (err as { code?: string }).code;
           reason = (err as { details?: { reason?: string } }).details?.reason;
         }
-        expect([code, reason]).to.deep.equal(['RECOVERY_FAILED', what === 'not an object' ? 'version' : 'corrupt']);
+        expect([code, reason]).to.deep.equal(what === 'not an object' ? ['JOURNAL_VERSION', 'version'] : ['RECOVERY_FAILED', 'corrupt']);
       });
     }
 

@@ -1,8 +1,9 @@
 import { expect } from 'chai';
 import { SCSI_CONTROLLER_GUIDS } from '../../../src/devices/resource-paths.js';
-import { partsFromSimulatorState, type HcsPart } from '../../../src/recovery/hcs-inventory.js';
+import type { HcsPart } from '../../../src/recovery/parts.js';
+import { partsFromSimulatorState } from '../../support/simulator-parts.js';
 import type { ContainerRecord, LeaseRecord } from '../../../src/recovery/journal-format.js';
-import { planReconcile, type ReconcilePlan } from '../../../src/recovery/reconcile.js';
+import { derivedParts, planReconcile, type ReconcilePlan } from '../../../src/recovery/reconcile.js';
 
 // ---- records (what the journal says)
 const scsiLayer: LeaseRecord = {
@@ -70,7 +71,7 @@ const P = {
 const ALL_C1 = [P.scsi00, P.mountM0, P.vpmem0, P.vpmemMount0, P.mapping, P.mappingMount, P.share3, P.share3Mount, P.combined];
 const C1_RECORDS = [scsiLayer, vpmemLayer, mapped, plan9, combined];
 
-function plan(records: LeaseRecord[], parts: HcsPart[] | undefined, containers: ContainerRecord[] = [c1], state = 'Running'): ReconcilePlan {
+function plan(records: LeaseRecord[], parts: HcsPart[], containers: ContainerRecord[] = [c1], state = 'Running'): ReconcilePlan {
   return planReconcile({ os: 'linux', records, containers, hcs: { state, parts } });
 }
 const ids = (rs: LeaseRecord[]): number[] => rs.map((r) => r.id);
@@ -79,7 +80,7 @@ const keys = (ps: HcsPart[]): string[] => ps.map((p) => p.key);
 describe('reconcile planner', () => {
   it('adopts every record whose parts are all present, and removes nothing else', () => {
     const p = plan([...C1_RECORDS, uvmDisk], [...ALL_C1, P.scsi01]);
-    expect(p.inventory).to.equal('observed');
+    expect(p.inventory).to.equal('journal');
     expect(ids(p.adopt)).to.deep.equal([1, 2, 3, 4, 5, 6]);
     expect(p.remove).to.deep.equal([]);
     expect(p.forget).to.deep.equal([]);
@@ -255,11 +256,12 @@ describe('reconcile planner', () => {
     expect(keys(p.remove)).to.deep.equal(['vsmb:s3']);
   });
 
-  it('without an inventory (real HCS) adopts every record and removes nothing', () => {
-    const p = plan(C1_RECORDS, undefined);
-    expect(p.inventory).to.equal('unavailable');
+  it('the parts a version-1 journal is taken to have (derivedParts) are exactly what its records claim', () => {
+    const parts = C1_RECORDS.flatMap((r) => derivedParts(r, 'linux'));
+    const p = plan(C1_RECORDS, parts);
     expect(ids(p.adopt)).to.deep.equal([1, 2, 3, 4, 5]);
     expect(p.remove).to.deep.equal([]);
+    expect(p.forget).to.deep.equal([]);
   });
 
   it('a system that is not running holds nothing: every record is forgotten, nothing is removed', () => {

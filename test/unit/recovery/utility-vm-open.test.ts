@@ -77,7 +77,7 @@ describe('UtilityVm journal and open (FakeHcs)', () => {
 
     const second = await orchestrator().openUtilityVm('vm-1', { journal: journal() });
     expect(hcs.calls.slice(calls).map((c) => c.fn)).to.deep.equal(['open', 'properties']);
-    expect(second.recoveryReport).to.deep.include({ inventory: 'unavailable', adopted: [1, 2, 3, 4, 5], removed: [], containers: ['c1'] });
+    expect(second.recoveryReport).to.deep.include({ inventory: 'journal', adopted: [1, 2, 3, 4, 5], removed: [], containers: ['c1'] });
     expect(second.facts.vpmemCount).to.equal(2);
     expect(second.describe()).to.deep.equal(described);
     const [restored] = second.containers();

@@ -1,50 +1,12 @@
 /**
- * What HCS reports as attached to a UVM, as a flat list of "parts": one host half (a SCSI
- * attachment, a VPMEM device or mapping, a Plan9 / VSMB share, a mapped pipe) or one guest entry
- * (a guest mount, a CombinedLayers) each. Parts are what reconcile compares the journal with, and
- * what it removes when nobody journaled them.
- *
- * On the simulator the inventory comes from the `SimulatorState` property type (native/README.md).
- * Real HCS has no property that lists the device tree: then there is no inventory and reconcile
- * trusts the journal (see docs/recovery.md).
+ * Test support: the parts of a simulator `SimulatorState` (native/README.md "Properties"), to
+ * check what recovery did against what the simulator really holds. Library code never reads the
+ * simulator's device list (real HCS has none): recovery works from the journal alone.
  */
-import type { GuestOs } from '../devices/device-types.js';
-import { SCSI_CONTROLLER_GUIDS, SCSI_LUNS_PER_CONTROLLER } from '../devices/resource-paths.js';
-import type { JsonObject } from './journal-format.js';
-
-export type HostPartKind = 'scsi-attachment' | 'vpmem-device' | 'vpmem-mapping' | 'plan9-share' | 'vsmb-share' | 'mapped-pipe';
-export type GuestPartKind = 'scsi-mount' | 'vpmem-mount' | 'plan9-mount' | 'guest-directory' | 'combined-layers';
-export type PartKind = HostPartKind | GuestPartKind;
-
-/** One unit of HCS state. `key` is its identity (at most one part per key). */
-export interface HcsPart {
-  key: string;
-  kind: PartKind;
-  half: 'host' | 'guest';
-  /** The settings as HCS echoes them (what a removal document is built from). */
-  settings: JsonObject;
-}
-
-/** Part keys, in one place (the planner derives a record's expected keys with the same functions). */
-export const partKeys = {
-  scsi: (controller: number, lun: number): string => `scsi:${controller}:${lun}`,
-  vpmemDevice: (device: number): string => `vpmem:${device}`,
-  vpmemMapping: (device: number, offset: number): string => `vpmem:${device}@${offset}`,
-  plan9: (name: string): string => `plan9:${name}`,
-  vsmb: (name: string): string => `vsmb:${name}`,
-  pipe: (name: string): string => `pipe:${name}`,
-  /** Guest mount paths are unique across MappedVirtualDisk, VPMemDevice and MappedDirectory. */
-  guestMount: (path: string): string => `mount:${path}`,
-  combined: (containerRootPath: string): string => `combined:${containerRootPath}`,
-} as const;
-
-/** The HCS view of a compute system that reconcile needs. */
-export interface HcsObservation {
-  /** `Running`, `Created`, `Stopped`… from the standard properties. */
-  state: string;
-  /** Every part HCS reports; undefined when HCS cannot list them (real HCS). */
-  parts: HcsPart[] | undefined;
-}
+import type { GuestOs } from '../../src/devices/device-types.js';
+import { SCSI_CONTROLLER_GUIDS, SCSI_LUNS_PER_CONTROLLER } from '../../src/devices/resource-paths.js';
+import type { JsonObject } from '../../src/recovery/journal-format.js';
+import { partKeys, type GuestPartKind, type HcsPart, type HostPartKind } from '../../src/recovery/parts.js';
 
 function record(v: unknown): Record<string, unknown> {
   return v !== null && typeof v === 'object' && !Array.isArray(v) ? (v as Record<string, unknown>) : {};
