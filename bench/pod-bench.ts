@@ -5,7 +5,8 @@
 // operation at a time) as the baseline.
 //
 // Env: POD_CONTAINERS (50), POD_LAYERS (10), POD_SHARED (8), POD_BINDS (2), POD_LATENCY_MS (5),
-// POD_HCS_CONCURRENCY (8), POD_SKIP_SERIAL=1 to skip the baseline.
+// POD_HCS_CONCURRENCY (8), POD_SKIP_SERIAL=1 to skip the baseline, POD_SKIP_JOURNAL=1 to skip the
+// journaled run (the same pod with a recovery journal).
 import { mkdtempSync, mkdirSync, openSync, closeSync, ftruncateSync, readFileSync, rmSync, existsSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -101,17 +102,24 @@ interface RunResult {
   stopCalls: number;
 }
 
-async function runPod(root: string, pod: { id: string; spec: OciSpec }[], maxConcurrentOperations: number, tag: string): Promise<RunResult> {
+async function runPod(root: string, pod: { id: string; spec: OciSpec }[], maxConcurrentOperations: number, tag: string, journal = false): Promise<RunResult> {
   const trace = join(root, `trace-${tag}.jsonl`);
   rmSync(trace, { force: true });
   configureSimulator({ reset: true, clearFaults: true, latencyMs: 0, jitterMs: 0, concurrency: 0, trace: null });
   const orchestrator = createUvmOrchestrator({ hcs: new ComputeCoreHcs({ maxConcurrentOperations }) });
-  const uvm = await orchestrator.createUtilityVm({ id: `pod-bench-${tag}`, os: 'linux', scsiControllers: 4, vpmem: { count: 64, multiMapping: true } });
+  const uvm = await orchestrator.createUtilityVm({
+    id: `pod-bench-${tag}`,
+    os: 'linux',
+    scsiControllers: 4,
+    vpmem: { count: 64, multiMapping: true },
+    ...(journal ? { journal: { path: join(root, `journal-${tag}`) } } : {}),
+  });
   await uvm.start();
   configureSimulator({ latencyMs: L, jitterMs: 0, concurrency: C, trace });
 
   const t0 = performance.now();
-  const allocated = await Promise.all(pod.map(({ id, spec }) => allocateContainer(uvm, spec, { containerId: id })));
+  // With a journal, through the UVM (its containers are journaled too).
+  const allocated = await Promise.all(pod.map(({ id, spec }) => (journal ? uvm.allocateContainer(spec, { containerId: id }) : allocateContainer(uvm, spec, { containerId: id }))));
   const t1 = performance.now();
   const live = uvm.describe();
   const afterStart = countModifies(trace, 0);
@@ -127,7 +135,7 @@ async function runPod(root: string, pod: { id: string; spec: OciSpec }[], maxCon
   observer.close();
   if (state.HotAdded !== 0 || uvm.describe().length !== 0) throw new Error(`pod bench leaked: HotAdded=${state.HotAdded}`);
   await uvm.terminate();
-  uvm.close();
+  await uvm.close();
 
   const min = minimumCalls(live, pod.length);
   const chains = CRITICAL_CHAIN;
@@ -149,6 +157,7 @@ export async function run(): Promise<void> {
     const pod = makePod(root);
     console.log(`pod: ${N} containers × ${K} layers (${S} shared) + ${B} bind mounts each; L=${L} ms, C=${C}`);
     const fast = await runPod(root, pod, 64, 'concurrent');
+    const journaled = process.env.POD_SKIP_JOURNAL ? undefined : await runPod(root, pod, 64, 'journaled', true);
     const serial = process.env.POD_SKIP_SERIAL ? undefined : await runPod(root, pod, 1, 'serial');
     const f = (x: number): string => x.toFixed(0);
     console.log(
@@ -161,6 +170,13 @@ export async function run(): Promise<void> {
         `stop calls=${fast.stopCalls} ratio=${(fast.stopMs / fast.stopLbMs).toFixed(3)}` +
         (serial ? `; serial/concurrent start ${(serial.startMs / fast.startMs).toFixed(1)}×, stop ${(serial.stopMs / fast.stopMs).toFixed(1)}×` : ''),
     );
+    if (journaled) {
+      // The same pod with a recovery journal (write-ahead, docs/recovery.md) in the OS temp dir.
+      const pct = (j: number, p: number): string => `${(((j - p) / p) * 100).toFixed(1)}%`;
+      console.log(
+        `pod: journaled start_ms=${f(journaled.startMs)} (${pct(journaled.startMs, fast.startMs)}) stop_ms=${f(journaled.stopMs)} (${pct(journaled.stopMs, fast.stopMs)}) calls=${journaled.calls}`,
+      );
+    }
   } finally {
     rmSync(root, { recursive: true, force: true });
   }

@@ -15,9 +15,9 @@ export const FIXTURE = join(dirname(fileURLToPath(import.meta.url)), 'fixtures',
 export const RECOVERY_TMP = process.env.UVM_RECOVERY_TMP ?? (existsSync('/dev/shm') ? '/dev/shm' : tmpdir());
 
 /** Runs one fixture child to its end (it may SIGKILL itself); resolves with its output. */
-export function runChild(mode: string, runFile: string): Promise<{ killed: boolean; stdout: string; stderr: string }> {
+export function runChild(mode: string, ...runFiles: string[]): Promise<{ killed: boolean; stdout: string; stderr: string }> {
   return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [FIXTURE, mode, runFile], { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env } });
+    const child = spawn(process.execPath, [FIXTURE, mode, ...runFiles], { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env } });
     let stdout = '';
     let stderr = '';
     child.stdout.setEncoding('utf8');
@@ -87,25 +87,14 @@ export function buildAndKill(runFile: string, killStep: number, delayMs: number)
 }
 
 /** Runs one recover child over `runFiles`; resolves with one result per run. */
-export function recover(runFiles: string[]): Promise<RecoveryResult[]> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [FIXTURE, 'recover', ...runFiles], { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env } });
-    let out = '';
-    let err = '';
-    child.stdout.setEncoding('utf8');
-    child.stderr.setEncoding('utf8');
-    child.stdout.on('data', (d: string) => (out += d));
-    child.stderr.on('data', (d: string) => (err += d));
-    child.on('error', reject);
-    child.on('exit', (code) => {
-      const results = out
-        .split('\n')
-        .filter((l) => l.startsWith('result '))
-        .map((l) => JSON.parse(l.slice('result '.length)) as RecoveryResult);
-      if (code !== 0 || results.length !== runFiles.length) reject(new Error(`recover child failed (${code}): ${err}`));
-      else resolve(results);
-    });
-  });
+export async function recover(runFiles: string[]): Promise<RecoveryResult[]> {
+  const { stdout, stderr } = await runChild('recover', ...runFiles);
+  const results = stdout
+    .split('\n')
+    .filter((l) => l.startsWith('result '))
+    .map((l) => JSON.parse(l.slice('result '.length)) as RecoveryResult);
+  if (results.length !== runFiles.length) throw new Error(`recover child reported ${results.length} of ${runFiles.length} runs: ${stderr}`);
+  return results;
 }
 
 export async function pool<T>(items: T[], limit: number, work: (item: T) => Promise<void>): Promise<void> {
