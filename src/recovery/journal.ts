@@ -211,8 +211,11 @@ export class RecoveryJournal {
 
   /**
    * Write-ahead: journals the parts a call is about to add (`adding`), update or remove
-   * (`removing`), and resolves once that is durable. Call `settle` with the same changes once
-   * the call succeeded.
+   * (`removing`). Resolves once durable when the call adds a part (recovery must know it to undo
+   * it); removals and updates are journaled ahead in order but not waited for: recovery does the
+   * same for an unclaimed part whether it is `attached` or `removing`, re-asserts AllowedFiles from
+   * the leases whatever the last Update was, and a lease record dropped before a removal was made
+   * durable by its own write. Call `settle` with the same changes once the call succeeded.
    */
   async intend(changes: readonly PartChange[]): Promise<void> {
     if (changes.length === 0) return;
@@ -226,7 +229,8 @@ export class RecoveryJournal {
         if (current) this.#change({ op: 'part', part: { ...current, state: 'removing' } });
       }
     }
-    await this.#commit();
+    if (changes.some((c) => c.op === 'add')) await this.#commit();
+    else this.#commit().catch(() => undefined);
   }
 
   /**

@@ -40,7 +40,6 @@ export interface UvmRecoveryInit {
   assertOpen: (op: string) => void;
   delivery: ResourceDelivery;
   logger: Logger;
-  reservedScsiSlots: readonly number[];
 }
 
 const SOURCE_OF: Record<LeaseRecordKind, HeldResourceSource> = {

@@ -116,7 +116,6 @@ export class UtilityVm implements UvmDevices {
           assertOpen: (op) => this.#gate.assertOpen(op),
           delivery,
           logger: this.#logger,
-          reservedScsiSlots: config.reservedScsiSlots,
         })
       : undefined;
     const exposed = this.#recovery?.uvmDevices ?? gated;

@@ -6,7 +6,8 @@
 // says, no restricted share allows a file no lease holds, no removal fails, and releasing
 // everything ends empty with the journal gone.
 //
-// Default: a spread sample of kill points per configuration; UVM_SOAK=1: every call, both sides.
+// Default: a spread sample of kill points per configuration (UVM_SWEEP_SAMPLE, 3); UVM_SOAK=1:
+// every call, both sides.
 import { expect } from 'chai';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
@@ -15,7 +16,7 @@ import { pool, recover, RECOVERY_TMP, runChild } from './recovery-support.js';
 
 const SOAK = process.env.UVM_SOAK === '1';
 /** Kill points per configuration in the default run. */
-const SAMPLE = 3;
+const SAMPLE = Number(process.env.UVM_SWEEP_SAMPLE ?? 3);
 const PARALLEL = 4;
 
 interface Config {

@@ -46,7 +46,6 @@ describe('journaled devices (the journaling decorator)', () => {
       assertOpen: () => undefined,
       delivery: {} as ResourceDelivery,
       logger: createLogger({ level: 'silent' }),
-      reservedScsiSlots: [],
     });
     const c1 = recovery.containerDevices('c1');
     expect(recovery.containerDevices('c1'), 'the same view while c1 lives').to.equal(c1);
