@@ -43,6 +43,6 @@ ASAN_OPTIONS="detect_leaks=0:halt_on_error=1:log_path=$LOG_DIR/asan" \
   UVM_HCS_LIBRARY="$PWD/build/native/libhcssim-address.so" \
   npx mocha --no-config --require build/test/setup.js --reporter test/support/reporter.cjs --timeout 60000 \
     build/test/integration/hcs-*.test.js build/test/integration/devices-*.test.js \
-    build/test/integration/containers-*.test.js build/test/integration/load.test.js
+    build/test/integration/containers-*.test.js build/test/integration/host-layers.test.js build/test/integration/load.test.js
 check_no_reports
 echo "asan: FFI integration suites clean"
