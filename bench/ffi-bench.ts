@@ -33,7 +33,7 @@ export async function run(): Promise<void> {
   const id = `ffi-bench-${process.pid}`;
   const system = await hcs.createComputeSystem(id, {
     SchemaVersion: { Major: 2, Minor: 1 },
-    VirtualMachine: { Devices: { Scsi: scsi, Plan9: {} } },
+    VirtualMachine: { Chipset: { Uefi: {} }, Devices: { Scsi: scsi, Plan9: {} } },
   });
   try {
     await system.start();

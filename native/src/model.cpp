@@ -827,6 +827,60 @@ void applyModify(System &sys, const Json &doc, const HcsFailure *guestFault) {
   }
 }
 
+namespace {
+// Chipset boot configuration (schema 2.1 + later fields; no per-version check, as HCS accepts a 2.1
+// document using 2.2+ fields). Returns true when it boots a Linux kernel directly.
+bool validateChipset(const Json &c, const std::string &what) {
+  requireObject(c, what);
+  bool linux = false;
+  if (const Json *k = field(c, "LinuxKernelDirect")) {
+    std::string kw = what + ".LinuxKernelDirect";
+    requireObject(*k, kw);
+    checkFields(*k, kw, {"KernelFilePath", "InitRdPath", "KernelCmdLine"});
+    optString(*k, "KernelFilePath", kw, true, true);
+    optString(*k, "InitRdPath", kw);
+    optString(*k, "KernelCmdLine", kw);
+    linux = true;
+  }
+  if (const Json *u = field(c, "Uefi")) {
+    std::string uw = what + ".Uefi";
+    requireObject(*u, uw);
+    checkFields(*u, uw, {"EnableDebugger", "SecureBootTemplateId", "ApplySecureBootTemplate", "BootThis", "Console", "StopOnBootFailure"});
+    if (const Json *b = field(*u, "BootThis")) {
+      std::string bw = uw + ".BootThis";
+      requireObject(*b, bw);
+      checkFields(*b, bw, {"DevicePath", "DeviceType", "DiskNumber", "OptionalData", "VmbFsRootPath"});
+      std::string type = optString(*b, "DeviceType", bw, true);
+      if (type != "ScsiDrive" && type != "VmbFs" && type != "Network" && type != "File")
+        invalidJson(bw + ".DeviceType: unknown boot device type \"" + type + "\"");
+      std::string path = optString(*b, "DevicePath", bw);
+      if ((type == "VmbFs" || type == "File") && path.empty()) invalidJson(bw + ": a " + type + " boot needs DevicePath");
+      optString(*b, "OptionalData", bw);
+      optString(*b, "VmbFsRootPath", bw);
+      optInt(*b, "DiskNumber", bw, 0, 4294967295.0, 0);
+    }
+    if (linux) invalidJson(what + ": LinuxKernelDirect and Uefi are mutually exclusive");
+  }
+  return linux;
+}
+
+void validateTopology(const Json &t, const std::string &what) {
+  requireObject(t, what);
+  if (const Json *m = field(t, "Memory")) {
+    requireObject(*m, what + ".Memory");
+    optInt(*m, "SizeInMB", what + ".Memory", 1, 9007199254740991.0, 0, true);
+    optBool(*m, "AllowOvercommit", what + ".Memory");
+    optBool(*m, "EnableDeferredCommit", what + ".Memory");
+    if (optBool(*m, "EnableDeferredCommit", what + ".Memory") && !optBool(*m, "AllowOvercommit", what + ".Memory"))
+      fail(HCS_E_INVALIDARG, what + ".Memory: EnableDeferredCommit needs AllowOvercommit");
+  }
+  if (const Json *p = field(t, "Processor")) {
+    requireObject(*p, what + ".Processor");
+    optInt(*p, "Count", what + ".Processor", 1, 2048, 1, true);
+  }
+}
+}  // namespace
+
 void buildSystemFromCreateDoc(const std::string &id, const Json &doc, System &out) {
   const std::string w = "ComputeSystem";
   requireObject(doc, w);
@@ -847,11 +901,14 @@ void buildSystemFromCreateDoc(const std::string &id, const Json &doc, System &ou
   if (!vm) invalidJson(w + ": missing required field \"VirtualMachine\"");
   requireObject(*vm, w + ".VirtualMachine");
   const Json *devices = field(*vm, "Devices");
-  bool linuxHint = false;
-  if (const Json *chipset = field(*vm, "Chipset")) {
-    requireObject(*chipset, w + ".VirtualMachine.Chipset");
-    if (field(*chipset, "LinuxKernelDirect")) linuxHint = true;
-  }
+  // Stricter than HCS (deviation, docs/hcs.md): every VM document Microsoft documents has a
+  // Chipset, and without one nothing can boot, so the simulator refuses a VM document without it.
+  const Json *chipset = field(*vm, "Chipset");
+  if (!chipset)
+    invalidJson(w + ".VirtualMachine: missing required field \"Chipset\" (the simulator requires a boot configuration; "
+                    "use {\"Uefi\":{}} for firmware only)");
+  bool linuxHint = validateChipset(*chipset, w + ".VirtualMachine.Chipset");
+  if (const Json *topology = field(*vm, "ComputeTopology")) validateTopology(*topology, w + ".VirtualMachine.ComputeTopology");
   if (devices) {
     const std::string dw = w + ".VirtualMachine.Devices";
     requireObject(*devices, dw);

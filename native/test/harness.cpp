@@ -70,7 +70,7 @@ std::string lcowDoc() {
 }
 
 std::string wcowDoc() {
-  return R"({"SchemaVersion":{"Major":2,"Minor":1},"VirtualMachine":{"Devices":{"Scsi":{"df6d0690-79e5-55b6-a5ec-c1e2f77f580a":{"Attachments":{"0":{"Type":"VirtualDisk","Path":"C:\\uvm\\sandbox.vhdx"}}}},"VirtualSmb":{"DirectFileMappingInMB":1024,"Shares":[{"Name":"os","Path":"C:\\os","Options":{"ReadOnly":true}}]}}}})";
+  return R"({"SchemaVersion":{"Major":2,"Minor":1},"VirtualMachine":{"Chipset":{"Uefi":{"BootThis":{"DeviceType":"VmbFs","DevicePath":"\\EFI\\Microsoft\\Boot\\bootmgfw.efi"}}},"Devices":{"Scsi":{"df6d0690-79e5-55b6-a5ec-c1e2f77f580a":{"Attachments":{"0":{"Type":"VirtualDisk","Path":"C:\\uvm\\sandbox.vhdx"}}}},"VirtualSmb":{"DirectFileMappingInMB":1024,"Shares":[{"Name":"os","Path":"C:\\os","Options":{"ReadOnly":true}}]}}}})";
 }
 
 HCS_SYSTEM createSystem(const std::string &id, const std::string &doc, HRESULT expect) {

@@ -97,14 +97,14 @@ TEST(create_validation) {
       R"({"VirtualMachine":{}})",
       R"({"SchemaVersion":{"Major":"2","Minor":1},"VirtualMachine":{}})",
       R"({"SchemaVersion":{"Major":2,"Minor":1}})",
-      R"({"SchemaVersion":{"Major":2,"Minor":1},"VirtualMachine":{"Devices":[]}})",
-      R"({"SchemaVersion":{"Major":2,"Minor":1},"VirtualMachine":{"Devices":{"Scsi":{"nope":{}}}}})",
-      R"({"SchemaVersion":{"Major":2,"Minor":1},"VirtualMachine":{"Devices":{"Scsi":{"df6d0690-79e5-55b6-a5ec-c1e2f77f580a":{"Attachments":{"0":{"Type":"Floppy","Path":"x"}}}}}}})",
-      R"({"SchemaVersion":{"Major":2,"Minor":1},"VirtualMachine":{"Devices":{"Scsi":{"df6d0690-79e5-55b6-a5ec-c1e2f77f580a":{"Attachments":{"0":{"Type":"VirtualDisk"}}}}}}})",
-      R"({"SchemaVersion":{"Major":2,"Minor":1},"VirtualMachine":{"Devices":{"VirtualPMem":{"MaximumCount":"4"}}}})",
-      R"({"SchemaVersion":{"Major":2,"Minor":1},"VirtualMachine":{"Devices":{"VirtualSmb":{"Shares":{}}}}})",
-      R"({"SchemaVersion":{"Major":2,"Minor":1},"VirtualMachine":{"Devices":{"Plan9":{"Shares":[{"Name":"0"}]}}}})",
-      R"({"SchemaVersion":{"Major":2,"Minor":1},"VirtualMachine":{"Devices":{"VirtualPMem":{"MaximumCount":4,"Bogus":1}}}})",
+      R"({"SchemaVersion":{"Major":2,"Minor":1},"VirtualMachine":{"Chipset":{"Uefi":{}},"Devices":[]}})",
+      R"({"SchemaVersion":{"Major":2,"Minor":1},"VirtualMachine":{"Chipset":{"Uefi":{}},"Devices":{"Scsi":{"nope":{}}}}})",
+      R"({"SchemaVersion":{"Major":2,"Minor":1},"VirtualMachine":{"Chipset":{"Uefi":{}},"Devices":{"Scsi":{"df6d0690-79e5-55b6-a5ec-c1e2f77f580a":{"Attachments":{"0":{"Type":"Floppy","Path":"x"}}}}}}})",
+      R"({"SchemaVersion":{"Major":2,"Minor":1},"VirtualMachine":{"Chipset":{"Uefi":{}},"Devices":{"Scsi":{"df6d0690-79e5-55b6-a5ec-c1e2f77f580a":{"Attachments":{"0":{"Type":"VirtualDisk"}}}}}}})",
+      R"({"SchemaVersion":{"Major":2,"Minor":1},"VirtualMachine":{"Chipset":{"Uefi":{}},"Devices":{"VirtualPMem":{"MaximumCount":"4"}}}})",
+      R"({"SchemaVersion":{"Major":2,"Minor":1},"VirtualMachine":{"Chipset":{"Uefi":{}},"Devices":{"VirtualSmb":{"Shares":{}}}}})",
+      R"({"SchemaVersion":{"Major":2,"Minor":1},"VirtualMachine":{"Chipset":{"Uefi":{}},"Devices":{"Plan9":{"Shares":[{"Name":"0"}]}}}})",
+      R"({"SchemaVersion":{"Major":2,"Minor":1},"VirtualMachine":{"Chipset":{"Uefi":{}},"Devices":{"VirtualPMem":{"MaximumCount":4,"Bogus":1}}}})",
   };
   int i = 0;
   for (const char *doc : bad) {
@@ -112,9 +112,9 @@ TEST(create_validation) {
     if (s) HcsCloseComputeSystem(s);
   }
   const char *badValues[] = {
-      R"({"SchemaVersion":{"Major":2,"Minor":1},"VirtualMachine":{"Devices":{"VirtualPMem":{"MaximumCount":129}}}})",
-      R"({"SchemaVersion":{"Major":2,"Minor":1},"VirtualMachine":{"Devices":{"VirtualPMem":{"MaximumCount":4,"MaximumSizeBytes":4097}}}})",
-      R"({"SchemaVersion":{"Major":2,"Minor":1},"VirtualMachine":{"Devices":{"Scsi":{"df6d0690-79e5-55b6-a5ec-c1e2f77f580a":{"Attachments":{"64":{"Type":"VirtualDisk","Path":"x"}}}}}}})",
+      R"({"SchemaVersion":{"Major":2,"Minor":1},"VirtualMachine":{"Chipset":{"Uefi":{}},"Devices":{"VirtualPMem":{"MaximumCount":129}}}})",
+      R"({"SchemaVersion":{"Major":2,"Minor":1},"VirtualMachine":{"Chipset":{"Uefi":{}},"Devices":{"VirtualPMem":{"MaximumCount":4,"MaximumSizeBytes":4097}}}})",
+      R"({"SchemaVersion":{"Major":2,"Minor":1},"VirtualMachine":{"Chipset":{"Uefi":{}},"Devices":{"Scsi":{"df6d0690-79e5-55b6-a5ec-c1e2f77f580a":{"Attachments":{"64":{"Type":"VirtualDisk","Path":"x"}}}}}}})",
   };
   for (const char *doc : badValues) {
     HCS_SYSTEM s = t::createSystem("badv-" + std::to_string(i++), doc, HCS_E_INVALIDARG);
@@ -127,8 +127,40 @@ TEST(create_validation) {
   t::Result e = t::run([&](HCS_OPERATION op) { return HcsEnumerateComputeSystems(nullptr, op); });
   CHECK_EQ(e.json().items().size(), static_cast<size_t>(0));
   // unknown Devices keys are ignored; known ones with the wrong type are rejected
-  HCS_SYSTEM ok = t::createSystem("ok", R"({"SchemaVersion":{"Major":2,"Minor":1},"VirtualMachine":{"Devices":{"ComPorts":{"0":{}},"Keyboard":{}}}})");
+  HCS_SYSTEM ok = t::createSystem("ok", R"({"SchemaVersion":{"Major":2,"Minor":1},"VirtualMachine":{"Chipset":{"Uefi":{}},"Devices":{"ComPorts":{"0":{}},"Keyboard":{}}}})");
   HcsCloseComputeSystem(ok);
+}
+
+TEST(create_chipset) {
+  // Stricter than HCS: a VM document without a Chipset is refused (nothing could boot).
+  const char *bad[] = {
+      R"({"SchemaVersion":{"Major":2,"Minor":1},"VirtualMachine":{}})",
+      R"({"SchemaVersion":{"Major":2,"Minor":1},"VirtualMachine":{"Chipset":[]}})",
+      R"({"SchemaVersion":{"Major":2,"Minor":1},"VirtualMachine":{"Chipset":{"LinuxKernelDirect":{}}}})",
+      R"({"SchemaVersion":{"Major":2,"Minor":1},"VirtualMachine":{"Chipset":{"LinuxKernelDirect":{"KernelFilePath":"k","Bogus":1}}}})",
+      R"({"SchemaVersion":{"Major":2,"Minor":1},"VirtualMachine":{"Chipset":{"Uefi":{"BootThis":{"DeviceType":"Floppy"}}}}})",
+      R"({"SchemaVersion":{"Major":2,"Minor":1},"VirtualMachine":{"Chipset":{"Uefi":{"BootThis":{"DeviceType":"VmbFs"}}}}})",
+      R"({"SchemaVersion":{"Major":2,"Minor":1},"VirtualMachine":{"Chipset":{"Uefi":{},"LinuxKernelDirect":{"KernelFilePath":"k"}}}})",
+      R"({"SchemaVersion":{"Major":2,"Minor":1},"VirtualMachine":{"Chipset":{"Uefi":{}},"ComputeTopology":{"Memory":{}}}})",
+      R"({"SchemaVersion":{"Major":2,"Minor":1},"VirtualMachine":{"Chipset":{"Uefi":{}},"ComputeTopology":{"Processor":{"Count":0}}}})",
+  };
+  int i = 0;
+  for (const char *doc : bad) {
+    HCS_SYSTEM s = t::createSystem("chipset-" + std::to_string(i++), doc, HCS_E_INVALID_JSON);
+    if (s) HcsCloseComputeSystem(s);
+  }
+  // As real HCS: a 2.1 document may use later fields (LinuxKernelDirect 2.2, LowMmioGapInMB and
+  // VirtualPci 2.3, Uefi.StopOnBootFailure 2.2) — hcsshim ships exactly that.
+  const char *good[] = {
+      R"({"SchemaVersion":{"Major":2,"Minor":1},"VirtualMachine":{"Chipset":{"Uefi":{}}}})",
+      R"J({"SchemaVersion":{"Major":2,"Minor":1},"ShouldTerminateOnLastHandleClosed":true,"VirtualMachine":{"StopOnReset":true,"Chipset":{"LinuxKernelDirect":{"KernelFilePath":"C:\\b\\vmlinux","InitRdPath":"C:\\b\\initrd.img","KernelCmdLine":" quiet"}},"ComputeTopology":{"Memory":{"SizeInMB":1024,"AllowOvercommit":true,"LowMmioGapInMB":256},"Processor":{"Count":2}},"Devices":{"VirtualPci":{"6a7b1f2e-1c2d-4e5f-8a9b-0c1d2e3f4a5b":{"Functions":[{"DeviceInstancePath":"PCI\\X"}]}},"HvSocket":{"HvSocketConfig":{"DefaultBindSecurityDescriptor":"D:P(A;;FA;;;SY)(A;;FA;;;BA)"}},"Plan9":{}}}})J",
+      R"({"SchemaVersion":{"Major":2,"Minor":1},"VirtualMachine":{"Chipset":{"Uefi":{"StopOnBootFailure":true,"BootThis":{"DeviceType":"VmbFs","DevicePath":"\\kernel","VmbFsRootPath":"C:\\b","OptionalData":"x"}}}}})",
+  };
+  for (const char *doc : good) {
+    HCS_SYSTEM s = t::createSystem("chipset-ok-" + std::to_string(i++), doc);
+    CHECK(s != nullptr);
+    if (s) HcsCloseComputeSystem(s);
+  }
 }
 
 TEST(operation_state_errors) {

@@ -1,6 +1,7 @@
 import { readFile } from 'node:fs/promises';
 import path from 'node:path';
 import type { GuestOs } from '../devices/device-types.js';
+import type { UtilityVmOptions } from '../uvm/uvm-options.js';
 import { JsonFields as F, memberName } from './json-fields.js';
 import { resolveHostPath } from './host-path.js';
 import { ScenarioError } from './scenario-error.js';
@@ -33,6 +34,15 @@ export interface ScenarioUvmOptions {
   vsmbNoDirectMap?: boolean;
   memoryMb?: number;
   processorCount?: number;
+  /** Boot files; relative paths resolve against the scenario's folder. */
+  boot?: UtilityVmOptions['boot'];
+  owner?: string;
+  console?: { pipe: string };
+  memory?: UtilityVmOptions['memory'];
+  processor?: UtilityVmOptions['processor'];
+  hvSocketServices?: UtilityVmOptions['hvSocketServices'];
+  terminateOnLastHandleClosed?: boolean;
+  createDocumentPatch?: Record<string, unknown>;
 }
 
 /** One container of a scenario; `bundle` is absolute (resolved against the scenario's folder). */
@@ -78,7 +88,20 @@ const UVM_FIELDS = [
   'vsmbNoDirectMap',
   'memoryMb',
   'processorCount',
+  'boot',
+  'owner',
+  'console',
+  'memory',
+  'processor',
+  'hvSocketServices',
+  'terminateOnLastHandleClosed',
+  'createDocumentPatch',
 ] as const;
+const LCOW_BOOT_PATHS = ['bootFilesPath'] as const;
+const LCOW_BOOT_STRINGS = ['mode', 'kernelFile', 'rootfs', 'rootfsFile', 'kernelBootOptions', 'gcsLogLevel'] as const;
+const LCOW_BOOT_FLAGS = ['vpciEnabled', 'disableTimeSync'] as const;
+const WCOW_BOOT_PATHS = ['osLayerPath', 'scratchPath'] as const;
+const WCOW_BOOT_FLAGS = ['logForwarding'] as const;
 const VPMEM_FIELDS = ['count', 'maxSizeBytes', 'multiMapping'] as const;
 const CONTAINER_FIELDS = ['id', 'bundle', 'isolation'] as const;
 const ROOT = 'scenario';
@@ -108,7 +131,7 @@ export function parseScenario(raw: unknown, file: string): Scenario {
   const scenario: Scenario = {
     file,
     dir,
-    uvm: parseUvm(F.required(top, 'uvm', ROOT), `${ROOT}.uvm`),
+    uvm: parseUvm(F.required(top, 'uvm', ROOT), `${ROOT}.uvm`, dir),
     containers: parseContainers(F.required(top, 'containers', ROOT), `${ROOT}.containers`, dir),
     teardown: top.teardown === undefined ? true : F.boolean(top.teardown, `${ROOT}.teardown`),
     fixtures: top.fixtures === undefined ? [] : parseFixtures(top.fixtures, `${ROOT}.fixtures`, dir),
@@ -117,7 +140,7 @@ export function parseScenario(raw: unknown, file: string): Scenario {
   return scenario;
 }
 
-function parseUvm(value: unknown, field: string): ScenarioUvmOptions {
+function parseUvm(value: unknown, field: string, dir: string): ScenarioUvmOptions {
   const o = F.object(value, field, UVM_FIELDS);
   const uvm: ScenarioUvmOptions = {
     id: F.string(F.required(o, 'id', field), `${field}.id`),
@@ -145,10 +168,46 @@ function parseUvm(value: unknown, field: string): ScenarioUvmOptions {
     if (v.multiMapping !== undefined) vpmem.multiMapping = F.boolean(v.multiMapping, `${f}.multiMapping`);
     uvm.vpmem = vpmem;
   }
-  for (const key of ['fullyPhysicallyBacked', 'noWritableFileShares', 'vsmbNoDirectMap'] as const) {
+  for (const key of ['fullyPhysicallyBacked', 'noWritableFileShares', 'vsmbNoDirectMap', 'terminateOnLastHandleClosed'] as const) {
     if (o[key] !== undefined) uvm[key] = F.boolean(o[key], memberName(field, key));
   }
+  parseUvmBootAndTopology(o, field, dir, uvm);
   return uvm;
+}
+
+/** The boot, console, owner, memory/processor and create-document fields of the `uvm` section. */
+function parseUvmBootAndTopology(o: Record<string, unknown>, field: string, dir: string, uvm: ScenarioUvmOptions): void {
+  if (o.boot !== undefined) {
+    const f = `${field}.boot`;
+    const linux = uvm.os === 'linux';
+    const paths: readonly string[] = linux ? LCOW_BOOT_PATHS : WCOW_BOOT_PATHS;
+    const strings: readonly string[] = linux ? LCOW_BOOT_STRINGS : [];
+    const flags: readonly string[] = linux ? LCOW_BOOT_FLAGS : WCOW_BOOT_FLAGS;
+    const b = F.object(o.boot, f, [...paths, ...strings, ...flags]);
+    const boot: Record<string, unknown> = {};
+    for (const key of paths) if (b[key] !== undefined) boot[key] = resolveHostPath(dir, F.string(b[key], `${f}.${key}`));
+    for (const key of strings) if (b[key] !== undefined) boot[key] = F.string(b[key], `${f}.${key}`);
+    for (const key of flags) if (b[key] !== undefined) boot[key] = F.boolean(b[key], `${f}.${key}`);
+    uvm.boot = boot as unknown as UtilityVmOptions['boot'];
+  }
+  if (o.owner !== undefined) uvm.owner = F.string(o.owner, `${field}.owner`);
+  if (o.console !== undefined) {
+    const c = F.object(o.console, `${field}.console`, ['pipe']);
+    uvm.console = { pipe: F.string(F.required(c, 'pipe', `${field}.console`), `${field}.console.pipe`) };
+  }
+  if (o.memory !== undefined) {
+    const m = F.object(o.memory, `${field}.memory`, ['allowOvercommit', 'enableDeferredCommit']);
+    uvm.memory = {};
+    for (const key of ['allowOvercommit', 'enableDeferredCommit'] as const) if (m[key] !== undefined) uvm.memory[key] = F.boolean(m[key], `${field}.memory.${key}`);
+  }
+  if (o.processor !== undefined) {
+    const p = F.object(o.processor, `${field}.processor`, ['limit', 'weight']);
+    uvm.processor = {};
+    for (const key of ['limit', 'weight'] as const) if (p[key] !== undefined) uvm.processor[key] = F.count(p[key], `${field}.processor.${key}`);
+  }
+  // Checked field by field by UtilityVm (INVALID_ARGUMENT).
+  if (o.hvSocketServices !== undefined) uvm.hvSocketServices = F.anyObject(o.hvSocketServices, `${field}.hvSocketServices`) as UtilityVmOptions['hvSocketServices'];
+  if (o.createDocumentPatch !== undefined) uvm.createDocumentPatch = F.anyObject(o.createDocumentPatch, `${field}.createDocumentPatch`);
 }
 
 function parseContainers(value: unknown, field: string, dir: string): ScenarioContainer[] {

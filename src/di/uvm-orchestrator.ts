@@ -5,6 +5,7 @@ import { createLogger, Logger } from '../core/logger.js';
 import { UvmDeviceConfig } from '../devices/device-config.js';
 import { HcsApi } from '../hcs/hcs-api.js';
 import { HcsModule } from '../hcs/hcs-module.js';
+import { checkBootFiles } from '../uvm/boot-options.js';
 import { buildCreateDocument } from '../uvm/create-document.js';
 import { GuestConnection } from '../uvm/guest-connection.js';
 import { HcsSystem } from '../uvm/hcs-system-token.js';
@@ -86,9 +87,14 @@ export function createUvmOrchestrator(options: UvmOrchestratorOptions = {}): Uvm
   root.bind(UtilityVmFactory).toFactory((ctx) => async (uvmOptions: UtilityVmOptions): Promise<UtilityVm> => {
     const resolved = resolveUvmOptions(uvmOptions);
     const hcs = ctx.get(HcsApi);
+    // Boot files are checked before anything is claimed or created (hcsshim stats them too).
+    if (resolved.boot) resolved.boot = await checkBootFiles(resolved.boot, ctx.get(HostFs));
+    else ctx.get(Logger).warn('UVM created without a boot configuration: the VM starts but no guest boots', { uvmId: resolved.id });
     const releaseId = claimUvmId(hcs, resolved.id);
     let journal: RecoveryJournal | undefined;
     try {
+      // hcsshim grants the VM access to its scratch before create.
+      if (resolved.boot?.os === 'windows') await hcs.grantVmAccess(resolved.id, resolved.boot.scratchPath);
       // The journal exists before the compute system: a crash in between leaves a journal whose
       // system cannot be opened, never a system without a journal. It never replaces a journal
       // (JOURNAL_IN_USE): a failed create leaves an existing one byte-for-byte as it was.

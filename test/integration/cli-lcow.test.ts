@@ -144,6 +144,15 @@ describe('uvmctl on the simulator: the LCOW pod example', function () {
     it('sends the key documents in order: layers (VPMEM, SCSI fallback) and scratch, then CombinedLayers top-most first', () => {
       expect(trace[0]!.fn).to.equal('HcsCreateComputeSystem');
       expect(trace[0]!.doc.VirtualMachine.Devices.VirtualPMem).to.deep.equal({ MaximumCount: 8, MaximumSizeBytes: 67108864 });
+      // The example boots kernel-direct from its fixture boot files (docs/uvm-boot.md).
+      expect(trace[0]!.doc.VirtualMachine.Chipset).to.deep.equal({
+        LinuxKernelDirect: {
+          KernelFilePath: host('boot/kernel'),
+          InitRdPath: host('boot/initrd.img'),
+          KernelCmdLine:
+            ' initcall_blacklist=virtio_vsock_init 8250_core.nr_uarts=0 panic=-1 quiet pci=off nr_cpus=2 brd.rd_nr=0 pmtmr=0 -- -e 1 /bin/vsockexec -e 109 /bin/gcs -v4 -log-format json -loglevel info',
+        },
+      });
       expect(trace.every((t) => t.hr === 0)).to.equal(true);
       const base2 = layerVhd('base2');
       const webCombined = combinedAdd('web', WEB);

@@ -90,6 +90,25 @@ describe('uvmctl on the simulator: the WCOW pod example', function () {
     expect(new Set(report.resources.vsmb.filter((r) => r.kind === 'vsmb-share').map((r) => r.slot)).size).to.equal(6);
   });
 
+  it('boots UEFI from the base layer (VSMB share "os"), with the UVM scratch granted and on SCSI 0:0, COM1 to a pipe', () => {
+    expect(trace.slice(0, 2).map((t) => [t.fn, t.hr])).to.deep.equal([['HcsGrantVmAccess', 0], ['HcsCreateComputeSystem', 0]]);
+    expect(trace[0]!.doc.Path).to.equal(host('uvm/sandbox.vhdx'));
+    const vm = trace[1]!.doc.VirtualMachine;
+    expect(vm.Chipset).to.deep.equal({ Uefi: { BootThis: { DeviceType: 'VmbFs', DevicePath: '\\EFI\\Microsoft\\Boot\\bootmgfw.efi' } } });
+    expect(vm.Devices.Scsi).to.deep.equal({ 'df6d0690-79e5-55b6-a5ec-c1e2f77f580a': { Attachments: { '0': { Type: 'VirtualDisk', Path: host('uvm/sandbox.vhdx') } } } });
+    expect(vm.Devices.VirtualSmb.Shares).to.deep.equal([
+      {
+        Name: 'os',
+        Path: host('layers/servercore-base/UtilityVM/Files'),
+        Options: { ReadOnly: true, ShareRead: true, CacheIo: true, TakeBackupPrivilege: true, PseudoOplocks: true },
+      },
+    ]);
+    expect(vm.Devices.ComPorts).to.deep.equal({ '0': { NamedPipe: '\\\\.\\pipe\\wcow-pod-com1' } });
+    // The boot scratch holds 0:0: the containers' scratch disks start at LUN 1.
+    const luns = report.resources.scsi.filter((r) => r.kind === 'scsi-attachment').map((r) => r.slot);
+    expect(luns).to.not.include('0:0');
+  });
+
   it('shares the layers over VSMB and composes them on the SCSI scratch, top-most first', () => {
     const web = ['web-app', 'servercore-update', 'servercore-base'];
     const worker = ['worker-app', 'servercore-update', 'servercore-base'];

@@ -272,7 +272,7 @@ describe('integration: the binding applies defaultTimeoutMs to start', function 
   it('a hung HcsStartComputeSystem times out after defaultTimeoutMs (TIMEOUT), not only when the caller aborts', async () => {
     const hcs = new ComputeCoreHcs({ defaultTimeoutMs: 200 });
     const id = `fm-start-timeout-${process.pid}`;
-    const system = await hcs.createComputeSystem(id, { SchemaVersion: { Major: 2, Minor: 1 }, VirtualMachine: {} });
+    const system = await hcs.createComputeSystem(id, { SchemaVersion: { Major: 2, Minor: 1 }, VirtualMachine: { Chipset: { Uefi: {} } } });
     try {
       configureSimulator({ clearFaults: true, faults: [{ fn: 'HcsStartComputeSystem', nth: 1, hang: true }] });
       // The signal only bounds the test: without the default timeout the start ends ABORTED after 3 s.

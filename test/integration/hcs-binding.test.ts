@@ -253,7 +253,7 @@ describe('hcs binding (FFI → simulator)', function () {
     it('a create whose document is invalid fails and releases its handle', async function () {
       const id = uniqueId();
       const err = (await rejection(
-        hcs.createComputeSystem(id, { SchemaVersion: { Major: 2, Minor: 1 }, VirtualMachine: { Devices: { VirtualPMem: { MaximumCount: 999 } } } }),
+        hcs.createComputeSystem(id, { SchemaVersion: { Major: 2, Minor: 1 }, VirtualMachine: { Chipset: { Uefi: {} }, Devices: { VirtualPMem: { MaximumCount: 999 } } } }),
       )) as HcsError;
       expect(err).to.be.instanceOf(HcsError);
       expect(err.op).to.equal('HcsCreateComputeSystem');

@@ -71,29 +71,38 @@ describe('UtilityVm options', () => {
   }
 });
 
-describe('UtilityVm create document', () => {
-  it('LCOW: schema 2.1, SCSI controllers by GUID, VirtualPMem when count > 0, Plan9', () => {
+describe('UtilityVm create document (no boot)', () => {
+  it('LCOW: schema 2.1, firmware-only chipset, SCSI controllers by GUID, VirtualPMem when count > 0, HvSocket, Plan9', () => {
     const doc = buildCreateDocument(resolveUvmOptions({ id: 'a', os: 'linux', scsiControllers: 4, vpmem: { count: 64, maxSizeBytes: 1 << 30 } }));
     expect(doc).to.deep.equal({
       SchemaVersion: { Major: 2, Minor: 1 },
       Owner: 'uvm-orchestrator',
+      ShouldTerminateOnLastHandleClosed: true,
       VirtualMachine: {
         StopOnReset: true,
-        ComputeTopology: { Memory: { SizeInMB: 1024 }, Processor: { Count: 2 } },
+        Chipset: { Uefi: {} },
+        ComputeTopology: { Memory: { SizeInMB: 1024, AllowOvercommit: true }, Processor: { Count: 2 } },
         Devices: {
-          Scsi: Object.fromEntries(C.map((g) => [g, { Attachments: {} }])),
+          Scsi: Object.fromEntries(C.map((g) => [g, {}])),
           VirtualPMem: { MaximumCount: 64, MaximumSizeBytes: 1 << 30 },
+          HvSocket: { HvSocketConfig: { DefaultBindSecurityDescriptor: 'D:P(A;;FA;;;SY)(A;;FA;;;BA)' } },
           Plan9: {},
         },
       },
     });
   });
 
-  it('LCOW without VPMEM has no VirtualPMem; WCOW has VirtualSmb {DirectFileMappingInMB: 1024}', () => {
+  it('LCOW without VPMEM has no VirtualPMem; WCOW has VirtualSmb {DirectFileMappingInMB: 1024} and the gns registry value', () => {
     const lcow = buildCreateDocument(resolveUvmOptions({ id: 'a', os: 'linux' })) as { VirtualMachine: { Devices: Record<string, unknown> } };
-    expect(Object.keys(lcow.VirtualMachine.Devices)).to.deep.equal(['Scsi', 'Plan9']);
-    const wcow = buildCreateDocument(resolveUvmOptions({ id: 'a', os: 'windows' })) as { VirtualMachine: { Devices: Record<string, unknown> } };
-    expect(wcow.VirtualMachine.Devices).to.deep.equal({ Scsi: { [C[0]]: { Attachments: {} } }, VirtualSmb: { DirectFileMappingInMB: 1024 } });
+    expect(Object.keys(lcow.VirtualMachine.Devices)).to.deep.equal(['Scsi', 'HvSocket', 'Plan9']);
+    const wcow = buildCreateDocument(resolveUvmOptions({ id: 'a', os: 'windows' })) as { VirtualMachine: Record<string, any> };
+    expect(wcow.VirtualMachine.Devices).to.deep.equal({
+      Scsi: { [C[0]]: {} },
+      HvSocket: { HvSocketConfig: { DefaultBindSecurityDescriptor: 'D:P(A;;FA;;;SY)(A;;FA;;;BA)' } },
+      VirtualSmb: { DirectFileMappingInMB: 1024 },
+    });
+    expect(wcow.VirtualMachine.ComputeTopology.Memory).to.deep.equal({ SizeInMB: 1024, AllowOvercommit: true, EnableHotHint: true });
+    expect(wcow.VirtualMachine.RegistryChanges.AddValues).to.have.length(1);
   });
 });
 
