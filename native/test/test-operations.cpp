@@ -149,11 +149,11 @@ TEST(create_chipset) {
     HCS_SYSTEM s = t::createSystem("chipset-" + std::to_string(i++), doc, HCS_E_INVALID_JSON);
     if (s) HcsCloseComputeSystem(s);
   }
-  // As real HCS: a 2.1 document may use later fields (LinuxKernelDirect 2.2, LowMmioGapInMB and
-  // VirtualPci 2.3, Uefi.StopOnBootFailure 2.2) — hcsshim ships exactly that.
+  // As real HCS: a 2.1 document may use later fields (LinuxKernelDirect 2.2, LowMmioGapInMB
+  // 2.3, Uefi.StopOnBootFailure 2.2) — hcsshim ships exactly that.
   const char *good[] = {
       R"({"SchemaVersion":{"Major":2,"Minor":1},"VirtualMachine":{"Chipset":{"Uefi":{}}}})",
-      R"J({"SchemaVersion":{"Major":2,"Minor":1},"ShouldTerminateOnLastHandleClosed":true,"VirtualMachine":{"StopOnReset":true,"Chipset":{"LinuxKernelDirect":{"KernelFilePath":"C:\\b\\vmlinux","InitRdPath":"C:\\b\\initrd.img","KernelCmdLine":" quiet"}},"ComputeTopology":{"Memory":{"SizeInMB":1024,"AllowOvercommit":true,"LowMmioGapInMB":256},"Processor":{"Count":2}},"Devices":{"VirtualPci":{"6a7b1f2e-1c2d-4e5f-8a9b-0c1d2e3f4a5b":{"Functions":[{"DeviceInstancePath":"PCI\\X"}]}},"HvSocket":{"HvSocketConfig":{"DefaultBindSecurityDescriptor":"D:P(A;;FA;;;SY)(A;;FA;;;BA)"}},"Plan9":{}}}})J",
+      R"J({"SchemaVersion":{"Major":2,"Minor":1},"ShouldTerminateOnLastHandleClosed":true,"VirtualMachine":{"StopOnReset":true,"Chipset":{"LinuxKernelDirect":{"KernelFilePath":"C:\\b\\vmlinux","InitRdPath":"C:\\b\\initrd.img","KernelCmdLine":" quiet"}},"ComputeTopology":{"Memory":{"SizeInMB":1024,"AllowOvercommit":true,"LowMmioGapInMB":256},"Processor":{"Count":2}},"Devices":{"HvSocket":{"HvSocketConfig":{"DefaultBindSecurityDescriptor":"D:P(A;;FA;;;SY)(A;;FA;;;BA)"}},"Plan9":{}}}})J",
       R"({"SchemaVersion":{"Major":2,"Minor":1},"VirtualMachine":{"Chipset":{"Uefi":{"StopOnBootFailure":true,"BootThis":{"DeviceType":"VmbFs","DevicePath":"\\kernel","VmbFsRootPath":"C:\\b","OptionalData":"x"}}}}})",
   };
   for (const char *doc : good) {
