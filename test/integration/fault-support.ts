@@ -168,6 +168,15 @@ export function heldEntries(infos: readonly ResourceInfo[]): string[] {
     .sort();
 }
 
+/** What a UVM held right after it started (its boot devices: a WCOW scratch, the `os` share): not a leak. */
+const bootResources = new WeakMap<UtilityVm, string[]>();
+
+/** The simulator's resources of `uvm` besides its boot devices. */
+function hotResources(uvm: UtilityVm, state: SimulatorState): string[] {
+  const boot = bootResources.get(uvm) ?? [];
+  return simulatorResources(state).filter((r) => !boot.includes(r));
+}
+
 /** At a quiescent point: every entry is live and the simulator holds exactly what describe() lists. */
 export async function expectInSync(uvm: UtilityVm, context = ''): Promise<SimulatorState> {
   const infos = uvm.describe();
@@ -176,7 +185,7 @@ export async function expectInSync(uvm: UtilityVm, context = ''): Promise<Simula
     `${context}: entries not live at a quiescent point`,
   ).to.deep.equal([]);
   const state = await simulatorStateOf(uvm.id);
-  expect(simulatorResources(state), `${context}: simulator vs describe()`).to.deep.equal(describedResources(infos));
+  expect(hotResources(uvm, state), `${context}: simulator vs describe()`).to.deep.equal(describedResources(infos));
   return state;
 }
 
@@ -184,7 +193,7 @@ export async function expectInSync(uvm: UtilityVm, context = ''): Promise<Simula
 export async function expectEmpty(uvm: UtilityVm, context = ''): Promise<SimulatorState> {
   expect(uvm.describe(), `${context}: describe() after teardown`).to.deep.equal([]);
   const state = await simulatorStateOf(uvm.id);
-  expect(simulatorResources(state), `${context}: simulator resources after teardown`).to.deep.equal([]);
+  expect(hotResources(uvm, state), `${context}: simulator resources after teardown`).to.deep.equal([]);
   expect((state.Guest as unknown as { CombinedLayers: unknown[] }).CombinedLayers, `${context}: CombinedLayers`).to.deep.equal([]);
   expect(state.HotAdded, `${context}: HotAdded`).to.equal(0);
   return state;
@@ -374,6 +383,8 @@ export async function runPodWithRecovery(
       record('start', err);
       await uvm.start();
     }
+    const started = uvm;
+    bootResources.set(uvm, simulatorResources(await hooks.unmeasured(() => simulatorStateOf(started.id))));
 
     const live: { id: string; resources: { release(): Promise<void> } }[] = [];
     for (const c of pod.containers) {
@@ -401,7 +412,7 @@ export async function runPodWithRecovery(
         // still listed by describe() (so the retry below can remove it).
         await hooks.unmeasured(async () => {
           const described = new Set(describedResources(uvm.describe()));
-          const untracked = simulatorResources(await simulatorStateOf(uvm.id)).filter((r) => !described.has(r));
+          const untracked = hotResources(uvm, await simulatorStateOf(uvm.id)).filter((r) => !described.has(r));
           expect(untracked, ctx(`release ${c.id} failed: attached but not in describe()`)).to.deep.equal([]);
         });
         await c.resources.release();

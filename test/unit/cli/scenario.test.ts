@@ -77,7 +77,7 @@ describe('cli/scenario', () => {
     ['a numeric uvm.id', (r) => ((r.uvm.id = 7), r), 'scenario.uvm.id', /expected a string/],
     ['an empty uvm.id', (r) => ((r.uvm.id = ''), r), 'scenario.uvm.id', /non-empty/],
     ['a bad os', (r) => ((r.uvm.os = 'freebsd'), r), 'scenario.uvm.os', /expected one of "linux", "windows"/],
-    ['an unknown uvm field', (r) => ((r.uvm.memory = 1024), r), 'scenario.uvm.memory', /unknown field/],
+    ['an unknown uvm field', (r) => ((r.uvm.memorySize = 1024), r), 'scenario.uvm.memorySize', /unknown field/],
     ['a string memoryMb', (r) => ((r.uvm.memoryMb = '1G'), r), 'scenario.uvm.memoryMb', /non-negative integer/],
     ['a fractional scsiControllers', (r) => ((r.uvm.scsiControllers = 1.5), r), 'scenario.uvm.scsiControllers', /non-negative integer/],
     ['a string vpmem.count', (r) => ((r.uvm.vpmem.count = '4'), r), 'scenario.uvm.vpmem.count', /non-negative integer/],
