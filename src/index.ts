@@ -26,6 +26,9 @@ export { VpciManager, VpciManagerImpl, type VpciDevice, type VpciDeviceRequest }
 export { GuestConnection } from './uvm/guest-connection.js';
 export { HcsSystem } from './uvm/hcs-system-token.js';
 export { UtilityVm } from './uvm/utility-vm.js';
+export type { UvmExit } from './uvm/uvm-exit.js';
+export type { SystemExit } from './hcs/system-events.js';
+export type { LcowBootOptions, WcowBootOptions, UvmBootOptions } from './uvm/boot-options.js';
 export { resolveUvmOptions, type UtilityVmOptions, type VpmemOptions, type ScsiSlot, type ResolvedUvmOptions } from './uvm/uvm-options.js';
 export { buildCreateDocument } from './uvm/create-document.js';
 export { createUvmOrchestrator, UtilityVmFactory, type UvmOrchestrator, type UvmOrchestratorOptions } from './di/uvm-orchestrator.js';

@@ -13,6 +13,7 @@ export {
   isSimulator,
   type SimulatorConfig,
   type SimulatorFault,
+  type SimulatorCrashAttribution,
   type SimulatorLatency,
   type SimulatedFunction,
   type SimulatorState,

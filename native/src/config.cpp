@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "core.h"
+#include "events.h"
 #include "persist.h"
 #include "scheduler.h"
 
@@ -37,6 +38,8 @@ struct Fault {
   std::string message;
   bool guestOnly = false;
   bool hang = false;
+  bool crash = false;
+  std::string attribution;
   int64_t count = 0;
 };
 
@@ -130,6 +133,13 @@ Fault parseFault(const Json &v, const std::string &what) {
     } else if (k == "hang") {
       if (!x.isBool()) bad(what + ".hang: expected a boolean");
       f.hang = x.asBool();
+    } else if (k == "crash") {
+      if (!x.isBool()) bad(what + ".crash: expected a boolean");
+      f.crash = x.asBool();
+    } else if (k == "attribution") {
+      if (!x.isString()) bad(what + ".attribution: expected a string");
+      if (!isKnownCrashAttribution(x.asString())) badValue(what + ".attribution: unknown attribution \"" + x.asString() + "\"");
+      f.attribution = x.asString();
     } else {
       bad(what + ": unknown key \"" + k + "\"");
     }
@@ -162,6 +172,9 @@ struct ParsedConfig {
   std::string stateFile;
   bool hasSeed = false;
   uint64_t seed = 0;
+  bool hasCrash = false;
+  std::string crashId;
+  std::string crashAttribution;
 };
 
 ParsedConfig parseConfig(const Json &doc) {
@@ -207,6 +220,16 @@ ParsedConfig parseConfig(const Json &doc) {
       if (!v.isString() && !v.isNull()) bad("stateFile: expected a file name or null");
       c.hasStateFile = true;
       c.stateFile = v.isString() ? v.asString() : std::string();
+    } else if (k == "crash") {
+      if (!v.isObject()) bad("crash: expected an object {\"systemId\", \"attribution\"}");
+      c.hasCrash = true;
+      for (const auto &e : v.members()) {
+        if (e.first == "systemId" && e.second.isString()) c.crashId = e.second.asString();
+        else if (e.first == "attribution" && e.second.isString()) c.crashAttribution = e.second.asString();
+        else bad("crash: unknown key or wrong type \"" + e.first + "\"");
+      }
+      if (c.crashId.empty()) bad("crash: missing systemId");
+      if (!isKnownCrashAttribution(c.crashAttribution)) badValue("crash: unknown attribution \"" + c.crashAttribution + "\"");
     } else if (k == "seed") {
       if (!v.isNumber()) bad("seed: expected a number");
       if (!v.isInteger(0, 9007199254740991.0)) badValue("seed: expected a non-negative integer");
@@ -266,6 +289,7 @@ HRESULT applyConfig(const std::string &utf8, std::string &error) {
     if (c.hasLatency) s.perFn = c.perFn;
     if (c.hasSeed) s.rng.seed(c.seed);
   }
+  if (c.hasCrash && !crashSystem(c.crashId, c.crashAttribution, error)) return HCS_E_INVALIDARG;
   if (c.hasConcurrency) setConcurrencyLimit(c.concurrency);
   if (c.hasTrace) setTracePath(c.trace);
   if (c.hasStateFile) {
@@ -343,6 +367,8 @@ FaultHit matchFault(const std::string &fn, const Json *doc) {
       hit.message = f.message;
       hit.guestOnly = f.guestOnly;
       hit.hang = f.hang;
+      hit.crash = f.crash;
+      hit.attribution = f.attribution;
     }
   }
   return hit;

@@ -16,6 +16,8 @@ struct FaultHit {
   std::string message;
   bool guestOnly = false;
   bool hang = false;
+  bool crash = false;       // crash the call's system (see events.h) instead of failing the call
+  std::string attribution;  // of the crash
 };
 
 // Applies a configuration document; returns S_OK, HCS_E_INVALID_JSON (malformed / unknown key /

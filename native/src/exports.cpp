@@ -11,6 +11,7 @@
 #include "computecore.h"
 #include "config.h"
 #include "core.h"
+#include "events.h"
 #include "json.h"
 #include "persist.h"
 #include "scheduler.h"
@@ -126,6 +127,12 @@ HRESULT launch(HCS_OPERATION operation, const char *fn, const std::string *id, c
     return early;
   }
   FaultHit fault = matchFault(fn, doc.present && doc.ok ? &doc.json : nullptr);
+  if (fault.hit && fault.crash) {
+    // A crash fault: the VM dies as this call arrives; the call itself then runs as usual.
+    std::string ignored;
+    if (id) crashSystem(*id, fault.attribution, ignored);
+    fault = FaultHit{};
+  }
   StartSpec spec;
   spec.fn = fn;
   spec.work = [fault, work]() { return work(fault); };
@@ -331,6 +338,7 @@ HCS_API void HCS_CALL HcsCloseComputeSystem(HCS_SYSTEM computeSystem) {
     traceCall(fn, nullptr, nullptr, HCS_E_HANDLE);
     return;
   }
+  removeEventSink(h->handle);
   {
     Core &c = core();
     std::lock_guard<std::mutex> lock(c.modelMu);
@@ -352,7 +360,10 @@ static HRESULT stateCall(HCS_SYSTEM computeSystem, HCS_OPERATION operation, PCWS
   DocArg captured = doc;
   return launch(operation, fn, &rec->id, doc, [rec, captured, name](const FaultHit &fault) {
     failWithFault(fault);
-    return transition(rec, captured, name.c_str());
+    OpOutcome out = transition(rec, captured, name.c_str());
+    // The system stopped: SystemExited to every handle with a callback (on another thread).
+    if (name != "HcsStartComputeSystem") raiseClientExit(rec, name == "HcsTerminateComputeSystem");
+    return out;
   });
 }
 
@@ -470,6 +481,7 @@ HCS_API HRESULT HCS_CALL HcsSetComputeSystemCallback(HCS_SYSTEM computeSystem, u
       h->eventCallback = callback;
       h->eventContext = context;
       h->eventOptions = callbackOptions;
+      setEventSink(h->handle, h->rec, callback, context);
     }
   }
   traceCall(fn, &h->rec->id, nullptr, hr);

@@ -2,6 +2,7 @@ import { UvmError } from '../core/errors.js';
 import path from 'node:path';
 import { allocateProcessIsolatedContainer } from '../containers/process-isolated.js';
 import { WindowsLayerMounts } from '../hcs/host-layer-mounts.js';
+import { createLogger } from '../core/logger.js';
 import { createUvmOrchestrator } from '../di/uvm-orchestrator.js';
 import { configureSimulator, isSimulator, readSimulatorState } from '../hcs/simulator-controls.js';
 import type { UtilityVmOptions } from '../uvm/uvm-options.js';
@@ -10,6 +11,11 @@ import type { PlanBackend } from './plan-backend.js';
 import type { DownBackend, DownReport, RunBackend, RunUvm } from './run-backend.js';
 import { readJournalFile } from '../recovery/journal.js';
 import type { ScenarioUvmOptions } from './scenario.js';
+
+/** uvmctl reports failures itself (one line each): the library's own warnings only with UVM_LOG_LEVEL. */
+function cliLogger(): ReturnType<typeof createLogger> {
+  return createLogger({ level: process.env.UVM_LOG_LEVEL ?? 'error' });
+}
 
 /** Scenario `uvm` section → UtilityVm options (same field names; copied so nothing is shared). */
 export function utilityVmOptions(options: ScenarioUvmOptions): UtilityVmOptions {
@@ -37,7 +43,7 @@ function setTrace(trace: string | undefined): boolean {
  */
 export async function createLibraryRunBackend(options: { trace: string | undefined }): Promise<RunBackend> {
   const simulator = setTrace(options.trace);
-  const orchestrator = createUvmOrchestrator();
+  const orchestrator = createUvmOrchestrator({ logger: cliLogger() });
   let layers: WindowsLayerMounts | undefined;
   return {
     kind: simulator ? 'simulator' : 'hcs',
@@ -134,7 +140,7 @@ export async function createLibraryPlanBackend(options: { trace: string | undefi
  * Releases that fail are reported; the termination takes whatever they left with the VM.
  */
 export async function createLibraryDownBackend(): Promise<DownBackend> {
-  const orchestrator = createUvmOrchestrator();
+  const orchestrator = createUvmOrchestrator({ logger: cliLogger() });
   return {
     async down(journal, progress) {
       const doc = await readJournalFile(journal);

@@ -50,7 +50,9 @@ export type UvmErrorCode =
   /** A journal is owned by another live UtilityVm or process, or already exists at create (11). */
   | 'JOURNAL_IN_USE'
   /** A journal written in a format version this library does not read (11). */
-  | 'JOURNAL_VERSION';
+  | 'JOURNAL_VERSION'
+  /** The UVM exited unexpectedly (crash, kill, guest power-off): calls in flight and later calls. */
+  | 'UVM_EXITED';
 
 const BRAND = Symbol.for('uvm-orchestrator.UvmError');
 

@@ -106,7 +106,8 @@ abstract class DeliveryBase implements ResourceDelivery {
     try {
       await this.system.modify(withRequestType(host, 'Remove'));
     } catch (err) {
-      if (isNotExist(err)) return;
+      // Gone, or the VM is gone (terminated, exited): nothing is left to undo.
+      if (isNotExist(err) || this.lifecycle.removalMayBeSkipped(err)) return;
       markHostHalfLeft(cause);
       this.logger.warn('compensating host removal failed; the host half stays until a retried teardown', {
         [LogField.operation]: 'compensate',

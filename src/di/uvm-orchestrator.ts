@@ -11,6 +11,7 @@ import { GuestConnection } from '../uvm/guest-connection.js';
 import { HcsSystem } from '../uvm/hcs-system-token.js';
 import { UtilityVm } from '../uvm/utility-vm.js';
 import { claimUvmId, UvmIdRelease } from '../uvm/live-uvm-ids.js';
+import { UvmExitMonitor } from '../uvm/uvm-exit.js';
 import { deviceConfigOf, journaledUvmOptions, resolveUvmOptions, type ResolvedUvmOptions, type UtilityVmOptions } from '../uvm/uvm-options.js';
 import { invalidArgument, UvmError } from '../core/errors.js';
 import { toJson } from '../recovery/journal-format.js';
@@ -77,8 +78,11 @@ export function createUvmOrchestrator(options: UvmOrchestratorOptions = {}): Uvm
     const scope = new Container({ parent: root });
     scope.bind(UvmIdRelease).toConstantValue(releaseId);
     scope.bind(UvmDeviceConfig).toConstantValue(deviceConfigOf(resolved));
-    scope.bind(HcsSystem).toConstantValue(system);
-    if (resolved.guestConnection) scope.bind(GuestConnection).toConstantValue(resolved.guestConnection);
+    // Every call on the system and the guest connection is guarded by the UVM's exit (UVM_EXITED).
+    const exits = new UvmExitMonitor(resolved.id, system);
+    scope.bind(UvmExitMonitor).toConstantValue(exits);
+    scope.bind(HcsSystem).toConstantValue(exits.guardSystem());
+    if (resolved.guestConnection) scope.bind(GuestConnection).toConstantValue(exits.guardConnection(resolved.guestConnection));
     if (journal) scope.bind(RecoveryJournal).toConstantValue(journal);
     scope.bind(VpciBootDevices).toConstantValue(resolved.bootVpciDevices);
     scope.load(...UVM_SCOPE_MODULES);

@@ -5,6 +5,7 @@ import { HCS_GENERIC_ALL, toWide, type OperationHandle, type SystemHandle, type 
 import { HcsError, HResult } from './hcs-error.js';
 import type { OperationDriver } from './operation-driver.js';
 import type { ModifySettingRequest } from './schema.js';
+import { subscribeSystemEvents, systemExitOf, type EventSubscription, type HcsSystemEvent, type SystemExit } from './system-events.js';
 
 /**
  * One HCS_SYSTEM handle. Every call runs as an HCS operation through the `OperationDriver`.
@@ -30,6 +31,11 @@ export class ComputeSystem implements HcsSystem, AsyncDisposable {
   #inFlight = 0;
   /** Every `[Symbol.asyncDispose]()` waiting for the in-flight operations to finish. */
   #drained: (() => void)[] = [];
+  /** Resolves with the first SystemExited (or ServiceDisconnect) event; stays pending after close. */
+  readonly exited: Promise<SystemExit>;
+  #resolveExited!: (exit: SystemExit) => void;
+  #exit: SystemExit | undefined;
+  #events: EventSubscription | undefined;
 
   /**
    * Takes ownership of `handle` (from HcsCreateComputeSystem or HcsOpenComputeSystem).
@@ -42,6 +48,32 @@ export class ComputeSystem implements HcsSystem, AsyncDisposable {
     this.#driver = driver;
     this.#startTimeoutMs = options.startTimeoutMs;
     this.#modifyTimeoutMs = options.modifyTimeoutMs;
+    this.exited = new Promise((resolve) => (this.#resolveExited = resolve));
+  }
+
+  /**
+   * Registers this handle's event callback (`HcsSetComputeSystemCallback`), as hcsshim does right
+   * after create or open. On failure the handle is closed and the call throws.
+   */
+  #listen(): void {
+    const { hr, subscription } = subscribeSystemEvents(this.#driver.library, this.#handle!, (event) => this.#onEvent(event));
+    if (hr < 0) {
+      this.close();
+      throw new HcsError({ op: 'HcsSetComputeSystemCallback', systemId: this.id, hresult: hr });
+    }
+    this.#events = subscription;
+  }
+
+  #onEvent(event: HcsSystemEvent): void {
+    const exit = systemExitOf(event);
+    if (!exit || this.#exit) return; // first exit wins (hcsshim)
+    this.#exit = exit;
+    this.#resolveExited(exit);
+  }
+
+  /** The exit reported by HCS, once its event arrived. */
+  get exit(): SystemExit | undefined {
+    return this.#exit;
   }
 
   /**
@@ -77,7 +109,9 @@ export class ComputeSystem implements HcsSystem, AsyncDisposable {
     if (!handle) {
       throw new HcsError({ op: 'HcsCreateComputeSystem', systemId: id, hresult: HResult.E_POINTER, text: 'no handle returned' });
     }
-    return new ComputeSystem(id, handle, driver, { startTimeoutMs: options.startTimeoutMs, modifyTimeoutMs: options.modifyTimeoutMs });
+    const system = new ComputeSystem(id, handle, driver, { startTimeoutMs: options.startTimeoutMs, modifyTimeoutMs: options.modifyTimeoutMs });
+    system.#listen();
+    return system;
   }
 
   /** `HcsOpenComputeSystem(id, GENERIC_ALL)` (a synchronous call, run off the main thread). */
@@ -88,7 +122,9 @@ export class ComputeSystem implements HcsSystem, AsyncDisposable {
       if (system) lib.closeComputeSystem(system);
       throw new HcsError({ op: 'HcsOpenComputeSystem', systemId: id, hresult: hr < 0 ? hr : HResult.E_POINTER });
     }
-    return new ComputeSystem(id, system, driver, options);
+    const opened = new ComputeSystem(id, system, driver, options);
+    opened.#listen();
+    return opened;
   }
 
   /** True once `close()` was called. */
@@ -168,6 +204,9 @@ export class ComputeSystem implements HcsSystem, AsyncDisposable {
     const handle = this.#handle;
     this.#handle = undefined;
     if (handle) this.#driver.library.closeComputeSystem(handle);
+    // HCS delivers no event after close; one already on its way is dropped.
+    this.#events?.cancel();
+    this.#events = undefined;
     for (const drained of this.#drained.splice(0)) drained();
   }
 

@@ -36,6 +36,9 @@ export interface Guid {
 /** The completion callback the operation driver registers: (operation, context id). */
 export type OperationCompletion = (operation: unknown, context: number | bigint) => void;
 
+/** The system event callback the event registry registers: (HCS_EVENT pointer, context id). */
+export type SystemEventCallback = (event: unknown, context: number | bigint) => void;
+
 /** `HCS_GENERIC_ALL`: the access HcsOpenComputeSystem asks for. */
 export const HCS_GENERIC_ALL = 0x10000000;
 
@@ -70,6 +73,12 @@ export interface ComputeCore {
   grantVmAccess(vmId: string, filePath: string): Promise<number>;
   revokeVmAccess(vmId: string, filePath: string): Promise<number>;
   nameToGuid(name: string): { hr: number; guid: Guid };
+  /** (Optional members: scripted test libraries may lack events.) Registers `fn` as a native HCS_EVENT_CALLBACK; returns the pointer for setComputeSystemCallback. Keep it forever. */
+  registerEventCallback?(fn: SystemEventCallback): unknown;
+  /** Inside the event callback only: the HCS_EVENT's type and a copy of its EventData. */
+  decodeEvent?(event: unknown): { type: number; data: string | undefined };
+  /** `HcsSetComputeSystemCallback(system, options, context, callback)`. */
+  setComputeSystemCallback?(system: SystemHandle, options: number, context: number, callback: unknown): number;
   /** Simulator only; undefined when the library does not export HcsSimConfigure. */
   readonly simConfigure: ((json: string) => number) | undefined;
 }
@@ -191,6 +200,9 @@ function bind(path: string): ComputeCore {
     'void __stdcall UVMO_HCS_OPERATION_COMPLETION(UVMO_HCS_OPERATION operation, uintptr_t context)',
   );
   const completionPtr = koffi.pointer(completionProto);
+  const eventStruct = koffi.struct('UVMO_HCS_EVENT', { Type: 'uint32_t', EventData: 'const char16_t *', Operation: 'UVMO_HCS_OPERATION' });
+  const eventProto = koffi.proto('void __stdcall UVMO_HCS_EVENT_CALLBACK(void *event, uintptr_t context)');
+  const eventPtr = koffi.pointer(eventProto);
 
   const f = {
     HcsCreateOperation: main.func(
@@ -230,6 +242,9 @@ function bind(path: string): ComputeCore {
     HcsRevokeVmAccess: main.func('int32_t __stdcall HcsRevokeVmAccess(const char16_t *vmId, const char16_t *filePath)'),
     LocalFree: kernel32.func('void * __stdcall LocalFree(void *memory)'),
     NameToGuid: vmcompute.func('int32_t __stdcall NameToGuid(const char16_t *name, _Out_ UVMO_GUID *guid)'),
+    HcsSetComputeSystemCallback: main.func(
+      'int32_t __stdcall HcsSetComputeSystemCallback(UVMO_HCS_SYSTEM computeSystem, uint32_t callbackOptions, uintptr_t context, UVMO_HCS_EVENT_CALLBACK *callback)',
+    ),
   };
   let simConfigureFn: ((json: string) => number) | undefined;
   try {
@@ -240,7 +255,7 @@ function bind(path: string): ComputeCore {
   }
 
   // Every library and function object stays reachable from here for the life of the process.
-  const keep = { main, kernel32, vmcompute, f, completionProto, completionPtr };
+  const keep = { main, kernel32, vmcompute, f, completionProto, completionPtr, eventStruct, eventProto, eventPtr };
 
   const takeDocument = (ptr: unknown): string | undefined => {
     if (ptr === null || ptr === undefined) return undefined;
@@ -305,6 +320,14 @@ function bind(path: string): ComputeCore {
       const hr = f.NameToGuid(name, guid) as number;
       return { hr, guid };
     },
+    registerEventCallback(fn: SystemEventCallback): unknown {
+      return koffi.register(fn, eventPtr);
+    },
+    decodeEvent(event: unknown) {
+      const e = koffi.decode(event, eventStruct) as { Type: number; EventData: string | null };
+      return { type: e.Type, data: e.EventData ?? undefined };
+    },
+    setComputeSystemCallback: (system, options, context, callback) => f.HcsSetComputeSystemCallback(system, options, context, callback) as number,
     simConfigure: simConfigureFn,
   };
 }

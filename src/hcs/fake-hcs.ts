@@ -1,5 +1,6 @@
 import { UvmError } from '../core/errors.js';
 import type { HcsApi, HcsCallOptions, HcsSystem, HcsSystemSummary } from './hcs-api.js';
+import type { SystemExit } from './system-events.js';
 import { HcsError } from './hcs-error.js';
 import type { ModifySettingRequest } from './schema.js';
 
@@ -122,8 +123,17 @@ export class FakeHcs implements HcsApi {
 
 /** The fake's compute system: a state machine plus host and guest resource maps. */
 export class FakeComputeSystem implements HcsSystem {
-  readonly #model: { state: 'Created' | 'Running' | 'Stopped'; host: Map<string, unknown>; guest: Map<string, unknown> };
+  readonly #model: {
+    state: 'Created' | 'Running' | 'Stopped';
+    host: Map<string, unknown>;
+    guest: Map<string, unknown>;
+    /** Open handles' SystemExited listeners. */
+    listeners: Set<(exit: SystemExit) => void>;
+  };
   #closed = false;
+  /** Resolves with the first SystemExited this handle sees (terminate, shutdown, `crash()`); never after `close()`. */
+  readonly exited: Promise<SystemExit>;
+  readonly #onExit: (exit: SystemExit) => void;
 
   constructor(
     private readonly hcs: FakeHcs,
@@ -131,7 +141,25 @@ export class FakeComputeSystem implements HcsSystem {
     readonly configuration: Record<string, unknown>,
     model?: FakeComputeSystem,
   ) {
-    this.#model = model ? model.#model : { state: 'Created', host: new Map(), guest: new Map() };
+    this.#model = model ? model.#model : { state: 'Created', host: new Map(), guest: new Map(), listeners: new Set() };
+    let resolve!: (exit: SystemExit) => void;
+    this.exited = new Promise((r) => (resolve = r));
+    this.#onExit = resolve;
+    this.#model.listeners.add(resolve);
+  }
+
+  /**
+   * The VM dies behind everybody's back: state Stopped, and every open handle gets SystemExited
+   * with ExitType UnexpectedExit (asynchronously, as from an HCS thread).
+   */
+  crash(attribution: Record<string, unknown> = { SystemExit: { Detail: 'UnexpectedExit', Initiator: 'Internal' } }): void {
+    this.state = 'Stopped';
+    this.#raiseExit({ exitType: 'UnexpectedExit', status: 0x80370106 | 0, attribution: [attribution], document: undefined });
+  }
+
+  #raiseExit(exit: SystemExit): void {
+    const listeners = [...this.#model.listeners];
+    queueMicrotask(() => listeners.forEach((l) => l(exit)));
   }
 
   get state(): 'Created' | 'Running' | 'Stopped' {
@@ -166,12 +194,18 @@ export class FakeComputeSystem implements HcsSystem {
 
   async shutdown(): Promise<void> {
     await this.#call('shutdown', null);
-    this.state = 'Stopped';
+    this.#stop('GracefulExit', 'Shutdown');
   }
 
   async terminate(): Promise<void> {
     await this.#call('terminate', null);
+    this.#stop('ForcedExit', 'Terminate');
+  }
+
+  #stop(exitType: string, detail: string): void {
+    const wasRunning = this.state !== 'Stopped';
     this.state = 'Stopped';
+    if (wasRunning) this.#raiseExit({ exitType, status: 0, attribution: [{ SystemExit: { Detail: detail, Initiator: 'Client' } }], document: undefined });
   }
 
   async properties(query: Record<string, unknown>): Promise<unknown> {
@@ -199,6 +233,7 @@ export class FakeComputeSystem implements HcsSystem {
 
   close(): void {
     this.#closed = true;
+    this.#model.listeners.delete(this.#onExit);
   }
 
   async #call(fn: FakeHcsCall['fn'], doc: unknown): Promise<void> {

@@ -1,5 +1,6 @@
 import type { ServiceIdentifier } from 'inversify';
 import type { ModifySettingRequest } from './schema.js';
+import type { SystemExit } from './system-events.js';
 
 /** Per-call options of every HCS call. */
 export interface HcsCallOptions {
@@ -28,6 +29,11 @@ export interface HcsSystem {
   properties(query: Record<string, unknown>, options?: HcsCallOptions): Promise<unknown>;
   /** Releases the handle. Idempotent; waits for nothing (operations in flight keep their own references). */
   close(): void;
+  /**
+   * Resolves with the system's exit (the first SystemExited event, or the loss of the HCS service)
+   * while the handle is open. Absent when the implementation has no events.
+   */
+  readonly exited?: Promise<SystemExit>;
 }
 
 /** A compute system as listed by `HcsEnumerateComputeSystems`. */

@@ -163,10 +163,10 @@ export function isPending(errOrHr: unknown): boolean {
 
 /**
  * "The VM is not available": teardown of it can be treated as done (hcsshim's rule):
- * not-exist, already-stopped, invalid-state, or a closed handle.
+ * not-exist, already-stopped, invalid-state, a closed handle, or the UVM's unexpected exit.
  */
 export function isVmUnavailable(err: unknown): boolean {
-  return isNotExist(err) || isAlreadyStopped(err) || isInvalidState(err) || UvmError.is(err, 'HANDLE_CLOSED');
+  return isNotExist(err) || isAlreadyStopped(err) || isInvalidState(err) || UvmError.is(err, 'HANDLE_CLOSED', 'UVM_EXITED');
 }
 
 /** What an `HcsError` is built from. */

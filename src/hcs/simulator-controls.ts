@@ -49,7 +49,14 @@ export interface SimulatorFault {
   guestOnly?: boolean;
   /** Never complete the operation until it is cancelled. */
   hang?: boolean;
+  /** Instead of failing the call: crash the call's VM as the call arrives (see `SimulatorConfig.crash`); the call then runs against the stopped VM. */
+  crash?: boolean;
+  /** The crash's attribution (with `crash`). @default 'UnexpectedExit' */
+  attribution?: SimulatorCrashAttribution;
 }
+
+/** What a simulated crash says stopped the VM (`Attribution` of its SystemExited event). */
+export type SimulatorCrashAttribution = 'UnexpectedExit' | 'GuestCrash' | 'TripleFault' | 'WorkerExit';
 
 /** Per-function latency. */
 export interface SimulatorLatency {
@@ -79,6 +86,13 @@ export interface SimulatorConfig {
   stateFile?: string | null;
   /** Seed of the jitter random generator. */
   seed?: number;
+  /**
+   * Crash a running VM now (a test control, no HCS equivalent): it stops behind everybody's back
+   * and every handle with an event callback gets SystemExited with ExitType `UnexpectedExit`,
+   * Status 0x80370106 and the attribution (default `SystemExit` UnexpectedExit by Internal),
+   * delivered on a simulator thread. INVALIDARG when no such VM is running.
+   */
+  crash?: { systemId: string; attribution?: SimulatorCrashAttribution };
 }
 
 /** Settings objects are echoed exactly as they were sent (see native/README.md). */

@@ -35,6 +35,7 @@ import { HcsSystem } from './hcs-system-token.js';
 import { UvmGate } from './uvm-gate.js';
 import { UvmIdRelease } from './live-uvm-ids.js';
 import type { UtilityVmOptions } from './uvm-options.js';
+import { UvmExitMonitor, type UvmExit } from './uvm-exit.js';
 
 /**
  * One Utility VM and its device managers. Built by the per-UVM DI scope
@@ -88,6 +89,7 @@ export class UtilityVm implements UvmDevices {
     @inject(RecoveryJournal) @optional() journal?: RecoveryJournal,
     @inject(VpciManager) @optional() vpci?: VpciManager,
     @inject(UvmIdRelease) @optional() releaseId?: UvmIdRelease,
+    @inject(UvmExitMonitor) @optional() private readonly exits?: UvmExitMonitor,
   ) {
     this.#releaseId = releaseId;
     this.facts = Object.freeze({
@@ -101,8 +103,14 @@ export class UtilityVm implements UvmDevices {
       scsiControllers: config.scsiControllers,
     });
     this.#logger = logger.child({ [LogField.uvmId]: config.id, [LogField.kind]: 'uvm' });
+    // An unexpected exit ends the VM's life: releases make no HCS call from then on.
+    exits?.onUnexpectedExit(() => {
+      this.lifecycle.markTerminated();
+      this.#logger.warn('the UVM exited unexpectedly', { exit: exits.exit?.message });
+    });
     this.#managers = { scsi, vsmb, vpmem, plan9, pipes };
     this.#gate = new UvmGate(config.id, lifecycle);
+    if (exits) this.#gate.watchExit((op) => exits.failureFor(op));
     const raw = this.#rawDevices();
     const gated = (this.#gated = this.#gate.devices(raw));
     // With a journal, the public managers are the UVM's journaled view: every lease the shim takes
@@ -158,6 +166,21 @@ export class UtilityVm implements UvmDevices {
     return this.lifecycle.phase;
   }
 
+  /**
+   * Resolves when the VM exits, with how (`UvmExit`: HCS's ExitType, Status and Attribution, and
+   * `unexpected` when no `terminate()` asked for it). After an unexpected exit every call in
+   * flight and every later call rejects with UVM_EXITED, and releases make no HCS call. Stays
+   * pending when the HCS implementation has no events (e.g. a fake without them) or after `close()`.
+   */
+  get exited(): Promise<UvmExit> {
+    return this.exits?.exited ?? new Promise<UvmExit>(() => undefined);
+  }
+
+  /** The exit, once it is known. */
+  get exit(): UvmExit | undefined {
+    return this.exits?.exit;
+  }
+
   async start(options?: HcsCallOptions): Promise<void> {
     this.#gate.assertRunning('start');
     await this.system.start(options);
@@ -171,6 +194,7 @@ export class UtilityVm implements UvmDevices {
   async terminate(options?: HcsCallOptions): Promise<void> {
     this.#gate.assertOpen('terminate');
     this.lifecycle.markTerminating();
+    this.exits?.expectExit();
     try {
       await this.system.terminate(options);
     } catch (err) {

@@ -11,6 +11,8 @@ import { forwardTermination, withAcquire } from '../recovery/journaled-devices.j
 
 export class UvmGate {
   #closed = false;
+  /** The UVM_EXITED error for `op` once the VM exited unexpectedly (see uvm-exit.ts). */
+  #exited: ((op: string) => UvmError | undefined) | undefined;
   constructor(
     private readonly uvmId: string,
     private readonly lifecycle: UvmLifecycle,
@@ -29,9 +31,16 @@ export class UvmGate {
     if (this.#closed) throw new UvmError('HANDLE_CLOSED', `${op} on UVM ${this.uvmId}: it was closed`, { details: { uvmId: this.uvmId, op } });
   }
 
-  /** HANDLE_CLOSED after `close()`, UVM_TERMINATED once `terminate()` was requested. */
+  /** Where the gate learns of an unexpected exit (its calls then reject with UVM_EXITED). */
+  watchExit(exited: (op: string) => UvmError | undefined): void {
+    this.#exited = exited;
+  }
+
+  /** HANDLE_CLOSED after `close()`, UVM_EXITED after an unexpected exit, UVM_TERMINATED once `terminate()` was requested. */
   assertRunning(op: string): void {
     this.assertOpen(op);
+    const exited = this.#exited?.(op);
+    if (exited) throw exited;
     if (this.lifecycle.phase !== 'running') {
       throw new UvmError('UVM_TERMINATED', `${op} on UVM ${this.uvmId}: it is ${this.lifecycle.phase}`, {
         details: { uvmId: this.uvmId, op, phase: this.lifecycle.phase },
