@@ -53,15 +53,18 @@ export class ComputeSystem implements HcsSystem, AsyncDisposable {
 
   /**
    * Registers this handle's event callback (`HcsSetComputeSystemCallback`), as hcsshim does right
-   * after create or open. On failure the handle is closed and the call throws.
+   * after create or open. On failure the handle is closed (after a terminate when `created`, as
+   * hcsshim treats any failure after create) and the call throws.
    */
-  #listen(): void {
+  async #listen(created: boolean): Promise<void> {
     const { hr, subscription } = subscribeSystemEvents(this.#driver.library, this.#handle!, (event) => this.#onEvent(event));
-    if (hr < 0) {
-      this.close();
-      throw new HcsError({ op: 'HcsSetComputeSystemCallback', systemId: this.id, hresult: hr });
+    if (hr >= 0) {
+      this.#events = subscription;
+      return;
     }
-    this.#events = subscription;
+    if (created) await this.terminate().catch(() => undefined);
+    this.close();
+    throw new HcsError({ op: 'HcsSetComputeSystemCallback', systemId: this.id, hresult: hr });
   }
 
   #onEvent(event: HcsSystemEvent): void {
@@ -110,7 +113,7 @@ export class ComputeSystem implements HcsSystem, AsyncDisposable {
       throw new HcsError({ op: 'HcsCreateComputeSystem', systemId: id, hresult: HResult.E_POINTER, text: 'no handle returned' });
     }
     const system = new ComputeSystem(id, handle, driver, { startTimeoutMs: options.startTimeoutMs, modifyTimeoutMs: options.modifyTimeoutMs });
-    system.#listen();
+    await system.#listen(true);
     return system;
   }
 
@@ -123,7 +126,7 @@ export class ComputeSystem implements HcsSystem, AsyncDisposable {
       throw new HcsError({ op: 'HcsOpenComputeSystem', systemId: id, hresult: hr < 0 ? hr : HResult.E_POINTER });
     }
     const opened = new ComputeSystem(id, system, driver, options);
-    opened.#listen();
+    await opened.#listen(false);
     return opened;
   }
 
