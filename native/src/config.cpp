@@ -289,7 +289,7 @@ HRESULT applyConfig(const std::string &utf8, std::string &error) {
     if (c.hasLatency) s.perFn = c.perFn;
     if (c.hasSeed) s.rng.seed(c.seed);
   }
-  if (c.hasCrash && !crashSystem(c.crashId, c.crashAttribution, error)) return HCS_E_INVALIDARG;
+  if (c.hasCrash && !crashSystem(c.crashId, c.crashAttribution, error, false)) return HCS_E_INVALIDARG;
   if (c.hasConcurrency) setConcurrencyLimit(c.concurrency);
   if (c.hasTrace) setTracePath(c.trace);
   if (c.hasStateFile) {

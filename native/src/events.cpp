@@ -49,7 +49,7 @@ void removeEventSink(uintptr_t handle) {
   s.byHandle.erase(handle);
 }
 
-void raiseSystemEvent(const SystemRecPtr &rec, uint32_t type, const std::string &json) {
+void raiseSystemEvent(const SystemRecPtr &rec, uint32_t type, const std::string &json, bool here) {
   std::vector<uintptr_t> handles;
   {
     Sinks &s = sinks();
@@ -76,10 +76,14 @@ void raiseSystemEvent(const SystemRecPtr &rec, uint32_t type, const std::string 
       sink.callback(&event, const_cast<void *>(sink.context));
     }
   };
+  if (here) {
+    deliver();
+    return;
+  }
   try {
     std::thread(deliver).detach();
   } catch (...) {
-    deliver();  // no thread available: deliver on this (simulator) thread
+    deliver();  // no thread available: deliver on this thread
   }
 }
 
@@ -90,14 +94,14 @@ std::string systemExitDocument(HRESULT status, const std::string &exitType, cons
 void raiseClientExit(const SystemRecPtr &rec, bool terminate) {
   const char *record = terminate ? R"({"SystemExit":{"Detail":"Terminate","Initiator":"Client"}})"
                                  : R"({"SystemExit":{"Detail":"Shutdown","Initiator":"Client"}})";
-  raiseSystemEvent(rec, HcsEventSystemExited, systemExitDocument(0, terminate ? "ForcedExit" : "GracefulExit", record));
+  raiseSystemEvent(rec, HcsEventSystemExited, systemExitDocument(0, terminate ? "ForcedExit" : "GracefulExit", record), true);
 }
 
 bool isKnownCrashAttribution(const std::string &a) {
   return a.empty() || a == "UnexpectedExit" || a == "GuestCrash" || a == "TripleFault" || a == "WorkerExit";
 }
 
-bool crashSystem(const std::string &id, const std::string &attribution, std::string &error) {
+bool crashSystem(const std::string &id, const std::string &attribution, std::string &error, bool here) {
   if (!isKnownCrashAttribution(attribution)) {
     error = "crash: unknown attribution \"" + attribution + "\"";
     return false;
@@ -127,7 +131,7 @@ bool crashSystem(const std::string &id, const std::string &attribution, std::str
   std::string record = attribution.empty() || attribution == "UnexpectedExit"
                            ? R"({"SystemExit":{"Detail":"UnexpectedExit","Initiator":"Internal"}})"
                            : "{\"" + attribution + "\":{}}";
-  raiseSystemEvent(rec, HcsEventSystemExited, systemExitDocument(kUnexpectedExit, "UnexpectedExit", record));
+  raiseSystemEvent(rec, HcsEventSystemExited, systemExitDocument(kUnexpectedExit, "UnexpectedExit", record), here);
   return true;
 }
 

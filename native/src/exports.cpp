@@ -127,15 +127,21 @@ HRESULT launch(HCS_OPERATION operation, const char *fn, const std::string *id, c
     return early;
   }
   FaultHit fault = matchFault(fn, doc.present && doc.ok ? &doc.json : nullptr);
-  if (fault.hit && fault.crash) {
-    // A crash fault: the VM dies as this call arrives; the call itself then runs as usual.
-    std::string ignored;
-    if (id) crashSystem(*id, fault.attribution, ignored);
-    fault = FaultHit{};
-  }
+  // A crash fault: the VM dies when the worker picks this call up (its SystemExited delivered on
+  // that worker), then the call runs as usual against the stopped VM.
+  bool crash = fault.hit && fault.crash && id;
+  std::string crashId = id ? *id : std::string();
+  std::string crashAttribution = fault.attribution;
+  if (fault.hit && fault.crash) fault = FaultHit{};
   StartSpec spec;
   spec.fn = fn;
-  spec.work = [fault, work]() { return work(fault); };
+  spec.work = [fault, work, crash, crashId, crashAttribution]() {
+    if (crash) {
+      std::string ignored;
+      crashSystem(crashId, crashAttribution, ignored, true);
+    }
+    return work(fault);
+  };
   spec.onNotApplied = std::move(onNotApplied);
   spec.hang = fault.hit && fault.hang;
   spec.latencyMs = pickLatencyMs(fn);
