@@ -55,7 +55,8 @@ export function resolveBundlePaths(raw: unknown, bundleDir: string, os: GuestOs)
   const spec = structuredClone(F.anyObject(raw, 'config')) as OciSpec;
   if (spec.root !== undefined) {
     const root = F.anyObject(spec.root, 'root');
-    if (root.path !== undefined) root.path = resolveHostPath(bundleDir, F.string(root.path, 'root.path'));
+    // An empty root.path (with layer folders) is left as is, as hcsshim accepts it.
+    if (root.path !== undefined && root.path !== '') root.path = resolveHostPath(bundleDir, F.string(root.path, 'root.path'));
   }
   if (spec.windows !== undefined) {
     const windows = F.anyObject(spec.windows, 'windows');

@@ -79,10 +79,10 @@ export function resourceTable(resources: readonly ResourceInfo[], base: string |
 function teardownLine(report: RunReport, base: string): string {
   const t = report.teardown;
   if (!t.performed) return 'Teardown: skipped (kept as requested); nothing was checked.';
-  const idle = t.idleSharesRemoved > 0 ? `, removed ${t.idleSharesRemoved} idle direct-mapped VSMB share${t.idleSharesRemoved === 1 ? '' : 's'}` : '';
+  const idle = t.sharesKept > 0 ? `, ${t.sharesKept} direct-mapped VSMB share${t.sharesKept === 1 ? '' : 's'} kept until the VM exits` : '';
   const released = `released ${t.released.length} container${t.released.length === 1 ? '' : 's'}${idle}`;
   const sim = t.hotAdded === null ? '' : `, simulator HotAdded ${t.hotAdded}`;
-  if (t.remaining.length === 0 && (t.hotAdded ?? 0) === 0) return `Teardown: ${released}; nothing left${sim}.`;
+  if (t.remaining.length === 0 && (t.hotAdded ?? 0) === t.sharesKept) return `Teardown: ${released}; nothing left${sim}.`;
   const lines = [`Teardown: ${released}; LEFT BEHIND: ${t.remaining.length} resource(s)${sim}`];
   if (t.remaining.length > 0) lines.push(indent(resourceTable(t.remaining, base), '  '));
   return lines.join('\n');

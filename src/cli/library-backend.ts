@@ -75,11 +75,8 @@ export async function createLibraryRunBackend(options: { trace: string | undefin
             release: () => allocated.resources.release(),
           };
         },
-        async removeIdleShares() {
-          const idle = vm.vsmb.describe().filter((r) => r.kind === 'vsmb-share' && r.refCount === 0).length;
-          if (idle === 0) return 0;
-          await vm.vsmb.removeIdle();
-          return idle;
+        keptShares() {
+          return vm.vsmb.describe().filter((r) => r.state === 'kept').length;
         },
         async hotAdded() {
           if (!simulator) return null;
@@ -167,8 +164,8 @@ export async function createLibraryDownBackend(): Promise<DownBackend> {
             failures.push(err);
           }
         }
-        if (vm.facts.os === 'windows') await vm.vsmb.removeIdle().catch((err: unknown) => failures.push(err));
-        report.remaining = vm.describe().length;
+        // Kept direct-mapped VSMB shares are never removed while the VM runs: they go with it.
+        report.remaining = vm.describe().filter((r) => r.state !== 'kept').length;
         progress.line(`terminating UVM ${vm.id}`);
         await vm.terminate();
         report.terminated = true;

@@ -25,11 +25,10 @@ export interface RunUvm {
    */
   allocateContainer(spec: OciSpec, containerId: string, signal?: AbortSignal, options?: { isolation?: 'process'; bundle?: string }): Promise<RunContainer>;
   /**
-   * Removes the shares a manager keeps after their last release (idle direct-mapped VSMB shares,
-   * kept while a guest handle might still be open). Called once every container is released;
-   * resolves with how many were removed.
+   * How many shares a manager keeps after their last release (direct-mapped VSMB shares, state
+   * `kept` in describe()): they stay attached until the VM exits, as hcsshim does.
    */
-  removeIdleShares(): Promise<number>;
+  keptShares(): number;
   /** The simulator's `SimulatorState.HotAdded`; null against real HCS. */
   hotAdded(): Promise<number | null>;
   /**

@@ -100,7 +100,7 @@ async function allocateReportAndTearDown(
     uvm: { id: uvm.id, os: uvm.os, backend: backend.kind },
     containers,
     resources: groupResources(uvm.describe()),
-    teardown: { performed: false, released: [], idleSharesRemoved: 0, remaining: [], hotAdded: null },
+    teardown: { performed: false, released: [], sharesKept: 0, remaining: [], hotAdded: null },
     ok: true,
   };
   if (!teardown) {
@@ -117,15 +117,12 @@ async function allocateReportAndTearDown(
     .filter((a) => !failures.some((f) => f.id === a.id))
     .map((a) => a.id)
     .reverse();
-  try {
-    report.teardown.idleSharesRemoved = await uvm.removeIdleShares();
-    if (report.teardown.idleSharesRemoved > 0) progress.line(`removed ${report.teardown.idleSharesRemoved} idle direct-mapped VSMB share(s)`);
-  } catch (error) {
-    failures.push({ id: '(idle VSMB shares)', error });
-  }
-  report.teardown.remaining = uvm.describe();
+  // Kept direct-mapped shares are expected: never removed while the VM runs, they go with it.
+  report.teardown.sharesKept = uvm.keptShares();
+  if (report.teardown.sharesKept > 0) progress.line(`${report.teardown.sharesKept} direct-mapped VSMB share(s) kept until the VM exits`);
+  report.teardown.remaining = uvm.describe().filter((r) => r.state !== 'kept');
   report.teardown.hotAdded = await uvm.hotAdded();
-  report.ok = failures.length === 0 && report.teardown.remaining.length === 0 && (report.teardown.hotAdded ?? 0) === 0;
+  report.ok = failures.length === 0 && report.teardown.remaining.length === 0 && (report.teardown.hotAdded ?? 0) === report.teardown.sharesKept;
   const teardownError =
     failures.length === 0
       ? undefined

@@ -66,7 +66,8 @@ export interface TeardownSummary {
   /** Containers released (reverse allocation order). */
   released: string[];
   /** Idle direct-mapped VSMB shares removed after the last container (WCOW). */
-  idleSharesRemoved: number;
+  /** Direct-mapped VSMB shares kept after the release (expected: they go with the VM). */
+  sharesKept: number;
   /** What the managers still hold afterwards (empty when clean). */
   remaining: ResourceInfo[];
   /** The simulator's `SimulatorState.HotAdded` afterwards; null when not checked (real HCS, or no teardown). */

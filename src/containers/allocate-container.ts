@@ -9,16 +9,16 @@
 import { UvmError } from '../core/errors.js';
 import type { Logger } from '../core/logger.js';
 import { ReleaseStack } from '../core/release-stack.js';
-import type { DeviceAcquireOptions, GuestOs, UvmDevices } from '../devices/device-types.js';
+import type { DeviceAcquireOptions, GuestOs, Plan9Share, Reservation, UvmDevices } from '../devices/device-types.js';
 import { validate } from '../devices/validation.js';
 import type { ComposedLayersInfo } from '../layers/composed-layers.js';
 import { hasLayerInputs, parseLayerInputs, type LayerInputs } from '../layers/layer-inputs.js';
 import { SCSI_LUNS_PER_CONTROLLER } from '../devices/resource-paths.js';
 import { planLcowLayers, planWcowLayers, type LayerPlan, type SlotsLeft } from '../layers/layer-plan.js';
-import { composeLcowLayers } from '../layers/lcow-layer-composer.js';
-import { composeWcowLayers } from '../layers/wcow-layer-composer.js';
+import { commitLcowLayers, prepareLcowLayers, reserveLcowLayers, type PreparedLcowLayers, type ReservedLcowLayers } from '../layers/lcow-layer-composer.js';
+import { commitWcowLayers, prepareWcowLayers, reserveWcowLayers, type PreparedWcowLayers, type ReservedWcowLayers } from '../layers/wcow-layer-composer.js';
 import { addErrorDetails } from '../oci/container-paths.js';
-import { applyMountPlan, type ContainerEntry } from '../oci/mount-applier.js';
+import { commitMounts, reserveMounts, type ContainerEntry, type ReservedMount } from '../oci/mount-applier.js';
 import { planMounts, type PlannedMount } from '../oci/mount-planner.js';
 import type { OciSpec, RootfsMount } from '../oci/oci-spec.js';
 import {
@@ -117,38 +117,30 @@ export async function allocateContainer(uvm: UvmDevices, spec: OciSpec, options:
   checkInputs(spec, options);
   const os = uvm.facts.os;
   const source = rootfsSource(os, spec, options.rootfs);
-  if (source.kind === 'plan9-root') await checkRootDirectory(uvm, source.hostPath);
-  else await checkLayerFiles(uvm.hostFs, source.inputs, spec);
+  if (source.kind !== 'plan9-root') await checkLayerFiles(uvm.hostFs, source.inputs, spec);
+  const prepared = await prepareRootfs(uvm, containerId, source, options);
   const mountPlan = await planMounts(spec, uvm.facts, containerId, uvm.hostFs);
   const devicePlan = planDevices(os, spec);
   await checkMountFiles(uvm.hostFs, mountPlan);
-  const acquireOptions = { signal: options.signal };
+  const signal = options.signal;
 
-  // The rootfs and the mounts do not depend on each other: build them at once. Each half rolls
-  // back its own partial work; if one half fails, what the other half got is released too.
-  // The mounts are issued once the rootfs's acquisitions are (hcsshim's placement order: layers,
-  // scratch, then mounts), and then everything runs at once.
-  let rootfsIssued!: () => void;
-  const issued = new Promise<void>((resolve) => (rootfsIssued = resolve));
-  const rootfsTask = (async (): Promise<{ rootfsPath: string; layers?: ComposedLayersInfo; held: HeldResource[] }> => {
-    if (source.kind === 'layers') {
-      const composeOptions = { ...acquireOptions, encryptScratch: options.encryptScratch, logger: options.logger, onIssued: rootfsIssued };
-      const composed =
-        source.inputs.os === 'linux'
-          ? await composeLcowLayers(uvm, containerId, source.inputs, composeOptions)
-          : await composeWcowLayers(uvm, containerId, source.inputs, composeOptions);
-      return { rootfsPath: composed.info.rootfsPath, layers: composed.info, held: composed.held };
-    }
-    const acquiring = uvm.plan9.acquire({ hostPath: source.hostPath, readOnly: source.readOnly }, acquireOptions);
-    rootfsIssued();
-    const lease = await acquiring;
-    const rootfsPath = lease.value.guestPath;
-    return { rootfsPath, held: [heldResource({ kind: 'root-share', source: 'plan9', hostPath: source.hostPath, guestPath: rootfsPath, lease })] };
-  })();
-  rootfsTask.then(rootfsIssued, rootfsIssued);
-  const mountsTask = issued.then(() => applyMountPlan(uvm, spec, mountPlan, { ...acquireOptions, logger: options.logger }));
+  // Reserve everything synchronously, in hcsshim's order (layers with their fallbacks decided,
+  // the scratch, then the mounts in spec order): slots and names do not depend on HCS timing.
+  const reserved = reserveRootfs(uvm, prepared);
+  let mountReservations: ReservedMount[];
+  try {
+    mountReservations = reserveMounts(uvm, mountPlan);
+  } catch (err) {
+    reserved.cancel();
+    throw err;
+  }
+  // Then commit: the rootfs and the mounts do not depend on each other, so everything runs at
+  // once. Each half rolls back its own partial work; if one half fails, what the other half got
+  // is released too.
+  const rootfsTask = commitRootfs(uvm, reserved, { signal, logger: options.logger });
+  const mountsTask = commitMounts(uvm, spec, mountReservations, { signal, logger: options.logger });
   // Devices come after the rootfs and mounts (hcsshim's order), so they are released first.
-  const devicesTask = Promise.all([rootfsTask, mountsTask]).then(() => acquireDevices(os, uvm.vpci, devicePlan, acquireOptions));
+  const devicesTask = Promise.all([rootfsTask, mountsTask]).then(() => acquireDevices(os, uvm.vpci, devicePlan, { signal }));
   const [rootfs, applied, devices] = await Promise.allSettled([rootfsTask, mountsTask, devicesTask]);
   if (rootfs.status === 'rejected' || applied.status === 'rejected' || devices.status === 'rejected') {
     const failed = [rootfs, applied, devices].find((r): r is PromiseRejectedResult => r.status === 'rejected')!;
@@ -187,6 +179,61 @@ export async function allocateContainer(uvm: UvmDevices, spec: OciSpec, options:
     assignedDevices: devices.value.assigned,
     containerDevices: containerDocumentDevices(devicePlan),
   };
+}
+
+/** The rootfs's I/O done (stats, symlinks), ready to reserve. */
+type PreparedRootfs =
+  | { kind: 'lcow'; prepared: PreparedLcowLayers }
+  | { kind: 'wcow'; prepared: PreparedWcowLayers }
+  | { kind: 'plan9-root'; hostPath: string; readOnly: boolean };
+
+type ReservedRootfs = (
+  | { kind: 'lcow'; reserved: ReservedLcowLayers }
+  | { kind: 'wcow'; reserved: ReservedWcowLayers }
+  | { kind: 'plan9-root'; hostPath: string; reservation: Reservation<Plan9Share> }
+) & { cancel(): void };
+
+interface CommittedRootfs {
+  rootfsPath: string;
+  layers?: ComposedLayersInfo;
+  held: HeldResource[];
+}
+
+async function prepareRootfs(uvm: UvmDevices, containerId: string, source: RootfsSource, options: { encryptScratch?: boolean }): Promise<PreparedRootfs> {
+  if (source.kind === 'plan9-root') {
+    await checkRootDirectory(uvm, source.hostPath);
+    return source;
+  }
+  return source.inputs.os === 'linux'
+    ? { kind: 'lcow', prepared: await prepareLcowLayers(uvm, containerId, source.inputs, options) }
+    : { kind: 'wcow', prepared: await prepareWcowLayers(uvm, containerId, source.inputs) };
+}
+
+function reserveRootfs(uvm: UvmDevices, prepared: PreparedRootfs): ReservedRootfs {
+  switch (prepared.kind) {
+    case 'lcow': {
+      const reserved = reserveLcowLayers(uvm, prepared.prepared);
+      return { kind: 'lcow', reserved, cancel: () => reserved.cancel() };
+    }
+    case 'wcow': {
+      const reserved = reserveWcowLayers(uvm, prepared.prepared);
+      return { kind: 'wcow', reserved, cancel: () => reserved.cancel() };
+    }
+    case 'plan9-root': {
+      const reservation = uvm.plan9.reserve({ hostPath: prepared.hostPath, readOnly: prepared.readOnly }, 'directory');
+      return { kind: 'plan9-root', hostPath: prepared.hostPath, reservation, cancel: () => reservation.cancel() };
+    }
+  }
+}
+
+async function commitRootfs(uvm: UvmDevices, reserved: ReservedRootfs, options: DeviceAcquireOptions & { logger?: Logger }): Promise<CommittedRootfs> {
+  if (reserved.kind === 'plan9-root') {
+    const lease = await reserved.reservation.commit({ signal: options.signal });
+    const rootfsPath = lease.value.guestPath;
+    return { rootfsPath, held: [heldResource({ kind: 'root-share', source: 'plan9', hostPath: reserved.hostPath, guestPath: rootfsPath, lease })] };
+  }
+  const composed = reserved.kind === 'lcow' ? await commitLcowLayers(uvm, reserved.reserved, options) : await commitWcowLayers(uvm, reserved.reserved, options);
+  return { rootfsPath: composed.info.rootfsPath, layers: composed.info, held: composed.held };
 }
 
 async function checkRootDirectory(uvm: UvmDevices, hostPath: string): Promise<void> {

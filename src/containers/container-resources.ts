@@ -9,7 +9,7 @@ import { ReleaseStack } from '../core/release-stack.js';
 import type { DeviceAcquireOptions, UvmDevices } from '../devices/device-types.js';
 import type { ComposedLayersInfo } from '../layers/composed-layers.js';
 import { applyMount, type AppliedMount, type ContainerEntry } from '../oci/mount-applier.js';
-import { planMount } from '../oci/mount-planner.js';
+import { planMount, type PlannedMount } from '../oci/mount-planner.js';
 import { checkMountFiles } from './host-files.js';
 import type { OciMount } from '../oci/oci-spec.js';
 import { teardownPhase, type HeldResource } from './held-resource.js';
@@ -89,6 +89,8 @@ export class ContainerResources implements AsyncDisposable {
   readonly #onChange: ((resources: ContainerResources) => Promise<void>) | undefined;
   readonly #beforeCall: ContainerResourcesInit['beforeCall'];
   #nextMountIndex: number;
+  /** Hot adds in flight: `release()` waits for them (each undoes itself once it sees the release). */
+  readonly #adding = new Set<Promise<unknown>>();
   #closing = false;
   #released = false;
   #removalsSkipped = false;
@@ -162,16 +164,35 @@ export class ContainerResources implements AsyncDisposable {
     this.#assertOpen();
     const record: MountRecord = { destination: planned.mount.destination, applied: undefined };
     this.#mounts.push(record);
+    const adding = this.#apply(record, planned, options);
+    this.#adding.add(adding);
+    try {
+      await adding;
+    } finally {
+      this.#adding.delete(adding);
+    }
+    await this.#changed();
+    return structuredClone(record.applied!.mount);
+  }
+
+  async #apply(record: MountRecord, planned: PlannedMount, options: DeviceAcquireOptions): Promise<void> {
     try {
       record.applied = await applyMount(this.#uvm, planned, options);
     } catch (err) {
       this.#drop(record);
-      if (UvmError.is(err)) Object.assign(err.details, { mountIndex: index });
+      if (UvmError.is(err)) Object.assign(err.details, { mountIndex: planned.index });
       throw err;
     }
+    if (this.#closing) {
+      // release() started meanwhile: it must not miss this lease, and the caller gets nothing.
+      this.#drop(record);
+      await record.applied.held?.release().catch((err: unknown) => {
+        this.#uvm.retryLater(record.applied!.held!); // nobody else holds this lease
+        this.#logger?.warn('undoing a hot add that raced release() failed', { containerId: this.containerId, error: String(err) });
+      });
+      this.#assertOpen();
+    }
     if (record.applied.held) this.#stack.push(record.applied.held);
-    await this.#changed();
-    return structuredClone(record.applied.mount);
   }
 
   /**
@@ -257,6 +278,9 @@ export class ContainerResources implements AsyncDisposable {
     if (this.#released) return;
     this.#beforeCall?.('release');
     this.#closing = true;
+    // A hot add in flight undoes itself once it sees #closing: wait for it, so nothing it attached
+    // outlives this release.
+    while (this.#adding.size > 0) await Promise.allSettled([...this.#adding]);
     if (options.uvmTerminating) {
       this.#removalsSkipped = prepareUvmForTermination(this.#uvm) || this.#removalsSkipped;
       if (!this.#removalsSkipped) {

@@ -14,8 +14,14 @@ import { pendingPromises } from './pending-promises.js';
  *                  (gone; every waiter        release() again  teardown-failed
  *                   rejects with the error)   ◄───────────────────┘ (acquire → TEARDOWN_FAILED)
  * ```
+ *
+ * `reserve()` adds a state before `creating`: the key is placed (slot, name) synchronously and
+ * nothing is sent until `commit()`; `cancel()` of the last reservation forgets it with no call.
+ * With `keepAtZero`, the last release of a value the policy keeps moves it to `kept` (refcount 0,
+ * still attached, reused by the next acquire) instead of destroying it; `purge()` forgets kept
+ * entries once the VM is gone.
  */
-export type EntryState = 'creating' | 'live' | 'destroying' | 'teardown-failed';
+export type EntryState = 'reserved' | 'creating' | 'live' | 'destroying' | 'teardown-failed' | 'kept';
 
 /** A diagnostic snapshot of one entry. */
 export interface EntryInfo<K, V> {
@@ -33,6 +39,37 @@ export interface RefCountedTableOptions<K, V> {
   destroy: (value: V, key: K) => Promise<void>;
   /** Renders a key in errors and leak reports (default: `String(key)`). */
   describeKey?: (key: K) => string;
+  /** True for a value that must stay attached at refcount 0 until the VM exits (`kept`). */
+  keepAtZero?: (value: V, key: K) => boolean;
+}
+
+/**
+ * What a policy's synchronous placement returns: the value with its slot/name taken, the effects
+ * that make it real, and how to give the slot back if the reservation is cancelled first.
+ */
+export interface Placed<V> {
+  readonly value: V;
+  /**
+   * The HCS calls. On rejection the policy has freed what placing took (or marked the error with
+   * `withResidue` when something may still be attached).
+   */
+  commit(): Promise<void>;
+  /** Frees what placing took; only called when nothing was committed. */
+  cancel(): void;
+}
+
+/** One reference to a key taken synchronously; exactly one of `commit` or `cancel` must follow. */
+export interface Reservation<V> {
+  /** The placement; undefined only when the key was being torn down (it is placed at commit then). */
+  readonly value: V | undefined;
+  /**
+   * Makes the value real (the first committer of a key runs the effects) and returns the lease.
+   * An abort before the effects start cancels the reservation and nothing is sent; after they
+   * start, the current effect finishes and is undone before this rejects with ABORTED.
+   */
+  commit(options?: AcquireOptions): Promise<Lease<V>>;
+  /** Drops the reservation (no-op once committed). The last one of an uncommitted key frees it. */
+  cancel(): void;
 }
 
 export interface AcquireOptions {
@@ -68,6 +105,8 @@ interface Entry<K, V> {
   ready: Promise<V>;
   teardown: Promise<void> | undefined;
   error: unknown;
+  /** While `reserved`: the policy's effects and cancel. */
+  placed?: Placed<V>;
 }
 
 /**
@@ -88,11 +127,80 @@ export class RefCountedTable<K, V> implements TrackedTable {
   readonly #entries = new Map<K, Entry<K, V>>();
   readonly #destroy: (value: V, key: K) => Promise<void>;
   readonly #describeKey: (key: K) => string;
+  readonly #keepAtZero: ((value: V, key: K) => boolean) | undefined;
 
   constructor(options: RefCountedTableOptions<K, V>) {
     this.name = options.name;
     this.#destroy = options.destroy;
     this.#describeKey = options.describeKey ?? ((k) => String(k));
+    this.#keepAtZero = options.keepAtZero;
+  }
+
+  /** True when `key` is present in any state. */
+  has(key: K): boolean {
+    return this.#entries.has(key);
+  }
+
+  /**
+   * Reserves one reference to `key` synchronously: an existing entry is shared, a new key is
+   * placed by `place` (which may throw, e.g. NO_SLOT: then nothing is reserved). No I/O happens
+   * until `commit()`. TEARDOWN_FAILED for a key whose teardown failed. A key being torn down is
+   * placed again at commit time (after the teardown), so its slot depends on that timing.
+   */
+  reserve(key: K, place: (key: K) => Placed<V>): Reservation<V> {
+    const existing = this.#entries.get(key);
+    if (existing?.state === 'teardown-failed') throw this.#teardownFailed(existing);
+    if (existing?.state === 'destroying') return this.#deferredReservation(key, place);
+    let entry: Entry<K, V>;
+    if (existing) {
+      if (existing.state === 'kept') existing.state = 'live';
+      existing.refs += 1;
+      entry = existing;
+    } else {
+      const placed = place(key);
+      entry = {
+        key,
+        state: 'reserved',
+        refs: 1,
+        value: placed.value,
+        ready: undefined as unknown as Promise<V>,
+        teardown: undefined,
+        error: undefined,
+        placed,
+      };
+      this.#set(key, entry);
+    }
+    let done = false;
+    return {
+      value: entry.value,
+      cancel: () => {
+        if (done) return;
+        done = true;
+        this.#unreserve(entry);
+      },
+      commit: async (options: AcquireOptions = {}) => {
+        if (done) throw new UvmError('INVALID_STATE', `${this.name} ${this.#describeKey(key)}: reservation already used`);
+        if (options.signal?.aborted) {
+          done = true;
+          this.#unreserve(entry);
+          throw abortError(options.signal);
+        }
+        done = true;
+        if (entry.state === 'gone') throw entry.error;
+        if (entry.state === 'reserved') this.#commitPlaced(entry);
+        return this.#settle(entry, options.signal);
+      },
+    };
+  }
+
+  /** Forgets every `kept` entry (the VM they were attached to is gone). */
+  purge(): void {
+    for (const e of [...this.#entries.values()]) {
+      if (e.state === 'kept') {
+        e.state = 'gone';
+        this.#delete(e);
+      }
+    }
   }
 
   /** Number of keys present in any state. */
@@ -111,17 +219,16 @@ export class RefCountedTable<K, V> implements TrackedTable {
         entry = this.#create(key, create);
         break;
       }
-      if (existing.state === 'teardown-failed') {
-        throw new UvmError(
-          'TEARDOWN_FAILED',
-          `${this.name} ${this.#describeKey(key)}: an earlier teardown failed; release it again before reuse`,
-          { cause: existing.error, details: { table: this.name, key: this.#describeKey(key) } },
-        );
-      }
+      if (existing.state === 'teardown-failed') throw this.#teardownFailed(existing);
       if (existing.state === 'destroying') {
         await waitFor(existing.teardown!.catch(() => undefined), signal);
         continue;
       }
+      if (existing.state === 'reserved') {
+        // Reserved by someone else and not committed yet: this acquire commits it.
+        this.#commitPlaced(existing);
+      }
+      if (existing.state === 'kept') existing.state = 'live';
       existing.refs += 1;
       entry = existing;
       break;
@@ -171,6 +278,62 @@ export class RefCountedTable<K, V> implements TrackedTable {
     return [...this.#entries.values()].map((e) => `${this.#describeKey(e.key)} (${e.state}, refs=${e.refs})`);
   }
 
+  #teardownFailed(entry: Entry<K, V>): UvmError {
+    return new UvmError('TEARDOWN_FAILED', `${this.name} ${this.#describeKey(entry.key)}: an earlier teardown failed; release it again before reuse`, {
+      cause: entry.error,
+      details: { table: this.name, key: this.#describeKey(entry.key) },
+    });
+  }
+
+  /** A reservation of a key being torn down: placed and committed once the teardown is over. */
+  #deferredReservation(key: K, place: (key: K) => Placed<V>): Reservation<V> {
+    let done = false;
+    return {
+      value: undefined,
+      cancel: () => {
+        done = true;
+      },
+      commit: async (options: AcquireOptions = {}) => {
+        if (done) throw new UvmError('INVALID_STATE', `${this.name} ${this.#describeKey(key)}: reservation already used`);
+        done = true;
+        if (options.signal?.aborted) throw abortError(options.signal);
+        const existing = this.#entries.get(key);
+        if (existing?.state === 'destroying') await existing.teardown!.catch(() => undefined);
+        return this.reserve(key, place).commit(options);
+      },
+    };
+  }
+
+  /** Drops an uncommitted reservation's reference; the last one of a reserved key frees its slot. */
+  #unreserve(entry: Entry<K, V>): void {
+    if (entry.state === 'gone' || entry.state === 'teardown-failed') return;
+    if (entry.state === 'reserved') {
+      entry.refs -= 1;
+      if (entry.refs === 0) {
+        entry.state = 'gone';
+        this.#delete(entry);
+        entry.placed!.cancel();
+      }
+      return;
+    }
+    // Committed by another holder meanwhile: an ordinary reference.
+    this.#drop(entry).catch(() => undefined);
+  }
+
+  /**
+   * Waits for `entry` to settle and returns this caller's lease. An abort does not cut the wait
+   * short: the running effect finishes, then this reference is released (awaited) and ABORTED thrown.
+   */
+  async #settle(entry: Entry<K, V>, signal: AbortSignal | undefined): Promise<Lease<V>> {
+    const value = entry.state === 'live' ? (entry.value as V) : await entry.ready;
+    const lease = this.#lease(entry, value);
+    if (signal?.aborted) {
+      await lease.release().catch(() => undefined); // a failed teardown stays retryable in the table
+      throw abortError(signal);
+    }
+    return lease;
+  }
+
   #create(key: K, create: (key: K) => Promise<V>): Entry<K, V> {
     const entry: Entry<K, V> = {
       key,
@@ -182,7 +345,21 @@ export class RefCountedTable<K, V> implements TrackedTable {
       error: undefined,
     };
     this.#set(key, entry);
-    entry.ready = pendingPromises.track('table-create', (async () => create(key))()).then(
+    this.#start(entry, () => create(key));
+    return entry;
+  }
+
+  /** Starts the effects of a `reserved` entry. */
+  #commitPlaced(entry: Entry<K, V>): void {
+    const placed = entry.placed!;
+    this.#start(entry, () => placed.commit().then(() => entry.value as V));
+  }
+
+  /** Runs the effects of `entry` (state `creating`): `live` on success, forgotten (or residue) on failure. */
+  #start(entry: Entry<K, V>, create: () => Promise<V>): void {
+    entry.state = 'creating';
+    entry.placed = undefined;
+    entry.ready = pendingPromises.track('table-create', (async () => create())()).then(
       (value) => {
         entry.value = value;
         entry.state = 'live';
@@ -198,6 +375,7 @@ export class RefCountedTable<K, V> implements TrackedTable {
           entry.error = err;
         } else {
           entry.state = 'gone';
+          entry.error = err;
           this.#delete(entry);
         }
         throw err;
@@ -205,7 +383,6 @@ export class RefCountedTable<K, V> implements TrackedTable {
     );
     // Waiters observe the rejection; this keeps an abandoned creation from being "unhandled".
     entry.ready.catch(() => undefined);
-    return entry;
   }
 
   #lease(entry: Entry<K, V>, value: V): Lease<V> {
@@ -228,6 +405,10 @@ export class RefCountedTable<K, V> implements TrackedTable {
     }
     entry.refs -= 1;
     if (entry.refs > 0) return Promise.resolve();
+    if (entry.state === 'live' && this.#keepAtZero?.(entry.value as V, entry.key)) {
+      entry.state = 'kept';
+      return Promise.resolve();
+    }
     return this.#teardown(entry);
   }
 
@@ -266,7 +447,8 @@ export class RefCountedTable<K, V> implements TrackedTable {
   }
 }
 
-function abortError(signal: AbortSignal): UvmError {
+/** The ABORTED error of `signal`. */
+export function abortError(signal: AbortSignal): UvmError {
   return new UvmError('ABORTED', 'the operation was aborted', { cause: signal.reason });
 }
 

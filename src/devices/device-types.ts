@@ -12,7 +12,10 @@
  */
 import type { ServiceIdentifier } from 'inversify';
 import type { Lease } from '../core/lease.js';
-import type { EntryState } from '../core/refcounted-table.js';
+import type { EntryState, Reservation } from '../core/refcounted-table.js';
+import type { UvmError } from '../core/errors.js';
+
+export type { Reservation } from '../core/refcounted-table.js';
 
 /** The guest operating system of a UVM. */
 export type GuestOs = 'linux' | 'windows';
@@ -87,6 +90,12 @@ export interface ScsiDisk {
 
 export interface ScsiManager extends DescribableManager {
   acquire(request: ScsiDiskRequest, options?: DeviceAcquireOptions): Promise<Lease<ScsiDisk>>;
+  /**
+   * Reserves synchronously, no I/O: the slot (NO_SLOT) and the guest mount path (MOUNT_CONFLICT)
+   * are taken now, so a sequence of reservations gets the same slots whatever the HCS timing.
+   * `commit` makes the calls; see `Reservation` for abort and cancel.
+   */
+  reserve(request: ScsiDiskRequest): Reservation<ScsiDisk>;
 }
 export const ScsiManager: ServiceIdentifier<ScsiManager> = Symbol.for('uvm-orchestrator.ScsiManager');
 
@@ -132,13 +141,17 @@ export interface VsmbShare {
   guestPath: string;
 }
 
+/** What a host path is (from a stat): shares reserve with it, since a file is shared through its directory. */
+export type HostPathKind = 'file' | 'directory';
+
 export interface VsmbManager extends DescribableManager {
-  acquire(request: VsmbShareRequest, options?: DeviceAcquireOptions): Promise<Lease<VsmbShare>>;
   /**
-   * Removes the direct-mapped shares kept (at refcount 0) after their last release. Only safe when
-   * no guest handle on them can be open, e.g. once every container of the UVM is gone.
+   * Direct-mapped shares (no NoDirectmap) stay attached after their last release, listed by
+   * `describe()` in state `kept`, until the VM exits: hcsshim never removes them while it runs.
    */
-  removeIdle(): Promise<void>;
+  acquire(request: VsmbShareRequest, options?: DeviceAcquireOptions): Promise<Lease<VsmbShare>>;
+  /** Reserves synchronously, no I/O: the share name is taken now. */
+  reserve(request: VsmbShareRequest, hostKind: HostPathKind): Reservation<VsmbShare>;
 }
 export const VsmbManager: ServiceIdentifier<VsmbManager> = Symbol.for('uvm-orchestrator.VsmbManager');
 
@@ -159,9 +172,20 @@ export interface VpmemLayer {
   guestPath: string;
 }
 
+/** What `VpmemManager.reserve` returns: a reservation, or why VPMEM cannot take the layer. */
+export type VpmemPlacement =
+  | { ok: true; reservation: Reservation<VpmemLayer> }
+  | { ok: false; code: 'NO_SLOT' | 'LAYER_TOO_LARGE'; error: UvmError };
+
 export interface VpmemManager extends DescribableManager {
   /** Rejects with NO_SLOT when full and LAYER_TOO_LARGE when the file exceeds a device (the fallback codes). */
   acquire(request: VpmemLayerRequest, options?: DeviceAcquireOptions): Promise<Lease<VpmemLayer>>;
+  /**
+   * Reserves synchronously, no I/O: shares the layer of the same host path, or places a new one
+   * given its file `size` (stat first). `ok: false` when VPMEM cannot take it (NO_SLOT,
+   * LAYER_TOO_LARGE); throws on bad input.
+   */
+  reserve(request: VpmemLayerRequest, size: number | undefined): VpmemPlacement;
 }
 export const VpmemManager: ServiceIdentifier<VpmemManager> = Symbol.for('uvm-orchestrator.VpmemManager');
 
@@ -186,6 +210,8 @@ export interface Plan9Share {
 
 export interface Plan9Manager extends DescribableManager {
   acquire(request: Plan9ShareRequest, options?: DeviceAcquireOptions): Promise<Lease<Plan9Share>>;
+  /** Reserves synchronously, no I/O: the share name is taken now. */
+  reserve(request: Plan9ShareRequest, hostKind: HostPathKind): Reservation<Plan9Share>;
 }
 export const Plan9Manager: ServiceIdentifier<Plan9Manager> = Symbol.for('uvm-orchestrator.Plan9Manager');
 
@@ -200,6 +226,8 @@ export interface MappedPipe {
 
 export interface PipeManager extends DescribableManager {
   acquire(request: { hostPath: string }, options?: DeviceAcquireOptions): Promise<Lease<MappedPipe>>;
+  /** Reserves synchronously, no I/O. */
+  reserve(request: { hostPath: string }): Reservation<MappedPipe>;
 }
 export const PipeManager: ServiceIdentifier<PipeManager> = Symbol.for('uvm-orchestrator.PipeManager');
 

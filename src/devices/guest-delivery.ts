@@ -40,27 +40,35 @@ export interface ResourceDelivery {
   /** A guest-only request (SCSI mount/unmount/unplug, CombinedLayers, …). */
   guest(request: GuestRequest, options?: HcsCallOptions): Promise<void>;
   /**
-   * Adds a resource that has both halves (VPMEM, Plan9). If this rejects, the host half was
-   * compensated (a failed compensation other than "not found" is logged).
+   * Adds a resource that has both halves (VPMEM, Plan9). If this rejects, the halves were undone
+   * (`guestRemoval`, when the guest half has one, undoes a guest half that applied and reported a
+   * failure); when undoing failed
+   * too, `halvesLeft(err)` says what is left.
    */
-  addCombined(host: HostRequest, guest: GuestRequest): Promise<void>;
+  addCombined(host: HostRequest, guest: GuestRequest, guestRemoval?: GuestRequest): Promise<void>;
   /** Removes both halves; retry with the same `progress` after a rejection. */
   removeCombined(host: HostRequest, guest: GuestRequest, progress: RemovalProgress): Promise<void>;
+  /**
+   * Present when a guest add can fail after it applied (a guest connection): sends `removal`, the
+   * Remove of a guest add that reported a failure, where "not found" means it was never applied.
+   */
+  undoFailedGuestAdd?(removal: GuestRequest): Promise<void>;
 }
 export const ResourceDelivery: ServiceIdentifier<ResourceDelivery> = Symbol.for('uvm-orchestrator.ResourceDelivery');
 
-const HOST_HALF_LEFT = Symbol.for('uvm-orchestrator.hostHalfLeft');
+const HALVES_LEFT = Symbol.for('uvm-orchestrator.halvesLeft');
 
-function markHostHalfLeft(err: unknown): void {
-  if (err !== null && typeof err === 'object') (err as Record<symbol, unknown>)[HOST_HALF_LEFT] = true;
+function markHalvesLeft(err: unknown, left: RemovalProgress): void {
+  if (err !== null && typeof err === 'object') (err as Record<symbol, unknown>)[HALVES_LEFT] = left;
 }
 
 /**
- * True when a failed `addCombined` may have left its host half attached (undoing it failed too):
- * the manager must keep the resource, in a retryable teardown state, rather than free its slot.
+ * When a failed `addCombined` may have left something attached (undoing it failed too): the
+ * removal progress a retried teardown starts from (half by half). The manager must keep the
+ * resource in a retryable teardown state rather than free its slot. Undefined when nothing is left.
  */
-export function hostHalfLeft(err: unknown): boolean {
-  return err !== null && typeof err === 'object' && (err as Record<symbol, unknown>)[HOST_HALF_LEFT] === true;
+export function halvesLeft(err: unknown): RemovalProgress | undefined {
+  return err !== null && typeof err === 'object' ? ((err as Record<symbol, unknown>)[HALVES_LEFT] as RemovalProgress | undefined) : undefined;
 }
 
 /** Shared removal rules of both delivery modes. */
@@ -72,7 +80,7 @@ abstract class DeliveryBase implements ResourceDelivery {
   ) {}
 
   abstract guest(request: GuestRequest, options?: HcsCallOptions): Promise<void>;
-  abstract addCombined(host: HostRequest, guest: GuestRequest): Promise<void>;
+  abstract addCombined(host: HostRequest, guest: GuestRequest, guestRemoval?: GuestRequest): Promise<void>;
   abstract removeCombined(host: HostRequest, guest: GuestRequest, progress: RemovalProgress): Promise<void>;
 
   host(request: HostRequest): Promise<void> {
@@ -100,7 +108,7 @@ abstract class DeliveryBase implements ResourceDelivery {
 
   /**
    * Undoes the host half of a failed Add. When that fails too, `cause` is marked (see
-   * `hostHalfLeft`) so the manager keeps the resource for a retried teardown instead of forgetting it.
+   * `halvesLeft`) so the manager keeps the resource for a retried teardown instead of forgetting it.
    */
   protected async compensate(host: HostRequest, cause: unknown): Promise<void> {
     try {
@@ -108,7 +116,7 @@ abstract class DeliveryBase implements ResourceDelivery {
     } catch (err) {
       // Gone, or the VM is gone (terminated, exited): nothing is left to undo.
       if (isNotExist(err) || this.lifecycle.removalMayBeSkipped(err)) return;
-      markHostHalfLeft(cause);
+      markHalvesLeft(cause, { split: true, guestDone: true, hostDone: false });
       this.logger.warn('compensating host removal failed; the host half stays until a retried teardown', {
         [LogField.operation]: 'compensate',
         resourcePath: host.ResourcePath,
@@ -129,7 +137,7 @@ export class ModifyDelivery extends DeliveryBase {
     return request.RequestType === 'Remove' ? this.removal(send) : send();
   }
 
-  async addCombined(host: HostRequest, guest: GuestRequest): Promise<void> {
+  async addCombined(host: HostRequest, guest: GuestRequest, _guestRemoval?: GuestRequest): Promise<void> {
     try {
       await this.system.modify(combinedRequest(host, guest));
     } catch (err) {
@@ -176,16 +184,37 @@ export class GuestConnectionDelivery extends DeliveryBase {
     super(system, lifecycle, logger);
   }
 
+  /**
+   * A guest Remove that gets "not found" counts as done: a guest call can apply and still report
+   * a failure, so a retried Remove may find the resource already gone.
+   */
   guest(request: GuestRequest, options?: HcsCallOptions): Promise<void> {
     const send = (): Promise<void> => this.connection.modifySettings(request, options);
-    return request.RequestType === 'Remove' ? this.removal(send) : send();
+    return request.RequestType === 'Remove' ? this.removal(send, true) : send();
   }
 
-  async addCombined(host: HostRequest, guest: GuestRequest): Promise<void> {
+  undoFailedGuestAdd(removal: GuestRequest): Promise<void> {
+    return this.removal(() => this.connection.modifySettings(removal), true);
+  }
+
+  async addCombined(host: HostRequest, guest: GuestRequest, guestRemoval?: GuestRequest): Promise<void> {
     await this.system.modify(host);
     try {
       await this.connection.modifySettings(guest);
     } catch (err) {
+      // The guest may have applied the add before reporting the failure: remove it first
+      // (resources whose guest half has no Remove, e.g. vPCI, pass none).
+      try {
+        if (guestRemoval) await this.undoFailedGuestAdd(guestRemoval);
+      } catch (undoErr) {
+        markHalvesLeft(err, { split: true, guestDone: false, hostDone: false });
+        this.logger.warn('undoing a failed guest add failed; both halves stay until a retried teardown', {
+          [LogField.operation]: 'compensate',
+          error: String(undoErr),
+          cause: String(err),
+        });
+        throw err;
+      }
       await this.compensate(host, err);
       throw err;
     }
@@ -193,7 +222,7 @@ export class GuestConnectionDelivery extends DeliveryBase {
 
   async removeCombined(host: HostRequest, guest: GuestRequest, progress: RemovalProgress): Promise<void> {
     if (!progress.guestDone) {
-      await this.removal(() => this.connection.modifySettings(guest));
+      await this.removal(() => this.connection.modifySettings(guest), true);
       progress.guestDone = true;
     }
     if (!progress.hostDone) {

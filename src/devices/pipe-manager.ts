@@ -2,7 +2,7 @@ import { inject, injectable } from 'inversify';
 import { invalidArgument, UvmError } from '../core/errors.js';
 import { ReleasableLease, type Lease } from '../core/lease.js';
 import { LogField, Logger } from '../core/logger.js';
-import { RefCountedTable } from '../core/refcounted-table.js';
+import { RefCountedTable, type Placed, type Reservation } from '../core/refcounted-table.js';
 import { describeEntries } from './describe-entries.js';
 import { UvmDeviceConfig } from './device-config.js';
 import type { DeviceAcquireOptions, MappedPipe, PipeManager, ResourceInfo } from './device-types.js';
@@ -34,13 +34,25 @@ export class PipeManagerImpl implements PipeManager {
   }
 
   async acquire(request: { hostPath: string }, options: DeviceAcquireOptions = {}): Promise<Lease<MappedPipe>> {
+    return this.reserve(request).commit(options);
+  }
+
+  /** Reserves a pipe mapping synchronously (no I/O; pipes have no slot): shared by host pipe path. */
+  reserve(request: { hostPath: string }): Reservation<MappedPipe> {
     if (this.config.os !== 'windows') throw new UvmError('NOT_SUPPORTED', 'mapped pipes are only supported in WCOW UVMs');
     if (request === null || typeof request !== 'object') throw invalidArgument('pipe request must be an object');
     const hostPath = validate.nonEmpty(request.hostPath, 'pipe path');
     if (!PIPE_PREFIX.test(hostPath)) throw invalidArgument(`a host pipe path must start with \\\\.\\pipe\\: ${hostPath}`);
     validate.name(hostPath.replace(PIPE_PREFIX, ''), 'pipe name');
-    const lease = await this.#table.acquire(hostPath, () => this.#add(hostPath), options);
-    return new ReleasableLease({ ...lease.value }, () => lease.release());
+    const r = this.#table.reserve(hostPath, () => this.#place(hostPath));
+    return {
+      value: r.value && { ...r.value },
+      cancel: () => r.cancel(),
+      commit: async (options) => {
+        const lease = await r.commit(options);
+        return new ReleasableLease({ ...lease.value }, () => lease.release());
+      },
+    };
   }
 
   /** Recovery (docs/recovery.md): rebuilds the lease of a pipe that is already mapped, with no HCS call. */
@@ -64,11 +76,16 @@ export class PipeManagerImpl implements PipeManager {
     return this.#table.retryFailedTeardowns();
   }
 
-  async #add(hostPath: string): Promise<MappedPipe> {
-    await this.delivery.host(hostRequest(resourcePaths.mappedPipe(hostPath), 'Add'));
+  #place(hostPath: string): Placed<MappedPipe> {
     const pipe = { hostPath, guestPath: guestPaths.vsmbPipe(hostPath.replace(PIPE_PREFIX, '')) };
-    this.#logger.debug('pipe mapped', { [LogField.hostPath]: hostPath, [LogField.guestPath]: pipe.guestPath });
-    return pipe;
+    return {
+      value: pipe,
+      cancel: () => undefined,
+      commit: async () => {
+        await this.delivery.host(hostRequest(resourcePaths.mappedPipe(hostPath), 'Add'));
+        this.#logger.debug('pipe mapped', { [LogField.hostPath]: hostPath, [LogField.guestPath]: pipe.guestPath });
+      },
+    };
   }
 
   async #remove(p: MappedPipe): Promise<void> {

@@ -3,13 +3,12 @@ import { invalidArgument, UvmError } from '../core/errors.js';
 import { HostFs } from '../core/host-fs.js';
 import { ReleasableLease, type Lease } from '../core/lease.js';
 import { LogField, Logger } from '../core/logger.js';
-import { InOrder } from '../core/in-order.js';
-import { RefCountedTable, withResidue } from '../core/refcounted-table.js';
+import { RefCountedTable, withResidue, type Placed, type Reservation } from '../core/refcounted-table.js';
 import type { GuestRequest } from '../hcs/schema.js';
 import { describeEntries } from './describe-entries.js';
 import { UvmDeviceConfig } from './device-config.js';
 import type { DeviceAcquireOptions, Plan9Manager, Plan9Share, Plan9ShareRequest, ResourceInfo } from './device-types.js';
-import { hostHalfLeft, newRemovalProgress, ResourceDelivery, type RemovalProgress } from './guest-delivery.js';
+import { halvesLeft, newRemovalProgress, ResourceDelivery, type RemovalProgress } from './guest-delivery.js';
 import { guestPaths } from './guest-paths.js';
 import { hostPaths } from './host-paths.js';
 import { resourcePaths } from './resource-paths.js';
@@ -44,20 +43,17 @@ interface Plan9Entry {
 }
 
 /**
- * Plan9 shares of one LCOW UVM (spec §4, hcsshim's newest G3 semantics): refcounted by the
- * requested host path (a directory, or a single file whose directory is shared restricted to
- * that file name); the same host path with a different readOnly → CONFIG_CONFLICT. Two files of
- * one directory are two shares (one restricted share per file), not a conflict. Names are a
- * decimal counter from "0", never reused; each share is mounted once at `/run/mounts/plan9/<name>`.
+ * Plan9 shares of one LCOW UVM (spec §4): refcounted by (requested host path, read-only,
+ * single-file restriction) — a directory, or a single file whose directory is shared restricted
+ * to that file name. The same path read-only and read-write is two shares (as hcsshim, which makes
+ * a share per mount); two files of one directory are two shares. Names are a decimal counter from
+ * "0", never reused; each share is mounted once at `/run/mounts/plan9/<name>`.
  */
 @injectable()
 export class Plan9ManagerImpl implements Plan9Manager {
   readonly #logger: Logger;
   readonly #table: RefCountedTable<string, Plan9Entry>;
-  /** readOnly of each key, set when its creation starts (to detect conflicts with in-flight shares). */
-  readonly #configs = new Map<string, boolean>();
   #counter = 0;
-  readonly #order = new InOrder();
 
   constructor(
     @inject(UvmDeviceConfig) private readonly config: UvmDeviceConfig,
@@ -70,6 +66,28 @@ export class Plan9ManagerImpl implements Plan9Manager {
   }
 
   async acquire(request: Plan9ShareRequest, options: DeviceAcquireOptions = {}): Promise<Lease<Plan9Share>> {
+    const { hostPath } = this.#validate(request);
+    const stat = await this.hostFs.stat(hostPath);
+    if (!stat.isFile && !stat.isDirectory) throw invalidArgument(`Plan9 host path is neither a file nor a directory: ${hostPath}`);
+    return this.reserve(request, stat.isFile ? 'file' : 'directory').commit(options);
+  }
+
+  /**
+   * Reserves a share synchronously, no I/O: the same (host path, read-only, file or directory)
+   * shares its share; a new one takes the next name now. `hostKind` comes from a stat of the path.
+   */
+  reserve(request: Plan9ShareRequest, hostKind: 'file' | 'directory'): Reservation<Plan9Share> {
+    const { hostPath, readOnly } = this.#validate(request);
+    const restricted = hostKind === 'file';
+    const r = this.#table.reserve(keyOf(hostPath, readOnly, restricted), () => this.#place(hostPath, readOnly, restricted));
+    return {
+      value: r.value && shareOf(hostPath, r.value),
+      cancel: () => r.cancel(),
+      commit: async (options) => shareLease(hostPath, await r.commit(options)),
+    };
+  }
+
+  #validate(request: Plan9ShareRequest): { hostPath: string; readOnly: boolean } {
     if (this.config.os !== 'linux') throw new UvmError('NOT_SUPPORTED', 'Plan9 shares are only supported in LCOW UVMs');
     if (request === null || typeof request !== 'object') throw invalidArgument('Plan9 request must be an object');
     const hostPath = validate.hostPath(request.hostPath, 'Plan9 host path');
@@ -77,9 +95,7 @@ export class Plan9ManagerImpl implements Plan9Manager {
     if (!readOnly && this.config.noWritableFileShares) {
       throw new UvmError('ACCESS_DENIED', 'adding writable shares is denied', { details: { hostPath } });
     }
-    this.#checkConfig(hostPath, readOnly);
-    const lease = await this.#table.acquire(hostPath, () => this.#add(hostPath, readOnly), options);
-    return shareLease(hostPath, lease);
+    return { hostPath, readOnly };
   }
 
   /**
@@ -94,16 +110,17 @@ export class Plan9ManagerImpl implements Plan9Manager {
     const readOnly = validate.boolean(request.readOnly, 'readOnly');
     const name = validate.name(share.name, 'Plan9 share name');
     if (!/^\d+$/.test(name)) throw new UvmError('RECOVERY_FAILED', `not a Plan9 share name of this library: ${name}`);
-    this.#checkConfig(hostPath, readOnly);
-    const lease = await this.#table.acquire(hostPath, async () => {
-      this.#configs.set(hostPath, readOnly);
+    const mountPath = guestPaths.plan9Mount(name);
+    // A single-file share's guest path is `<mount path>/<file>` (as recorded).
+    const recordedMount = typeof share.mountPath === 'string' ? share.mountPath : mountPath;
+    const restricted = share.guestPath !== undefined && share.guestPath !== recordedMount;
+    const lease = await this.#table.acquire(keyOf(hostPath, readOnly, restricted), async () => {
       this.reserveNames(Number(name) + 1);
-      const mountPath = guestPaths.plan9Mount(name);
       const e: Plan9Entry = {
         name,
         hostPath,
         readOnly,
-        fileName: share.guestPath !== undefined && share.guestPath !== mountPath ? hostPaths.basename(hostPath) : undefined,
+        fileName: restricted ? hostPaths.basename(hostPath) : undefined,
         mountPath,
         state: 'added',
         removal: newRemovalProgress(),
@@ -133,84 +150,55 @@ export class Plan9ManagerImpl implements Plan9Manager {
     return this.#table.retryFailedTeardowns();
   }
 
-  #checkConfig(hostPath: string, readOnly: boolean): void {
-    const existing = this.#configs.get(hostPath);
-    if (existing !== undefined && existing !== readOnly) {
-      throw new UvmError(
-        'CONFIG_CONFLICT',
-        `${hostPath} is already shared ${existing ? 'read-only' : 'read-write'}; cannot share it ${readOnly ? 'read-only' : 'read-write'}`,
-        { details: { hostPath } },
-      );
-    }
-  }
-
-  async #add(hostPath: string, readOnly: boolean): Promise<Plan9Entry> {
-    this.#configs.set(hostPath, readOnly);
-    try {
-      // Stats run concurrently; names are handed out in call order, so they are deterministic.
-      const turn = this.#order.take();
-      let stat: Awaited<ReturnType<HostFs['stat']>>;
-      let name: string;
-      try {
-        stat = await this.hostFs.stat(hostPath);
-        if (!stat.isFile && !stat.isDirectory) throw invalidArgument(`Plan9 host path is neither a file nor a directory: ${hostPath}`);
-        name = await turn.run(() => String(this.#counter++));
-      } finally {
-        turn.done();
-      }
-      const fileName = stat.isFile ? hostPaths.basename(hostPath) : undefined;
-      const e: Plan9Entry = {
-        name,
-        hostPath,
-        readOnly,
-        fileName,
-        mountPath: guestPaths.plan9Mount(name),
-        state: 'adding',
-        removal: newRemovalProgress(),
-      };
-      const flags =
-        Plan9Flags.LinuxMetadata |
-        (readOnly ? Plan9Flags.ReadOnly : 0) |
-        (fileName === undefined ? 0 : Plan9Flags.RestrictFileAccess);
-      const host = hostRequest(resourcePaths.plan9Shares, 'Add', {
-        Name: name,
-        AccessName: name,
-        Path: fileName === undefined ? hostPath : hostPaths.withTrailingSeparator(hostPaths.dirname(hostPath)),
-        Port: PLAN9_PORT,
-        Flags: flags,
-        AllowedFiles: fileName === undefined ? undefined : [fileName],
-      });
-      const guest = guestRequest('Add', 'MappedDirectory', {
-        MountPath: e.mountPath,
-        ShareName: name,
-        Port: PLAN9_PORT,
-        ReadOnly: readOnly,
-      });
-      try {
-        await this.delivery.addCombined(host, guest);
-      } catch (err) {
-        if (hostHalfLeft(err)) {
-          // The share may still exist on the host: keep it for a retried teardown.
-          e.removal.split = true;
-          e.removal.guestDone = true;
-          this.#log('warn', e, 'add failed and the share could not be removed; kept for a retried teardown', err);
-          throw withResidue(err, e);
+  #place(hostPath: string, readOnly: boolean, restricted: boolean): Placed<Plan9Entry> {
+    const name = String(this.#counter++);
+    const fileName = restricted ? hostPaths.basename(hostPath) : undefined;
+    const e: Plan9Entry = {
+      name,
+      hostPath,
+      readOnly,
+      fileName,
+      mountPath: guestPaths.plan9Mount(name),
+      state: 'adding',
+      removal: newRemovalProgress(),
+    };
+    const flags =
+      Plan9Flags.LinuxMetadata | (readOnly ? Plan9Flags.ReadOnly : 0) | (fileName === undefined ? 0 : Plan9Flags.RestrictFileAccess);
+    const host = hostRequest(resourcePaths.plan9Shares, 'Add', {
+      Name: name,
+      AccessName: name,
+      Path: fileName === undefined ? hostPath : hostPaths.withTrailingSeparator(hostPaths.dirname(hostPath)),
+      Port: PLAN9_PORT,
+      Flags: flags,
+      AllowedFiles: fileName === undefined ? undefined : [fileName],
+    });
+    const guest = guestRequest('Add', 'MappedDirectory', { MountPath: e.mountPath, ShareName: name, Port: PLAN9_PORT, ReadOnly: readOnly });
+    return {
+      value: e,
+      // Names are never reused: a cancelled reservation leaves a gap, like a failed add.
+      cancel: () => undefined,
+      commit: async () => {
+        try {
+          await this.delivery.addCombined(host, guest, removalRequests(e).guest);
+        } catch (err) {
+          const left = halvesLeft(err);
+          if (left) {
+            // The share may still exist: keep it for a retried teardown.
+            Object.assign(e.removal, left);
+            this.#log('warn', e, 'add failed and could not be undone; kept for a retried teardown', err);
+            throw withResidue(err, e);
+          }
+          this.#log('warn', e, 'add failed', err);
+          throw err;
         }
-        this.#log('warn', e, 'add failed', err);
-        throw err;
-      }
-      e.state = 'added';
-      this.#log('debug', e, 'added');
-      return e;
-    } catch (err) {
-      if (!hostHalfLeft(err)) this.#configs.delete(hostPath);
-      throw err;
-    }
+        e.state = 'added';
+        this.#log('debug', e, 'added');
+      },
+    };
   }
 
   async #remove(e: Plan9Entry): Promise<void> {
-    const host: HostRequest = hostRequest(resourcePaths.plan9Shares, 'Remove', { Name: e.name, AccessName: e.name, Port: PLAN9_PORT });
-    const guest: GuestRequest = guestRequest('Remove', 'MappedDirectory', { MountPath: e.mountPath, ShareName: e.name, Port: PLAN9_PORT });
+    const { host, guest } = removalRequests(e);
     try {
       await this.delivery.removeCombined(host, guest, e.removal);
     } catch (err) {
@@ -218,7 +206,6 @@ export class Plan9ManagerImpl implements Plan9Manager {
       throw err;
     }
     e.state = 'removed';
-    this.#configs.delete(e.hostPath);
     this.#log('debug', e, 'removed');
   }
 
@@ -233,15 +220,29 @@ export class Plan9ManagerImpl implements Plan9Manager {
   }
 }
 
-/** The caller's lease of one share. */
-function shareLease(hostPath: string, lease: Lease<Plan9Entry>): Lease<Plan9Share> {
-  const e = lease.value;
-  const share: Plan9Share = {
+function keyOf(hostPath: string, readOnly: boolean, restricted: boolean): string {
+  return JSON.stringify([hostPath, readOnly, restricted]);
+}
+
+/** The host and guest Remove of a share. */
+function removalRequests(e: Plan9Entry): { host: HostRequest; guest: GuestRequest } {
+  return {
+    host: hostRequest(resourcePaths.plan9Shares, 'Remove', { Name: e.name, AccessName: e.name, Port: PLAN9_PORT }),
+    guest: guestRequest('Remove', 'MappedDirectory', { MountPath: e.mountPath, ShareName: e.name, Port: PLAN9_PORT }),
+  };
+}
+
+function shareOf(hostPath: string, e: Plan9Entry): Plan9Share {
+  return {
     name: e.name,
     hostPath,
     readOnly: e.readOnly,
     mountPath: e.mountPath,
     guestPath: e.fileName === undefined ? e.mountPath : guestPaths.join('linux', e.mountPath, e.fileName),
   };
-  return new ReleasableLease(share, () => lease.release());
+}
+
+/** The caller's lease of one share. */
+function shareLease(hostPath: string, lease: Lease<Plan9Entry>): Lease<Plan9Share> {
+  return new ReleasableLease(shareOf(hostPath, lease.value), () => lease.release());
 }

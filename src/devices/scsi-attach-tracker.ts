@@ -1,7 +1,7 @@
 import { UvmError } from '../core/errors.js';
 import type { Lease } from '../core/lease.js';
 import { LogField, type Logger } from '../core/logger.js';
-import { RefCountedTable, type AcquireOptions } from '../core/refcounted-table.js';
+import { RefCountedTable, type AcquireOptions, type Placed, type Reservation } from '../core/refcounted-table.js';
 import { SlotAllocator } from '../core/slot-allocator.js';
 import { describeEntries } from './describe-entries.js';
 import type { GuestOs, ResourceInfo } from './device-types.js';
@@ -53,7 +53,15 @@ export class ScsiAttachTracker {
 
   /** One attach reference. Rejects with NO_SLOT when every slot is taken. */
   acquire(cfg: ScsiAttachConfig, options: AcquireOptions = {}): Promise<Lease<ScsiAttachment>> {
-    return this.#table.acquire(keyOf(cfg), () => this.#attach(cfg), options);
+    return this.reserve(cfg).commit(options);
+  }
+
+  /**
+   * Reserves one attach reference synchronously: the same key shares its slot, a new key takes
+   * the lowest free slot now (NO_SLOT when none).
+   */
+  reserve(cfg: ScsiAttachConfig): Reservation<ScsiAttachment> {
+    return this.#table.reserve(keyOf(cfg), () => this.#place(cfg));
   }
 
   /**
@@ -92,7 +100,7 @@ export class ScsiAttachTracker {
     return this.#table.retryFailedTeardowns();
   }
 
-  async #attach(cfg: ScsiAttachConfig): Promise<ScsiAttachment> {
+  #place(cfg: ScsiAttachConfig): Placed<ScsiAttachment> {
     const slot = this.#slots.allocate();
     if (slot === undefined) {
       throw new UvmError('NO_SLOT', `no free SCSI slot for ${cfg.path}`, { details: { hostPath: cfg.path } });
@@ -103,16 +111,21 @@ export class ScsiAttachTracker {
       config: cfg,
       state: 'reserved',
     };
-    try {
-      await this.delivery.host(scsiRequests.attach(a.controller, a.lun, cfg));
-    } catch (err) {
-      this.#slots.free(slot);
-      this.#log('warn', a, 'attach failed', err);
-      throw err;
-    }
-    a.state = 'attached';
-    this.#log('debug', a, 'attached');
-    return a;
+    return {
+      value: a,
+      cancel: () => this.#slots.free(slot),
+      commit: async () => {
+        try {
+          await this.delivery.host(scsiRequests.attach(a.controller, a.lun, cfg));
+        } catch (err) {
+          this.#slots.free(slot);
+          this.#log('warn', a, 'attach failed', err);
+          throw err;
+        }
+        a.state = 'attached';
+        this.#log('debug', a, 'attached');
+      },
+    };
   }
 
   async #detach(a: ScsiAttachment): Promise<void> {

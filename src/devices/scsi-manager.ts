@@ -1,9 +1,7 @@
-import { InOrder } from '../core/in-order.js';
 import { inject, injectable } from 'inversify';
 import { invalidArgument, UvmAggregateError, UvmError } from '../core/errors.js';
+import type { Reservation } from '../core/refcounted-table.js';
 import { ReleasableLease, type Lease } from '../core/lease.js';
-import { pendingPromises } from '../core/pending-promises.js';
-import { waitFor } from '../core/refcounted-table.js';
 import { LogField, Logger } from '../core/logger.js';
 import { HcsApi } from '../hcs/hcs-api.js';
 import { UvmDeviceConfig } from './device-config.js';
@@ -18,7 +16,7 @@ import type {
 } from './device-types.js';
 import { ResourceDelivery } from './guest-delivery.js';
 import { ScsiAttachTracker, type ScsiAttachment } from './scsi-attach-tracker.js';
-import { ScsiMountTracker } from './scsi-mount-tracker.js';
+import { ScsiMountTracker, type ScsiMount } from './scsi-mount-tracker.js';
 import type { ScsiAttachConfig, ScsiMountSettings } from './scsi-requests.js';
 import { validate } from './validation.js';
 
@@ -39,7 +37,6 @@ const EVD_PREFIX = 'evd://';
 export class ScsiManagerImpl implements ScsiManager {
   readonly #attachments: ScsiAttachTracker;
   readonly #mounts: ScsiMountTracker;
-  readonly #order = new InOrder();
   /** Releases that stopped part-way and whose holder may never retry them. */
   readonly #interrupted = new Set<Lease<ScsiDisk>>();
   readonly #logger: Logger;
@@ -62,50 +59,92 @@ export class ScsiManagerImpl implements ScsiManager {
   }
 
   async acquire(request: ScsiDiskRequest, options: DeviceAcquireOptions = {}): Promise<Lease<ScsiDisk>> {
+    return this.reserve(request).commit(options);
+  }
+
+  /**
+   * Reserves a disk synchronously, no I/O: its slot (shared by the same attach key, else the
+   * lowest free one; NO_SLOT) and, with a mount, its guest path (shared by the same mount key,
+   * else the requested one or the lowest free `m<i>`; MOUNT_CONFLICT). Throws on bad input.
+   *
+   * `commit` grants VM access (when asked), attaches, then mounts. An abort before the first
+   * call frees the reservation with nothing sent; after it, the step in flight finishes and what
+   * was done is undone in order (unmount, then unplug and detach) before it rejects with ABORTED.
+   */
+  reserve(request: ScsiDiskRequest): Reservation<ScsiDisk> {
     const { attach, mount, guestPath } = this.#parse(request);
-    // Grants run concurrently; slots are taken in call order, so placement is deterministic.
-    const turn = this.#order.take();
-    let attachLease: Lease<ScsiAttachment>;
+    const grant =
+      request.grantVmAccess === true && attach.type !== 'ExtensibleVirtualDisk'
+        ? () => this.hcs.grantVmAccess(this.config.id, attach.path)
+        : undefined;
+    const attachRes = this.#attachments.reserve(attach);
+    let mountRes: Reservation<ScsiMount> | undefined;
     try {
-      if (request.grantVmAccess === true && attach.type !== 'ExtensibleVirtualDisk') {
-        // hcsshim grants on every call, even when the disk is already attached.
-        await this.hcs.grantVmAccess(this.config.id, attach.path);
-      }
-      attachLease = await turn.run(() => this.#attachments.acquire(attach, options));
-    } finally {
-      turn.done();
+      if (mount && attachRes.value) mountRes = this.#reserveMount(attachRes.value, mount, guestPath);
+    } catch (err) {
+      attachRes.cancel();
+      throw err;
     }
-    const { controller, lun } = attachLease.value;
-    let mountLease: Lease<{ path: string }> | undefined;
-    if (mount) {
-      let mounting: Promise<Lease<{ path: string }>> | undefined;
-      try {
-        if (this.config.os === 'windows' && controller !== 0) {
-          throw invalidArgument('WCOW only supports SCSI controller 0 for guest mounts');
+    let used = false;
+    const value: ScsiDisk | undefined = attachRes.value && {
+      controller: attachRes.value.controller,
+      lun: attachRes.value.lun,
+      hostPath: request.hostPath,
+      readOnly: attach.readOnly,
+      type: attach.type,
+      guestPath: mountRes?.value?.path,
+    };
+    return {
+      value,
+      cancel: () => {
+        used = true;
+        mountRes?.cancel();
+        attachRes.cancel();
+      },
+      commit: async (options: DeviceAcquireOptions = {}) => {
+        if (used) throw new UvmError('INVALID_STATE', 'SCSI reservation already used');
+        used = true;
+        let attachLease: Lease<ScsiAttachment>;
+        try {
+          // hcsshim grants on every call, even when the disk is already attached.
+          if (grant && !options.signal?.aborted) await grant();
+        } catch (err) {
+          mountRes?.cancel();
+          attachRes.cancel();
+          throw err;
         }
-        // An abort ends the wait, not the guest mount: the disk may be unplugged only once the
-        // mount is settled and released (else the guest refuses: still mounted).
-        mounting = this.#mounts.acquire(controller, lun, mount, guestPath);
-        mountLease = await waitFor(mounting, options.signal);
-      } catch (err) {
-        const undo = (mounting ?? Promise.reject(err))
-          .then(
-            (m) => diskLease(request, attachLease, m, this.#interrupted).release(),
-            () => attachLease.release(),
-          )
-          .catch((releaseErr: unknown) => {
-            this.#logger.warn('releasing the attachment after a failed mount failed', {
-              [LogField.hostPath]: attach.path,
-              error: String(releaseErr),
+        try {
+          attachLease = await attachRes.commit(options);
+        } catch (err) {
+          mountRes?.cancel();
+          throw err;
+        }
+        let mountLease: Lease<ScsiMount> | undefined;
+        if (mount) {
+          try {
+            mountRes ??= this.#reserveMount(attachLease.value, mount, guestPath);
+            mountLease = await mountRes.commit(options);
+          } catch (err) {
+            // A failed detach stays in the attachment table, retried by retryFailedTeardowns().
+            await attachLease.release().catch((releaseErr: unknown) => {
+              this.#logger.warn('releasing the attachment after a failed mount failed', {
+                [LogField.hostPath]: attach.path,
+                error: String(releaseErr),
+              });
             });
-          });
-        // Aborted: return now; the undo runs when the mount settles (retryFailedTeardowns finishes it if it fails).
-        if (UvmError.is(err, 'ABORTED')) void pendingPromises.track('abandoned-scsi-mount', undo);
-        else await undo;
-        throw err;
-      }
+            throw err;
+          }
+        }
+        return diskLease(request, attachLease, mountLease, this.#interrupted);
+      },
+    };
+  }
+
+  #reserveMount(a: ScsiAttachment, mount: ScsiMountSettings, guestPath: string | undefined): Reservation<ScsiMount> {
+    if (this.config.os === 'windows' && a.controller !== 0) {
+      throw invalidArgument('WCOW only supports SCSI controller 0 for guest mounts');
     }
-    return diskLease(request, attachLease, mountLease, this.#interrupted);
+    return this.#mounts.reserve(a.controller, a.lun, mount, guestPath);
   }
 
   /**

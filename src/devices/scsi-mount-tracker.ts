@@ -1,7 +1,7 @@
 import { UvmError } from '../core/errors.js';
 import type { Lease } from '../core/lease.js';
 import { LogField, type Logger } from '../core/logger.js';
-import { RefCountedTable, type AcquireOptions } from '../core/refcounted-table.js';
+import { RefCountedTable, withResidue, type AcquireOptions, type Placed, type Reservation } from '../core/refcounted-table.js';
 import { describeEntries } from './describe-entries.js';
 import type { GuestOs, ResourceInfo } from './device-types.js';
 import type { ResourceDelivery } from './guest-delivery.js';
@@ -50,8 +50,16 @@ export class ScsiMountTracker {
     requestedPath: string | undefined,
     options: AcquireOptions = {},
   ): Promise<Lease<ScsiMount>> {
+    return this.reserve(controller, lun, settings, requestedPath).commit(options);
+  }
+
+  /**
+   * Reserves one mount reference synchronously: the same key shares its mount (and path); a new
+   * key takes its path now (MOUNT_CONFLICT if another mount has it, else the lowest free `m<i>`).
+   */
+  reserve(controller: number, lun: number, settings: ScsiMountSettings, requestedPath: string | undefined): Reservation<ScsiMount> {
     const key = JSON.stringify([controller, lun, settings]);
-    return this.#table.acquire(key, () => this.#mount(key, controller, lun, settings, requestedPath), options);
+    return this.#table.reserve(key, () => this.#place(key, controller, lun, settings, requestedPath));
   }
 
   /**
@@ -104,13 +112,7 @@ export class ScsiMountTracker {
     return this.#table.retryFailedTeardowns();
   }
 
-  async #mount(
-    key: string,
-    controller: number,
-    lun: number,
-    settings: ScsiMountSettings,
-    requestedPath: string | undefined,
-  ): Promise<ScsiMount> {
+  #place(key: string, controller: number, lun: number, settings: ScsiMountSettings, requestedPath: string | undefined): Placed<ScsiMount> {
     let index: number | undefined;
     let path: string;
     if (requestedPath !== undefined) {
@@ -126,16 +128,35 @@ export class ScsiMountTracker {
     }
     this.#pathOwners.set(path, key);
     const m: ScsiMount = { controller, lun, path, index, settings, state: 'reserved' };
+    return {
+      value: m,
+      cancel: () => this.#forget(m),
+      commit: async () => {
+        try {
+          await this.delivery.guest(scsiRequests.mount(this.os, controller, lun, path, settings));
+        } catch (err) {
+          this.#log('warn', m, 'mount failed', err);
+          // The guest may have applied it before reporting the failure (a guest connection):
+          // undo it; "not found" means it was not applied. If that fails too, keep it for a retry.
+          await this.#undoFailedMount(m, err);
+          this.#forget(m);
+          throw err;
+        }
+        m.state = 'mounted';
+        this.#log('debug', m, 'mounted');
+      },
+    };
+  }
+
+  async #undoFailedMount(m: ScsiMount, cause: unknown): Promise<void> {
+    if (!this.delivery.undoFailedGuestAdd) return;
     try {
-      await this.delivery.guest(scsiRequests.mount(this.os, controller, lun, path, settings));
+      await this.delivery.undoFailedGuestAdd(scsiRequests.unmount(this.os, m.controller, m.lun, m.path, m.settings));
     } catch (err) {
-      this.#forget(m);
-      this.#log('warn', m, 'mount failed', err);
-      throw err;
+      m.state = 'mounted';
+      this.#log('warn', m, 'undoing a failed mount failed; kept for a retried teardown', err);
+      throw withResidue(cause, m);
     }
-    m.state = 'mounted';
-    this.#log('debug', m, 'mounted');
-    return m;
   }
 
   async #unmount(m: ScsiMount, _key: string): Promise<void> {

@@ -1,5 +1,5 @@
 import path from 'node:path';
-import { invalidArgument } from '../core/errors.js';
+import { invalidArgument, UvmError } from '../core/errors.js';
 import type { GuestOs } from './device-types.js';
 import { hostPaths } from './host-paths.js';
 
@@ -60,4 +60,16 @@ export const validate = {
 /** `path.posix` or `path.win32` for a guest OS. */
 export function guestFlavour(os: GuestOs): path.PlatformPath {
   return os === 'linux' ? path.posix : path.win32;
+}
+
+/** Stats `hostPath` for a share: a file or a directory; INVALID_ARGUMENT for anything else. */
+export async function statKind(
+  hostFs: { stat(path: string): Promise<{ isFile: boolean; isDirectory: boolean }> },
+  hostPath: string,
+  what: string,
+): Promise<'file' | 'directory'> {
+  const st = await hostFs.stat(hostPath);
+  if (st.isDirectory) return 'directory';
+  if (st.isFile) return 'file';
+  throw new UvmError('INVALID_ARGUMENT', `${what} is neither a file nor a directory: ${hostPath}`, { details: { hostPath } });
 }

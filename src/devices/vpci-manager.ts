@@ -23,7 +23,7 @@ import { RefCountedTable, withResidue } from '../core/refcounted-table.js';
 import { describeEntries } from './describe-entries.js';
 import { UvmDeviceConfig } from './device-config.js';
 import type { DescribableManager, DeviceAcquireOptions, ResourceInfo } from './device-types.js';
-import { hostHalfLeft, ResourceDelivery } from './guest-delivery.js';
+import { halvesLeft, ResourceDelivery } from './guest-delivery.js';
 import { UvmLifecycle } from './uvm-lifecycle.js';
 import { guestRequest, hostRequest } from './wire-requests.js';
 
@@ -168,7 +168,7 @@ export class VpciManagerImpl implements VpciManager {
         await this.delivery.host(host);
       }
     } catch (err) {
-      if (hostHalfLeft(err)) {
+      if (halvesLeft(err)) {
         this.#log('warn', device, 'assignment failed and could not be undone; kept for a retried teardown', err);
         throw withResidue(err, device);
       }

@@ -3,13 +3,12 @@ import { invalidArgument, UvmError } from '../core/errors.js';
 import { HostFs } from '../core/host-fs.js';
 import { ReleasableLease, type Lease } from '../core/lease.js';
 import { LogField, Logger } from '../core/logger.js';
-import { InOrder } from '../core/in-order.js';
-import { RefCountedTable, withResidue } from '../core/refcounted-table.js';
+import { RefCountedTable, withResidue, type Placed, type Reservation } from '../core/refcounted-table.js';
 import { SlotAllocator } from '../core/slot-allocator.js';
 import { describeEntries } from './describe-entries.js';
 import { UvmDeviceConfig } from './device-config.js';
-import type { DeviceAcquireOptions, ResourceInfo, VpmemLayer, VpmemLayerRequest, VpmemManager } from './device-types.js';
-import { hostHalfLeft, newRemovalProgress, ResourceDelivery, type RemovalProgress } from './guest-delivery.js';
+import type { DeviceAcquireOptions, ResourceInfo, VpmemLayer, VpmemLayerRequest, VpmemManager, VpmemPlacement } from './device-types.js';
+import { halvesLeft, newRemovalProgress, ResourceDelivery, type RemovalProgress } from './guest-delivery.js';
 import { guestPaths } from './guest-paths.js';
 import { resourcePaths } from './resource-paths.js';
 import { validate } from './validation.js';
@@ -38,6 +37,7 @@ interface VpmemEntry {
   readonly guestPath: string;
   readonly host: HostRequest;
   readonly guest: GuestRequest;
+  readonly guestRemoval: GuestRequest;
   state: VpmemState;
   readonly removal: RemovalProgress;
 }
@@ -61,7 +61,6 @@ interface MappedDevice {
 export class VpmemManagerImpl implements VpmemManager {
   readonly #logger: Logger;
   readonly #table: RefCountedTable<string, VpmemEntry>;
-  readonly #order = new InOrder();
   readonly #slots: SlotAllocator | undefined;
   readonly #mapped: MappedDevice[] = [];
 
@@ -80,14 +79,38 @@ export class VpmemManagerImpl implements VpmemManager {
   }
 
   async acquire(request: VpmemLayerRequest, options: DeviceAcquireOptions = {}): Promise<Lease<VpmemLayer>> {
+    const hostPath = this.#validate(request);
+    if (this.config.vpmemCount === 0) throw new UvmError('NO_SLOT', 'this UVM has no VPMEM devices', { details: { hostPath } });
+    const { size } = await this.hostFs.stat(hostPath);
+    const placed = this.reserve({ hostPath }, size);
+    if (!placed.ok) throw placed.error;
+    return placed.reservation.commit(options);
+  }
+
+  /**
+   * Reserves a layer synchronously (no I/O): an existing layer of the same host path is shared;
+   * a new one is placed now on the lowest free device (or mapping), given the file's `size`
+   * (stat it first). A layer VPMEM cannot take is a result, not an exception: `ok: false` with
+   * NO_SLOT or LAYER_TOO_LARGE (the SCSI-fallback codes). Bad input throws.
+   */
+  reserve(request: VpmemLayerRequest, size: number | undefined): VpmemPlacement {
+    const hostPath = this.#validate(request);
+    try {
+      if (this.config.vpmemCount === 0) {
+        throw new UvmError('NO_SLOT', 'this UVM has no VPMEM devices', { details: { hostPath } });
+      }
+      const reservation = this.#table.reserve(hostPath, () => this.#place(hostPath, size));
+      return { ok: true, reservation: layerReservation(hostPath, reservation) };
+    } catch (err) {
+      if (UvmError.is(err, 'NO_SLOT', 'LAYER_TOO_LARGE')) return { ok: false, code: err.code as 'NO_SLOT' | 'LAYER_TOO_LARGE', error: err };
+      throw err;
+    }
+  }
+
+  #validate(request: VpmemLayerRequest): string {
     if (this.config.os !== 'linux') throw new UvmError('NOT_SUPPORTED', 'VPMEM is only supported in LCOW UVMs');
     if (request === null || typeof request !== 'object') throw invalidArgument('VPMEM request must be an object');
-    const hostPath = validate.hostPath(request.hostPath, 'VPMEM host path');
-    if (this.config.vpmemCount === 0) {
-      throw new UvmError('NO_SLOT', 'this UVM has no VPMEM devices', { details: { hostPath } });
-    }
-    const lease = await this.#table.acquire(hostPath, () => this.#add(hostPath), options);
-    return layerLease(hostPath, lease);
+    return validate.hostPath(request.hostPath, 'VPMEM host path');
   }
 
   /**
@@ -121,42 +144,37 @@ export class VpmemManagerImpl implements VpmemManager {
     return this.#table.retryFailedTeardowns();
   }
 
-  async #add(hostPath: string): Promise<VpmemEntry> {
-    // Stats run concurrently; placement happens in call order, so guest paths are deterministic.
-    const turn = this.#order.take();
-    let entry: VpmemEntry;
-    try {
-      const { size } = await this.hostFs.stat(hostPath);
-      entry = await turn.run(() =>
-        this.config.vpmemMultiMapping ? this.#placeMapping(hostPath, size) : this.#placeDevice(hostPath, size),
-      );
-    } finally {
-      turn.done();
-    }
-    try {
-      await this.delivery.addCombined(entry.host, entry.guest);
-    } catch (err) {
-      if (hostHalfLeft(err)) {
-        // The host half may still be attached: keep the slot, let a retried teardown remove it.
-        entry.removal.split = true;
-        entry.removal.guestDone = true;
-        this.#log('warn', entry, 'add failed and its host half could not be undone; kept for a retried teardown', err);
-        throw withResidue(err, entry);
-      }
-      this.#free(entry);
-      this.#log('warn', entry, 'add failed', err);
-      throw err;
-    }
-    entry.state = 'added';
-    this.#log('debug', entry, 'added');
-    return entry;
+  #place(hostPath: string, size: number | undefined): Placed<VpmemEntry> {
+    if (size === undefined) throw new UvmError('INVALID_STATE', `the size of ${hostPath} is needed to place it on VPMEM`);
+    const entry = this.config.vpmemMultiMapping ? this.#placeMapping(hostPath, size) : this.#placeDevice(hostPath, size);
+    return {
+      value: entry,
+      cancel: () => this.#free(entry),
+      commit: async () => {
+        try {
+          await this.delivery.addCombined(entry.host, entry.guest, entry.guestRemoval);
+        } catch (err) {
+          const left = halvesLeft(err);
+          if (left) {
+            // Something may still be attached: keep the slot, let a retried teardown remove it.
+            Object.assign(entry.removal, left);
+            this.#log('warn', entry, 'add failed and could not be undone; kept for a retried teardown', err);
+            throw withResidue(err, entry);
+          }
+          this.#free(entry);
+          this.#log('warn', entry, 'add failed', err);
+          throw err;
+        }
+        entry.state = 'added';
+        this.#log('debug', entry, 'added');
+      },
+    };
   }
 
   async #remove(e: VpmemEntry): Promise<void> {
     const host = hostRequest(e.host.ResourcePath, 'Remove');
-    const guest = guestRequest('Remove', 'VPMemDevice', e.guest.Settings ?? {});
     try {
-      await this.delivery.removeCombined(host, guest, e.removal);
+      await this.delivery.removeCombined(host, e.guestRemoval, e.removal);
     } catch (err) {
       this.#log('warn', e, 'remove failed; release() again to resume', err);
       throw err;
@@ -249,6 +267,7 @@ function deviceEntry(hostPath: string, device: number): VpmemEntry {
     guestPath,
     host: hostRequest(resourcePaths.vpmemDevice(device), 'Add', { HostPath: hostPath, ReadOnly: true, ImageFormat: 'Vhd1' }),
     guest: guestRequest('Add', 'VPMemDevice', { DeviceNumber: device, MountPath: guestPath }),
+    guestRemoval: guestRequest('Remove', 'VPMemDevice', { DeviceNumber: device, MountPath: guestPath }),
     state: 'adding',
     removal: newRemovalProgress(),
   };
@@ -269,18 +288,35 @@ function mappingEntry(hostPath: string, device: number, offset: number, size: nu
       MountPath: guestPath,
       MappingInfo: { DeviceOffsetInBytes: offset, DeviceSizeInBytes: size },
     }),
+    guestRemoval: guestRequest('Remove', 'VPMemDevice', {
+      DeviceNumber: device,
+      MountPath: guestPath,
+      MappingInfo: { DeviceOffsetInBytes: offset, DeviceSizeInBytes: size },
+    }),
     state: 'adding',
     removal: newRemovalProgress(),
   };
 }
 
-/** The caller's lease of one layer. */
-function layerLease(hostPath: string, lease: Lease<VpmemEntry>): Lease<VpmemLayer> {
-  const e = lease.value;
+function layerOf(hostPath: string, e: VpmemEntry): VpmemLayer {
   const layer: VpmemLayer = { device: e.device, hostPath, guestPath: e.guestPath };
   if (e.offset !== undefined) {
     layer.offset = e.offset;
     layer.size = e.size;
   }
-  return new ReleasableLease(layer, () => lease.release());
+  return layer;
+}
+
+/** The caller's lease of one layer. */
+function layerLease(hostPath: string, lease: Lease<VpmemEntry>): Lease<VpmemLayer> {
+  return new ReleasableLease(layerOf(hostPath, lease.value), () => lease.release());
+}
+
+/** The caller's reservation of one layer. */
+function layerReservation(hostPath: string, r: Reservation<VpmemEntry>): Reservation<VpmemLayer> {
+  return {
+    value: r.value && layerOf(hostPath, r.value),
+    cancel: () => r.cancel(),
+    commit: async (options) => layerLease(hostPath, await r.commit(options)),
+  };
 }

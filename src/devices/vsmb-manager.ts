@@ -3,8 +3,7 @@ import { invalidArgument, UvmError } from '../core/errors.js';
 import { HostFs } from '../core/host-fs.js';
 import { ReleasableLease, type Lease } from '../core/lease.js';
 import { LogField, Logger } from '../core/logger.js';
-import { InOrder } from '../core/in-order.js';
-import { RefCountedTable } from '../core/refcounted-table.js';
+import { RefCountedTable, type Placed, type Reservation } from '../core/refcounted-table.js';
 import { describeEntries } from './describe-entries.js';
 import { UvmDeviceConfig } from './device-config.js';
 import type {
@@ -23,7 +22,8 @@ import { SerialQueue } from './serial-queue.js';
 import { UvmLifecycle } from './uvm-lifecycle.js';
 import { validate } from './validation.js';
 import { vsmbShareOptions } from './vsmb-options.js';
-import { hostRequest } from './wire-requests.js';
+import { hostRequest, type HostRequest } from './wire-requests.js';
+import { omitEmpty } from '../hcs/schema.js';
 
 /** One VSMB share on the host (a directory share, or a restricted share of a file's directory). */
 interface ShareEntry {
@@ -44,11 +44,10 @@ interface ShareEntry {
 /** One file of a restricted share, holding a reference to that share. */
 interface FileEntry {
   readonly file: string;
-  readonly share: ShareEntry;
-  readonly shareLease: Lease<ShareEntry>;
+  /** Known at reservation, except for a share that was being removed then (known at commit). */
+  share: ShareEntry | undefined;
+  shareLease: Lease<ShareEntry> | undefined;
 }
-
-type ShareTableKind = 'dir' | 'file';
 
 /**
  * VSMB shares of one WCOW UVM (spec §2). Directory shares are keyed by `(clean dir, readOnly)`;
@@ -60,10 +59,11 @@ type ShareTableKind = 'dir' | 'file';
  *   that file from AllowedFiles: a single-file share exposes only the files currently in use.
  * - Bookkeeping never waits on another share's HCS call (hcsshim holds the UVM lock).
  *
- * Direct-mapped shares (NoDirectmap false) are kept on last release (refcount 0) and reused by a
- * later acquire: removing one while guest handles are open would unmap files from guest memory,
- * and HCS only purges guest handles under conditions the shim cannot detect (spec §2.4).
- * `purge()` forgets them when the UVM goes away; `removeIdle()` removes them explicitly.
+ * Direct-mapped shares (NoDirectmap false) are kept on last release (state `kept`, refcount 0,
+ * listed by `describe()`) and reused by a later acquire; they are never removed while the VM runs:
+ * removing one while guest handles are open would unmap files from guest memory (it can crash the
+ * UVM), and HCS only purges guest handles under conditions the shim cannot detect (spec §2.4).
+ * They go with the VM; `purge()` forgets them when the UVM goes away.
  */
 @injectable()
 export class VsmbManagerImpl implements VsmbManager {
@@ -71,10 +71,7 @@ export class VsmbManagerImpl implements VsmbManager {
   readonly #dirShares: RefCountedTable<string, ShareEntry>;
   readonly #fileShares: RefCountedTable<string, ShareEntry>;
   readonly #files: RefCountedTable<string, FileEntry>;
-  /** Direct-mapped shares kept at refcount 0, by table kind + key. */
-  readonly #idle = new Map<string, { kind: ShareTableKind; key: string; share: ShareEntry }>();
   #counter = 0;
-  readonly #order = new InOrder();
 
   constructor(
     @inject(UvmDeviceConfig) private readonly config: UvmDeviceConfig,
@@ -85,12 +82,66 @@ export class VsmbManagerImpl implements VsmbManager {
   ) {
     this.#logger = logger.child({ [LogField.uvmId]: config.id, [LogField.kind]: 'vsmb' });
     lifecycle.onTerminated(() => this.purge());
-    this.#dirShares = new RefCountedTable({ name: 'vsmb-dir-share', destroy: (s, k) => this.#destroyShare('dir', k, s) });
-    this.#fileShares = new RefCountedTable({ name: 'vsmb-file-share', destroy: (s, k) => this.#destroyShare('file', k, s) });
+    const keepAtZero = (share: ShareEntry): boolean => !share.options.NoDirectmap;
+    this.#dirShares = new RefCountedTable({ name: 'vsmb-dir-share', destroy: (s) => this.#destroyShare(s), keepAtZero });
+    this.#fileShares = new RefCountedTable({ name: 'vsmb-file-share', destroy: (s) => this.#destroyShare(s), keepAtZero });
     this.#files = new RefCountedTable({ name: 'vsmb-file', destroy: (f) => this.#destroyFile(f) });
   }
 
   async acquire(request: VsmbShareRequest, options: DeviceAcquireOptions = {}): Promise<Lease<VsmbShare>> {
+    const { hostPath } = this.#validate(request);
+    const stat = await this.hostFs.stat(hostPath);
+    if (!stat.isFile && !stat.isDirectory) throw invalidArgument(`VSMB host path is neither a file nor a directory: ${hostPath}`);
+    return this.reserve(request, stat.isFile ? 'file' : 'directory').commit(options);
+  }
+
+  /**
+   * Reserves a share synchronously, no I/O: a directory share keyed by (clean dir, read-only), or
+   * for a file its directory's restricted share (same key in the file-share table) plus the file.
+   * A new share takes the next name now. `hostKind` comes from a stat of the path.
+   */
+  reserve(request: VsmbShareRequest, hostKind: 'file' | 'directory'): Reservation<VsmbShare> {
+    const { hostPath, readOnly, layer } = this.#validate(request);
+    const noDirectMap = this.config.fullyPhysicallyBacked || this.config.vsmbNoDirectMap;
+    if (hostKind === 'directory') {
+      const dir = hostPaths.clean(hostPath);
+      const opts = vsmbShareOptions({ readOnly, noDirectMap, layer });
+      const r = this.#dirShares.reserve(JSON.stringify([dir, readOnly]), () => this.#placeShare(dir, readOnly, opts, undefined));
+      const view = (share: ShareEntry): VsmbShare => {
+        const sharePath = guestPaths.vsmbShare(share.name);
+        return { name: share.name, hostPath, readOnly, sharePath, guestPath: sharePath };
+      };
+      return {
+        value: r.value && view(r.value),
+        cancel: () => r.cancel(),
+        commit: async (options) => {
+          const lease = await r.commit(options);
+          return new ReleasableLease(view(lease.value), () => lease.release());
+        },
+      };
+    }
+    const file = hostPaths.clean(hostPath);
+    const dir = hostPaths.dirname(file);
+    const opts = vsmbShareOptions({ readOnly, noDirectMap, layer, singleFile: true });
+    const r = this.#files.reserve(JSON.stringify([dir, readOnly, file]), () => this.#placeFile(dir, readOnly, file, opts));
+    const view = (share: ShareEntry): VsmbShare => ({
+      name: share.name,
+      hostPath,
+      readOnly,
+      sharePath: guestPaths.vsmbShare(share.name),
+      guestPath: guestPaths.vsmbFile(share.name, hostPaths.basename(file)),
+    });
+    return {
+      value: r.value?.share && view(r.value.share),
+      cancel: () => r.cancel(),
+      commit: async (options) => {
+        const lease = await r.commit(options);
+        return new ReleasableLease(view(lease.value.share!), () => lease.release());
+      },
+    };
+  }
+
+  #validate(request: VsmbShareRequest): { hostPath: string; readOnly: boolean; layer: boolean } {
     if (this.config.os !== 'windows') throw new UvmError('NOT_SUPPORTED', 'VSMB shares are only supported in WCOW UVMs');
     if (request === null || typeof request !== 'object') throw invalidArgument('VSMB request must be an object');
     const hostPath = validate.hostPath(request.hostPath, 'VSMB host path');
@@ -100,45 +151,7 @@ export class VsmbManagerImpl implements VsmbManager {
     if (!readOnly && this.config.noWritableFileShares) {
       throw new UvmError('ACCESS_DENIED', 'adding writable shares is denied', { details: { hostPath } });
     }
-    const noDirectMap = this.config.fullyPhysicallyBacked || this.config.vsmbNoDirectMap;
-    // Stats run concurrently; share names are handed out in call order, so they are deterministic.
-    const turn = this.#order.take();
-    let stat: Awaited<ReturnType<HostFs['stat']>>;
-    try {
-      stat = await this.hostFs.stat(hostPath);
-    } catch (err) {
-      turn.done();
-      throw err;
-    }
-    if (stat.isDirectory) {
-      const dir = hostPaths.clean(hostPath);
-      const key = JSON.stringify([dir, readOnly]);
-      const opts = vsmbShareOptions({ readOnly, noDirectMap, layer });
-      const lease = await turn.run(() => this.#dirShares.acquire(key, () => this.#createShare('dir', key, dir, readOnly, opts), options));
-      const share = lease.value;
-      const sharePath = guestPaths.vsmbShare(share.name);
-      return new ReleasableLease({ name: share.name, hostPath, readOnly, sharePath, guestPath: sharePath }, () => lease.release());
-    }
-    if (!stat.isFile) {
-      turn.done();
-      throw invalidArgument(`VSMB host path is neither a file nor a directory: ${hostPath}`);
-    }
-    const file = hostPaths.clean(hostPath);
-    const dir = hostPaths.dirname(file);
-    const opts = vsmbShareOptions({ readOnly, noDirectMap, layer, singleFile: true });
-    const fileKey = JSON.stringify([dir, readOnly, file]);
-    const lease = await turn.run(() => this.#files.acquire(fileKey, () => this.#createFile(dir, readOnly, file, opts), options));
-    const name = lease.value.share.name;
-    return new ReleasableLease(
-      {
-        name,
-        hostPath,
-        readOnly,
-        sharePath: guestPaths.vsmbShare(name),
-        guestPath: guestPaths.vsmbFile(name, hostPaths.basename(file)),
-      },
-      () => lease.release(),
-    );
+    return { hostPath, readOnly, layer };
   }
 
   /**
@@ -157,9 +170,9 @@ export class VsmbManagerImpl implements VsmbManager {
     const name = validate.name(share.name, 'VSMB share name');
     if (!/^s[0-9a-f]+$/.test(name)) throw new UvmError('RECOVERY_FAILED', `not a VSMB share name of this library: ${name}`);
     const noDirectMap = this.config.fullyPhysicallyBacked || this.config.vsmbNoDirectMap;
-    const claim = (kind: ShareTableKind, dir: string, options: VsmbShareOptions) => async (): Promise<ShareEntry> => {
+    const claim = (restricted: boolean, dir: string, options: VsmbShareOptions) => async (): Promise<ShareEntry> => {
       this.reserveNames(parseInt(name.slice(1), 16) + 1);
-      const entry: ShareEntry = { name, dir, readOnly, options, restricted: kind === 'file', live: [], applied: [], updates: new SerialQueue() };
+      const entry: ShareEntry = { name, dir, readOnly, options, restricted, live: [], applied: [], updates: new SerialQueue() };
       this.#log('debug', entry, 'share adopted');
       return entry;
     };
@@ -170,7 +183,7 @@ export class VsmbManagerImpl implements VsmbManager {
     if (share.guestPath === share.sharePath) {
       const dir = hostPaths.clean(hostPath);
       const key = JSON.stringify([dir, readOnly]);
-      const lease = await this.#dirShares.acquire(key, claim('dir', dir, vsmbShareOptions({ readOnly, noDirectMap, layer })));
+      const lease = await this.#dirShares.acquire(key, claim(false, dir, vsmbShareOptions({ readOnly, noDirectMap, layer })));
       if (lease.value.name !== name) await mismatch(lease, lease.value.name);
       const sharePath = guestPaths.vsmbShare(name);
       return new ReleasableLease({ name, hostPath, readOnly, sharePath, guestPath: sharePath }, () => lease.release());
@@ -180,14 +193,14 @@ export class VsmbManagerImpl implements VsmbManager {
     const options = vsmbShareOptions({ readOnly, noDirectMap, layer, singleFile: true });
     const shareKey = JSON.stringify([dir, readOnly]);
     const lease = await this.#files.acquire(JSON.stringify([dir, readOnly, file]), async () => {
-      const shareLease = await this.#fileShares.acquire(shareKey, claim('file', dir, options));
+      const shareLease = await this.#fileShares.acquire(shareKey, claim(true, dir, options));
       const entry = shareLease.value;
       if (entry.name !== name) await mismatch(shareLease, entry.name);
       entry.live.push(file);
       entry.applied = [...entry.live];
       return { file, share: entry, shareLease };
     });
-    if (lease.value.share.name !== name) await mismatch(lease, lease.value.share.name);
+    if (lease.value.share!.name !== name) await mismatch(lease, lease.value.share!.name);
     return new ReleasableLease(
       { name, hostPath, readOnly, sharePath: guestPaths.vsmbShare(name), guestPath: guestPaths.vsmbFile(name, hostPaths.basename(file)) },
       () => lease.release(),
@@ -205,40 +218,16 @@ export class VsmbManagerImpl implements VsmbManager {
     return [
       ...describeEntries(this.#dirShares, 'vsmb-share', share),
       ...describeEntries(this.#fileShares, 'vsmb-share', share),
-      ...[...this.#idle.values()].map(
-        ({ key, share: s }): ResourceInfo => ({ kind: 'vsmb-share', key, state: 'live', refCount: 0, ...share(s) }),
-      ),
       ...describeEntries(this.#files, 'vsmb-file', (f) =>
-        f ? { hostPath: f.file, slot: f.share.name, guestPath: guestPaths.vsmbFile(f.share.name, hostPaths.basename(f.file)) } : {},
+        f?.share ? { hostPath: f.file, slot: f.share.name, guestPath: guestPaths.vsmbFile(f.share.name, hostPaths.basename(f.file)) } : {},
       ),
     ];
   }
 
-  /** Forgets the direct-mapped shares kept at refcount 0 (the UVM is going away). */
+  /** Forgets the direct-mapped shares kept at refcount 0 (the UVM is gone, and they with it). */
   purge(): void {
-    if (this.#idle.size > 0) this.#logger.debug('forgetting idle direct-mapped shares', { count: this.#idle.size });
-    this.#idle.clear();
-  }
-
-  /**
-   * Removes the direct-mapped shares kept at refcount 0 from the VM. Only safe when the caller
-   * knows no guest handle on them is open. Rejects with the failures; the failed ones stay idle.
-   */
-  async removeIdle(): Promise<void> {
-    const errors: unknown[] = [];
-    const idle = [...this.#idle];
-    // Taken out first, so a concurrent acquire of the same key creates a new share instead of
-    // reviving one that is being removed.
-    this.#idle.clear();
-    for (const [id, entry] of idle) {
-      try {
-        await this.delivery.host(hostRequest(resourcePaths.vsmbShares, 'Remove', { Name: entry.share.name }));
-      } catch (err) {
-        errors.push(err);
-        this.#idle.set(id, entry);
-      }
-    }
-    if (errors.length > 0) throw new UvmError('TEARDOWN_FAILED', 'removing idle VSMB shares failed', { cause: errors[0] });
+    this.#dirShares.purge();
+    this.#fileShares.purge();
   }
 
   async retryFailedTeardowns(): Promise<void> {
@@ -247,69 +236,65 @@ export class VsmbManagerImpl implements VsmbManager {
     await this.#dirShares.retryFailedTeardowns();
   }
 
-  async #createShare(
-    kind: ShareTableKind,
-    key: string,
-    dir: string,
-    readOnly: boolean,
-    options: VsmbShareOptions,
-    firstFile?: string,
-  ): Promise<ShareEntry> {
-    const idle = this.#idle.get(`${kind}|${key}`);
-    if (idle) {
-      this.#idle.delete(`${kind}|${key}`);
-      this.#log('debug', idle.share, 'reusing idle direct-mapped share');
-      return idle.share;
-    }
+  #placeShare(dir: string, readOnly: boolean, options: VsmbShareOptions, firstFile: string | undefined): Placed<ShareEntry> {
     const share: ShareEntry = {
       name: `s${(++this.#counter).toString(16)}`,
       dir,
       readOnly,
       options,
-      restricted: kind === 'file',
+      restricted: firstFile !== undefined,
       live: [],
       applied: firstFile === undefined ? [] : [firstFile],
       updates: new SerialQueue(),
     };
-    await this.delivery.host(hostRequest(resourcePaths.vsmbShares, 'Add', this.#settings(share, share.applied)));
-    this.#log('debug', share, 'share added');
-    return share;
+    return {
+      value: share,
+      // Names are never reused: a cancelled reservation leaves a gap, like a failed add.
+      cancel: () => undefined,
+      commit: async () => {
+        await this.delivery.host(this.#request('Add', share, share.applied));
+        this.#log('debug', share, 'share added');
+      },
+    };
   }
 
-  async #destroyShare(kind: ShareTableKind, key: string, share: ShareEntry): Promise<void> {
-    if (!share.options.NoDirectmap) {
-      this.#idle.set(`${kind}|${key}`, { kind, key, share });
-      this.#log('debug', share, 'direct-mapped share kept (refcount 0)');
-      return;
-    }
+  /** Only shares with NoDirectmap get here: direct-mapped ones are kept at refcount 0. */
+  async #destroyShare(share: ShareEntry): Promise<void> {
     await this.delivery.host(hostRequest(resourcePaths.vsmbShares, 'Remove', { Name: share.name }));
     this.#log('debug', share, 'share removed');
   }
 
-  async #createFile(dir: string, readOnly: boolean, file: string, options: VsmbShareOptions): Promise<FileEntry> {
+  #placeFile(dir: string, readOnly: boolean, file: string, options: VsmbShareOptions): Placed<FileEntry> {
     const shareKey = JSON.stringify([dir, readOnly]);
-    const shareLease = await this.#fileShares.acquire(shareKey, () =>
-      this.#createShare('file', shareKey, dir, readOnly, options, file),
-    );
-    const share = shareLease.value;
-    share.live.push(file);
-    try {
-      await this.#syncAllowedFiles(share);
-    } catch (err) {
-      share.live = share.live.filter((f) => f !== file);
-      await shareLease.release().catch((e: unknown) => this.#log('warn', share, 'releasing the share failed', e));
-      throw err;
-    }
-    return { file, share, shareLease };
+    const shareRes = this.#fileShares.reserve(shareKey, () => this.#placeShare(dir, readOnly, options, file));
+    const entry: FileEntry = { file, share: shareRes.value, shareLease: undefined };
+    return {
+      value: entry,
+      cancel: () => shareRes.cancel(),
+      commit: async () => {
+        const shareLease = await shareRes.commit();
+        const share = shareLease.value;
+        entry.share = share;
+        entry.shareLease = shareLease;
+        share.live.push(file);
+        try {
+          await this.#syncAllowedFiles(share);
+        } catch (err) {
+          share.live = share.live.filter((f) => f !== file);
+          await shareLease.release().catch((e: unknown) => this.#log('warn', share, 'releasing the share failed', e));
+          throw err;
+        }
+      },
+    };
   }
 
   async #destroyFile(f: FileEntry): Promise<void> {
-    const { share } = f;
+    const share = f.share!;
     share.live = share.live.filter((x) => x !== f.file);
     // Other files still use the share: shrink AllowedFiles (deliberate improvement over hcsshim).
     // Moot once the UVM is going away, like every other removal.
     if (share.live.length > 0 && this.lifecycle.phase === 'running') await this.#syncAllowedFiles(share);
-    await f.shareLease.release();
+    await f.shareLease!.release();
   }
 
   /** Brings HCS's AllowedFiles to the files in use (one Update at a time per share). */
@@ -317,14 +302,17 @@ export class VsmbManagerImpl implements VsmbManager {
     return share.updates.run(async () => {
       const target = [...share.live];
       if (target.length === 0 || sameList(target, share.applied)) return;
-      await this.delivery.host(hostRequest(resourcePaths.vsmbShares, 'Update', this.#settings(share, target)));
+      await this.delivery.host(this.#request('Update', share, target));
       share.applied = target;
       this.#log('debug', share, 'allowed files updated');
     });
   }
 
-  #settings(share: ShareEntry, allowedFiles: string[]): Record<string, unknown> {
-    return { Name: share.name, Path: share.dir, Options: share.options, AllowedFiles: allowedFiles };
+  /** An Add or Update: `Options` is always sent, `{}` when no option is set (a non-nil pointer in hcsshim). */
+  #request(type: 'Add' | 'Update', share: ShareEntry, allowedFiles: string[]): HostRequest {
+    const request = hostRequest(resourcePaths.vsmbShares, type, { Name: share.name, Path: share.dir, AllowedFiles: allowedFiles });
+    request.Settings = { ...request.Settings, Options: omitEmpty(share.options) };
+    return request;
   }
 
   #log(level: 'debug' | 'warn', share: ShareEntry, msg: string, err?: unknown): void {

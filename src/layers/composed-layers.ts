@@ -6,6 +6,7 @@
  */
 import { UvmError } from '../core/errors.js';
 import { ReleasableLease } from '../core/lease.js';
+import { abortError } from '../core/refcounted-table.js';
 import type { Logger } from '../core/logger.js';
 import { ReleaseStack, type Releasable } from '../core/release-stack.js';
 import type { DeviceAcquireOptions, UvmDevices } from '../devices/device-types.js';
@@ -116,12 +117,16 @@ export class CompositionBuilder {
     const uvm = this.#uvm;
     const request = (RequestType: 'Add' | 'Remove', Settings: Record<string, unknown>): GuestRequest =>
       omitEmpty({ RequestType, ResourceType: 'CombinedLayers', Settings });
-    await uvm.sendGuestRequest(request('Add', addSettings), options);
+    const { signal } = options;
+    if (signal?.aborted) throw abortError(signal);
+    // Not cut short by an abort: the Add finishes, then the rollback sends its Remove.
+    await uvm.sendGuestRequest(request('Add', addSettings));
     const lease = new ReleasableLease(removeSettings, async () => {
       if (isPreparedForTermination(uvm)) return;
       await uvm.sendGuestRequest(request('Remove', removeSettings));
     });
     this.hold({ kind: 'combined-layers', source: 'guest', guestPath: String(removeSettings.ContainerRootPath), lease });
+    if (signal?.aborted) throw abortError(signal);
   }
 
   /** Releases everything held so far and returns `err` (with `details.rollbackError` if that failed). */

@@ -5,159 +5,157 @@
 import { UvmError } from '../core/errors.js';
 import type { Logger } from '../core/logger.js';
 import type { Lease } from '../core/lease.js';
-import type { DeviceAcquireOptions, ScsiDisk, UvmDevices } from '../devices/device-types.js';
+import type { DeviceAcquireOptions, Reservation, ScsiDisk, UvmDevices, VpmemLayer } from '../devices/device-types.js';
+import { abortError } from '../core/refcounted-table.js';
 import { validateContainerId } from '../containers/container-id.js';
 import { lcowContainerRoot, lcowRootfsPath, lcowScratchDir } from '../oci/container-paths.js';
 import type { HeldResource } from '../containers/held-resource.js';
 import { assertGuestOs, CompositionBuilder, type ComposedLayer, type ComposedLayers } from './composed-layers.js';
 import type { LcowLayerInput, LcowLayerInputs } from './layer-inputs.js';
-import { vpmemSkipReason, type ScsiLayerReason } from './layer-plan.js';
+import { vpmemSkipReason, type ScsiLayerReason, type VpmemSkipReason } from './layer-plan.js';
 
 export interface ComposeLcowLayersOptions extends DeviceAcquireOptions {
   /** dm-crypt the scratch (then formatted xfs instead of ext4). */
   encryptScratch?: boolean;
   logger?: Logger;
-  /**
-   * Called once every slot the composition takes is decided (VPMEM layers placed, the scratch and
-   * any SCSI fallback issued), so a caller issuing its own acquisitions after it gets the same
-   * slots whatever the timing, while everything runs concurrently. Not called if composing fails
-   * before that (the caller also waits for the composition to settle).
-   */
-  onIssued?: () => void;
 }
 
 /** Mount options of a read-only layer on SCSI. */
 export const SCSI_LAYER_OPTIONS: readonly string[] = ['ro'];
 
-/** A layer or the scratch, acquired but not yet held by the composition. */
-interface Piece {
-  layer?: ComposedLayer;
-  held: Omit<HeldResource, 'release'>;
+/** What composing needs from I/O, gathered before anything is reserved. */
+export interface PreparedLcowLayers {
+  containerId: string;
+  inputs: LcowLayerInputs;
+  /** The scratch with symlinks resolved. */
+  scratchHostPath: string;
+  /** Per layer: its file size when VPMEM may take it, else why VPMEM is skipped. */
+  vpmem: ({ size: number } | { skip: VpmemSkipReason })[];
+  encrypted: boolean;
 }
 
-/** A layer attached but not yet held by the composition. */
-interface AttachedLayer extends Piece {
-  layer: ComposedLayer;
-  held: Omit<HeldResource, 'release'>;
+/** One layer's reservation: VPMEM, or SCSI with the reason. */
+export interface ReservedLcowLayer {
+  index: number;
+  input: LcowLayerInput;
+  target: 'vpmem' | 'scsi';
+  reason?: ScsiLayerReason;
+  reservation: Reservation<VpmemLayer> | Reservation<ScsiDisk>;
 }
 
-/**
- * Places one read-only layer. `decided` is called once its placement is fixed: VPMEM took it, or
- * its SCSI fallback acquisition has been issued (or it failed), so a caller can issue later
- * acquisitions after it and keep slot assignment independent of timing.
- */
-async function addLayer(
-  uvm: UvmDevices,
-  layer: LcowLayerInput,
-  index: number,
-  options: DeviceAcquireOptions,
-  decided: () => void,
-): Promise<AttachedLayer> {
-  try {
-    return await placeLayer(uvm, layer, index, options, decided);
-  } finally {
-    decided();
-  }
-}
-
-async function placeLayer(
-  uvm: UvmDevices,
-  layer: LcowLayerInput,
-  index: number,
-  options: DeviceAcquireOptions,
-  decided: () => void,
-): Promise<AttachedLayer> {
-  const base = { index, hostPath: layer.hostPath, ...(layer.partition ? { partition: layer.partition } : {}) };
-  let reason: ScsiLayerReason | undefined = vpmemSkipReason(uvm.facts, layer);
-  if (reason === undefined) {
-    try {
-      const lease = await uvm.vpmem.acquire({ hostPath: layer.hostPath }, options);
-      decided();
-      const guestPath = lease.value.guestPath;
-      return {
-        layer: { ...base, target: 'vpmem', guestPath },
-        held: { kind: 'layer', source: 'vpmem', hostPath: layer.hostPath, guestPath, lease },
-      };
-    } catch (err) {
-      // Fallback precondition: a rejected acquire left nothing attached (manager contract), and
-      // these two codes mean "VPMEM cannot take this layer" — SCSI can. Anything else aborts.
-      if (!UvmError.is(err, 'NO_SLOT', 'LAYER_TOO_LARGE')) throw err;
-      reason = err.code === 'NO_SLOT' ? 'no-slot' : 'too-large';
-    }
-  }
-  // Read-only layers get no per-VM grant: they rely on the VM-group grant (spec §0.4).
-  const acquiring = uvm.scsi.acquire(
-    {
-      hostPath: layer.hostPath,
-      readOnly: true,
-      mount: { ...(layer.partition ? { partition: layer.partition } : {}), options: [...SCSI_LAYER_OPTIONS] },
-    },
-    options,
-  );
-  decided();
-  const lease = await acquiring;
-  const guestPath = lease.value.guestPath;
-  if (guestPath === undefined) {
-    await lease.release();
-    throw new UvmError('INVALID_STATE', `SCSI layer ${layer.hostPath} has no guest mount path`);
-  }
-  return {
-    layer: { ...base, target: 'scsi', reason, guestPath },
-    held: { kind: 'layer', source: 'scsi', hostPath: layer.hostPath, guestPath, lease },
-  };
+/** A container's layer and scratch reservations, taken in hcsshim's order. */
+export interface ReservedLcowLayers {
+  prepared: PreparedLcowLayers;
+  layers: ReservedLcowLayer[];
+  scratch: Reservation<ScsiDisk>;
+  /** Cancels every reservation (before commit only). */
+  cancel(): void;
 }
 
 /**
- * Attaches a LCOW container's layers and scratch and composes its rootfs in the guest.
- *
- * If this rejects, everything it acquired was released (a failed rollback is attached to the
- * error as `details.rollbackError`). The scratch path is resolved (symlinks) before anything is
- * attached, so a missing scratch fails with NOT_FOUND and no HCS call.
+ * The I/O half of placement: validates, resolves the scratch's symlinks (a shared scratch is a
+ * symlink to the sandbox container's VHDX: the target is attached, so SCSI's refcount sees one
+ * disk) and stats each layer VPMEM may take. NOT_FOUND for a missing scratch or layer; no HCS call.
  */
-export async function composeLcowLayers(
+export async function prepareLcowLayers(
   uvm: UvmDevices,
   containerId: string,
   inputs: LcowLayerInputs,
-  options: ComposeLcowLayersOptions = {},
-): Promise<ComposedLayers> {
+  options: { encryptScratch?: boolean } = {},
+): Promise<PreparedLcowLayers> {
   validateContainerId(containerId);
   assertGuestOs(uvm, 'linux', 'LCOW layers');
-  const acquireOptions = { signal: options.signal };
-  // A shared scratch is a symlink to the sandbox container's VHDX: attach the target, so the SCSI
-  // manager's refcount sees one disk and returns its existing mount.
   const scratchHostPath = await uvm.hostFs.realpath(inputs.scratchVhd);
-  const builder = new CompositionBuilder(uvm, options.logger);
+  const vpmem = await Promise.all(
+    inputs.layers.map(async (layer) => {
+      const skip = vpmemSkipReason(uvm.facts, layer);
+      return skip ? { skip } : { size: (await uvm.hostFs.stat(layer.hostPath)).size };
+    }),
+  );
+  return { containerId, inputs, scratchHostPath, vpmem, encrypted: options.encryptScratch === true };
+}
+
+/**
+ * Reserves a container's layers and scratch synchronously, in hcsshim's order: each read-only
+ * layer top-most first (VPMEM, or SCSI when VPMEM is skipped or cannot take it — decided now,
+ * from the sizes and free slots), then the scratch. Slots, devices, offsets and mount paths are
+ * therefore the same whatever the HCS timing. Throws (with nothing reserved) on NO_SLOT etc.
+ */
+export function reserveLcowLayers(uvm: UvmDevices, prepared: PreparedLcowLayers): ReservedLcowLayers {
+  const taken: { cancel(): void }[] = [];
+  const cancel = (): void => taken.splice(0).reverse().forEach((r) => r.cancel());
   try {
-    // The layers and the scratch do not depend on each other: acquire them all at once. The
-    // managers hand out slots and names in call order and the leases are held in input order,
-    // so placement, rollback and teardown do not depend on which HCS call finishes first.
-    const encrypted = options.encryptScratch === true;
-    const scratchRequest = {
-      hostPath: scratchHostPath,
+    const layers = prepared.inputs.layers.map((input, index): ReservedLcowLayer => {
+      const fit = prepared.vpmem[index]!;
+      let reason: ScsiLayerReason;
+      if ('size' in fit) {
+        const placed = uvm.vpmem.reserve({ hostPath: input.hostPath }, fit.size);
+        if (placed.ok) {
+          taken.push(placed.reservation);
+          return { index, input, target: 'vpmem', reservation: placed.reservation };
+        }
+        reason = placed.code === 'NO_SLOT' ? 'no-slot' : 'too-large';
+      } else reason = fit.skip;
+      // Read-only layers get no per-VM grant: they rely on the VM-group grant (spec §0.4).
+      const reservation = uvm.scsi.reserve({
+        hostPath: input.hostPath,
+        readOnly: true,
+        mount: { ...(input.partition ? { partition: input.partition } : {}), options: [...SCSI_LAYER_OPTIONS] },
+      });
+      taken.push(reservation);
+      return { index, input, target: 'scsi', reason, reservation };
+    });
+    const encrypted = prepared.encrypted;
+    const scratch = uvm.scsi.reserve({
+      hostPath: prepared.scratchHostPath,
       readOnly: false,
       grantVmAccess: true,
-      guestPath: lcowContainerRoot(containerId),
+      guestPath: lcowContainerRoot(prepared.containerId),
       mount: { ...(encrypted ? { encrypted } : {}), ensureFilesystem: true, filesystem: encrypted ? 'xfs' : 'ext4' },
-    };
-    // Issued in hcsshim's order (layers top-most first, then the scratch): slots follow call order.
-    const decisions: Promise<void>[] = [];
-    const layerPieces = inputs.layers.map((layer, index) => {
-      let decided!: () => void;
-      decisions.push(new Promise<void>((resolve) => (decided = resolve)));
-      return addLayer(uvm, layer, index, acquireOptions, decided);
     });
-    const scratchPiece = uvm.scsi.acquire(scratchRequest, acquireOptions).then(
-      (lease): Piece => ({ held: { kind: 'scratch', source: 'scsi', hostPath: scratchHostPath, guestPath: lease.value.guestPath, lease } }),
+    taken.push(scratch);
+    return { prepared, layers, scratch, cancel };
+  } catch (err) {
+    cancel();
+    throw err;
+  }
+}
+
+/**
+ * Attaches what `reserveLcowLayers` reserved (all at once) and composes the rootfs in the guest
+ * (CombinedLayers after every layer and the scratch are mounted). If this rejects, everything was
+ * released (a failed rollback is attached to the error as `details.rollbackError`). An abort
+ * before the first call cancels the reservations; after it, the calls in flight finish and are
+ * undone (CombinedLayers Remove first).
+ */
+export async function commitLcowLayers(uvm: UvmDevices, reserved: ReservedLcowLayers, options: ComposeLcowLayersOptions = {}): Promise<ComposedLayers> {
+  const { containerId } = reserved.prepared;
+  const { signal } = options;
+  if (signal?.aborted) {
+    reserved.cancel();
+    throw abortError(signal);
+  }
+  const builder = new CompositionBuilder(uvm, options.logger);
+  try {
+    const layerPieces = reserved.layers.map(async (r): Promise<Piece> => {
+      const lease: Lease<VpmemLayer | ScsiDisk> = await (r.reservation as Reservation<VpmemLayer | ScsiDisk>).commit({ signal });
+      const guestPath = lease.value.guestPath;
+      const base = { index: r.index, hostPath: r.input.hostPath, ...(r.input.partition ? { partition: r.input.partition } : {}) };
+      return {
+        layer: { ...base, target: r.target, ...(r.reason ? { reason: r.reason } : {}), guestPath: guestPath ?? '' },
+        held: { kind: 'layer', source: r.target, hostPath: r.input.hostPath, guestPath, lease },
+      };
+    });
+    const scratchPiece = reserved.scratch.commit({ signal }).then(
+      (lease): Piece => ({ held: { kind: 'scratch', source: 'scsi', hostPath: reserved.prepared.scratchHostPath, guestPath: lease.value.guestPath, lease } }),
     );
-    const pending = builder.holdAll<Piece>([...layerPieces, scratchPiece], (piece) => piece.held);
-    // Mounts go after every layer's placement is fixed (VPMEM layers, the scratch, SCSI fallbacks).
-    void Promise.all(decisions).then(() => options.onIssued?.());
-    const attached = await pending;
+    const attached = await builder.holdAll<Piece>([...layerPieces, scratchPiece], (piece) => piece.held);
     const scratch = attached.pop()!.held.lease as Lease<ScsiDisk>;
     const layers = attached.map((a) => a.layer!);
     const scratchMountPath = scratch.value.guestPath;
-    if (scratchMountPath === undefined) throw new UvmError('INVALID_STATE', 'the scratch disk has no guest mount path');
-
+    if (scratchMountPath === undefined || layers.some((l) => l.guestPath === '')) {
+      throw new UvmError('INVALID_STATE', 'a layer or the scratch disk has no guest mount path');
+    }
     const rootfsPath = lcowRootfsPath(containerId);
     const scratchPath = lcowScratchDir(scratchMountPath, containerId);
     await builder.combineLayers(
@@ -168,10 +166,34 @@ export async function composeLcowLayers(
         ScratchPath: scratchPath,
       },
       { ContainerRootPath: rootfsPath },
-      acquireOptions,
+      { signal },
     );
+    const scratchHostPath = reserved.prepared.scratchHostPath;
     return builder.finish({ os: 'linux', containerId, rootfsPath, scratchMountPath, scratchPath, scratchHostPath, layers });
   } catch (err) {
     throw await builder.rollback(err);
   }
+}
+
+/** A layer or the scratch, acquired but not yet held by the composition. */
+interface Piece {
+  layer?: ComposedLayer;
+  held: Omit<HeldResource, 'release'>;
+}
+
+/**
+ * Attaches a LCOW container's layers and scratch and composes its rootfs in the guest: prepare
+ * (I/O), reserve (synchronous, hcsshim's slots), commit (HCS calls, concurrent).
+ *
+ * If this rejects, everything it acquired was released (a failed rollback is attached to the
+ * error as `details.rollbackError`). A missing scratch fails with NOT_FOUND and no HCS call.
+ */
+export async function composeLcowLayers(
+  uvm: UvmDevices,
+  containerId: string,
+  inputs: LcowLayerInputs,
+  options: ComposeLcowLayersOptions = {},
+): Promise<ComposedLayers> {
+  const prepared = await prepareLcowLayers(uvm, containerId, inputs, options);
+  return commitLcowLayers(uvm, reserveLcowLayers(uvm, prepared), options);
 }

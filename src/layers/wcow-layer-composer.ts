@@ -5,7 +5,9 @@
 import { UvmError } from '../core/errors.js';
 import type { Logger } from '../core/logger.js';
 import type { HeldResource } from '../containers/held-resource.js';
-import type { DeviceAcquireOptions, UvmDevices } from '../devices/device-types.js';
+import type { DeviceAcquireOptions, HostPathKind, Reservation, ScsiDisk, UvmDevices, VsmbShare } from '../devices/device-types.js';
+import { abortError } from '../core/refcounted-table.js';
+import { statKind } from '../devices/validation.js';
 import { hostPaths } from '../devices/host-paths.js';
 import { validateContainerId } from '../containers/container-id.js';
 import { assertGuestOs, CompositionBuilder, type ComposedLayer, type ComposedLayers } from './composed-layers.js';
@@ -13,60 +15,100 @@ import type { WcowLayerInputs } from './layer-inputs.js';
 
 export interface ComposeWcowLayersOptions extends DeviceAcquireOptions {
   logger?: Logger;
-  /** See ComposeLcowLayersOptions.onIssued. */
-  onIssued?: () => void;
+}
+
+/** What composing needs from I/O, gathered before anything is reserved. */
+export interface PreparedWcowLayers {
+  containerId: string;
+  inputs: WcowLayerInputs;
+  /** NameToGuid(basename(folder)) per layer. */
+  ids: string[];
+  /** What each layer folder is (a stat). */
+  kinds: HostPathKind[];
+  scratchHostPath: string;
+}
+
+/** A container's layer shares and scratch reservations, in hcsshim's order. */
+export interface ReservedWcowLayers {
+  prepared: PreparedWcowLayers;
+  layers: Reservation<VsmbShare>[];
+  scratch: Reservation<ScsiDisk>;
+  cancel(): void;
 }
 
 /**
- * Attaches a WCOW container's layers and scratch and combines them in the guest.
- *
- * The scratch is the container's root, so it cannot be shared: a scratch that is already attached
- * (after symlinks are resolved) is MOUNT_CONFLICT. If this rejects, everything it acquired was
- * released.
+ * The I/O half: validates, resolves the scratch's symlinks and stats the layer folders. The
+ * scratch is the container's root, so it cannot be shared: a scratch that is already attached is
+ * MOUNT_CONFLICT. No HCS call.
  */
-export async function composeWcowLayers(
-  uvm: UvmDevices,
-  containerId: string,
-  inputs: WcowLayerInputs,
-  options: ComposeWcowLayersOptions = {},
-): Promise<ComposedLayers> {
+export async function prepareWcowLayers(uvm: UvmDevices, containerId: string, inputs: WcowLayerInputs): Promise<PreparedWcowLayers> {
   validateContainerId(containerId);
   assertGuestOs(uvm, 'windows', 'WCOW layers');
-  const acquireOptions: DeviceAcquireOptions = { signal: options.signal };
   const ids = inputs.layerFolders.map((folder) => uvm.nameToGuid(hostPaths.basename(folder)));
   const scratchHostPath = await uvm.hostFs.realpath(inputs.scratchVhd);
+  const kinds = await Promise.all(inputs.layerFolders.map(async (folder) => statKind(uvm.hostFs, folder, 'VSMB host path')));
+  checkScratchUnshared(uvm, scratchHostPath, containerId);
+  return { containerId, inputs, ids, kinds, scratchHostPath };
+}
+
+function checkScratchUnshared(uvm: UvmDevices, scratchHostPath: string, containerId: string): void {
   if (uvm.scsi.describe().some((i) => i.kind === 'scsi-attachment' && i.hostPath === scratchHostPath)) {
     throw new UvmError('MOUNT_CONFLICT', `the scratch ${scratchHostPath} is already attached: a WCOW scratch cannot be shared`, {
       details: { hostPath: scratchHostPath, containerId },
     });
   }
+}
+
+/** Reserves the layer shares (in order) then the scratch, synchronously; nothing reserved if it throws. */
+export function reserveWcowLayers(uvm: UvmDevices, prepared: PreparedWcowLayers): ReservedWcowLayers {
+  checkScratchUnshared(uvm, prepared.scratchHostPath, prepared.containerId);
+  const taken: { cancel(): void }[] = [];
+  const cancel = (): void => taken.splice(0).reverse().forEach((r) => r.cancel());
+  try {
+    const layers = prepared.inputs.layerFolders.map((folder, i) => {
+      const r = uvm.vsmb.reserve({ hostPath: folder, readOnly: true, layer: true }, prepared.kinds[i]!);
+      taken.push(r);
+      return r;
+    });
+    // No mount options for the scratch: the manager mounts it at c:\mounts\scsi\m<i>.
+    const scratch = uvm.scsi.reserve({ hostPath: prepared.scratchHostPath, readOnly: false, grantVmAccess: true, mount: {} });
+    taken.push(scratch);
+    return { prepared, layers, scratch, cancel };
+  } catch (err) {
+    cancel();
+    throw err;
+  }
+}
+
+/** Commits the reservations (all at once) and sends CombinedLayers; see `commitLcowLayers`. */
+export async function commitWcowLayers(uvm: UvmDevices, reserved: ReservedWcowLayers, options: ComposeWcowLayersOptions = {}): Promise<ComposedLayers> {
+  const { containerId, inputs, ids, scratchHostPath } = reserved.prepared;
+  const { signal } = options;
+  if (signal?.aborted) {
+    reserved.cancel();
+    throw abortError(signal);
+  }
   const builder = new CompositionBuilder(uvm, options.logger);
   try {
-    // The layer shares and the scratch do not depend on each other: acquire them all at once
-    // (names and slots are still handed out in call order; leases are held in input order).
-    // No mount options for the scratch: the manager mounts it at c:\mounts\scsi\m<i>.
-    const pending = builder.holdAll<Omit<HeldResource, 'release'>>(
+    const pieces = await builder.holdAll<Omit<HeldResource, 'release'>>(
       [
-        ...inputs.layerFolders.map((folder) =>
-          uvm.vsmb.acquire({ hostPath: folder, readOnly: true, layer: true }, acquireOptions).then((lease) => ({
+        ...reserved.layers.map((r, index) =>
+          r.commit({ signal }).then((lease) => ({
             kind: 'layer' as const,
             source: 'vsmb' as const,
-            hostPath: folder,
+            hostPath: inputs.layerFolders[index]!,
             guestPath: lease.value.guestPath,
             lease,
           })),
         ),
-        uvm.scsi
-          .acquire({ hostPath: scratchHostPath, readOnly: false, grantVmAccess: true, mount: {} }, acquireOptions)
+        reserved.scratch
+          .commit({ signal })
           .then((lease) => ({ kind: 'scratch' as const, source: 'scsi' as const, hostPath: scratchHostPath, guestPath: lease.value.guestPath, lease })),
       ],
       (held) => held,
     );
-    options.onIssued?.();
-    const pieces = await pending;
     const scratch = pieces.pop()!;
-    const shares = pieces;
-    const layers: ComposedLayer[] = shares.map((share, index) => ({
+    const layers: ComposedLayer[] = pieces.map((share, index) => ({
       index,
       hostPath: inputs.layerFolders[index]!,
       target: 'vsmb',
@@ -80,10 +122,25 @@ export async function composeWcowLayers(
     await builder.combineLayers(
       { ContainerRootPath: rootfsPath, Layers: layers.map((l) => ({ Id: l.id, Path: l.guestPath })) },
       { ContainerRootPath: rootfsPath },
-      acquireOptions,
+      { signal },
     );
     return builder.finish({ os: 'windows', containerId, rootfsPath, scratchMountPath: rootfsPath, scratchHostPath, layers });
   } catch (err) {
     throw await builder.rollback(err);
   }
+}
+
+/**
+ * Attaches a WCOW container's layers and scratch and combines them in the guest: prepare,
+ * reserve (synchronous, hcsshim's names and slots), commit. If this rejects, everything it
+ * acquired was released.
+ */
+export async function composeWcowLayers(
+  uvm: UvmDevices,
+  containerId: string,
+  inputs: WcowLayerInputs,
+  options: ComposeWcowLayersOptions = {},
+): Promise<ComposedLayers> {
+  const prepared = await prepareWcowLayers(uvm, containerId, inputs);
+  return commitWcowLayers(uvm, reserveWcowLayers(uvm, prepared), options);
 }

@@ -7,10 +7,10 @@
 import type { Logger } from '../core/logger.js';
 import type { Lease } from '../core/lease.js';
 import { ReleaseStack } from '../core/release-stack.js';
-import type { DeviceAcquireOptions, UvmDevices } from '../devices/device-types.js';
+import type { DeviceAcquireOptions, HostPathKind, Reservation, UvmDevices } from '../devices/device-types.js';
 import { heldResource, teardownPhase, type HeldResource } from '../containers/held-resource.js';
 import { PIPE_PREFIX, addErrorDetails } from './container-paths.js';
-import type { DeviceMount, DeviceRequests, MountDevice, PlannedMount } from './mount-planner.js';
+import type { DeviceMount, MountDevice, PlannedMount } from './mount-planner.js';
 import type { OciMount, OciSpec } from './oci-spec.js';
 import { UvmError } from '../core/errors.js';
 
@@ -46,18 +46,63 @@ export interface ApplyMountsOptions extends DeviceAcquireOptions {
 }
 
 type GuestPathLease = Lease<{ guestPath: string | undefined }>;
+type GuestPathReservation = Reservation<{ guestPath: string | undefined }>;
 
-/** How each device is acquired: the only per-device code of the applier. */
-const ACQUIRE: { [D in MountDevice]: (uvm: UvmDevices, request: DeviceRequests[D], options: DeviceAcquireOptions) => Promise<GuestPathLease> } = {
-  scsi: (uvm, request, options) => uvm.scsi.acquire(request, options),
-  plan9: (uvm, request, options) => uvm.plan9.acquire(request, options),
-  vsmb: (uvm, request, options) => uvm.vsmb.acquire(request, options),
-  pipe: (uvm, request, options) => uvm.pipes.acquire(request, options),
+/** How each device is reserved: the only per-device code of the applier. */
+const RESERVE: { [D in MountDevice]: (uvm: UvmDevices, planned: DeviceMount & { device: D }) => GuestPathReservation } = {
+  scsi: (uvm, planned) => uvm.scsi.reserve(planned.request),
+  plan9: (uvm, planned) => uvm.plan9.reserve(planned.request, hostKindOf(planned)),
+  vsmb: (uvm, planned) => uvm.vsmb.reserve(planned.request, hostKindOf(planned)),
+  pipe: (uvm, planned) => uvm.pipes.reserve(planned.request),
 };
 
-function acquireDevice(uvm: UvmDevices, planned: DeviceMount, options: DeviceAcquireOptions): Promise<GuestPathLease> {
-  const acquire = ACQUIRE[planned.device] as (uvm: UvmDevices, request: unknown, options: DeviceAcquireOptions) => Promise<GuestPathLease>;
-  return acquire(uvm, planned.request, options);
+function hostKindOf(planned: DeviceMount): HostPathKind {
+  if (planned.hostKind === undefined) throw new UvmError('INVALID_STATE', `mount ${planned.index}: a share was planned without a stat of its source`);
+  return planned.hostKind;
+}
+
+function reserveDevice(uvm: UvmDevices, planned: DeviceMount): GuestPathReservation {
+  const reserve = RESERVE[planned.device] as (uvm: UvmDevices, planned: DeviceMount) => GuestPathReservation;
+  return reserve(uvm, planned);
+}
+
+/** One planned mount with its device reserved (device mounts), ready to commit. */
+export interface ReservedMount {
+  planned: PlannedMount;
+  reservation?: GuestPathReservation;
+}
+
+/**
+ * Reserves one planned mount synchronously (no I/O): its slot or share name is taken now. Throws
+ * with `details.mountIndex` (and nothing reserved) e.g. NO_SLOT or MOUNT_CONFLICT.
+ */
+export function reserveMount(uvm: UvmDevices, planned: PlannedMount): ReservedMount {
+  if (planned.kind !== 'device') return { planned };
+  try {
+    return { planned, reservation: reserveDevice(uvm, planned) };
+  } catch (err) {
+    throw addErrorDetails(err, { mountIndex: planned.index, destination: planned.mount.destination });
+  }
+}
+
+/**
+ * Reserves every planned mount in order (spec order: slots and names follow it). If one throws,
+ * the ones before are cancelled and the error (with `details.mountIndex`) is thrown.
+ */
+export function reserveMounts(uvm: UvmDevices, plan: readonly PlannedMount[]): ReservedMount[] {
+  const reserved: ReservedMount[] = [];
+  try {
+    for (const planned of plan) reserved.push(reserveMount(uvm, planned));
+    return reserved;
+  } catch (err) {
+    cancelMounts(reserved);
+    throw err;
+  }
+}
+
+/** Cancels reservations that were not committed. */
+export function cancelMounts(reserved: readonly ReservedMount[]): void {
+  for (const r of [...reserved].reverse()) r.reservation?.cancel();
 }
 
 function rewrite(mount: OciMount, source: string, type: string | undefined): OciMount {
@@ -79,8 +124,14 @@ function containerEntry(planned: PlannedMount, guestPath: string, readOnly: bool
   };
 }
 
-/** Applies one planned mount. If it rejects, nothing was acquired for it. */
+/** Applies one planned mount (reserve, then commit). If it rejects, nothing was acquired for it. */
 export async function applyMount(uvm: UvmDevices, planned: PlannedMount, options: DeviceAcquireOptions = {}): Promise<AppliedMount> {
+  return commitMount(reserveMount(uvm, planned), options);
+}
+
+/** Commits one reserved mount. If it rejects, nothing was acquired for it. */
+export async function commitMount(reserved: ReservedMount, options: DeviceAcquireOptions = {}): Promise<AppliedMount> {
+  const { planned } = reserved;
   const { index } = planned;
   switch (planned.kind) {
     case 'keep':
@@ -93,7 +144,7 @@ export async function applyMount(uvm: UvmDevices, planned: PlannedMount, options
         containerEntry: containerEntry(planned, planned.source, planned.readOnly),
       };
     case 'device': {
-      const lease = await acquireDevice(uvm, planned, { signal: options.signal });
+      const lease: GuestPathLease = await reserved.reservation!.commit({ signal: options.signal });
       const guestPath = lease.value.guestPath;
       if (guestPath === undefined) {
         await lease.release();
@@ -141,9 +192,23 @@ export async function applyMountPlan(
   plan: readonly PlannedMount[],
   options: ApplyMountsOptions = {},
 ): Promise<AppliedMountPlan> {
-  // Mounts are independent: acquire them all at once. Managers hand out names and slots in call
-  // order and results are kept in plan order, so nothing depends on which call finishes first.
-  const results = await Promise.allSettled(plan.map((planned) => applyMount(uvm, planned, options)));
+  return commitMounts(uvm, spec, reserveMounts(uvm, plan), options);
+}
+
+/**
+ * Commits reserved mounts (all at once; results in plan order); see `applyMountPlan`. An abort
+ * before the calls cancels every reservation.
+ */
+export async function commitMounts(
+  uvm: UvmDevices,
+  spec: OciSpec,
+  reserved: readonly ReservedMount[],
+  options: ApplyMountsOptions = {},
+): Promise<AppliedMountPlan> {
+  const plan = reserved.map((r) => r.planned);
+  // Mounts are independent: commit them all at once. Slots and names were taken at reservation
+  // and results are kept in plan order, so nothing depends on which call finishes first.
+  const results = await Promise.allSettled(reserved.map((r) => commitMount(r, options)));
   const mounts: AppliedMount[] = [];
   const stack = new ReleaseStack<HeldResource>({ phase: teardownPhase });
   let failure: { reason: unknown; planned: PlannedMount } | undefined;

@@ -186,9 +186,12 @@ function checkGuestSource(source: string, prefix: string): string {
   return rest;
 }
 
-/** `evd://<type>/<path>`: INVALID_ARGUMENT unless both parts are present. */
+/**
+ * `[evd://]<type>/<path>`: INVALID_ARGUMENT unless both parts are present. The `evd://` prefix is
+ * optional, as in hcsshim (it strips the prefix when present and splits at the first `/`).
+ */
 function checkEvdSource(source: string): string {
-  const rest = source.startsWith('evd://') ? source.slice('evd://'.length) : '';
+  const rest = source.startsWith('evd://') ? source.slice('evd://'.length) : source;
   const slash = rest.indexOf('/');
   if (slash <= 0 || slash === rest.length - 1) {
     throw badPath(`invalid extensible virtual disk source, expected evd://<type>/<path>: ${source}`);

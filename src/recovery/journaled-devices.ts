@@ -21,6 +21,7 @@ import type {
   Plan9Manager,
   Plan9Share,
   Plan9ShareRequest,
+  Reservation,
   ResourceInfo,
   ScsiDisk,
   ScsiDiskRequest,
@@ -78,10 +79,11 @@ export interface JournalContext {
 }
 
 /** `inner` with another `acquire`; every other member is the manager's own (bound to it). */
-export function withAcquire<M extends object>(inner: M, acquire: unknown): M {
+export function withAcquire<M extends object>(inner: M, acquire: unknown, reserve?: unknown): M {
   return new Proxy(inner, {
     get(target, property) {
       if (property === 'acquire') return acquire;
+      if (property === 'reserve' && reserve !== undefined) return reserve;
       const member: unknown = Reflect.get(target, property, target);
       return typeof member === 'function' ? (member as (...args: unknown[]) => unknown).bind(target) : member;
     },
@@ -98,12 +100,14 @@ export function forwardTermination(view: UvmDevices, devices: UvmDevices): UvmDe
 }
 
 /**
- * `inner` with a journaling `acquire`; every other member (describe, retryFailedTeardowns,
- * removeIdle, …) is the manager's own, so the view has exactly the manager's contract.
+ * `inner` with a journaling `acquire` and `reserve` (journaled when the commit succeeds); every
+ * other member (describe, retryFailedTeardowns, …) is the manager's own, so the view has exactly
+ * the manager's contract.
  */
 function journaledManager<M extends Acquirer<R, V>, R, V>(inner: M, kind: LeaseRecordKind, codec: LeaseCodec<R, V>, ctx: JournalContext, owner: string | undefined): M {
-  const acquire = async (request: R, options?: DeviceAcquireOptions): Promise<Lease<V>> => {
-    const lease = await inner.acquire(request, options);
+  const acquire = (request: R, options?: DeviceAcquireOptions): Promise<Lease<V>> => record(request, inner.acquire(request, options));
+  const record = async (request: R, acquiring: Promise<Lease<V>>): Promise<Lease<V>> => {
+    const lease = await acquiring;
     let id: number;
     try {
       id = await ctx.journal.addLease({ kind, ...(owner === undefined ? {} : { owner }), ...codec.encode(request, lease.value) });
@@ -116,7 +120,20 @@ function journaledManager<M extends Acquirer<R, V>, R, V>(inner: M, kind: LeaseR
     }
     return journaledLease(ctx.journal, lease, id, ctx.assertOpen);
   };
-  return withAcquire(inner, acquire);
+  // A reservation is journaled when its commit succeeds, like an acquire.
+  const journaledReservation = (request: R, r: Reservation<V>): Reservation<V> => ({
+    value: r.value,
+    cancel: () => r.cancel(),
+    commit: (options) => record(request, r.commit(options)),
+  });
+  const reserve = (request: R, ...rest: unknown[]): unknown => {
+    const result = (inner as unknown as { reserve(r: R, ...rest: unknown[]): unknown }).reserve(request, ...rest);
+    const placement = result as { ok?: boolean; reservation?: Reservation<V> };
+    if (placement.ok === true && placement.reservation) return { ...placement, reservation: journaledReservation(request, placement.reservation) };
+    if (placement.ok === false) return result;
+    return journaledReservation(request, result as Reservation<V>);
+  };
+  return withAcquire(inner, acquire, reserve);
 }
 
 /**

@@ -48,16 +48,26 @@ export class UvmGate {
     }
   }
 
-  /** `manager` whose `acquire` passes this gate first (every other member is its own). */
+  /** `manager` whose `acquire` and `reserve` pass this gate first (every other member is its own). */
   manager<M extends { acquire(request: R, options?: DeviceAcquireOptions): Promise<L> }, R, L>(manager: M, name: string): M {
-    return withAcquire(manager, (request: R, options?: DeviceAcquireOptions) => {
-      try {
-        this.assertRunning(`${name}.acquire`);
-      } catch (err) {
-        return Promise.reject(err);
-      }
-      return manager.acquire(request, options);
-    });
+    const reserve = (manager as { reserve?: (...args: unknown[]) => unknown }).reserve;
+    return withAcquire(
+      manager,
+      (request: R, options?: DeviceAcquireOptions) => {
+        try {
+          this.assertRunning(`${name}.acquire`);
+        } catch (err) {
+          return Promise.reject(err);
+        }
+        return manager.acquire(request, options);
+      },
+      reserve === undefined
+        ? undefined
+        : (...args: unknown[]) => {
+            this.assertRunning(`${name}.reserve`);
+            return reserve.apply(manager, args);
+          },
+    );
   }
 
   /** `devices` whose acquires and guest requests pass this gate first. */

@@ -22,6 +22,7 @@ import type {
   MappedPipe,
   Plan9Share,
   Plan9ShareRequest,
+  Reservation,
   ResourceInfo,
   ScsiDisk,
   ScsiDiskRequest,
@@ -29,6 +30,7 @@ import type {
   UvmFacts,
   VpmemLayer,
   VpmemLayerRequest,
+  VpmemPlacement,
   VsmbShare,
   VsmbShareRequest,
 } from '../../src/devices/device-types.js';
@@ -53,7 +55,8 @@ interface FakeContext {
   readonly facts: UvmFacts;
   readonly hostFs: FakeHostFs;
   record(event: string): void;
-  takeFault(manager: FakeManagerName | 'guest', op: FakeFaultOp | 'send', detail: string): void;
+  /** Throws an injected fault (only one of `codes`, when given). */
+  takeFault(manager: FakeManagerName | 'guest', op: FakeFaultOp | 'send', detail: string, codes?: readonly UvmErrorCode[]): void;
   readonly terminating: boolean;
 }
 
@@ -89,12 +92,24 @@ abstract class FakeManager<Req, K, V> {
   protected checkShared(_request: Req, _value: V): void {}
 
   async acquire(request: Req, options: DeviceAcquireOptions = {}): Promise<Lease<V>> {
+    return this.reserve(request).commit(options);
+  }
+
+  /**
+   * The fake's reservation: records the acquire now (synchronously, in call order); injected
+   * `acquire` faults fire at commit (they model HCS failures); the value is only known at commit.
+   */
+  reserve(request: Req, ..._facts: unknown[]): Reservation<V> {
     const key = this.keyOf(request);
     const k = this.render(key);
     this.ctx.record(`acquire ${this.name} ${k}`);
-    this.ctx.takeFault(this.name, 'acquire', k);
     const existing = this.table.peek(key);
     if (existing) this.checkShared(request, existing);
+    return { value: undefined, cancel: () => undefined, commit: (options) => this.#commit(request, key, k, options) };
+  }
+
+  async #commit(request: Req, key: K, k: string, options: DeviceAcquireOptions = {}): Promise<Lease<V>> {
+    this.ctx.takeFault(this.name, 'acquire', k);
     return this.table.acquire(
       key,
       async () => {
@@ -189,6 +204,8 @@ export class FakeScsiManager extends FakeManager<ScsiDiskRequest, string, ScsiDi
 
 export class FakeVpmemManager extends FakeManager<VpmemLayerRequest, string, VpmemLayer> {
   readonly #slots: SlotAllocator | undefined;
+  /** New layers reserved and not committed yet (they will take a device). */
+  readonly #pending = new Set<string>();
 
   constructor(ctx: FakeContext) {
     super('vpmem', ctx);
@@ -210,6 +227,41 @@ export class FakeVpmemManager extends FakeManager<VpmemLayerRequest, string, Vpm
   }
   protected free(v: VpmemLayer): void {
     this.#slots!.free(v.device);
+  }
+  /** Decides VPMEM or not now, from the size and the free devices (faults NO_SLOT/LAYER_TOO_LARGE too). */
+  override reserve(r: VpmemLayerRequest, size?: unknown): Reservation<VpmemLayer> & VpmemPlacement {
+    if (this.ctx.facts.os !== 'linux') throw notSupported(this.ctx, 'VPMEM');
+    let reservation: Reservation<VpmemLayer>;
+    try {
+      // "VPMEM cannot take it" is a reservation result: these faults fire now.
+      this.ctx.takeFault('vpmem', 'acquire', r.hostPath, ['NO_SLOT', 'LAYER_TOO_LARGE']);
+      const shared = this.table.peek(r.hostPath) !== undefined || this.#pending.has(r.hostPath);
+      if (!shared && typeof size === 'number' && size > this.ctx.facts.vpmemMaxSizeBytes) {
+        throw new UvmError('LAYER_TOO_LARGE', `${r.hostPath} is too large for VPMEM`);
+      }
+      if (!shared && (this.#slots?.freeCount ?? 0) - this.#pending.size <= 0) throw new UvmError('NO_SLOT', 'no free VPMEM device');
+      const inner = super.reserve(r);
+      if (!shared) this.#pending.add(r.hostPath);
+      const done = (): void => {
+        if (!shared) this.#pending.delete(r.hostPath);
+      };
+      reservation = {
+        value: undefined,
+        cancel: () => {
+          done();
+          inner.cancel();
+        },
+        commit: (options) => inner.commit(options).finally(done),
+      };
+    } catch (err) {
+      if (UvmError.is(err, 'NO_SLOT', 'LAYER_TOO_LARGE')) {
+        this.ctx.record(`acquire vpmem ${r.hostPath}`);
+        const failed = { ok: false as const, code: err.code as 'NO_SLOT' | 'LAYER_TOO_LARGE', error: err };
+        return { ...failed, value: undefined, cancel: () => undefined, commit: () => Promise.reject(err) };
+      }
+      throw err;
+    }
+    return { ok: true, reservation, ...reservation };
   }
   protected info(v: VpmemLayer | undefined, key: string): Omit<ResourceInfo, 'key' | 'state' | 'refCount'> {
     return { kind: 'vpmem-device', hostPath: key, slot: v ? String(v.device) : undefined, guestPath: v?.guestPath };
@@ -248,10 +300,6 @@ export class FakePlan9Manager extends FakeManager<Plan9ShareRequest, string, Pla
 export class FakeVsmbManager extends FakeManager<VsmbShareRequest, string, VsmbShare> {
   #counter = 0;
   readonly created: VsmbShareRequest[] = [];
-  /** The fake removes every share at its last release, so no idle share is ever kept. */
-  async removeIdle(): Promise<void> {
-    this.ctx.record('remove-idle vsmb');
-  }
   constructor(ctx: FakeContext) {
     super('vsmb', ctx);
   }
@@ -348,7 +396,7 @@ export class FakeUvmDevices implements UvmDevices {
       facts: this.facts,
       hostFs: this.hostFs,
       record: (e) => this.calls.push(e),
-      takeFault: (m, op, d) => this.#takeFault(m, op, d),
+      takeFault: (m, op, d, codes) => this.#takeFault(m, op, d, codes),
       get terminating() {
         return isTerminating();
       },
@@ -419,8 +467,10 @@ export class FakeUvmDevices implements UvmDevices {
     return this.calls.filter((c) => c.startsWith(`${kind} `));
   }
 
-  #takeFault(manager: FakeManagerName | 'guest', op: FakeFaultOp | 'send', detail: string): void {
-    const i = this.#faults.findIndex((f) => f.manager === manager && f.op === op && (f.match?.(detail) ?? true));
+  #takeFault(manager: FakeManagerName | 'guest', op: FakeFaultOp | 'send', detail: string, codes?: readonly UvmErrorCode[]): void {
+    const i = this.#faults.findIndex(
+      (f) => f.manager === manager && f.op === op && (f.match?.(detail) ?? true) && (codes === undefined || codes.includes(f.code)),
+    );
     if (i < 0) return;
     const fault = this.#faults[i]!;
     fault.times -= 1;

@@ -193,7 +193,7 @@ describe('uvmctl on the simulator: the LCOW pod example', function () {
     });
 
     it('checked the simulator after the teardown: nothing hot-added, nothing described', () => {
-      expect(report.teardown).to.deep.equal({ performed: true, released: ['api', 'web', 'pause'], idleSharesRemoved: 0, remaining: [], hotAdded: 0 });
+      expect(report.teardown).to.deep.equal({ performed: true, released: ['api', 'web', 'pause'], sharesKept: 0, remaining: [], hotAdded: 0 });
       const query = trace.findIndex((t) => t.fn === 'HcsGetComputeSystemProperties' && t.doc?.PropertyTypes?.[0] === 'SimulatorState');
       expect(query).to.be.greaterThan(trace.map((t) => t.fn).lastIndexOf('HcsModifyComputeSystem'));
     });

@@ -263,8 +263,6 @@ describe('integration: bad-input corpus (test/corpus)', function () {
             expect(count(scsi, 'Remove'), 'every SCSI attachment removed again').to.equal(c.expect.scsiAdds);
           }
         }
-        const vsmb = uvm.vsmb as unknown as { removeIdle?: () => Promise<void> };
-        if (typeof vsmb.removeIdle === 'function') await vsmb.removeIdle();
         await expectEmpty(uvm, c.name);
       } finally {
         configureSimulator({ trace: null });

@@ -54,16 +54,31 @@ describe('integration: VSMB, Plan9 and mapped pipes through the simulator', func
       await expectEmpty(uvm);
     });
 
-    it('direct-mapped shares stay after the last release and are reused; removeIdle removes them', async () => {
+    it('direct-mapped shares stay (kept, listed) after the last release, are reused, and are never removed while the VM runs', async () => {
       const uvm = await startUvm({ os: 'windows' });
       const a = await uvm.vsmb.acquire({ hostPath: 'C:\\share\\d2', readOnly: true });
       await a.release();
       await expectInSync(uvm);
+      expect(uvm.vsmb.describe().map((r) => [r.slot, r.state, r.refCount])).to.deep.equal([[a.value.name, 'kept', 0]]);
       expect(await vsmbShares(uvm)).to.have.length(1);
+      const calls = modifyCalls(uvm.id);
       const b = await uvm.vsmb.acquire({ hostPath: 'C:\\share\\d2', readOnly: true });
       expect(b.value.name).to.equal(a.value.name);
       await b.release();
-      await (uvm.vsmb as unknown as { removeIdle(): Promise<void> }).removeIdle();
+      await uvm.retryFailedTeardowns();
+      expect(modifyCalls(uvm.id), 'no Add for the reuse, no Remove while the VM runs').to.equal(calls);
+      await expectEmpty(uvm);
+    });
+
+    it('the same directory read-only and read-write is two shares', async () => {
+      const uvm = await startUvm({ os: 'windows', vsmbNoDirectMap: true });
+      const [ro, rw] = await Promise.all([
+        uvm.vsmb.acquire({ hostPath: 'C:\\share\\d4', readOnly: true }),
+        uvm.vsmb.acquire({ hostPath: 'C:\\share\\d4', readOnly: false }),
+      ]);
+      expect([ro.value.name, rw.value.name]).to.deep.equal(['s1', 's2']);
+      await expectInSync(uvm);
+      await Promise.all([ro.release(), rw.release()]);
       await expectEmpty(uvm);
     });
 
@@ -119,7 +134,7 @@ describe('integration: VSMB, Plan9 and mapped pipes through the simulator', func
       await expectEmpty(uvm);
     });
 
-    it('CONFIG_CONFLICT for a different readOnly; ACCESS_DENIED for writable when denied', async () => {
+    it('a different readOnly is a second share; ACCESS_DENIED for writable when denied', async () => {
       const uvm = await startUvm({ os: 'linux', noWritableFileShares: true });
       const a = await uvm.plan9.acquire({ hostPath: '/srv/d0', readOnly: true });
       const errs = await Promise.all([
@@ -130,9 +145,11 @@ describe('integration: VSMB, Plan9 and mapped pipes through the simulator', func
       await a.release();
       const uvm2 = await startUvm({ os: 'linux' });
       const b = await uvm2.plan9.acquire({ hostPath: '/srv/d0', readOnly: true });
-      const conflict = await uvm2.plan9.acquire({ hostPath: '/srv/d0', readOnly: false }).catch((e: unknown) => e);
-      expect(UvmError.is(conflict, 'CONFIG_CONFLICT')).to.equal(true);
+      const rw = await uvm2.plan9.acquire({ hostPath: '/srv/d0', readOnly: false });
+      expect([b.value.name, rw.value.name, rw.value.readOnly]).to.deep.equal(['0', '1', false]);
+      await expectInSync(uvm2);
       await b.release();
+      await rw.release();
       await expectEmpty(uvm);
       await expectEmpty(uvm2);
     });

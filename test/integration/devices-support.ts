@@ -135,16 +135,18 @@ export function describedResources(infos: readonly ResourceInfo[]): string[] {
 /** At a quiescent point: every entry is live and the simulator holds exactly what describe() lists. */
 export async function expectInSync(uvm: UtilityVm): Promise<void> {
   const infos = uvm.describe();
-  expect(infos.filter((r) => r.state !== 'live'), 'entries not live at a quiescent point').to.deep.equal([]);
+  expect(infos.filter((r) => r.state !== 'live' && r.state !== 'kept'), 'entries not live (or kept) at a quiescent point').to.deep.equal([]);
   expect(simulatorResources(await simulatorState(uvm))).to.deep.equal(describedResources(infos));
 }
 
-/** Nothing attached: describe() empty and the simulator reports HotAdded 0. */
+/** Nothing attached but the kept direct-mapped VSMB shares (they go with the VM). */
 export async function expectEmpty(uvm: UtilityVm): Promise<void> {
-  expect(uvm.describe()).to.deep.equal([]);
+  const infos = uvm.describe();
+  const kept = infos.filter((r) => r.state === 'kept');
+  expect(infos.filter((r) => r.state !== 'kept')).to.deep.equal([]);
   const state = await simulatorState(uvm);
-  expect(simulatorResources(state)).to.deep.equal([]);
-  expect(state.HotAdded).to.equal(0);
+  expect(simulatorResources(state)).to.have.members(describedResources(kept));
+  expect(state.HotAdded).to.equal(kept.length);
 }
 
 

@@ -121,6 +121,12 @@ function normalizeFinal(state: SimulatorState, uvmId: string): unknown {
   copy.VmAccess = copy.VmAccess.map((g) => ({ VmId: g.VmId === uvmId ? '<uvm>' : g.VmId, Path: g.Path })).sort((x, y) =>
     x.Path < y.Path ? -1 : x.Path > y.Path ? 1 : 0,
   );
+  // Direct-mapped VSMB shares are kept until the VM exits; a failed Add consumed a name (names are
+  // never reused), so compare them by what they share, not by name.
+  const smb = (copy.Devices as unknown as { VirtualSmb?: { Shares?: Record<string, unknown>[] } }).VirtualSmb;
+  if (smb?.Shares) {
+    smb.Shares = smb.Shares.map((sh) => ({ ...sh, Name: '<name>' })).sort((x, y) => (JSON.stringify(x) < JSON.stringify(y) ? -1 : 1));
+  }
   return copy;
 }
 

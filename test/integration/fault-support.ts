@@ -177,11 +177,11 @@ function hotResources(uvm: UtilityVm, state: SimulatorState): string[] {
   return simulatorResources(state).filter((r) => !boot.includes(r));
 }
 
-/** At a quiescent point: every entry is live and the simulator holds exactly what describe() lists. */
+/** At a quiescent point: every entry is live (or kept) and the simulator holds exactly what describe() lists. */
 export async function expectInSync(uvm: UtilityVm, context = ''): Promise<SimulatorState> {
   const infos = uvm.describe();
   expect(
-    infos.filter((r) => r.state !== 'live').map((r) => `${r.kind} ${r.key} ${r.state}`),
+    infos.filter((r) => r.state !== 'live' && r.state !== 'kept').map((r) => `${r.kind} ${r.key} ${r.state}`),
     `${context}: entries not live at a quiescent point`,
   ).to.deep.equal([]);
   const state = await simulatorStateOf(uvm.id);
@@ -190,12 +190,18 @@ export async function expectInSync(uvm: UtilityVm, context = ''): Promise<Simula
 }
 
 /** Nothing attached: describe() empty, the simulator holds nothing and reports HotAdded 0. */
+/**
+ * Nothing is left after a teardown but the direct-mapped VSMB shares the manager keeps (state
+ * `kept`: never removed while the VM runs, as hcsshim); the simulator holds exactly those.
+ */
 export async function expectEmpty(uvm: UtilityVm, context = ''): Promise<SimulatorState> {
-  expect(uvm.describe(), `${context}: describe() after teardown`).to.deep.equal([]);
+  const infos = uvm.describe();
+  const kept = infos.filter((r) => r.state === 'kept');
+  expect(infos.filter((r) => r.state !== 'kept'), `${context}: describe() after teardown`).to.deep.equal([]);
   const state = await simulatorStateOf(uvm.id);
-  expect(hotResources(uvm, state), `${context}: simulator resources after teardown`).to.deep.equal([]);
+  expect(hotResources(uvm, state), `${context}: simulator resources after teardown`).to.have.members(describedResources(kept));
   expect((state.Guest as unknown as { CombinedLayers: unknown[] }).CombinedLayers, `${context}: CombinedLayers`).to.deep.equal([]);
-  expect(state.HotAdded, `${context}: HotAdded`).to.equal(0);
+  expect(state.HotAdded, `${context}: HotAdded`).to.equal(kept.length);
   return state;
 }
 
@@ -338,12 +344,6 @@ function messageOf(err: unknown): string {
   return err instanceof Error ? err.message : String(err);
 }
 
-/** The VSMB manager's `removeIdle()` (VsmbManagerImpl, not part of the manager contract). */
-function removeIdleOf(uvm: UtilityVm): (() => Promise<void>) | undefined {
-  const m = uvm.vsmb as unknown as { removeIdle?: () => Promise<void> };
-  return typeof m.removeIdle === 'function' ? () => m.removeIdle!() : undefined;
-}
-
 /**
  * Runs a pod end to end — create and start the UVM, allocate every container in order, release
  * them in reverse, remove idle VSMB shares, terminate — recovering from every failure the way a
@@ -416,15 +416,6 @@ export async function runPodWithRecovery(
           expect(untracked, ctx(`release ${c.id} failed: attached but not in describe()`)).to.deep.equal([]);
         });
         await c.resources.release();
-      }
-    }
-    const removeIdle = removeIdleOf(uvm);
-    if (removeIdle) {
-      try {
-        await removeIdle();
-      } catch (err) {
-        record('removeIdle', err);
-        await removeIdle();
       }
     }
     const finalState = await hooks.unmeasured(() => expectEmpty(uvm, ctx('teardown')));

@@ -107,7 +107,7 @@ async function readmeExamples(): Promise<string> {
   ].join('\n');
 }
 
-const POD = `import { createUvmOrchestrator, UvmError } from 'uvm-orchestrator';
+const POD = `import { createUvmOrchestrator } from 'uvm-orchestrator';
 import { readSimulatorState } from 'uvm-orchestrator/testing';
 
 const [layer, scratch, data] = process.argv.slice(2) as [string, string, string];
@@ -121,9 +121,6 @@ try {
   );
   const held = uvm.describe().length;
   await resources.release();
-  await uvm.vsmb.removeIdle().catch((err: unknown) => {
-    if (!UvmError.is(err, 'NOT_SUPPORTED')) throw err;
-  });
   const system = await orchestrator.hcs.openComputeSystem(uvm.id);
   const state = await readSimulatorState(system);
   system.close();

@@ -26,7 +26,7 @@ function report(): RunReport {
       { kind: 'scsi-attachment', key: 'k', state: 'live', refCount: 1, hostPath: '/pods/p/host/l2/layer.vhd', slot: '0:0' },
       { kind: 'scsi-mount', key: 'k2', state: 'live', refCount: 1, hostPath: '/pods/p/host/l2/layer.vhd', slot: '0:0', guestPath: '/run/mounts/scsi/m0' },
     ]),
-    teardown: { performed: true, released: ['web'], idleSharesRemoved: 0, remaining: [], hotAdded: 0 },
+    teardown: { performed: true, released: ['web'], sharesKept: 0, remaining: [], hotAdded: 0 },
     ok: true,
   };
 }
@@ -63,7 +63,7 @@ describe('cli/format-run-report', () => {
 
   it('says when the teardown was skipped', () => {
     const r = report();
-    r.teardown = { performed: false, released: [], idleSharesRemoved: 0, remaining: [], hotAdded: null };
+    r.teardown = { performed: false, released: [], sharesKept: 0, remaining: [], hotAdded: null };
     expect(formatRunReport(r).split('\n').at(-1)).to.match(/^Teardown: skipped/);
   });
 

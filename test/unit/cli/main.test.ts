@@ -22,7 +22,7 @@ function environment(options: { hotAdded?: number; failRelease?: boolean; failCr
         if (options.failRelease) throw new UvmError('HCS_ERROR', 'release failed');
       },
     }),
-    removeIdleShares: async () => 0,
+    keptShares: () => 0,
     hotAdded: async () => options.hotAdded ?? 0,
     close: async () => undefined,
   };
@@ -174,7 +174,7 @@ describe('cli/main', () => {
           signal!.addEventListener('abort', () => reject(signal!.reason as Error));
           fire('SIGINT'); // mid-allocation of the second container
         }),
-      removeIdleShares: async () => 0,
+      keptShares: () => 0,
       hotAdded: async () => 0,
       close: async ({ terminate }) => void (closed = terminate),
     };

@@ -17,11 +17,12 @@ class FakeUvm implements RunUvm {
   failRelease = new Set<string>();
   hotAddedValue: number | null = 0;
   failClose = false;
-  /** Idle shares the fake keeps after the containers are gone (removed by removeIdleShares). */
-  idleShares = 0;
+  /** Direct-mapped shares the fake keeps after the containers are gone (state `kept`, still hot-added). */
+  keptShareCount = 0;
 
   describe(): ResourceInfo[] {
-    return [...this.held.values()].flat();
+    const kept = Array.from({ length: this.keptShareCount }, (_, i): ResourceInfo => ({ kind: 'vsmb-share', key: `k${i}`, state: 'kept', refCount: 0, slot: `s${i + 1}` }));
+    return [...[...this.held.values()].flat(), ...kept];
   }
 
   async allocateContainer(spec: OciSpec, containerId: string): Promise<RunContainer> {
@@ -42,11 +43,9 @@ class FakeUvm implements RunUvm {
     };
   }
 
-  async removeIdleShares(): Promise<number> {
-    this.calls.push('removeIdleShares');
-    const n = this.idleShares;
-    this.idleShares = 0;
-    return n;
+  keptShares(): number {
+    this.calls.push('keptShares');
+    return this.keptShareCount;
   }
 
   async hotAdded(): Promise<number | null> {
@@ -89,22 +88,24 @@ describe('cli/run-command', () => {
     const uvm = new FakeUvm();
     const lines: string[] = [];
     const { report, teardownError } = await runScenario(scenario(), specs, backendOf(uvm), new Progress({ write: (s: string) => lines.push(s) }), { keep: false });
-    expect(uvm.calls).to.deep.equal(['allocate a', 'allocate b', 'allocate c', 'release c', 'release b', 'release a', 'removeIdleShares', 'hotAdded', 'terminate']);
+    expect(uvm.calls).to.deep.equal(['allocate a', 'allocate b', 'allocate c', 'release c', 'release b', 'release a', 'keptShares', 'hotAdded', 'terminate']);
     expect(teardownError).to.equal(undefined);
     expect(report.ok).to.equal(true);
     expect(report.containers.map((c) => c.rootfs)).to.deep.equal(['/run/gcs/c/a/rootfs', '/run/gcs/c/b/rootfs', '/run/gcs/c/c/rootfs']);
     expect(report.resources.vpmem).to.have.length(6);
     expect(report.resources.scsi).to.deep.equal([]);
-    expect(report.teardown).to.deep.equal({ performed: true, released: ['c', 'b', 'a'], idleSharesRemoved: 0, remaining: [], hotAdded: 0 });
+    expect(report.teardown).to.deep.equal({ performed: true, released: ['c', 'b', 'a'], sharesKept: 0, remaining: [], hotAdded: 0 });
     expect(lines).to.include('[uvmctl] allocating container b (2/3)\n');
   });
 
-  it('removes idle shares after the last release and reports how many', async () => {
+  it('counts kept direct-mapped shares as expected (never removed while the VM runs; they go with it)', async () => {
     const uvm = new FakeUvm();
-    uvm.idleShares = 3;
+    uvm.keptShareCount = 3;
+    uvm.hotAddedValue = 3;
     const { report } = await runScenario(scenario(), specs, backendOf(uvm), new Progress(undefined), { keep: false });
-    expect(report.teardown.idleSharesRemoved).to.equal(3);
-    expect(uvm.calls.indexOf('removeIdleShares')).to.be.greaterThan(uvm.calls.indexOf('release a'));
+    expect(report.teardown.sharesKept).to.equal(3);
+    expect(report.teardown.remaining).to.deep.equal([]);
+    expect(uvm.calls.indexOf('keptShares')).to.be.greaterThan(uvm.calls.indexOf('release a'));
     expect(report.ok).to.equal(true);
   });
 
@@ -120,7 +121,7 @@ describe('cli/run-command', () => {
     const uvm = new FakeUvm();
     uvm.failRelease.add('b');
     const { report, teardownError } = await runScenario(scenario(), specs, backendOf(uvm), new Progress(undefined), { keep: false });
-    expect(uvm.calls).to.deep.equal(['allocate a', 'allocate b', 'allocate c', 'release c', 'release b', 'release a', 'removeIdleShares', 'hotAdded', 'terminate']);
+    expect(uvm.calls).to.deep.equal(['allocate a', 'allocate b', 'allocate c', 'release c', 'release b', 'release a', 'keptShares', 'hotAdded', 'terminate']);
     expect(teardownError?.code).to.equal('RELEASE_FAILED');
     expect(report.ok).to.equal(false);
     expect(report.teardown.released).to.deep.equal(['c', 'a']);

@@ -58,7 +58,7 @@ describe('Plan9Manager', () => {
     const b = await kit.plan9.acquire({ hostPath: '/srv/a', readOnly: true });
     expect(b.value).to.deep.equal(a.value);
     expect(kit.plan9.describe()).to.deep.equal([
-      { kind: 'plan9-share', key: '/srv/a', state: 'live', refCount: 2, hostPath: '/srv/a', slot: '0', guestPath: '/run/mounts/plan9/0' },
+      { kind: 'plan9-share', key: JSON.stringify(['/srv/a', true, false]), state: 'live', refCount: 2, hostPath: '/srv/a', slot: '0', guestPath: '/run/mounts/plan9/0' },
     ]);
     await a.release();
     expect(kit.docs()).to.have.length(1);
@@ -66,17 +66,17 @@ describe('Plan9Manager', () => {
     expect(kit.docs()).to.have.length(2);
   });
 
-  it('the same host path with a different readOnly → CONFIG_CONFLICT (also while the first is in flight)', async () => {
+  it('the same host path read-only and read-write is two shares (hcsshim: a share per mount), also while the first is in flight', async () => {
     const kit = await lcow();
     const gate = kit.hcs.gate((c) => c.fn === 'modify');
     const pa = kit.plan9.acquire({ hostPath: '/srv/a', readOnly: true });
     await settle();
-    await rejectsWithCode(kit.plan9.acquire({ hostPath: '/srv/a', readOnly: false }), 'CONFIG_CONFLICT');
+    const prw = kit.plan9.acquire({ hostPath: '/srv/a', readOnly: false });
     gate.open();
-    const a = await pa;
-    await rejectsWithCode(kit.plan9.acquire({ hostPath: '/srv/a', readOnly: false }), 'CONFIG_CONFLICT');
+    const [a, rw] = await Promise.all([pa, prw]);
+    expect([a.value.name, a.value.readOnly, rw.value.name, rw.value.readOnly]).to.deep.equal(['0', true, '1', false]);
+    expect(kit.docs().map((d) => (d as { Settings: { Flags: number } }).Settings.Flags)).to.deep.equal([0x5, 0x4]);
     await a.release();
-    const rw = await kit.plan9.acquire({ hostPath: '/srv/a', readOnly: false });
     await rw.release();
   });
 

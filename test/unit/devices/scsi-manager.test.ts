@@ -367,7 +367,7 @@ describe('ScsiManager', () => {
       await s.release();
     });
 
-    it('an aborted acquire rejects ABORTED; the shared creation completes for the others and nothing leaks', async () => {
+    it('an aborted acquire finishes the step in flight, then rejects ABORTED; the shared creation completes for the others and nothing leaks', async () => {
       const kit = await deviceKit({ os: 'linux' });
       const gate = kit.hcs.gate((c) => JSON.stringify(c.doc).includes('"MappedVirtualDisk"'));
       const controller = new AbortController();
@@ -376,8 +376,8 @@ describe('ScsiManager', () => {
       const other = kit.scsi.acquire(req);
       await settle();
       controller.abort();
-      await rejectsWithCode(aborted, 'ABORTED');
       gate.open();
+      await rejectsWithCode(aborted, 'ABORTED');
       const lease = await other;
       await settle();
       expect(kit.scsi.describe().map((r) => r.refCount)).to.deep.equal([1, 1]);
@@ -476,11 +476,26 @@ describe('ScsiManager', () => {
       sinon.assert.callOrder(modify, connection.modifySettings, modify);
     });
 
-    it('a failed guest mount through the connection releases the attachment', async () => {
+    it('a failed guest mount through the connection is undone (its Remove finds nothing) and releases the attachment', async () => {
+      const connection = { modifySettings: sinon.stub() };
+      connection.modifySettings.onCall(0).rejects(new UvmError('HCS_ERROR', 'guest says no'));
+      connection.modifySettings.onCall(1).rejects(new HcsError({ op: 'modifySettings', hresult: HResult.E_NOT_FOUND }));
+      const kit = await deviceKit({ os: 'windows' }, { guestConnection: connection });
+      await rejectsWithCode(kit.scsi.acquire({ hostPath: 'C:\\a.vhdx', readOnly: true, mount: {} }), 'HCS_ERROR');
+      expect(connection.modifySettings.args[1][0]).to.deep.include({ RequestType: 'Remove', ResourceType: 'MappedVirtualDisk' });
+      expect(kit.system.attached()).to.deep.equal([]);
+      expect(kit.scsi.describe()).to.deep.equal([]);
+    });
+
+    it('a failed guest mount whose undo fails too stays listed (teardown-failed) until a retried teardown removes it', async () => {
       const connection = { modifySettings: sinon.stub().rejects(new UvmError('HCS_ERROR', 'guest says no')) };
       const kit = await deviceKit({ os: 'windows' }, { guestConnection: connection });
       await rejectsWithCode(kit.scsi.acquire({ hostPath: 'C:\\a.vhdx', readOnly: true, mount: {} }), 'HCS_ERROR');
-      expect(kit.system.attached()).to.deep.equal([]);
+      expect(kit.scsi.describe().map((r) => [r.kind, r.state])).to.deep.equal([['scsi-mount', 'teardown-failed']]);
+      connection.modifySettings.resetBehavior();
+      connection.modifySettings.resolves();
+      await kit.scsi.retryFailedTeardowns();
+      expect(kit.scsi.describe()).to.deep.equal([]);
     });
   });
 

@@ -250,9 +250,11 @@ describe('VpmemManager', () => {
       ]);
       expect(connection.modifySettings.args.map((x) => (x[0] as GuestRequest).RequestType)).to.deep.equal(['Add', 'Remove']);
 
-      connection.modifySettings.rejects(new UvmError('HCS_ERROR', 'guest failed'));
+      // The guest may have applied the add before reporting the failure: its Remove goes first.
+      connection.modifySettings.onCall(2).rejects(new UvmError('HCS_ERROR', 'guest failed'));
       await rejectsWithCode(kit.vpmem.acquire({ hostPath: '/l/b.vhd' }), 'HCS_ERROR');
       expect(kit.docs().slice(2).map((d) => (d as { RequestType: string }).RequestType)).to.deep.equal(['Add', 'Remove']);
+      expect(connection.modifySettings.args.slice(2).map((x) => (x[0] as GuestRequest).RequestType)).to.deep.equal(['Add', 'Remove']);
       expect(kit.system.attached()).to.deep.equal([]);
     });
   });

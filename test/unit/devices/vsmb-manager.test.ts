@@ -49,15 +49,16 @@ describe('VsmbManager', () => {
     await layer.release();
     // Direct-mapped (NoDirectmap false): kept at refcount 0, no Remove yet.
     expect(kit.docs()).to.have.length(4);
-    expect(kit.vsmb.describe().map((r) => [r.slot, r.refCount])).to.deep.equal([
-      ['s2', 0],
-      ['s1', 0],
+    expect(kit.vsmb.describe().map((r) => [r.slot, r.refCount, r.state])).to.have.deep.members([
+      ['s2', 0, 'kept'],
+      ['s1', 0, 'kept'],
     ]);
-    await kit.vsmb.removeIdle();
-    expect(kit.docs().slice(4)).to.deep.equal([
-      { ResourcePath: SHARES, RequestType: 'Remove', Settings: { Name: 's2' } },
-      { ResourcePath: SHARES, RequestType: 'Remove', Settings: { Name: 's1' } },
-    ]);
+    // Never removed while the VM runs (no API sends that Remove); they go with the VM.
+    kit.lifecycle.markTerminating();
+    kit.lifecycle.markTerminated();
+    expect(kit.docs()).to.have.length(4);
+    expect(kit.vsmb.describe()).to.deep.equal([]);
+    kit.system.host.clear(); // the VM is gone
   });
 
   it('NoDirectmap shares (vsmbNoDirectMap / fullyPhysicallyBacked) are removed on last release', async () => {
@@ -84,16 +85,6 @@ describe('VsmbManager', () => {
     kit.lifecycle.markTerminated();
     expect(kit.vsmb.describe()).to.deep.equal([]);
     kit.system.host.clear(); // the VM is gone
-  });
-
-  it('removeIdle keeps a share whose Remove failed, and removes it on the next call', async () => {
-    const kit = await wcow({ vsmbNoDirectMap: false });
-    await (await kit.vsmb.acquire({ hostPath: 'C:\\data', readOnly: true })).release();
-    kit.hcs.failNext((c) => (c.doc as { RequestType?: string }).RequestType === 'Remove');
-    await rejectsWithCode(kit.vsmb.removeIdle(), 'TEARDOWN_FAILED');
-    expect(kit.vsmb.describe().map((r) => [r.slot, r.refCount])).to.deep.equal([['s1', 0]]);
-    await kit.vsmb.removeIdle();
-    expect(kit.vsmb.describe()).to.deep.equal([]);
   });
 
   it('two owners share a directory share; read-only and read-write are distinct shares', async () => {

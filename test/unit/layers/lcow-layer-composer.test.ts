@@ -190,7 +190,8 @@ describe('composeLcowLayers (spec §5.2)', () => {
 
   describe('rollback when a step fails', () => {
     const steps: [string, (u: FakeUvmDevices) => void, string[]][] = [
-      ['the first layer', (u) => u.fail('vpmem', 'acquire', 'HCS_ERROR'), ['remove scsi VirtualDisk:/s/sandbox.vhdx', 'remove vpmem /l/2/layer.vhd']],
+      // One VPMEM device: layer 1 reserved it, so layer 2 falls back to SCSI at reservation.
+      ['the first layer', (u) => u.fail('vpmem', 'acquire', 'HCS_ERROR'), ['remove scsi VirtualDisk:/s/sandbox.vhdx', 'remove scsi VirtualDisk:/l/2/layer.vhd:ro']],
       [
         'a layer falling back to SCSI',
         (u) => u.fail('scsi', 'acquire', 'NO_SLOT', { match: (k) => k.includes('/l/2/') }),
