@@ -1,8 +1,7 @@
 /**
  * Counts, by kind, the promises the library creates and must settle itself: an HCS operation
  * waiting for its completion callback, a call on a libuv pool thread, a dispose waiting for the
- * operations in flight, a place in an `InOrder` line, a refcount table's creation or teardown, the
- * undo of an aborted SCSI acquire's guest mount. A shim runs for months: none of these may be
+ * operations in flight, a refcount table's creation or teardown. A shim runs for months: none of these may be
  * left pending once the work it waits for is over. The soak test asserts the total is back to its
  * starting value (docs/reliability.md). Reachable only from `uvm-orchestrator/testing`.
  *

@@ -28,6 +28,16 @@ export function modifyCalls(uvmId: string): number {
   return modifyCounts.get(uvmId) ?? 0;
 }
 
+const callHooks = new Map<string, (call: string) => void>();
+/**
+ * Calls `hook` as each modify or VM-access grant of `uvmId` starts (before it reaches the
+ * binding), e.g. to abort an operation at a given step; `undefined` removes it.
+ */
+export function onHcsCall(uvmId: string, hook: ((call: string) => void) | undefined): void {
+  if (hook) callHooks.set(uvmId, hook);
+  else callHooks.delete(uvmId);
+}
+
 /** The binding, counting modify calls per system (a plain decorator; nothing is faked). */
 const countingHcs: HcsApi = {
   async createComputeSystem(id, configuration, options) {
@@ -35,13 +45,17 @@ const countingHcs: HcsApi = {
     const modify = system.modify.bind(system);
     system.modify = (request, opts) => {
       modifyCounts.set(id, modifyCalls(id) + 1);
+      callHooks.get(id)?.(`modify ${JSON.stringify(request)}`);
       return modify(request, opts);
     };
     return system;
   },
   openComputeSystem: (id) => hcs.openComputeSystem(id),
   enumerateComputeSystems: (query) => hcs.enumerateComputeSystems(query),
-  grantVmAccess: (vmId, path) => hcs.grantVmAccess(vmId, path),
+  grantVmAccess: (vmId, path) => {
+    callHooks.get(vmId)?.(`grant ${path}`);
+    return hcs.grantVmAccess(vmId, path);
+  },
   revokeVmAccess: (vmId, path) => hcs.revokeVmAccess(vmId, path),
   nameToGuid: (name) => hcs.nameToGuid(name),
 };

@@ -46,6 +46,11 @@ describe('cli/bundle', () => {
     expect(raw.mounts[0]!.source).to.equal('conf/a.conf');
   });
 
+  it('leaves an empty root.path as is (hcsshim accepts it together with layer folders)', () => {
+    const spec = resolveBundlePaths({ root: { path: '' }, windows: { layerFolders: ['l', 's'] } }, BUNDLE, 'linux');
+    expect(spec.root).to.deep.equal({ path: '' });
+  });
+
   it('resolves WCOW type-less sources but not pipes, Windows paths or uvm:// sources', () => {
     const spec = resolveBundlePaths(
       {

@@ -1,4 +1,6 @@
 import { expect } from 'chai';
+import type { ScsiDiskRequest } from '../../../src/devices/device-types.js';
+import { deviceKit } from '../devices/device-test-kit.js';
 import { FakeHostFs } from '../../../src/core/fake-host-fs.js';
 import type { UvmErrorCode } from '../../../src/core/errors.js';
 import { planMounts, type PlannedMount } from '../../../src/oci/mount-planner.js';
@@ -58,6 +60,15 @@ describe('planMounts', () => {
     it('does not treat an option merely containing "ro" as read-only', async () => {
       const planned = await planOne('linux', { destination: '/d', type: 'bind', source: '/data', options: ['rorw', 'rro'] });
       expect(planned).to.deep.include({ readOnly: false });
+    });
+
+    it('accepts an EVD source without the evd:// prefix (as hcsshim), and attaches <type>/<path> as an EVD', async () => {
+      const planned = await planOne('linux', { destination: '/disk', type: 'extensible-virtual-disk', source: 'space/vol1' });
+      expect((planned as { request: { hostPath: string; type: string } }).request).to.deep.include({ hostPath: 'space/vol1', type: 'ExtensibleVirtualDisk' });
+      const kit = await deviceKit({ os: 'linux' });
+      const lease = await kit.scsi.acquire((planned as { request: ScsiDiskRequest }).request);
+      expect(kit.docs()[0]).to.deep.include({ Settings: { Type: 'ExtensibleVirtualDisk', Path: 'vol1', ExtensibleVirtualDiskType: 'space' } });
+      await lease.release();
     });
 
     const disks: [string, string, boolean][] = [
