@@ -10,6 +10,7 @@ export {
   resetSimulator,
   readSimulatorState,
   readSimulatorProperties,
+  simulatorStats,
   isSimulator,
   type SimulatorConfig,
   type SimulatorFault,
@@ -19,5 +20,6 @@ export {
   type SimulatorState,
   type SimulatorProperties,
   type SimulatorSettings,
+  type SimulatorStats,
 } from './hcs/simulator-controls.js';
 export { readSimulatorHostLayers, type SimulatorHostLayers } from './hcs/host-layers.js';

@@ -103,6 +103,8 @@ HCS_API HRESULT HCS_CALL NameToGuid(PCWSTR name, GUID *guid);
 /* Simulator only: configure latency, concurrency, fault injection and tracing from a JSON document
  * (see docs/hcs.md). Not exported by any Windows DLL. */
 HCS_API HRESULT HCS_CALL HcsSimConfigure(PCWSTR json);
+// Simulator only: the simulator's counters as a JSON document (free it with LocalFree).
+HCS_API HRESULT HCS_CALL HcsSimQuery(PWSTR *result);
 
 #define HCS_GENERIC_ALL 0x10000000u
 #define HCS_INFINITE 0xFFFFFFFFu
@@ -133,6 +135,7 @@ HCS_API HRESULT HCS_CALL HcsSimConfigure(PCWSTR json);
 #define E_ABORT_HR ((HRESULT)0x80004004)
 /* Additional HRESULTs used by the simulator */
 #define HCS_E_FAIL ((HRESULT)0x80004005)
+#define HCS_E_NOTIMPL ((HRESULT)0x80004001)
 #define HCS_E_NOT_SUPPORTED_WIN32 ((HRESULT)0x80070032)
 #define HCS_E_BUSY_WIN32 ((HRESULT)0x800700AA)
 #define HCS_E_ALREADY_EXISTS_WIN32 ((HRESULT)0x800700B7)

@@ -1,5 +1,6 @@
 #include "config.h"
 
+#include <atomic>
 #include <cstdio>
 #include <cstdlib>
 #include <map>
@@ -40,6 +41,7 @@ struct Fault {
   bool hang = false;
   bool crash = false;
   std::string attribution;
+  bool hasHr = false;
   int64_t count = 0;
 };
 
@@ -124,6 +126,7 @@ Fault parseFault(const Json &v, const std::string &what) {
       if (!x.isNumber()) bad(what + ".hr: expected a number");
       if (!x.isInteger(-2147483648.0, 4294967295.0)) badValue(what + ".hr: expected an int32 or uint32 HRESULT");
       f.hr = static_cast<HRESULT>(static_cast<uint32_t>(static_cast<int64_t>(x.asNumber()) & 0xFFFFFFFF));
+      f.hasHr = true;
     } else if (k == "message") {
       if (!x.isString()) bad(what + ".message: expected a string");
       f.message = x.asString();
@@ -175,7 +178,18 @@ struct ParsedConfig {
   bool hasCrash = false;
   std::string crashId;
   std::string crashAttribution;
+  bool hasCancel = false;
+  bool cancel = false;
+  bool hasRemoveNotAttached = false;
+  HRESULT removeNotAttached = HCS_E_NOT_FOUND;
+  bool releaseHangs = false;
 };
+
+// "removeNotAttached": 0 = success, else the HRESULT to fail with.
+std::atomic<HRESULT> gRemoveNotAttached{HCS_E_NOT_FOUND};
+std::atomic<bool> gCancelHonoured{false};
+std::atomic<int64_t> gInventoryQueries{0};
+std::atomic<int64_t> gInventoryQueriesByTestHelpers{0};
 
 ParsedConfig parseConfig(const Json &doc) {
   if (!doc.isObject()) bad("configuration: expected an object");
@@ -235,6 +249,22 @@ ParsedConfig parseConfig(const Json &doc) {
       if (!v.isInteger(0, 9007199254740991.0)) badValue("seed: expected a non-negative integer");
       c.hasSeed = true;
       c.seed = static_cast<uint64_t>(v.asInt());
+    } else if (k == "cancel") {
+      if (!v.isString()) bad("cancel: expected \"notImplemented\" or \"honoured\"");
+      if (v.asString() == "notImplemented") c.cancel = false;
+      else if (v.asString() == "honoured") c.cancel = true;
+      else badValue("cancel: expected \"notImplemented\" or \"honoured\"");
+      c.hasCancel = true;
+    } else if (k == "removeNotAttached") {
+      if (!v.isString()) bad("removeNotAttached: expected \"notFound\", \"invalidState\" or \"success\"");
+      if (v.asString() == "notFound") c.removeNotAttached = HCS_E_NOT_FOUND;
+      else if (v.asString() == "invalidState") c.removeNotAttached = HCS_E_INVALID_STATE;
+      else if (v.asString() == "success") c.removeNotAttached = HCS_S_OK;
+      else badValue("removeNotAttached: expected \"notFound\", \"invalidState\" or \"success\"");
+      c.hasRemoveNotAttached = true;
+    } else if (k == "releaseHangs") {
+      if (!v.isBool()) bad("releaseHangs: expected a boolean");
+      c.releaseHangs = v.asBool();
     } else {
       bad("configuration: unknown key \"" + k + "\"");
     }
@@ -265,6 +295,8 @@ HRESULT applyConfig(const std::string &utf8, std::string &error) {
   }
   Settings &s = settings();
   if (c.reset) {
+    gCancelHonoured = false;
+    gRemoveNotAttached = HCS_E_NOT_FOUND;
     {
       std::lock_guard<std::mutex> lock(s.m);
       s.faults.clear();
@@ -291,6 +323,9 @@ HRESULT applyConfig(const std::string &utf8, std::string &error) {
   }
   if (c.hasCrash && !crashSystem(c.crashId, c.crashAttribution, error, false)) return HCS_E_INVALIDARG;
   if (c.hasConcurrency) setConcurrencyLimit(c.concurrency);
+  if (c.hasCancel) gCancelHonoured = c.cancel;
+  if (c.hasRemoveNotAttached) gRemoveNotAttached = c.removeNotAttached;
+  if (c.releaseHangs) releaseHungOperations();
   if (c.hasTrace) setTracePath(c.trace);
   if (c.hasStateFile) {
     Core &co = core();
@@ -369,9 +404,35 @@ FaultHit matchFault(const std::string &fn, const Json *doc) {
       hit.hang = f.hang;
       hit.crash = f.crash;
       hit.attribution = f.attribution;
+      hit.hasHr = f.hasHr;
     }
   }
   return hit;
+}
+
+void notAttached(const std::string &message) {
+  HRESULT hr = gRemoveNotAttached.load();
+  if (hr < 0) fail(hr, message);
+}
+
+bool cancelHonoured() { return gCancelHonoured.load(); }
+
+void countInventoryQuery(bool testHelper) { ++(testHelper ? gInventoryQueriesByTestHelpers : gInventoryQueries); }
+
+std::string simulatorStatsJson() {
+  SchedulerStats st = schedulerStats();
+  Json inv = Json::object();
+  inv.set("Library", Json::number(static_cast<double>(gInventoryQueries.load())));
+  inv.set("TestHelper", Json::number(static_cast<double>(gInventoryQueriesByTestHelpers.load())));
+  Json ops = Json::object();
+  ops.set("Executing", Json::number(st.executing));
+  ops.set("Waiting", Json::number(st.waiting));
+  ops.set("Hung", Json::number(st.hung));
+  ops.set("Open", Json::number(st.open));
+  Json doc = Json::object();
+  doc.set("InventoryQueries", inv);
+  doc.set("Operations", ops);
+  return toJson(doc);
 }
 
 }  // namespace hcssim

@@ -18,6 +18,7 @@ struct FaultHit {
   bool hang = false;
   bool crash = false;       // crash the call's system (see events.h) instead of failing the call
   std::string attribution;  // of the crash
+  bool hasHr = false;  // a hang fault with an explicit hr fails with it when released
 };
 
 // Applies a configuration document; returns S_OK, HCS_E_INVALID_JSON (malformed / unknown key /
@@ -32,6 +33,18 @@ double pickLatencyMs(const std::string &fn);
 FaultHit matchFault(const std::string &fn, const Json *doc);
 
 bool isKnownFunction(const std::string &fn);
+
+// Removing something that is not attached (control "removeNotAttached"): throws the configured
+// failure (HRESULT_FROM_WIN32(ERROR_NOT_FOUND) by default, or HCS_E_INVALID_STATE), or returns
+// when the control says "success" (the removal is then a no-op).
+void notAttached(const std::string &message);
+// Control "cancel": false (default) = HcsCancelOperation returns E_NOTIMPL, as documented.
+bool cancelHonoured();
+
+// Counters of SimulatorState (device inventory) queries: `testHelper` = flagged by a test helper.
+void countInventoryQuery(bool testHelper);
+// The simulator's counters as a JSON document (HcsSimQuery).
+std::string simulatorStatsJson();
 
 }  // namespace hcssim
 

@@ -135,12 +135,15 @@ HRESULT launch(HCS_OPERATION operation, const char *fn, const std::string *id, c
   if (fault.hit && fault.crash) fault = FaultHit{};
   StartSpec spec;
   spec.fn = fn;
-  spec.work = [fault, work, crash, crashId, crashAttribution]() {
+  // A hang fault parks the operation; released (control "releaseHangs") it fails with its hr if
+  // it has one, else it is applied like any other call.
+  FaultHit applied = fault.hang && !fault.hasHr ? FaultHit{} : fault;
+  spec.work = [applied, work, crash, crashId, crashAttribution]() {
     if (crash) {
       std::string ignored;
       crashSystem(crashId, crashAttribution, ignored, true);
     }
-    return work(fault);
+    return work(applied);
   };
   spec.onNotApplied = std::move(onNotApplied);
   spec.hang = fault.hit && fault.hang;
@@ -244,9 +247,15 @@ HCS_API HRESULT HCS_CALL HcsSetOperationCallback(HCS_OPERATION operation, const 
 }
 
 HCS_API HRESULT HCS_CALL HcsCancelOperation(HCS_OPERATION operation) {
-  OpPtr op = findOperation(operation);
-  if (!op) return HCS_E_HANDLE;
-  return cancelOperation(op);
+  // Documented as not implemented: always E_NOTIMPL. Control "cancel": "honoured" (a deviation
+  // from HCS, off by default) makes a queued operation complete with E_ABORT instead.
+  HRESULT hr = HCS_E_NOTIMPL;
+  if (cancelHonoured()) {
+    OpPtr op = findOperation(operation);
+    hr = op ? cancelOperation(op) : HCS_E_HANDLE;
+  }
+  traceCall("HcsCancelOperation", nullptr, nullptr, hr);
+  return hr;
 }
 
 // ------------------------------------------------------------------------------------------------
@@ -395,7 +404,7 @@ HCS_API HRESULT HCS_CALL HcsGetComputeSystemProperties(HCS_SYSTEM computeSystem,
   DocArg captured = doc;
   FaultWork work = [rec, captured](const FaultHit &fault) -> OpOutcome {
     failWithFault(fault);
-    bool simState = false;
+    bool simState = false, testHelper = false;
     if (captured.present) {
       requireParsed(captured, "the property query");
       const Json &q = captured.json;
@@ -411,11 +420,17 @@ HCS_API HRESULT HCS_CALL HcsGetComputeSystemProperties(HCS_SYSTEM computeSystem,
           }
         } else if (m.first == "PropertyQueries") {
           if (!m.second.isObject() && !m.second.isNull()) invalidJson("property query.PropertyQueries: expected an object");
+          // {"SimulatorState": {"Caller": "TestHelper"}} marks a test helper's inventory read.
+          const Json *sq = m.second.isObject() ? m.second.get("SimulatorState") : nullptr;
+          const Json *caller = sq && sq->isObject() ? sq->get("Caller") : nullptr;
+          if (caller && caller->isString() && caller->asString() == "TestHelper") testHelper = true;
         } else {
           invalidJson("property query: unknown field \"" + m.first + "\"");
         }
       }
     }
+    // Real HCS has no property listing attached devices: count who asks for the simulator's.
+    if (simState) countInventoryQuery(testHelper);
     Core &c = core();
     std::lock_guard<std::mutex> lock(c.modelMu);
     checkLiveLocked(rec);
@@ -628,6 +643,22 @@ HCS_API HRESULT HCS_CALL NameToGuid(PCWSTR name, GUID *guid) {
 
 // ------------------------------------------------------------------------------------------------
 // Simulator control
+
+HCS_API HRESULT HCS_CALL HcsSimQuery(PWSTR *result) {
+  if (!result) return HCS_E_POINTER;
+  *result = nullptr;
+  try {
+    std::u16string doc = utf8ToUtf16(simulatorStatsJson());
+    auto *buf = static_cast<char16_t *>(std::malloc((doc.size() + 1) * sizeof(char16_t)));
+    if (!buf) return HCS_E_OUTOFMEMORY;
+    std::memcpy(buf, doc.data(), doc.size() * sizeof(char16_t));
+    buf[doc.size()] = 0;
+    *result = buf;
+    return HCS_S_OK;
+  } catch (...) {
+    return HCS_E_OUTOFMEMORY;
+  }
+}
 
 HCS_API HRESULT HCS_CALL HcsSimConfigure(PCWSTR json) {
   if (!json) return HCS_E_INVALIDARG;

@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <initializer_list>
 
+#include "config.h"
 #include "uuid.h"
 
 namespace hcssim {
@@ -549,7 +550,7 @@ void applyHostTarget(System &sys, const HostTarget &t, const std::string &rt, co
         c->luns[lun] = a;
       } else {
         if (it == c->luns.end())
-          fail(HCS_E_NOT_FOUND, "SCSI controller " + t.guid + " LUN " + std::to_string(lun) + " has no attachment");
+          return notAttached("SCSI controller " + t.guid + " LUN " + std::to_string(lun) + " has no attachment");
         c->luns.erase(it);
       }
       return;
@@ -569,7 +570,7 @@ void applyHostTarget(System &sys, const HostTarget &t, const std::string &rt, co
           fail(HCS_E_NOT_SUPPORTED_WIN32, "VSMB share \"" + name + "\" is not restricted (RestrictFileAccess): Update is not supported");
         e->settings = *settings;
       } else {
-        if (!e) fail(HCS_E_NOT_FOUND, "VSMB share \"" + name + "\" does not exist");
+        if (!e) return notAttached("VSMB share \"" + name + "\" does not exist");
         sys.vsmbShares.erase(sys.vsmbShares.begin() + (e - sys.vsmbShares.data()));
       }
       return;
@@ -590,7 +591,7 @@ void applyHostTarget(System &sys, const HostTarget &t, const std::string &rt, co
           d.settings = *settings;
           sys.vpmem[t.device] = d;
         } else {
-          if (it == sys.vpmem.end() || !it->second.present) fail(HCS_E_NOT_FOUND, dn + " does not exist");
+          if (it == sys.vpmem.end() || !it->second.present) return notAttached(dn + " does not exist");
           if (!it->second.mappings.empty()) fail(HCS_E_BUSY_WIN32, dn + " still has mappings");
           sys.vpmem.erase(it);
         }
@@ -605,7 +606,7 @@ void applyHostTarget(System &sys, const HostTarget &t, const std::string &rt, co
           sys.vpmem[t.device].mappings[static_cast<uint64_t>(t.offset)] = *settings;
         } else {
           if (it == sys.vpmem.end() || !it->second.mappings.count(static_cast<uint64_t>(t.offset)))
-            fail(HCS_E_NOT_FOUND, mn + " does not exist");
+            return notAttached(mn + " does not exist");
           it->second.mappings.erase(static_cast<uint64_t>(t.offset));
           if (!it->second.present && it->second.mappings.empty()) sys.vpmem.erase(it);
         }
@@ -620,7 +621,7 @@ void applyHostTarget(System &sys, const HostTarget &t, const std::string &rt, co
         if (e) fail(HCS_E_ALREADY_EXISTS_WIN32, "Plan9 share \"" + name + "\" already exists");
         sys.plan9Shares.push_back(HostEntry{*settings, false});
       } else {
-        if (!e) fail(HCS_E_NOT_FOUND, "Plan9 share \"" + name + "\" does not exist");
+        if (!e) return notAttached("Plan9 share \"" + name + "\" does not exist");
         sys.plan9Shares.erase(sys.plan9Shares.begin() + (e - sys.plan9Shares.data()));
       }
       return;
@@ -635,7 +636,7 @@ void applyHostTarget(System &sys, const HostTarget &t, const std::string &rt, co
         if (it != sys.mappedPipes.end()) fail(HCS_E_ALREADY_EXISTS_WIN32, "mapped pipe \"" + t.pipe + "\" already exists");
         sys.mappedPipes.emplace_back(t.pipe, settings ? *settings : Json());
       } else {
-        if (it == sys.mappedPipes.end()) fail(HCS_E_NOT_FOUND, "mapped pipe \"" + t.pipe + "\" does not exist");
+        if (it == sys.mappedPipes.end()) return notAttached("mapped pipe \"" + t.pipe + "\" does not exist");
         sys.mappedPipes.erase(it);
       }
       return;
@@ -690,7 +691,7 @@ void applyGuestRequest(System &sys, const Json &gr) {
     } else {
       failIfBusy(sys, path, "guest: mapped virtual disk");
       if (!eraseFirst(sys.mappedVirtualDisks, [&](const Json &e) { return mvdPath(e) == path; }))
-        fail(HCS_E_NOT_FOUND, "guest: no mapped virtual disk at " + kind + " \"" + path + "\"");
+        notAttached("guest: no mapped virtual disk at " + kind + " \"" + path + "\"");
     }
     return;
   }
@@ -700,7 +701,7 @@ void applyGuestRequest(System &sys, const Json &gr) {
     ScsiController *c = controllerByIndex(sys, ctrl);
     auto it = c ? c->luns.find(static_cast<int>(lun)) : std::map<int, ScsiAttachment>::iterator();
     if (!c || it == c->luns.end() || it->second.unplugged)
-      fail(HCS_E_NOT_FOUND, "guest: no SCSI device at controller " + std::to_string(ctrl) + " LUN " + std::to_string(lun));
+      return notAttached("guest: no SCSI device at controller " + std::to_string(ctrl) + " LUN " + std::to_string(lun));
     for (const auto &e : sys.mappedVirtualDisks)
       if (num(e, "Controller") == ctrl && num(e, "Lun") == lun && str(e, "ContainerPath").empty())
         fail(HCS_E_BUSY_WIN32, "guest: SCSI device at controller " + std::to_string(ctrl) + " LUN " +
@@ -726,7 +727,7 @@ void applyGuestRequest(System &sys, const Json &gr) {
     } else {
       failIfBusy(sys, path, "guest: VPMem device");
       if (!eraseFirst(sys.vpmemGuest, [&](const Json &e) { return str(e, "MountPath") == path; }))
-        fail(HCS_E_NOT_FOUND, "guest: no VPMem device mounted at \"" + path + "\"");
+        notAttached("guest: no VPMem device mounted at \"" + path + "\"");
     }
     return;
   }
@@ -748,7 +749,7 @@ void applyGuestRequest(System &sys, const Json &gr) {
     } else {
       failIfBusy(sys, path, "guest: mapped directory");
       if (!eraseFirst(sys.mappedDirectories, [&](const Json &e) { return dirPath(e) == path; }))
-        fail(HCS_E_NOT_FOUND, "guest: no mapped directory at " + kind + " \"" + path + "\"");
+        notAttached("guest: no mapped directory at " + kind + " \"" + path + "\"");
     }
     return;
   }
@@ -760,7 +761,7 @@ void applyGuestRequest(System &sys, const Json &gr) {
     std::string root = str(s, "ContainerRootPath");
     if (!add) {
       if (!eraseFirst(sys.combinedLayers, [&](const Json &e) { return str(e, "ContainerRootPath") == root; }))
-        fail(HCS_E_NOT_FOUND, "guest: no combined layers at ContainerRootPath \"" + root + "\"");
+        notAttached("guest: no combined layers at ContainerRootPath \"" + root + "\"");
       return;
     }
     for (const auto &e : sys.combinedLayers)

@@ -388,6 +388,26 @@ void terminateQueuedOperations() {
   }
 }
 
+void releaseHungOperations() {
+  Scheduler &s = sched();
+  std::lock_guard<std::mutex> lock(s.m);
+  std::vector<OpPtr> hung;
+  for (const auto &op : s.pending)
+    if (op->phase == Operation::Phase::Hung) hung.push_back(op);
+  // Through admission like any new operation (latency, concurrency limit).
+  for (const auto &op : hung) {
+    s.pending.erase(op);
+    op->phase = Operation::Phase::None;
+    if (s.limit == 0 || s.executing < s.limit) {
+      beginExecutionLocked(op);
+    } else {
+      op->phase = Operation::Phase::Fifo;
+      s.pending.insert(op);
+      s.fifo.push_back(op);
+    }
+  }
+}
+
 void setConcurrencyLimit(int limit) {
   Scheduler &s = sched();
   std::lock_guard<std::mutex> lock(s.m);
@@ -398,10 +418,18 @@ void setConcurrencyLimit(int limit) {
 SchedulerStats schedulerStats() {
   Scheduler &s = sched();
   std::lock_guard<std::mutex> lock(s.m);
-  int waiting = 0;
+  int waiting = 0, hung = 0;
   for (const auto &op : s.fifo)
     if (op->phase == Operation::Phase::Fifo) ++waiting;
-  return SchedulerStats{s.executing, s.maxExecuting, waiting};
+  for (const auto &op : s.pending)
+    if (op->phase == Operation::Phase::Hung) ++hung;
+  int open;
+  {
+    OpTable &t = opTable();
+    std::lock_guard<std::mutex> tl(t.m);
+    open = static_cast<int>(t.ops.size());
+  }
+  return SchedulerStats{s.executing, s.maxExecuting, waiting, hung, open};
 }
 
 void resetSchedulerStats() {

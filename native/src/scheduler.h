@@ -84,12 +84,16 @@ HRESULT startOperation(const OpPtr &op, StartSpec spec);
 HRESULT cancelOperation(const OpPtr &op);
 // Completes every queued (not yet applied) operation with HCS_E_TERMINATED.
 void terminateQueuedOperations();
+// Lets every operation parked by a hang fault run now (control "releaseHangs").
+void releaseHungOperations();
 void setConcurrencyLimit(int limit);
 
 struct SchedulerStats {
   int executing;
   int maxExecuting;
   int waiting;
+  int hung;
+  int open;  // operation handles created and not closed
 };
 SchedulerStats schedulerStats();
 void resetSchedulerStats();

@@ -67,6 +67,9 @@ TEST(fault_hang_cancel_and_reset) {
   CHECK_HR(HcsModifyComputeSystem(s, op, doc.c_str(), nullptr), 0);
   CHECK_HR(HcsWaitForOperationResult(op, 50, nullptr), HCS_E_OPERATION_TIMEOUT);
   CHECK_HR(HcsGetOperationResult(op, nullptr), HCS_E_OPERATION_PENDING);
+  CHECK_HR(HcsCancelOperation(op), HCS_E_NOTIMPL);  // as documented: not implemented
+  CHECK_HR(HcsWaitForOperationResult(op, 30, nullptr), HCS_E_OPERATION_TIMEOUT);
+  t::configure(R"({"cancel":"honoured"})");  // the deviation, for tests
   CHECK_HR(HcsCancelOperation(op), 0);
   PWSTR result = nullptr;
   CHECK_HR(HcsWaitForOperationResult(op, 2000, &result), E_ABORT_HR);
@@ -79,6 +82,7 @@ TEST(fault_hang_cancel_and_reset) {
     LocalFree(result);
   }
   HcsCloseOperation(op);
+  t::configure(R"({"cancel":"notImplemented"})");
   CHECK_EQ(t::simState(s).get("HotAdded")->asInt(), 0);  // not applied
   // a hung create is terminated by reset; its handle then reports not-found
   t::configure(R"({"faults":[{"fn":"HcsCreateComputeSystem","hang":true}]})");
@@ -139,5 +143,45 @@ TEST(latency_and_jitter) {
   HCS_SYSTEM s = t::createSystem("lat", t::lcowDoc());
   ms = std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - t0).count();
   CHECK(ms >= 1);
+  HcsCloseComputeSystem(s);
+}
+
+TEST(fault_hang_released) {
+  HCS_SYSTEM s = t::createRunning("f-rel", t::lcowDoc());
+  // released without an hr: applied
+  t::configure(R"({"faults":[{"hang":true,"nth":1}]})");
+  HCS_OPERATION op = HcsCreateOperation(nullptr, nullptr);
+  auto doc = t::u16(plan9Add("late"));
+  CHECK_HR(HcsModifyComputeSystem(s, op, doc.c_str(), nullptr), 0);
+  CHECK_HR(HcsWaitForOperationResult(op, 30, nullptr), HCS_E_OPERATION_TIMEOUT);
+  CHECK_HR(HcsCancelOperation(op), HCS_E_NOTIMPL);
+  t::configure(R"({"releaseHangs":true})");
+  CHECK_HR(HcsWaitForOperationResult(op, 2000, nullptr), 0);
+  HcsCloseOperation(op);
+  CHECK_EQ(t::simState(s).get("HotAdded")->asInt(), 1);
+  // released with an hr: fails with it, nothing applied
+  t::configure(R"({"faults":[{"hang":true,"nth":1,"hr":2147500037}]})");
+  HCS_OPERATION op2 = HcsCreateOperation(nullptr, nullptr);
+  auto doc2 = t::u16(plan9Add("late2"));
+  CHECK_HR(HcsModifyComputeSystem(s, op2, doc2.c_str(), nullptr), 0);
+  t::configure(R"({"releaseHangs":true})");
+  CHECK_HR(HcsWaitForOperationResult(op2, 2000, nullptr), HCS_E_FAIL);
+  HcsCloseOperation(op2);
+  CHECK_EQ(t::simState(s).get("HotAdded")->asInt(), 1);
+  HcsCloseComputeSystem(s);
+  t::configure(R"({"clearFaults":true})");
+}
+
+TEST(remove_not_attached_control) {
+  HCS_SYSTEM s = t::createRunning("f-missing", t::lcowDoc());
+  std::string remove = std::string(R"({"ResourcePath":"VirtualMachine/Devices/Scsi/)") + t::kCtrl0 + R"(/Attachments/9","RequestType":"Remove"})";
+  CHECK_HR(t::modify(s, remove).hr, HCS_E_NOT_FOUND);  // default
+  t::configure(R"({"removeNotAttached":"invalidState"})");
+  CHECK_HR(t::modify(s, remove).hr, HCS_E_INVALID_STATE);
+  t::configure(R"({"removeNotAttached":"success"})");
+  CHECK_HR(t::modify(s, remove).hr, 0);
+  auto bad = t::u16(R"({"removeNotAttached":"maybe"})");
+  CHECK_HR(HcsSimConfigure(bad.c_str()), HCS_E_INVALIDARG);
+  t::configure(R"({"removeNotAttached":"notFound"})");
   HcsCloseComputeSystem(s);
 }

@@ -181,11 +181,11 @@ TEST(operation_state_errors) {
   CHECK(doc != nullptr);
   if (doc) CHECK_EQ(hcssim::utf16ToUtf8(doc), std::string("[]"));
   LocalFree(doc);
-  CHECK_HR(HcsCancelOperation(op), 0);  // completed: no effect
+  CHECK_HR(HcsCancelOperation(op), HCS_E_NOTIMPL);  // documented: never implemented
   CHECK_HR(HcsWaitForOperationResult(op, 0, nullptr), 0);
   HcsCloseOperation(op);
   CHECK_HR(HcsGetOperationResult(op, nullptr), HCS_E_HANDLE);
-  CHECK_HR(HcsCancelOperation(op), HCS_E_HANDLE);
+  CHECK_HR(HcsCancelOperation(op), HCS_E_NOTIMPL);
   CHECK_HR(HcsSetOperationCallback(op, nullptr, nullptr), HCS_E_HANDLE);
   HcsCloseOperation(op);  // double close is harmless
   CHECK_HR(HcsEnumerateComputeSystems(nullptr, nullptr), HCS_E_HANDLE);
@@ -229,6 +229,7 @@ TEST(completion_callback_on_worker_thread) {
 
 TEST(cancel_and_close_pending) {
   t::configure(R"({"latencyMs": 300})");
+  t::configure(R"({"cancel":"honoured"})");  // the simulator's deviation from HCS, for tests
   CallbackProbe probe;
   HCS_OPERATION op = HcsCreateOperation(&probe, probeCallback);
   CHECK_HR(HcsCancelOperation(op), HCS_E_OPERATION_NOT_STARTED);
@@ -251,6 +252,7 @@ TEST(cancel_and_close_pending) {
   HcsCloseOperation(op2);
   std::this_thread::sleep_for(std::chrono::milliseconds(60));
   CHECK_EQ(p2.calls, 0);
+  t::configure(R"({"cancel":"notImplemented"})");
 }
 
 TEST(handle_and_argument_errors) {

@@ -36,6 +36,12 @@ export interface ResourceInfo {
   /** Where it sits: `c:l` (SCSI), device number or `device@offset` (VPMEM), share name (VSMB/Plan9). */
   slot?: string;
   guestPath?: string;
+  /**
+   * Set on an HCS change given up at its deadline whose outcome is not known yet (`creating` /
+   * `destroying`) or whose late success is being undone (`destroying`, `teardown-failed` between
+   * retries); `key` is its ResourcePath (src/hcs/late-outcomes.ts). No manager holds it.
+   */
+  leftover?: true;
 }
 
 /** Every manager can list what it holds, and retry what it failed to remove. */

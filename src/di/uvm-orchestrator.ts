@@ -9,6 +9,7 @@ import { checkBootFiles } from '../uvm/boot-options.js';
 import { buildCreateDocument } from '../uvm/create-document.js';
 import { GuestConnection } from '../uvm/guest-connection.js';
 import { HcsSystem } from '../uvm/hcs-system-token.js';
+import { LateOutcomeSystem } from '../hcs/late-outcomes.js';
 import { UtilityVm } from '../uvm/utility-vm.js';
 import { claimUvmId, UvmIdRelease } from '../uvm/live-uvm-ids.js';
 import { UvmExitMonitor } from '../uvm/uvm-exit.js';
@@ -81,7 +82,9 @@ export function createUvmOrchestrator(options: UvmOrchestratorOptions = {}): Uvm
     // Every call on the system and the guest connection is guarded by the UVM's exit (UVM_EXITED).
     const exits = new UvmExitMonitor(resolved.id, system);
     scope.bind(UvmExitMonitor).toConstantValue(exits);
-    scope.bind(HcsSystem).toConstantValue(exits.guardSystem());
+    // Late outcomes of modifies given up at their deadline are handled per UVM (src/hcs/late-outcomes.ts).
+    const modifyTimeoutMs = (system as { modifyTimeoutMs?: unknown }).modifyTimeoutMs;
+    scope.bind(HcsSystem).toConstantValue(new LateOutcomeSystem(exits.guardSystem(), { defaultModifyTimeoutMs: typeof modifyTimeoutMs === 'number' ? modifyTimeoutMs : undefined }));
     if (resolved.guestConnection) scope.bind(GuestConnection).toConstantValue(exits.guardConnection(resolved.guestConnection));
     if (journal) scope.bind(RecoveryJournal).toConstantValue(journal);
     scope.bind(VpciBootDevices).toConstantValue(resolved.bootVpciDevices);

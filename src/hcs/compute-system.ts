@@ -3,7 +3,7 @@ import { pendingPromises } from '../core/pending-promises.js';
 import type { HcsCallOptions, HcsSystem } from './hcs-api.js';
 import { HCS_GENERIC_ALL, toWide, type OperationHandle, type SystemHandle, type WideString } from './computecore.js';
 import { HcsError, HResult } from './hcs-error.js';
-import type { OperationDriver } from './operation-driver.js';
+import { lateOutcomeOf, withLateOutcome, type OperationDriver } from './operation-driver.js';
 import type { ModifySettingRequest } from './schema.js';
 import { subscribeSystemEvents, systemExitOf, type EventSubscription, type HcsSystemEvent, type SystemExit } from './system-events.js';
 
@@ -17,6 +17,7 @@ import { subscribeSystemEvents, systemExitOf, type EventSubscription, type HcsSy
  */
 /** Default timeouts of one handle's calls (ms), used when a call gives no `timeoutMs`. */
 export interface SystemTimeouts {
+  /** start, shutdown, terminate and properties. */
   startTimeoutMs?: number;
   modifyTimeoutMs?: number;
 }
@@ -106,7 +107,27 @@ export class ComputeSystem implements HcsSystem, AsyncDisposable {
         options: options.call,
       });
     } catch (e) {
-      if (handle) lib.closeComputeSystem(handle);
+      const late = lateOutcomeOf(e);
+      const created: SystemHandle | null = handle;
+      if (created && late) {
+        // HCS is still creating it: the handle stays open until the outcome is known; a late
+        // success is undone (terminated, as hcsshim does after any create failure), then closed.
+        // The error's late outcome settles once that is done.
+        withLateOutcome(
+          e as object,
+          late.then(async (o) => {
+            if (o.applied) {
+              await driver
+                .run({ op: 'HcsTerminateComputeSystem', systemId: id, teardown: true, call: (op) => lib.terminateComputeSystem(created, op, null), options: { timeoutMs: options.startTimeoutMs } })
+                .catch(() => undefined);
+            }
+            lib.closeComputeSystem(created);
+            return o;
+          }),
+        );
+      } else if (created) {
+        lib.closeComputeSystem(created);
+      }
       throw e;
     }
     if (!handle) {
@@ -117,17 +138,31 @@ export class ComputeSystem implements HcsSystem, AsyncDisposable {
     return system;
   }
 
-  /** `HcsOpenComputeSystem(id, GENERIC_ALL)` (a synchronous call, run off the main thread). */
-  static async open(driver: OperationDriver, id: string, options: SystemTimeouts = {}): Promise<ComputeSystem> {
+  /** `HcsOpenComputeSystem(id, GENERIC_ALL)` (a blocking call, run off the main thread by the driver). */
+  static async open(driver: OperationDriver, id: string, options: SystemTimeouts & { call?: HcsCallOptions } = {}): Promise<ComputeSystem> {
     const lib = driver.library;
-    const { hr, system } = await lib.openComputeSystem(id, HCS_GENERIC_ALL);
+    const { hr, system } = await driver.runBlocking({
+      op: 'HcsOpenComputeSystem',
+      systemId: id,
+      call: () => lib.openComputeSystem(id, HCS_GENERIC_ALL),
+      options: options.call,
+      // Opened after the caller gave up: nobody owns the handle.
+      undoLate: (r) => {
+        if (r.system) lib.closeComputeSystem(r.system);
+      },
+    });
     if (hr < 0 || !system) {
       if (system) lib.closeComputeSystem(system);
       throw new HcsError({ op: 'HcsOpenComputeSystem', systemId: id, hresult: hr < 0 ? hr : HResult.E_POINTER });
     }
-    const opened = new ComputeSystem(id, system, driver, options);
+    const opened = new ComputeSystem(id, system, driver, { startTimeoutMs: options.startTimeoutMs, modifyTimeoutMs: options.modifyTimeoutMs });
     await opened.#listen(false);
     return opened;
+  }
+
+  /** The default timeout of `modify` (ms), used when a call gives none. */
+  get modifyTimeoutMs(): number | undefined {
+    return this.#modifyTimeoutMs;
   }
 
   /** True once `close()` was called. */
@@ -141,19 +176,20 @@ export class ComputeSystem implements HcsSystem, AsyncDisposable {
   }
 
   start(options?: HcsCallOptions): Promise<void> {
-    const effective =
-      options?.timeoutMs === undefined && this.#startTimeoutMs !== undefined
-        ? { ...options, timeoutMs: this.#startTimeoutMs }
-        : options;
-    return this.#void('HcsStartComputeSystem', (lib, h, op, doc) => lib.startComputeSystem(h, op, doc), undefined, effective);
+    return this.#void('HcsStartComputeSystem', (lib, h, op, doc) => lib.startComputeSystem(h, op, doc), undefined, this.#system(options));
+  }
+
+  /** `options` with the handle's default system-call timeout when they give none. */
+  #system(options: HcsCallOptions | undefined): HcsCallOptions | undefined {
+    return options?.timeoutMs === undefined && this.#startTimeoutMs !== undefined ? { ...options, timeoutMs: this.#startTimeoutMs } : options;
   }
 
   shutdown(options?: HcsCallOptions): Promise<void> {
-    return this.#void('HcsShutDownComputeSystem', (lib, h, op, doc) => lib.shutDownComputeSystem(h, op, doc), undefined, options);
+    return this.#void('HcsShutDownComputeSystem', (lib, h, op, doc) => lib.shutDownComputeSystem(h, op, doc), undefined, this.#system(options), true);
   }
 
   terminate(options?: HcsCallOptions): Promise<void> {
-    return this.#void('HcsTerminateComputeSystem', (lib, h, op, doc) => lib.terminateComputeSystem(h, op, doc), undefined, options);
+    return this.#void('HcsTerminateComputeSystem', (lib, h, op, doc) => lib.terminateComputeSystem(h, op, doc), undefined, this.#system(options), true);
   }
 
   modify(request: ModifySettingRequest, options?: HcsCallOptions): Promise<void> {
@@ -178,7 +214,7 @@ export class ComputeSystem implements HcsSystem, AsyncDisposable {
       'HcsGetComputeSystemProperties',
       (lib, h, op, doc) => lib.getComputeSystemProperties(h, op, doc),
       JSON.stringify(query),
-      options,
+      this.#system(options),
     );
     if (document === undefined) return {};
     try {
@@ -218,8 +254,9 @@ export class ComputeSystem implements HcsSystem, AsyncDisposable {
     call: Call,
     document: string | undefined,
     options: HcsCallOptions | undefined,
+    teardown = false,
   ): Promise<void> {
-    await this.#run(op, call, document, options);
+    await this.#run(op, call, document, options, teardown);
   }
 
   async #run(
@@ -227,6 +264,7 @@ export class ComputeSystem implements HcsSystem, AsyncDisposable {
     call: Call,
     document: string | undefined,
     options: HcsCallOptions | undefined,
+    teardown = false,
   ): Promise<string | undefined> {
     if (this.#closed || !this.#handle) {
       throw new UvmError('HANDLE_CLOSED', `${op} ${this.id}: the compute system handle has already been closed`, {
@@ -237,6 +275,8 @@ export class ComputeSystem implements HcsSystem, AsyncDisposable {
     const wide = document === undefined ? null : toWide(document);
     const lib = this.#driver.library;
     this.#inFlight++;
+    // An operation abandoned at its deadline still uses the handle until HCS completes it.
+    let late: Promise<unknown> | undefined;
     try {
       return await this.#driver.run({
         op,
@@ -244,10 +284,18 @@ export class ComputeSystem implements HcsSystem, AsyncDisposable {
         call: (operation) => call(lib, handle, operation, wide),
         inputs: [wide, handle],
         options,
+        teardown,
       });
+    } catch (e) {
+      late = lateOutcomeOf(e);
+      throw e;
     } finally {
-      this.#inFlight--;
-      if (this.#closed && this.#inFlight === 0) this.#release();
+      const done = (): void => {
+        this.#inFlight--;
+        if (this.#closed && this.#inFlight === 0) this.#release();
+      };
+      if (late) void late.then(done);
+      else done();
     }
   }
 }

@@ -4,29 +4,34 @@ import type { HcsApi, HcsCallOptions, HcsSystem, HcsSystemSummary } from './hcs-
 import { HcsError } from './hcs-error.js';
 import { formatGuid, loadComputeCore, toWide, type ComputeCore } from './computecore.js';
 import { ComputeSystem } from './compute-system.js';
-import { DEFAULT_MAX_CONCURRENT_OPERATIONS, OperationDriver } from './operation-driver.js';
+import { OperationDriver, type OperationDriverOptions } from './operation-driver.js';
+
+/** Default timeout of every HCS call but modify (ms): hcsshim's 4 minutes for create and start. */
+export const DEFAULT_SYSTEM_TIMEOUT_MS = 240_000;
+/** Default timeout of modify (ms): hcsshim v1's 4-minute syscall watcher (v2 has none). */
+export const DEFAULT_MODIFY_TIMEOUT_MS = 240_000;
 
 /** Options of the FFI binding. */
-export interface ComputeCoreHcsOptions {
+export interface ComputeCoreHcsOptions extends OperationDriverOptions {
   /**
    * The HCS library to load: computecore.dll (Windows) or the simulator. Default: env
    * `UVM_HCS_LIBRARY`, else `computecore.dll` on Windows and `<package>/build/native/libhcssim.so`
    * elsewhere.
    */
   libraryPath?: string;
-  /** Operations in HCS at once. @default 64 */
-  maxConcurrentOperations?: number;
   /**
-   * Timeout (ms) applied to `createComputeSystem` and to `start()` of the systems this binding
-   * creates or opens, when the caller gives no `timeoutMs` (an AbortSignal alone does not count).
-   * hcsshim uses 4 minutes for both. @default undefined (no timeout)
+   * Timeout (ms) of every call but `modify` when the caller gives no `timeoutMs` (an AbortSignal
+   * alone does not count): create, start, shut down, terminate, properties, enumerate, open,
+   * grant and revoke. At the deadline the call rejects with TIMEOUT at once; HCS cannot cancel,
+   * so the operation keeps its slot until it completes, and a late success is undone.
+   * @default 240000 (hcsshim's 4 minutes)
    */
   defaultTimeoutMs?: number;
   /**
-   * Timeout of every `modify` when the caller gives none (ms): a hung attach or removal is then
-   * cancelled (and its completion still awaited) instead of blocking its resource forever; the
-   * device managers roll back or keep the resource retryable as for any failure.
-   * @default undefined (no timeout)
+   * Timeout of every `modify` when the caller gives none (ms): a hung attach or removal rejects
+   * with TIMEOUT instead of blocking its resource forever (see `defaultTimeoutMs` for what
+   * happens to the operation itself).
+   * @default 240000
    */
   modifyTimeoutMs?: number;
 }
@@ -36,7 +41,7 @@ export const ComputeCoreHcsOptions: ServiceIdentifier<ComputeCoreHcsOptions> = S
 
 /** The options `HcsModule` binds when the container has none. */
 export function defaultComputeCoreHcsOptions(): ComputeCoreHcsOptions {
-  return { maxConcurrentOperations: DEFAULT_MAX_CONCURRENT_OPERATIONS };
+  return {};
 }
 
 /**
@@ -58,7 +63,7 @@ export class ComputeCoreHcs implements HcsApi {
     if (t !== undefined && (!Number.isFinite(t) || t < 0)) {
       throw new UvmError('INVALID_ARGUMENT', `defaultTimeoutMs must be a finite number >= 0, got ${t}`);
     }
-    this.#options = { ...options };
+    this.#options = { defaultTimeoutMs: DEFAULT_SYSTEM_TIMEOUT_MS, modifyTimeoutMs: DEFAULT_MODIFY_TIMEOUT_MS, ...stripUndefined(options) };
   }
 
   /** The loaded library (loads it). */
@@ -70,7 +75,14 @@ export class ComputeCoreHcs implements HcsApi {
   get driver(): OperationDriver {
     if (!this.#driver) {
       const lib = loadComputeCore({ libraryPath: this.#options.libraryPath });
-      this.#driver = new OperationDriver(lib, { maxConcurrentOperations: this.#options.maxConcurrentOperations });
+      const o = this.#options;
+      this.#driver = new OperationDriver(lib, {
+        maxConcurrentOperations: o.maxConcurrentOperations,
+        perSystemOperations: o.perSystemOperations,
+        reservedForTeardown: o.reservedForTeardown,
+        maxConcurrentBlockingCalls: o.maxConcurrentBlockingCalls,
+        perSystemBlockingCalls: o.perSystemBlockingCalls,
+      });
     }
     return this.#driver;
   }
@@ -93,7 +105,11 @@ export class ComputeCoreHcs implements HcsApi {
 
   async openComputeSystem(id: string): Promise<ComputeSystem> {
     checkId(id, 'openComputeSystem');
-    return ComputeSystem.open(this.driver, id, { startTimeoutMs: this.#options.defaultTimeoutMs, modifyTimeoutMs: this.#options.modifyTimeoutMs });
+    return ComputeSystem.open(this.driver, id, {
+      startTimeoutMs: this.#options.defaultTimeoutMs,
+      modifyTimeoutMs: this.#options.modifyTimeoutMs,
+      call: this.#withDefaultTimeout(undefined),
+    });
   }
 
   async enumerateComputeSystems(query: Record<string, unknown> = {}): Promise<HcsSystemSummary[]> {
@@ -104,6 +120,7 @@ export class ComputeCoreHcs implements HcsApi {
       op: 'HcsEnumerateComputeSystems',
       call: (op) => lib.enumerateComputeSystems(queryW, op),
       inputs: [queryW],
+      options: this.#withDefaultTimeout(undefined),
     });
     if (document === undefined) return [];
     let parsed: unknown;
@@ -121,14 +138,32 @@ export class ComputeCoreHcs implements HcsApi {
   async grantVmAccess(vmId: string, path: string): Promise<void> {
     checkId(vmId, 'grantVmAccess');
     checkPath(path, 'grantVmAccess');
-    const hr = await this.driver.library.grantVmAccess(vmId, path);
+    const driver = this.driver;
+    const lib = driver.library;
+    const hr = await driver.runBlocking({
+      op: 'HcsGrantVmAccess',
+      systemId: vmId,
+      call: () => lib.grantVmAccess(vmId, path),
+      options: this.#withDefaultTimeout(undefined),
+      // Granted after the caller gave up: take it back (best effort).
+      undoLate: (granted) => {
+        if (granted >= 0) void this.revokeVmAccess(vmId, path).catch(() => undefined);
+      },
+    });
     if (hr < 0) throw new HcsError({ op: 'HcsGrantVmAccess', systemId: vmId, hresult: hr, text: undefined });
   }
 
   async revokeVmAccess(vmId: string, path: string): Promise<void> {
     checkId(vmId, 'revokeVmAccess');
     checkPath(path, 'revokeVmAccess');
-    const hr = await this.driver.library.revokeVmAccess(vmId, path);
+    const driver = this.driver;
+    const lib = driver.library;
+    const hr = await driver.runBlocking({
+      op: 'HcsRevokeVmAccess',
+      systemId: vmId,
+      call: () => lib.revokeVmAccess(vmId, path),
+      options: this.#withDefaultTimeout(undefined),
+    });
     if (hr < 0) throw new HcsError({ op: 'HcsRevokeVmAccess', systemId: vmId, hresult: hr });
   }
 
@@ -143,6 +178,10 @@ export class ComputeCoreHcs implements HcsApi {
     if (options?.timeoutMs !== undefined || this.#options.defaultTimeoutMs === undefined) return options;
     return { ...options, timeoutMs: this.#options.defaultTimeoutMs };
   }
+}
+
+function stripUndefined<T extends object>(o: T): Partial<T> {
+  return Object.fromEntries(Object.entries(o).filter(([, v]) => v !== undefined)) as Partial<T>;
 }
 
 function checkId(id: string, op: string): void {

@@ -48,6 +48,8 @@ export interface ComputeCore {
   readonly path: string;
   /** True when the library is the simulator (it exports HcsSimConfigure). */
   readonly isSimulator: boolean;
+  /** koffi's limit on asynchronous calls and queued foreign-thread callbacks (undefined: unknown). */
+  readonly maxAsyncCalls?: number;
 
   /** Registers `fn` as a native completion callback; returns the pointer to pass to createOperation. Keep it forever. */
   registerCompletion(fn: OperationCompletion): unknown;
@@ -81,6 +83,8 @@ export interface ComputeCore {
   setComputeSystemCallback?(system: SystemHandle, options: number, context: number, callback: unknown): number;
   /** Simulator only; undefined when the library does not export HcsSimConfigure. */
   readonly simConfigure: ((json: string) => number) | undefined;
+  /** Simulator only: its counters (HcsSimQuery) as a JSON document; undefined on real HCS. */
+  readonly simQuery?: (() => { hr: number; document: string | undefined }) | undefined;
 }
 
 /** Where to load HCS from. */
@@ -247,15 +251,17 @@ function bind(path: string): ComputeCore {
     ),
   };
   let simConfigureFn: ((json: string) => number) | undefined;
+  let simQueryFn: { (...args: unknown[]): unknown } | undefined;
   try {
     const fn = main.func('int32_t __stdcall HcsSimConfigure(const char16_t *json)');
     simConfigureFn = (json: string): number => fn(json) as number;
+    simQueryFn = main.func('int32_t __stdcall HcsSimQuery(_Out_ void **result)') as (...args: unknown[]) => unknown;
   } catch {
     simConfigureFn = undefined; // real HCS: no simulator controls
   }
 
   // Every library and function object stays reachable from here for the life of the process.
-  const keep = { main, kernel32, vmcompute, f, completionProto, completionPtr, eventStruct, eventProto, eventPtr };
+  const keep = { main, kernel32, vmcompute, f, completionProto, completionPtr, eventStruct, eventProto, eventPtr, simQueryFn };
 
   const takeDocument = (ptr: unknown): string | undefined => {
     if (ptr === null || ptr === undefined) return undefined;
@@ -276,6 +282,7 @@ function bind(path: string): ComputeCore {
   return {
     path,
     isSimulator: simConfigureFn !== undefined,
+    maxAsyncCalls: koffi.config().max_async_calls,
     registerCompletion(fn: OperationCompletion): unknown {
       void keep;
       return koffi.register(fn, completionPtr);
@@ -329,6 +336,13 @@ function bind(path: string): ComputeCore {
     },
     setComputeSystemCallback: (system, options, context, callback) => f.HcsSetComputeSystemCallback(system, options, context, callback) as number,
     simConfigure: simConfigureFn,
+    simQuery: simQueryFn
+      ? () => {
+          const out: unknown[] = [null];
+          const hr = simQueryFn!(out) as number;
+          return { hr, document: takeDocument(out[0]) };
+        }
+      : undefined,
   };
 }
 

@@ -4,9 +4,13 @@ import type { SystemExit } from './system-events.js';
 
 /** Per-call options of every HCS call. */
 export interface HcsCallOptions {
-  /** Abort the wait: the HCS operation is cancelled (`HcsCancelOperation`) and still awaited. */
+  /**
+   * Abort the wait: the call rejects with ABORTED at once. HCS cannot cancel an operation
+   * (`HcsCancelOperation` is documented as not implemented), so one that reached HCS keeps its
+   * slot until it completes; its late outcome is handled (docs/hcs.md, "Timeouts without cancel").
+   */
   signal?: AbortSignal;
-  /** Milliseconds before the operation is cancelled and the call rejects with code TIMEOUT. */
+  /** Milliseconds before the call rejects with code TIMEOUT (same rules as `signal`). */
   timeoutMs?: number;
 }
 

@@ -8,6 +8,7 @@ import type { HcsErrorEvent, HcsResultError } from './schema.js';
  */
 export const HResult = {
   S_OK: 0,
+  E_NOTIMPL: 0x80004001 | 0,
   E_POINTER: 0x80004003 | 0,
   E_ABORT: 0x80004004 | 0,
   E_FAIL: 0x80004005 | 0,

@@ -1,28 +1,65 @@
 /**
- * Runs HCS operations the asynchronous way: `HcsCreateOperation` with a completion callback, the
- * HCS call, await the callback, `HcsGetOperationResult`, `HcsCloseOperation`. No libuv pool thread
- * is ever parked in `HcsWaitForOperationResult`.
+ * The one place native calls that may wait are made: HCS operations (`HcsCreateOperation` with a
+ * completion callback, the HCS call, the callback, `HcsGetOperationResult`, `HcsCloseOperation`)
+ * and the blocking calls HCS has no operation for (`HcsGrantVmAccess`, `HcsRevokeVmAccess`,
+ * `HcsOpenComputeSystem`), run off the main thread. docs/hcs.md describes the rules:
  *
- * - One completion callback is registered per process, forever; its context is a small integer
- *   id looked up in `pending` (never a pointer to a JS object).
- * - Timeouts and AbortSignals call `HcsCancelOperation` and then STILL await the completion
- *   callback before the operation handle, the input strings or the pending entry are released
- *   (freeing what HCS may still read crashed computecore.dll in hcsshim's history). If the
- *   operation nevertheless completed successfully, the call resolves: the change is in effect.
- * - While any operation is pending a ref'd timer keeps the Node process alive (a callback from
- *   a native thread does not).
- * - At most `concurrency` operations are in HCS at once (p-queue), below koffi's limit of
- *   foreign-thread callbacks queued at once.
+ * - **No cancel.** `HcsCancelOperation` is documented as not implemented (E_NOTIMPL). At a
+ *   deadline or abort the caller's promise rejects at once with TIMEOUT / ABORTED; the driver
+ *   still calls cancel (best effort, result ignored) but keeps the operation handle, its inputs
+ *   and its slot until HCS completes the operation, and only then closes the handle. The error
+ *   carries the late outcome (`lateOutcomeOf`) so that its owner can undo a late success.
+ * - **Bounded.** Operations outstanding in HCS (abandoned ones included) never exceed
+ *   `maxConcurrentOperations`, and blocking calls never exceed `maxConcurrentBlockingCalls`, so
+ *   koffi's limit on asynchronous calls / foreign-thread callbacks is never reached. Each compute
+ *   system (lane) may use at most `perSystemOperations` of them; `reservedForTeardown` slots are
+ *   usable only by terminate / shut down (which also ignore the per-system share), so one UVM's
+ *   hung operations never block another UVM, nor its own termination. Lanes are served in turn.
+ * - **Completions in batches.** The callback HCS calls (on its own thread, through koffi) only
+ *   records the operation and returns; recorded completions are processed together in a
+ *   `setImmediate` task, so a stream of completions never starves timers and I/O.
+ * - The callback is registered once per process; its context is a small integer looked up in
+ *   `pending` (never a pointer to a JS object). While an operation is pending a ref'd timer keeps
+ *   Node alive (a callback from a native thread does not).
  */
-import PQueue from 'p-queue';
 import { UvmError } from '../core/errors.js';
 import { pendingPromises } from '../core/pending-promises.js';
 import type { HcsCallOptions } from './hcs-api.js';
-import { formatHresult, HcsError, HResult, hcsErrorFromResult } from './hcs-error.js';
+import { HcsError, HResult, hcsErrorFromResult } from './hcs-error.js';
 import type { ComputeCore, OperationHandle } from './computecore.js';
 
-/** Default bound on operations in HCS at once. */
-export const DEFAULT_MAX_CONCURRENT_OPERATIONS = 64;
+/** Default bound on HCS operations outstanding at once (abandoned ones included). */
+export const DEFAULT_MAX_CONCURRENT_OPERATIONS = 256;
+/** Default share of one compute system. */
+export const DEFAULT_PER_SYSTEM_OPERATIONS = 64;
+/** Default slots only terminate / shut down may use. */
+export const DEFAULT_RESERVED_FOR_TEARDOWN = 16;
+/** Default bound on blocking calls (grant, revoke, open) at once: libuv's thread pool has 4. */
+export const DEFAULT_MAX_CONCURRENT_BLOCKING_CALLS = 4;
+/** Default share of one compute system in the blocking calls. */
+export const DEFAULT_PER_SYSTEM_BLOCKING_CALLS = 2;
+
+/** How an operation abandoned at its deadline (or abort) finally ended in HCS. */
+export type LateOutcome<T = string | undefined> = { applied: true; value: T } | { applied: false; error: unknown };
+
+const LATE = Symbol.for('uvm-orchestrator.lateOutcome');
+
+/**
+ * The late outcome of a call that rejected with TIMEOUT / ABORTED while HCS was still working on
+ * it; undefined when nothing reached HCS (the call was still queued) or the error is another one.
+ */
+export function lateOutcomeOf<T = string | undefined>(err: unknown): Promise<LateOutcome<T>> | undefined {
+  return err !== null && typeof err === 'object' ? ((err as Record<symbol, unknown>)[LATE] as Promise<LateOutcome<T>> | undefined) : undefined;
+}
+
+/**
+ * Attaches (or replaces) the late outcome of `err`: e.g. a create replaces it with one that settles
+ * after its late success was undone.
+ */
+export function withLateOutcome<E extends object, T>(err: E, late: Promise<LateOutcome<T>>): E {
+  Object.defineProperty(err, LATE, { value: late, enumerable: false, configurable: true });
+  return err;
+}
 
 /** One operation to run. */
 export interface OperationRequest {
@@ -37,6 +74,19 @@ export interface OperationRequest {
   /** Buffers/strings passed to native code; kept referenced until the operation completes. */
   inputs?: readonly unknown[];
   options?: HcsCallOptions;
+  /** Terminate / shut down: may use the reserved slots and ignores the per-system share. */
+  teardown?: boolean;
+}
+
+/** One blocking native call (no HCS operation), run on the libuv pool through koffi `.async`. */
+export interface BlockingRequest<T> {
+  op: string;
+  systemId?: string;
+  /** Starts the call; the promise settles when the native call returns. */
+  call: () => Promise<T>;
+  options?: HcsCallOptions;
+  /** Undoes a result that arrives after the caller gave up (e.g. closes a handle, revokes a grant). */
+  undoLate?: (value: T) => void;
 }
 
 interface PendingEntry {
@@ -51,15 +101,33 @@ let nextContext = 1;
 /** The registered completion callback per library (registered once, never unregistered). */
 const registeredCallbacks = new WeakMap<ComputeCore, unknown>();
 let keepAlive: NodeJS.Timeout | undefined;
-/** Captured at load so that fake timers installed later (tests) never replace the keep-alive. */
+/** Captured at load so that fake timers installed later (tests) never replace them. */
 const realSetInterval = globalThis.setInterval;
+const realSetImmediate = globalThis.setImmediate;
+
+/** Completions handed over by HCS threads, processed together by `drainCompletions`. */
+let completed: number[] = [];
+let drainScheduled = false;
+
+function drainCompletions(): void {
+  drainScheduled = false;
+  const batch = completed;
+  completed = [];
+  for (const id of batch) {
+    try {
+      pending.get(id)?.complete();
+    } catch {
+      // a completion never throws; nothing sensible to do otherwise
+    }
+  }
+}
 
 function onCompletion(_operation: unknown, context: number | bigint): void {
-  // Runs on the main thread while the HCS thread waits for it: do as little as possible, never throw.
-  try {
-    pending.get(Number(context))?.complete();
-  } catch {
-    // nothing sensible to do on a native thread's behalf
+  // Runs on the main thread while the HCS thread waits for it: record and return, never throw.
+  completed.push(Number(context));
+  if (!drainScheduled) {
+    drainScheduled = true;
+    realSetImmediate(drainCompletions);
   }
 }
 
@@ -81,18 +149,28 @@ function allocateContext(): number {
   }
 }
 
-function track(id: number, entry: PendingEntry): void {
-  pending.set(id, entry);
-  if (pending.size === 1) {
-    // One long timer for the life of the process, ref'd only while operations are pending
+let blockingInFlight = 0;
+
+function holdProcess(): void {
+  if (pending.size + blockingInFlight === 1) {
+    // One long timer for the life of the process, ref'd only while calls are outstanding
     // (ref/unref is cheaper than creating a timer per operation).
     keepAlive ??= realSetInterval(() => undefined, 1 << 30);
     keepAlive.ref();
   }
 }
 
+function releaseProcess(): void {
+  if (pending.size + blockingInFlight === 0) keepAlive?.unref();
+}
+
+function track(id: number, entry: PendingEntry): void {
+  pending.set(id, entry);
+  holdProcess();
+}
+
 function untrack(id: number): void {
-  if (pending.delete(id) && pending.size === 0) keepAlive?.unref();
+  if (pending.delete(id)) releaseProcess();
 }
 
 /** Operations created and not yet closed in this process (for leak checks and diagnostics). */
@@ -100,34 +178,30 @@ export function pendingOperationCount(): number {
   return pending.size;
 }
 
-/** True while the ref'd keep-alive timer is held (some operation is pending). */
+/** Blocking calls (grant, revoke, open) not returned yet in this process. */
+export function pendingBlockingCallCount(): number {
+  return blockingInFlight;
+}
+
+/** True while the ref'd keep-alive timer is held (some call is outstanding). */
 export function isKeepingProcessAlive(): boolean {
   return keepAlive?.hasRef() ?? false;
 }
 
-// ---- cancellation of one call ---------------------------------------------------------------
+// ---- deadline / abort of one call -----------------------------------------------------------
 
 type CancelReason = 'timeout' | 'abort';
 
-class CallCancellation {
+class Deadline {
   reason: CancelReason | undefined;
-  /**
-   * Aborted only while the call waits in the queue (p-queue would race a running task against
-   * it). Only cancellable calls (with a signal or a timeout) pay for an AbortController.
-   */
-  readonly queued: AbortController | undefined;
-  readonly #cancellable: boolean;
-  #started = false;
   #timer: NodeJS.Timeout | undefined;
   #onAbort: (() => void) | undefined;
   #listeners: (() => void)[] = [];
 
   constructor(private readonly options: HcsCallOptions | undefined) {
     const signal = options?.signal;
-    this.#cancellable = signal !== undefined || options?.timeoutMs !== undefined;
-    this.queued = this.#cancellable ? new AbortController() : undefined;
     if (signal?.aborted) {
-      this.fire('abort');
+      this.reason = 'abort';
       return;
     }
     if (signal) {
@@ -135,30 +209,18 @@ class CallCancellation {
       signal.addEventListener('abort', this.#onAbort, { once: true });
     }
     const t = options?.timeoutMs;
-    if (t !== undefined) {
-      this.#timer = setTimeout(() => this.fire('timeout'), Math.max(0, t));
-    }
+    if (t !== undefined) this.#timer = setTimeout(() => this.fire('timeout'), Math.max(0, t));
   }
 
   /** Calls `fn` once when the call is cancelled (at once if it already is). */
-  onCancel(fn: () => void): void {
+  onFire(fn: () => void): void {
     if (this.reason) fn();
-    else if (this.#cancellable) this.#listeners.push(fn);
-  }
-
-  /** The task left the queue: from now on cancellation goes to HCS, not to p-queue. */
-  markStarted(): void {
-    this.#started = true;
-  }
-
-  get started(): boolean {
-    return this.#started;
+    else this.#listeners.push(fn);
   }
 
   fire(reason: CancelReason): void {
     if (this.reason) return;
     this.reason = reason;
-    if (!this.#started) this.queued?.abort();
     for (const fn of this.#listeners.splice(0)) fn();
   }
 
@@ -169,124 +231,381 @@ class CallCancellation {
   }
 }
 
-function cancelledError(req: OperationRequest, reason: CancelReason, cause?: HcsError): HcsError {
+function cancelledError(req: { op: string; systemId?: string; options?: HcsCallOptions }, reason: CancelReason, started: boolean): HcsError {
   const timeout = reason === 'timeout';
   const what = timeout ? `timed out after ${req.options?.timeoutMs} ms` : 'aborted';
-  const outcome = cause
-    ? `the operation was cancelled and failed with ${formatHresult(cause.hresult)}${cause.errorMessage ? `: ${cause.errorMessage}` : ''}`
-    : 'the operation was not started';
+  const outcome = started
+    ? 'the call is still running in HCS (HCS cannot cancel it); its outcome is handled when it completes'
+    : 'the call was not started';
   return new HcsError({
     op: req.op,
     systemId: req.systemId,
-    hresult: cause?.hresult ?? (timeout ? HResult.HCS_E_OPERATION_TIMEOUT : HResult.E_ABORT),
+    hresult: timeout ? HResult.HCS_E_OPERATION_TIMEOUT : HResult.E_ABORT,
     code: timeout ? 'TIMEOUT' : 'ABORTED',
-    errorMessage: cause?.errorMessage,
-    events: cause?.events,
-    cause,
     text: `${what}; ${outcome}`,
   });
+}
+
+function checkTimeout(options: HcsCallOptions | undefined): void {
+  const timeoutMs = options?.timeoutMs;
+  if (timeoutMs !== undefined && (!Number.isFinite(timeoutMs) || timeoutMs < 0)) {
+    throw new UvmError('INVALID_ARGUMENT', `timeoutMs must be a finite number >= 0, got ${timeoutMs}`);
+  }
+}
+
+// ---- the scheduler --------------------------------------------------------------------------
+
+interface Task {
+  readonly lane: string;
+  readonly teardown: boolean;
+  /** Starts the task; the returned promise settles when its slot may be given back. */
+  readonly start: () => Promise<unknown>;
+  /** Set while queued: removes the task from its queue. */
+  queued: boolean;
+}
+
+interface Lane {
+  normal: Task[];
+  teardown: Task[];
+  active: number;
+}
+
+/** Slots shared by lanes: a global bound, a per-lane share and a reserve for teardown tasks. */
+class SlotScheduler {
+  #active = 0;
+  readonly #lanes = new Map<string, Lane>();
+  /** Lanes with queued tasks, in the order they are served. */
+  #turns: string[] = [];
+
+  constructor(
+    private readonly max: number,
+    private readonly perLane: number,
+    private readonly reserve: number,
+  ) {}
+
+  get active(): number {
+    return this.#active;
+  }
+
+  get queued(): number {
+    let n = 0;
+    for (const lane of this.#lanes.values()) n += lane.normal.length + lane.teardown.length;
+    return n;
+  }
+
+  submit(task: Task): void {
+    const lane = this.#lane(task.lane);
+    const queue = task.teardown ? lane.teardown : lane.normal;
+    if (queue.length === 0 && this.#canStart(task, lane)) {
+      this.#start(task, lane);
+      return;
+    }
+    task.queued = true;
+    queue.push(task);
+    if (!this.#turns.includes(task.lane)) this.#turns.push(task.lane);
+  }
+
+  /** Removes a queued task; false if it already started. */
+  withdraw(task: Task): boolean {
+    if (!task.queued) return false;
+    task.queued = false;
+    const lane = this.#lanes.get(task.lane);
+    if (lane) {
+      const list = task.teardown ? lane.teardown : lane.normal;
+      const i = list.indexOf(task);
+      if (i >= 0) list.splice(i, 1);
+      this.#forgetIfIdle(task.lane, lane);
+    }
+    return true;
+  }
+
+  #lane(name: string): Lane {
+    let lane = this.#lanes.get(name);
+    if (!lane) {
+      lane = { normal: [], teardown: [], active: 0 };
+      this.#lanes.set(name, lane);
+    }
+    return lane;
+  }
+
+  #canStart(task: Task, lane: Lane): boolean {
+    if (task.teardown) return this.#active < this.max;
+    return this.#active < this.max - this.reserve && lane.active < this.perLane;
+  }
+
+  #start(task: Task, lane: Lane): void {
+    task.queued = false;
+    this.#active++;
+    lane.active++;
+    const done = (): void => {
+      this.#active--;
+      lane.active--;
+      this.#forgetIfIdle(task.lane, lane);
+      this.#pump();
+    };
+    task.start().then(done, done);
+  }
+
+  #pump(): void {
+    let progress = true;
+    while (progress && this.#turns.length > 0) {
+      progress = false;
+      for (const name of [...this.#turns]) {
+        const lane = this.#lanes.get(name);
+        const next = lane && (lane.teardown[0] ?? lane.normal[0]);
+        if (!lane || !next) {
+          this.#turns = this.#turns.filter((n) => n !== name);
+          continue;
+        }
+        if (!this.#canStart(next, lane)) continue;
+        (next.teardown ? lane.teardown : lane.normal).shift();
+        // Served: to the back of the line.
+        this.#turns = this.#turns.filter((n) => n !== name);
+        if (lane.teardown.length + lane.normal.length > 0) this.#turns.push(name);
+        this.#start(next, lane);
+        progress = true;
+      }
+    }
+  }
+
+  #forgetIfIdle(name: string, lane: Lane): void {
+    if (lane.active === 0 && lane.normal.length === 0 && lane.teardown.length === 0) {
+      this.#lanes.delete(name);
+      this.#turns = this.#turns.filter((n) => n !== name);
+    }
+  }
 }
 
 // ---- the driver -----------------------------------------------------------------------------
 
 export interface OperationDriverOptions {
-  /** Operations in HCS at once. Default 64 (koffi's foreign-callback limit is raised to 1024). */
+  /** HCS operations outstanding at once, abandoned ones included. @default 256 */
   maxConcurrentOperations?: number;
+  /** Share of one compute system. @default 64 */
+  perSystemOperations?: number;
+  /** Slots only terminate / shut down may use. @default 16 */
+  reservedForTeardown?: number;
+  /** Blocking calls (grant, revoke, open) at once. @default 4 */
+  maxConcurrentBlockingCalls?: number;
+  /** Share of one compute system in the blocking calls. @default 2 */
+  perSystemBlockingCalls?: number;
 }
 
-/** Runs HCS operations for one `ComputeCore` library. */
+function intOption(name: string, value: number | undefined, fallback: number, min: number, max: number): number {
+  const v = value ?? fallback;
+  if (!Number.isInteger(v) || v < min || v > max) {
+    throw new UvmError('INVALID_ARGUMENT', `${name} must be an integer in ${min}..${max}, got ${value}`);
+  }
+  return v;
+}
+
+/** Runs the native calls of one `ComputeCore` library. */
 export class OperationDriver {
   readonly #lib: ComputeCore;
-  readonly #queue: PQueue;
+  readonly #operations: SlotScheduler;
+  readonly #blocking: SlotScheduler;
+  readonly limits: Readonly<Required<OperationDriverOptions>>;
 
   constructor(lib: ComputeCore, options: OperationDriverOptions = {}) {
-    const concurrency = options.maxConcurrentOperations ?? DEFAULT_MAX_CONCURRENT_OPERATIONS;
-    if (!Number.isInteger(concurrency) || concurrency < 1 || concurrency > 512) {
-      throw new UvmError('INVALID_ARGUMENT', `maxConcurrentOperations must be an integer in 1..512, got ${concurrency}`);
+    const blocking = intOption('maxConcurrentBlockingCalls', options.maxConcurrentBlockingCalls, DEFAULT_MAX_CONCURRENT_BLOCKING_CALLS, 1, 64);
+    // koffi refuses (or crashes on) more asynchronous calls / queued foreign-thread callbacks
+    // than its configured limit: every call that may wait counts against it.
+    const koffiLimit = lib.maxAsyncCalls;
+    const fits = (n: number): boolean => koffiLimit === undefined || n + blocking <= koffiLimit - 8;
+    const defaultMax = fits(DEFAULT_MAX_CONCURRENT_OPERATIONS) ? DEFAULT_MAX_CONCURRENT_OPERATIONS : Math.max(1, koffiLimit! - blocking - 8);
+    const max = intOption('maxConcurrentOperations', options.maxConcurrentOperations, defaultMax, 1, 900);
+    if (!fits(max)) {
+      throw new UvmError(
+        'INVALID_ARGUMENT',
+        `maxConcurrentOperations + maxConcurrentBlockingCalls (${max + blocking}) must stay below koffi's limit of ${koffiLimit} asynchronous calls`,
+      );
     }
+    const reserve = intOption('reservedForTeardown', options.reservedForTeardown, Math.min(DEFAULT_RESERVED_FOR_TEARDOWN, Math.floor(max / 16)), 0, max - 1);
+    const perSystem = intOption('perSystemOperations', options.perSystemOperations, Math.min(DEFAULT_PER_SYSTEM_OPERATIONS, max - reserve), 1, max - reserve);
+    const perSystemBlocking = intOption(
+      'perSystemBlockingCalls',
+      options.perSystemBlockingCalls,
+      Math.min(DEFAULT_PER_SYSTEM_BLOCKING_CALLS, blocking),
+      1,
+      blocking,
+    );
     this.#lib = lib;
-    this.#queue = new PQueue({ concurrency });
+    this.limits = Object.freeze({
+      maxConcurrentOperations: max,
+      perSystemOperations: perSystem,
+      reservedForTeardown: reserve,
+      maxConcurrentBlockingCalls: blocking,
+      perSystemBlockingCalls: perSystemBlocking,
+    });
+    this.#operations = new SlotScheduler(max, perSystem, reserve);
+    this.#blocking = new SlotScheduler(blocking, perSystemBlocking, 0);
   }
 
   get library(): ComputeCore {
     return this.#lib;
   }
 
-  /** Operations started and not finished, plus those waiting for a slot. */
+  /** Operations outstanding in HCS (abandoned ones included) plus those waiting for a slot. */
   get size(): number {
-    return this.#queue.pending + this.#queue.size;
+    return this.#operations.active + this.#operations.queued;
+  }
+
+  /** Operations outstanding in HCS, abandoned ones included. */
+  get active(): number {
+    return this.#operations.active;
   }
 
   /**
    * Runs one operation and resolves with its result document (undefined when empty). Rejects with
-   * HcsError HCS_ERROR (HCS failure), TIMEOUT or ABORTED (cancelled; the HCS failure is the cause).
+   * HcsError HCS_ERROR (HCS failure), TIMEOUT or ABORTED (at the deadline / abort, at once; see
+   * `lateOutcomeOf` for the outcome of a call that had reached HCS).
    */
   async run(req: OperationRequest): Promise<string | undefined> {
-    const timeoutMs = req.options?.timeoutMs;
-    if (timeoutMs !== undefined && (!Number.isFinite(timeoutMs) || timeoutMs < 0)) {
-      throw new UvmError('INVALID_ARGUMENT', `timeoutMs must be a finite number >= 0, got ${timeoutMs}`);
-    }
-    const settled = pendingPromises.open('hcs-operation');
-    const cancellation = new CallCancellation(req.options);
-    try {
-      if (cancellation.reason) throw cancelledError(req, cancellation.reason);
-      try {
-        return await this.#queue.add(() => this.#execute(req, cancellation), {
-          signal: cancellation.queued?.signal,
-        });
-      } catch (e) {
-        // Cancelled while still queued: nothing reached HCS.
-        if (cancellation.reason && !cancellation.started) throw cancelledError(req, cancellation.reason);
-        throw e;
-      }
-    } finally {
-      cancellation.dispose();
-      settled();
-    }
+    checkTimeout(req.options);
+    return pendingPromises.track('hcs-operation', this.#schedule(this.#operations, req, req.teardown === true, () => this.#execute(req)));
   }
 
-  async #execute(req: OperationRequest, cancellation: CallCancellation): Promise<string | undefined> {
-    cancellation.markStarted();
-    if (cancellation.reason) throw cancelledError(req, cancellation.reason);
+  /** Runs one blocking call (grant, revoke, open) under the same rules as `run`. */
+  async runBlocking<T>(req: BlockingRequest<T>): Promise<T> {
+    checkTimeout(req.options);
+    return pendingPromises.track('hcs-blocking-call', this.#schedule(this.#blocking, req, false, () => {
+      blockingInFlight++;
+      holdProcess();
+      const call = (async () => req.call())();
+      const settled = call.then(
+        (value): LateOutcome<T> => ({ applied: true, value }),
+        (error: unknown): LateOutcome<T> => ({ applied: false, error }),
+      );
+      void settled.then(() => {
+        blockingInFlight--;
+        releaseProcess();
+      });
+      return { result: call, settled, undoLate: req.undoLate };
+    }));
+  }
+
+  /**
+   * Queues a task on `scheduler`; the caller's promise settles with the task's result, or at the
+   * deadline / abort: before the start without anything reaching native code, after it with the
+   * late outcome attached while the slot stays taken until the native call is done.
+   */
+  #schedule<T>(
+    scheduler: SlotScheduler,
+    req: { op: string; systemId?: string; options?: HcsCallOptions },
+    teardown: boolean,
+    begin: () => Started<T>,
+  ): Promise<T> {
+    const deadline = new Deadline(req.options);
+    if (deadline.reason) {
+      deadline.dispose();
+      return Promise.reject(cancelledError(req, deadline.reason, false));
+    }
+    return new Promise<T>((resolve, reject) => {
+      let settled = false;
+      const finish = (fn: () => void): void => {
+        if (settled) return;
+        settled = true;
+        deadline.dispose();
+        fn();
+      };
+      const task: Task = {
+        lane: req.systemId ?? '',
+        teardown,
+        queued: false,
+        start: () => {
+          if (deadline.reason) {
+            finish(() => reject(cancelledError(req, deadline.reason!, false)));
+            return Promise.resolve();
+          }
+          const started = begin();
+          started.result.then(
+            (v) => finish(() => resolve(v)),
+            (e: unknown) => finish(() => reject(e)),
+          );
+          deadline.onFire(() =>
+            finish(() => {
+              started.onAbandon?.();
+              if (started.undoLate) {
+                const undo = started.undoLate;
+                void started.settled.then((o) => {
+                  if (o.applied) undo(o.value);
+                });
+              }
+              reject(withLateOutcome(cancelledError(req, deadline.reason!, true), started.settled));
+            }),
+          );
+          return started.settled;
+        },
+      };
+      deadline.onFire(() => {
+        if (scheduler.withdraw(task)) finish(() => reject(cancelledError(req, deadline.reason!, false)));
+      });
+      scheduler.submit(task);
+    });
+  }
+
+  #execute(req: OperationRequest): Started<string | undefined> {
     const lib = this.#lib;
     const callback = completionCallback(lib);
     const id = allocateContext();
-    let completed!: () => void;
-    const done = new Promise<void>((resolve) => (completed = resolve));
-    const entry: PendingEntry = { complete: completed, inputs: req.inputs };
+    let completedFn!: () => void;
+    const done = new Promise<void>((resolve) => (completedFn = resolve));
+    const entry: PendingEntry = { complete: completedFn, inputs: req.inputs };
     track(id, entry);
     let op: OperationHandle | null = null;
     let closed = false;
-    try {
-      op = lib.createOperation(id, callback);
-      if (op === null) {
-        throw new HcsError({ op: req.op, systemId: req.systemId, hresult: HResult.E_OUTOFMEMORY, text: 'HcsCreateOperation failed' });
+    const result = (async (): Promise<string | undefined> => {
+      try {
+        op = lib.createOperation(id, callback);
+        if (op === null) {
+          throw new HcsError({ op: req.op, systemId: req.systemId, hresult: HResult.E_OUTOFMEMORY, text: 'HcsCreateOperation failed' });
+        }
+        const hr = req.call(op);
+        if (hr < 0) {
+          // The call itself failed: the operation never started and will not complete. Its result
+          // (if any) carries the error document, as hcsshim reads it.
+          const r = lib.getOperationResult(op);
+          throw hcsErrorFromResult(req.op, hr, r.hr < 0 ? r.document : undefined, req.systemId);
+        }
+        await done;
+        const r = lib.getOperationResult(op);
+        if (r.hr >= 0) return r.document === '' ? undefined : r.document;
+        throw hcsErrorFromResult(req.op, r.hr, r.document, req.systemId);
+      } finally {
+        closed = true;
+        if (op !== null) lib.closeOperation(op);
+        // Inputs stay referenced by `entry` until here, after HCS is done with the operation.
+        entry.inputs = undefined;
+        untrack(id);
       }
-      const hr = req.call(op);
-      if (hr < 0) {
-        // The call itself failed: the operation never started and will not complete. Its result
-        // (if any) carries the error document, as hcsshim reads it.
-        const result = lib.getOperationResult(op);
-        const document = result.hr < 0 ? result.document : undefined;
-        throw hcsErrorFromResult(req.op, hr, document, req.systemId);
-      }
-      const started = op;
-      cancellation.onCancel(() => {
-        // Best effort: HCS completes the operation either way (E_ABORT if it was not applied yet).
-        if (!closed) lib.cancelOperation(started);
-      });
-      await done;
-      const result = lib.getOperationResult(op);
-      if (result.hr >= 0) return result.document === '' ? undefined : result.document;
-      const error = hcsErrorFromResult(req.op, result.hr, result.document, req.systemId);
-      if (cancellation.reason) throw cancelledError(req, cancellation.reason, error);
-      throw error;
-    } finally {
-      closed = true;
-      if (op !== null) lib.closeOperation(op);
-      // Inputs stay referenced by `entry` until here, after HCS is done with the operation.
-      entry.inputs = undefined;
-      untrack(id);
-    }
+    })();
+    const settled = result.then(
+      (value): LateOutcome => ({ applied: true, value }),
+      (error: unknown): LateOutcome => ({ applied: false, error }),
+    );
+    return {
+      result,
+      settled,
+      onAbandon: () => {
+        // Best effort and documented as E_NOTIMPL: HCS completes the operation either way.
+        if (!closed && op !== null) {
+          try {
+            lib.cancelOperation(op);
+          } catch {
+            // ignored, like its result
+          }
+        }
+      },
+    };
   }
+}
+
+interface Started<T> {
+  /** The caller's result. */
+  result: Promise<T>;
+  /** Settles (never rejects) when the native call is done and its slot may be reused. */
+  settled: Promise<LateOutcome<T>>;
+  /** Called when the caller gives up while the call runs. */
+  onAbandon?: () => void;
+  undoLate?: (value: T) => void;
 }

@@ -47,7 +47,10 @@ export interface SimulatorFault {
   message?: string;
   /** Apply the host half, then fail the guest half. */
   guestOnly?: boolean;
-  /** Never complete the operation until it is cancelled. */
+  /**
+   * Park the operation (it never completes, like a hung HCS call) until `releaseHangs` or a
+   * reset. Released, it fails with `hr` when one is given, else it is applied normally.
+   */
   hang?: boolean;
   /** Instead of failing the call: crash the call's VM as the call arrives (see `SimulatorConfig.crash`); the call then runs against the stopped VM. */
   crash?: boolean;
@@ -93,6 +96,30 @@ export interface SimulatorConfig {
    * delivered on a simulator thread. INVALIDARG when no such VM is running.
    */
   crash?: { systemId: string; attribution?: SimulatorCrashAttribution };
+  /**
+   * `HcsCancelOperation`: `notImplemented` (default, as documented: always E_NOTIMPL) or
+   * `honoured` (a DEVIATION from HCS, for tests only: a queued operation completes with E_ABORT).
+   * A reset restores the default.
+   */
+  cancel?: 'notImplemented' | 'honoured';
+  /**
+   * What removing something that is not attached answers (the real code is undocumented):
+   * `notFound` (default, HRESULT_FROM_WIN32(ERROR_NOT_FOUND) 0x80070490), `invalidState`
+   * (HCS_E_INVALID_STATE 0x80370105) or `success`. A reset restores the default.
+   */
+  removeNotAttached?: 'notFound' | 'invalidState' | 'success';
+  /** Let every operation parked by a `hang` fault run now. */
+  releaseHangs?: boolean;
+}
+
+/** The simulator's counters (`HcsSimQuery`). */
+export interface SimulatorStats {
+  /**
+   * `SimulatorState` (device inventory) queries: `Library` = not flagged as a test helper's, which
+   * no library code path may make (real HCS has no such property); `TestHelper` = `readSimulatorState`.
+   */
+  InventoryQueries: { Library: number; TestHelper: number };
+  Operations: { Executing: number; Waiting: number; Hung: number; Open: number };
 }
 
 /** Settings objects are echoed exactly as they were sent (see native/README.md). */
@@ -153,6 +180,15 @@ export function configureSimulator(config: SimulatorConfig, options: ComputeCore
   if (hr < 0) throw new HcsError({ op: 'HcsSimConfigure', hresult: hr });
 }
 
+/** The simulator's counters. NOT_SUPPORTED against real HCS. */
+export function simulatorStats(options: ComputeCoreLoadOptions = {}): SimulatorStats {
+  const lib = loadComputeCore(options);
+  if (!lib.simQuery) throw new UvmError('NOT_SUPPORTED', `the HCS library ${lib.path} is not the simulator (no HcsSimQuery)`);
+  const { hr, document } = lib.simQuery();
+  if (hr < 0 || document === undefined) throw new HcsError({ op: 'HcsSimQuery', hresult: hr < 0 ? hr : -1 });
+  return JSON.parse(document) as SimulatorStats;
+}
+
 /** Resets the simulator: no systems, no faults, zero latency, no trace. */
 export function resetSimulator(options: ComputeCoreLoadOptions = {}): void {
   configureSimulator(
@@ -168,7 +204,9 @@ export async function readSimulatorState(system: HcsSystem): Promise<SimulatorSt
 
 /** The properties document of `system` including `SimulatorState`. */
 export async function readSimulatorProperties(system: HcsSystem): Promise<SimulatorProperties> {
-  const doc = await system.properties({ PropertyTypes: ['SimulatorState'] });
+  // Flagged as a test helper's read: the simulator counts unflagged inventory queries, which no
+  // library code path may make (SimulatorStats.InventoryQueries.Library).
+  const doc = await system.properties({ PropertyTypes: ['SimulatorState'], PropertyQueries: { SimulatorState: { Caller: 'TestHelper' } } });
   const state = (doc as { SimulatorState?: unknown } | null)?.SimulatorState;
   if (state === null || typeof state !== 'object') {
     throw new UvmError('NOT_SUPPORTED', `compute system ${system.id} reported no SimulatorState (not the simulator?)`);

@@ -5,6 +5,7 @@ import { HostFs } from '../core/host-fs.js';
 import { LogField, Logger } from '../core/logger.js';
 import { HcsApi, type HcsCallOptions } from '../hcs/hcs-api.js';
 import { isVmUnavailable } from '../hcs/hcs-error.js';
+import { LateOutcomeSystem } from '../hcs/late-outcomes.js';
 import type { GuestRequest } from '../hcs/schema.js';
 import { UvmDeviceConfig } from '../devices/device-config.js';
 import {
@@ -201,6 +202,7 @@ export class UtilityVm implements UvmDevices {
       if (!isVmUnavailable(err)) throw err;
     }
     this.lifecycle.markTerminated();
+    if (this.system instanceof LateOutcomeSystem) this.system.stop();
     // The VM is gone: nothing is left to recover.
     await this.#recovery?.journal.discard();
     this.#logger.debug('terminated');
@@ -367,7 +369,17 @@ export class UtilityVm implements UvmDevices {
       ...this.plan9.describe(),
       ...this.pipes.describe(),
       ...this.vpci.describe(),
+      // HCS changes given up at their deadline whose outcome is not known yet, or being undone.
+      ...(this.system instanceof LateOutcomeSystem ? this.system.describe() : []),
     ];
+  }
+
+  /**
+   * Resolves once no HCS change of this UVM given up at its deadline (or abort) is still in doubt
+   * or being undone (see docs/hcs.md, "Timeouts without cancel"); `describe()` lists them meanwhile.
+   */
+  settled(): Promise<void> {
+    return this.system instanceof LateOutcomeSystem ? this.system.settled() : Promise.resolve();
   }
 
   /** Sends a guest-only request (e.g. CombinedLayers) through this UVM's guest delivery. */

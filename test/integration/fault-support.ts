@@ -14,6 +14,7 @@ import { readScenarioFile, type ScenarioFixture } from '../../src/cli/scenario.j
 import type { HostFs } from '../../src/core/host-fs.js';
 import { createLogger } from '../../src/core/logger.js';
 import type { ResourceInfo } from '../../src/devices/device-types.js';
+import { lateOutcomeOf } from '../../src/hcs/operation-driver.js';
 import { createUvmOrchestrator, type UvmOrchestrator } from '../../src/di/uvm-orchestrator.js';
 import { ComputeCoreHcs } from '../../src/hcs/computecore-hcs.js';
 import type { HcsApi, HcsCallOptions, HcsSystem } from '../../src/hcs/hcs-api.js';
@@ -367,11 +368,15 @@ export async function runPodWithRecovery(
   };
   const ctx = (step: string): string => `${pod.name} ${uvmId} ${step}`;
 
+  // A call given up at its deadline may still complete in HCS: wait for its outcome (and for the
+  // UVM to undo a late success) before looking at what is attached.
+  const outcome = async (err: unknown): Promise<boolean> => (await lateOutcomeOf(err))?.applied ?? false;
   let uvm: UtilityVm;
   try {
     uvm = await orchestrator.createUtilityVm({ ...pod.uvm, id: uvmId });
   } catch (err) {
     record('create', err);
+    await outcome(err);
     expect(await hooks.unmeasured(() => systemExists(uvmId)), ctx('a failed create left a compute system')).to.equal(false);
     uvm = await orchestrator.createUtilityVm({ ...pod.uvm, id: uvmId });
   }
@@ -381,7 +386,7 @@ export async function runPodWithRecovery(
       await uvm.start();
     } catch (err) {
       record('start', err);
-      await uvm.start();
+      if (!(await outcome(err))) await uvm.start();
     }
     const started = uvm;
     bootResources.set(uvm, simulatorResources(await hooks.unmeasured(() => simulatorStateOf(started.id))));
@@ -393,6 +398,7 @@ export async function runPodWithRecovery(
         live.push({ id: c.id, resources: await allocate(uvm, c) });
       } catch (err) {
         record(`allocate ${c.id}`, err);
+        await uvm.settled();
         await hooks.unmeasured(async () => {
           expect(heldEntries(uvm.describe()), ctx(`allocate ${c.id}: held entries after the rollback`)).to.deep.equal(before);
           const state = await expectInSync(uvm, ctx(`allocate ${c.id} rolled back`));
@@ -408,6 +414,7 @@ export async function runPodWithRecovery(
         await c.resources.release();
       } catch (err) {
         record(`release ${c.id}`, err);
+        await uvm.settled();
         // The library has not lost track of anything: whatever the simulator still holds is
         // still listed by describe() (so the retry below can remove it).
         await hooks.unmeasured(async () => {
@@ -418,6 +425,7 @@ export async function runPodWithRecovery(
         await c.resources.release();
       }
     }
+    await uvm.settled();
     const finalState = await hooks.unmeasured(() => expectEmpty(uvm, ctx('teardown')));
 
     try {

@@ -1,5 +1,5 @@
 // A shim bounds every device-manager HCS call with the binding's `modifyTimeoutMs`: a hung attach
-// is cancelled (its completion still awaited), the acquire rejects TIMEOUT, nothing stays attached.
+// rejects TIMEOUT at its deadline; its late success is undone by the UVM; nothing stays attached.
 import { expect } from 'chai';
 import { createUvmOrchestrator } from '../../src/di/uvm-orchestrator.js';
 import { ComputeCoreHcs } from '../../src/hcs/computecore-hcs.js';
@@ -12,7 +12,7 @@ describe('integration: modifyTimeoutMs bounds the managers’ HCS calls', functi
   this.timeout(20_000);
   afterEach(() => configureSimulator({ clearFaults: true }));
 
-  it('a hung VPMEM add times out, is cancelled, leaves nothing attached, and the next acquire works', async () => {
+  it('a hung VPMEM add times out, its late success is undone, nothing stays attached, and the next acquire works', async () => {
     const hostFs = new FakeHostFs().file('/l/a/layer.vhd', 1 << 20);
     const hcs = new ComputeCoreHcs({ modifyTimeoutMs: 200 });
     const orchestrator = createUvmOrchestrator({ hcs, hostFs, logger: createLogger({ level: 'silent' }) });
@@ -23,8 +23,11 @@ describe('integration: modifyTimeoutMs bounds the managers’ HCS calls', functi
       let err: unknown;
       await uvm.vpmem.acquire({ hostPath: '/l/a/layer.vhd' }).catch((e: unknown) => (err = e));
       expect(UvmError.is(err, 'TIMEOUT'), String(err)).to.equal(true);
+      // HCS cannot cancel: the add is in doubt until it completes, and listed meanwhile.
+      expect(uvm.describe().map((r) => r.leftover)).to.deep.equal([true]);
+      configureSimulator({ clearFaults: true, releaseHangs: true });
+      await uvm.settled();
       expect(uvm.describe()).to.deep.equal([]);
-      configureSimulator({ clearFaults: true });
       const observer = await hcs.openComputeSystem(uvm.id);
       expect((await readSimulatorState(observer)).HotAdded).to.equal(0);
       const lease = await uvm.vpmem.acquire({ hostPath: '/l/a/layer.vhd' });

@@ -89,7 +89,8 @@ export async function createTestSystem(options: TestSystemOptions = {}): Promise
 /** Terminates (ignoring "already stopped" / "closed") and closes a system; returns the problems found. */
 export async function disposeTestSystem(system: ComputeSystem): Promise<string[]> {
   const problems: string[] = [];
-  configureSimulator({ clearFaults: true });
+  // Hung operations are not cancellable (as in HCS): let them complete so nothing stays pending.
+  configureSimulator({ clearFaults: true, releaseHangs: true });
   if (!system.closed) {
     try {
       await system.terminate({ timeoutMs: 5000 });

@@ -15,7 +15,7 @@ import { formatGuid, packageRoot, resolveLibraryPath, toWide } from '../../../sr
 import { join } from 'node:path';
 import { ComputeSystem } from '../../../src/hcs/compute-system.js';
 import { HcsError, HResult } from '../../../src/hcs/hcs-error.js';
-import { isKeepingProcessAlive, OperationDriver, pendingOperationCount } from '../../../src/hcs/operation-driver.js';
+import { isKeepingProcessAlive, lateOutcomeOf, OperationDriver, pendingOperationCount } from '../../../src/hcs/operation-driver.js';
 
 interface FakeOp {
   readonly handle: OperationHandle;
@@ -122,8 +122,13 @@ class ScriptedComputeCore implements ComputeCore {
   }
 }
 
+/** Captured before any fake timers: completions are processed in a setImmediate task. */
+const realSetImmediate = globalThis.setImmediate;
 const flush = async (): Promise<void> => {
-  for (let i = 0; i < 20; i++) await Promise.resolve();
+  for (let round = 0; round < 3; round++) {
+    for (let i = 0; i < 20; i++) await Promise.resolve();
+    await new Promise<void>((resolve) => realSetImmediate(resolve));
+  }
 };
 
 function settled<T>(p: Promise<T>): { done: boolean; value?: T; error?: unknown } {
@@ -218,7 +223,7 @@ describe('OperationDriver (scripted library)', function () {
     expect(all.every((s) => s.done && s.error === undefined)).to.equal(true);
   });
 
-  it('timeout → HcsCancelOperation, and the call still waits for the completion before closing', async function () {
+  it('timeout → TIMEOUT at once, cancel tried (best effort); the handle is closed only once HCS completes', async function () {
     clock = sinon.useFakeTimers({ toFake: ['setTimeout', 'clearTimeout', 'setInterval', 'clearInterval'] });
     const p = settled(run({ timeoutMs: 100 }));
     await flush();
@@ -226,45 +231,60 @@ describe('OperationDriver (scripted library)', function () {
     clock.tick(100);
     await flush();
     expect(op.cancels).to.equal(1);
-    expect(p.done, 'must not settle before HCS completes the cancelled operation').to.equal(false);
-    expect(op.closed).to.equal(0);
-    expect(pendingOperationCount()).to.equal(1);
-
-    lib.complete(op, HResult.E_ABORT, JSON.stringify({ ErrorMessage: 'The operation was canceled.' }));
-    await flush();
     const e = p.error as HcsError;
     expect(e.code).to.equal('TIMEOUT');
-    expect(e.cause).to.be.instanceOf(HcsError);
-    expect((e.cause as HcsError).hresult).to.equal(HResult.E_ABORT);
+    expect(e.hresult).to.equal(HResult.HCS_E_OPERATION_TIMEOUT);
+    const late = lateOutcomeOf(e);
+    expect(late).to.not.equal(undefined);
+    expect(op.closed, 'the handle is kept while HCS may still use it').to.equal(0);
+    expect(pendingOperationCount()).to.equal(1);
+
+    lib.complete(op, HResult.E_FAIL, JSON.stringify({ ErrorMessage: 'late failure' }));
+    await flush();
+    const outcome = await late!;
+    expect(outcome.applied).to.equal(false);
+    expect(((outcome as { error: unknown }).error as HcsError).hresult).to.equal(HResult.E_FAIL);
     expect(op.closed).to.equal(1);
     expect(pendingOperationCount()).to.equal(0);
   });
 
-  it('an operation that completes successfully after the cancel resolves normally', async function () {
+  it('the slot of an abandoned operation stays taken until HCS completes it; a late success is reported', async function () {
     clock = sinon.useFakeTimers({ toFake: ['setTimeout', 'clearTimeout', 'setInterval', 'clearInterval'] });
     const p = settled(run({ timeoutMs: 10 }));
+    const other = settled(run());
+    const third = settled(run());
     await flush();
     clock.tick(10);
     await flush();
-    expect(lib.last().cancels).to.equal(1);
-    lib.complete(lib.last(), 0, '{"applied":true}');
+    expect((p.error as HcsError).code).to.equal('TIMEOUT');
+    expect(lib.ops, 'two slots, both still taken').to.have.length(2);
+    lib.complete(lib.ops[0], 0, '{"applied":true}');
     await flush();
-    expect(p).to.deep.equal({ done: true, value: '{"applied":true}' });
+    expect(await lateOutcomeOf(p.error)!).to.deep.equal({ applied: true, value: '{"applied":true}' });
+    expect(lib.ops, 'the freed slot goes to the queued call').to.have.length(3);
+    lib.complete(lib.ops[1]);
+    lib.complete(lib.ops[2]);
+    await flush();
+    expect(other.done && third.done).to.equal(true);
   });
 
-  it('AbortSignal → cancel → ABORTED after completion; an aborted signal never reaches HCS', async function () {
+  it('AbortSignal → ABORTED at once; an aborted signal never reaches HCS', async function () {
     const controller = new AbortController();
     const p = settled(run({ signal: controller.signal }));
     await flush();
-    lib.onCancel = (op) => lib.complete(op, HResult.E_ABORT);
     controller.abort();
     await flush();
     expect((p.error as HcsError).code).to.equal('ABORTED');
+    expect(lib.last().closed).to.equal(0);
+    lib.complete(lib.last(), 0);
+    await flush();
+    expect(lib.last().closed).to.equal(1);
 
     const before = lib.ops.length;
     const q = settled(run({ signal: AbortSignal.abort() }));
     await flush();
     expect((q.error as HcsError).code).to.equal('ABORTED');
+    expect(lateOutcomeOf(q.error)).to.equal(undefined);
     expect(lib.ops.length).to.equal(before);
   });
 
