@@ -2,7 +2,7 @@ import type { ServiceIdentifier } from 'inversify';
 import type { Logger } from '../core/logger.js';
 import { LogField } from '../core/logger.js';
 import type { HcsCallOptions, HcsSystem } from '../hcs/hcs-api.js';
-import { isNotExist } from '../hcs/hcs-error.js';
+import { isInvalidState, isNotExist } from '../hcs/hcs-error.js';
 import type { GuestRequest } from '../hcs/schema.js';
 import type { GuestConnection } from '../uvm/guest-connection.js';
 import type { UvmLifecycle } from './uvm-lifecycle.js';
@@ -101,7 +101,8 @@ abstract class DeliveryBase implements ResourceDelivery {
         this.logger.debug('removal skipped: the UVM is going away', { error: String(err) });
         return;
       }
-      if (alreadyGoneOk && isNotExist(err)) return;
+      // HCS's answer for removing what is not attached is undocumented: not-found or invalid-state.
+      if (alreadyGoneOk && (isNotExist(err) || isInvalidState(err))) return;
       throw err;
     }
   }
@@ -114,8 +115,9 @@ abstract class DeliveryBase implements ResourceDelivery {
     try {
       await this.system.modify(withRequestType(host, 'Remove'));
     } catch (err) {
-      // Gone, or the VM is gone (terminated, exited): nothing is left to undo.
-      if (isNotExist(err) || this.lifecycle.removalMayBeSkipped(err)) return;
+      // Gone (not-found or invalid-state: HCS's answer is undocumented), or the VM is gone
+      // (terminated, exited): nothing is left to undo.
+      if (isNotExist(err) || isInvalidState(err) || this.lifecycle.removalMayBeSkipped(err)) return;
       markHalvesLeft(cause, { split: true, guestDone: true, hostDone: false });
       this.logger.warn('compensating host removal failed; the host half stays until a retried teardown', {
         [LogField.operation]: 'compensate',
