@@ -82,7 +82,7 @@ export {
   type NormalizedHresult,
 } from './hcs/hcs-error.js';
 export { loadComputeCore, resolveLibraryPath, HCS_GENERIC_ALL, type ComputeCoreLoadOptions } from './hcs/computecore.js';
-export { OperationDriver, DEFAULT_MAX_CONCURRENT_OPERATIONS, pendingOperationCount, isKeepingProcessAlive, type OperationDriverOptions } from './hcs/operation-driver.js';
+export { OperationDriver, DEFAULT_MAX_CONCURRENT_OPERATIONS, pendingOperationCount, isKeepingProcessAlive, lateOutcomeOf, type LateOutcome, type OperationDriverOptions } from './hcs/operation-driver.js';
 export { ComputeSystem } from './hcs/compute-system.js';
 export { ComputeCoreHcs, ComputeCoreHcsOptions, defaultComputeCoreHcsOptions } from './hcs/computecore-hcs.js';
 export { HcsModule, hcsModule } from './hcs/hcs-module.js';
