@@ -175,6 +175,18 @@ void admitWaitingLocked() {
   }
 }
 
+// Starts `op` now if the concurrency limit allows, else queues it (FIFO).
+void admitLocked(const OpPtr &op) {
+  Scheduler &s = sched();
+  if (s.limit == 0 || s.executing < s.limit) {
+    beginExecutionLocked(op);
+  } else {
+    op->phase = Operation::Phase::Fifo;
+    s.pending.insert(op);
+    s.fifo.push_back(op);
+  }
+}
+
 void admit(const OpPtr &op, bool hang) {
   Scheduler &s = sched();
   std::lock_guard<std::mutex> lock(s.m);
@@ -183,13 +195,7 @@ void admit(const OpPtr &op, bool hang) {
     s.pending.insert(op);
     return;
   }
-  if (s.limit == 0 || s.executing < s.limit) {
-    beginExecutionLocked(op);
-  } else {
-    op->phase = Operation::Phase::Fifo;
-    s.pending.insert(op);
-    s.fifo.push_back(op);
-  }
+  admitLocked(op);
 }
 
 // Moves a queued op straight to the pool (cancel / terminate). Returns false if it was already dispatched.
@@ -398,13 +404,7 @@ void releaseHungOperations() {
   for (const auto &op : hung) {
     s.pending.erase(op);
     op->phase = Operation::Phase::None;
-    if (s.limit == 0 || s.executing < s.limit) {
-      beginExecutionLocked(op);
-    } else {
-      op->phase = Operation::Phase::Fifo;
-      s.pending.insert(op);
-      s.fifo.push_back(op);
-    }
+    admitLocked(op);
   }
 }
 

@@ -16,8 +16,9 @@
  *   usable only by terminate / shut down (which also ignore the per-system share), so one UVM's
  *   hung operations never block another UVM, nor its own termination. Lanes are served in turn.
  * - **Completions in batches.** The callback HCS calls (on its own thread, through koffi) only
- *   records the operation and returns; recorded completions are processed together in a
- *   `setImmediate` task, so a stream of completions never starves timers and I/O.
+ *   records the operation and returns; recorded completions are processed in `setImmediate` tasks,
+ *   at most `COMPLETION_BATCH` per event-loop turn, so a stream of completions never starves
+ *   timers and I/O.
  * - The callback is registered once per process; its context is a small integer looked up in
  *   `pending` (never a pointer to a JS object). While an operation is pending a ref'd timer keeps
  *   Node alive (a callback from a native thread does not).
@@ -105,14 +106,20 @@ let keepAlive: NodeJS.Timeout | undefined;
 const realSetInterval = globalThis.setInterval;
 const realSetImmediate = globalThis.setImmediate;
 
-/** Completions handed over by HCS threads, processed together by `drainCompletions`. */
+/** Completions handed over by HCS threads, processed in batches by `drainCompletions`. */
 let completed: number[] = [];
 let drainScheduled = false;
+/**
+ * Completions processed per event-loop turn. Each one may start the next call, whose completion
+ * then arrives in a later turn: a bounded batch bounds the work between two runs of the timers.
+ */
+export const COMPLETION_BATCH = 16;
 
 function drainCompletions(): void {
   drainScheduled = false;
-  const batch = completed;
-  completed = [];
+  const batch = completed.length <= COMPLETION_BATCH ? completed : completed.slice(0, COMPLETION_BATCH);
+  completed = batch === completed ? [] : completed.slice(COMPLETION_BATCH);
+  if (completed.length > 0) scheduleDrain();
   for (const id of batch) {
     try {
       pending.get(id)?.complete();
@@ -122,13 +129,17 @@ function drainCompletions(): void {
   }
 }
 
-function onCompletion(_operation: unknown, context: number | bigint): void {
-  // Runs on the main thread while the HCS thread waits for it: record and return, never throw.
-  completed.push(Number(context));
+function scheduleDrain(): void {
   if (!drainScheduled) {
     drainScheduled = true;
     realSetImmediate(drainCompletions);
   }
+}
+
+function onCompletion(_operation: unknown, context: number | bigint): void {
+  // Runs on the main thread while the HCS thread waits for it: record and return, never throw.
+  completed.push(Number(context));
+  scheduleDrain();
 }
 
 function completionCallback(lib: ComputeCore): unknown {

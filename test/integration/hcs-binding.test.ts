@@ -16,7 +16,7 @@ import {
 import { pendingOperationCount } from '../../src/hcs/operation-driver.js';
 import { configureSimulator, isSimulator, readSimulatorProperties, readSimulatorState } from '../../src/hcs/simulator-controls.js';
 import type { ModifySettingRequest } from '../../src/hcs/schema.js';
-import { createTestSystem, hcs, resetTestSimulator, SCSI_CONTROLLERS, systemConfig, uniqueId } from './simulator-fixture.js';
+import { createTestSystem, hcs, rejection, resetTestSimulator, SCSI_CONTROLLERS, systemConfig, uniqueId } from './simulator-fixture.js';
 
 const C0 = SCSI_CONTROLLERS[0];
 
@@ -30,14 +30,6 @@ function removeDisk(controller: string, lun: number): ModifySettingRequest {
   return { ResourcePath: scsiPath(controller, lun), RequestType: 'Remove' };
 }
 
-async function rejection(p: Promise<unknown>): Promise<unknown> {
-  try {
-    await p;
-  } catch (e) {
-    return e;
-  }
-  throw new Error('expected a rejection');
-}
 
 /** RFC 4122 v5 UUID of the UTF-8 name in the DNS namespace, computed independently of the simulator. */
 function uuidV5(name: string): string {

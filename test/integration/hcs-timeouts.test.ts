@@ -17,7 +17,7 @@ import { lateOutcomeOf, pendingOperationCount } from '../../src/hcs/operation-dr
 import { configureSimulator, readSimulatorState, simulatorStats } from '../../src/hcs/simulator-controls.js';
 import type { ModifySettingRequest } from '../../src/hcs/schema.js';
 import type { UtilityVm } from '../../src/uvm/utility-vm.js';
-import { createTestSystem, hcs, resetTestSimulator, SCSI_CONTROLLERS, systemConfig } from './simulator-fixture.js';
+import { createTestSystem, hcs, rejection, resetTestSimulator, SCSI_CONTROLLERS, systemConfig } from './simulator-fixture.js';
 
 const C0 = SCSI_CONTROLLERS[0];
 const add = (lun: number): ModifySettingRequest => ({
@@ -26,14 +26,6 @@ const add = (lun: number): ModifySettingRequest => ({
   Settings: { Type: 'VirtualDisk', Path: `C:\\disks\\${lun}.vhdx` },
 });
 
-async function rejection(p: Promise<unknown>): Promise<unknown> {
-  try {
-    await p;
-  } catch (e) {
-    return e;
-  }
-  throw new Error('expected a rejection');
-}
 
 describe('hcs binding: timeouts and aborts without cancel', function () {
   this.timeout(30_000);

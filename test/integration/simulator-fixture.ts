@@ -105,3 +105,13 @@ export async function disposeTestSystem(system: ComputeSystem): Promise<string[]
   if (pending > 0) problems.push(`${pending} HCS operation(s) still pending after the test`);
   return problems;
 }
+
+/** The rejection of `p` (fails the test if `p` resolves). */
+export async function rejection(p: Promise<unknown>): Promise<unknown> {
+  try {
+    await p;
+  } catch (e) {
+    return e;
+  }
+  throw new Error('expected a rejection');
+}
