@@ -8,11 +8,11 @@ import { simulatorStats } from '../src/hcs/simulator-controls.js';
 
 /**
  * Suites (test file paths) allowed to query the simulator's device inventory (SimulatorState)
- * from library code. Real HCS has no such property, so no library code path may ask for it.
- * Recovery still reconciles against the inventory until it works from its journal alone
- * (issue 11): once it does, set this to `undefined` so that every suite enforces the rule.
+ * from library code. Real HCS has no such property, so no library code path may ask for it:
+ * `undefined` = every suite enforces the rule (recovery works from its journal alone). A suite
+ * that must be exempted while a library path still queries it goes here, e.g. `/recovery/`.
  */
-const INVENTORY_QUERIES_ALLOWED_IN: RegExp | undefined = /recovery/;
+const INVENTORY_QUERIES_ALLOWED_IN: RegExp | undefined = undefined;
 
 /** Library (not test-helper) inventory queries so far, when the simulator is loaded. */
 function libraryInventoryQueries(): number | undefined {
