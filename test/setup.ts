@@ -12,7 +12,7 @@ import { simulatorStats } from '../src/hcs/simulator-controls.js';
  * `undefined` = every suite enforces the rule (recovery works from its journal alone). A suite
  * that must be exempted while a library path still queries it goes here, e.g. `/recovery/`.
  */
-const INVENTORY_QUERIES_ALLOWED_IN: RegExp | undefined = undefined;
+const INVENTORY_QUERIES_ALLOWED_IN = undefined as RegExp | undefined;
 
 /** Library (not test-helper) inventory queries so far, when the simulator is loaded. */
 function libraryInventoryQueries(): number | undefined {
