@@ -1,97 +1,126 @@
 /**
- * uvm-orchestrator: refcounted SCSI, VSMB, VPMEM and Plan9 resources of a Utility VM, layer
- * composition and OCI mount conversion, over HCS through FFI.
+ * uvm-orchestrator: refcounted SCSI, VSMB, VPMEM, Plan9, pipe and vPCI resources of a Hyper-V
+ * Utility VM, layer composition and OCI mount conversion, over HCS through FFI.
+ *
+ * The curated public API: what a shim embeds. Fakes and simulator controls for a shim's own tests
+ * are in `uvm-orchestrator/testing`. Everything else is internal and may change without notice.
+ *
+ * ## By topic
+ *
+ * - **Entry point and Utility VMs:** {@link createUvmOrchestrator}, {@link UvmOrchestrator},
+ *   {@link UtilityVm}, {@link UtilityVmOptions}, {@link OpenUtilityVmOptions}, {@link GuestConnection}.
+ * - **Device managers and leases:** {@link ScsiManager}, {@link VsmbManager}, {@link VpmemManager},
+ *   {@link Plan9Manager}, {@link PipeManager}, {@link VpciManager}, {@link Lease}, {@link ResourceInfo},
+ *   {@link UvmDevices}.
+ * - **Containers:** {@link allocateContainer}, {@link planContainer}, {@link AllocatedContainer},
+ *   {@link ContainerResources}, {@link ContainerPlan}, {@link validateContainerId}.
+ * - **Process-isolated containers:** {@link allocateProcessIsolatedContainer}, {@link WindowsLayerMounts},
+ *   {@link loadHostLayerApi}.
+ * - **OCI runtime spec:** {@link OciSpec}, {@link OciMount}, {@link RootfsMount}, {@link OciSpecSchema},
+ *   {@link isReadOnlyMount}.
+ * - **Errors:** {@link UvmError}, {@link UvmAggregateError}, {@link UvmErrorCode}, {@link HcsError},
+ *   and for a containerd shim {@link ERROR_KINDS} / {@link errorKind} (errdefs kind + gRPC status).
+ * - **Logging:** {@link Logger}, {@link createLogger}, {@link withFields}, {@link LogField}.
+ * - **HCS and host ports:** {@link HcsApi}, {@link ComputeCoreHcs}, {@link HostFs}, {@link NodeHostFs}.
+ * - **Crash recovery:** {@link JournalOptions}, {@link RecoveryReport} (`UtilityVm.open`).
+ *
+ * @packageDocumentation
  */
-export * from './core/index.js';
-export * from './hcs/schema.js';
-export * from './hcs/hcs-api.js';
 
-// ---- Device managers, UtilityVm and DI (devices helper)
-export * from './devices/device-types.js';
-export { UvmDeviceConfig } from './devices/device-config.js';
-export { ResourceDelivery, ModifyDelivery, GuestConnectionDelivery, createResourceDelivery, newRemovalProgress, type RemovalProgress } from './devices/guest-delivery.js';
-export { UvmLifecycle, type UvmLifecyclePhase } from './devices/uvm-lifecycle.js';
-export { guestPaths, VSMB_GUEST_PREFIX } from './devices/guest-paths.js';
-export { resourcePaths, SCSI_CONTROLLER_GUIDS, SCSI_LUNS_PER_CONTROLLER } from './devices/resource-paths.js';
-export { ScsiManagerImpl, parseEvdPath } from './devices/scsi-manager.js';
-export type { ScsiAttachmentState } from './devices/scsi-attach-tracker.js';
-export type { ScsiMountState } from './devices/scsi-mount-tracker.js';
-export { VsmbManagerImpl } from './devices/vsmb-manager.js';
-export { vsmbShareOptions } from './devices/vsmb-options.js';
-export { VpmemManagerImpl, MAX_VPMEM_COUNT, DEFAULT_VPMEM_SIZE_BYTES, MAX_MAPPINGS_PER_DEVICE, type VpmemState } from './devices/vpmem-manager.js';
-export { BuddyAllocator, classOf as vpmemClassOf, classSize as vpmemClassSize, type BuddyRegion } from './devices/vpmem-buddy-allocator.js';
-export { Plan9ManagerImpl, PLAN9_PORT, Plan9Flags, type Plan9State } from './devices/plan9-manager.js';
-export { PipeManagerImpl } from './devices/pipe-manager.js';
-export { VpciManager, VpciManagerImpl, type VpciDevice, type VpciDeviceRequest } from './devices/vpci-manager.js';
-export { GuestConnection } from './uvm/guest-connection.js';
-export { HcsSystem } from './uvm/hcs-system-token.js';
+// ---- Entry point and Utility VMs
+export { createUvmOrchestrator, type UvmOrchestrator, type UvmOrchestratorOptions, type OpenUtilityVmOptions, type UtilityVmFactory, type UtilityVmOpener } from './di/uvm-orchestrator.js';
 export { UtilityVm } from './uvm/utility-vm.js';
+export type { UtilityVmOptions, VpmemOptions, ScsiSlot } from './uvm/uvm-options.js';
 export type { UvmExit } from './uvm/uvm-exit.js';
 export type { SystemExit } from './hcs/system-events.js';
 export type { LcowBootOptions, WcowBootOptions, UvmBootOptions } from './uvm/boot-options.js';
-export { resolveUvmOptions, type UtilityVmOptions, type VpmemOptions, type ScsiSlot, type ResolvedUvmOptions } from './uvm/uvm-options.js';
-export { buildCreateDocument } from './uvm/create-document.js';
-export { createUvmOrchestrator, UtilityVmFactory, type UvmOrchestrator, type UvmOrchestratorOptions } from './di/uvm-orchestrator.js';
-export { UvmModule } from './di/uvm-module.js';
-export { ScsiModule } from './di/scsi-module.js';
-export { VsmbModule } from './di/vsmb-module.js';
-export { VpmemModule } from './di/vpmem-module.js';
-export { Plan9Module } from './di/plan9-module.js';
-export { PipeModule } from './di/pipe-module.js';
+export type { GuestConnection } from './uvm/guest-connection.js';
 
-// ---- Container allocation: layers, OCI mounts, container resources (containers helper)
-export { isReadOnlyMount, type OciSpec, type OciMount, type OciRoot, type OciWindows, type RootfsMount } from './oci/oci-spec.js';
-export { LCOW_ROOT_PREFIX, WCOW_SANDBOX_MOUNT_PATH, SANDBOX_MOUNT_PREFIX, SANDBOX_TMPFS_MOUNT_PREFIX, HUGEPAGES_MOUNT_PREFIX, BLOCKDEV_MOUNT_PREFIX, UVM_MOUNT_PREFIX, PIPE_PREFIX, lcowContainerRoot, lcowRootfsPath, lcowScratchDir, wcowSandboxMountPath, uvmPipePath } from './oci/container-paths.js';
-export { planMounts, planMount, DISK_MOUNT_TYPES, HUGEPAGE_SIZE, type PlannedMount, type KeptMount, type GuestSourceMount, type DeviceMount, type DeviceRequests, type MountDevice, type ContainerEntryKind } from './oci/mount-planner.js';
-export { applyMountPlan, applyMount, type AppliedMount, type AppliedMountPlan, type ApplyMountsOptions, type ContainerEntry, type ContainerMappedDirectory, type ContainerMappedPipe } from './oci/mount-applier.js';
-export { parseLayerInputs, hasLayerInputs, LCOW_LAYER_VHD, SCRATCH_VHDX, type LayerInputs, type LcowLayerInputs, type WcowLayerInputs, type LcowLayerInput } from './layers/layer-inputs.js';
-export { planLcowLayers, planWcowLayers, vpmemSkipReason, vpmemMappingSize, type LayerPlan, type LcowLayerPlan, type WcowLayerPlan, type LcowLayerPlanEntry, type WcowLayerPlanEntry, type ScratchPlan, type SlotsLeft, type VpmemSkipReason, type ScsiLayerReason } from './layers/layer-plan.js';
-export { ComposedLayers, type ComposedLayer, type ComposedLayersInfo } from './layers/composed-layers.js';
-export { composeLcowLayers, SCSI_LAYER_OPTIONS, type ComposeLcowLayersOptions } from './layers/lcow-layer-composer.js';
-export { composeWcowLayers, type ComposeWcowLayersOptions } from './layers/wcow-layer-composer.js';
-export { type HeldResource, type HeldResourceKind, type HeldResourceSource } from './containers/held-resource.js';
-export { isTerminationAware, type UvmTerminationAware } from './containers/uvm-termination.js';
+// ---- Device managers and their leases
+export type { Lease } from './core/lease.js';
+export type { Releasable } from './core/release-stack.js';
+export type { EntryState } from './core/refcounted-table.js';
+export type { UvmLifecyclePhase } from './devices/uvm-lifecycle.js';
+export type {
+  GuestOs,
+  DeviceAcquireOptions,
+  ResourceInfo,
+  DescribableManager,
+  UvmFacts,
+  UvmDevices,
+  GuestRequestSender,
+  ScsiManager,
+  ScsiDiskRequest,
+  ScsiDisk,
+  ScsiMountConfig,
+  ScsiAttachType,
+  VsmbManager,
+  VsmbShareRequest,
+  VsmbShareOptions,
+  VsmbShare,
+  VpmemManager,
+  VpmemLayerRequest,
+  VpmemLayer,
+  Plan9Manager,
+  Plan9ShareRequest,
+  Plan9Share,
+  PipeManager,
+  MappedPipe,
+} from './devices/device-types.js';
+export type { VpciManager, VpciDevice, VpciDeviceRequest } from './devices/vpci-manager.js';
+export { SCSI_LUNS_PER_CONTROLLER } from './devices/resource-paths.js';
+export { MAX_VPMEM_COUNT } from './devices/vpmem-manager.js';
+
+// ---- Containers: rootfs, OCI mounts, assigned devices
+export {
+  allocateContainer,
+  planContainer,
+  type AllocateContainerOptions,
+  type AllocatedContainer,
+  type ContainerPlan,
+  type PlanContainerOptions,
+  type RootfsPlan,
+  type RootfsSource,
+} from './containers/allocate-container.js';
+export type { ContainerResources, ContainerResourcesSnapshot, ReleaseContainerOptions } from './containers/container-resources.js';
+export type { HeldResource, HeldResourceKind, HeldResourceSource } from './containers/held-resource.js';
 export { validateContainerId, MAX_CONTAINER_ID_LENGTH } from './containers/container-id.js';
-export { ContainerResources, type ReleaseContainerOptions, type ContainerResourcesInit } from './containers/container-resources.js';
-export { allocateContainer, planContainer, rootfsSource, type AllocateContainerOptions, type AllocatedContainer, type ContainerPlan, type PlanContainerOptions, type RootfsPlan, type RootfsSource } from './containers/allocate-container.js';
 export { CONTAINER_MAPPED_DIRECTORIES, type ContainerModifier, type ContainerMountOptions, type ContainerMountRequest, type ContainerMountResult } from './containers/running-container-mounts.js';
-export { allocateProcessIsolatedContainer, ProcessIsolatedResources, type AllocateProcessIsolatedOptions, type ProcessIsolatedContainer } from './containers/process-isolated.js';
+export type { AssignedDevice, ContainerDocumentDevice, PlannedDevice } from './containers/assigned-devices.js';
+export type { AppliedMount, ContainerEntry, ContainerMappedDirectory, ContainerMappedPipe } from './oci/mount-applier.js';
+export type { PlannedMount, KeptMount, GuestSourceMount, DeviceMount, DeviceMountBase, PlannedBase, DeviceRequests, MountDevice, ContainerEntryKind } from './oci/mount-planner.js';
+export type { ComposedLayersInfo, ComposedLayer } from './layers/composed-layers.js';
+export type { LayerPlan, LcowLayerPlan, WcowLayerPlan, LcowLayerPlanEntry, WcowLayerPlanEntry, ScratchPlan, SlotsLeft, VpmemSkipReason, ScsiLayerReason } from './layers/layer-plan.js';
+export type { LayerInputs, LcowLayerInputs, WcowLayerInputs, LcowLayerInput } from './layers/layer-inputs.js';
+
+// ---- Process-isolated (Argon) containers: host layer mounts
+export { allocateProcessIsolatedContainer, type ProcessIsolatedResources, type AllocateProcessIsolatedOptions, type ProcessIsolatedContainer } from './containers/process-isolated.js';
 export { WindowsLayerMounts, parseWindowsLayerMount, streamSourceStore, type MountSourceStore, type WindowsLayerMountRecord, type WindowsLayerMountsOptions } from './hcs/host-layer-mounts.js';
 export { loadHostLayerApi, type HostLayerApi } from './hcs/host-layers.js';
-export { planDevices, type AssignedDevice, type ContainerDocumentDevice, type PlannedDevice } from './containers/assigned-devices.js';
 
-// ---- HCS binding (computecore through koffi; HRESULT classification) (hcs helper)
-export {
-  HcsError,
-  HResult,
-  normalizeHresult,
-  formatHresult,
-  hresultName,
-  parseResultError,
-  hcsErrorFromResult,
-  renderEvent,
-  isNotExist,
-  isAlreadyStopped,
-  isInvalidState,
-  isTimeout,
-  isAccessDenied,
-  isNotSupported,
-  isPending,
-  isVmUnavailable,
-  type HcsErrorInit,
-  type NormalizedHresult,
-} from './hcs/hcs-error.js';
-export { loadComputeCore, resolveLibraryPath, HCS_GENERIC_ALL, type ComputeCoreLoadOptions } from './hcs/computecore.js';
-export { OperationDriver, DEFAULT_MAX_CONCURRENT_OPERATIONS, pendingOperationCount, isKeepingProcessAlive, lateOutcomeOf, type LateOutcome, type OperationDriverOptions } from './hcs/operation-driver.js';
-export { ComputeSystem } from './hcs/compute-system.js';
-export { ComputeCoreHcs, ComputeCoreHcsOptions, defaultComputeCoreHcsOptions } from './hcs/computecore-hcs.js';
-export { HcsModule, hcsModule } from './hcs/hcs-module.js';
+// ---- OCI runtime spec: types and their schemas
+export { isReadOnlyMount, type OciSpec, type OciMount, type OciRoot, type OciWindows, type RootfsMount } from './oci/oci-spec.js';
+export { OciSpecSchema, OciMountSchema, OciRootSchema, OciWindowsSchema, RootfsMountSchema } from './oci/spec-schema.js';
 
-// ---- Crash recovery: journal, reconcile, UtilityVm.open (recovery helper; docs/recovery.md)
-export { RecoveryJournal, readJournalFile, writeFileAtomic, resolveJournalOptions, type JournalOptions, type NewLeaseRecord } from './recovery/journal.js';
-export { JOURNAL_VERSION, parseJournal, type JournalDocument, type LeaseRecord, type LeaseRecordKind, type ContainerRecord } from './recovery/journal-format.js';
-export { planReconcile, expectedParts, type ReconcilePlan, type ReconcileInput, type ForgottenRecord, type HcsObservation } from './recovery/reconcile.js';
-export { partKeys, type HcsPart, type PartKind } from './recovery/parts.js';
-export { isAdoptable, type Adoptable, type AdoptableDevices, type NameReserving, type RecoveryReport } from './recovery/apply-reconcile.js';
-export { journaledDevices, isJournaledLease, type JournaledLease } from './recovery/journaled-devices.js';
-export { UtilityVmOpener, type OpenUtilityVmOptions } from './di/uvm-orchestrator.js';
+// ---- Errors, and their containerd errdefs / gRPC mapping
+export { UvmError, UvmAggregateError, type UvmErrorCode, type UvmErrorDetails } from './core/errors.js';
+export { ERROR_KINDS, errorKind, GrpcCode, type ErrdefsKind, type ErrorKind } from './core/error-kinds.js';
+export { lateOutcomeOf, type LateOutcome } from './hcs/operation-driver.js';
+export { HcsError, HResult, isNotExist, isAlreadyStopped, isInvalidState, isTimeout, isAccessDenied, isVmUnavailable, type HcsErrorInit } from './hcs/hcs-error.js';
+
+// ---- Logging
+export { createLogger, withFields, LogField, type Logger, type LogFields, type LogLevel, type LoggerOptions } from './core/logger.js';
+
+// ---- HCS and the host file system (ports a shim may replace)
+export { ComputeCoreHcs, type ComputeCoreHcsOptions } from './hcs/computecore-hcs.js';
+export type { HcsApi, HcsSystem, HcsSystemSummary, HcsCallOptions } from './hcs/hcs-api.js';
+export type { ComputeSystem } from './hcs/compute-system.js';
+export type { ComputeCoreLoadOptions } from './hcs/computecore.js';
+export type { GuestRequest, ModifySettingRequest, HcsErrorEvent, RequestType, GuestResourceType } from './hcs/schema.js';
+export { NodeHostFs, type HostFs, type HostStat } from './core/host-fs.js';
+
+// ---- Crash recovery (docs/recovery.md): UtilityVm.open / UvmOrchestrator.openUtilityVm
+export type { JournalOptions } from './recovery/journal.js';
+export type { RecoveryReport, RestoredLease } from './recovery/apply-reconcile.js';
+export type { JournaledLease } from './recovery/journaled-devices.js';
+export type { LeaseRecord, LeaseRecordKind, JsonObject, JsonValue } from './recovery/journal-format.js';

@@ -1,10 +1,11 @@
 /**
  * `uvm-orchestrator/testing`: fakes and simulator controls for testing code that embeds this library.
  */
-export { leakTracker } from './core/leak-tracker.js';
+export { leakTracker, type TrackedTable } from './core/leak-tracker.js';
 export { pendingPromises } from './core/pending-promises.js';
 export { FakeHcs, FakeComputeSystem, type FakeHcsCall, type FakeFault } from './hcs/fake-hcs.js';
 export { FakeHostFs } from './core/fake-host-fs.js';
+export { ComputeCoreHcs, type ComputeCoreHcsOptions } from './hcs/computecore-hcs.js';
 export {
   configureSimulator,
   resetSimulator,

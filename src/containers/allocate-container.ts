@@ -38,6 +38,7 @@ import { checkOciSpec } from '../oci/spec-schema.js';
 import { ContainerResources, type ContainerResourcesInit } from './container-resources.js';
 import { heldResource, teardownPhase, type HeldResource } from './held-resource.js';
 
+/** Options of `allocateContainer`. */
 export interface AllocateContainerOptions extends DeviceAcquireOptions {
   containerId: string;
   /** containerd rootfs mounts (`lcow-layer`, `lcow-partitioned-layer`, `windows-layer`), instead of `windows.layerFolders`. */
@@ -51,6 +52,7 @@ export interface AllocateContainerOptions extends DeviceAcquireOptions {
   beforeCall?: ContainerResourcesInit['beforeCall'];
 }
 
+/** What `allocateContainer` returns: the rewritten spec and the resources to release. */
 export interface AllocatedContainer {
   /**
    * A deep copy of the input spec with `root.path` set to the guest rootfs and each attached
@@ -243,11 +245,13 @@ async function checkRootDirectory(uvm: UvmDevices, hostPath: string): Promise<vo
 
 // ---------------------------------------------------------------- plan (dry run)
 
+/** How the rootfs would be provided (planContainer). */
 export type RootfsPlan =
   | { kind: 'layers'; plan: LayerPlan }
   /** The share is mounted where the Plan9 manager decides: `/run/mounts/plan9/<name>`. */
   | { kind: 'plan9-root'; hostPath: string; readOnly: boolean; shared: boolean };
 
+/** What `planContainer` predicts for one container. */
 export interface ContainerPlan {
   containerId: string;
   os: GuestOs;
@@ -262,6 +266,7 @@ export interface ContainerPlan {
   fits: boolean;
 }
 
+/** Options of `planContainer`. */
 export type PlanContainerOptions = Pick<AllocateContainerOptions, 'containerId' | 'rootfs'>;
 
 /**

@@ -23,6 +23,7 @@ import {
 } from './running-container-mounts.js';
 import { prepareUvmForTermination } from './uvm-termination.js';
 
+/** Options of `ContainerResources.release`. */
 export interface ReleaseContainerOptions {
   /**
    * The UVM is about to be terminated: skip the guest and host removals its destruction makes
@@ -77,6 +78,7 @@ interface MountRecord {
   applied: AppliedMount | undefined;
 }
 
+/** Everything one container holds in a UVM; `release()` gives it back in reverse order (retryable). */
 export class ContainerResources implements AsyncDisposable {
   readonly containerId: string;
   readonly rootfsPath: string;

@@ -39,11 +39,13 @@ export interface ContainerModifier {
   modify(request: ModifySettingRequest, options?: HcsCallOptions): Promise<void>;
 }
 
+/** Options of a hot add to a running container. */
 export interface ContainerMountOptions extends DeviceAcquireOptions {
   /** Sends the container-level request; absent = it is returned (`sent: false`) for the shim to send. */
   container?: ContainerModifier;
 }
 
+/** What a hot add to a running container did (and the container request to send, when no port was given). */
 export interface ContainerMountResult {
   /** The `Container/MappedDirectories` request. */
   request: ModifySettingRequest;
@@ -51,6 +53,7 @@ export interface ContainerMountResult {
   sent: boolean;
 }
 
+/** The container-level ResourcePath of hot-added mapped directories (WCOW). */
 export const CONTAINER_MAPPED_DIRECTORIES = 'Container/MappedDirectories';
 
 const REFUSED_PREFIXES = ['sandbox://', 'sandbox-tmp://', 'hugepages://', '\\\\.\\pipe', 'uvm://'];

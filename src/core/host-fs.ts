@@ -19,6 +19,7 @@ export interface HostFs {
   /** The path with every symlink resolved. */
   realpath(path: string): Promise<string>;
 }
+/** DI token of the `HostFs` port. */
 export const HostFs: ServiceIdentifier<HostFs> = Symbol.for('uvm-orchestrator.HostFs');
 
 /** HostFs over node:fs. */

@@ -1,9 +1,36 @@
 import winston from 'winston';
 import type { ServiceIdentifier } from 'inversify';
 
-/** The structured logger every component receives through DI. */
-export type Logger = winston.Logger;
+/** Structured fields of a log line (`uvmId`, `hostPath`, `lun`, … see `LogField`). */
+export type LogFields = Record<string, unknown>;
+
+/** The levels the library logs at, most severe first. */
+export type LogLevel = 'error' | 'warn' | 'info' | 'debug';
+
+/**
+ * The logger the library writes to: a message and structured fields per level. A winston logger,
+ * `console`, or a pino logger satisfies it as is (pino takes the fields as an interpolation
+ * argument; wrap it as `{ info: (m, f) => pino.info(f, m), … }` to keep them structured).
+ * Default: winston, silent unless configured (`createLogger`, env `UVM_LOG_LEVEL`).
+ */
+export interface Logger {
+  error(message: string, fields?: LogFields): unknown;
+  warn(message: string, fields?: LogFields): unknown;
+  info(message: string, fields?: LogFields): unknown;
+  debug(message: string, fields?: LogFields): unknown;
+}
+/** DI token of the `Logger`. */
 export const Logger: ServiceIdentifier<Logger> = Symbol.for('uvm-orchestrator.Logger');
+
+/** `logger` with `fields` added to every line (what winston's `child` does, for any Logger). */
+export function withFields(logger: Logger, fields: LogFields): Logger {
+  const at =
+    (level: LogLevel) =>
+    (message: string, more?: LogFields): unknown =>
+      logger[level](message, more === undefined ? { ...fields } : { ...fields, ...more });
+  return { error: at('error'), warn: at('warn'), info: at('info'), debug: at('debug') };
+}
+
 
 /** Structured field names, so every log line names things the same way. */
 export const LogField = {
@@ -22,14 +49,15 @@ export const LogField = {
   operation: 'op',
 } as const;
 
+/** Options of the default (winston) logger. */
 export interface LoggerOptions {
-  /** winston level, or `silent`. Default: env `UVM_LOG_LEVEL`, else `warn`. */
+  /** winston level (`error`, `warn`, `info`, `debug`), or `silent`. Default: env `UVM_LOG_LEVEL`, else `silent`. */
   level?: string;
 }
 
-/** A JSON logger on stderr. */
+/** The default logger: winston, JSON lines on stderr, silent unless a level is given (or `UVM_LOG_LEVEL` set). */
 export function createLogger(options: LoggerOptions = {}): Logger {
-  const level = options.level ?? process.env.UVM_LOG_LEVEL ?? 'warn';
+  const level = options.level ?? process.env.UVM_LOG_LEVEL ?? 'silent';
   return winston.createLogger({
     level: level === 'silent' ? 'error' : level,
     silent: level === 'silent',

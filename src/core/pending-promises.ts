@@ -17,6 +17,7 @@ function add(kind: string, delta: number): void {
   total += delta;
 }
 
+/** The library-created promises not settled yet, by kind (HCS operations, pool calls, waiters). */
 export const pendingPromises = {
   /**
    * Counts one pending promise of `kind` and returns the function to call once it settles

@@ -20,6 +20,7 @@ export type { Reservation } from '../core/refcounted-table.js';
 /** The guest operating system of a UVM. */
 export type GuestOs = 'linux' | 'windows';
 
+/** Options of every `acquire`. */
 export interface DeviceAcquireOptions {
   /** Stop waiting; a creation shared with other callers goes on for them. */
   signal?: AbortSignal;
@@ -57,6 +58,7 @@ export interface DescribableManager {
 
 // ---------------------------------------------------------------- SCSI
 
+/** How HCS attaches a SCSI disk. */
 export type ScsiAttachType = 'VirtualDisk' | 'PassThru' | 'ExtensibleVirtualDisk';
 
 /** Guest mount configuration of a SCSI disk (spec §1.3). WCOW accepts none of these but `blockDev`. */
@@ -70,13 +72,17 @@ export interface ScsiMountConfig {
   blockDev?: boolean;
 }
 
+/** A disk to attach over SCSI, and how to mount it in the guest. */
 export interface ScsiDiskRequest {
   /** VHD/VHDX path, `\\.\PHYSICALDRIVEn` (PassThru), or `evd://<type>/<path>` (ExtensibleVirtualDisk). */
   hostPath: string;
   /** Default `VirtualDisk`. */
   type?: ScsiAttachType;
   readOnly: boolean;
-  /** Grant this UVM access to the file (HcsGrantVmAccess) before attaching. Never for EVDs. */
+  /**
+   * Grant this UVM access to the file (HcsGrantVmAccess) before attaching. Never for EVDs.
+   * @default true for a writable virtual disk, false otherwise (see docs/devices.md "VM access")
+   */
   grantVmAccess?: boolean;
   /** Guest mount; absent = attach only (no guest mount, `guestPath` undefined). */
   mount?: ScsiMountConfig;
@@ -84,6 +90,7 @@ export interface ScsiDiskRequest {
   guestPath?: string;
 }
 
+/** Where an acquired SCSI disk landed. */
 export interface ScsiDisk {
   controller: number;
   lun: number;
@@ -94,6 +101,7 @@ export interface ScsiDisk {
   guestPath: string | undefined;
 }
 
+/** Refcounted SCSI disks of one UVM (attachment + optional guest mount per lease). */
 export interface ScsiManager extends DescribableManager {
   acquire(request: ScsiDiskRequest, options?: DeviceAcquireOptions): Promise<Lease<ScsiDisk>>;
   /**
@@ -103,6 +111,7 @@ export interface ScsiManager extends DescribableManager {
    */
   reserve(request: ScsiDiskRequest): Reservation<ScsiDisk>;
 }
+/** DI token of the `ScsiManager`. */
 export const ScsiManager: ServiceIdentifier<ScsiManager> = Symbol.for('uvm-orchestrator.ScsiManager');
 
 // ---------------------------------------------------------------- VSMB (WCOW)
@@ -128,6 +137,7 @@ export interface VsmbShareOptions {
   SingleFileMapping?: boolean;
 }
 
+/** A host directory or file to share over VSMB. */
 export interface VsmbShareRequest {
   /** A directory, or a single file (then the parent directory is shared, restricted to the file). */
   hostPath: string;
@@ -136,6 +146,7 @@ export interface VsmbShareRequest {
   layer?: boolean;
 }
 
+/** Where an acquired VSMB share is in the guest. */
 export interface VsmbShare {
   /** `s<hex>`. */
   name: string;
@@ -150,6 +161,7 @@ export interface VsmbShare {
 /** What a host path is (from a stat): shares reserve with it, since a file is shared through its directory. */
 export type HostPathKind = 'file' | 'directory';
 
+/** Refcounted VSMB shares of one WCOW UVM (a directory, or a single file through AllowedFiles). */
 export interface VsmbManager extends DescribableManager {
   /**
    * Direct-mapped shares (no NoDirectmap) stay attached after their last release, listed by
@@ -159,15 +171,18 @@ export interface VsmbManager extends DescribableManager {
   /** Reserves synchronously, no I/O: the share name is taken now. */
   reserve(request: VsmbShareRequest, hostKind: HostPathKind): Reservation<VsmbShare>;
 }
+/** DI token of the `VsmbManager`. */
 export const VsmbManager: ServiceIdentifier<VsmbManager> = Symbol.for('uvm-orchestrator.VsmbManager');
 
 // ---------------------------------------------------------------- VPMEM (LCOW)
 
+/** A read-only layer VHD to expose over VPMEM. */
 export interface VpmemLayerRequest {
   /** A read-only layer VHD. */
   hostPath: string;
 }
 
+/** Where an acquired VPMEM layer landed. */
 export interface VpmemLayer {
   device: number;
   /** Multi-mapping mode: byte offset and size of the mapping. */
@@ -183,6 +198,7 @@ export type VpmemPlacement =
   | { ok: true; reservation: Reservation<VpmemLayer> }
   | { ok: false; code: 'NO_SLOT' | 'LAYER_TOO_LARGE'; error: UvmError };
 
+/** Refcounted VPMEM devices (or mappings) of one LCOW UVM, for read-only layers. */
 export interface VpmemManager extends DescribableManager {
   /** Rejects with NO_SLOT when full and LAYER_TOO_LARGE when the file exceeds a device (the fallback codes). */
   acquire(request: VpmemLayerRequest, options?: DeviceAcquireOptions): Promise<Lease<VpmemLayer>>;
@@ -193,6 +209,7 @@ export interface VpmemManager extends DescribableManager {
    */
   reserve(request: VpmemLayerRequest, size: number | undefined): VpmemPlacement;
 }
+/** DI token of the `VpmemManager`. */
 export const VpmemManager: ServiceIdentifier<VpmemManager> = Symbol.for('uvm-orchestrator.VpmemManager');
 
 // ---------------------------------------------------------------- Plan9 (LCOW)
@@ -223,6 +240,7 @@ export const Plan9Manager: ServiceIdentifier<Plan9Manager> = Symbol.for('uvm-orc
 
 // ---------------------------------------------------------------- Mapped pipes (WCOW)
 
+/** A host named pipe mapped into the UVM. */
 export interface MappedPipe {
   /** `\\.\pipe\<name>` on the host. */
   hostPath: string;
@@ -230,11 +248,13 @@ export interface MappedPipe {
   guestPath: string;
 }
 
+/** Refcounted mapped named pipes of one WCOW UVM. */
 export interface PipeManager extends DescribableManager {
   acquire(request: { hostPath: string }, options?: DeviceAcquireOptions): Promise<Lease<MappedPipe>>;
   /** Reserves synchronously, no I/O. */
   reserve(request: { hostPath: string }): Reservation<MappedPipe>;
 }
+/** DI token of the `PipeManager`. */
 export const PipeManager: ServiceIdentifier<PipeManager> = Symbol.for('uvm-orchestrator.PipeManager');
 
 // ---------------------------------------------------------------- What container allocation needs

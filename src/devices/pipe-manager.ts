@@ -1,7 +1,7 @@
 import { inject, injectable } from 'inversify';
 import { invalidArgument, UvmError } from '../core/errors.js';
 import { ReleasableLease, type Lease } from '../core/lease.js';
-import { LogField, Logger } from '../core/logger.js';
+import { LogField, Logger, withFields } from '../core/logger.js';
 import { RefCountedTable, type Placed, type Reservation } from '../core/refcounted-table.js';
 import { describeEntries } from './describe-entries.js';
 import { UvmDeviceConfig } from './device-config.js';
@@ -29,7 +29,7 @@ export class PipeManagerImpl implements PipeManager {
     @inject(ResourceDelivery) private readonly delivery: ResourceDelivery,
     @inject(Logger) logger: Logger,
   ) {
-    this.#logger = logger.child({ [LogField.uvmId]: config.id, [LogField.kind]: 'pipe' });
+    this.#logger = withFields(logger, { [LogField.uvmId]: config.id, [LogField.kind]: 'pipe' });
     this.#table = new RefCountedTable({ name: 'mapped-pipe', destroy: (p) => this.#remove(p) });
   }
 

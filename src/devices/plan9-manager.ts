@@ -2,7 +2,7 @@ import { inject, injectable } from 'inversify';
 import { invalidArgument, UvmError } from '../core/errors.js';
 import { HostFs } from '../core/host-fs.js';
 import { ReleasableLease, type Lease } from '../core/lease.js';
-import { LogField, Logger } from '../core/logger.js';
+import { LogField, Logger, withFields } from '../core/logger.js';
 import { RefCountedTable, withResidue, type Placed, type Reservation } from '../core/refcounted-table.js';
 import type { GuestRequest } from '../hcs/schema.js';
 import { describeEntries } from './describe-entries.js';
@@ -61,7 +61,7 @@ export class Plan9ManagerImpl implements Plan9Manager {
     @inject(HostFs) private readonly hostFs: HostFs,
     @inject(Logger) logger: Logger,
   ) {
-    this.#logger = logger.child({ [LogField.uvmId]: config.id, [LogField.kind]: 'plan9' });
+    this.#logger = withFields(logger, { [LogField.uvmId]: config.id, [LogField.kind]: 'plan9' });
     this.#table = new RefCountedTable({ name: 'plan9-share', destroy: (e) => this.#remove(e) });
   }
 
@@ -210,7 +210,7 @@ export class Plan9ManagerImpl implements Plan9Manager {
   }
 
   #log(level: 'debug' | 'warn', e: Plan9Entry, msg: string, err?: unknown): void {
-    this.#logger.log(level, msg, {
+    this.#logger[level](msg, {
       [LogField.hostPath]: e.hostPath,
       [LogField.share]: e.name,
       [LogField.guestPath]: e.mountPath,

@@ -148,7 +148,7 @@ export class ScsiAttachTracker {
   }
 
   #log(level: 'debug' | 'warn', a: ScsiAttachment, msg: string, err?: unknown): void {
-    this.logger.log(level, msg, {
+    this.logger[level](msg, {
       [LogField.hostPath]: a.config.path,
       [LogField.controller]: a.controller,
       [LogField.lun]: a.lun,

@@ -2,7 +2,7 @@ import { inject, injectable } from 'inversify';
 import { invalidArgument, UvmAggregateError, UvmError } from '../core/errors.js';
 import type { Reservation } from '../core/refcounted-table.js';
 import { ReleasableLease, type Lease } from '../core/lease.js';
-import { LogField, Logger } from '../core/logger.js';
+import { LogField, Logger, withFields } from '../core/logger.js';
 import { HcsApi } from '../hcs/hcs-api.js';
 import { UvmDeviceConfig } from './device-config.js';
 import type {
@@ -47,7 +47,7 @@ export class ScsiManagerImpl implements ScsiManager {
     @inject(HcsApi) private readonly hcs: HcsApi,
     @inject(Logger) logger: Logger,
   ) {
-    this.#logger = logger.child({ [LogField.uvmId]: config.id, [LogField.kind]: 'scsi' });
+    this.#logger = withFields(logger, { [LogField.uvmId]: config.id, [LogField.kind]: 'scsi' });
     this.#attachments = new ScsiAttachTracker(
       config.os,
       config.scsiControllers,
@@ -74,7 +74,7 @@ export class ScsiManagerImpl implements ScsiManager {
   reserve(request: ScsiDiskRequest): Reservation<ScsiDisk> {
     const { attach, mount, guestPath } = this.#parse(request);
     const grant =
-      request.grantVmAccess === true && attach.type !== 'ExtensibleVirtualDisk'
+      grantsVmAccess(request) && attach.type !== 'ExtensibleVirtualDisk'
         ? () => this.hcs.grantVmAccess(this.config.id, attach.path)
         : undefined;
     const attachRes = this.#attachments.reserve(attach);
@@ -280,4 +280,14 @@ export function parseEvdPath(hostPath: string): { evdType: string; path: string 
   const evdType = rest.slice(0, slash);
   if (/[\\\s]/.test(evdType)) throw invalidArgument(`invalid extensible vhd type in ${hostPath}`);
   return { evdType, path: validate.nonEmpty(rest.slice(slash + 1), 'extensible vhd path') };
+}
+
+/**
+ * Whether `acquire` grants the UVM access to the file (docs/devices.md "VM access"): as asked by
+ * `grantVmAccess`; by default for a writable virtual disk (as hcsshim does for every disk it
+ * attaches writable), not for a read-only one, which relies on the VM-group grant of layers, nor
+ * for a pass-through or extensible disk.
+ */
+export function grantsVmAccess(request: Pick<ScsiDiskRequest, 'grantVmAccess' | 'readOnly' | 'type'>): boolean {
+  return request.grantVmAccess ?? (!request.readOnly && (request.type ?? 'VirtualDisk') === 'VirtualDisk');
 }

@@ -177,7 +177,7 @@ export class ScsiMountTracker {
   }
 
   #log(level: 'debug' | 'warn', m: ScsiMount, msg: string, err?: unknown): void {
-    this.logger.log(level, msg, {
+    this.logger[level](msg, {
       [LogField.controller]: m.controller,
       [LogField.lun]: m.lun,
       [LogField.guestPath]: m.path,

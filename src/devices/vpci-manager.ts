@@ -18,7 +18,7 @@ import { randomUUID } from 'node:crypto';
 import { inject, injectable, optional, type ServiceIdentifier } from 'inversify';
 import { invalidArgument } from '../core/errors.js';
 import { ReleasableLease, type Lease } from '../core/lease.js';
-import { LogField, Logger } from '../core/logger.js';
+import { LogField, Logger, withFields } from '../core/logger.js';
 import { RefCountedTable, withResidue } from '../core/refcounted-table.js';
 import { describeEntries } from './describe-entries.js';
 import { UvmDeviceConfig } from './device-config.js';
@@ -47,6 +47,7 @@ export interface VpciDevice {
   boot: boolean;
 }
 
+/** Refcounted assigned PCI devices (vPCI) of one UVM. */
 export interface VpciManager extends DescribableManager {
   /**
    * Assigns the function (or shares its existing assignment). INVALID_ARGUMENT for a malformed
@@ -54,6 +55,7 @@ export interface VpciManager extends DescribableManager {
    */
   acquire(request: VpciDeviceRequest, options?: DeviceAcquireOptions): Promise<Lease<VpciDevice>>;
 }
+/** DI token of the `VpciManager`. */
 export const VpciManager: ServiceIdentifier<VpciManager> = Symbol.for('uvm-orchestrator.VpciManager');
 
 /** Devices written into the UVM's create document (`Devices.VirtualPci`), with their GUIDs. */
@@ -124,7 +126,7 @@ export class VpciManagerImpl implements VpciManager {
     @inject(UvmLifecycle) lifecycle: UvmLifecycle,
     @inject(VpciBootDevices) @optional() boot: VpciBootDevices = [],
   ) {
-    this.#logger = logger.child({ [LogField.uvmId]: config.id, [LogField.kind]: 'vpci' });
+    this.#logger = withFields(logger, { [LogField.uvmId]: config.id, [LogField.kind]: 'vpci' });
     this.#table = new RefCountedTable({ name: 'vpci-device', destroy: (d) => this.#remove(d) });
     this.#booting = Promise.all(
       boot.map(async (d) => {

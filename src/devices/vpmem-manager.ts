@@ -2,7 +2,7 @@ import { inject, injectable } from 'inversify';
 import { invalidArgument, UvmError } from '../core/errors.js';
 import { HostFs } from '../core/host-fs.js';
 import { ReleasableLease, type Lease } from '../core/lease.js';
-import { LogField, Logger } from '../core/logger.js';
+import { LogField, Logger, withFields } from '../core/logger.js';
 import { RefCountedTable, withResidue, type Placed, type Reservation } from '../core/refcounted-table.js';
 import { SlotAllocator } from '../core/slot-allocator.js';
 import { describeEntries } from './describe-entries.js';
@@ -70,7 +70,7 @@ export class VpmemManagerImpl implements VpmemManager {
     @inject(HostFs) private readonly hostFs: HostFs,
     @inject(Logger) logger: Logger,
   ) {
-    this.#logger = logger.child({ [LogField.uvmId]: config.id, [LogField.kind]: 'vpmem' });
+    this.#logger = withFields(logger, { [LogField.uvmId]: config.id, [LogField.kind]: 'vpmem' });
     this.#slots = config.vpmemCount > 0 && !config.vpmemMultiMapping ? new SlotAllocator(config.vpmemCount) : undefined;
     this.#table = new RefCountedTable({
       name: config.vpmemMultiMapping ? 'vpmem-mapping' : 'vpmem-device',
@@ -247,7 +247,7 @@ export class VpmemManagerImpl implements VpmemManager {
   }
 
   #log(level: 'debug' | 'warn', e: VpmemEntry, msg: string, err?: unknown): void {
-    this.#logger.log(level, msg, {
+    this.#logger[level](msg, {
       [LogField.hostPath]: e.hostPath,
       [LogField.device]: e.device,
       ...(e.offset === undefined ? {} : { [LogField.offset]: e.offset }),

@@ -2,7 +2,7 @@ import { inject, injectable } from 'inversify';
 import { invalidArgument, UvmError } from '../core/errors.js';
 import { HostFs } from '../core/host-fs.js';
 import { ReleasableLease, type Lease } from '../core/lease.js';
-import { LogField, Logger } from '../core/logger.js';
+import { LogField, Logger, withFields } from '../core/logger.js';
 import { RefCountedTable, type Placed, type Reservation } from '../core/refcounted-table.js';
 import { describeEntries } from './describe-entries.js';
 import { UvmDeviceConfig } from './device-config.js';
@@ -80,7 +80,7 @@ export class VsmbManagerImpl implements VsmbManager {
     @inject(Logger) logger: Logger,
     @inject(UvmLifecycle) private readonly lifecycle: UvmLifecycle,
   ) {
-    this.#logger = logger.child({ [LogField.uvmId]: config.id, [LogField.kind]: 'vsmb' });
+    this.#logger = withFields(logger, { [LogField.uvmId]: config.id, [LogField.kind]: 'vsmb' });
     lifecycle.onTerminated(() => this.purge());
     const keepAtZero = (share: ShareEntry): boolean => !share.options.NoDirectmap;
     this.#dirShares = new RefCountedTable({ name: 'vsmb-dir-share', destroy: (s) => this.#destroyShare(s), keepAtZero });
@@ -316,7 +316,7 @@ export class VsmbManagerImpl implements VsmbManager {
   }
 
   #log(level: 'debug' | 'warn', share: ShareEntry, msg: string, err?: unknown): void {
-    this.#logger.log(level, msg, {
+    this.#logger[level](msg, {
       [LogField.share]: share.name,
       [LogField.hostPath]: share.dir,
       [LogField.guestPath]: guestPaths.vsmbShare(share.name),

@@ -42,6 +42,7 @@ export interface OpenUtilityVmOptions {
 export type UtilityVmOpener = (id: string, options: OpenUtilityVmOptions) => Promise<UtilityVm>;
 export const UtilityVmOpener: ServiceIdentifier<UtilityVmOpener> = Symbol.for('uvm-orchestrator.UtilityVmOpener');
 
+/** What `createUvmOrchestrator` builds on (each has a default). */
 export interface UvmOrchestratorOptions {
   /** The HCS implementation; default: the FFI binding (`HcsModule`). */
   hcs?: HcsApi;

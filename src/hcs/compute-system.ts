@@ -22,6 +22,7 @@ export interface SystemTimeouts {
   modifyTimeoutMs?: number;
 }
 
+/** One compute system opened or created through the FFI binding. */
 export class ComputeSystem implements HcsSystem, AsyncDisposable {
   readonly id: string;
   readonly #driver: OperationDriver;

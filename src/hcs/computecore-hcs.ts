@@ -35,6 +35,7 @@ export interface ComputeCoreHcsOptions extends OperationDriverOptions {
    */
   modifyTimeoutMs?: number;
 }
+/** DI token of the binding options. */
 export const ComputeCoreHcsOptions: ServiceIdentifier<ComputeCoreHcsOptions> = Symbol.for(
   'uvm-orchestrator.ComputeCoreHcsOptions',
 );

@@ -63,4 +63,5 @@ export interface HcsApi {
   /** `NameToGuid`: the deterministic GUID (lower-case, no braces) HCS derives from a name. */
   nameToGuid(name: string): string;
 }
+/** DI token of the `HcsApi` port. */
 export const HcsApi: ServiceIdentifier<HcsApi> = Symbol.for('uvm-orchestrator.HcsApi');

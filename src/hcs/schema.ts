@@ -37,6 +37,7 @@ export interface HcsResultError {
   ErrorEvents?: HcsErrorEvent[];
 }
 
+/** One event of an HCS result document (the detail of a failure). */
 export interface HcsErrorEvent {
   Message?: string;
   StackTrace?: string;

@@ -30,6 +30,7 @@ export interface ComposedLayer {
   id?: string;
 }
 
+/** What a container's composed layers are: its rootfs guest path and where each layer landed. */
 export interface ComposedLayersInfo {
   os: 'linux' | 'windows';
   containerId: string;

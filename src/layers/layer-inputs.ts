@@ -39,6 +39,7 @@ export interface LcowLayerInput {
   partition?: number;
 }
 
+/** LCOW layers: read-only layer VHDs (top-most first) and the scratch VHDX. */
 export interface LcowLayerInputs {
   os: 'linux';
   /** Top-most first. */
@@ -47,6 +48,7 @@ export interface LcowLayerInputs {
   scratchVhd: string;
 }
 
+/** WCOW layers: read-only layer folders (top-most first) and the scratch folder. */
 export interface WcowLayerInputs {
   os: 'windows';
   /** Read-only layer folders, top-most first. */
@@ -57,6 +59,7 @@ export interface WcowLayerInputs {
   scratchVhd: string;
 }
 
+/** A container's parsed layer inputs (LCOW or WCOW). */
 export type LayerInputs = LcowLayerInputs | WcowLayerInputs;
 
 function invalidSpec(message: string, details: UvmErrorDetails): UvmError {

@@ -34,6 +34,7 @@ export function vpmemSkipReason(facts: UvmFacts, layer: LcowLayerInput): VpmemSk
   return undefined;
 }
 
+/** Where one LCOW layer would land, and why. */
 export interface LcowLayerPlanEntry {
   /** Position in the layer list (0 = top-most). */
   index: number;
@@ -48,6 +49,7 @@ export interface LcowLayerPlanEntry {
   shared: boolean;
 }
 
+/** Where the scratch disk would be mounted. */
 export interface ScratchPlan {
   /** As given. */
   hostPath: string;
@@ -59,6 +61,7 @@ export interface ScratchPlan {
   mountPath: string | undefined;
 }
 
+/** Free VPMEM devices and SCSI slots after a container. */
 export interface SlotsLeft {
   /** Free VPMEM devices (default mode) after this container. */
   vpmem: number;
@@ -66,6 +69,7 @@ export interface SlotsLeft {
   scsi: number;
 }
 
+/** LCOW layer placement: VPMEM or SCSI per layer, the scratch, slots left. */
 export interface LcowLayerPlan {
   os: 'linux';
   layers: LcowLayerPlanEntry[];
@@ -79,6 +83,7 @@ export interface LcowLayerPlan {
   fits: boolean;
 }
 
+/** Where one WCOW layer folder would be shared. */
 export interface WcowLayerPlanEntry {
   index: number;
   folder: string;
@@ -88,6 +93,7 @@ export interface WcowLayerPlanEntry {
   shared: boolean;
 }
 
+/** WCOW layer placement: VSMB shares and the SCSI scratch. */
 export interface WcowLayerPlan {
   os: 'windows';
   layers: WcowLayerPlanEntry[];
@@ -96,6 +102,7 @@ export interface WcowLayerPlan {
   fits: boolean;
 }
 
+/** The predicted placement of a container's layers (LCOW or WCOW). */
 export type LayerPlan = LcowLayerPlan | WcowLayerPlan;
 
 /**

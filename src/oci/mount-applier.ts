@@ -27,6 +27,7 @@ export interface ContainerMappedPipe {
   HostPath: string;
 }
 
+/** A WCOW container document entry (MappedDirectory or MappedPipe) for the shim's container. */
 export type ContainerEntry = { kind: 'mapped-directory'; value: ContainerMappedDirectory } | { kind: 'mapped-pipe'; value: ContainerMappedPipe };
 
 /** One applied mount. */

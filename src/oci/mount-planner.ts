@@ -57,7 +57,8 @@ function diskAttachType(type: string): ScsiAttachType | undefined {
 /** What the shim's WCOW container document needs for a mount (the applier builds the entry). */
 export type ContainerEntryKind = 'mapped-directory' | 'mapped-pipe';
 
-interface PlannedBase {
+/** What every planned mount has. */
+export interface PlannedBase {
   /** Index in `spec.mounts` (or the hot-add index). */
   index: number;
   /** The mount as given. */
@@ -85,9 +86,11 @@ export interface DeviceRequests {
   vsmb: VsmbShareRequest;
   pipe: { hostPath: string };
 }
+/** The device manager a mount is attached through. */
 export type MountDevice = keyof DeviceRequests;
 
-interface DeviceMountBase extends PlannedBase {
+/** What every device mount has. */
+export interface DeviceMountBase extends PlannedBase {
   kind: 'device';
   readOnly: boolean;
   /** The rewritten mount's `type` (undefined: the field is removed). */
@@ -100,6 +103,7 @@ interface DeviceMountBase extends PlannedBase {
 /** Attached through one device manager; the rewritten source is the lease's guest path. */
 export type DeviceMount = { [D in MountDevice]: DeviceMountBase & { device: D; request: DeviceRequests[D] } }[MountDevice];
 
+/** One planned OCI mount: kept as given, rewritten to a guest path, or attached through a device manager. */
 export type PlannedMount = KeptMount | GuestSourceMount | DeviceMount;
 
 /**

@@ -10,23 +10,25 @@ import { checkSchema, looseRecord, strictRecord } from '../core/schema.js';
 
 /** One entry of `mounts`. */
 export const OciMountSchema = looseRecord({
-  /** Path inside the container (`\\.\pipe\…` for a WCOW named pipe, `blockdev://…` for a LCOW block device). */
+  // Path inside the container (`\\.\pipe\…` for a WCOW named pipe, `blockdev://…` for a LCOW block device).
   destination: v.string(),
-  /** `bind`, `physical-disk`, `virtual-disk`, `extensible-virtual-disk`, `tmpfs`, … (LCOW: absent = not a host mount). */
+  // `bind`, `physical-disk`, `virtual-disk`, `extensible-virtual-disk`, `tmpfs`, … (LCOW: absent = not a host mount).
   type: v.optional(v.string()),
-  /** Host path, `evd://<type>/<path>`, `sandbox://…`, `sandbox-tmp://…`, `uvm://…`, `hugepages://…`. */
+  // Host path, `evd://<type>/<path>`, `sandbox://…`, `sandbox-tmp://…`, `uvm://…`, `hugepages://…`.
   source: v.optional(v.string()),
   options: v.optional(v.array(v.string())),
 });
 
+/** Schema of the spec's `root`. */
 export const OciRootSchema = looseRecord({
-  /** Host path of the root file system (LCOW without layers), or the guest rootfs after allocation. */
+  // Host path of the root file system (LCOW without layers), or the guest rootfs after allocation.
   path: v.optional(v.string()),
   readonly: v.optional(v.boolean()),
 });
 
+/** Schema of the spec's `windows` section (`layerFolders`). */
 export const OciWindowsSchema = looseRecord({
-  /** `[top-most layer … base layer, scratch]` (moby convention). */
+  // `[top-most layer … base layer, scratch]` (moby convention).
   layerFolders: v.optional(v.array(v.string())),
 });
 
@@ -45,9 +47,9 @@ export const OciSpecSchema = looseRecord({
  */
 export const RootfsMountSchema = strictRecord({
   type: v.string(),
-  /** The scratch layer directory. */
+  // The scratch layer directory.
   source: v.string(),
-  /** Must be empty: the shim decides where the rootfs lands. */
+  // Must be empty: the shim decides where the rootfs lands.
   target: v.optional(v.string()),
   options: v.optional(v.array(v.string())),
 });

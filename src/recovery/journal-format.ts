@@ -48,6 +48,7 @@ export const LEASE_RECORD_KINDS = Object.keys(LEASE_CODECS) as LeaseRecordKind[]
 
 /** JSON values only (what survives JSON.stringify / JSON.parse unchanged). */
 export type JsonValue = null | boolean | number | string | JsonValue[] | { [key: string]: JsonValue };
+/** A JSON object (journal records). */
 export type JsonObject = { [key: string]: JsonValue };
 
 /**

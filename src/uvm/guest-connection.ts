@@ -12,4 +12,5 @@ export interface GuestConnection {
   /** Sends one guest modification request; rejects when the guest reports a failure. */
   modifySettings(request: GuestRequest, options?: HcsCallOptions): Promise<void>;
 }
+/** DI token of the `GuestConnection`. */
 export const GuestConnection: ServiceIdentifier<GuestConnection> = Symbol.for('uvm-orchestrator.GuestConnection');

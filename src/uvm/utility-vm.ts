@@ -2,7 +2,7 @@ import { inject, injectable, optional } from 'inversify';
 import { invalidArgument, UvmAggregateError, UvmError } from '../core/errors.js';
 import { ReleaseStack, type Releasable } from '../core/release-stack.js';
 import { HostFs } from '../core/host-fs.js';
-import { LogField, Logger } from '../core/logger.js';
+import { LogField, Logger, withFields } from '../core/logger.js';
 import { HcsApi, type HcsCallOptions } from '../hcs/hcs-api.js';
 import { isVmUnavailable } from '../hcs/hcs-error.js';
 import { LateOutcomeSystem } from '../hcs/late-outcomes.js';
@@ -103,7 +103,7 @@ export class UtilityVm implements UvmDevices {
       vpmemMultiMapping: config.vpmemMultiMapping,
       scsiControllers: config.scsiControllers,
     });
-    this.#logger = logger.child({ [LogField.uvmId]: config.id, [LogField.kind]: 'uvm' });
+    this.#logger = withFields(logger, { [LogField.uvmId]: config.id, [LogField.kind]: 'uvm' });
     // An unexpected exit ends the VM's life: releases make no HCS call from then on.
     exits?.onUnexpectedExit(() => {
       this.lifecycle.markTerminated();
