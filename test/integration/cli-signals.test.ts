@@ -10,7 +10,7 @@ import { mkdir } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { expect } from 'chai';
-import { REPO, UVMCTL, runCli } from './cli-support.js';
+import { REPO, UVMCTL, runCli, spawnCli } from './cli-support.js';
 
 const LATENCY_MS = '40';
 
@@ -24,16 +24,12 @@ interface Killed {
 /** Runs uvmctl and sends `signal` once stderr shows `trigger`. */
 function runAndSignal(args: string[], env: Record<string, string>, trigger: string, signal: NodeJS.Signals): Promise<Killed & { sent: boolean }> {
   return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [UVMCTL, ...args], {
-      cwd: REPO,
-      env: { ...process.env, UVM_LOG_LEVEL: 'silent', ...env },
-      stdio: ['ignore', 'pipe', 'pipe'],
-    });
+    const child = spawnCli(args, env);
     let stdout = '';
     let stderr = '';
     let sent = false;
-    child.stdout.setEncoding('utf8').on('data', (d: string) => (stdout += d));
-    child.stderr.setEncoding('utf8').on('data', (d: string) => {
+    child.stdout.on('data', (d: string) => (stdout += d));
+    child.stderr.on('data', (d: string) => {
       stderr += d;
       if (!sent && stderr.includes(trigger)) {
         sent = true;
