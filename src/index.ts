@@ -95,8 +95,8 @@ export type { LayerInputs, LcowLayerInputs, WcowLayerInputs, LcowLayerInput } fr
 
 // ---- Process-isolated (Argon) containers: host layer mounts
 export { allocateProcessIsolatedContainer, type ProcessIsolatedResources, type AllocateProcessIsolatedOptions, type ProcessIsolatedContainer } from './containers/process-isolated.js';
-export { WindowsLayerMounts, parseWindowsLayerMount, streamSourceStore, type MountSourceStore, type WindowsLayerMountRecord, type WindowsLayerMountsOptions } from './hcs/host-layer-mounts.js';
-export { loadHostLayerApi, type HostLayerApi } from './hcs/host-layers.js';
+export { WindowsLayerMounts, parseWindowsLayerMount, streamSourceStore, type MountSourceStore, type WindowsLayerMountRecord, type WindowsLayerMountSpec, type WindowsLayerMountsOptions } from './hcs/host-layer-mounts.js';
+export { loadHostLayerApi, type HostLayerApi, type HostLayerCallOptions } from './hcs/host-layers.js';
 
 // ---- OCI runtime spec: types and their schemas
 export { isReadOnlyMount, type OciSpec, type OciMount, type OciRoot, type OciWindows, type RootfsMount } from './oci/oci-spec.js';

@@ -18,6 +18,7 @@ import { containerDocumentDevices, planDevices, type ContainerDocumentDevice } f
 import { validateContainerId } from './container-id.js';
 import { checkContainerMount, deliverContainerRequest, mappedDirectoryRequest, type ContainerMountOptions, type ContainerMountRequest, type ContainerMountResult } from './running-container-mounts.js';
 
+/** Options of `allocateProcessIsolatedContainer`. */
 export interface AllocateProcessIsolatedOptions {
   containerId: string;
   /** The folder the layers are bound to (containerd: the bundle's `rootfs`); its parent is created. */
@@ -29,6 +30,7 @@ export interface AllocateProcessIsolatedOptions {
   logger?: Logger;
 }
 
+/** What `allocateProcessIsolatedContainer` returns: the rewritten spec and the resources to release. */
 export interface ProcessIsolatedContainer {
   /** A deep copy of the spec with `root.path` = the target; mounts and devices unchanged. */
   spec: OciSpec;

@@ -110,6 +110,7 @@ export function isNotAMount(err: unknown): boolean {
   return err instanceof HcsError && (err.hresult === ERROR_INVALID_PARAMETER || err.hresult === ERROR_NOT_FOUND);
 }
 
+/** Options of `WindowsLayerMounts`. */
 export interface WindowsLayerMountsOptions {
   /** Default: `loadHostLayerApi()` (vmcompute.dll + bindfltapi.dll, or the simulator). */
   api?: HostLayerApi;

@@ -24,6 +24,7 @@ export const BINDFLT_READ_ONLY = 0x1;
 /** BINDFLT_FLAG_NO_MULTIPLE_TARGETS (containerd's flags for a layer mount). */
 export const BINDFLT_NO_MULTIPLE_TARGETS = 0x40;
 
+/** Options of one host layer call. */
 export interface HostLayerCallOptions {
   /** Bounds the wait (code TIMEOUT); the native call itself runs to completion. */
   timeoutMs?: number;
@@ -193,6 +194,7 @@ export interface SimulatorHostLayers {
   Bindings: { Root: string; Target: string; Flags: number }[];
 }
 
+/** The simulator's host layer state (activated, prepared, attached layers) — tests only. */
 export function readSimulatorHostLayers(options: ComputeCoreLoadOptions = {}): SimulatorHostLayers {
   const { f } = load(options);
   if (!f.HcsSimHostLayers) throw new UvmError('NOT_SUPPORTED', 'the host layer API is not the simulator');
