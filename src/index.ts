@@ -30,7 +30,7 @@
 // ---- Entry point and Utility VMs
 export { createUvmOrchestrator, type UvmOrchestrator, type UvmOrchestratorOptions, type OpenUtilityVmOptions, type UtilityVmFactory, type UtilityVmOpener } from './di/uvm-orchestrator.js';
 export { UtilityVm } from './uvm/utility-vm.js';
-export type { UtilityVmOptions, VpmemOptions, ScsiSlot } from './uvm/uvm-options.js';
+export type { UtilityVmOptions, VpmemOptions, ScsiSlot, HvSocketServiceConfig } from './uvm/uvm-options.js';
 export type { UvmExit } from './uvm/uvm-exit.js';
 export type { SystemExit } from './hcs/system-events.js';
 export type { LcowBootOptions, WcowBootOptions, UvmBootOptions } from './uvm/boot-options.js';
@@ -38,6 +38,8 @@ export type { GuestConnection } from './uvm/guest-connection.js';
 
 // ---- Device managers and their leases
 export type { Lease } from './core/lease.js';
+export type { Reservation } from './core/refcounted-table.js';
+export type { VpmemPlacement, HostPathKind } from './devices/device-types.js';
 export type { Releasable } from './core/release-stack.js';
 export type { EntryState } from './core/refcounted-table.js';
 export type { UvmLifecyclePhase } from './devices/uvm-lifecycle.js';
