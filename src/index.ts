@@ -38,7 +38,7 @@ export type { GuestConnection } from './uvm/guest-connection.js';
 
 // ---- Device managers and their leases
 export type { Lease } from './core/lease.js';
-export type { Reservation } from './core/refcounted-table.js';
+export type { Reservation, AcquireOptions as ReservationCommitOptions } from './core/refcounted-table.js';
 export type { VpmemPlacement, HostPathKind } from './devices/device-types.js';
 export type { Releasable } from './core/release-stack.js';
 export type { EntryState } from './core/refcounted-table.js';
