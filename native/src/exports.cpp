@@ -109,6 +109,7 @@ Json standardProperties(const System &sys) {
   p.set("Id", Json::string(sys.id));
   p.set("State", Json::string(sys.state));
   p.set("SystemType", Json::string("VirtualMachine"));
+  p.set("RuntimeId", Json::string(sys.runtimeId));
   if (sys.hasOwner) p.set("Owner", Json::string(sys.owner));
   return p;
 }

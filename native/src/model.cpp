@@ -894,6 +894,7 @@ void buildSystemFromCreateDoc(const std::string &id, const Json &doc, System &ou
   System sys;
   sys.id = id;
   sys.state = "Created";
+  sys.runtimeId = randomUuid();
   if (field(doc, "Owner")) {
     sys.owner = optString(doc, "Owner", w);
     sys.hasOwner = true;
@@ -909,6 +910,16 @@ void buildSystemFromCreateDoc(const std::string &id, const Json &doc, System &ou
     invalidJson(w + ".VirtualMachine: missing required field \"Chipset\" (the simulator requires a boot configuration; "
                     "use {\"Uefi\":{}} for firmware only)");
   bool linuxHint = validateChipset(*chipset, w + ".VirtualMachine.Chipset");
+  if (const Json *gc = field(*vm, "GuestConnection")) {
+    // Schema 2.1 UseVsock / UseConnectedSuspend, 2.4 UseHostTimeZone: HCS owns the guest connection.
+    const std::string gw = w + ".VirtualMachine.GuestConnection";
+    requireObject(*gc, gw);
+    checkFields(*gc, gw, {"UseVsock", "UseConnectedSuspend", "UseHostTimeZone"});
+    optBool(*gc, "UseVsock", gw);
+    optBool(*gc, "UseConnectedSuspend", gw);
+    optBool(*gc, "UseHostTimeZone", gw);
+    sys.guestConnection = true;
+  }
   if (const Json *topology = field(*vm, "ComputeTopology")) validateTopology(*topology, w + ".VirtualMachine.ComputeTopology");
   if (devices) {
     const std::string dw = w + ".VirtualMachine.Devices";
@@ -1096,6 +1107,8 @@ Json systemToPersist(const System &sys) {
   j.set("State", Json::string(sys.state));
   if (sys.hasOwner) j.set("Owner", Json::string(sys.owner));
   j.set("GuestOs", Json::string(osName(sys.os)));
+  j.set("RuntimeId", Json::string(sys.runtimeId));
+  j.set("GuestConnection", Json::boolean(sys.guestConnection));
   Json scsi = Json::array();
   for (const auto &c : sys.scsi) {
     Json cj = Json::object();
@@ -1198,6 +1211,9 @@ bool systemFromPersist(const Json &j, System &out, std::string &error) {
     }
     std::string os = s(j, "GuestOs");
     sys.os = os == "Linux" ? GuestOs::Linux : os == "Windows" ? GuestOs::Windows : GuestOs::Unknown;
+    // State files written before RuntimeId existed: a fresh one.
+    sys.runtimeId = j.get("RuntimeId") ? s(j, "RuntimeId") : randomUuid();
+    sys.guestConnection = b(j, "GuestConnection");
     for (const auto &cj : arr(j, "Scsi")) {
       ScsiController c;
       c.guid = s(cj, "Guid");

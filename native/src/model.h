@@ -55,6 +55,8 @@ struct System {
   std::string owner;
   bool hasOwner = false;
   GuestOs os = GuestOs::Unknown;
+  std::string runtimeId;         // fresh GUID per create (property "RuntimeId"; the hvsocket VmId)
+  bool guestConnection = false;  // the create document has VirtualMachine.GuestConnection (HCS owns the GCS)
   std::vector<ScsiController> scsi;  // in create-document order
   bool hasVpmem = false;
   int64_t vpmemMaxCount = 0;

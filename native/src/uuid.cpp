@@ -1,6 +1,8 @@
 #include "uuid.h"
 
 #include <cstring>
+#include <mutex>
+#include <random>
 #include <vector>
 
 namespace hcssim {
@@ -115,6 +117,25 @@ UuidBytes uuidV5(const UuidBytes &ns, const std::string &name) {
   u[6] = static_cast<uint8_t>((u[6] & 0x0F) | 0x50);
   u[8] = static_cast<uint8_t>((u[8] & 0x3F) | 0x80);
   return u;
+}
+
+std::string randomUuid() {
+  static std::mutex *mu = new std::mutex();
+  static std::mt19937_64 *rng = nullptr;
+  std::lock_guard<std::mutex> lock(*mu);
+  if (!rng) {
+    std::random_device rd;
+    std::seed_seq seq{rd(), rd(), rd(), rd(), rd(), rd(), rd(), rd()};
+    rng = new std::mt19937_64(seq);
+  }
+  UuidBytes u{};
+  for (int i = 0; i < 16; i += 8) {
+    uint64_t r = (*rng)();
+    for (int k = 0; k < 8; ++k) u[i + k] = static_cast<uint8_t>(r >> (8 * k));
+  }
+  u[6] = static_cast<uint8_t>((u[6] & 0x0F) | 0x40);
+  u[8] = static_cast<uint8_t>((u[8] & 0x3F) | 0x80);
+  return formatUuid(u);
 }
 
 GUID uuidToGuid(const UuidBytes &u) {

@@ -18,6 +18,8 @@ using UuidBytes = std::array<uint8_t, 16>;
 bool parseUuid(const std::string &text, UuidBytes &out);
 std::string formatUuid(const UuidBytes &u);  // lowercase canonical form
 UuidBytes uuidV5(const UuidBytes &ns, const std::string &nameUtf8);
+// A fresh random (version 4) UUID, lowercase canonical form.
+std::string randomUuid();
 // Windows GUID fields from the big-endian UUID bytes.
 GUID uuidToGuid(const UuidBytes &u);
 // Lowercase canonical form of a GUID string, or "" if it is not one.

@@ -6,6 +6,7 @@
 #include <thread>
 
 #include "harness.h"
+#include "uuid.h"
 
 using hcssim::Json;
 
@@ -55,6 +56,10 @@ TEST(lifecycle_and_properties) {
   CHECK_EQ(p.get("SystemType")->asString(), std::string("VirtualMachine"));
   CHECK_EQ(p.get("Owner")->asString(), std::string("test"));
   CHECK(p.get("SimulatorState") == nullptr);
+  // RuntimeId: a fresh lowercase GUID per create, distinct from the system id, stable per system
+  const Json *rid = p.get("RuntimeId");
+  CHECK(rid && rid->isString() && hcssim::canonicalGuid(rid->asString()) == rid->asString());
+  std::string runtimeId = rid ? rid->asString() : std::string();
   // modify before start -> invalid state
   t::Result m = t::modify(sys, R"({"ResourcePath":"VirtualMachine/Devices/Plan9/Shares","RequestType":"Add","Settings":{"Name":"0","Path":"C:\\x","Port":564}})");
   CHECK_HR(m.hr, HCS_E_INVALID_STATE);
@@ -76,6 +81,7 @@ TEST(lifecycle_and_properties) {
   Json list = e.json();
   CHECK(list.isArray() && list.items().size() == 1);
   CHECK_EQ(list.items()[0].get("State")->asString(), std::string("Running"));
+  CHECK_EQ(list.items()[0].get("RuntimeId")->asString(), runtimeId);
   // terminate, then terminate again
   CHECK_HR(t::run([&](HCS_OPERATION op) { return HcsTerminateComputeSystem(h2, op, nullptr); }).hr, 0);
   CHECK_HR(t::run([&](HCS_OPERATION op) { return HcsShutDownComputeSystem(sys, op, nullptr); }).hr, HCS_E_SYSTEM_ALREADY_STOPPED);
@@ -289,4 +295,48 @@ TEST(grants) {
   CHECK_HR(HcsGrantVmAccess(nullptr, path.c_str()), HCS_E_INVALIDARG);
   CHECK_EQ(t::simState(s).get("VmAccess")->items().size(), static_cast<size_t>(0));
   HcsCloseComputeSystem(s);
+}
+
+namespace {
+std::string runtimeIdOf(HCS_SYSTEM sys) {
+  t::Result r = t::run([&](HCS_OPERATION op) { return HcsGetComputeSystemProperties(sys, op, nullptr); });
+  Json props = r.hr == 0 ? r.json() : Json();
+  const Json *rid = props.isObject() ? props.get("RuntimeId") : nullptr;
+  return rid && rid->isString() ? rid->asString() : std::string();
+}
+std::string withGuestConnection(std::string doc, const std::string &gc) {
+  const std::string key = "\"VirtualMachine\":{";
+  doc.insert(doc.find(key) + key.size(), "\"GuestConnection\":" + gc + ",");
+  return doc;
+}
+}  // namespace
+
+TEST(runtime_id_fresh_per_create) {
+  HCS_SYSTEM a = t::createSystem("vm-a", t::lcowDoc());
+  HCS_SYSTEM b = t::createSystem("vm-b", t::wcowDoc());
+  std::string ra = runtimeIdOf(a), rb = runtimeIdOf(b);
+  CHECK(!ra.empty() && !rb.empty() && ra != rb);
+  CHECK(ra != "vm-a");
+  CHECK_EQ(runtimeIdOf(a), ra);  // stable for the life of the system
+  CHECK(ra.size() == 36 && ra[14] == '4');  // version 4 (random)
+  CHECK_HR(t::run([&](HCS_OPERATION op) { return HcsTerminateComputeSystem(a, op, nullptr); }).hr, 0);
+  HcsCloseComputeSystem(a);
+  HcsCloseComputeSystem(b);
+  // the same id created again is a new VM with a new RuntimeId
+  t::reset();
+  HCS_SYSTEM a2 = t::createSystem("vm-a", t::lcowDoc());
+  CHECK(runtimeIdOf(a2) != ra);
+  HcsCloseComputeSystem(a2);
+}
+
+TEST(guest_connection_in_create_document) {
+  HCS_SYSTEM a = t::createSystem("vm-gc", withGuestConnection(t::lcowDoc(), R"({"UseVsock":true,"UseConnectedSuspend":true})"));
+  CHECK(a != nullptr);
+  HCS_SYSTEM w = t::createSystem("vm-gcw", withGuestConnection(t::wcowDoc(), "{}"));
+  CHECK(w != nullptr);
+  t::createSystem("vm-bad1", withGuestConnection(t::lcowDoc(), R"({"UseVsock":1})"), HCS_E_INVALID_JSON);
+  t::createSystem("vm-bad2", withGuestConnection(t::lcowDoc(), R"({"Nope":true})"), HCS_E_INVALID_JSON);
+  t::createSystem("vm-bad3", withGuestConnection(t::lcowDoc(), "true"), HCS_E_INVALID_JSON);
+  HcsCloseComputeSystem(a);
+  HcsCloseComputeSystem(w);
 }

@@ -154,6 +154,8 @@ export interface SimulatorProperties {
   Id: string;
   State: 'Created' | 'Running' | 'Stopped';
   SystemType: string;
+  /** A fresh GUID per create, as real HCS reports it: the VM id hvsocket endpoints are bound to (never equal to `Id`). */
+  RuntimeId: string;
   Owner?: string;
   SimulatorState: SimulatorState;
 }
