@@ -27,6 +27,11 @@ export function newRemovalProgress(): RemovalProgress {
   return { guestDone: false, hostDone: false, split: false };
 }
 
+/** True when `progress` says both halves are gone (nothing is left to remove). */
+export function fullyRemoved(progress: RemovalProgress): boolean {
+  return progress.guestDone && progress.hostDone;
+}
+
 /**
  * How the managers of one UVM deliver host and guest halves (spec §0.2). Two implementations:
  * `ModifyDelivery` (everything through `HcsModifyComputeSystem`, the default) and
@@ -40,12 +45,13 @@ export interface ResourceDelivery {
   /** A guest-only request (SCSI mount/unmount/unplug, CombinedLayers, …). */
   guest(request: GuestRequest, options?: HcsCallOptions): Promise<void>;
   /**
-   * Adds a resource that has both halves (VPMEM, Plan9). If this rejects, the halves were undone
-   * (`guestRemoval`, when the guest half has one, undoes a guest half that applied and reported a
-   * failure); when undoing failed
-   * too, `halvesLeft(err)` says what is left.
+   * Adds a resource that has both halves (VPMEM, Plan9). If this rejects, it tried to undo the
+   * halves (`guestRemoval`, when the guest half has one, undoes a guest half that applied and
+   * reported a failure) and `progress` (a fresh one) says the outcome: `fullyRemoved(progress)`
+   * when nothing is left, else where a retried teardown (`removeCombined` with the same
+   * `progress`) starts.
    */
-  addCombined(host: HostRequest, guest: GuestRequest, guestRemoval?: GuestRequest): Promise<void>;
+  addCombined(host: HostRequest, guest: GuestRequest, progress: RemovalProgress, guestRemoval?: GuestRequest): Promise<void>;
   /** Removes both halves; retry with the same `progress` after a rejection. */
   removeCombined(host: HostRequest, guest: GuestRequest, progress: RemovalProgress): Promise<void>;
   /**
@@ -56,21 +62,6 @@ export interface ResourceDelivery {
 }
 export const ResourceDelivery: ServiceIdentifier<ResourceDelivery> = Symbol.for('uvm-orchestrator.ResourceDelivery');
 
-const HALVES_LEFT = Symbol.for('uvm-orchestrator.halvesLeft');
-
-function markHalvesLeft(err: unknown, left: RemovalProgress): void {
-  if (err !== null && typeof err === 'object') (err as Record<symbol, unknown>)[HALVES_LEFT] = left;
-}
-
-/**
- * When a failed `addCombined` may have left something attached (undoing it failed too): the
- * removal progress a retried teardown starts from (half by half). The manager must keep the
- * resource in a retryable teardown state rather than free its slot. Undefined when nothing is left.
- */
-export function halvesLeft(err: unknown): RemovalProgress | undefined {
-  return err !== null && typeof err === 'object' ? ((err as Record<symbol, unknown>)[HALVES_LEFT] as RemovalProgress | undefined) : undefined;
-}
-
 /** Shared removal rules of both delivery modes. */
 abstract class DeliveryBase implements ResourceDelivery {
   constructor(
@@ -80,7 +71,7 @@ abstract class DeliveryBase implements ResourceDelivery {
   ) {}
 
   abstract guest(request: GuestRequest, options?: HcsCallOptions): Promise<void>;
-  abstract addCombined(host: HostRequest, guest: GuestRequest, guestRemoval?: GuestRequest): Promise<void>;
+  abstract addCombined(host: HostRequest, guest: GuestRequest, progress: RemovalProgress, guestRemoval?: GuestRequest): Promise<void>;
   abstract removeCombined(host: HostRequest, guest: GuestRequest, progress: RemovalProgress): Promise<void>;
 
   host(request: HostRequest): Promise<void> {
@@ -108,17 +99,19 @@ abstract class DeliveryBase implements ResourceDelivery {
   }
 
   /**
-   * Undoes the host half of a failed Add. When that fails too, `cause` is marked (see
-   * `halvesLeft`) so the manager keeps the resource for a retried teardown instead of forgetting it.
+   * Undoes the host half of a failed Add (the guest half is gone) and records the outcome in
+   * `progress`: both done, or the host half left for a retried teardown.
    */
-  protected async compensate(host: HostRequest, cause: unknown): Promise<void> {
+  protected async compensate(host: HostRequest, cause: unknown, progress: RemovalProgress): Promise<void> {
     try {
       await this.system.modify(withRequestType(host, 'Remove'));
+      Object.assign(progress, { split: true, guestDone: true, hostDone: true });
     } catch (err) {
       // Gone (not-found or invalid-state: HCS's answer is undocumented), or the VM is gone
       // (terminated, exited): nothing is left to undo.
-      if (isNotExist(err) || isInvalidState(err) || this.lifecycle.removalMayBeSkipped(err)) return;
-      markHalvesLeft(cause, { split: true, guestDone: true, hostDone: false });
+      const gone = isNotExist(err) || isInvalidState(err) || this.lifecycle.removalMayBeSkipped(err);
+      Object.assign(progress, { split: true, guestDone: true, hostDone: gone });
+      if (gone) return;
       this.logger.warn('compensating host removal failed; the host half stays until a retried teardown', {
         [LogField.operation]: 'compensate',
         resourcePath: host.ResourcePath,
@@ -139,12 +132,12 @@ export class ModifyDelivery extends DeliveryBase {
     return request.RequestType === 'Remove' ? this.removal(send) : send();
   }
 
-  async addCombined(host: HostRequest, guest: GuestRequest, _guestRemoval?: GuestRequest): Promise<void> {
+  async addCombined(host: HostRequest, guest: GuestRequest, progress: RemovalProgress, _guestRemoval?: GuestRequest): Promise<void> {
     try {
       await this.system.modify(combinedRequest(host, guest));
     } catch (err) {
       // HCS may have applied the host half before the guest half failed.
-      await this.compensate(host, err);
+      await this.compensate(host, err, progress);
       throw err;
     }
   }
@@ -199,8 +192,13 @@ export class GuestConnectionDelivery extends DeliveryBase {
     return this.removal(() => this.connection.modifySettings(removal), true);
   }
 
-  async addCombined(host: HostRequest, guest: GuestRequest, guestRemoval?: GuestRequest): Promise<void> {
-    await this.system.modify(host);
+  async addCombined(host: HostRequest, guest: GuestRequest, progress: RemovalProgress, guestRemoval?: GuestRequest): Promise<void> {
+    try {
+      await this.system.modify(host);
+    } catch (err) {
+      Object.assign(progress, { guestDone: true, hostDone: true });
+      throw err;
+    }
     try {
       await this.connection.modifySettings(guest);
     } catch (err) {
@@ -209,7 +207,7 @@ export class GuestConnectionDelivery extends DeliveryBase {
       try {
         if (guestRemoval) await this.undoFailedGuestAdd(guestRemoval);
       } catch (undoErr) {
-        markHalvesLeft(err, { split: true, guestDone: false, hostDone: false });
+        Object.assign(progress, { split: true, guestDone: false, hostDone: false });
         this.logger.warn('undoing a failed guest add failed; both halves stay until a retried teardown', {
           [LogField.operation]: 'compensate',
           error: String(undoErr),
@@ -217,7 +215,7 @@ export class GuestConnectionDelivery extends DeliveryBase {
         });
         throw err;
       }
-      await this.compensate(host, err);
+      await this.compensate(host, err, progress);
       throw err;
     }
   }

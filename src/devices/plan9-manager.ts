@@ -8,7 +8,7 @@ import type { GuestRequest } from '../hcs/schema.js';
 import { describeEntries } from './describe-entries.js';
 import { UvmDeviceConfig } from './device-config.js';
 import type { DeviceAcquireOptions, Plan9Manager, Plan9Share, Plan9ShareRequest, ResourceInfo } from './device-types.js';
-import { halvesLeft, newRemovalProgress, ResourceDelivery, type RemovalProgress } from './guest-delivery.js';
+import { fullyRemoved, newRemovalProgress, ResourceDelivery, type RemovalProgress } from './guest-delivery.js';
 import { guestPaths } from './guest-paths.js';
 import { hostPaths } from './host-paths.js';
 import { resourcePaths } from './resource-paths.js';
@@ -179,12 +179,10 @@ export class Plan9ManagerImpl implements Plan9Manager {
       cancel: () => undefined,
       commit: async () => {
         try {
-          await this.delivery.addCombined(host, guest, removalRequests(e).guest);
+          await this.delivery.addCombined(host, guest, e.removal, removalRequests(e).guest);
         } catch (err) {
-          const left = halvesLeft(err);
-          if (left) {
+          if (!fullyRemoved(e.removal)) {
             // The share may still exist: keep it for a retried teardown.
-            Object.assign(e.removal, left);
             this.#log('warn', e, 'add failed and could not be undone; kept for a retried teardown', err);
             throw withResidue(err, e);
           }

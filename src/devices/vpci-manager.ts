@@ -23,7 +23,7 @@ import { RefCountedTable, withResidue } from '../core/refcounted-table.js';
 import { describeEntries } from './describe-entries.js';
 import { UvmDeviceConfig } from './device-config.js';
 import type { DescribableManager, DeviceAcquireOptions, ResourceInfo } from './device-types.js';
-import { halvesLeft, ResourceDelivery } from './guest-delivery.js';
+import { fullyRemoved, newRemovalProgress, ResourceDelivery } from './guest-delivery.js';
 import { UvmLifecycle } from './uvm-lifecycle.js';
 import { guestRequest, hostRequest } from './wire-requests.js';
 
@@ -163,14 +163,15 @@ export class VpciManagerImpl implements VpciManager {
   async #add(instancePath: string, virtualFunction: number, numa: boolean): Promise<VpciDevice> {
     const device: VpciDevice = { instancePath, virtualFunction, vmbusGuid: randomUUID(), boot: false };
     const host = hostRequest(vpciResourcePath(device.vmbusGuid), 'Add', vpciSettings(instancePath, virtualFunction, numa));
+    const progress = newRemovalProgress();
     try {
       if (this.config.os === 'linux') {
-        await this.delivery.addCombined(host, guestRequest('Add', 'VPCIDevice', { VMBusGUID: device.vmbusGuid }));
+        await this.delivery.addCombined(host, guestRequest('Add', 'VPCIDevice', { VMBusGUID: device.vmbusGuid }), progress);
       } else {
         await this.delivery.host(host);
       }
     } catch (err) {
-      if (halvesLeft(err)) {
+      if (this.config.os === 'linux' && !fullyRemoved(progress)) {
         this.#log('warn', device, 'assignment failed and could not be undone; kept for a retried teardown', err);
         throw withResidue(err, device);
       }

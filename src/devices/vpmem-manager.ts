@@ -8,7 +8,7 @@ import { SlotAllocator } from '../core/slot-allocator.js';
 import { describeEntries } from './describe-entries.js';
 import { UvmDeviceConfig } from './device-config.js';
 import type { DeviceAcquireOptions, ResourceInfo, VpmemLayer, VpmemLayerRequest, VpmemManager, VpmemPlacement } from './device-types.js';
-import { halvesLeft, newRemovalProgress, ResourceDelivery, type RemovalProgress } from './guest-delivery.js';
+import { fullyRemoved, newRemovalProgress, ResourceDelivery, type RemovalProgress } from './guest-delivery.js';
 import { guestPaths } from './guest-paths.js';
 import { resourcePaths } from './resource-paths.js';
 import { validate } from './validation.js';
@@ -152,12 +152,10 @@ export class VpmemManagerImpl implements VpmemManager {
       cancel: () => this.#free(entry),
       commit: async () => {
         try {
-          await this.delivery.addCombined(entry.host, entry.guest, entry.guestRemoval);
+          await this.delivery.addCombined(entry.host, entry.guest, entry.removal, entry.guestRemoval);
         } catch (err) {
-          const left = halvesLeft(err);
-          if (left) {
+          if (!fullyRemoved(entry.removal)) {
             // Something may still be attached: keep the slot, let a retried teardown remove it.
-            Object.assign(entry.removal, left);
             this.#log('warn', entry, 'add failed and could not be undone; kept for a retried teardown', err);
             throw withResidue(err, entry);
           }

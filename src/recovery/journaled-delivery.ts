@@ -28,8 +28,8 @@ export class JournaledDelivery implements ResourceDelivery {
     return this.#around(partChangesOf({ GuestRequest: request }, this.os), () => this.inner.guest(request, options));
   }
 
-  addCombined(host: HostRequest, guest: GuestRequest): Promise<void> {
-    return this.#around(partChangesOf(combinedRequest(host, guest), this.os), () => this.inner.addCombined(host, guest));
+  addCombined(host: HostRequest, guest: GuestRequest, progress: RemovalProgress, guestRemoval?: GuestRequest): Promise<void> {
+    return this.#around(partChangesOf(combinedRequest(host, guest), this.os), () => this.inner.addCombined(host, guest, progress, guestRemoval));
   }
 
   async removeCombined(host: HostRequest, guest: GuestRequest, progress: RemovalProgress): Promise<void> {

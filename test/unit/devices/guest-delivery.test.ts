@@ -2,7 +2,7 @@ import { expect } from 'chai';
 import sinon from 'sinon';
 import { UvmError } from '../../../src/core/errors.js';
 import { createLogger } from '../../../src/core/logger.js';
-import { createResourceDelivery, halvesLeft, newRemovalProgress } from '../../../src/devices/guest-delivery.js';
+import { createResourceDelivery, fullyRemoved, newRemovalProgress } from '../../../src/devices/guest-delivery.js';
 import { UvmLifecycle } from '../../../src/devices/uvm-lifecycle.js';
 import { guestRequest, hostRequest } from '../../../src/devices/wire-requests.js';
 import type { HcsSystem } from '../../../src/hcs/hcs-api.js';
@@ -37,14 +37,14 @@ describe('ResourceDelivery', () => {
   describe('through HcsModifyComputeSystem (default)', () => {
     it('a combined Add is one document', async () => {
       const system = stubSystem();
-      await createResourceDelivery(system, new UvmLifecycle(), logger).addCombined(host, guest, guestRemove);
+      await createResourceDelivery(system, new UvmLifecycle(), logger).addCombined(host, guest, newRemovalProgress(), guestRemove);
       expect(system.modify.args.map((a) => a[0])).to.deep.equal([{ ...host, GuestRequest: guest }]);
     });
 
     it('a failed combined Add (host applied, guest failed) sends a host-only Remove of the same path and settings', async () => {
       const system = stubSystem();
       system.modify.onFirstCall().rejects(hcsErr(HResult.E_FAIL));
-      await rejectsWithCode(createResourceDelivery(system, new UvmLifecycle(), logger).addCombined(host, guest, guestRemove), 'HCS_ERROR');
+      await rejectsWithCode(createResourceDelivery(system, new UvmLifecycle(), logger).addCombined(host, guest, newRemovalProgress(), guestRemove), 'HCS_ERROR');
       expect(system.modify.args[1][0]).to.deep.equal({ ...host, RequestType: 'Remove' });
     });
 
@@ -57,8 +57,11 @@ describe('ResourceDelivery', () => {
         const warn = sinon.spy(logger, 'warn');
         system.modify.onFirstCall().rejects(hcsErr(HResult.E_FAIL));
         system.modify.onSecondCall().rejects(hcsErr(hr));
-        const err = await rejectsWithCode(createResourceDelivery(system, new UvmLifecycle(), logger).addCombined(host, guest, guestRemove), 'HCS_ERROR');
+        const progress = newRemovalProgress();
+        const err = await rejectsWithCode(createResourceDelivery(system, new UvmLifecycle(), logger).addCombined(host, guest, progress, guestRemove), 'HCS_ERROR');
         expect((err as unknown as HcsError).hresult).to.equal(HResult.E_FAIL);
+        // Not found: nothing left. Access denied: the host half stays for a retried teardown.
+        expect(progress).to.deep.equal({ split: true, guestDone: true, hostDone: warnings === 0 });
         expect(warn.callCount).to.equal(warnings);
         warn.restore();
       }
@@ -96,7 +99,7 @@ describe('ResourceDelivery', () => {
       const system = stubSystem();
       const connection = { modifySettings: sinon.stub().resolves() };
       const d = createResourceDelivery(system, new UvmLifecycle(), logger, connection);
-      await d.addCombined(host, guest, guestRemove);
+      await d.addCombined(host, guest, newRemovalProgress(), guestRemove);
       sinon.assert.callOrder(system.modify, connection.modifySettings);
       expect(system.modify.args[0][0]).to.deep.equal(host);
       expect(connection.modifySettings.args[0][0]).to.deep.equal(guest);
@@ -105,7 +108,7 @@ describe('ResourceDelivery', () => {
       // ("not found" = it was not applied), then the host half is rolled back.
       connection.modifySettings.onCall(1).rejects(new UvmError('HCS_ERROR', 'guest failed'));
       connection.modifySettings.onCall(2).rejects(hcsErr(HResult.E_NOT_FOUND));
-      await rejectsWithCode(d.addCombined(host, guest, guestRemove), 'HCS_ERROR');
+      await rejectsWithCode(d.addCombined(host, guest, newRemovalProgress(), guestRemove), 'HCS_ERROR');
       expect(connection.modifySettings.args[2][0]).to.deep.equal(guestRemove);
       expect(system.modify.args[2][0]).to.deep.equal({ ...host, RequestType: 'Remove' });
 
@@ -122,12 +125,14 @@ describe('ResourceDelivery', () => {
       sinon.assert.callOrder(connection.modifySettings, system.modify);
     });
 
-    it('a failed guest add whose undo fails too leaves both halves to a retried teardown (halvesLeft)', async () => {
+    it('a failed guest add whose undo fails too leaves both halves to a retried teardown (in its progress)', async () => {
       const system = stubSystem();
       const connection = { modifySettings: sinon.stub().rejects(new UvmError('HCS_ERROR', 'guest failed')) };
       const d = createResourceDelivery(system, new UvmLifecycle(), logger, connection);
-      const err = await rejectsWithCode(d.addCombined(host, guest, guestRemove), 'HCS_ERROR');
-      expect(halvesLeft(err)).to.deep.equal({ split: true, guestDone: false, hostDone: false });
+      const progress = newRemovalProgress();
+      await rejectsWithCode(d.addCombined(host, guest, progress, guestRemove), 'HCS_ERROR');
+      expect(progress).to.deep.equal({ split: true, guestDone: false, hostDone: false });
+      expect(fullyRemoved(progress)).to.equal(false);
       expect(system.modify.callCount).to.equal(1); // no host Remove under a guest half that may be there
     });
 
