@@ -120,6 +120,7 @@ export type { ComputeSystem } from './hcs/compute-system.js';
 export type { ComputeCoreLoadOptions } from './hcs/computecore.js';
 export type { GuestRequest, ModifySettingRequest, HcsErrorEvent, RequestType, GuestResourceType } from './hcs/schema.js';
 export { NodeHostFs, type HostFs, type HostStat } from './core/host-fs.js';
+export type { HvSocketTransport, HvSocketListener } from './hcs/hvsocket.js';
 
 // ---- Crash recovery (docs/recovery.md): UtilityVm.open / UvmOrchestrator.openUtilityVm
 export type { JournalOptions } from './recovery/journal.js';

@@ -87,6 +87,8 @@ export const ERROR_KINDS: Readonly<{ [Code in UvmErrorCode]: ErrorKind }> = Obje
   JOURNAL_IN_USE: kind('FailedPrecondition', C.FailedPrecondition),
   JOURNAL_VERSION: kind('FailedPrecondition', C.FailedPrecondition),
   UVM_EXITED: kind('Unavailable', C.Unavailable),
+  BRIDGE_FAILED: kind('Unavailable', C.Unavailable),
+  GUEST_CONNECT_TIMEOUT: kind('DeadlineExceeded', C.DeadlineExceeded),
 });
 
 /**

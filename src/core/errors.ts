@@ -52,7 +52,11 @@ export type UvmErrorCode =
   /** A journal written in a format version this library does not read (11). */
   | 'JOURNAL_VERSION'
   /** The UVM exited unexpectedly (crash, kill, guest power-off): calls in flight and later calls. */
-  | 'UVM_EXITED';
+  | 'UVM_EXITED'
+  /** The GCS bridge failed as a whole (dropped, unknown response id, bad JSON, oversized, deadline): every pending and later guest call. */
+  | 'BRIDGE_FAILED'
+  /** The guest did not dial the host's hvsocket listener before the accept deadline; the UVM's start failed. */
+  | 'GUEST_CONNECT_TIMEOUT';
 
 const BRAND = Symbol.for('uvm-orchestrator.UvmError');
 

@@ -19,7 +19,7 @@ const LOG_PORT = 109;
  * deliberate difference): schema 2.1, Owner, ShouldTerminateOnLastHandleClosed, StopOnReset, the
  * boot configuration (`Chipset`), memory and processor topology, and the devices — SCSI
  * controllers, VirtualPMem (LCOW with VPMEM on), Plan9 (LCOW), VirtualSmb (WCOW), HvSocket and
- * the COM1 console. `createDocumentPatch` is merged last (RFC 7386).
+ * the COM1 console — and `GuestConnection` when HCS owns the guest connection (no shim bridge). `createDocumentPatch` is merged last (RFC 7386).
  *
  * `o.boot` must have passed `checkBootFiles` (the kernel file decided); without a boot the
  * chipset is firmware only (`{"Uefi":{}}`).
@@ -76,6 +76,9 @@ export function buildCreateDocument(o: ResolvedUvmOptions): Record<string, unkno
     ComputeTopology: { Memory: memory, Processor: processor },
     Devices: devices,
   };
+  // HCS-owned guest connection (no shim bridge): HCS accepts the GCS and forwards GuestRequests;
+  // hcsshim's values until it dropped the mode (2021): LCOW over vsock, WCOW the defaults.
+  if (o.guestConnection === undefined) vm.GuestConnection = o.os === 'linux' ? { UseVsock: true, UseConnectedSuspend: true } : {};
   if (o.os === 'windows') {
     vm.RegistryChanges = {
       AddValues: [

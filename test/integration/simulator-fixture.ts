@@ -65,6 +65,8 @@ export function systemConfig(options: TestSystemOptions = {}): Record<string, un
       Chipset: os === 'linux' ? { LinuxKernelDirect: { KernelFilePath: 'C:\\uvm\\kernel', InitRdPath: 'C:\\uvm\\initrd.img' } } : { Uefi: {} },
       ComputeTopology: { Memory: { SizeInMB: 1024 }, Processor: { Count: 2 } },
       Devices: devices,
+      // HCS owns the guest connection: these raw systems get GuestRequests through HcsModifyComputeSystem.
+      GuestConnection: os === 'linux' ? { UseVsock: true, UseConnectedSuspend: true } : {},
     },
   };
 }

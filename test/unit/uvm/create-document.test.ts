@@ -49,6 +49,7 @@ describe('create document: LCOW boot (hcsshim MakeLCOWDoc)', () => {
           HvSocket: { HvSocketConfig: { DefaultBindSecurityDescriptor: SDDL } },
           Plan9: {},
         },
+        GuestConnection: { UseVsock: true, UseConnectedSuspend: true },
       },
     });
   });
@@ -172,6 +173,7 @@ describe('create document: WCOW boot (hcsshim prepareConfigDoc)', () => {
         RegistryChanges: {
           AddValues: [{ Key: { Hive: 'System', Name: 'CurrentControlSet\\Services\\gns' }, Name: 'EnableCompartmentNamespace', Type: 'DWord', DWordValue: 1 }],
         },
+        GuestConnection: {},
       },
     });
   });

@@ -88,6 +88,7 @@ describe('UtilityVm create document (no boot)', () => {
           HvSocket: { HvSocketConfig: { DefaultBindSecurityDescriptor: 'D:P(A;;FA;;;SY)(A;;FA;;;BA)' } },
           Plan9: {},
         },
+        GuestConnection: { UseVsock: true, UseConnectedSuspend: true },
       },
     });
   });
@@ -103,6 +104,16 @@ describe('UtilityVm create document (no boot)', () => {
     });
     expect(wcow.VirtualMachine.ComputeTopology.Memory).to.deep.equal({ SizeInMB: 1024, AllowOvercommit: true, EnableHotHint: true });
     expect(wcow.VirtualMachine.RegistryChanges.AddValues).to.have.length(1);
+    expect(wcow.VirtualMachine.GuestConnection).to.deep.equal({});
+  });
+
+  it('HCS-owned guest connection only without a shim bridge: no GuestConnection with one', () => {
+    const connection = { modifySettings: () => Promise.resolve() };
+    for (const os of ['linux', 'windows'] as const) {
+      const doc = buildCreateDocument(resolveUvmOptions({ id: 'a', os, guestConnection: connection })) as { VirtualMachine: Record<string, unknown> };
+      expect(doc.VirtualMachine).to.not.have.property('GuestConnection');
+      expect(doc.VirtualMachine.Devices).to.have.nested.property('HvSocket.HvSocketConfig.DefaultBindSecurityDescriptor', 'D:P(A;;FA;;;SY)(A;;FA;;;BA)');
+    }
   });
 });
 
