@@ -9,14 +9,14 @@
 import { UvmError } from '../core/errors.js';
 import type { Logger } from '../core/logger.js';
 import { ReleaseStack } from '../core/release-stack.js';
-import type { DeviceAcquireOptions, GuestOs, Plan9Share, Reservation, UvmDevices } from '../devices/device-types.js';
+import type { DeviceAcquireOptions, GuestOs, Plan9Share, Reservation, ResourceInfo, ScsiDisk, UvmDevices } from '../devices/device-types.js';
 import { validate } from '../devices/validation.js';
 import type { ComposedLayersInfo } from '../layers/composed-layers.js';
 import { hasLayerInputs, parseLayerInputs, type LayerInputs } from '../layers/layer-inputs.js';
-import { SCSI_LUNS_PER_CONTROLLER } from '../devices/resource-paths.js';
-import { planLcowLayers, planWcowLayers, type LayerPlan, type SlotsLeft } from '../layers/layer-plan.js';
+import { lcowLayerPlan, slotsLeft, wcowLayerPlan, type LayerPlan, type SlotsLeft } from '../layers/layer-plan.js';
+import { ReservationBatch, taken, type Unfit } from '../core/reservation-batch.js';
 import { commitLcowLayers, prepareLcowLayers, reserveLcowLayers, type PreparedLcowLayers, type ReservedLcowLayers } from '../layers/lcow-layer-composer.js';
-import { commitWcowLayers, prepareWcowLayers, reserveWcowLayers, type PreparedWcowLayers, type ReservedWcowLayers } from '../layers/wcow-layer-composer.js';
+import { commitWcowLayers, prepareWcowLayers, reserveWcowLayers, scratchInUse, type PreparedWcowLayers, type ReservedWcowLayers } from '../layers/wcow-layer-composer.js';
 import { addErrorDetails } from '../oci/container-paths.js';
 import { commitMounts, reserveMounts, type ContainerEntry, type ReservedMount } from '../oci/mount-applier.js';
 import { planMounts, type PlannedMount } from '../oci/mount-planner.js';
@@ -114,28 +114,12 @@ function checkInputs(spec: unknown, options: unknown): asserts spec is OciSpec {
  * `/run/gcs/c/<id>/rootfs`).
  */
 export async function allocateContainer(uvm: UvmDevices, spec: OciSpec, options: AllocateContainerOptions): Promise<AllocatedContainer> {
-  checkUvm(uvm);
-  const containerId = validateContainerId(options?.containerId);
-  checkInputs(spec, options);
-  const os = uvm.facts.os;
-  const source = rootfsSource(os, spec, options.rootfs);
-  if (source.kind !== 'plan9-root') await checkLayerFiles(uvm.hostFs, source.inputs, spec);
-  const prepared = await prepareRootfs(uvm, containerId, source, options);
-  const mountPlan = await planMounts(spec, uvm.facts, containerId, uvm.hostFs);
-  const devicePlan = planDevices(os, spec);
-  await checkMountFiles(uvm.hostFs, mountPlan);
+  const { containerId, os, mountPlan, devicePlan, ...prepared } = await prepareContainer(uvm, spec, options);
   const signal = options.signal;
 
   // Reserve everything synchronously, in hcsshim's order (layers with their fallbacks decided,
   // the scratch, then the mounts in spec order): slots and names do not depend on HCS timing.
-  const reserved = reserveRootfs(uvm, prepared);
-  let mountReservations: ReservedMount[];
-  try {
-    mountReservations = reserveMounts(uvm, mountPlan);
-  } catch (err) {
-    reserved.cancel();
-    throw err;
-  }
+  const { rootfs: reserved, mounts: mountReservations } = reserveContainer(uvm, { ...prepared, mountPlan }, new ReservationBatch());
   // Then commit: the rootfs and the mounts do not depend on each other, so everything runs at
   // once. Each half rolls back its own partial work; if one half fails, what the other half got
   // is released too.
@@ -183,6 +167,46 @@ export async function allocateContainer(uvm: UvmDevices, spec: OciSpec, options:
   };
 }
 
+/** Everything an allocation decides before its reservations: inputs validated, their I/O done. */
+interface PreparedContainer {
+  containerId: string;
+  os: GuestOs;
+  rootfs: PreparedRootfs;
+  mountPlan: PlannedMount[];
+  devicePlan: PlannedDevice[];
+}
+
+/** Validates and does the I/O (stats, symlinks) of `allocateContainer` and `planContainer`; no HCS call. */
+async function prepareContainer(
+  uvm: UvmDevices,
+  spec: OciSpec,
+  options: Pick<AllocateContainerOptions, 'containerId' | 'rootfs' | 'encryptScratch'>,
+): Promise<PreparedContainer> {
+  checkUvm(uvm);
+  const containerId = validateContainerId(options?.containerId);
+  checkInputs(spec, options);
+  const os = uvm.facts.os;
+  const source = rootfsSource(os, spec, options.rootfs);
+  if (source.kind !== 'plan9-root') await checkLayerFiles(uvm.hostFs, source.inputs, spec);
+  const rootfs = await prepareRootfs(uvm, containerId, source, options);
+  const mountPlan = await planMounts(spec, uvm.facts, containerId, uvm.hostFs);
+  const devicePlan = planDevices(os, spec);
+  await checkMountFiles(uvm.hostFs, mountPlan);
+  return { containerId, os, rootfs, mountPlan, devicePlan };
+}
+
+/**
+ * The reserve step of an allocation, shared by `planContainer`: the rootfs (layers with their
+ * fallbacks, the scratch) then the mounts in spec order, synchronously, in `batch`.
+ */
+function reserveContainer(
+  uvm: UvmDevices,
+  prepared: Pick<PreparedContainer, 'rootfs' | 'mountPlan'>,
+  batch: ReservationBatch,
+): { rootfs: ReservedRootfs; mounts: ReservedMount[] } {
+  return batch.run(() => ({ rootfs: reserveRootfs(uvm, prepared.rootfs, batch), mounts: reserveMounts(uvm, prepared.mountPlan, batch) }));
+}
+
 /** The rootfs's I/O done (stats, symlinks), ready to reserve. */
 type PreparedRootfs =
   | { kind: 'lcow'; prepared: PreparedLcowLayers }
@@ -192,7 +216,8 @@ type PreparedRootfs =
 type ReservedRootfs = (
   | { kind: 'lcow'; reserved: ReservedLcowLayers }
   | { kind: 'wcow'; reserved: ReservedWcowLayers }
-  | { kind: 'plan9-root'; hostPath: string; reservation: Reservation<Plan9Share> }
+  /** `reservation` is undefined only in a plan batch that could not take it. */
+  | { kind: 'plan9-root'; hostPath: string; reservation: Reservation<Plan9Share> | undefined }
 ) & { cancel(): void };
 
 interface CommittedRootfs {
@@ -211,26 +236,23 @@ async function prepareRootfs(uvm: UvmDevices, containerId: string, source: Rootf
     : { kind: 'wcow', prepared: await prepareWcowLayers(uvm, containerId, source.inputs) };
 }
 
-function reserveRootfs(uvm: UvmDevices, prepared: PreparedRootfs): ReservedRootfs {
+function reserveRootfs(uvm: UvmDevices, prepared: PreparedRootfs, batch: ReservationBatch): ReservedRootfs {
+  const cancel = (): void => batch.cancel();
   switch (prepared.kind) {
-    case 'lcow': {
-      const reserved = reserveLcowLayers(uvm, prepared.prepared);
-      return { kind: 'lcow', reserved, cancel: () => reserved.cancel() };
-    }
-    case 'wcow': {
-      const reserved = reserveWcowLayers(uvm, prepared.prepared);
-      return { kind: 'wcow', reserved, cancel: () => reserved.cancel() };
-    }
+    case 'lcow':
+      return { kind: 'lcow', reserved: reserveLcowLayers(uvm, prepared.prepared, batch), cancel };
+    case 'wcow':
+      return { kind: 'wcow', reserved: reserveWcowLayers(uvm, prepared.prepared, batch), cancel };
     case 'plan9-root': {
-      const reservation = uvm.plan9.reserve({ hostPath: prepared.hostPath, readOnly: prepared.readOnly }, 'directory');
-      return { kind: 'plan9-root', hostPath: prepared.hostPath, reservation, cancel: () => reservation.cancel() };
+      const reservation = batch.take(() => uvm.plan9.reserve({ hostPath: prepared.hostPath, readOnly: prepared.readOnly }, 'directory'));
+      return { kind: 'plan9-root', hostPath: prepared.hostPath, reservation, cancel };
     }
   }
 }
 
 async function commitRootfs(uvm: UvmDevices, reserved: ReservedRootfs, options: DeviceAcquireOptions & { logger?: Logger }): Promise<CommittedRootfs> {
   if (reserved.kind === 'plan9-root') {
-    const lease = await reserved.reservation.commit({ signal: options.signal });
+    const lease = await taken(reserved.reservation, 'the root share').commit({ signal: options.signal });
     const rootfsPath = lease.value.guestPath;
     return { rootfsPath, held: [heldResource({ kind: 'root-share', source: 'plan9', hostPath: reserved.hostPath, guestPath: rootfsPath, lease })] };
   }
@@ -249,65 +271,85 @@ async function checkRootDirectory(uvm: UvmDevices, hostPath: string): Promise<vo
 export type RootfsPlan =
   | { kind: 'layers'; plan: LayerPlan }
   /** The share is mounted where the Plan9 manager decides: `/run/mounts/plan9/<name>`. */
-  | { kind: 'plan9-root'; hostPath: string; readOnly: boolean; shared: boolean };
+  | { kind: 'plan9-root'; hostPath: string; readOnly: boolean; shared: boolean; slot?: string; guestPath?: string };
 
-/** What `planContainer` predicts for one container. */
+/** Where a planned device mount lands (absent fields: not a device mount, or it could not be reserved). */
+export interface MountPlacement {
+  /** `c:l` (SCSI) or the share name (Plan9, VSMB); pipes have none. */
+  slot?: string;
+  /** The mount's rewritten source. */
+  guestPath?: string;
+  /** Joins a resource the UVM already has (or an earlier mount of this container): no new slot. */
+  shared?: boolean;
+}
+
+/** What `planContainer` reserved for one container (and then cancelled). */
 export interface ContainerPlan {
   containerId: string;
   os: GuestOs;
   rootfs: RootfsPlan;
-  /** One per `spec.mounts` entry, same order. */
-  mounts: PlannedMount[];
+  /** One per `spec.mounts` entry, same order, with where it lands. */
+  mounts: (PlannedMount & MountPlacement)[];
   /** One per `windows.devices` entry, same order. */
   devices: PlannedDevice[];
-  /** After this container's layers and SCSI mounts (an estimate: reserved slots are not known). */
+  /** After this container's layers and SCSI mounts (reserved boot slots are not counted). */
   slotsLeft: SlotsLeft;
-  /** False when the predicted SCSI attachments exceed the free slots, or a WCOW scratch is already in use. */
+  /** True when every reservation succeeded: `allocateContainer` started next gets exactly these places. */
   fits: boolean;
+  /** Why it does not fit: each item the UVM could not take (NO_SLOT, MOUNT_CONFLICT, TEARDOWN_FAILED). */
+  unfit?: Unfit[];
+  /**
+   * Every manager's `describe()` while the reservations were held: what the UVM holds once the
+   * container is allocated (its new resources in state `reserved`).
+   */
+  resources: ResourceInfo[];
 }
 
 /** Options of `planContainer`. */
-export type PlanContainerOptions = Pick<AllocateContainerOptions, 'containerId' | 'rootfs'>;
+export type PlanContainerOptions = Pick<AllocateContainerOptions, 'containerId' | 'rootfs' | 'encryptScratch'>;
 
 /**
- * The dry run of `allocateContainer`: the same validation and decisions — which layer lands on
- * VPMEM, which falls back to SCSI and why, where each mount goes, slots left — with no HCS call
- * (only HostFs stat/realpath and the managers' `describe()`). Rejects with the same codes.
+ * The dry run of `allocateContainer`: the same validation and I/O (stat/realpath through HostFs),
+ * then the allocation's own reserve step on the UVM's tables, read, and cancelled — so which
+ * layer lands on VPMEM or falls back to SCSI (and why), every slot, share name and mount path are
+ * those an allocation started next gets. No HCS call. Rejects with the allocation's codes for bad
+ * input; a UVM that cannot take the container is `fits: false` with the reasons in `unfit`.
  */
 export async function planContainer(uvm: UvmDevices, spec: OciSpec, options: PlanContainerOptions): Promise<ContainerPlan> {
-  checkUvm(uvm);
-  const containerId = validateContainerId(options?.containerId);
-  checkInputs(spec, options);
-  const os = uvm.facts.os;
-  const source = rootfsSource(os, spec, options.rootfs);
-  let rootfs: RootfsPlan;
-  let slotsLeft: SlotsLeft;
-  let fits: boolean;
-  if (source.kind === 'layers') {
-    await checkLayerFiles(uvm.hostFs, source.inputs, spec);
-    const plan = source.inputs.os === 'linux' ? await planLcowLayers(uvm, source.inputs, containerId) : await planWcowLayers(uvm, source.inputs);
-    rootfs = { kind: 'layers', plan };
-    slotsLeft = { ...plan.slotsLeft };
-    fits = plan.fits;
-  } else {
-    await checkRootDirectory(uvm, source.hostPath);
-    const shared = uvm.plan9.describe().some((i) => i.hostPath === source.hostPath);
-    rootfs = { ...source, shared };
-    const scsiUsed = uvm.scsi.describe().filter((i) => i.kind === 'scsi-attachment').length;
-    slotsLeft = {
-      vpmem: Math.max(uvm.facts.vpmemCount - new Set(uvm.vpmem.describe().map((i) => (i.slot ?? '').split('@')[0])).size, 0),
-      scsi: Math.max(uvm.facts.scsiControllers * SCSI_LUNS_PER_CONTROLLER - scsiUsed, 0),
-    };
-    fits = true;
+  const { containerId, os, rootfs: prepared, mountPlan, devicePlan } = await prepareContainer(uvm, spec, options);
+  const devices = markSharedDevices(devicePlan, uvm.vpci?.describe() ?? []);
+  const scratchShared = prepared.kind === 'wcow' && scratchInUse(uvm, prepared.prepared.scratchHostPath);
+  const batch = new ReservationBatch('plan');
+  const reserved = reserveContainer(uvm, { rootfs: prepared, mountPlan }, batch);
+  try {
+    const r = reserved.rootfs;
+    let rootfs: RootfsPlan;
+    if (r.kind === 'plan9-root') {
+      const share = r.reservation?.value;
+      rootfs = {
+        kind: 'plan9-root',
+        hostPath: r.hostPath,
+        readOnly: prepared.kind === 'plan9-root' && prepared.readOnly,
+        shared: r.reservation?.shared ?? false,
+        ...(share ? { slot: share.name, guestPath: share.guestPath } : {}),
+      };
+    } else {
+      const scratchVhd = r.reserved.prepared.inputs.scratchVhd;
+      rootfs = { kind: 'layers', plan: r.kind === 'lcow' ? lcowLayerPlan(uvm, r.reserved, scratchVhd) : wcowLayerPlan(uvm, r.reserved, scratchVhd, scratchShared) };
+    }
+    const mounts = reserved.mounts.map((m) => ({ ...m.planned, ...mountPlacement(m) }));
+    const resources = [uvm.scsi, uvm.vpmem, uvm.plan9, uvm.vsmb, uvm.pipes].flatMap((manager) => manager.describe());
+    const fits = batch.unfit.length === 0;
+    return { containerId, os, rootfs, mounts, devices, slotsLeft: slotsLeft(uvm), fits, ...(fits ? {} : { unfit: batch.unfit }), resources };
+  } finally {
+    batch.cancel();
   }
-  const mounts = await planMounts(spec, uvm.facts, containerId, uvm.hostFs);
-  const devices = markSharedDevices(planDevices(os, spec), uvm.vpci?.describe() ?? []);
-  await checkMountFiles(uvm.hostFs, mounts);
-  const attached = new Set(uvm.scsi.describe().flatMap((i) => (i.kind === 'scsi-attachment' && i.hostPath ? [i.hostPath] : [])));
-  const newDisks = new Set(
-    mounts.flatMap((m) => (m.kind === 'device' && m.device === 'scsi' && !attached.has(m.request.hostPath) ? [m.request.hostPath] : [])),
-  );
-  if (newDisks.size > slotsLeft.scsi) fits = false;
-  slotsLeft.scsi = Math.max(slotsLeft.scsi - newDisks.size, 0);
-  return { containerId, os, rootfs, mounts, devices, slotsLeft, fits };
+}
+
+function mountPlacement(m: ReservedMount): MountPlacement {
+  const r = m.reservation;
+  const v = r?.value as Partial<ScsiDisk & { name: string }> | undefined;
+  if (!r || !v) return {};
+  const slot = v.lun !== undefined ? `${v.controller}:${v.lun}` : v.name;
+  return { ...(slot === undefined ? {} : { slot }), ...(v.guestPath === undefined ? {} : { guestPath: v.guestPath }), shared: r.shared };
 }

@@ -62,6 +62,8 @@ export interface Placed<V> {
 export interface Reservation<V> {
   /** The placement; undefined only when the key was being torn down (it is placed at commit then). */
   readonly value: V | undefined;
+  /** True when the key was already present (reserved, live or kept): no new slot was taken. */
+  readonly shared: boolean;
   /**
    * Makes the value real (the first committer of a key runs the effects) and returns the lease.
    * An abort before the effects start cancels the reservation and nothing is sent; after they
@@ -152,6 +154,7 @@ export class RefCountedTable<K, V> implements TrackedTable {
     if (existing?.state === 'teardown-failed') throw this.#teardownFailed(existing);
     if (existing?.state === 'destroying') return this.#deferredReservation(key, place);
     let entry: Entry<K, V>;
+    const shared = existing !== undefined;
     if (existing) {
       if (existing.state === 'kept') existing.state = 'live';
       existing.refs += 1;
@@ -173,6 +176,7 @@ export class RefCountedTable<K, V> implements TrackedTable {
     let done = false;
     return {
       value: entry.value,
+      shared,
       cancel: () => {
         if (done) return;
         done = true;
@@ -290,6 +294,7 @@ export class RefCountedTable<K, V> implements TrackedTable {
     let done = false;
     return {
       value: undefined,
+      shared: false,
       cancel: () => {
         done = true;
       },
@@ -445,6 +450,22 @@ export class RefCountedTable<K, V> implements TrackedTable {
     this.#entries.delete(entry.key);
     if (this.#entries.size === 0) leakTracker.markEmpty(this);
   }
+}
+
+/**
+ * A manager's view of a table reservation: `view` renders the entry for callers (value and lease);
+ * `shared`, `cancel` and the commit semantics are the table's.
+ */
+export function mapReservation<V, W>(r: Reservation<V>, view: (value: V) => W): Reservation<W> {
+  return {
+    value: r.value === undefined ? undefined : view(r.value),
+    shared: r.shared,
+    cancel: () => r.cancel(),
+    commit: async (options) => {
+      const lease = await r.commit(options);
+      return new ReleasableLease(view(lease.value), () => lease.release());
+    },
+  };
 }
 
 /** The ABORTED error of `signal`. */

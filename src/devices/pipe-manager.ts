@@ -2,7 +2,7 @@ import { inject, injectable } from 'inversify';
 import { invalidArgument, UvmError } from '../core/errors.js';
 import { ReleasableLease, type Lease } from '../core/lease.js';
 import { LogField, Logger, withFields } from '../core/logger.js';
-import { RefCountedTable, type Placed, type Reservation } from '../core/refcounted-table.js';
+import { mapReservation, RefCountedTable, type Placed, type Reservation } from '../core/refcounted-table.js';
 import { describeEntries } from './describe-entries.js';
 import { UvmDeviceConfig } from './device-config.js';
 import type { DeviceAcquireOptions, MappedPipe, PipeManager, ResourceInfo } from './device-types.js';
@@ -45,14 +45,7 @@ export class PipeManagerImpl implements PipeManager {
     if (!PIPE_PREFIX.test(hostPath)) throw invalidArgument(`a host pipe path must start with \\\\.\\pipe\\: ${hostPath}`);
     validate.name(hostPath.replace(PIPE_PREFIX, ''), 'pipe name');
     const r = this.#table.reserve(hostPath, () => this.#place(hostPath));
-    return {
-      value: r.value && { ...r.value },
-      cancel: () => r.cancel(),
-      commit: async (options) => {
-        const lease = await r.commit(options);
-        return new ReleasableLease({ ...lease.value }, () => lease.release());
-      },
-    };
+    return mapReservation(r, (pipe) => ({ ...pipe }));
   }
 
   /** Recovery (docs/recovery.md): rebuilds the lease of a pipe that is already mapped, with no HCS call. */

@@ -3,7 +3,7 @@ import { invalidArgument, UvmError } from '../core/errors.js';
 import { HostFs } from '../core/host-fs.js';
 import { ReleasableLease, type Lease } from '../core/lease.js';
 import { LogField, Logger, withFields } from '../core/logger.js';
-import { RefCountedTable, withResidue, type Placed, type Reservation } from '../core/refcounted-table.js';
+import { mapReservation, RefCountedTable, withResidue, type Placed, type Reservation } from '../core/refcounted-table.js';
 import type { GuestRequest } from '../hcs/schema.js';
 import { describeEntries } from './describe-entries.js';
 import { UvmDeviceConfig } from './device-config.js';
@@ -80,11 +80,7 @@ export class Plan9ManagerImpl implements Plan9Manager {
     const { hostPath, readOnly } = this.#validate(request);
     const restricted = hostKind === 'file';
     const r = this.#table.reserve(keyOf(hostPath, readOnly, restricted), () => this.#place(hostPath, readOnly, restricted));
-    return {
-      value: r.value && shareOf(hostPath, r.value),
-      cancel: () => r.cancel(),
-      commit: async (options) => shareLease(hostPath, await r.commit(options)),
-    };
+    return mapReservation(r, (e) => shareOf(hostPath, e));
   }
 
   #validate(request: Plan9ShareRequest): { hostPath: string; readOnly: boolean } {
@@ -151,7 +147,8 @@ export class Plan9ManagerImpl implements Plan9Manager {
   }
 
   #place(hostPath: string, readOnly: boolean, restricted: boolean): Placed<Plan9Entry> {
-    const name = String(this.#counter++);
+    const n = this.#counter++;
+    const name = String(n);
     const fileName = restricted ? hostPaths.basename(hostPath) : undefined;
     const e: Plan9Entry = {
       name,
@@ -175,8 +172,11 @@ export class Plan9ManagerImpl implements Plan9Manager {
     const guest = guestRequest('Add', 'MappedDirectory', { MountPath: e.mountPath, ShareName: name, Port: PLAN9_PORT, ReadOnly: readOnly });
     return {
       value: e,
-      // Names are never reused: a cancelled reservation leaves a gap, like a failed add.
-      cancel: () => undefined,
+      // A failed add leaves a gap (as hcsshim's counter); a reservation cancelled before any
+      // call gives its name back when it is the newest (a plan cancels newest first).
+      cancel: () => {
+        if (this.#counter === n + 1) this.#counter = n;
+      },
       commit: async () => {
         try {
           await this.delivery.addCombined(host, guest, e.removal, removalRequests(e).guest);

@@ -96,6 +96,7 @@ export class ScsiManagerImpl implements ScsiManager {
     };
     return {
       value,
+      shared: attachRes.shared,
       cancel: () => {
         used = true;
         mountRes?.cancel();

@@ -3,7 +3,7 @@ import { invalidArgument, UvmError } from '../core/errors.js';
 import { HostFs } from '../core/host-fs.js';
 import { ReleasableLease, type Lease } from '../core/lease.js';
 import { LogField, Logger, withFields } from '../core/logger.js';
-import { RefCountedTable, withResidue, type Placed, type Reservation } from '../core/refcounted-table.js';
+import { mapReservation, RefCountedTable, withResidue, type Placed, type Reservation } from '../core/refcounted-table.js';
 import { SlotAllocator } from '../core/slot-allocator.js';
 import { describeEntries } from './describe-entries.js';
 import { UvmDeviceConfig } from './device-config.js';
@@ -312,9 +312,5 @@ function layerLease(hostPath: string, lease: Lease<VpmemEntry>): Lease<VpmemLaye
 
 /** The caller's reservation of one layer. */
 function layerReservation(hostPath: string, r: Reservation<VpmemEntry>): Reservation<VpmemLayer> {
-  return {
-    value: r.value && layerOf(hostPath, r.value),
-    cancel: () => r.cancel(),
-    commit: async (options) => layerLease(hostPath, await r.commit(options)),
-  };
+  return mapReservation(r, (e) => layerOf(hostPath, e));
 }

@@ -3,7 +3,7 @@ import { invalidArgument, UvmError } from '../core/errors.js';
 import { HostFs } from '../core/host-fs.js';
 import { ReleasableLease, type Lease } from '../core/lease.js';
 import { LogField, Logger, withFields } from '../core/logger.js';
-import { RefCountedTable, type Placed, type Reservation } from '../core/refcounted-table.js';
+import { mapReservation, RefCountedTable, type Placed, type Reservation } from '../core/refcounted-table.js';
 import { describeEntries } from './describe-entries.js';
 import { UvmDeviceConfig } from './device-config.js';
 import type {
@@ -111,14 +111,7 @@ export class VsmbManagerImpl implements VsmbManager {
         const sharePath = guestPaths.vsmbShare(share.name);
         return { name: share.name, hostPath, readOnly, sharePath, guestPath: sharePath };
       };
-      return {
-        value: r.value && view(r.value),
-        cancel: () => r.cancel(),
-        commit: async (options) => {
-          const lease = await r.commit(options);
-          return new ReleasableLease(view(lease.value), () => lease.release());
-        },
-      };
+      return mapReservation(r, view);
     }
     const file = hostPaths.clean(hostPath);
     const dir = hostPaths.dirname(file);
@@ -133,6 +126,7 @@ export class VsmbManagerImpl implements VsmbManager {
     });
     return {
       value: r.value?.share && view(r.value.share),
+      shared: r.shared,
       cancel: () => r.cancel(),
       commit: async (options) => {
         const lease = await r.commit(options);
@@ -237,8 +231,9 @@ export class VsmbManagerImpl implements VsmbManager {
   }
 
   #placeShare(dir: string, readOnly: boolean, options: VsmbShareOptions, firstFile: string | undefined): Placed<ShareEntry> {
+    const n = ++this.#counter;
     const share: ShareEntry = {
-      name: `s${(++this.#counter).toString(16)}`,
+      name: `s${n.toString(16)}`,
       dir,
       readOnly,
       options,
@@ -249,8 +244,11 @@ export class VsmbManagerImpl implements VsmbManager {
     };
     return {
       value: share,
-      // Names are never reused: a cancelled reservation leaves a gap, like a failed add.
-      cancel: () => undefined,
+      // A failed add leaves a gap (as hcsshim's counter); a reservation cancelled before any
+      // call gives its name back when it is the newest (a plan cancels newest first).
+      cancel: () => {
+        if (this.#counter === n) this.#counter = n - 1;
+      },
       commit: async () => {
         await this.delivery.host(this.#request('Add', share, share.applied));
         this.#log('debug', share, 'share added');

@@ -1,25 +1,22 @@
 /**
- * Layer decisions, computed without any HCS call (`plan` mode), and the VPMEM eligibility rule the
- * composers share with it. The only inputs are the UVM facts, the managers' `describe()` and
- * stat/realpath through the UVM's HostFs.
+ * The layer plan (`planContainer`'s dry run) and the VPMEM eligibility rule the composers share.
  *
- * The plan is a prediction: VPMEM "no slot" / "too large" are decided by the VPMEM manager at
- * acquire time; here they are estimated from the devices in use and the layer sizes. In
- * multi-mapping mode the estimate packs each layer's size class first-fit by total bytes, which
- * can be optimistic when the device allocator is fragmented.
+ * The plan is not a prediction: it is read off the composers' own reservations (the same tables,
+ * allocators and counters an allocation commits), taken and then cancelled with no I/O in
+ * between. So every slot, device, offset, share name and mount path it shows is the one an
+ * allocation started next would get, and "fits" means the reservations succeeded.
  */
-import type { ResourceInfo, UvmDevices, UvmFacts } from '../devices/device-types.js';
-import { hostPaths } from '../devices/host-paths.js';
+import type { ResourceInfo, ScsiDisk, UvmDevices, UvmFacts, VpmemLayer, VsmbShare } from '../devices/device-types.js';
+import type { Reservation } from '../core/refcounted-table.js';
 import { SCSI_LUNS_PER_CONTROLLER } from '../devices/resource-paths.js';
-import { CLASS_COUNT, MAX_CLASS_SIZE, classOf, classSize } from '../devices/vpmem-buddy-allocator.js';
-import { lcowContainerRoot, lcowRootfsPath, lcowScratchDir } from '../oci/container-paths.js';
-import type { LcowLayerInput, LcowLayerInputs, WcowLayerInputs } from './layer-inputs.js';
-
-const PAGE = 4096;
+import { lcowRootfsPath, lcowScratchDir } from '../oci/container-paths.js';
+import type { LcowLayerInput } from './layer-inputs.js';
+import type { ReservedLcowLayers } from './lcow-layer-composer.js';
+import type { ReservedWcowLayers } from './wcow-layer-composer.js';
 
 /** Why a layer goes straight to SCSI without trying VPMEM. */
 export type VpmemSkipReason = 'physically-backed' | 'vpmem-disabled' | 'partitioned';
-/** Why a layer is (predicted to be) on SCSI. */
+/** Why a layer is on SCSI. */
 export type ScsiLayerReason = VpmemSkipReason | 'no-slot' | 'too-large';
 
 /**
@@ -47,6 +44,13 @@ export interface LcowLayerPlanEntry {
   reason?: ScsiLayerReason;
   /** The layer is already attached (refcount reuse, no new slot). */
   shared: boolean;
+  /**
+   * Where it lands: `c:l` on SCSI, the device `n` or `n@offset` on VPMEM. Absent when SCSI could
+   * not take it (the plan does not fit) or its key was being torn down (placed after that).
+   */
+  slot?: string;
+  /** Where it is mounted in the guest (same conditions as `slot`). */
+  guestPath?: string;
 }
 
 /** Where the scratch disk would be mounted. */
@@ -59,6 +63,8 @@ export interface ScratchPlan {
   shared: boolean;
   /** Where the scratch is (or will be) mounted in the guest. */
   mountPath: string | undefined;
+  /** `c:l`; absent when SCSI could not take it. */
+  slot?: string;
 }
 
 /** Free VPMEM devices and SCSI slots after a container. */
@@ -79,7 +85,7 @@ export interface LcowLayerPlan {
   /** `<scratch mount>/scratch/<id>`. */
   scratchPath: string | undefined;
   slotsLeft: SlotsLeft;
-  /** False when the predicted SCSI attachments exceed the free slots. */
+  /** False when a layer or the scratch could not be reserved. */
   fits: boolean;
 }
 
@@ -91,6 +97,9 @@ export interface WcowLayerPlanEntry {
   id: string;
   target: 'vsmb';
   shared: boolean;
+  /** The share name (`s<hex>`); absent when its key was being torn down. */
+  slot?: string;
+  guestPath?: string;
 }
 
 /** WCOW layer placement: VSMB shares and the SCSI scratch. */
@@ -102,143 +111,90 @@ export interface WcowLayerPlan {
   fits: boolean;
 }
 
-/** The predicted placement of a container's layers (LCOW or WCOW). */
+/** The placement of a container's layers (LCOW or WCOW). */
 export type LayerPlan = LcowLayerPlan | WcowLayerPlan;
 
-/**
- * The VPMEM surface a multi-mapped layer of `size` bytes takes: page-aligned, rounded up to its
- * buddy class (spec §3.3); Infinity above the largest class (4 GiB).
- */
-export function vpmemMappingSize(size: number): number {
-  const cls = classOf(Math.max(PAGE, Math.ceil(size / PAGE) * PAGE));
-  return cls < CLASS_COUNT ? classSize(cls) : Infinity;
+/** `c:l` of a SCSI disk, `n` or `n@offset` of a VPMEM layer (as `describe()` renders slots). */
+export function slotOf(value: ScsiDisk | VpmemLayer): string {
+  return 'lun' in value ? `${value.controller}:${value.lun}` : value.offset === undefined ? `${value.device}` : `${value.device}@${value.offset}`;
 }
 
-function scsiUsed(infos: ResourceInfo[]): number {
-  return infos.filter((i) => i.kind === 'scsi-attachment').length;
+function placement(r: Reservation<ScsiDisk | VpmemLayer> | undefined): { slot?: string; guestPath?: string } {
+  const v = r?.value;
+  return v ? { slot: slotOf(v), ...(v.guestPath === undefined ? {} : { guestPath: v.guestPath }) } : {};
 }
 
-function scsiAttached(infos: ResourceInfo[], hostPath: string): boolean {
-  return infos.some((i) => i.kind === 'scsi-attachment' && i.hostPath === hostPath);
-}
-
-async function planScratch(uvm: UvmDevices, scratchVhd: string, defaultMount: string | undefined): Promise<ScratchPlan> {
-  const resolvedPath = await uvm.hostFs.realpath(scratchVhd);
-  const mount = uvm.scsi.describe().find((i) => i.kind === 'scsi-mount' && i.hostPath === resolvedPath);
-  return mount
-    ? { hostPath: scratchVhd, resolvedPath, shared: true, mountPath: mount.guestPath }
-    : { hostPath: scratchVhd, resolvedPath, shared: false, mountPath: defaultMount };
-}
-
-/** VPMEM occupancy as the plan sees it. */
-interface VpmemState {
-  onVpmem: Set<string>;
-  /** Default mode: free devices. Multi-mapping: bytes used per device. */
-  freeDevices: number;
-  usedBytes: number[];
-}
-
-async function vpmemState(uvm: UvmDevices): Promise<VpmemState> {
-  const infos = uvm.vpmem.describe();
-  const onVpmem = new Set(infos.flatMap((i) => (i.hostPath ? [i.hostPath] : [])));
-  const usedBytes = new Array<number>(Math.max(uvm.facts.vpmemCount, 0)).fill(0);
-  const devices = new Set<string>();
-  for (const info of infos) {
-    const device = Number.parseInt((info.slot ?? '').split('@')[0]!, 10);
-    if (!Number.isInteger(device)) continue;
-    devices.add(String(device));
-    if (info.kind === 'vpmem-mapping' && info.hostPath && device < usedBytes.length) {
-      usedBytes[device]! += vpmemMappingSize((await uvm.hostFs.stat(info.hostPath)).size);
-    }
-  }
-  return { onVpmem, freeDevices: Math.max(uvm.facts.vpmemCount - devices.size, 0), usedBytes };
-}
-
-/** Predicts where each LCOW layer lands and where the scratch is mounted. No HCS call. */
-export async function planLcowLayers(uvm: UvmDevices, inputs: LcowLayerInputs, containerId: string): Promise<LcowLayerPlan> {
-  const { facts } = uvm;
-  const scsiInfos = uvm.scsi.describe();
-  const scratch = await planScratch(uvm, inputs.scratchVhd, lcowContainerRoot(containerId));
-  const vpmem = await vpmemState(uvm);
-  const newScsi = new Set<string>();
-  const layers: LcowLayerPlanEntry[] = [];
-  for (const [index, layer] of inputs.layers.entries()) {
-    const base = { index, hostPath: layer.hostPath, ...(layer.partition ? { partition: layer.partition } : {}) };
-    const toScsi = (reason: ScsiLayerReason, sizeBytes?: number): LcowLayerPlanEntry => {
-      const shared = scsiAttached(scsiInfos, layer.hostPath) || newScsi.has(layer.hostPath);
-      newScsi.add(layer.hostPath);
-      return { ...base, ...(sizeBytes === undefined ? {} : { sizeBytes }), target: 'scsi', reason, shared };
-    };
-    const skip = vpmemSkipReason(facts, layer);
-    if (skip) {
-      layers.push(toScsi(skip));
-      continue;
-    }
-    const sizeBytes = (await uvm.hostFs.stat(layer.hostPath)).size;
-    if (vpmem.onVpmem.has(layer.hostPath)) {
-      layers.push({ ...base, sizeBytes, target: 'vpmem', shared: true });
-      continue;
-    }
-    const placed = facts.vpmemMultiMapping ? placeMapped(vpmem, sizeBytes) : placeDefault(vpmem, facts, sizeBytes);
-    if (placed === 'vpmem') {
-      vpmem.onVpmem.add(layer.hostPath);
-      layers.push({ ...base, sizeBytes, target: 'vpmem', shared: false });
-    } else layers.push(toScsi(placed, sizeBytes));
-  }
-  if (!scratch.shared) newScsi.add(scratch.resolvedPath);
-  const attachedNow = [...newScsi].filter((p) => !scsiAttached(scsiInfos, p)).length;
-  const scsiFree = facts.scsiControllers * SCSI_LUNS_PER_CONTROLLER - scsiUsed(scsiInfos);
+/** Free VPMEM devices and SCSI slots with every reservation held (call before cancelling). */
+export function slotsLeft(uvm: UvmDevices): SlotsLeft {
+  const vpmemUsed = new Set(uvm.vpmem.describe().map((i: ResourceInfo) => (i.slot ?? '').split('@')[0]));
+  const scsiUsed = uvm.scsi.describe().filter((i) => i.kind === 'scsi-attachment').length;
   return {
-    os: 'linux',
-    layers,
-    scratch,
-    rootfsPath: lcowRootfsPath(containerId),
-    scratchPath: scratch.mountPath === undefined ? undefined : lcowScratchDir(scratch.mountPath, containerId),
-    slotsLeft: { vpmem: vpmem.freeDevices, scsi: Math.max(scsiFree - attachedNow, 0) },
-    fits: attachedNow <= scsiFree,
+    vpmem: Math.max(uvm.facts.vpmemCount - vpmemUsed.size, 0),
+    scsi: Math.max(uvm.facts.scsiControllers * SCSI_LUNS_PER_CONTROLLER - scsiUsed, 0),
   };
 }
 
-function placeDefault(state: VpmemState, facts: UvmFacts, size: number): 'vpmem' | 'no-slot' | 'too-large' {
-  if (size > facts.vpmemMaxSizeBytes) return 'too-large';
-  if (state.freeDevices <= 0) return 'no-slot';
-  state.freeDevices -= 1;
-  return 'vpmem';
+/** The LCOW layer plan, read off the reservations (held: call before cancelling them). */
+export function lcowLayerPlan(uvm: UvmDevices, reserved: ReservedLcowLayers, scratchVhd: string): LcowLayerPlan {
+  const { prepared } = reserved;
+  const layers = reserved.layers.map((r): LcowLayerPlanEntry => {
+    const fit = prepared.vpmem[r.index]!;
+    return {
+      index: r.index,
+      hostPath: r.input.hostPath,
+      ...(r.input.partition ? { partition: r.input.partition } : {}),
+      ...('size' in fit ? { sizeBytes: fit.size } : {}),
+      target: r.target,
+      ...(r.reason ? { reason: r.reason } : {}),
+      shared: r.reservation?.shared ?? false,
+      ...placement(r.reservation as Reservation<ScsiDisk | VpmemLayer> | undefined),
+    };
+  });
+  const scratch = reserved.scratch;
+  const mountPath = scratch?.value?.guestPath;
+  return {
+    os: 'linux',
+    layers,
+    scratch: {
+      hostPath: scratchVhd,
+      resolvedPath: prepared.scratchHostPath,
+      shared: scratch?.shared ?? false,
+      mountPath,
+      ...(scratch?.value ? { slot: slotOf(scratch.value) } : {}),
+    },
+    rootfsPath: lcowRootfsPath(prepared.containerId),
+    scratchPath: mountPath === undefined ? undefined : lcowScratchDir(mountPath, prepared.containerId),
+    slotsLeft: slotsLeft(uvm),
+    fits: reserved.scratch !== undefined && reserved.layers.every((r) => r.reservation !== undefined),
+  };
 }
 
-/** Multi-mapping: each device is a 4 GiB buddy surface; no LAYER_TOO_LARGE in this mode (spec §3.3). */
-function placeMapped(state: VpmemState, size: number): 'vpmem' | 'no-slot' {
-  const cls = vpmemMappingSize(size);
-  const device = state.usedBytes.findIndex((used) => used + cls <= MAX_CLASS_SIZE);
-  if (device < 0) return 'no-slot';
-  if (state.usedBytes[device] === 0) state.freeDevices = Math.max(state.freeDevices - 1, 0);
-  state.usedBytes[device]! += cls;
-  return 'vpmem';
-}
-
-/** Predicts the VSMB shares and the scratch disk of a WCOW container. No HCS call. */
-export async function planWcowLayers(uvm: UvmDevices, inputs: WcowLayerInputs): Promise<WcowLayerPlan> {
-  const scsiInfos = uvm.scsi.describe();
-  const vsmbInfos = uvm.vsmb.describe();
-  await uvm.hostFs.stat(inputs.scratchVhd);
-  const scratch = await planScratch(uvm, inputs.scratchVhd, undefined);
-  const layers = inputs.layerFolders.map(
-    (folder, index): WcowLayerPlanEntry => ({
+/** The WCOW layer plan, read off the reservations (held: call before cancelling them). */
+export function wcowLayerPlan(uvm: UvmDevices, reserved: ReservedWcowLayers, scratchVhd: string, scratchShared: boolean): WcowLayerPlan {
+  const { prepared } = reserved;
+  const layers = prepared.inputs.layerFolders.map((folder, index): WcowLayerPlanEntry => {
+    const r: Reservation<VsmbShare> | undefined = reserved.layers[index];
+    return {
       index,
       folder,
-      id: uvm.nameToGuid(hostPaths.basename(folder)),
+      id: prepared.ids[index]!,
       target: 'vsmb',
-      shared: vsmbInfos.some((i) => i.kind === 'vsmb-share' && i.hostPath === folder),
-    }),
-  );
-  const attachedNow = scsiAttached(scsiInfos, scratch.resolvedPath) ? 0 : 1;
-  const scsiFree = uvm.facts.scsiControllers * SCSI_LUNS_PER_CONTROLLER - scsiUsed(scsiInfos);
+      shared: r?.shared ?? false,
+      ...(r?.value ? { slot: r.value.name, guestPath: r.value.guestPath } : {}),
+    };
+  });
+  const scratch = reserved.scratch;
   return {
     os: 'windows',
     layers,
-    scratch,
-    slotsLeft: { vpmem: 0, scsi: Math.max(scsiFree - attachedNow, 0) },
-    // A WCOW scratch is the container root: it cannot be shared with another container.
-    fits: attachedNow <= scsiFree && !scratch.shared,
+    scratch: {
+      hostPath: scratchVhd,
+      resolvedPath: prepared.scratchHostPath,
+      shared: scratchShared,
+      mountPath: scratch?.value?.guestPath,
+      ...(scratch?.value ? { slot: slotOf(scratch.value) } : {}),
+    },
+    slotsLeft: { ...slotsLeft(uvm), vpmem: 0 },
+    fits: scratch !== undefined && reserved.layers.every((r) => r !== undefined),
   };
 }

@@ -7,6 +7,7 @@ import type { Logger } from '../core/logger.js';
 import type { Lease } from '../core/lease.js';
 import type { DeviceAcquireOptions, Reservation, ScsiDisk, UvmDevices, VpmemLayer } from '../devices/device-types.js';
 import { abortError } from '../core/refcounted-table.js';
+import { ReservationBatch, taken } from '../core/reservation-batch.js';
 import { validateContainerId } from '../containers/container-id.js';
 import { lcowContainerRoot, lcowRootfsPath, lcowScratchDir } from '../oci/container-paths.js';
 import type { HeldResource } from '../containers/held-resource.js';
@@ -40,15 +41,17 @@ export interface ReservedLcowLayer {
   input: LcowLayerInput;
   target: 'vpmem' | 'scsi';
   reason?: ScsiLayerReason;
-  reservation: Reservation<VpmemLayer> | Reservation<ScsiDisk>;
+  /** Undefined only in a plan batch, for a layer SCSI could not take (see `ReservationBatch`). */
+  reservation: Reservation<VpmemLayer> | Reservation<ScsiDisk> | undefined;
 }
 
 /** A container's layer and scratch reservations, taken in hcsshim's order. */
 export interface ReservedLcowLayers {
   prepared: PreparedLcowLayers;
   layers: ReservedLcowLayer[];
-  scratch: Reservation<ScsiDisk>;
-  /** Cancels every reservation (before commit only). */
+  /** Undefined only in a plan batch, when SCSI could not take the scratch. */
+  scratch: Reservation<ScsiDisk> | undefined;
+  /** Cancels every reservation of the batch (before commit only). */
   cancel(): void;
 }
 
@@ -81,44 +84,38 @@ export async function prepareLcowLayers(
  * from the sizes and free slots), then the scratch. Slots, devices, offsets and mount paths are
  * therefore the same whatever the HCS timing. Throws (with nothing reserved) on NO_SLOT etc.
  */
-export function reserveLcowLayers(uvm: UvmDevices, prepared: PreparedLcowLayers): ReservedLcowLayers {
-  const taken: { cancel(): void }[] = [];
-  const cancel = (): void => taken.splice(0).reverse().forEach((r) => r.cancel());
-  try {
+export function reserveLcowLayers(uvm: UvmDevices, prepared: PreparedLcowLayers, batch: ReservationBatch = new ReservationBatch()): ReservedLcowLayers {
+  return batch.run(() => {
     const layers = prepared.inputs.layers.map((input, index): ReservedLcowLayer => {
       const fit = prepared.vpmem[index]!;
       let reason: ScsiLayerReason;
       if ('size' in fit) {
         const placed = uvm.vpmem.reserve({ hostPath: input.hostPath }, fit.size);
-        if (placed.ok) {
-          taken.push(placed.reservation);
-          return { index, input, target: 'vpmem', reservation: placed.reservation };
-        }
+        if (placed.ok) return { index, input, target: 'vpmem', reservation: batch.take(() => placed.reservation) };
         reason = placed.code === 'NO_SLOT' ? 'no-slot' : 'too-large';
       } else reason = fit.skip;
       // Read-only layers get no per-VM grant: they rely on the VM-group grant (spec §0.4).
-      const reservation = uvm.scsi.reserve({
-        hostPath: input.hostPath,
-        readOnly: true,
-        mount: { ...(input.partition ? { partition: input.partition } : {}), options: [...SCSI_LAYER_OPTIONS] },
-      });
-      taken.push(reservation);
+      const reservation = batch.take(() =>
+        uvm.scsi.reserve({
+          hostPath: input.hostPath,
+          readOnly: true,
+          mount: { ...(input.partition ? { partition: input.partition } : {}), options: [...SCSI_LAYER_OPTIONS] },
+        }),
+      );
       return { index, input, target: 'scsi', reason, reservation };
     });
     const encrypted = prepared.encrypted;
-    const scratch = uvm.scsi.reserve({
-      hostPath: prepared.scratchHostPath,
-      readOnly: false,
-      grantVmAccess: true,
-      guestPath: lcowContainerRoot(prepared.containerId),
-      mount: { ...(encrypted ? { encrypted } : {}), ensureFilesystem: true, filesystem: encrypted ? 'xfs' : 'ext4' },
-    });
-    taken.push(scratch);
-    return { prepared, layers, scratch, cancel };
-  } catch (err) {
-    cancel();
-    throw err;
-  }
+    const scratch = batch.take(() =>
+      uvm.scsi.reserve({
+        hostPath: prepared.scratchHostPath,
+        readOnly: false,
+        grantVmAccess: true,
+        guestPath: lcowContainerRoot(prepared.containerId),
+        mount: { ...(encrypted ? { encrypted } : {}), ensureFilesystem: true, filesystem: encrypted ? 'xfs' : 'ext4' },
+      }),
+    );
+    return { prepared, layers, scratch, cancel: () => batch.cancel() };
+  });
 }
 
 /**
@@ -138,7 +135,8 @@ export async function commitLcowLayers(uvm: UvmDevices, reserved: ReservedLcowLa
   const builder = new CompositionBuilder(uvm, options.logger);
   try {
     const layerPieces = reserved.layers.map(async (r): Promise<Piece> => {
-      const lease: Lease<VpmemLayer | ScsiDisk> = await (r.reservation as Reservation<VpmemLayer | ScsiDisk>).commit({ signal });
+      const reservation = taken(r.reservation as Reservation<VpmemLayer | ScsiDisk> | undefined, `layer ${r.index}`);
+      const lease: Lease<VpmemLayer | ScsiDisk> = await reservation.commit({ signal });
       const guestPath = lease.value.guestPath;
       const base = { index: r.index, hostPath: r.input.hostPath, ...(r.input.partition ? { partition: r.input.partition } : {}) };
       return {
@@ -146,7 +144,7 @@ export async function commitLcowLayers(uvm: UvmDevices, reserved: ReservedLcowLa
         held: { kind: 'layer', source: r.target, hostPath: r.input.hostPath, guestPath, lease },
       };
     });
-    const scratchPiece = reserved.scratch.commit({ signal }).then(
+    const scratchPiece = taken(reserved.scratch, 'the scratch').commit({ signal }).then(
       (lease): Piece => ({ held: { kind: 'scratch', source: 'scsi', hostPath: reserved.prepared.scratchHostPath, guestPath: lease.value.guestPath, lease } }),
     );
     const attached = await builder.holdAll<Piece>([...layerPieces, scratchPiece], (piece) => piece.held);

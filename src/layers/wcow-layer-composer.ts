@@ -7,6 +7,7 @@ import type { Logger } from '../core/logger.js';
 import type { HeldResource } from '../containers/held-resource.js';
 import type { DeviceAcquireOptions, HostPathKind, Reservation, ScsiDisk, UvmDevices, VsmbShare } from '../devices/device-types.js';
 import { abortError } from '../core/refcounted-table.js';
+import { ReservationBatch, taken } from '../core/reservation-batch.js';
 import { statKind } from '../devices/validation.js';
 import { hostPaths } from '../devices/host-paths.js';
 import { validateContainerId } from '../containers/container-id.js';
@@ -31,15 +32,16 @@ export interface PreparedWcowLayers {
 /** A container's layer shares and scratch reservations, in hcsshim's order. */
 export interface ReservedWcowLayers {
   prepared: PreparedWcowLayers;
-  layers: Reservation<VsmbShare>[];
-  scratch: Reservation<ScsiDisk>;
+  /** Undefined entries (and scratch) only in a plan batch, for what could not be reserved. */
+  layers: (Reservation<VsmbShare> | undefined)[];
+  scratch: Reservation<ScsiDisk> | undefined;
   cancel(): void;
 }
 
 /**
- * The I/O half: validates, resolves the scratch's symlinks and stats the layer folders. The
- * scratch is the container's root, so it cannot be shared: a scratch that is already attached is
- * MOUNT_CONFLICT. No HCS call.
+ * The I/O half: validates, resolves the scratch's symlinks and stats the layer folders. No HCS
+ * call. (The scratch is the container's root, so it cannot be shared: reserving a scratch that is
+ * already attached is MOUNT_CONFLICT.)
  */
 export async function prepareWcowLayers(uvm: UvmDevices, containerId: string, inputs: WcowLayerInputs): Promise<PreparedWcowLayers> {
   validateContainerId(containerId);
@@ -47,37 +49,34 @@ export async function prepareWcowLayers(uvm: UvmDevices, containerId: string, in
   const ids = inputs.layerFolders.map((folder) => uvm.nameToGuid(hostPaths.basename(folder)));
   const scratchHostPath = await uvm.hostFs.realpath(inputs.scratchVhd);
   const kinds = await Promise.all(inputs.layerFolders.map(async (folder) => statKind(uvm.hostFs, folder, 'VSMB host path')));
-  checkScratchUnshared(uvm, scratchHostPath, containerId);
   return { containerId, inputs, ids, kinds, scratchHostPath };
 }
 
-function checkScratchUnshared(uvm: UvmDevices, scratchHostPath: string, containerId: string): void {
-  if (uvm.scsi.describe().some((i) => i.kind === 'scsi-attachment' && i.hostPath === scratchHostPath)) {
-    throw new UvmError('MOUNT_CONFLICT', `the scratch ${scratchHostPath} is already attached: a WCOW scratch cannot be shared`, {
-      details: { hostPath: scratchHostPath, containerId },
-    });
-  }
+/** True when the scratch is attached already (then it cannot be this container's root). */
+export function scratchInUse(uvm: UvmDevices, scratchHostPath: string): boolean {
+  return uvm.scsi.describe().some((i) => i.kind === 'scsi-attachment' && i.hostPath === scratchHostPath);
 }
 
-/** Reserves the layer shares (in order) then the scratch, synchronously; nothing reserved if it throws. */
-export function reserveWcowLayers(uvm: UvmDevices, prepared: PreparedWcowLayers): ReservedWcowLayers {
-  checkScratchUnshared(uvm, prepared.scratchHostPath, prepared.containerId);
-  const taken: { cancel(): void }[] = [];
-  const cancel = (): void => taken.splice(0).reverse().forEach((r) => r.cancel());
-  try {
-    const layers = prepared.inputs.layerFolders.map((folder, i) => {
-      const r = uvm.vsmb.reserve({ hostPath: folder, readOnly: true, layer: true }, prepared.kinds[i]!);
-      taken.push(r);
-      return r;
+/** Reserves the layer shares (in order) then the scratch, synchronously, in `batch`. */
+export function reserveWcowLayers(uvm: UvmDevices, prepared: PreparedWcowLayers, batch: ReservationBatch = new ReservationBatch()): ReservedWcowLayers {
+  const { scratchHostPath, containerId } = prepared;
+  return batch.run(() => {
+    // Checked first, so that a conflicting scratch takes no share name.
+    const scratchFree = batch.take(() => {
+      if (scratchInUse(uvm, scratchHostPath)) {
+        throw new UvmError('MOUNT_CONFLICT', `the scratch ${scratchHostPath} is already attached: a WCOW scratch cannot be shared`, {
+          details: { hostPath: scratchHostPath, containerId },
+        });
+      }
+      return { cancel: () => undefined };
     });
+    const layers = prepared.inputs.layerFolders.map((folder, i) =>
+      batch.take(() => uvm.vsmb.reserve({ hostPath: folder, readOnly: true, layer: true }, prepared.kinds[i]!)),
+    );
     // No mount options for the scratch: the manager mounts it at c:\mounts\scsi\m<i>.
-    const scratch = uvm.scsi.reserve({ hostPath: prepared.scratchHostPath, readOnly: false, grantVmAccess: true, mount: {} });
-    taken.push(scratch);
-    return { prepared, layers, scratch, cancel };
-  } catch (err) {
-    cancel();
-    throw err;
-  }
+    const scratch = scratchFree && batch.take(() => uvm.scsi.reserve({ hostPath: scratchHostPath, readOnly: false, grantVmAccess: true, mount: {} }));
+    return { prepared, layers, scratch, cancel: () => batch.cancel() };
+  });
 }
 
 /** Commits the reservations (all at once) and sends CombinedLayers; see `commitLcowLayers`. */
@@ -93,7 +92,7 @@ export async function commitWcowLayers(uvm: UvmDevices, reserved: ReservedWcowLa
     const pieces = await builder.holdAll<Omit<HeldResource, 'release'>>(
       [
         ...reserved.layers.map((r, index) =>
-          r.commit({ signal }).then((lease) => ({
+          taken(r, `layer ${index}`).commit({ signal }).then((lease) => ({
             kind: 'layer' as const,
             source: 'vsmb' as const,
             hostPath: inputs.layerFolders[index]!,
@@ -101,7 +100,7 @@ export async function commitWcowLayers(uvm: UvmDevices, reserved: ReservedWcowLa
             lease,
           })),
         ),
-        reserved.scratch
+        taken(reserved.scratch, 'the scratch')
           .commit({ signal })
           .then((lease) => ({ kind: 'scratch' as const, source: 'scsi' as const, hostPath: scratchHostPath, guestPath: lease.value.guestPath, lease })),
       ],

@@ -13,6 +13,7 @@ import { PIPE_PREFIX, addErrorDetails } from './container-paths.js';
 import type { DeviceMount, MountDevice, PlannedMount } from './mount-planner.js';
 import type { OciMount, OciSpec } from './oci-spec.js';
 import { UvmError } from '../core/errors.js';
+import { ReservationBatch } from '../core/reservation-batch.js';
 
 /** `MappedDirectory` of a WCOW container document (HCS schema). */
 export interface ContainerMappedDirectory {
@@ -74,36 +75,29 @@ export interface ReservedMount {
 }
 
 /**
- * Reserves one planned mount synchronously (no I/O): its slot or share name is taken now. Throws
- * with `details.mountIndex` (and nothing reserved) e.g. NO_SLOT or MOUNT_CONFLICT.
+ * Reserves one planned mount synchronously (no I/O) in `batch`: its slot or share name is taken
+ * now. Errors carry `details.mountIndex` (e.g. NO_SLOT or MOUNT_CONFLICT); in a plan batch such a
+ * mount is left unreserved (see `ReservationBatch`).
  */
-export function reserveMount(uvm: UvmDevices, planned: PlannedMount): ReservedMount {
+export function reserveMount(uvm: UvmDevices, planned: PlannedMount, batch: ReservationBatch = new ReservationBatch()): ReservedMount {
   if (planned.kind !== 'device') return { planned };
-  try {
-    return { planned, reservation: reserveDevice(uvm, planned) };
-  } catch (err) {
-    throw addErrorDetails(err, { mountIndex: planned.index, destination: planned.mount.destination });
-  }
+  const reservation = batch.take(() => {
+    try {
+      return reserveDevice(uvm, planned);
+    } catch (err) {
+      throw addErrorDetails(err, { mountIndex: planned.index, destination: planned.mount.destination });
+    }
+  });
+  return { planned, reservation };
 }
 
 /**
- * Reserves every planned mount in order (spec order: slots and names follow it). If one throws,
- * the ones before are cancelled and the error (with `details.mountIndex`) is thrown.
+ * Reserves every planned mount in order (spec order: slots and names follow it), in `batch`. If
+ * one throws, everything the batch took is cancelled and the error (with `details.mountIndex`)
+ * is thrown.
  */
-export function reserveMounts(uvm: UvmDevices, plan: readonly PlannedMount[]): ReservedMount[] {
-  const reserved: ReservedMount[] = [];
-  try {
-    for (const planned of plan) reserved.push(reserveMount(uvm, planned));
-    return reserved;
-  } catch (err) {
-    cancelMounts(reserved);
-    throw err;
-  }
-}
-
-/** Cancels reservations that were not committed. */
-export function cancelMounts(reserved: readonly ReservedMount[]): void {
-  for (const r of [...reserved].reverse()) r.reservation?.cancel();
+export function reserveMounts(uvm: UvmDevices, plan: readonly PlannedMount[], batch: ReservationBatch = new ReservationBatch()): ReservedMount[] {
+  return batch.run(() => plan.map((planned) => reserveMount(uvm, planned, batch)));
 }
 
 function rewrite(mount: OciMount, source: string, type: string | undefined): OciMount {

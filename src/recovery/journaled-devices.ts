@@ -123,6 +123,7 @@ function journaledManager<M extends Acquirer<R, V>, R, V>(inner: M, kind: LeaseR
   // A reservation is journaled when its commit succeeds, like an acquire.
   const journaledReservation = (request: R, r: Reservation<V>): Reservation<V> => ({
     value: r.value,
+    shared: r.shared,
     cancel: () => r.cancel(),
     commit: (options) => record(request, r.commit(options)),
   });

@@ -105,7 +105,7 @@ abstract class FakeManager<Req, K, V> {
     this.ctx.record(`acquire ${this.name} ${k}`);
     const existing = this.table.peek(key);
     if (existing) this.checkShared(request, existing);
-    return { value: undefined, cancel: () => undefined, commit: (options) => this.#commit(request, key, k, options) };
+    return { value: undefined, shared: existing !== undefined, cancel: () => undefined, commit: (options) => this.#commit(request, key, k, options) };
   }
 
   async #commit(request: Req, key: K, k: string, options: DeviceAcquireOptions = {}): Promise<Lease<V>> {
@@ -247,6 +247,7 @@ export class FakeVpmemManager extends FakeManager<VpmemLayerRequest, string, Vpm
       };
       reservation = {
         value: undefined,
+        shared,
         cancel: () => {
           done();
           inner.cancel();
@@ -257,7 +258,7 @@ export class FakeVpmemManager extends FakeManager<VpmemLayerRequest, string, Vpm
       if (UvmError.is(err, 'NO_SLOT', 'LAYER_TOO_LARGE')) {
         this.ctx.record(`acquire vpmem ${r.hostPath}`);
         const failed = { ok: false as const, code: err.code as 'NO_SLOT' | 'LAYER_TOO_LARGE', error: err };
-        return { ...failed, value: undefined, cancel: () => undefined, commit: () => Promise.reject(err) };
+        return { ...failed, value: undefined, shared: false, cancel: () => undefined, commit: () => Promise.reject(err) };
       }
       throw err;
     }

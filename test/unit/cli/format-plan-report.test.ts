@@ -30,6 +30,7 @@ function lcowPlan(): PlanReport {
           },
         },
         devices: [],
+        resources: [],
         mounts: [
           { index: 0, mount: { destination: '/proc', type: 'proc', source: 'proc' }, kind: 'keep', reason: 'not-a-host-mount' },
           {

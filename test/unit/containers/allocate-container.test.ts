@@ -5,6 +5,8 @@ import { allocateContainer, planContainer } from '../../../src/containers/alloca
 import type { OciSpec } from '../../../src/oci/oci-spec.js';
 import { FakeUvmDevices } from '../../fakes/fake-uvm-devices.js';
 import { expectCode } from '../../fakes/expect-code.js';
+import type { UvmDeviceConfig } from '../../../src/devices/device-config.js';
+import { deviceKit, kitUvm, type KitUvm } from '../devices/device-test-kit.js';
 
 const VSMB = '\\\\?\\VMSMB\\VSMB-{dcc079ae-60ba-4d07-847c-3493609c0870}';
 
@@ -179,33 +181,69 @@ describe('allocateContainer', () => {
   });
 });
 
-describe('planContainer', () => {
-  it('computes the same decisions with no call: layers, mounts, slots left', async () => {
-    const u = lcow({ vpmemCount: 1 });
+describe('planContainer (the reservation, over the real managers)', () => {
+  async function kitLcow(config: Partial<UvmDeviceConfig> = {}): Promise<{ u: KitUvm; hcsCalls: () => number }> {
+    const kit = await deviceKit({ os: 'linux', vpmemCount: 4, vpmemMaxSizeBytes: 1024 * 1024, ...config });
+    kit.hostFs
+      .file('/l/1/layer.vhd', 1000)
+      .file('/l/2/layer.vhd', 2 * 1024 * 1024)
+      .file('/s/sandbox.vhdx')
+      .dir('/data')
+      .file('/cfg/app.conf')
+      .file('/disks/d.vhdx')
+      .dir('/rootdir');
+    return { u: kitUvm(kit), hcsCalls: () => kit.hcs.calls.length };
+  }
+
+  it('shows the places the allocation then takes, with no call: layers, scratch, mounts, slots left', async () => {
+    const { u, hcsCalls } = await kitLcow({ vpmemCount: 1 });
+    const calls = hcsCalls();
     const plan = await planContainer(u, lcowSpec(), { containerId: 'c1' });
+    expect(hcsCalls(), 'no HCS call').to.equal(calls);
+    expect(u.scsi.describe().concat(u.vpmem.describe(), u.plan9.describe()), 'everything cancelled').to.deep.equal([]);
     expect(plan.containerId).to.equal('c1');
-    expect(plan.rootfs.kind).to.equal('layers');
-    const layers = plan.rootfs.kind === 'layers' && plan.rootfs.plan.os === 'linux' ? plan.rootfs.plan.layers : [];
-    expect(layers.map((l) => [l.target, l.reason ?? null])).to.deep.equal([
-      ['vpmem', null],
-      ['scsi', 'too-large'],
+    const lp = plan.rootfs.kind === 'layers' && plan.rootfs.plan.os === 'linux' ? plan.rootfs.plan : undefined;
+    expect(lp!.layers.map((l) => [l.target, l.reason ?? null, l.slot, l.guestPath])).to.deep.equal([
+      ['vpmem', null, '0', '/run/layers/p0'],
+      ['scsi', 'too-large', '0:0', '/run/mounts/scsi/m0'],
     ]);
-    expect(plan.mounts.map((m) => (m.kind === 'device' ? m.device : m.kind))).to.deep.equal(['keep', 'plan9', 'plan9', 'scsi']);
+    expect(lp!.scratch).to.deep.include({ slot: '0:1', mountPath: '/run/gcs/c/c1', shared: false });
+    expect(plan.mounts.map((m) => [m.kind === 'device' ? m.device : m.kind, m.slot ?? null, m.guestPath ?? null])).to.deep.equal([
+      ['keep', null, null],
+      ['plan9', '0', '/run/mounts/plan9/0'],
+      ['plan9', '1', '/run/mounts/plan9/1/app.conf'],
+      ['scsi', '0:2', '/run/mounts/scsi/m1'],
+    ]);
     // 64 LUNs - big layer - scratch - disk mount.
     expect(plan.slotsLeft).to.deep.equal({ vpmem: 0, scsi: 61 });
     expect(plan.fits).to.equal(true);
-    expect(u.calls).to.deep.equal([]);
+    const { spec, resources } = await allocateContainer(u, lcowSpec(), { containerId: 'c1' });
+    expect(spec.mounts!.map((m) => m.source)).to.deep.equal(['proc', ...plan.mounts.slice(1).map((m) => m.guestPath)]);
+    await resources.release();
+  });
+
+  it('a container the UVM cannot take is fits: false with the reasons, and its allocation fails with that code', async () => {
+    const { u } = await kitLcow({ vpmemCount: 0, reservedScsiSlots: Array.from({ length: 62 }, (_, i) => i) });
+    const plan = await planContainer(u, lcowSpec(), { containerId: 'c1' });
+    expect(plan.fits).to.equal(false);
+    // Two layers fit; the scratch and the disk mount do not.
+    expect(plan.unfit!.map((x) => x.code)).to.deep.equal(['NO_SLOT', 'NO_SLOT']);
+    expect(plan.unfit![1]!.details.mountIndex).to.equal(3);
+    const lp = plan.rootfs.kind === 'layers' && plan.rootfs.plan.os === 'linux' ? plan.rootfs.plan : undefined;
+    expect(lp!.layers.map((l) => l.slot)).to.deep.equal(['0:62', '0:63']);
+    expect(lp!.scratch.slot).to.equal(undefined);
+    await expectCode(allocateContainer(u, lcowSpec(), { containerId: 'c1' }), 'NO_SLOT');
   });
 
   it('plans a Plan9 root share for a LCOW container without layers', async () => {
-    const u = lcow();
+    const { u } = await kitLcow();
     const plan = await planContainer(u, { root: { path: '/rootdir' } }, { containerId: 'c1' });
-    expect(plan.rootfs).to.deep.equal({ kind: 'plan9-root', hostPath: '/rootdir', readOnly: false, shared: false });
+    expect(plan.rootfs).to.deep.equal({ kind: 'plan9-root', hostPath: '/rootdir', readOnly: false, shared: false, slot: '0', guestPath: '/run/mounts/plan9/0' });
     expect(plan.slotsLeft).to.deep.equal({ vpmem: 4, scsi: 64 });
   });
 
   it('rejects what allocateContainer rejects, with the same codes', async () => {
-    const u = lcow();
+    const { u } = await kitLcow();
     const spec = lcowSpec();
     spec.mounts!.push({ destination: '/x/../y', type: 'bind', source: '/data' });
     const err = await expectCode(planContainer(u, spec, { containerId: 'c1' }), 'INVALID_ARGUMENT');

@@ -1,6 +1,8 @@
 import { FakeHostFs } from '../../../src/core/fake-host-fs.js';
 import { createLogger } from '../../../src/core/logger.js';
+import type { Releasable } from '../../../src/core/release-stack.js';
 import type { UvmDeviceConfig } from '../../../src/devices/device-config.js';
+import type { UvmDevices } from '../../../src/devices/device-types.js';
 import { createResourceDelivery, type ResourceDelivery } from '../../../src/devices/guest-delivery.js';
 import { PipeManagerImpl } from '../../../src/devices/pipe-manager.js';
 import { Plan9ManagerImpl } from '../../../src/devices/plan9-manager.js';
@@ -71,6 +73,41 @@ export async function deviceKit(
     plan9: new Plan9ManagerImpl(config, delivery, hostFs, silentLogger),
     pipes: new PipeManagerImpl(config, delivery, silentLogger),
     docs: () => hcs.calls.slice(start).filter((c) => c.fn === 'modify').map((c) => c.doc),
+  };
+}
+
+/** The `UvmDevices` port of a kit: its real managers, guest requests through its delivery. */
+export interface KitUvm extends UvmDevices {
+  readonly hostFs: FakeHostFs;
+  /** What failed rollbacks handed over (`retryLater`). */
+  readonly leftovers: Releasable[];
+}
+
+/** The upper modules' port over a kit's real managers (no fake of the managers). */
+export function kitUvm(kit: DeviceKit): KitUvm {
+  const c = kit.config;
+  const leftovers: Releasable[] = [];
+  return {
+    facts: {
+      id: c.id,
+      os: c.os,
+      fullyPhysicallyBacked: c.fullyPhysicallyBacked,
+      noWritableFileShares: c.noWritableFileShares,
+      vpmemCount: c.vpmemCount,
+      vpmemMaxSizeBytes: c.vpmemMaxSizeBytes,
+      vpmemMultiMapping: c.vpmemMultiMapping,
+      scsiControllers: c.scsiControllers,
+    },
+    scsi: kit.scsi,
+    vsmb: kit.vsmb,
+    vpmem: kit.vpmem,
+    plan9: kit.plan9,
+    pipes: kit.pipes,
+    hostFs: kit.hostFs,
+    leftovers,
+    sendGuestRequest: (request) => kit.delivery.guest(request),
+    nameToGuid: (name) => kit.hcs.nameToGuid(name),
+    retryLater: (leftover) => void leftovers.push(leftover),
   };
 }
 
