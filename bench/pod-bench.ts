@@ -5,8 +5,8 @@
 // operation at a time) as the baseline.
 //
 // Env: POD_CONTAINERS (50), POD_LAYERS (10), POD_SHARED (8), POD_BINDS (2), POD_LATENCY_MS (5),
-// POD_HCS_CONCURRENCY (8), POD_SKIP_SERIAL=1 to skip the baseline, POD_SKIP_JOURNAL=1 to skip the
-// journaled run (the same pod with a recovery journal).
+// POD_HCS_CONCURRENCY (8), POD_SKIP_SERIAL=1 to skip the baseline. (The same pod with a recovery
+// journal: bench/journal-bench.ts.)
 import { mkdtempSync, mkdirSync, openSync, closeSync, ftruncateSync, readFileSync, rmSync, existsSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -33,7 +33,7 @@ function sparse(path: string, bytes: number): void {
 }
 
 /** Lays out the pod on disk and returns one OCI spec per container. */
-function makePod(root: string): { id: string; spec: OciSpec }[] {
+export function makePod(root: string): { id: string; spec: OciSpec }[] {
   const layer = (name: string): string => {
     const dir = join(root, 'layers', name);
     if (!existsSync(dir)) {
@@ -91,7 +91,7 @@ function countModifies(trace: string, from: number): { lines: number; modifies: 
   return { lines: lines.length, modifies };
 }
 
-interface RunResult {
+export interface RunResult {
   calls: number;
   min: number;
   startMs: number;
@@ -102,7 +102,7 @@ interface RunResult {
   stopCalls: number;
 }
 
-async function runPod(root: string, pod: { id: string; spec: OciSpec }[], maxConcurrentOperations: number, tag: string, journal = false): Promise<RunResult> {
+export async function runPod(root: string, pod: { id: string; spec: OciSpec }[], maxConcurrentOperations: number, tag: string, journal = false): Promise<RunResult> {
   const trace = join(root, `trace-${tag}.jsonl`);
   rmSync(trace, { force: true });
   configureSimulator({ reset: true, clearFaults: true, latencyMs: 0, jitterMs: 0, concurrency: 0, trace: null });
@@ -157,7 +157,6 @@ export async function run(): Promise<void> {
     const pod = makePod(root);
     console.log(`pod: ${N} containers × ${K} layers (${S} shared) + ${B} bind mounts each; L=${L} ms, C=${C}`);
     const fast = await runPod(root, pod, 64, 'concurrent');
-    const journaled = process.env.POD_SKIP_JOURNAL ? undefined : await runPod(root, pod, 64, 'journaled', true);
     const serial = process.env.POD_SKIP_SERIAL ? undefined : await runPod(root, pod, 1, 'serial');
     const f = (x: number): string => x.toFixed(0);
     console.log(
@@ -170,13 +169,6 @@ export async function run(): Promise<void> {
         `stop calls=${fast.stopCalls} ratio=${(fast.stopMs / fast.stopLbMs).toFixed(3)}` +
         (serial ? `; serial/concurrent start ${(serial.startMs / fast.startMs).toFixed(1)}×, stop ${(serial.stopMs / fast.stopMs).toFixed(1)}×` : ''),
     );
-    if (journaled) {
-      // The same pod with a recovery journal (write-ahead, docs/recovery.md) in the OS temp dir.
-      const pct = (j: number, p: number): string => `${(((j - p) / p) * 100).toFixed(1)}%`;
-      console.log(
-        `pod: journaled start_ms=${f(journaled.startMs)} (${pct(journaled.startMs, fast.startMs)}) stop_ms=${f(journaled.stopMs)} (${pct(journaled.stopMs, fast.stopMs)}) calls=${journaled.calls}`,
-      );
-    }
   } finally {
     rmSync(root, { recursive: true, force: true });
   }

@@ -22,7 +22,7 @@ import { plan9Codec } from './records/plan9.js';
 import { scsiCodec } from './records/scsi.js';
 import { vpmemCodec } from './records/vpmem.js';
 import { vsmbCodec } from './records/vsmb.js';
-import type { PartRecord } from './parts.js';
+import type { PartRecord, PartState } from './parts.js';
 
 export type { ContainerRecord } from './records/container.js';
 
@@ -88,6 +88,8 @@ export type JournalOp =
   | { op: 'container'; container: ContainerRecord }
   | { op: 'uncontainer'; id: string }
   | { op: 'part'; part: PartRecord }
+  /** A part's state changes, its settings do not (a confirmed Add, an intended Remove). */
+  | { op: 'state'; key: string; state: PartState }
   | { op: 'unpart'; key: string }
   | { op: 'counters'; vsmb: number; plan9: number };
 
@@ -101,39 +103,77 @@ export function toJson<T>(value: T): JsonObject {
   return JSON.parse(JSON.stringify(value ?? {})) as JsonObject;
 }
 
-/** Applies one op to `doc` (the same function replays the log and changes the live document). */
-export function applyOp(doc: JournalDocument, op: JournalOp): void {
+/**
+ * A journal document in memory, keyed for constant-time changes (records by id, containers by id,
+ * parts by key; each map in the document's order). `documentOf` gives the snapshot form.
+ */
+export interface JournalState extends Omit<JournalDocument, 'records' | 'containers' | 'parts'> {
+  records: Map<number, LeaseRecord>;
+  containers: Map<string, ContainerRecord>;
+  parts: Map<string, PartRecord>;
+}
+
+/** The keyed form of `doc` (shares its records). */
+export function stateOf(doc: JournalDocument): JournalState {
+  return {
+    ...doc,
+    nameCounters: { ...doc.nameCounters },
+    records: new Map(doc.records.map((r) => [r.id, r])),
+    containers: new Map(doc.containers.map((c) => [c.id, c])),
+    parts: new Map(doc.parts.map((p) => [p.key, p])),
+  };
+}
+
+/** The snapshot form of `state` (shares its records; records in id order). */
+export function documentOf(state: JournalState): JournalDocument {
+  return {
+    version: state.version,
+    uvmId: state.uvmId,
+    uvmOptions: state.uvmOptions,
+    nextRecordId: state.nextRecordId,
+    nameCounters: { ...state.nameCounters },
+    records: [...state.records.values()].sort((a, b) => a.id - b.id),
+    containers: [...state.containers.values()],
+    parts: [...state.parts.values()],
+  };
+}
+
+/**
+ * Applies one op to `state` (the same function replays the log and changes the live document);
+ * false when the op names a part that is not there (`state`: nothing to change).
+ */
+export function applyOp(state: JournalState, op: JournalOp): boolean {
   switch (op.op) {
     case 'lease':
-      doc.records = doc.records.filter((r) => r.id !== op.record.id);
-      doc.records.push(op.record);
-      doc.nextRecordId = Math.max(doc.nextRecordId, op.record.id + 1);
+      state.records.set(op.record.id, op.record);
+      state.nextRecordId = Math.max(state.nextRecordId, op.record.id + 1);
       break;
     case 'unlease':
-      doc.records = doc.records.filter((r) => r.id !== op.id);
+      state.records.delete(op.id);
       break;
-    case 'container': {
-      const i = doc.containers.findIndex((c) => c.id === op.container.id);
-      if (i < 0) doc.containers.push(op.container);
-      else doc.containers[i] = op.container;
+    case 'container':
+      state.containers.set(op.container.id, op.container);
       break;
-    }
     case 'uncontainer':
-      doc.containers = doc.containers.filter((c) => c.id !== op.id);
+      state.containers.delete(op.id);
       break;
-    case 'part': {
-      const i = doc.parts.findIndex((p) => p.key === op.part.key);
-      if (i < 0) doc.parts.push(op.part);
-      else doc.parts[i] = op.part;
+    case 'part':
+      state.parts.set(op.part.key, op.part);
+      break;
+    case 'state': {
+      const part = state.parts.get(op.key);
+      if (!part) return false;
+      state.parts.set(op.key, { ...part, state: op.state });
       break;
     }
     case 'unpart':
-      doc.parts = doc.parts.filter((p) => p.key !== op.key);
+      state.parts.delete(op.key);
       break;
     case 'counters':
-      doc.nameCounters = { vsmb: Math.max(doc.nameCounters.vsmb, op.vsmb), plan9: Math.max(doc.nameCounters.plan9, op.plan9) };
+      state.nameCounters = { vsmb: Math.max(state.nameCounters.vsmb, op.vsmb), plan9: Math.max(state.nameCounters.plan9, op.plan9) };
       break;
   }
+  return true;
 }
 
 // ---------------------------------------------------------------- schemas
@@ -148,12 +188,13 @@ const leaseRecordSchema = v.pipe(
 );
 
 const partKind = v.picklist(['scsi-attachment', 'vpmem-device', 'vpmem-mapping', 'plan9-share', 'vsmb-share', 'mapped-pipe', 'scsi-mount', 'vpmem-mount', 'plan9-mount', 'guest-directory', 'combined-layers']);
+const partState = v.picklist(['adding', 'attached', 'removing']);
 const partSchema = v.object({
   key: text,
   kind: partKind,
   half: v.picklist(['host', 'guest']),
   settings: json,
-  state: v.picklist(['adding', 'attached', 'removing']),
+  state: partState,
 });
 
 const countersSchema = v.object({ vsmb: count, plan9: count });
@@ -180,6 +221,7 @@ const opSchema = v.variant('op', [
   v.object({ op: v.literal('container'), container: containerRecordSchema }),
   v.object({ op: v.literal('uncontainer'), id: text }),
   v.object({ op: v.literal('part'), part: partSchema }),
+  v.object({ op: v.literal('state'), key: text, state: partState }),
   v.object({ op: v.literal('unpart'), key: text }),
   v.object({ op: v.literal('counters'), vsmb: count, plan9: count }),
 ]);
@@ -243,7 +285,9 @@ export function parseJournal(text: string, source = 'journal', partsOfV1: (recor
       doc = { ...v1, version: JOURNAL_VERSION, parts: [] };
       doc.parts = partsOfV1(v1.records, osOfJournal(doc));
     } else {
-      doc = check(snapshotSchema, head, 'journal');
+      const snapshot = check(snapshotSchema, head, 'journal');
+      consistent(snapshot);
+      const state = stateOf(snapshot);
       complete.slice(1).forEach((line, i) => {
         let raw: unknown;
         try {
@@ -251,8 +295,9 @@ export function parseJournal(text: string, source = 'journal', partsOfV1: (recor
         } catch {
           throw new Bad(`line ${i + 2} is not JSON`);
         }
-        applyOp(doc, check(opSchema, raw, `line ${i + 2}`));
+        if (!applyOp(state, check(opSchema, raw, `line ${i + 2}`))) throw new Bad(`line ${i + 2}: no such part`);
       });
+      doc = documentOf(state);
     }
     consistent(doc);
     return doc;

@@ -7,19 +7,24 @@
  * is compacted: rewritten atomically (temp file + fsync + rename + directory fsync) as one
  * snapshot line, so its size stays bounded by what is live.
  */
-import { open, readFile, unlink } from 'node:fs/promises';
+import * as fs from 'node:fs';
+import { readFile, unlink } from 'node:fs/promises';
+import { promisify } from 'node:util';
 import { isAbsolute } from 'node:path';
 import { invalidArgument, UvmError } from '../core/errors.js';
 import { writeFileAtomic, writeFileExclusive } from './durable-file.js';
 import {
   applyOp,
+  documentOf,
   newJournalDocument,
   osOfJournal,
   parseJournal,
   snapshotLine,
+  stateOf,
   type ContainerRecord,
   type JournalDocument,
   type JournalOp,
+  type JournalState,
   type JsonObject,
   type LeaseRecord,
   type LeaseRecordKind,
@@ -69,17 +74,45 @@ export type NewLeaseRecord = Omit<LeaseRecord, 'id'>;
 /** Appended lines after which the file is compacted, at least (else twice the live items). */
 const COMPACT_AFTER_LINES = 256;
 
+/** A change waiting for a write that includes it. */
+interface Waiter {
+  version: number;
+  resolve: () => void;
+  reject: (err: unknown) => void;
+}
+
+const fsOpen = promisify(fs.open);
+const fsWrite = promisify(fs.write) as (fd: number, text: string) => Promise<unknown>;
+const fsDatasync = promisify(fs.fdatasync);
+const fsClose = promisify(fs.close);
+
+/**
+ * Appends are opened with O_DSYNC where the platform has it (a write returns once its data is
+ * durable: one system call instead of write + fdatasync); elsewhere (Windows) each write is
+ * followed by fdatasync (FlushFileBuffers).
+ */
+const { O_APPEND, O_WRONLY, O_DSYNC } = fs.constants as { O_APPEND: number; O_WRONLY: number; O_DSYNC?: number };
+/** No O_CREAT: a journal file that vanished is rewritten whole (a snapshot), never started as a bare log. */
+const APPEND_FLAGS = O_APPEND | O_WRONLY | (O_DSYNC ?? 0);
+
+/** How long the writer keeps its descriptor open once idle. */
+const IDLE_CLOSE_MS = 1000;
+
 /**
  * One UVM's journal. Every mutator changes the in-memory document synchronously (so the order of
  * calls is the order of the document) and resolves once the change is durable; it rejects with
  * RECOVERY_FAILED when the file cannot be written (the in-memory change stays, and the next
  * successful write persists it). After `close()` every mutator rejects with HANDLE_CLOSED.
  *
+ * Group commit: one writer drains the changes; each of its writes appends every op line queued
+ * so far (one `write` + one `fdatasync` on a descriptor kept open while changes keep coming, closed
+ * once it is idle) and resolves every change it includes.
+ *
  * The class itself is the DI service identifier (bound in a UVM scope when the journal is on).
  */
 export class RecoveryJournal {
   readonly path: string;
-  #doc: JournalDocument;
+  #state: JournalState;
   /** Op lines not on disk yet. */
   #pending: string[] = [];
   /** The next write rewrites the whole file (a snapshot) instead of appending. */
@@ -90,9 +123,17 @@ export class RecoveryJournal {
   #version = 0;
   /** The highest version known to be on disk. */
   #durable = 0;
-  #writing: Promise<void> | undefined;
+  /** Changes waiting for a write, in version order. */
+  #waiters: Waiter[] = [];
+  /** The writer, while it runs. */
+  #writer: Promise<void> | undefined;
+  /** The descriptor the writer appends through (open while it runs, and briefly after). */
+  #fd: number | undefined;
+  #idleClose: NodeJS.Timeout | undefined;
   #discarded = false;
   #closed = false;
+  /** The writer's last write failed (it stops until the next commit). */
+  #failed = false;
   /** Number of file writes so far (diagnostics and tests). */
   writes = 0;
   /** Number of compactions so far (diagnostics and tests). */
@@ -104,7 +145,7 @@ export class RecoveryJournal {
   /** Use `create` (new UVM) or `open` (restart); `doc` is taken as what the file holds. */
   constructor(path: string, doc: JournalDocument, lock?: JournalLock, options: { rewrite?: boolean } = {}) {
     this.path = path;
-    this.#doc = doc;
+    this.#state = stateOf(structuredClone(doc));
     this.#lock = lock;
     this.#rewrite = options.rewrite ?? false;
   }
@@ -153,58 +194,65 @@ export class RecoveryJournal {
   /** Gives up ownership (the file stays for the next owner). Idempotent. */
   async close(): Promise<void> {
     this.#closed = true;
-    await this.#writing?.catch(() => undefined);
+    await this.#idle();
+    await this.#closeFd();
     await this.#lock?.release();
   }
 
-  /** A deep copy of the current document. */
+  /** A deep copy of the current document, as it reads back from the file. */
   snapshot(): JournalDocument {
-    return structuredClone(this.#doc);
+    return JSON.parse(JSON.stringify(documentOf(this.#state))) as JournalDocument;
   }
 
   get uvmId(): string {
-    return this.#doc.uvmId;
+    return this.#state.uvmId;
   }
 
   get os(): 'linux' | 'windows' {
-    return osOfJournal(this.#doc);
+    return osOfJournal(documentOf(this.#state));
   }
 
   /** Live lease records, in id order. */
   records(): readonly LeaseRecord[] {
-    return this.#doc.records;
+    return [...this.#state.records.values()];
   }
 
   /** The journaled parts (what the library sent to HCS and did not remove). */
   parts(): readonly PartRecord[] {
-    return this.#doc.parts;
+    return [...this.#state.parts.values()];
   }
 
-  /** Journals a lease that was acquired; resolves with its record id once durable. */
-  async addLease(record: NewLeaseRecord): Promise<number> {
-    const id = this.#doc.nextRecordId;
+  /**
+   * Journals a lease that was acquired; resolves with its record id once durable. With
+   * `durable: false` it resolves at once and the next write carries it: for a lease whose owner
+   * is not recorded yet (a container being allocated), made durable by the owner's record, which
+   * is appended after it (a failed write is retried as a snapshot of everything).
+   */
+  async addLease(record: NewLeaseRecord, options: { durable?: boolean } = {}): Promise<number> {
+    const id = this.#state.nextRecordId;
     this.#change({ op: 'lease', record: { id, ...record } });
     this.#noteName(record.kind, record.value.name);
-    await this.#commit();
+    if (options.durable === false) this.#schedule();
+    else await this.#commit();
     return id;
   }
 
   /** Removes a lease record (no-op when absent); resolves once durable. */
   async removeLease(id: number): Promise<void> {
-    if (!this.#doc.records.some((r) => r.id === id)) return;
+    if (!this.#state.records.has(id)) return;
     this.#change({ op: 'unlease', id });
     await this.#commit();
   }
 
-  /** Adds or replaces a container record. */
+  /** Adds or replaces a container record (the journal keeps `container`: do not change it afterwards). */
   async putContainer(container: ContainerRecord): Promise<void> {
-    this.#change({ op: 'container', container: structuredClone(container) });
+    this.#change({ op: 'container', container });
     await this.#commit();
   }
 
   /** Removes a container record (no-op when absent). */
   async removeContainer(id: string): Promise<void> {
-    if (!this.#doc.containers.some((c) => c.id === id)) return;
+    if (!this.#state.containers.has(id)) return;
     this.#change({ op: 'uncontainer', id });
     await this.#commit();
   }
@@ -222,15 +270,15 @@ export class RecoveryJournal {
     for (const c of changes) {
       if (c.op === 'add') this.#change({ op: 'part', part: { ...c.part, state: 'adding' } });
       else if (c.op === 'update') {
-        const current = this.#doc.parts.find((p) => p.key === c.part.key);
+        const current = this.#state.parts.get(c.part.key);
         this.#change({ op: 'part', part: { ...c.part, state: current?.state ?? 'adding' } });
       } else {
-        const current = this.#doc.parts.find((p) => p.key === c.key);
-        if (current) this.#change({ op: 'part', part: { ...current, state: 'removing' } });
+        const current = this.#state.parts.get(c.key);
+        if (current && current.state !== 'removing') this.#change({ op: 'state', key: c.key, state: 'removing' });
       }
     }
     if (changes.some((c) => c.op === 'add')) await this.#commit();
-    else this.#commit().catch(() => undefined);
+    else this.#schedule();
   }
 
   /**
@@ -243,19 +291,19 @@ export class RecoveryJournal {
     let changed = false;
     for (const c of changes) {
       if (c.op === 'remove') {
-        if (this.#doc.parts.some((p) => p.key === c.key)) {
+        if (this.#state.parts.has(c.key)) {
           this.#change({ op: 'unpart', key: c.key });
           changed = true;
         }
       } else {
-        const current = this.#doc.parts.find((p) => p.key === c.part.key);
+        const current = this.#state.parts.get(c.part.key);
         if (current && current.state !== 'attached') {
-          this.#change({ op: 'part', part: { ...current, state: 'attached' } });
+          this.#change({ op: 'state', key: c.part.key, state: 'attached' });
           changed = true;
         }
       }
     }
-    if (changed) this.#commit().catch(() => undefined);
+    if (changed) this.#schedule();
   }
 
   /**
@@ -263,11 +311,19 @@ export class RecoveryJournal {
    * and raises the name counters to at least `counters`. Written as a new snapshot.
    */
   async rewrite(records: LeaseRecord[], containers: ContainerRecord[], parts: PartRecord[], counters: Partial<JournalDocument['nameCounters']> = {}): Promise<void> {
-    this.#doc.records = structuredClone(records).sort((a, b) => a.id - b.id);
-    this.#doc.containers = structuredClone(containers);
-    this.#doc.parts = structuredClone(parts);
-    this.#doc.nameCounters.vsmb = Math.max(this.#doc.nameCounters.vsmb, counters.vsmb ?? 0);
-    this.#doc.nameCounters.plan9 = Math.max(this.#doc.nameCounters.plan9, counters.plan9 ?? 0);
+    const current = documentOf(this.#state);
+    this.#state = stateOf(
+      structuredClone({
+        ...current,
+        records,
+        containers,
+        parts,
+        nameCounters: {
+          vsmb: Math.max(current.nameCounters.vsmb, counters.vsmb ?? 0),
+          plan9: Math.max(current.nameCounters.plan9, counters.plan9 ?? 0),
+        },
+      }),
+    );
     this.#rewrite = true;
     this.#pending = [];
     this.#version++;
@@ -277,7 +333,8 @@ export class RecoveryJournal {
   /** Deletes the journal file (the UVM is gone); later changes are kept in memory only. */
   async discard(): Promise<void> {
     this.#discarded = true;
-    await this.#writing?.catch(() => undefined);
+    await this.#idle();
+    await this.#closeFd();
     await unlink(this.path).catch((err: NodeJS.ErrnoException) => {
       if (err.code !== 'ENOENT') throw err;
     });
@@ -286,7 +343,7 @@ export class RecoveryJournal {
 
   #change(op: JournalOp): void {
     if (this.#closed) throw new UvmError('HANDLE_CLOSED', `the journal ${this.path} was closed (its file belongs to its next owner)`, { details: { path: this.path } });
-    applyOp(this.#doc, op);
+    applyOp(this.#state, op);
     this.#pending.push(JSON.stringify(op));
     this.#version++;
   }
@@ -294,46 +351,99 @@ export class RecoveryJournal {
   /** Keeps the name counters above every name handed out (names are never reused). */
   #noteName(kind: LeaseRecordKind, name: unknown): void {
     if (typeof name !== 'string') return;
-    const { vsmb, plan9 } = this.#doc.nameCounters;
+    const { vsmb, plan9 } = this.#state.nameCounters;
     let next = { vsmb, plan9 };
     if (kind === 'plan9' && /^\d+$/.test(name)) next = { vsmb, plan9: Math.max(plan9, Number(name) + 1) };
     else if (kind === 'vsmb' && /^s[0-9a-f]+$/.test(name)) next = { vsmb: Math.max(vsmb, parseInt(name.slice(1), 16) + 1), plan9 };
     if (next.vsmb !== vsmb || next.plan9 !== plan9) this.#change({ op: 'counters', ...next });
   }
 
-  /** Marks a change and waits until a write including it is durable. */
-  async #commit(): Promise<void> {
-    if (this.#closed) throw new UvmError('HANDLE_CLOSED', `the journal ${this.path} was closed (its file belongs to its next owner)`, { details: { path: this.path } });
-    const target = this.#version;
-    if (this.#discarded) return;
-    while (this.#durable < target) {
-      if (!this.#writing) {
-        const version = this.#version;
-        this.writes++;
-        this.#writing = this.#write()
-          .then(() => {
-            this.#durable = Math.max(this.#durable, version);
-          })
-          .finally(() => {
-            this.#writing = undefined;
-          });
-      }
+  /** Waits until a write including every change so far is durable. */
+  #commit(): Promise<void> {
+    if (this.#closed) return Promise.reject(new UvmError('HANDLE_CLOSED', `the journal ${this.path} was closed (its file belongs to its next owner)`, { details: { path: this.path } }));
+    if (this.#discarded || this.#durable >= this.#version) return Promise.resolve();
+    const done = new Promise<void>((resolve, reject) => this.#waiters.push({ version: this.#version, resolve, reject }));
+    this.#schedule();
+    return done;
+  }
+
+  /** Makes sure a write will carry every change so far (nobody waits for it). */
+  #schedule(): void {
+    if (this.#writer || this.#discarded) return;
+    this.#writer = this.#drain().finally(() => {
+      this.#writer = undefined;
+      // Changes that came while the writer was closing its descriptor.
+      if (this.#waiters.length > 0 || (this.#durable < this.#version && !this.#failed)) this.#schedule();
+    });
+  }
+
+  /** Resolves once no write is in flight. */
+  async #idle(): Promise<void> {
+    while (this.#writer) await this.#writer;
+  }
+
+  /**
+   * The writer: writes until every change is durable (or a write failed and nobody waits), then,
+   * idle, compacts if the appended lines outgrew the live document, and closes its descriptor.
+   * Never rejects.
+   */
+  async #drain(): Promise<void> {
+    clearTimeout(this.#idleClose);
+    this.#failed = false;
+    while (this.#durable < this.#version && !this.#discarded) {
+      const version = this.#version;
+      let failure: unknown;
       try {
-        await this.#writing;
+        await this.#write();
+        this.#durable = Math.max(this.#durable, version);
       } catch (err) {
-        throw new UvmError('RECOVERY_FAILED', `cannot write the journal ${this.path}`, { cause: err, details: { reason: 'io', path: this.path } });
+        failure = new UvmError('RECOVERY_FAILED', `cannot write the journal ${this.path}`, { cause: err, details: { reason: 'io', path: this.path } });
       }
-      if (this.#discarded) return;
+      // Every change up to `version` was in this write.
+      const covered = this.#waiters.findIndex((w) => w.version > version);
+      for (const w of this.#waiters.splice(0, covered < 0 ? this.#waiters.length : covered)) {
+        if (failure === undefined) w.resolve();
+        else w.reject(failure);
+      }
+      // The next commit retries (as a snapshot); nobody waits now.
+      this.#failed = failure !== undefined;
+      if (this.#failed && this.#waiters.length === 0) break;
     }
+    if (this.#discarded) for (const w of this.#waiters.splice(0)) w.resolve();
+    else if (!this.#failed && this.#appended > Math.max(COMPACT_AFTER_LINES, 2 * this.#live())) {
+      this.#rewrite = true;
+      await this.#write().catch(() => undefined);
+    }
+    // Kept open for the next burst of changes; closed once idle (no descriptor outlives its use
+    // for long, even for a UVM dropped without close()).
+    if (this.#fd !== undefined && !this.#closed && !this.#discarded) {
+      this.#idleClose = setTimeout(() => void this.#closeFd(), IDLE_CLOSE_MS);
+      this.#idleClose.unref();
+    } else await this.#closeFd();
+  }
+
+  async #closeFd(): Promise<void> {
+    clearTimeout(this.#idleClose);
+    const fd = this.#fd;
+    this.#fd = undefined;
+    if (fd !== undefined) await fsClose(fd).catch(() => undefined);
+  }
+
+  /** Records, containers and parts in the document. */
+  #live(): number {
+    return this.#state.records.size + this.#state.containers.size + this.#state.parts.size;
   }
 
   /** One durable write: append the pending ops, or compact into a snapshot. */
   async #write(): Promise<void> {
-    const live = this.#doc.records.length + this.#doc.containers.length + this.#doc.parts.length;
-    if (this.#rewrite || this.#appended + this.#pending.length > Math.max(COMPACT_AFTER_LINES, 2 * live)) {
-      const text = snapshotLine(this.#doc);
+    this.writes++;
+    // Compaction waits until the writer is idle (#drain), unless the log grows far past the document.
+    if (this.#rewrite || this.#appended + this.#pending.length > 4 * Math.max(COMPACT_AFTER_LINES, 2 * this.#live())) {
+      const text = snapshotLine(documentOf(this.#state));
       this.#pending = [];
       this.#rewrite = false;
+      // The file is replaced: appends go to the new one.
+      await this.#closeFd();
       try {
         await writeFileAtomic(this.path, text);
       } catch (err) {
@@ -347,17 +457,13 @@ export class RecoveryJournal {
     const lines = this.#pending;
     this.#pending = [];
     try {
-      // Opened per write: no descriptor outlives a write (a UVM may be dropped without close()).
-      const file = await open(this.path, 'a');
-      try {
-        await file.write(`${lines.join('\n')}\n`);
-        await file.datasync();
-      } finally {
-        await file.close();
-      }
+      this.#fd ??= await fsOpen(this.path, APPEND_FLAGS);
+      await fsWrite(this.#fd, `${lines.join('\n')}\n`);
+      if (O_DSYNC === undefined) await fsDatasync(this.#fd);
     } catch (err) {
       // What was (maybe partly) appended is replaced by a snapshot on the next write.
       this.#rewrite = true;
+      await this.#closeFd();
       throw err;
     }
     this.#appended += lines.length;

@@ -76,6 +76,11 @@ export interface JournalContext {
   readonly logger?: Logger;
   /** Throws (HANDLE_CLOSED) once the UVM is closed: releases then keep their records. */
   readonly assertOpen?: (op: string) => void;
+  /**
+   * True while `owner`'s record is not journaled yet (a container being allocated): its lease
+   * records need not be durable on their own, the owner's record (written after them) makes them so.
+   */
+  readonly deferDurable?: (owner: string | undefined) => boolean;
 }
 
 /** `inner` with another `acquire`; every other member is the manager's own (bound to it). */
@@ -110,7 +115,7 @@ function journaledManager<M extends Acquirer<R, V>, R, V>(inner: M, kind: LeaseR
     const lease = await acquiring;
     let id: number;
     try {
-      id = await ctx.journal.addLease({ kind, ...(owner === undefined ? {} : { owner }), ...codec.encode(request, lease.value) });
+      id = await ctx.journal.addLease({ kind, ...(owner === undefined ? {} : { owner }), ...codec.encode(request, lease.value) }, { durable: !ctx.deferDurable?.(owner) });
     } catch (err) {
       // Not durable: give the lease back so that the caller holds nothing, as for any failed acquire.
       await lease.release().catch((releaseErr: unknown) => {
@@ -171,11 +176,14 @@ export function journaledDevices(devices: UvmDevices, ctx: JournalContext, owner
           throw new UvmError('INVALID_ARGUMENT', 'a CombinedLayers request needs a ContainerRootPath');
         }
         try {
-          await ctx.journal.addLease({
-            kind: 'combined-layers',
-            ...(owner === undefined ? {} : { owner }),
-            ...combinedLayersCodec.encode(plain(settings), { ContainerRootPath: root }),
-          });
+          await ctx.journal.addLease(
+            {
+              kind: 'combined-layers',
+              ...(owner === undefined ? {} : { owner }),
+              ...combinedLayersCodec.encode(plain(settings), { ContainerRootPath: root }),
+            },
+            { durable: !ctx.deferDurable?.(owner) },
+          );
         } catch (err) {
           // Not durable: undo the overlay so that the caller holds nothing.
           await devices.sendGuestRequest({ ...request, RequestType: 'Remove', Settings: { ContainerRootPath: root } }).catch((removeErr: unknown) => {

@@ -55,8 +55,9 @@ export type PartChange =
   | { op: 'update'; part: HcsPart }
   | { op: 'remove'; key: string; kind: PartKind; half: 'host' | 'guest' };
 
+/** The settings object of a request (the library builds a fresh one per request and never changes it). */
 function json(v: unknown): JsonObject {
-  return v !== null && typeof v === 'object' && !Array.isArray(v) ? (JSON.parse(JSON.stringify(v)) as JsonObject) : {};
+  return v !== null && typeof v === 'object' && !Array.isArray(v) ? (v as JsonObject) : {};
 }
 
 const SCSI = /^VirtualMachine\/Devices\/Scsi\/([0-9a-fA-F-]+)\/Attachments\/(\d+)$/;

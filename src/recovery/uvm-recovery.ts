@@ -66,6 +66,8 @@ export class UvmRecovery {
   readonly uvmDevices: UvmDevices;
   readonly #init: UvmRecoveryInit;
   readonly #views = new Map<string, UvmDevices>();
+  /** Containers whose record is durable (their later leases are durable on their own). */
+  readonly #recorded = new Set<string>();
   #restored: RestoredLease[] = [];
   #report: RecoveryReport | undefined;
   #reconciling = false;
@@ -87,7 +89,13 @@ export class UvmRecovery {
   }
 
   #context(): JournalContext {
-    return { journal: this.#init.journal, logger: this.#init.logger, assertOpen: this.#init.assertOpen };
+    return {
+      journal: this.#init.journal,
+      logger: this.#init.logger,
+      assertOpen: this.#init.assertOpen,
+      // A container's leases are made durable by its record, until it is recorded.
+      deferDurable: (owner) => owner !== undefined && !this.#recorded.has(owner),
+    };
   }
 
   /** The report of the last reconcile, if any. */
@@ -109,6 +117,7 @@ export class UvmRecovery {
       return this.journal.records().find((r) => r.kind === 'combined-layers' && r.owner === owner && r.value.ContainerRootPath === h.guestPath)?.id;
     };
     await this.journal.putContainer(encodeContainer(snapshot, recordOf));
+    this.#recorded.add(owner);
   }
 
   /** Drops a container's record (its resources were released). */
@@ -120,6 +129,7 @@ export class UvmRecovery {
   /** Forgets the journaled view of `containerId` (released, or its allocation failed): one per live container only. */
   dropContainerDevices(containerId: string): void {
     this.#views.delete(containerId);
+    this.#recorded.delete(containerId);
   }
 
   /**
@@ -157,6 +167,7 @@ export class UvmRecovery {
     );
     this.#restored = applied.leases.get(undefined) ?? [];
     const containers = plan.containers.adopt.map((c) => this.#restoreContainer(c, applied.leases.get(c.id) ?? []));
+    for (const c of plan.containers.adopt) this.#recorded.add(c.id);
     this.#report = applied.report;
     return { report: applied.report, containers };
   }

@@ -10,7 +10,7 @@ import type { ComposedLayersInfo } from '../../layers/composed-layers.js';
 import type { ContainerEntry } from '../../oci/mount-applier.js';
 import type { PlannedMount } from '../../oci/mount-planner.js';
 import type { OciMount } from '../../oci/oci-spec.js';
-import { count, plain, text } from './codec.js';
+import { count, text } from './codec.js';
 import { pipeRequestSchema } from './pipe.js';
 import { plan9RequestSchema } from './plan9.js';
 import { scsiRequestSchema } from './scsi.js';
@@ -118,7 +118,9 @@ void _types;
 
 /**
  * The container record of `snapshot`; `recordOf` names the lease record behind a held resource
- * (undefined: not journaled, left out).
+ * (undefined: not journaled, left out). Built from the containers module's types, which the
+ * compiler checks against the schema (no validation on this hot path: the record is validated
+ * when it is read back).
  */
 export function encodeContainer(
   snapshot: ContainerResourcesSnapshot,
@@ -128,23 +130,20 @@ export function encodeContainer(
   for (const h of snapshot.held) {
     const record = recordOf(h);
     if (record === undefined) continue;
-    held.push({ record, fields: v.parse(heldFieldsSchema, plain({ kind: h.kind, source: h.source, hostPath: h.hostPath, guestPath: h.guestPath, destination: h.destination, mountIndex: h.mountIndex })) });
+    held.push({ record, fields: { kind: h.kind, source: h.source, hostPath: h.hostPath, guestPath: h.guestPath, destination: h.destination, mountIndex: h.mountIndex } });
   }
-  return v.parse(
-    containerRecordSchema,
-    plain({
-      id: snapshot.containerId,
-      rootfsPath: snapshot.rootfsPath,
-      layers: snapshot.layers,
-      held,
-      mounts: snapshot.mounts.map((m) => ({
-        index: m.index,
-        planned: m.planned,
-        mount: m.mount,
-        containerEntry: m.containerEntry,
-        record: m.held ? recordOf(m.held) : undefined,
-      })),
-      nextMountIndex: snapshot.nextMountIndex,
-    }),
-  );
+  return {
+    id: snapshot.containerId,
+    rootfsPath: snapshot.rootfsPath,
+    layers: snapshot.layers,
+    held,
+    mounts: snapshot.mounts.map((m) => ({
+      index: m.index,
+      planned: m.planned,
+      mount: m.mount,
+      containerEntry: m.containerEntry,
+      record: m.held ? recordOf(m.held) : undefined,
+    })),
+    nextMountIndex: snapshot.nextMountIndex,
+  };
 }

@@ -152,6 +152,40 @@ describe('recovery journal', () => {
       expect((await expectCode(readJournalFile(path), 'RECOVERY_FAILED')).details.reason).to.equal('corrupt');
     });
 
+    it('write-ahead parts: an add is durable as `adding` before intend resolves; settle and removals are appended as small state ops', async () => {
+      const path = join(dir, 'j.json');
+      const journal = await RecoveryJournal.create(path, 'vm-1', { os: 'linux' });
+      const part = { key: 'scsi:0:1', kind: 'scsi-attachment' as const, half: 'host' as const, settings: { Type: 'VirtualDisk', Path: '/l/a.vhdx', Controller: 0, Lun: 1 } };
+      await journal.intend([{ op: 'add', part }]);
+      expect((await readJournalFile(path))!.parts).to.deep.equal([{ ...part, state: 'adding' }]);
+      journal.settle([{ op: 'add', part }]);
+      await journal.addLease(scsiLease());
+      expect((await readJournalFile(path))!.parts.map((p) => p.state)).to.deep.equal(['attached']);
+      await journal.intend([{ op: 'remove', key: part.key, kind: part.kind, half: part.half }]);
+      await journal.removeLease(1);
+      expect((await readJournalFile(path))!.parts.map((p) => p.state)).to.deep.equal(['removing']);
+      const lines = readFileSync(path, 'utf8').split('\n').filter((l) => l.length > 0).map((l) => JSON.parse(l) as { op?: string });
+      expect(lines.filter((l) => l.op === 'state')).to.deep.equal([
+        { op: 'state', key: 'scsi:0:1', state: 'attached' },
+        { op: 'state', key: 'scsi:0:1', state: 'removing' },
+      ]);
+      journal.settle([{ op: 'remove', key: part.key, kind: part.kind, half: part.half }]);
+      await journal.close();
+      expect((await readJournalFile(path))!.parts).to.deep.equal([]);
+      expect(await readJournalFile(path)).to.deep.equal(journal.snapshot());
+    });
+
+    it('a container lease journaled with durable: false resolves at once and is carried by the next write', async () => {
+      const path = join(dir, 'j.json');
+      const journal = await RecoveryJournal.create(path, 'vm-1', {});
+      const id = await journal.addLease(scsiLease('c1'), { durable: false });
+      await journal.putContainer({ id: 'c1', rootfsPath: '/r', held: [{ record: id, fields: { kind: 'layer', source: 'scsi' } }], mounts: [], nextMountIndex: 0 });
+      const onDisk = (await readJournalFile(path))!;
+      expect(onDisk.records.map((r) => r.id)).to.deep.equal([id]);
+      expect(onDisk.containers.map((c) => c.id)).to.deep.equal(['c1']);
+      await journal.close();
+    });
+
     it('discard() deletes the file; later changes stay in memory', async () => {
       const path = join(dir, 'j.json');
       const journal = await RecoveryJournal.create(path, 'vm-1', {});
@@ -196,6 +230,7 @@ describe('recovery journal', () => {
       ['a duplicate container', (d) => d.containers.push(structuredClone(d.containers[0]))],
       ['a mount without destination', (d) => d.containers[0].mounts.push({ index: 0, planned: {}, mount: {} })],
       ['name counters of the wrong type', (d) => (d.nameCounters.plan9 = '3')],
+      ['a part state of an unknown kind', (d) => d.parts.push({ key: 'vpmem:0', kind: 'vpmem-device', half: 'host', settings: {}, state: 'gone' })],
     ];
     for (const [what, corrupt] of corruptions) {
       it(`rejects ${what} with RECOVERY_FAILED (corrupt)`, () => {
@@ -212,6 +247,14 @@ describe('recovery journal', () => {
         expect([code, reason]).to.deep.equal(what === 'not an object' ? ['JOURNAL_VERSION', 'version'] : ['RECOVERY_FAILED', 'corrupt']);
       });
     }
+
+    it('replays state ops; a state op for a part that is not there is corrupt', () => {
+      const doc = { ...valid(), parts: [{ key: 'vpmem:0', kind: 'vpmem-device' as const, half: 'host' as const, settings: { DeviceNumber: 0 }, state: 'adding' as const }] };
+      const text = `${JSON.stringify(doc)}\n${JSON.stringify({ op: 'state', key: 'vpmem:0', state: 'attached' })}\n`;
+      expect(parseJournal(text).parts.map((p) => p.state)).to.deep.equal(['attached']);
+      const bad = `${JSON.stringify(doc)}\n${JSON.stringify({ op: 'state', key: 'vpmem:9', state: 'attached' })}\n`;
+      expect(() => parseJournal(bad)).to.throw().with.property('code', 'RECOVERY_FAILED');
+    });
 
     it('rejects text that is not JSON (a torn file)', () => {
       const text = JSON.stringify(valid());
