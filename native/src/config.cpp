@@ -10,6 +10,8 @@
 
 #include "core.h"
 #include "events.h"
+#include "gcs-protocol.h"
+#include "gcs.h"
 #include "persist.h"
 #include "scheduler.h"
 
@@ -42,6 +44,12 @@ struct Fault {
   bool crash = false;
   std::string attribution;
   bool hasHr = false;
+  std::string resourceType;  // glob on a bridge ModifySettings' Request.ResourceType
+  bool hasResourceType = false;
+  double delayMs = 0;
+  bool drop = false;
+  bool unknownId = false;
+  bool oversized = false;
   int64_t count = 0;
 };
 
@@ -139,6 +147,15 @@ Fault parseFault(const Json &v, const std::string &what) {
     } else if (k == "crash") {
       if (!x.isBool()) bad(what + ".crash: expected a boolean");
       f.crash = x.asBool();
+    } else if (k == "resourceType") {
+      if (!x.isString()) bad(what + ".resourceType: expected a string");
+      f.resourceType = x.asString();
+      f.hasResourceType = true;
+    } else if (k == "delayMs") {
+      f.delayMs = nonNegative(x, what + ".delayMs");
+    } else if (k == "drop" || k == "unknownId" || k == "oversized") {
+      if (!x.isBool()) bad(what + "." + k + ": expected a boolean");
+      (k == "drop" ? f.drop : k == "unknownId" ? f.unknownId : f.oversized) = x.asBool();
     } else if (k == "attribution") {
       if (!x.isString()) bad(what + ".attribution: expected a string");
       if (!isKnownCrashAttribution(x.asString())) badValue(what + ".attribution: unknown attribution \"" + x.asString() + "\"");
@@ -150,6 +167,13 @@ Fault parseFault(const Json &v, const std::string &what) {
   if (f.fn.empty()) f.fn = "HcsModifyComputeSystem";
   if ((f.hasResourcePath || f.guestOnly) && f.fn != "HcsModifyComputeSystem")
     badValue(what + ": resourcePath and guestOnly apply only to HcsModifyComputeSystem");
+  bool bridge = isBridgeFunction(f.fn);
+  if ((f.delayMs > 0 || f.drop || f.unknownId || f.oversized) && !bridge)
+    badValue(what + ": delayMs, drop, unknownId and oversized apply only to bridge:<MessageType> faults");
+  if (f.hasResourceType && f.fn != "bridge:ModifySettings")
+    badValue(what + ": resourceType applies only to bridge:ModifySettings");
+  if (f.drop + f.unknownId + f.oversized + f.crash + f.hang > 1)
+    badValue(what + ": drop, unknownId, oversized, crash and hang exclude each other");
   if (f.message.empty()) {
     char buf[96];
     std::snprintf(buf, sizeof buf, "injected fault 0x%08X in %s", static_cast<unsigned>(f.hr), f.fn.c_str());
@@ -183,11 +207,23 @@ struct ParsedConfig {
   bool hasRemoveNotAttached = false;
   HRESULT removeNotAttached = HCS_E_NOT_FOUND;
   bool releaseHangs = false;
+  bool hasGuestDial = false;
+  bool guestDial = true;
+  bool hasHvsockDir = false;
+  std::string hvsockDir;
+  bool hasGuestNotify = false;
+  std::string notifyId;
+  Json notifyBody;
+  bool hasRefuseGuestRequests = false;
+  bool refuseGuestRequests = false;
 };
 
 // "removeNotAttached": 0 = success, else the HRESULT to fail with.
 std::atomic<HRESULT> gRemoveNotAttached{HCS_E_NOT_FOUND};
 std::atomic<bool> gCancelHonoured{false};
+// Default "accept" until the library sends GuestConnection in HCS-owned mode (docs/hcs.md).
+constexpr bool kRefuseGuestRequestsDefault = false;
+std::atomic<bool> gRefuseGuestRequests{kRefuseGuestRequestsDefault};
 std::atomic<int64_t> gInventoryQueries{0};
 std::atomic<int64_t> gInventoryQueriesByTestHelpers{0};
 
@@ -265,6 +301,40 @@ ParsedConfig parseConfig(const Json &doc) {
     } else if (k == "releaseHangs") {
       if (!v.isBool()) bad("releaseHangs: expected a boolean");
       c.releaseHangs = v.asBool();
+    } else if (k == "guestDial") {
+      if (!v.isString()) bad("guestDial: expected \"auto\" or \"never\"");
+      if (v.asString() != "auto" && v.asString() != "never") badValue("guestDial: expected \"auto\" or \"never\"");
+      c.hasGuestDial = true;
+      c.guestDial = v.asString() == "auto";
+    } else if (k == "hvsockDir") {
+      if (!v.isString() && !v.isNull()) bad("hvsockDir: expected a directory or null");
+      if (v.isString() && v.asString().empty()) badValue("hvsockDir: must not be empty");
+      c.hasHvsockDir = true;
+      c.hvsockDir = v.isString() ? v.asString() : std::string();
+    } else if (k == "guestNotify") {
+      if (!v.isObject()) bad("guestNotify: expected an object {\"systemId\", \"containerId\"?, \"type\"?}");
+      c.hasGuestNotify = true;
+      Json body = Json::object();
+      body.set("ContainerId", Json::string(gcs::kNullContainerId));
+      body.set("ActivityId", Json::string(gcs::kNullContainerId));
+      body.set("Type", Json::string("UnexpectedExit"));
+      body.set("Operation", Json::string("None"));
+      body.set("Result", Json::number(0));
+      for (const auto &e : v.members()) {
+        if (!e.second.isString()) bad("guestNotify." + e.first + ": expected a string");
+        if (e.first == "systemId") c.notifyId = e.second.asString();
+        else if (e.first == "containerId") body.set("ContainerId", e.second);
+        else if (e.first == "type") body.set("Type", e.second);
+        else bad("guestNotify: unknown key \"" + e.first + "\"");
+      }
+      if (c.notifyId.empty()) bad("guestNotify: missing systemId");
+      c.notifyBody = body;
+    } else if (k == "guestRequestWithoutGuestConnection") {
+      if (!v.isString()) bad("guestRequestWithoutGuestConnection: expected \"accept\" or \"refuse\"");
+      if (v.asString() != "accept" && v.asString() != "refuse")
+        badValue("guestRequestWithoutGuestConnection: expected \"accept\" or \"refuse\"");
+      c.hasRefuseGuestRequests = true;
+      c.refuseGuestRequests = v.asString() == "refuse";
     } else {
       bad("configuration: unknown key \"" + k + "\"");
     }
@@ -274,11 +344,17 @@ ParsedConfig parseConfig(const Json &doc) {
 
 }  // namespace
 
+bool isBridgeFunction(const std::string &fn) {
+  return fn.rfind("bridge:", 0) == 0 && gcs::requestTypeOf(fn.substr(7)) != 0;
+}
+
 bool isKnownFunction(const std::string &fn) {
   for (const char *f : kFunctions)
     if (fn == f) return true;
-  return false;
+  return isBridgeFunction(fn);
 }
+
+bool refuseGuestRequestWithoutGuestConnection() { return gRefuseGuestRequests.load(); }
 
 HRESULT applyConfig(const std::string &utf8, std::string &error) {
   Json doc;
@@ -296,6 +372,8 @@ HRESULT applyConfig(const std::string &utf8, std::string &error) {
   Settings &s = settings();
   if (c.reset) {
     gCancelHonoured = false;
+    gRefuseGuestRequests = kRefuseGuestRequestsDefault;
+    gcsReset();
     gRemoveNotAttached = HCS_E_NOT_FOUND;
     {
       std::lock_guard<std::mutex> lock(s.m);
@@ -325,7 +403,14 @@ HRESULT applyConfig(const std::string &utf8, std::string &error) {
   if (c.hasConcurrency) setConcurrencyLimit(c.concurrency);
   if (c.hasCancel) gCancelHonoured = c.cancel;
   if (c.hasRemoveNotAttached) gRemoveNotAttached = c.removeNotAttached;
-  if (c.releaseHangs) releaseHungOperations();
+  if (c.releaseHangs) {
+    releaseHungOperations();
+    gcsReleaseHangs();
+  }
+  if (c.hasRefuseGuestRequests) gRefuseGuestRequests = c.refuseGuestRequests;
+  if (c.hasGuestDial) gcsSetDial(c.guestDial);
+  if (c.hasHvsockDir) gcsSetDir(c.hvsockDir);
+  if (c.hasGuestNotify && !gcsNotify(c.notifyId, c.notifyBody, error)) return HCS_E_INVALIDARG;
   if (c.hasTrace) setTracePath(c.trace);
   if (c.hasStateFile) {
     Core &co = core();
@@ -334,6 +419,11 @@ HRESULT applyConfig(const std::string &utf8, std::string &error) {
       co.stateFile.clear();
     } else if (!loadStateLocked(c.stateFile, error)) {
       return HCS_E_INVALIDARG;
+    } else {
+      // Running VMs of another process: their guests' GCS redials (the HEAD GCS redials after a drop).
+      gcsPoke();
+      for (const auto &e : co.registry)
+        if (e.second->sys.state == "Running") gcsVmStarted(e.second, true);
     }
   }
   return HCS_S_OK;
@@ -364,6 +454,16 @@ void applyEnvironmentConfig() {
     std::fprintf(stderr, "hcssim: environment configuration ignored: %s\n", err.c_str());
 }
 
+double pickBridgeLatencyMs(const std::string &fn) {
+  Settings &s = settings();
+  std::lock_guard<std::mutex> lock(s.m);
+  auto it = s.perFn.find(fn);
+  if (it == s.perFn.end()) return 0;
+  double ms = it->second.ms;
+  if (it->second.jitterMs > 0) ms += std::uniform_real_distribution<double>(0.0, it->second.jitterMs)(s.rng);
+  return ms;
+}
+
 double pickLatencyMs(const std::string &fn) {
   Settings &s = settings();
   std::lock_guard<std::mutex> lock(s.m);
@@ -382,6 +482,7 @@ FaultHit matchFault(const std::string &fn, const Json *doc) {
   if (s.faults.empty()) return hit;
   std::string path;
   bool hasPath = false, hasGuest = false;
+  std::string resourceType = doc ? gcs::resourceTypeOf(*doc) : std::string();
   if (doc && doc->isObject()) {
     const Json *p = doc->get("ResourcePath");
     if (p && p->isString()) {
@@ -395,6 +496,7 @@ FaultHit matchFault(const std::string &fn, const Json *doc) {
     if (f.fn != fn) continue;
     if (f.hasResourcePath && (!hasPath || !globMatch(f.resourcePath.c_str(), path.c_str()))) continue;
     if (f.guestOnly && !hasGuest) continue;
+    if (f.hasResourceType && !globMatch(f.resourceType.c_str(), resourceType.c_str())) continue;
     ++f.count;
     if (!hit.hit && (f.nth == 0 || f.count == f.nth)) {
       hit.hit = true;
@@ -405,6 +507,10 @@ FaultHit matchFault(const std::string &fn, const Json *doc) {
       hit.crash = f.crash;
       hit.attribution = f.attribution;
       hit.hasHr = f.hasHr;
+      hit.delayMs = f.delayMs;
+      hit.drop = f.drop;
+      hit.unknownId = f.unknownId;
+      hit.oversized = f.oversized;
     }
   }
   return hit;
@@ -432,6 +538,7 @@ std::string simulatorStatsJson() {
   Json doc = Json::object();
   doc.set("InventoryQueries", inv);
   doc.set("Operations", ops);
+  doc.set("Guest", gcsStats());
   return toJson(doc);
 }
 

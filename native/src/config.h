@@ -19,6 +19,11 @@ struct FaultHit {
   bool crash = false;       // crash the call's system (see events.h) instead of failing the call
   std::string attribution;  // of the crash
   bool hasHr = false;  // a hang fault with an explicit hr fails with it when released
+  // bridge faults (fn "bridge:<MessageType>", the fake guest's GCS; gcs.h)
+  double delayMs = 0;      // answer after this delay
+  bool drop = false;       // close the bridge connection instead of answering
+  bool unknownId = false;  // answer with an id the host never used
+  bool oversized = false;  // answer with a message above the host's 64 KiB limit
 };
 
 // Applies a configuration document; returns S_OK, HCS_E_INVALID_JSON (malformed / unknown key /
@@ -29,10 +34,18 @@ void applyEnvironmentConfig();
 
 // Latency in ms for one call of fn (fixed + uniform jitter).
 double pickLatencyMs(const std::string &fn);
+// Latency of the guest's answer to one bridge message ("bridge:<MessageType>"): only an explicit
+// per-function entry of the "latency" map applies (the global latencyMs / jitterMs do not).
+double pickBridgeLatencyMs(const std::string &fn);
 // Counts the call against every matching fault and returns the first that fires.
 FaultHit matchFault(const std::string &fn, const Json *doc);
 
 bool isKnownFunction(const std::string &fn);
+// "bridge:<MessageType>" of a known GCS bridge request type.
+bool isBridgeFunction(const std::string &fn);
+// Control "guestRequestWithoutGuestConnection": true = HcsModifyComputeSystem refuses a GuestRequest
+// when the VM's create document had no VirtualMachine.GuestConnection.
+bool refuseGuestRequestWithoutGuestConnection();
 
 // Removing something that is not attached (control "removeNotAttached"): throws the configured
 // failure (HRESULT_FROM_WIN32(ERROR_NOT_FOUND) by default, or HCS_E_INVALID_STATE), or returns

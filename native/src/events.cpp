@@ -1,4 +1,5 @@
 #include "events.h"
+#include "gcs.h"
 
 #include <mutex>
 #include <thread>
@@ -128,6 +129,7 @@ bool crashSystem(const std::string &id, const std::string &attribution, std::str
       // the crash happened either way
     }
   }
+  gcsPoke();  // the guest's connections close with the VM
   std::string record = attribution.empty() || attribution == "UnexpectedExit"
                            ? R"({"SystemExit":{"Detail":"UnexpectedExit","Initiator":"Internal"}})"
                            : "{\"" + attribution + "\":{}}";

@@ -12,6 +12,7 @@
 #include "config.h"
 #include "core.h"
 #include "events.h"
+#include "gcs.h"
 #include "json.h"
 #include "persist.h"
 #include "scheduler.h"
@@ -379,6 +380,9 @@ static HRESULT stateCall(HCS_SYSTEM computeSystem, HCS_OPERATION operation, PCWS
     OpOutcome out = transition(rec, captured, name.c_str());
     // The system stopped: SystemExited to every handle with a callback (on another thread).
     if (name != "HcsStartComputeSystem") raiseClientExit(rec, name == "HcsTerminateComputeSystem");
+    // Started: the guest boots and dials the host's hvsocket listeners; stopped: its connections close.
+    if (name == "HcsStartComputeSystem") gcsVmStarted(rec);
+    else gcsPoke();
     return out;
   });
 }
@@ -471,6 +475,12 @@ HCS_API HRESULT HCS_CALL HcsModifyComputeSystem(HCS_SYSTEM computeSystem, HCS_OP
     requireParsed(captured, "the modify request");
     if (rec->sys.state != "Running")
       fail(HCS_E_INVALID_STATE, "compute system " + rec->id + " is not running (state " + rec->sys.state + ")");
+    // Without VirtualMachine.GuestConnection HCS holds no connection to the guest to forward a
+    // GuestRequest over (the shim owns the GCS bridge): refused, nothing applied (docs/hcs.md).
+    if (refuseGuestRequestWithoutGuestConnection() && !rec->sys.guestConnection && captured.json.isObject() &&
+        hasGuestPart(captured.json))
+      fail(HCS_E_SYSTEM_NOT_CONFIGURED_FOR_OPERATION,
+           "compute system " + rec->id + " has no GuestConnection: HCS cannot deliver a GuestRequest (the GCS bridge belongs to the caller)");
     HcsFailure guestFault{fault.hr, fault.message};
     struct Saver {
       ~Saver() {

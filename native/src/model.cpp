@@ -806,6 +806,11 @@ void applyGuestRequest(System &sys, const Json &gr) {
 bool hasHostPart(const Json &doc) { return field(doc, "ResourcePath") != nullptr; }
 bool hasGuestPart(const Json &doc) { return field(doc, "GuestRequest") != nullptr; }
 
+void applyGuestOnly(System &sys, const Json &guestRequest) {
+  validateGuestShape(sys, guestRequest);
+  applyGuestRequest(sys, guestRequest);
+}
+
 void applyModify(System &sys, const Json &doc, const HcsFailure *guestFault) {
   requireObject(doc, "ModifySettingRequest");
   checkFields(doc, "ModifySettingRequest", {"ResourcePath", "RequestType", "Settings", "GuestRequest"});

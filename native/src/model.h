@@ -84,6 +84,9 @@ void buildSystemFromCreateDoc(const std::string &id, const Json &doc, System &ou
 // half was applied. A failing guest half leaves the host half applied. Throws HcsFailure.
 void applyModify(System &sys, const Json &doc, const HcsFailure *guestFault);
 bool hasGuestPart(const Json &doc);
+// Applies one guest request {RequestType, ResourceType, Settings} alone (the bridge's ModifySettings),
+// validated like a GuestRequest and applied atomically or not at all. Throws HcsFailure.
+void applyGuestOnly(System &sys, const Json &guestRequest);
 
 // Number of host and guest resources added after create that are still present.
 int64_t hotAddedCount(const System &sys);

@@ -31,7 +31,30 @@ export type SimulatedFunction =
   | 'DeactivateLayer'
   | 'BfSetupFilter'
   | 'BfRemoveMapping'
+  | BridgeFunction
   | (string & {});
+
+/**
+ * A GCS bridge request type the simulator's guest receives, as a fault / latency target
+ * (`bridge:<MessageType>`; the trace names each bridge message the same way).
+ */
+export type BridgeFunction =
+  | 'bridge:NegotiateProtocol'
+  | 'bridge:ModifySettings'
+  | 'bridge:Create'
+  | 'bridge:Start'
+  | 'bridge:ShutdownGraceful'
+  | 'bridge:ShutdownForced'
+  | 'bridge:ExecuteProcess'
+  | 'bridge:WaitForProcess'
+  | 'bridge:SignalProcess'
+  | 'bridge:ResizeConsole'
+  | 'bridge:GetProperties'
+  | 'bridge:DumpStacks'
+  | 'bridge:DeleteContainerState'
+  | 'bridge:UpdateContainer'
+  | 'bridge:LifecycleNotification'
+  | 'bridge:ModifyServiceSettings';
 
 /** One injected fault. */
 export interface SimulatorFault {
@@ -56,6 +79,21 @@ export interface SimulatorFault {
   crash?: boolean;
   /** The crash's attribution (with `crash`). @default 'UnexpectedExit' */
   attribution?: SimulatorCrashAttribution;
+  /**
+   * Bridge faults (`fn: 'bridge:<MessageType>'`, the simulator's guest; native/README.md "Guest
+   * connection"). A bridge fault with `hr` (or none of the actions below) makes the guest refuse
+   * the request with that HRESULT, nothing applied. `hang` parks the answer until `releaseHangs`.
+   */
+  /** Glob on a `bridge:ModifySettings` request's `Request.ResourceType` (e.g. `MappedVirtualDisk`). */
+  resourceType?: string;
+  /** Answer after this many milliseconds (later requests overtake it: responses match by id). */
+  delayMs?: number;
+  /** Close the bridge connection instead of answering (the request is not applied); the guest redials. */
+  drop?: boolean;
+  /** Answer with an id the host never sent. */
+  unknownId?: boolean;
+  /** Answer with a message above the host's 64 KiB limit. */
+  oversized?: boolean;
 }
 
 /** What a simulated crash says stopped the VM (`Attribution` of its SystemExited event). */
@@ -108,8 +146,33 @@ export interface SimulatorConfig {
    * (HCS_E_INVALID_STATE 0x80370105) or `success`. A reset restores the default.
    */
   removeNotAttached?: 'notFound' | 'invalidState' | 'success';
-  /** Let every operation parked by a `hang` fault run now. */
+  /** Let every operation and every bridge answer parked by a `hang` fault run now. */
   releaseHangs?: boolean;
+  /**
+   * Whether the simulator's guests dial the library's hvsocket listeners after start: `auto`
+   * (default, as a booting guest does; retried every 100 ms until connected or the VM stops) or
+   * `never` (for accept-deadline tests). A reset restores `auto`.
+   */
+  guestDial?: 'auto' | 'never';
+  /**
+   * Directory of the local hvsocket endpoints (`<dir>/<RuntimeId>-<ServiceId>.sock`) for VMs
+   * started afterwards; null = the environment (`$UVM_HVSOCK_DIR`, else `$TMPDIR/uvm-hvsock`).
+   * A reset restores null.
+   */
+  hvsockDir?: string | null;
+  /**
+   * Send an unsolicited ContainerNotification (`0x30100101`, id 0) on the system's GCS bridge now;
+   * INVALIDARG when that bridge is not connected. Defaults: the all-zero container id, `UnexpectedExit`.
+   */
+  guestNotify?: { systemId: string; containerId?: string; type?: string };
+  /**
+   * `HcsModifyComputeSystem` with a `GuestRequest` on a VM whose create document had no
+   * `VirtualMachine.GuestConnection`: `refuse` (as real HCS, which holds no guest connection then:
+   * HCS_E_SYSTEM_NOT_CONFIGURED_FOR_OPERATION 0x80370120, nothing applied) or `accept` (a
+   * deviation kept as the default until the library's HCS-owned mode sends GuestConnection).
+   * A reset restores the default.
+   */
+  guestRequestWithoutGuestConnection?: 'accept' | 'refuse';
 }
 
 /** The simulator's counters (`HcsSimQuery`). */
@@ -120,6 +183,11 @@ export interface SimulatorStats {
    */
   InventoryQueries: { Library: number; TestHelper: number };
   Operations: { Executing: number; Waiting: number; Hung: number; Open: number };
+  /**
+   * The simulator's guests: VMs with a guest, guests still dialling, connected GCS bridges,
+   * connection attempts and bridge messages received (the last two count since load).
+   */
+  Guest: { Vms: number; Dialing: number; Bridges: number; Dials: number; Messages: number };
 }
 
 /** Settings objects are echoed exactly as they were sent (see native/README.md). */
