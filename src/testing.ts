@@ -18,6 +18,7 @@ export {
   type SimulatorCrashAttribution,
   type SimulatorLatency,
   type SimulatedFunction,
+  type BridgeFunction,
   type SimulatorState,
   type SimulatorProperties,
   type SimulatorSettings,
