@@ -55,7 +55,7 @@ describe('simulator guest: hvsocket dialer and GCS bridge', function () {
 
   /** Boots an LCOW system the way hcsshim does (listen after create, before start) and negotiates. */
   async function bootLcow(): Promise<{ system: ComputeSystem; bridge: BridgeConnection; log: string }> {
-    const system = await createTestSystem({ os: 'linux', start: false });
+    const system = await createTestSystem({ os: 'linux', start: false, guestConnection: false });
     const rid = await runtimeIdOf(system);
     const [entropy, log, gcs] = await Promise.all([dir.listen(rid, SERVICE.entropy), dir.listen(rid, SERVICE.log), dir.listen(rid, SERVICE.lcowGcs)]);
     await system.start();
@@ -102,7 +102,7 @@ describe('simulator guest: hvsocket dialer and GCS bridge', function () {
   });
 
   it('WCOW: the null container Create/Start, the HvSocket update, a scratch mount', async () => {
-    const system = await createTestSystem({ os: 'windows', start: false });
+    const system = await createTestSystem({ os: 'windows', start: false, guestConnection: false });
     const rid = await runtimeIdOf(system);
     const gcs = await dir.listen(rid, SERVICE.wcowGcs);
     await system.start();
@@ -172,7 +172,7 @@ describe('simulator guest: hvsocket dialer and GCS bridge', function () {
 
   it('guestDial "never": nobody dials until it is set back to "auto"', async () => {
     configureSimulator({ guestDial: 'never' });
-    const system = await createTestSystem({ os: 'windows', start: false });
+    const system = await createTestSystem({ os: 'windows', start: false, guestConnection: false });
     const gcs = await dir.listen(await runtimeIdOf(system), SERVICE.wcowGcs);
     await system.start();
     const dialsBefore = simulatorStats().Guest.Dials;
@@ -184,7 +184,7 @@ describe('simulator guest: hvsocket dialer and GCS bridge', function () {
   });
 
   it('guestRequestWithoutGuestConnection "refuse": HCS refuses a GuestRequest without GuestConnection, nothing applied', async () => {
-    const system = await createTestSystem({ os: 'linux' });
+    const system = await createTestSystem({ os: 'linux', guestConnection: false });
     configureSimulator({ guestRequestWithoutGuestConnection: 'refuse' });
     const err = await rejection(
       system.modify({ ResourcePath: scsiPath(2), RequestType: 'Add', Settings: { Type: 'VirtualDisk', Path: 'C:\\d.vhdx' }, GuestRequest: mvd('Add', 2) }),

@@ -31,6 +31,8 @@ export interface TestSystemOptions {
   vsmb?: boolean;
   /** Also give the system Plan9 (linux always has it). @default false */
   plan9?: boolean;
+  /** `VirtualMachine.GuestConnection` (HCS owns the guest connection); false = the guest dials the GCS bridge instead. @default true */
+  guestConnection?: boolean;
   /** Start the system. @default true */
   start?: boolean;
   /** Id prefix. */
@@ -66,7 +68,7 @@ export function systemConfig(options: TestSystemOptions = {}): Record<string, un
       ComputeTopology: { Memory: { SizeInMB: 1024 }, Processor: { Count: 2 } },
       Devices: devices,
       // HCS owns the guest connection: these raw systems get GuestRequests through HcsModifyComputeSystem.
-      GuestConnection: os === 'linux' ? { UseVsock: true, UseConnectedSuspend: true } : {},
+      ...((options.guestConnection ?? true) && { GuestConnection: os === 'linux' ? { UseVsock: true, UseConnectedSuspend: true } : {} }),
     },
   };
 }
