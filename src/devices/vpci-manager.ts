@@ -16,7 +16,7 @@
  */
 import { randomUUID } from 'node:crypto';
 import { inject, injectable, optional, type ServiceIdentifier } from 'inversify';
-import { invalidArgument } from '../core/errors.js';
+import { invalidArgument, UvmError } from '../core/errors.js';
 import { ReleasableLease, type Lease } from '../core/lease.js';
 import { LogField, Logger, withFields } from '../core/logger.js';
 import { RefCountedTable, withResidue } from '../core/refcounted-table.js';
@@ -147,6 +147,27 @@ export class VpciManagerImpl implements VpciManager {
       () => this.#add(instancePath, virtualFunction, request.propagateNumaAffinity === true),
       options,
     );
+    return new ReleasableLease({ ...lease.value }, () => lease.release());
+  }
+
+  /**
+   * Recovery (docs/recovery.md): rebuilds the lease of a function that is already assigned (as
+   * `device`, its VMBus GUID), with no HCS call. A boot device shares its boot entry.
+   * RECOVERY_FAILED when the function is held already under another VMBus GUID.
+   */
+  async adopt(request: VpciDeviceRequest, device: VpciDevice): Promise<Lease<VpciDevice>> {
+    const { instancePath, virtualFunction } = validateVpciRequest(request);
+    await this.#booting;
+    const lease = await this.#table.acquire(keyOf(instancePath, virtualFunction), async () => {
+      this.#log('debug', device, 'adopted');
+      return { instancePath, virtualFunction, vmbusGuid: device.vmbusGuid, boot: device.boot };
+    });
+    if (!lease.value.boot && lease.value.vmbusGuid !== device.vmbusGuid) {
+      await lease.release(); // the entry was there before: this drops only the reference just taken
+      throw new UvmError('RECOVERY_FAILED', `cannot adopt ${instancePath} function ${virtualFunction} as ${device.vmbusGuid}: it is assigned as ${lease.value.vmbusGuid}`, {
+        details: { reason: 'adopt', instancePath, virtualFunction },
+      });
+    }
     return new ReleasableLease({ ...lease.value }, () => lease.release());
   }
 

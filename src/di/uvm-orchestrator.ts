@@ -17,6 +17,7 @@ import { deviceConfigOf, journaledUvmOptions, resolveUvmOptions, type ResolvedUv
 import { invalidArgument, UvmError } from '../core/errors.js';
 import { toJson } from '../recovery/journal-format.js';
 import { RecoveryJournal, resolveJournalOptions, type JournalOptions } from '../recovery/journal.js';
+import { JournaledGrants, recordGrant } from '../recovery/journaled-grants.js';
 import { PipeModule } from './pipe-module.js';
 import { Plan9Module } from './plan9-module.js';
 import { ScsiModule } from './scsi-module.js';
@@ -87,7 +88,11 @@ export function createUvmOrchestrator(options: UvmOrchestratorOptions = {}): Uvm
     const modifyTimeoutMs = (system as { modifyTimeoutMs?: unknown }).modifyTimeoutMs;
     scope.bind(HcsSystem).toConstantValue(new LateOutcomeSystem(exits.guardSystem(), { defaultModifyTimeoutMs: typeof modifyTimeoutMs === 'number' ? modifyTimeoutMs : undefined }));
     if (resolved.guestConnection) scope.bind(GuestConnection).toConstantValue(exits.guardConnection(resolved.guestConnection));
-    if (journal) scope.bind(RecoveryJournal).toConstantValue(journal);
+    if (journal) {
+      scope.bind(RecoveryJournal).toConstantValue(journal);
+      // The UVM's VM access grants are journaled (revoked when it is terminated).
+      scope.bind(HcsApi).toConstantValue(new JournaledGrants(root.get(HcsApi), journal));
+    }
     scope.bind(VpciBootDevices).toConstantValue(resolved.bootVpciDevices);
     scope.load(...UVM_SCOPE_MODULES);
     return scope.get(UtilityVm);
@@ -107,6 +112,7 @@ export function createUvmOrchestrator(options: UvmOrchestratorOptions = {}): Uvm
       // system cannot be opened, never a system without a journal. It never replaces a journal
       // (JOURNAL_IN_USE): a failed create leaves an existing one byte-for-byte as it was.
       journal = resolved.journal ? await RecoveryJournal.create(resolved.journal.path, resolved.id, toJson(journaledUvmOptions(uvmOptions))) : undefined;
+      if (journal && resolved.boot?.os === 'windows') await recordGrant(journal, resolved.boot.scratchPath);
       const system = await hcs.createComputeSystem(resolved.id, buildCreateDocument(resolved));
       try {
         return buildScope(resolved, system, journal, releaseId);

@@ -22,11 +22,13 @@ import type {
   VsmbShareRequest,
 } from '../devices/device-types.js';
 import { hostPaths } from '../devices/host-paths.js';
+import { vpciResourcePath, type VpciDevice, type VpciDeviceRequest, type VpciManager } from '../devices/vpci-manager.js';
 import { decodeLease } from './records/codec.js';
 import { combinedLayersCodec } from './records/combined-layers.js';
 import { pipeCodec } from './records/pipe.js';
 import { plan9Codec } from './records/plan9.js';
 import { scsiCodec } from './records/scsi.js';
+import { vpciCodec } from './records/vpci.js';
 import { vpmemCodec } from './records/vpmem.js';
 import { isRestrictedFile, vsmbCodec } from './records/vsmb.js';
 import type { ResourceDelivery } from '../devices/guest-delivery.js';
@@ -63,6 +65,7 @@ export interface AdoptableDevices extends UvmDevices {
   readonly vpmem: UvmDevices['vpmem'] & Adoptable<VpmemLayerRequest, VpmemLayer>;
   readonly plan9: UvmDevices['plan9'] & Adoptable<Plan9ShareRequest, Plan9Share> & NameReserving;
   readonly pipes: UvmDevices['pipes'] & Adoptable<{ hostPath: string }, MappedPipe>;
+  readonly vpci?: VpciManager & Adoptable<VpciDeviceRequest, VpciDevice>;
 }
 
 /** True when every manager of `devices` has an adoption path (and VSMB/Plan9 reserve names). */
@@ -71,7 +74,8 @@ export function isAdoptable(devices: UvmDevices): devices is AdoptableDevices {
   return (
     [devices.scsi, devices.vsmb, devices.vpmem, devices.plan9, devices.pipes].every((m) => has(m, 'adopt')) &&
     has(devices.vsmb, 'reserveNames') &&
-    has(devices.plan9, 'reserveNames')
+    has(devices.plan9, 'reserveNames') &&
+    (devices.vpci === undefined || has(devices.vpci, 'adopt'))
   );
 }
 
@@ -162,6 +166,12 @@ function removalOf(part: HcsPart, os: GuestOs): { send: (d: ResourceDelivery) =>
       return { send: (d) => d.host(hostRequest(resourcePaths.vsmbShares, 'Remove', { Name: s.Name })) };
     case 'mapped-pipe':
       return { send: (d) => d.host(hostRequest(resourcePaths.mappedPipe(String(s.Name)), 'Remove')) };
+    case 'vm-access':
+      // Never planned for removal (reconcile.ts); revoked when the VM is terminated.
+      return { send: () => Promise.resolve() };
+    case 'vpci-device':
+      // Host-only: the device leaves the guest with its host removal (vpci-manager.ts).
+      return { send: (d) => d.host(hostRequest(vpciResourcePath(String(s.VMBusGUID)), 'Remove')) };
   }
 }
 
@@ -250,6 +260,11 @@ async function adoptRecord(record: LeaseRecord, target: ApplyReconcileTarget): P
       const { request, value } = decodeLease(pipeCodec, record);
       return devices.pipes.adopt(request, value);
     }
+    case 'vpci': {
+      const { request, value } = decodeLease(vpciCodec, record);
+      if (!devices.vpci) throw new UvmError('NOT_SUPPORTED', 'this UVM has no vPCI manager');
+      return devices.vpci.adopt(request, value);
+    }
     case 'combined-layers': {
       const { value } = decodeLease(combinedLayersCodec, record);
       const owner = record.owner;
@@ -306,9 +321,12 @@ export async function applyReconcilePlan(plan: ReconcilePlan, target: ApplyRecon
       missing: f.missing,
     });
   }
-  // What stays journaled: the adopted records and the parts they claim (now known attached).
+  // What stays journaled: the adopted records and the parts they claim (now known attached), and
+  // the VM access grants (revoked when the VM is terminated; one whose outcome was unknown too).
   const removed = new Set(plan.remove.map((p) => p.key));
-  const kept = plan.inventory === 'not-running' ? [] : parts.filter((p) => !removed.has(p.key)).map((p): PartRecord => ({ key: p.key, kind: p.kind, half: p.half, settings: p.settings, state: 'attached' }));
+  const kept = parts
+    .filter((p) => (plan.inventory === 'not-running' ? p.kind === 'vm-access' : !removed.has(p.key)))
+    .map((p): PartRecord => ({ key: p.key, kind: p.kind, half: p.half, settings: p.settings, state: 'attached' }));
   await journal.rewrite(plan.adopt, plan.containers.adopt, kept, nameCountersFromParts(parts));
   const counters = journal.snapshot().nameCounters;
   advanceNameCounters(target.devices, counters);

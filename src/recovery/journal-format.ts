@@ -21,6 +21,7 @@ import { pipeCodec } from './records/pipe.js';
 import { plan9Codec } from './records/plan9.js';
 import { scsiCodec } from './records/scsi.js';
 import { vpmemCodec } from './records/vpmem.js';
+import { vpciCodec } from './records/vpci.js';
 import { vsmbCodec } from './records/vsmb.js';
 import type { PartRecord, PartState } from './parts.js';
 
@@ -32,7 +33,7 @@ export const JOURNAL_VERSION = 2;
 export const READABLE_JOURNAL_VERSIONS: readonly number[] = [1, 2];
 
 /** Which manager a lease came from; `combined-layers` is a guest-only CombinedLayers Add. */
-export type LeaseRecordKind = 'scsi' | 'vsmb' | 'vpmem' | 'plan9' | 'pipe' | 'combined-layers';
+export type LeaseRecordKind = 'scsi' | 'vsmb' | 'vpmem' | 'plan9' | 'pipe' | 'vpci' | 'combined-layers';
 
 /** The codec of each lease record kind. */
 export const LEASE_CODECS = {
@@ -41,6 +42,7 @@ export const LEASE_CODECS = {
   vpmem: vpmemCodec,
   plan9: plan9Codec,
   pipe: pipeCodec,
+  vpci: vpciCodec,
   'combined-layers': combinedLayersCodec,
 } as const satisfies Record<LeaseRecordKind, LeaseCodec<never, never> | LeaseCodec<any, any>>;
 
@@ -187,7 +189,7 @@ const leaseRecordSchema = v.pipe(
   v.transform((r): LeaseRecord => ({ id: r.id, kind: r.kind, ...(r.owner === undefined ? {} : { owner: r.owner }), request: r.request, value: r.value })),
 );
 
-const partKind = v.picklist(['scsi-attachment', 'vpmem-device', 'vpmem-mapping', 'plan9-share', 'vsmb-share', 'mapped-pipe', 'scsi-mount', 'vpmem-mount', 'plan9-mount', 'guest-directory', 'combined-layers']);
+const partKind = v.picklist(['scsi-attachment', 'vpmem-device', 'vpmem-mapping', 'plan9-share', 'vsmb-share', 'mapped-pipe', 'vpci-device', 'vm-access', 'scsi-mount', 'vpmem-mount', 'plan9-mount', 'guest-directory', 'combined-layers']);
 const partState = v.picklist(['adding', 'attached', 'removing']);
 const partSchema = v.object({
   key: text,

@@ -217,6 +217,11 @@ export class RecoveryJournal {
     return [...this.#state.records.values()];
   }
 
+  /** The state of the part `key`, if it is journaled. */
+  partState(key: string): PartRecord['state'] | undefined {
+    return this.#state.parts.get(key)?.state;
+  }
+
   /** The journaled parts (what the library sent to HCS and did not remove). */
   parts(): readonly PartRecord[] {
     return [...this.#state.parts.values()];

@@ -34,6 +34,7 @@ import type {
   VsmbShare,
   VsmbShareRequest,
 } from '../devices/device-types.js';
+import type { VpciDevice, VpciDeviceRequest, VpciManager } from '../devices/vpci-manager.js';
 import type { GuestRequest } from '../hcs/schema.js';
 import { LEASE_CODECS, type LeaseRecordKind } from './journal-format.js';
 import { plain, type LeaseCodec } from './records/codec.js';
@@ -139,7 +140,8 @@ function journaledManager<M extends Acquirer<R, V>, R, V>(inner: M, kind: LeaseR
     if (placement.ok === false) return result;
     return journaledReservation(request, result as Reservation<V>);
   };
-  return withAcquire(inner, acquire, reserve);
+  // (A manager without reservations, vPCI, gets none.)
+  return withAcquire(inner, acquire, typeof (inner as { reserve?: unknown }).reserve === 'function' ? reserve : undefined);
 }
 
 /**
@@ -156,6 +158,7 @@ export function journaledDevices(devices: UvmDevices, ctx: JournalContext, owner
     vpmem: journaledManager<VpmemManager, VpmemLayerRequest, VpmemLayer>(devices.vpmem, 'vpmem', LEASE_CODECS.vpmem, ctx, owner),
     plan9: journaledManager<Plan9Manager, Plan9ShareRequest, Plan9Share>(devices.plan9, 'plan9', LEASE_CODECS.plan9, ctx, owner),
     pipes: journaledManager<PipeManager, { hostPath: string }, MappedPipe>(devices.pipes, 'pipe', LEASE_CODECS.pipe, ctx, owner),
+    ...(devices.vpci ? { vpci: journaledManager<VpciManager, VpciDeviceRequest, VpciDevice>(devices.vpci, 'vpci', LEASE_CODECS.vpci, ctx, owner) } : {}),
     nameToGuid: (name) => devices.nameToGuid(name),
     retryLater: (leftover) => devices.retryLater(leftover),
     async sendGuestRequest(request: GuestRequest, options?: DeviceAcquireOptions): Promise<void> {

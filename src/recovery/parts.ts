@@ -11,7 +11,7 @@ import { SCSI_CONTROLLER_GUIDS } from '../devices/resource-paths.js';
 import type { ModifySettingRequest } from '../hcs/schema.js';
 import type { JsonObject } from './journal-format.js';
 
-export type HostPartKind = 'scsi-attachment' | 'vpmem-device' | 'vpmem-mapping' | 'plan9-share' | 'vsmb-share' | 'mapped-pipe';
+export type HostPartKind = 'scsi-attachment' | 'vpmem-device' | 'vpmem-mapping' | 'plan9-share' | 'vsmb-share' | 'mapped-pipe' | 'vpci-device' | 'vm-access';
 export type GuestPartKind = 'scsi-mount' | 'vpmem-mount' | 'plan9-mount' | 'guest-directory' | 'combined-layers';
 export type PartKind = HostPartKind | GuestPartKind;
 
@@ -44,6 +44,10 @@ export const partKeys = {
   plan9: (name: string): string => `plan9:${name}`,
   vsmb: (name: string): string => `vsmb:${name}`,
   pipe: (name: string): string => `pipe:${name}`,
+  /** A VM access grant (`HcsGrantVmAccess(vm, path)`) by file path: not in the VM, kept until it is terminated. */
+  grant: (path: string): string => `grant:${path}`,
+  /** An assigned device by its VMBus GUID (lowercase). */
+  vpci: (vmbusGuid: string): string => `vpci:${vmbusGuid.toLowerCase()}`,
   /** Guest mount paths are unique across MappedVirtualDisk, VPMemDevice and MappedDirectory. */
   guestMount: (path: string): string => `mount:${path}`,
   combined: (containerRootPath: string): string => `combined:${containerRootPath}`,
@@ -63,6 +67,7 @@ function json(v: unknown): JsonObject {
 const SCSI = /^VirtualMachine\/Devices\/Scsi\/([0-9a-fA-F-]+)\/Attachments\/(\d+)$/;
 const VPMEM = /^VirtualMachine\/Devices\/VirtualPMem\/Devices\/(\d+)(?:\/Mappings\/(\d+))?$/;
 const PIPE = 'VirtualMachine/Devices/MappedPipes/';
+const VPCI = /^VirtualMachine\/Devices\/VirtualPci\/([0-9a-fA-F-]{36})$/;
 
 /** The host part a host request addresses (undefined: not a part, e.g. another resource path). */
 function hostPartOf(path: string, settings: JsonObject): HcsPart | undefined {
@@ -79,6 +84,11 @@ function hostPartOf(path: string, settings: JsonObject): HcsPart | undefined {
     if (vpmem[2] === undefined) return { key: partKeys.vpmemDevice(device), kind: 'vpmem-device', half: 'host', settings: { ...settings, DeviceNumber: device } };
     const offset = Number(vpmem[2]);
     return { key: partKeys.vpmemMapping(device, offset), kind: 'vpmem-mapping', half: 'host', settings: { ...settings, DeviceNumber: device, Offset: offset } };
+  }
+  const vpci = VPCI.exec(path);
+  if (vpci) {
+    const guid = vpci[1]!.toLowerCase();
+    return { key: partKeys.vpci(guid), kind: 'vpci-device', half: 'host', settings: { ...settings, VMBusGUID: guid } };
   }
   if (path.startsWith(PIPE)) {
     const name = path.slice(PIPE.length);

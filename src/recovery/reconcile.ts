@@ -74,6 +74,13 @@ function scsiAttachPath(request: JsonObject): string {
   return rest.slice(rest.indexOf('/') + 1);
 }
 
+/** `<instance path>/<virtual function>` of the first function of a VirtualPci Add's settings. */
+function vpciFunctionOf(settings: JsonObject): string | undefined {
+  const fn = Array.isArray(settings.Functions) ? (settings.Functions[0] as JsonObject | undefined) : undefined;
+  if (!fn || typeof fn !== 'object') return undefined;
+  return `${String(fn.DeviceInstancePath)}/${num(fn.VirtualFunction) ?? 0}`;
+}
+
 /** The parts a record needs present to be adopted. */
 export function expectedParts(record: LeaseRecord, os: GuestOs): ExpectedPart[] {
   const { request, value } = record;
@@ -136,6 +143,10 @@ export function expectedParts(record: LeaseRecord, os: GuestOs): ExpectedPart[] 
     }
     case 'pipe':
       return [{ key: partKeys.pipe(String(request.hostPath)), kind: 'mapped-pipe', matches: () => true }];
+    case 'vpci':
+      // A boot device is in the create document: there as long as the VM is.
+      if (value.boot === true) return [];
+      return [{ key: partKeys.vpci(String(value.vmbusGuid)), kind: 'vpci-device', matches: (s) => vpciFunctionOf(s) === `${String(value.instancePath)}/${num(value.virtualFunction) ?? 0}` }];
     case 'combined-layers':
       return [{ key: partKeys.combined(String(value.ContainerRootPath)), kind: 'combined-layers', matches: () => true }];
   }
@@ -187,8 +198,9 @@ export function planReconcile(input: ReconcileInput): ReconcilePlan {
       forget.push({ record, missing: missing.map((m) => m.key) });
     }
   }
+  // VM access grants are not in the VM: kept (revoked when it is terminated, journaled-grants.ts).
   const remove = input.hcs.parts
-    .filter((p) => !claimed.has(p.key))
+    .filter((p) => !claimed.has(p.key) && p.kind !== 'vm-access')
     .sort((a, b) => stage(a) - stage(b) || (a.key < b.key ? -1 : a.key > b.key ? 1 : 0));
   const adoptedOwners = new Set(adopt.flatMap((r) => (r.owner === undefined ? [] : [r.owner])));
   const rollback = adopt.filter((r) => r.owner !== undefined && !ownersWithRecord.has(r.owner));
@@ -261,6 +273,14 @@ export function derivedParts(record: LeaseRecord, os: GuestOs): HcsPart[] {
     }
     case 'pipe':
       return [host(partKeys.pipe(String(request.hostPath)), 'mapped-pipe', { Name: String(request.hostPath) })];
+    case 'vpci': {
+      // (Version 1 had no vPCI records; exhaustive for the record kinds.)
+      if (value.boot === true) return [];
+      const guid = String(value.vmbusGuid);
+      const fn: JsonObject = { DeviceInstancePath: String(value.instancePath) };
+      if ((num(value.virtualFunction) ?? 0) !== 0) fn.VirtualFunction = num(value.virtualFunction)!;
+      return [host(partKeys.vpci(guid), 'vpci-device', { Functions: [fn], VMBusGUID: guid.toLowerCase() })];
+    }
     case 'combined-layers':
       return [guest(partKeys.combined(String(value.ContainerRootPath)), 'combined-layers', { ContainerRootPath: String(value.ContainerRootPath) })];
   }

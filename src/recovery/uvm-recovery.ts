@@ -48,6 +48,7 @@ const SOURCE_OF: Record<LeaseRecordKind, HeldResourceSource> = {
   vpmem: 'vpmem',
   plan9: 'plan9',
   pipe: 'pipe',
+  vpci: 'vpci',
   'combined-layers': 'guest',
 };
 

@@ -31,6 +31,7 @@ import type { Lease } from '../core/lease.js';
 import type { RecoveryReport } from '../recovery/apply-reconcile.js';
 import type { JsonObject, LeaseRecordKind } from '../recovery/journal-format.js';
 import { RecoveryJournal } from '../recovery/journal.js';
+import { revokeJournaledGrants } from '../recovery/journaled-grants.js';
 import { UvmRecovery } from '../recovery/uvm-recovery.js';
 import { HcsSystem } from './hcs-system-token.js';
 import { UvmGate } from './uvm-gate.js';
@@ -57,7 +58,7 @@ export class UtilityVm implements UvmDevices {
   readonly vpmem: VpmemManager;
   readonly plan9: Plan9Manager;
   readonly pipes: PipeManager;
-  /** Assigned devices (vPCI). Not journaled: a journaled UVM's containers cannot take devices (NOT_SUPPORTED). */
+  /** Assigned devices (vPCI); journaled like the other managers when the UVM has a journal. */
   readonly vpci: VpciManager;
   readonly #logger: Logger;
   readonly #managers: { scsi: ScsiManager; vsmb: VsmbManager; vpmem: VpmemManager; plan9: Plan9Manager; pipes: PipeManager };
@@ -112,7 +113,7 @@ export class UtilityVm implements UvmDevices {
     this.#managers = { scsi, vsmb, vpmem, plan9, pipes };
     this.#gate = new UvmGate(config.id, lifecycle);
     if (exits) this.#gate.watchExit((op) => exits.failureFor(op));
-    const raw = this.#rawDevices();
+    const raw = this.#rawDevices(vpci);
     const gated = (this.#gated = this.#gate.devices(raw));
     // With a journal, the public managers are the UVM's journaled view: every lease the shim takes
     // through them is recorded (owner: the UVM itself).
@@ -133,7 +134,7 @@ export class UtilityVm implements UvmDevices {
     this.vpmem = exposed.vpmem;
     this.plan9 = exposed.plan9;
     this.pipes = exposed.pipes;
-    this.vpci = this.#gate.manager(vpci ?? unsupportedVpci, 'vpci');
+    this.vpci = exposed.vpci ?? this.#gate.manager(unsupportedVpci, 'vpci');
   }
 
   /**
@@ -203,8 +204,11 @@ export class UtilityVm implements UvmDevices {
     }
     this.lifecycle.markTerminated();
     if (this.system instanceof LateOutcomeSystem) this.system.stop();
-    // The VM is gone: nothing is left to recover.
-    await this.#recovery?.journal.discard();
+    // The VM is gone: so are its access grants (docs/recovery.md), and nothing is left to recover.
+    if (this.#recovery) {
+      await revokeJournaledGrants(this.#recovery.journal, this.hcs, this.#logger);
+      await this.#recovery.journal.discard();
+    }
     this.#logger.debug('terminated');
   }
 
@@ -254,7 +258,6 @@ export class UtilityVm implements UvmDevices {
   async #allocate(spec: OciSpec, options: AllocateContainerOptions): Promise<AllocatedContainer> {
     const devices = this.#recovery && typeof options?.containerId === 'string' ? this.#recovery.containerDevices(options.containerId) : this;
     const callerOnChange = options?.onChange;
-    // (A journaled container view has no `vpci`: its devices are refused with NOT_SUPPORTED.)
     const allocated = await allocateContainer(devices, spec, {
       logger: this.#logger,
       ...options,
@@ -315,12 +318,13 @@ export class UtilityVm implements UvmDevices {
   }
 
   /** The managers without the journal (what adoption and the journaled views wrap). */
-  #rawDevices(): UvmDevices {
+  #rawDevices(vpci: VpciManager | undefined): UvmDevices {
     const self = this as unknown as Partial<UvmTerminationAware>;
     return {
       facts: this.facts,
       hostFs: this.hostFs,
       ...this.#managers,
+      ...(vpci ? { vpci } : {}),
       sendGuestRequest: (request, options) => this.#sendGuestRequest(request, options),
       nameToGuid: (name) => this.nameToGuid(name),
       retryLater: (leftover) => this.retryLater(leftover),

@@ -1,7 +1,7 @@
 // The crash sweep (issue 11): SIGKILL right before or right after every HcsModifyComputeSystem of
 // a journaled pod's life (allocation, hot add, teardown), then a second SIGKILL during the
 // recovery, then a recovery that must converge — for LCOW (VPMEM default and multi-mapping) and
-// WCOW (direct-mapped and NoDirectmap VSMB). The library reads no device list (the simulator's
+// WCOW (direct-mapped and NoDirectmap VSMB), and both with assigned devices (vPCI). The library reads no device list (the simulator's
 // state is read only here, to check): after re-open the simulator holds exactly what describe()
 // says, no restricted share allows a file no lease holds, no removal fails, and releasing
 // everything ends empty with the journal gone.
@@ -24,6 +24,8 @@ interface Config {
   os: 'linux' | 'windows';
   multiMapping: boolean;
   directMap: boolean;
+  /** Assigned devices too (a UVM-held NIC, a GPU shared by two containers). */
+  vpci?: boolean;
 }
 
 const CONFIGS: Config[] = [
@@ -31,6 +33,8 @@ const CONFIGS: Config[] = [
   { name: 'LCOW multi-mapping', os: 'linux', multiMapping: true, directMap: false },
   { name: 'WCOW direct-mapped', os: 'windows', multiMapping: false, directMap: true },
   { name: 'WCOW NoDirectmap', os: 'windows', multiMapping: false, directMap: false },
+  { name: 'LCOW vPCI', os: 'linux', multiMapping: true, directMap: false, vpci: true },
+  { name: 'WCOW vPCI', os: 'windows', multiMapping: false, directMap: false, vpci: true },
 ];
 
 /** `n` kill points spread over calls 1..total, alternating before/after; all of them when soaking. */
@@ -61,6 +65,7 @@ describe('integration: crash sweep (SIGKILL at every HCS modify, second crash du
       journal: join(dir, `journal-${i}.json`),
       multiMapping: config.multiMapping,
       directMap: config.directMap,
+      vpci: config.vpci === true,
       latencyMs: 0,
       jitterMs: 0,
       seed: i,
