@@ -1,8 +1,7 @@
-import { invalidArgument, UvmError } from '../core/errors.js';
+import * as v from 'valibot';
+import { UvmError } from '../core/errors.js';
 import type { HostFs } from '../core/host-fs.js';
-import type { GuestOs } from '../devices/device-types.js';
 import { hostPaths } from '../devices/host-paths.js';
-import { validate } from '../devices/validation.js';
 
 /**
  * How an LCOW Utility VM boots (hcsshim `MakeLCOWDoc`, docs/uvm-boot.md). The files live in one
@@ -83,54 +82,99 @@ export interface ResolvedWcowBoot {
 
 export type ResolvedBoot = ResolvedLcowBoot | ResolvedWcowBoot;
 
-const LOG_LEVELS = ['trace', 'debug', 'info', 'warning', 'error', 'fatal', 'panic'];
+// ---- Schemas (docs/decisions.md D3): the runtime check of the option types above. ----
 
-/** Validates `boot` for `os` (INVALID_ARGUMENT on the first problem); no file system access. */
-export function resolveBootOptions(os: GuestOs, boot: unknown, vpmemCount: number): ResolvedBoot | undefined {
-  if (boot === undefined) return undefined;
-  if (boot === null || typeof boot !== 'object' || Array.isArray(boot)) throw invalidArgument('boot must be an object');
-  const b = boot as Record<string, unknown>;
-  const allowed = os === 'linux'
-    ? ['bootFilesPath', 'mode', 'kernelFile', 'rootfs', 'rootfsFile', 'kernelBootOptions', 'vpciEnabled', 'gcsLogLevel', 'disableTimeSync']
-    : ['osLayerPath', 'scratchPath', 'logForwarding'];
-  for (const key of Object.keys(b)) {
-    if (!allowed.includes(key)) throw invalidArgument(`boot.${key} is not a ${os === 'linux' ? 'LCOW' : 'WCOW'} boot option`);
-  }
-  if (os === 'windows') {
-    return {
-      os,
-      osLayerPath: validate.hostPath(b.osLayerPath, 'boot.osLayerPath'),
-      scratchPath: validate.hostPath(b.scratchPath, 'boot.scratchPath'),
-      logForwarding: validate.boolean(b.logForwarding, 'boot.logForwarding', true),
-    };
-  }
-  const mode = oneOf(b.mode, 'boot.mode', ['kernel-direct', 'uefi'] as const, 'kernel-direct');
-  const rootfs = oneOf(b.rootfs, 'boot.rootfs', ['initrd', 'vhd'] as const, 'initrd');
+const isPlainObject = (x: unknown): boolean => x !== null && typeof x === 'object' && !Array.isArray(x);
+
+/**
+ * A plain object (not an array, not null) with exactly `entries`: an unknown member is refused
+ * (a misspelt option must not silently take its default).
+ */
+export function optionsObject<const E extends v.ObjectEntries>(entries: E) {
+  return v.pipe(
+    v.custom<Record<string, unknown>>(isPlainObject, 'expected an object (not an array or null)'),
+    v.strictObject(entries, 'not an option here'),
+  );
+}
+
+/** A non-empty string without NUL characters. */
+export const NonEmptyString = v.pipe(
+  v.string('expected a non-empty string'),
+  v.nonEmpty('expected a non-empty string'),
+  v.check((s) => !s.includes('\0'), 'must not contain NUL characters'),
+);
+
+/** An absolute host path (Windows or POSIX flavour) without NUL characters. */
+export const HostPathString = v.pipe(NonEmptyString, v.check((s) => hostPaths.isAbsolute(s), 'expected an absolute host path'));
+
+/** A single file name: no separators, not `.`/`..`, at most 255 characters. */
+export const FileNameString = v.pipe(
+  NonEmptyString,
+  v.check((s) => !/[\\/]/.test(s) && s !== '.' && s !== '..' && s.length <= 255, 'expected a plain name without separators'),
+);
+
+/** An integer in [min, max]. */
+export function integerIn(min: number, max: number, message = `expected an integer in ${min}..${max}`) {
+  return v.pipe(v.number(message), v.safeInteger(message), v.minValue(min, message), v.maxValue(max, message));
+}
+
+const LOG_LEVELS = ['trace', 'debug', 'info', 'warning', 'error', 'fatal', 'panic'] as const;
+
+/** Schema of `LcowBootOptions`. */
+export const LcowBootSchema = optionsObject({
+  bootFilesPath: HostPathString,
+  mode: v.optional(v.picklist(['kernel-direct', 'uefi'])),
+  kernelFile: v.optional(FileNameString),
+  rootfs: v.optional(v.picklist(['initrd', 'vhd'])),
+  rootfsFile: v.optional(FileNameString),
+  kernelBootOptions: v.optional(v.pipe(NonEmptyString, v.check((s) => !/[\r\n]/.test(s), 'must be one line'))),
+  vpciEnabled: v.optional(v.boolean()),
+  gcsLogLevel: v.optional(v.picklist(LOG_LEVELS)),
+  disableTimeSync: v.optional(v.boolean()),
+});
+
+/** Schema of `WcowBootOptions`. */
+export const WcowBootSchema = optionsObject({
+  osLayerPath: HostPathString,
+  scratchPath: HostPathString,
+  logForwarding: v.optional(v.boolean()),
+});
+
+/** True when A and B are the same type (the schemas are checked against the documented interfaces). */
+export type SameType<A, B> = [A] extends [B] ? ([B] extends [A] ? true : false) : false;
+const lcowBootMatches: SameType<v.InferOutput<typeof LcowBootSchema>, LcowBootOptions> = true;
+const wcowBootMatches: SameType<v.InferOutput<typeof WcowBootSchema>, WcowBootOptions> = true;
+void lcowBootMatches;
+void wcowBootMatches;
+
+/**
+ * The defaults of an LCOW `boot` that `LcowBootSchema` accepted; NOT_SUPPORTED for a root VHD with
+ * VPMEM on. No file system access.
+ */
+export function resolveLcowBoot(b: LcowBootOptions, vpmemCount: number): ResolvedLcowBoot {
+  const rootfs = b.rootfs ?? 'initrd';
   if (rootfs === 'vhd' && vpmemCount > 0) {
-    throw new UvmError('NOT_SUPPORTED', 'boot.rootfs "vhd" with VPMEM on: hcsshim boots it from VPMEM device 0, which the VPMEM manager cannot reserve yet; use an initrd or vpmem.count 0');
+    throw new UvmError('NOT_SUPPORTED', 'boot.rootfs "vhd" with VPMEM on: hcsshim boots it from VPMEM device 0, which the VPMEM manager cannot reserve yet; use an initrd or vpmem.count 0', {
+      details: { field: 'boot.rootfs' },
+    });
   }
-  const kernelBootOptions = b.kernelBootOptions === undefined ? undefined : validate.nonEmpty(b.kernelBootOptions, 'boot.kernelBootOptions');
-  if (kernelBootOptions !== undefined && /[\r\n]/.test(kernelBootOptions)) throw invalidArgument('boot.kernelBootOptions must be one line');
   return {
-    os,
-    bootFilesPath: validate.hostPath(b.bootFilesPath, 'boot.bootFilesPath'),
-    mode,
-    kernelFile: b.kernelFile === undefined ? undefined : validate.name(b.kernelFile, 'boot.kernelFile'),
+    os: 'linux',
+    bootFilesPath: b.bootFilesPath,
+    mode: b.mode ?? 'kernel-direct',
+    kernelFile: b.kernelFile,
     rootfs,
-    rootfsFile: b.rootfsFile === undefined ? (rootfs === 'vhd' ? 'rootfs.vhd' : 'initrd.img') : validate.name(b.rootfsFile, 'boot.rootfsFile'),
-    kernelBootOptions,
-    vpciEnabled: validate.boolean(b.vpciEnabled, 'boot.vpciEnabled', false),
-    gcsLogLevel: oneOf(b.gcsLogLevel, 'boot.gcsLogLevel', LOG_LEVELS, 'info'),
-    disableTimeSync: validate.boolean(b.disableTimeSync, 'boot.disableTimeSync', false),
+    rootfsFile: b.rootfsFile ?? (rootfs === 'vhd' ? 'rootfs.vhd' : 'initrd.img'),
+    kernelBootOptions: b.kernelBootOptions,
+    vpciEnabled: b.vpciEnabled ?? false,
+    gcsLogLevel: b.gcsLogLevel ?? 'info',
+    disableTimeSync: b.disableTimeSync ?? false,
   };
 }
 
-function oneOf<T extends string>(value: unknown, what: string, allowed: readonly T[], fallback: T): T {
-  if (value === undefined) return fallback;
-  if (typeof value !== 'string' || !allowed.includes(value as T)) {
-    throw invalidArgument(`${what} must be one of ${allowed.map((a) => JSON.stringify(a)).join(', ')}, got ${JSON.stringify(value)}`);
-  }
-  return value as T;
+/** The defaults of a WCOW `boot` that `WcowBootSchema` accepted. */
+export function resolveWcowBoot(b: WcowBootOptions): ResolvedWcowBoot {
+  return { os: 'windows', osLayerPath: b.osLayerPath, scratchPath: b.scratchPath, logForwarding: b.logForwarding ?? true };
 }
 
 /** `dir` joined with `names` in the path flavour of `dir`. */

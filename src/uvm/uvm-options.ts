@@ -1,12 +1,26 @@
+import { isAbsolute } from 'node:path';
+import * as v from 'valibot';
 import { invalidArgument } from '../core/errors.js';
+import { checkSchema } from '../core/schema.js';
 import type { UvmDeviceConfig } from '../devices/device-config.js';
 import type { GuestOs } from '../devices/device-types.js';
 import { SCSI_CONTROLLER_GUIDS, SCSI_LUNS_PER_CONTROLLER } from '../devices/resource-paths.js';
-import { validate } from '../devices/validation.js';
 import { DEFAULT_VPMEM_SIZE_BYTES, MAX_VPMEM_COUNT } from '../devices/vpmem-manager.js';
 import { resolveBootDevices, type VpciDevice, type VpciDeviceRequest } from '../devices/vpci-manager.js';
-import { resolveJournalOptions, type JournalOptions } from '../recovery/journal.js';
-import { resolveBootOptions, type ResolvedBoot, type UvmBootOptions } from './boot-options.js';
+import type { JournalOptions } from '../recovery/journal.js';
+import {
+  FileNameString,
+  integerIn,
+  LcowBootSchema,
+  NonEmptyString,
+  optionsObject,
+  resolveLcowBoot,
+  resolveWcowBoot,
+  WcowBootSchema,
+  type ResolvedBoot,
+  type SameType,
+  type UvmBootOptions,
+} from './boot-options.js';
 import type { GuestConnection } from './guest-connection.js';
 
 /** A SCSI slot pre-attached at boot. */
@@ -133,119 +147,186 @@ export interface ResolvedUvmOptions extends UvmDeviceConfig {
   createDocumentPatch: Record<string, unknown> | undefined;
 }
 
-/** Validates `options` (INVALID_ARGUMENT on the first problem) and fills the defaults. */
+const GUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
+const isPlainObject = (x: unknown): boolean => x !== null && typeof x === 'object' && !Array.isArray(x);
+
+/** The members both guest OSes share; `os`, `scsiControllers`, `vpmem` and `boot` differ. */
+const commonEntries = {
+  id: v.pipe(FileNameString, v.check((s) => !s.includes('..'), 'must not contain ".."')),
+  reservedScsiSlots: v.optional(
+    v.pipe(
+      v.array(optionsObject({ controller: integerIn(0, SCSI_CONTROLLER_GUIDS.length - 1), lun: integerIn(0, SCSI_LUNS_PER_CONTROLLER - 1) })),
+      v.readonly(),
+    ),
+  ),
+  fullyPhysicallyBacked: v.optional(v.boolean()),
+  noWritableFileShares: v.optional(v.boolean()),
+  vsmbNoDirectMap: v.optional(v.boolean()),
+  memoryMb: v.optional(integerIn(64, 1024 * 1024)),
+  processorCount: v.optional(integerIn(1, 1024)),
+  guestConnection: v.optional(
+    v.custom<GuestConnection>(
+      (x) => x !== null && typeof x === 'object' && typeof (x as { modifySettings?: unknown }).modifySettings === 'function',
+      'expected a GuestConnection (an object with a modifySettings method)',
+    ),
+  ),
+  journal: v.optional(optionsObject({ path: v.pipe(NonEmptyString, v.check((s) => isAbsolute(s), 'expected an absolute file path')) })),
+  assignedDevices: v.optional(
+    v.pipe(
+      v.array(
+        optionsObject({
+          instancePath: NonEmptyString,
+          virtualFunction: v.optional(integerIn(0, 0xffff)),
+          propagateNumaAffinity: v.optional(v.boolean()),
+        }),
+      ),
+      v.readonly(),
+    ),
+  ),
+  owner: v.optional(NonEmptyString),
+  console: v.optional(
+    optionsObject({ pipe: v.pipe(NonEmptyString, v.regex(/^\\\\[.?]\\pipe\\[^\\]/i, 'expected a named pipe path \\\\.\\pipe\\<name>')) }),
+  ),
+  memory: v.optional(optionsObject({ allowOvercommit: v.optional(v.boolean()), enableDeferredCommit: v.optional(v.boolean()) })),
+  processor: v.optional(optionsObject({ limit: v.optional(integerIn(1, 100_000)), weight: v.optional(integerIn(1, 10_000)) })),
+  hvSocketServices: v.optional(
+    v.pipe(
+      v.custom<Record<string, unknown>>(isPlainObject, 'expected an object keyed by service GUID'),
+      v.record(
+        v.pipe(v.string(), v.regex(GUID, 'expected a service GUID')),
+        optionsObject({
+          BindSecurityDescriptor: v.optional(v.string()),
+          ConnectSecurityDescriptor: v.optional(v.string()),
+          AllowWildcardBinds: v.optional(v.boolean()),
+          Disabled: v.optional(v.boolean()),
+        }),
+      ),
+    ),
+  ),
+  terminateOnLastHandleClosed: v.optional(v.boolean()),
+  createDocumentPatch: v.optional(v.custom<Record<string, unknown>>(isPlainObject, 'expected a JSON object')),
+};
+
+/**
+ * The schema of `UtilityVmOptions` (docs/decisions.md D3): by `os`, since LCOW and WCOW differ in
+ * their SCSI controllers, VPMEM and boot options. Unknown members are refused.
+ */
+export const UtilityVmOptionsSchema = v.pipe(
+  v.custom<Record<string, unknown>>(isPlainObject, 'UtilityVm options must be an object'),
+  v.variant(
+    'os',
+    [
+      v.strictObject(
+        {
+          ...commonEntries,
+          os: v.literal('linux'),
+          scsiControllers: v.optional(integerIn(1, SCSI_CONTROLLER_GUIDS.length)),
+          vpmem: v.optional(
+            optionsObject({
+              count: v.optional(integerIn(0, MAX_VPMEM_COUNT)),
+              maxSizeBytes: v.optional(v.pipe(integerIn(4096, Number.MAX_SAFE_INTEGER), v.multipleOf(4096, 'expected a multiple of 4096'))),
+              multiMapping: v.optional(v.boolean()),
+            }),
+          ),
+          boot: v.optional(LcowBootSchema),
+        },
+        'not a UtilityVm option (for os "linux")',
+      ),
+      v.strictObject(
+        {
+          ...commonEntries,
+          os: v.literal('windows'),
+          scsiControllers: v.optional(integerIn(1, 1, 'WCOW has exactly 1 SCSI controller')),
+          vpmem: v.optional(
+            optionsObject({
+              count: v.optional(integerIn(0, 0, 'VPMEM is only supported for LCOW')),
+              maxSizeBytes: v.optional(v.pipe(integerIn(4096, Number.MAX_SAFE_INTEGER), v.multipleOf(4096, 'expected a multiple of 4096'))),
+              multiMapping: v.optional(v.boolean()),
+            }),
+          ),
+          boot: v.optional(WcowBootSchema),
+        },
+        'not a UtilityVm option (for os "windows")',
+      ),
+    ],
+    'expected os "linux" or "windows"',
+  ),
+);
+
+// Every member of UtilityVmOptions is in the schema, and what the schema accepts is a UtilityVmOptions.
+type SchemaOptions = v.InferOutput<typeof UtilityVmOptionsSchema>;
+const schemaIsOptions: SchemaOptions extends UtilityVmOptions ? true : false = true;
+const sameMembers: SameType<keyof (SchemaOptions & { os: 'linux' }), keyof UtilityVmOptions> = true;
+void schemaIsOptions;
+void sameMembers;
+
+/**
+ * Checks `options` against `UtilityVmOptionsSchema` and the rules that span members; throws
+ * INVALID_ARGUMENT naming the first offending field (`details.field`, e.g. `vpmem.count`;
+ * NOT_SUPPORTED for a root VHD with VPMEM on) and fills the defaults.
+ */
 export function resolveUvmOptions(options: UtilityVmOptions): ResolvedUvmOptions {
-  if (options === null || typeof options !== 'object') throw invalidArgument('UtilityVm options must be an object');
-  const id = validate.name(options.id, 'UVM id');
-  if (id.includes('..')) throw invalidArgument(`UVM id must not contain "..": ${id}`);
-  if (options.os !== 'linux' && options.os !== 'windows') throw invalidArgument(`unsupported os type: ${String(options.os)}`);
-  const os = options.os;
-  const scsiControllers =
-    os === 'windows'
-      ? validate.integer(options.scsiControllers, 'exactly 1 SCSI controller is required for WCOW; scsiControllers', 1, 1, 1)
-      : validate.integer(options.scsiControllers, 'scsiControllers', 1, SCSI_CONTROLLER_GUIDS.length, 1);
-  const reserved = (options.reservedScsiSlots ?? []).map((s) => {
-    if (s === null || typeof s !== 'object') throw invalidArgument('a reserved SCSI slot must be {controller, lun}');
-    const controller = validate.integer(s.controller, 'reserved slot controller', 0, scsiControllers - 1);
-    const lun = validate.integer(s.lun, 'reserved slot lun', 0, SCSI_LUNS_PER_CONTROLLER - 1);
-    return controller * SCSI_LUNS_PER_CONTROLLER + lun;
+  const o = checkSchema(UtilityVmOptionsSchema, options, 'INVALID_ARGUMENT', 'UtilityVm options');
+  const os = o.os;
+  const scsiControllers = o.scsiControllers ?? 1;
+  const reserved = (o.reservedScsiSlots ?? []).map((s, i) => {
+    if (s.controller >= scsiControllers) {
+      throw invalidArgument(`reservedScsiSlots[${i}].controller: the UVM has ${scsiControllers} SCSI controller(s)`, { field: `reservedScsiSlots[${i}].controller` });
+    }
+    return s.controller * SCSI_LUNS_PER_CONTROLLER + s.lun;
   });
-  const vpmem = options.vpmem ?? {};
-  if (vpmem === null || typeof vpmem !== 'object') throw invalidArgument('vpmem must be an object');
-  if (os === 'windows' && (vpmem.count ?? 0) > 0) throw invalidArgument('VPMEM is only supported for LCOW');
-  const vpmemCount = validate.integer(vpmem.count, 'vpmem.count', 0, MAX_VPMEM_COUNT, 0);
-  const vpmemMaxSizeBytes = validate.integer(vpmem.maxSizeBytes, 'vpmem.maxSizeBytes', 4096, Number.MAX_SAFE_INTEGER, DEFAULT_VPMEM_SIZE_BYTES);
-  if (vpmemMaxSizeBytes % 4096 !== 0) throw invalidArgument('vpmem.maxSizeBytes must be a multiple of 4096');
-  if (options.guestConnection !== undefined && typeof options.guestConnection?.modifySettings !== 'function') {
-    throw invalidArgument('guestConnection must implement modifySettings');
-  }
-  const boot = resolveBootOptions(os, options.boot, vpmemCount);
+  const vpmemCount = o.vpmem?.count ?? 0;
+  const boot: ResolvedBoot | undefined =
+    o.boot === undefined ? undefined : o.os === 'windows' ? resolveWcowBoot(o.boot) : resolveLcowBoot(o.boot, vpmemCount);
   // The WCOW scratch and an LCOW root VHD sit on SCSI 0:0 from boot: never handed out.
   const bootSlot = boot?.os === 'windows' || boot?.rootfs === 'vhd' ? [0] : [];
   const reservedScsiSlots = [...new Set([...bootSlot, ...reserved])];
-  const fullyPhysicallyBacked = validate.boolean(options.fullyPhysicallyBacked, 'fullyPhysicallyBacked', false);
-  const journal = resolveJournalOptions(options.journal);
-  const memory = optionalObject(options.memory, 'memory', ['allowOvercommit', 'enableDeferredCommit']);
-  const allowOvercommit = validate.boolean(memory.allowOvercommit, 'memory.allowOvercommit', !fullyPhysicallyBacked);
-  if (allowOvercommit && fullyPhysicallyBacked) throw invalidArgument('memory.allowOvercommit cannot be true when fullyPhysicallyBacked');
-  const enableDeferredCommit = validate.boolean(memory.enableDeferredCommit, 'memory.enableDeferredCommit', false);
-  if (enableDeferredCommit && !allowOvercommit) throw invalidArgument('memory.enableDeferredCommit needs memory.allowOvercommit');
-  const processor = optionalObject(options.processor, 'processor', ['limit', 'weight']);
-  const consoleOptions = options.console === undefined ? undefined : optionalObject(options.console, 'console', ['pipe']);
+  const fullyPhysicallyBacked = o.fullyPhysicallyBacked ?? false;
+  const journal = o.journal === undefined ? undefined : { path: o.journal.path };
+  const allowOvercommit = o.memory?.allowOvercommit ?? !fullyPhysicallyBacked;
+  if (allowOvercommit && fullyPhysicallyBacked) {
+    throw invalidArgument('memory.allowOvercommit cannot be true when fullyPhysicallyBacked', { field: 'memory.allowOvercommit' });
+  }
+  const enableDeferredCommit = o.memory?.enableDeferredCommit ?? false;
+  if (enableDeferredCommit && !allowOvercommit) {
+    throw invalidArgument('memory.enableDeferredCommit needs memory.allowOvercommit', { field: 'memory.enableDeferredCommit' });
+  }
   return {
-    id,
+    id: o.id,
     os,
     scsiControllers,
     reservedScsiSlots,
     vpmemCount,
-    vpmemMaxSizeBytes,
-    vpmemMultiMapping: validate.boolean(vpmem.multiMapping, 'vpmem.multiMapping', false),
+    vpmemMaxSizeBytes: o.vpmem?.maxSizeBytes ?? DEFAULT_VPMEM_SIZE_BYTES,
+    vpmemMultiMapping: o.vpmem?.multiMapping ?? false,
     fullyPhysicallyBacked,
-    noWritableFileShares: validate.boolean(options.noWritableFileShares, 'noWritableFileShares', false),
-    vsmbNoDirectMap: validate.boolean(options.vsmbNoDirectMap, 'vsmbNoDirectMap', false),
-    memoryMb: validate.integer(options.memoryMb, 'memoryMb', 64, 1024 * 1024, 1024),
-    processorCount: validate.integer(options.processorCount, 'processorCount', 1, 1024, 2),
-    guestConnection: options.guestConnection,
+    noWritableFileShares: o.noWritableFileShares ?? false,
+    vsmbNoDirectMap: o.vsmbNoDirectMap ?? false,
+    memoryMb: o.memoryMb ?? 1024,
+    processorCount: o.processorCount ?? 2,
+    guestConnection: o.guestConnection,
     journal,
-    bootVpciDevices: resolveBootDevices(options.assignedDevices),
+    bootVpciDevices: resolveBootDevices(o.assignedDevices),
     boot,
-    owner: options.owner === undefined ? 'uvm-orchestrator' : validate.nonEmpty(options.owner, 'owner'),
-    consolePipe: consoleOptions === undefined ? undefined : namedPipe(consoleOptions.pipe, 'console.pipe'),
+    owner: o.owner ?? 'uvm-orchestrator',
+    consolePipe: o.console?.pipe,
     allowOvercommit,
     enableDeferredCommit,
-    processorLimit: processor.limit === undefined ? undefined : validate.integer(processor.limit, 'processor.limit', 1, 100_000),
-    processorWeight: processor.weight === undefined ? undefined : validate.integer(processor.weight, 'processor.weight', 1, 10_000),
-    hvSocketServices: resolveHvSocketServices(options.hvSocketServices),
-    terminateOnLastHandleClosed: validate.boolean(options.terminateOnLastHandleClosed, 'terminateOnLastHandleClosed', journal === undefined),
-    createDocumentPatch: resolvePatch(options.createDocumentPatch),
+    processorLimit: o.processor?.limit,
+    processorWeight: o.processor?.weight,
+    hvSocketServices: Object.fromEntries(Object.entries(o.hvSocketServices ?? {}).map(([id, entry]) => [id.toLowerCase(), { ...entry }])),
+    terminateOnLastHandleClosed: o.terminateOnLastHandleClosed ?? journal === undefined,
+    createDocumentPatch: plainJsonCopy(o.createDocumentPatch),
   };
 }
 
-function optionalObject(value: unknown, what: string, keys: readonly string[]): Record<string, unknown> {
-  if (value === undefined) return {};
-  if (value === null || typeof value !== 'object' || Array.isArray(value)) throw invalidArgument(`${what} must be an object`);
-  for (const key of Object.keys(value)) if (!keys.includes(key)) throw invalidArgument(`${what}.${key} is not an option`);
-  return value as Record<string, unknown>;
-}
-
-function namedPipe(value: unknown, what: string): string {
-  const s = validate.nonEmpty(value, what);
-  if (!/^\\\\[.?]\\pipe\\[^\\]/i.test(s)) throw invalidArgument(`${what} must be a named pipe path \\\\.\\pipe\\<name>: ${s}`);
-  return s;
-}
-
-const GUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
-const HVSOCKET_FIELDS: Record<string, 'string' | 'boolean'> = {
-  BindSecurityDescriptor: 'string',
-  ConnectSecurityDescriptor: 'string',
-  AllowWildcardBinds: 'boolean',
-  Disabled: 'boolean',
-};
-
-function resolveHvSocketServices(value: unknown): Record<string, HvSocketServiceConfig> {
-  const table = optionalObject(value, 'hvSocketServices', Object.keys(value ?? {}));
-  const out: Record<string, HvSocketServiceConfig> = {};
-  for (const [id, entry] of Object.entries(table)) {
-    if (!GUID.test(id)) throw invalidArgument(`hvSocketServices: ${JSON.stringify(id)} is not a service GUID`);
-    const e = optionalObject(entry, `hvSocketServices[${id}]`, Object.keys(HVSOCKET_FIELDS));
-    for (const [k, v] of Object.entries(e)) {
-      if (typeof v !== HVSOCKET_FIELDS[k]) throw invalidArgument(`hvSocketServices[${id}].${k} must be a ${HVSOCKET_FIELDS[k]}`);
-    }
-    out[id.toLowerCase()] = { ...e } as HvSocketServiceConfig;
-  }
-  return out;
-}
-
-function resolvePatch(value: unknown): Record<string, unknown> | undefined {
+function plainJsonCopy(value: Record<string, unknown> | undefined): Record<string, unknown> | undefined {
   if (value === undefined) return undefined;
-  if (value === null || typeof value !== 'object' || Array.isArray(value)) throw invalidArgument('createDocumentPatch must be a JSON object');
-  let copy: unknown;
   try {
-    copy = JSON.parse(JSON.stringify(value));
+    return JSON.parse(JSON.stringify(value)) as Record<string, unknown>;
   } catch (err) {
-    throw invalidArgument(`createDocumentPatch must be plain JSON: ${(err as Error).message}`);
+    throw invalidArgument(`createDocumentPatch must be plain JSON: ${(err as Error).message}`, { field: 'createDocumentPatch' });
   }
-  return copy as Record<string, unknown>;
 }
 
 /** The public facts part of resolved options. */

@@ -43,32 +43,60 @@ describe('UtilityVm options', () => {
     });
   });
 
-  const bad: [string, Record<string, unknown>][] = [
-    ['empty id', { id: '', os: 'linux' }],
-    ['id with a slash', { id: 'a/b', os: 'linux' }],
-    ['id with a backslash', { id: 'a\\b', os: 'linux' }],
-    ['id with ..', { id: 'a..b', os: 'linux' }],
-    ['id ..', { id: '..', os: 'linux' }],
-    ['id with NUL', { id: 'a\0', os: 'linux' }],
-    ['unknown os', { id: 'a', os: 'freebsd' }],
-    ['LCOW 0 controllers', { id: 'a', os: 'linux', scsiControllers: 0 }],
-    ['LCOW 5 controllers', { id: 'a', os: 'linux', scsiControllers: 5 }],
-    ['WCOW 2 controllers', { id: 'a', os: 'windows', scsiControllers: 2 }],
-    ['129 VPMEM devices', { id: 'a', os: 'linux', vpmem: { count: 129 } }],
-    ['VPMEM size not a multiple of 4096', { id: 'a', os: 'linux', vpmem: { count: 1, maxSizeBytes: 4097 } }],
-    ['VPMEM on WCOW', { id: 'a', os: 'windows', vpmem: { count: 1 } }],
-    ['reserved slot on a missing controller', { id: 'a', os: 'linux', reservedScsiSlots: [{ controller: 1, lun: 0 }] }],
-    ['reserved LUN 64', { id: 'a', os: 'linux', reservedScsiSlots: [{ controller: 0, lun: 64 }] }],
-    ['non-boolean flag', { id: 'a', os: 'linux', noWritableFileShares: 'yes' }],
-    ['guest connection without modifySettings', { id: 'a', os: 'linux', guestConnection: {} }],
+  const bad: [string, Record<string, unknown>, string][] = [
+    ['empty id', { id: '', os: 'linux' }, 'id'],
+    ['id with a slash', { id: 'a/b', os: 'linux' }, 'id'],
+    ['id with a backslash', { id: 'a\\b', os: 'linux' }, 'id'],
+    ['id with ..', { id: 'a..b', os: 'linux' }, 'id'],
+    ['id ..', { id: '..', os: 'linux' }, 'id'],
+    ['id with NUL', { id: 'a\0', os: 'linux' }, 'id'],
+    ['id that is a number', { id: 5, os: 'linux' }, 'id'],
+    ['unknown os', { id: 'a', os: 'freebsd' }, 'os'],
+    ['no os', { id: 'a' }, 'os'],
+    ['LCOW 0 controllers', { id: 'a', os: 'linux', scsiControllers: 0 }, 'scsiControllers'],
+    ['LCOW 5 controllers', { id: 'a', os: 'linux', scsiControllers: 5 }, 'scsiControllers'],
+    ['controllers as a string', { id: 'a', os: 'linux', scsiControllers: '2' }, 'scsiControllers'],
+    ['WCOW 2 controllers', { id: 'a', os: 'windows', scsiControllers: 2 }, 'scsiControllers'],
+    ['129 VPMEM devices', { id: 'a', os: 'linux', vpmem: { count: 129 } }, 'vpmem.count'],
+    ['VPMEM count as a string', { id: 'a', os: 'linux', vpmem: { count: '4' } }, 'vpmem.count'],
+    ['VPMEM that is an array', { id: 'a', os: 'linux', vpmem: [] }, 'vpmem'],
+    ['VPMEM size not a multiple of 4096', { id: 'a', os: 'linux', vpmem: { count: 1, maxSizeBytes: 4097 } }, 'vpmem.maxSizeBytes'],
+    ['VPMEM on WCOW', { id: 'a', os: 'windows', vpmem: { count: 1 } }, 'vpmem.count'],
+    ['misspelt VPMEM member', { id: 'a', os: 'linux', vpmem: { cuont: 4 } }, 'vpmem.cuont'],
+    ['misspelt option', { id: 'a', os: 'linux', vpmemCount: 4 }, 'vpmemCount'],
+    ['reserved slot on a missing controller', { id: 'a', os: 'linux', reservedScsiSlots: [{ controller: 1, lun: 0 }] }, 'reservedScsiSlots[0].controller'],
+    ['reserved LUN 64', { id: 'a', os: 'linux', reservedScsiSlots: [{ controller: 0, lun: 64 }] }, 'reservedScsiSlots[0].lun'],
+    ['reserved slots not an array', { id: 'a', os: 'linux', reservedScsiSlots: { controller: 0, lun: 1 } }, 'reservedScsiSlots'],
+    ['non-boolean flag', { id: 'a', os: 'linux', noWritableFileShares: 'yes' }, 'noWritableFileShares'],
+    ['flag 1 for true', { id: 'a', os: 'linux', fullyPhysicallyBacked: 1 }, 'fullyPhysicallyBacked'],
+    ['memory as a string', { id: 'a', os: 'linux', memoryMb: '2048' }, 'memoryMb'],
+    ['guest connection without modifySettings', { id: 'a', os: 'linux', guestConnection: {} }, 'guestConnection'],
+    ['relative journal path', { id: 'a', os: 'linux', journal: { path: 'j.journal' } }, 'journal.path'],
+    ['assigned devices not an array', { id: 'a', os: 'linux', assignedDevices: 'PCIP\\x' }, 'assignedDevices'],
+    ['owner that is empty', { id: 'a', os: 'linux', owner: '' }, 'owner'],
+    ['boot that is a string', { id: 'a', os: 'linux', boot: '/boot' }, 'boot'],
+    ['LCOW boot option on WCOW', { id: 'a', os: 'windows', boot: { osLayerPath: '/l', scratchPath: '/s', mode: 'uefi' } }, 'boot.mode'],
+    ['boot flag as a string', { id: 'a', os: 'linux', boot: { bootFilesPath: '/b', vpciEnabled: 'true' } }, 'boot.vpciEnabled'],
+    ['HvSocket entry member of the wrong type', { id: 'a', os: 'linux', hvSocketServices: { [C[0]]: { Disabled: 'no' } } }, `hvSocketServices.${C[0]}.Disabled`],
+    ['processor weight 0', { id: 'a', os: 'linux', processor: { weight: 0 } }, 'processor.weight'],
+    ['overcommit with physical backing', { id: 'a', os: 'linux', fullyPhysicallyBacked: true, memory: { allowOvercommit: true } }, 'memory.allowOvercommit'],
   ];
-  for (const [name, options] of bad) {
-    it(`${name} → INVALID_ARGUMENT, no HCS call`, async () => {
+  for (const [name, options, field] of bad) {
+    it(`${name} → INVALID_ARGUMENT naming ${field}, no HCS call`, async () => {
       const { hcs, create } = orchestrator();
-      await rejectsWithCode(create(options as never), 'INVALID_ARGUMENT');
+      const err = await rejectsWithCode(create(options as never), 'INVALID_ARGUMENT');
+      expect((err as unknown as { details: Record<string, unknown> }).details.field).to.equal(field);
       expect(hcs.calls).to.deep.equal([]);
     });
   }
+
+  it('options that are not an object → INVALID_ARGUMENT, no HCS call', async () => {
+    for (const options of [null, 'pod', [], 5]) {
+      const { hcs, create } = orchestrator();
+      await rejectsWithCode(create(options as never), 'INVALID_ARGUMENT');
+      expect(hcs.calls).to.deep.equal([]);
+    }
+  });
 });
 
 describe('UtilityVm create document (no boot)', () => {
