@@ -1,9 +1,10 @@
 import { readFile } from 'node:fs/promises';
 import path from 'node:path';
+import * as v from 'valibot';
 import type { GuestOs } from '../devices/device-types.js';
-import { JsonFields as F } from './json-fields.js';
+
 import { resolveHostPath } from './host-path.js';
-import { ScenarioError } from './scenario-error.js';
+import { checkScenarioSchema, ScenarioError } from './scenario-error.js';
 import type { OciSpec } from '../oci/oci-spec.js';
 
 /** Mount types whose `source` is a host path the library attaches, per guest OS (spec §6.2, §6.3). */
@@ -52,30 +53,30 @@ export async function readBundleSpec(bundleDir: string, os: GuestOs, bundleField
  * Other fields are copied untouched. The field types this needs are checked (`ScenarioError`).
  */
 export function resolveBundlePaths(raw: unknown, bundleDir: string, os: GuestOs): OciSpec {
-  const spec = structuredClone(F.anyObject(raw, 'config')) as OciSpec;
-  if (spec.root !== undefined) {
-    const root = F.anyObject(spec.root, 'root');
-    // An empty root.path (with layer folders) is left as is, as hcsshim accepts it.
-    if (root.path !== undefined && root.path !== '') root.path = resolveHostPath(bundleDir, F.string(root.path, 'root.path'));
-  }
-  if (spec.windows !== undefined) {
-    const windows = F.anyObject(spec.windows, 'windows');
-    if (windows.layerFolders !== undefined) {
-      windows.layerFolders = F.array(windows.layerFolders, 'windows.layerFolders').map((folder, i) =>
-        resolveHostPath(bundleDir, F.string(folder, `windows.layerFolders[${i}]`)),
-      );
+  const spec = structuredClone(checkScenarioSchema(BundlePathsSchema, raw, '', 'config')) as OciSpec;
+  // An empty root.path (with layer folders) is left as is, as hcsshim accepts it.
+  if (spec.root?.path !== undefined && spec.root.path !== '') spec.root.path = resolveHostPath(bundleDir, spec.root.path);
+  if (spec.windows?.layerFolders !== undefined) spec.windows.layerFolders = spec.windows.layerFolders.map((folder) => resolveHostPath(bundleDir, folder));
+  for (const mount of spec.mounts ?? []) {
+    const source = mount.source;
+    if (source !== undefined && source !== '' && HOST_SOURCE_TYPES[os].has(mount.type ?? '') && !source.includes('://')) {
+      mount.source = resolveHostPath(bundleDir, source);
     }
-  }
-  if (spec.mounts !== undefined) {
-    F.array(spec.mounts, 'mounts').forEach((item, i) => {
-      const mount = F.anyObject(item, `mounts[${i}]`);
-      const type = mount.type === undefined ? '' : F.string(mount.type, `mounts[${i}].type`, { allowEmpty: true });
-      if (mount.source === undefined) return;
-      const source = F.string(mount.source, `mounts[${i}].source`, { allowEmpty: true });
-      if (source !== '' && HOST_SOURCE_TYPES[os].has(type) && !source.includes('://')) {
-        mount.source = resolveHostPath(bundleDir, source);
-      }
-    });
   }
   return spec;
 }
+
+const isPlainObject = (x: unknown): boolean => x !== null && typeof x === 'object' && !Array.isArray(x);
+const object = <const E extends v.ObjectEntries>(entries: E) =>
+  v.pipe(v.custom<Record<string, unknown>>(isPlainObject, 'expected an object'), v.looseObject(entries));
+const STRING = v.string('expected a string');
+
+/**
+ * The fields of config.json the CLI rewrites, with the types it needs (other fields are the
+ * library's to check: `OciSpecSchema`).
+ */
+const BundlePathsSchema = object({
+  root: v.optional(object({ path: v.optional(STRING) })),
+  windows: v.optional(object({ layerFolders: v.optional(v.array(STRING, 'expected an array')) })),
+  mounts: v.optional(v.array(object({ type: v.optional(STRING), source: v.optional(STRING) }), 'expected an array')),
+});

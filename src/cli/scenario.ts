@@ -1,49 +1,18 @@
 import { readFile } from 'node:fs/promises';
 import path from 'node:path';
-import type { GuestOs } from '../devices/device-types.js';
-import type { UtilityVmOptions } from '../uvm/uvm-options.js';
-import { JsonFields as F, memberName } from './json-fields.js';
+import * as v from 'valibot';
+import { UvmError } from '../core/errors.js';
+import { resolveUvmOptions, type UtilityVmOptions } from '../uvm/uvm-options.js';
 import { resolveHostPath } from './host-path.js';
-import { ScenarioError } from './scenario-error.js';
-
-/** The `vpmem` section of a scenario's `uvm`. */
-export interface ScenarioVpmemOptions {
-  count?: number;
-  maxSizeBytes?: number;
-  multiMapping?: boolean;
-}
-
-/** A SCSI slot kept out of allocation. */
-export interface ScenarioScsiSlot {
-  controller: number;
-  lun: number;
-}
+import { checkScenarioSchema, ScenarioError } from './scenario-error.js';
 
 /**
- * The `uvm` section: the `UtilityVmOptions` a scenario may set (all but `guestConnection`). Types
- * are checked here (exit 2); ranges by UtilityVm (INVALID_ARGUMENT, exit 1).
+ * The `uvm` section: the `UtilityVmOptions` a scenario may set — all but `guestConnection` (not
+ * JSON), `journal` (`uvmctl run --journal`) and `assignedDevices`. It is checked when the scenario
+ * is read, by the checks `createUtilityVm` runs (exit 2 naming `scenario.uvm.<field>`); relative
+ * boot paths resolve against the scenario's folder first.
  */
-export interface ScenarioUvmOptions {
-  id: string;
-  os: GuestOs;
-  scsiControllers?: number;
-  reservedScsiSlots?: ScenarioScsiSlot[];
-  vpmem?: ScenarioVpmemOptions;
-  fullyPhysicallyBacked?: boolean;
-  noWritableFileShares?: boolean;
-  vsmbNoDirectMap?: boolean;
-  memoryMb?: number;
-  processorCount?: number;
-  /** Boot files; relative paths resolve against the scenario's folder. */
-  boot?: UtilityVmOptions['boot'];
-  owner?: string;
-  console?: { pipe: string };
-  memory?: UtilityVmOptions['memory'];
-  processor?: UtilityVmOptions['processor'];
-  hvSocketServices?: UtilityVmOptions['hvSocketServices'];
-  terminateOnLastHandleClosed?: boolean;
-  createDocumentPatch?: Record<string, unknown>;
-}
+export type ScenarioUvmOptions = Omit<UtilityVmOptions, (typeof NOT_IN_SCENARIO)[number]>;
 
 /** One container of a scenario; `bundle` is absolute (resolved against the scenario's folder). */
 export interface ScenarioContainer {
@@ -76,48 +45,65 @@ export interface Scenario {
   fixtures: ScenarioFixture[];
 }
 
-const TOP_FIELDS = ['description', 'uvm', 'containers', 'teardown', 'fixtures'] as const;
-const UVM_FIELDS = [
-  'id',
-  'os',
-  'scsiControllers',
-  'reservedScsiSlots',
-  'vpmem',
-  'fullyPhysicallyBacked',
-  'noWritableFileShares',
-  'vsmbNoDirectMap',
-  'memoryMb',
-  'processorCount',
-  'boot',
-  'owner',
-  'console',
-  'memory',
-  'processor',
-  'hvSocketServices',
-  'terminateOnLastHandleClosed',
-  'createDocumentPatch',
-] as const;
-const LCOW_BOOT_PATHS = ['bootFilesPath'] as const;
-const LCOW_BOOT_STRINGS = ['mode', 'kernelFile', 'rootfs', 'rootfsFile', 'kernelBootOptions', 'gcsLogLevel'] as const;
-const LCOW_BOOT_FLAGS = ['vpciEnabled', 'disableTimeSync'] as const;
-const WCOW_BOOT_PATHS = ['osLayerPath', 'scratchPath'] as const;
-const WCOW_BOOT_FLAGS = ['logForwarding'] as const;
-const VPMEM_FIELDS = ['count', 'maxSizeBytes', 'multiMapping'] as const;
-const CONTAINER_FIELDS = ['id', 'bundle', 'isolation'] as const;
+const NOT_IN_SCENARIO = ['guestConnection', 'journal', 'assignedDevices'] as const;
+/** Boot members that are host paths (relative ones resolve against the scenario's folder). */
+const BOOT_PATHS = ['bootFilesPath', 'osLayerPath', 'scratchPath'] as const;
 const ROOT = 'scenario';
+
+const isPlainObject = (x: unknown): boolean => x !== null && typeof x === 'object' && !Array.isArray(x);
+const object = <const E extends v.ObjectEntries>(entries: E) =>
+  v.pipe(v.custom<Record<string, unknown>>(isPlainObject, 'expected an object'), v.strictObject(entries));
+const text = v.pipe(v.string('expected a string'), v.nonEmpty('expected a non-empty string'));
+
+/** One entry of `fixtures`; `path` relative to the scenario's folder. */
+const FixtureSchema = v.pipe(
+  v.custom<Record<string, unknown>>(isPlainObject, 'expected an object'),
+  v.variant(
+    'type',
+    [
+      v.strictObject({ type: v.literal('sparse-file'), path: text, sizeBytes: v.pipe(v.number('expected a non-negative integer'), v.safeInteger('expected a non-negative integer'), v.minValue(0, 'expected a non-negative integer')) }),
+      v.strictObject({ type: v.literal('file'), path: text, content: v.string('expected a string') }),
+      v.strictObject({ type: v.literal('directory'), path: text }),
+    ],
+    'expected one of "sparse-file", "file", "directory"',
+  ),
+);
+
+/**
+ * The schema of a scenario file (docs/cli.md). The `uvm` section is checked by `resolveUvmOptions`
+ * (the options' own schema and rules), after its relative boot paths are resolved.
+ */
+export const ScenarioSchema = object({
+  description: v.optional(v.string('expected a string')),
+  uvm: v.custom<Record<string, unknown>>(isPlainObject, 'expected an object'),
+  containers: v.pipe(
+    v.array(
+      object({
+        id: text,
+        bundle: text,
+        // `process`: a process-isolated (Argon) container, its layers mounted on the host at `<bundle>/rootfs`.
+        isolation: v.optional(v.picklist(['hyperv', 'process'], 'expected one of "hyperv", "process"')),
+      }),
+      'expected an array',
+    ),
+    v.minLength(1, 'expected at least one container'),
+  ),
+  teardown: v.optional(v.boolean('expected a boolean')),
+  fixtures: v.optional(v.array(FixtureSchema, 'expected an array')),
+});
 
 /** Reads and validates a scenario file. Every problem is a `ScenarioError` naming the field. */
 export async function readScenarioFile(file: string): Promise<Scenario> {
   const abs = path.resolve(file);
-  let text: string;
+  let content: string;
   try {
-    text = await readFile(abs, 'utf8');
+    content = await readFile(abs, 'utf8');
   } catch (err) {
     throw new ScenarioError(ROOT, `cannot read ${abs} (${(err as NodeJS.ErrnoException).code ?? String(err)})`, { cause: err });
   }
   let raw: unknown;
   try {
-    raw = JSON.parse(text);
+    raw = JSON.parse(content);
   } catch (err) {
     throw new ScenarioError(ROOT, `${abs} is not valid JSON: ${(err as Error).message}`, { cause: err });
   }
@@ -127,125 +113,57 @@ export async function readScenarioFile(file: string): Promise<Scenario> {
 /** Validates a parsed scenario document; `file` (absolute) anchors its relative paths. */
 export function parseScenario(raw: unknown, file: string): Scenario {
   const dir = path.dirname(file);
-  const top = F.object(raw, ROOT, TOP_FIELDS);
+  const top = checkScenarioSchema(ScenarioSchema, raw, ROOT);
   const scenario: Scenario = {
     file,
     dir,
-    uvm: parseUvm(F.required(top, 'uvm', ROOT), `${ROOT}.uvm`, dir),
-    containers: parseContainers(F.required(top, 'containers', ROOT), `${ROOT}.containers`, dir),
-    teardown: top.teardown === undefined ? true : F.boolean(top.teardown, `${ROOT}.teardown`),
-    fixtures: top.fixtures === undefined ? [] : parseFixtures(top.fixtures, `${ROOT}.fixtures`, dir),
+    uvm: parseUvm(top.uvm, `${ROOT}.uvm`, dir),
+    containers: parseContainers(top.containers, `${ROOT}.containers`, dir),
+    teardown: top.teardown ?? true,
+    fixtures: (top.fixtures ?? []).map((f, i) => ({ ...f, path: fixturePath(dir, f.path, `${ROOT}.fixtures[${i}].path`) })),
   };
-  if (top.description !== undefined) scenario.description = F.string(top.description, `${ROOT}.description`, { allowEmpty: true });
+  if (top.description !== undefined) scenario.description = top.description;
   return scenario;
 }
 
-function parseUvm(value: unknown, field: string, dir: string): ScenarioUvmOptions {
-  const o = F.object(value, field, UVM_FIELDS);
-  const uvm: ScenarioUvmOptions = {
-    id: F.string(F.required(o, 'id', field), `${field}.id`),
-    os: F.oneOf(F.required(o, 'os', field), `${field}.os`, ['linux', 'windows'] as const),
-  };
-  for (const key of ['scsiControllers', 'memoryMb', 'processorCount'] as const) {
-    if (o[key] !== undefined) uvm[key] = F.count(o[key], memberName(field, key));
+/** The `uvm` section with its boot paths resolved, checked as `createUtilityVm` checks it. */
+function parseUvm(raw: Record<string, unknown>, field: string, dir: string): ScenarioUvmOptions {
+  for (const key of NOT_IN_SCENARIO) {
+    if (key in raw) throw new ScenarioError(`${field}.${key}`, key === 'journal' ? 'unknown field (use uvmctl run --journal <file>)' : 'unknown field');
   }
-  if (o.reservedScsiSlots !== undefined) {
-    uvm.reservedScsiSlots = F.array(o.reservedScsiSlots, `${field}.reservedScsiSlots`).map((slot, i) => {
-      const f = `${field}.reservedScsiSlots[${i}]`;
-      const s = F.object(slot, f, ['controller', 'lun']);
-      return {
-        controller: F.count(F.required(s, 'controller', f), `${f}.controller`),
-        lun: F.count(F.required(s, 'lun', f), `${f}.lun`),
-      };
-    });
+  const uvm: Record<string, unknown> = structuredClone(raw);
+  if (isPlainObject(uvm.boot)) {
+    const boot = uvm.boot as Record<string, unknown>;
+    for (const key of BOOT_PATHS) if (typeof boot[key] === 'string' && boot[key] !== '') boot[key] = resolveHostPath(dir, boot[key]);
   }
-  if (o.vpmem !== undefined) {
-    const f = `${field}.vpmem`;
-    const v = F.object(o.vpmem, f, VPMEM_FIELDS);
-    const vpmem: ScenarioVpmemOptions = {};
-    if (v.count !== undefined) vpmem.count = F.count(v.count, `${f}.count`);
-    if (v.maxSizeBytes !== undefined) vpmem.maxSizeBytes = F.count(v.maxSizeBytes, `${f}.maxSizeBytes`);
-    if (v.multiMapping !== undefined) vpmem.multiMapping = F.boolean(v.multiMapping, `${f}.multiMapping`);
-    uvm.vpmem = vpmem;
+  try {
+    resolveUvmOptions(uvm as unknown as UtilityVmOptions);
+  } catch (err) {
+    const at = UvmError.is(err) ? err.details?.field : undefined;
+    if (typeof at !== 'string') throw err;
+    const message = (err as Error).message;
+    const marker = at === '' ? -1 : message.indexOf(`${at}: `);
+    throw new ScenarioError(at === '' ? field : `${field}.${at}`, marker < 0 ? message : message.slice(marker + at.length + 2), { cause: err });
   }
-  for (const key of ['fullyPhysicallyBacked', 'noWritableFileShares', 'vsmbNoDirectMap', 'terminateOnLastHandleClosed'] as const) {
-    if (o[key] !== undefined) uvm[key] = F.boolean(o[key], memberName(field, key));
-  }
-  parseUvmBootAndTopology(o, field, dir, uvm);
-  return uvm;
+  return uvm as unknown as ScenarioUvmOptions;
 }
 
-/** The boot, console, owner, memory/processor and create-document fields of the `uvm` section. */
-function parseUvmBootAndTopology(o: Record<string, unknown>, field: string, dir: string, uvm: ScenarioUvmOptions): void {
-  if (o.boot !== undefined) {
-    const f = `${field}.boot`;
-    const linux = uvm.os === 'linux';
-    const paths: readonly string[] = linux ? LCOW_BOOT_PATHS : WCOW_BOOT_PATHS;
-    const strings: readonly string[] = linux ? LCOW_BOOT_STRINGS : [];
-    const flags: readonly string[] = linux ? LCOW_BOOT_FLAGS : WCOW_BOOT_FLAGS;
-    const b = F.object(o.boot, f, [...paths, ...strings, ...flags]);
-    const boot: Record<string, unknown> = {};
-    for (const key of paths) if (b[key] !== undefined) boot[key] = resolveHostPath(dir, F.string(b[key], `${f}.${key}`));
-    for (const key of strings) if (b[key] !== undefined) boot[key] = F.string(b[key], `${f}.${key}`);
-    for (const key of flags) if (b[key] !== undefined) boot[key] = F.boolean(b[key], `${f}.${key}`);
-    uvm.boot = boot as unknown as UtilityVmOptions['boot'];
-  }
-  if (o.owner !== undefined) uvm.owner = F.string(o.owner, `${field}.owner`);
-  if (o.console !== undefined) {
-    const c = F.object(o.console, `${field}.console`, ['pipe']);
-    uvm.console = { pipe: F.string(F.required(c, 'pipe', `${field}.console`), `${field}.console.pipe`) };
-  }
-  if (o.memory !== undefined) {
-    const m = F.object(o.memory, `${field}.memory`, ['allowOvercommit', 'enableDeferredCommit']);
-    uvm.memory = {};
-    for (const key of ['allowOvercommit', 'enableDeferredCommit'] as const) if (m[key] !== undefined) uvm.memory[key] = F.boolean(m[key], `${field}.memory.${key}`);
-  }
-  if (o.processor !== undefined) {
-    const p = F.object(o.processor, `${field}.processor`, ['limit', 'weight']);
-    uvm.processor = {};
-    for (const key of ['limit', 'weight'] as const) if (p[key] !== undefined) uvm.processor[key] = F.count(p[key], `${field}.processor.${key}`);
-  }
-  // Checked field by field by UtilityVm (INVALID_ARGUMENT).
-  if (o.hvSocketServices !== undefined) uvm.hvSocketServices = F.anyObject(o.hvSocketServices, `${field}.hvSocketServices`) as UtilityVmOptions['hvSocketServices'];
-  if (o.createDocumentPatch !== undefined) uvm.createDocumentPatch = F.anyObject(o.createDocumentPatch, `${field}.createDocumentPatch`);
-}
-
-function parseContainers(value: unknown, field: string, dir: string): ScenarioContainer[] {
-  const list = F.array(value, field);
-  if (list.length === 0) throw new ScenarioError(field, 'expected at least one container');
+function parseContainers(list: readonly { id: string; bundle: string; isolation?: 'hyperv' | 'process' }[], field: string, dir: string): ScenarioContainer[] {
   const seen = new Map<string, number>();
-  return list.map((item, i) => {
-    const f = `${field}[${i}]`;
-    const c = F.object(item, f, CONTAINER_FIELDS);
-    const id = F.string(F.required(c, 'id', f), `${f}.id`);
-    const first = seen.get(id);
-    if (first !== undefined) throw new ScenarioError(`${f}.id`, `duplicate container id ${JSON.stringify(id)} (also ${field}[${first}].id)`);
-    seen.set(id, i);
-    const bundle = F.string(F.required(c, 'bundle', f), `${f}.bundle`);
-    const isolation = c.isolation === undefined ? 'hyperv' : F.oneOf(c.isolation, `${f}.isolation`, ['hyperv', 'process'] as const);
-    return { id, bundle: resolveHostPath(dir, bundle), ...(isolation === 'process' ? { isolation } : {}) };
+  return list.map((c, i) => {
+    const first = seen.get(c.id);
+    if (first !== undefined) throw new ScenarioError(`${field}[${i}].id`, `duplicate container id ${JSON.stringify(c.id)} (also ${field}[${first}].id)`);
+    seen.set(c.id, i);
+    return { id: c.id, bundle: resolveHostPath(dir, c.bundle), ...(c.isolation === 'process' ? { isolation: c.isolation } : {}) };
   });
 }
 
-function parseFixtures(value: unknown, field: string, dir: string): ScenarioFixture[] {
-  return F.array(value, field).map((item, i): ScenarioFixture => {
-    const f = `${field}[${i}]`;
-    const type = F.oneOf(F.required(F.anyObject(item, f), 'type', f), `${f}.type`, ['sparse-file', 'file', 'directory'] as const);
-    const fields = { 'sparse-file': ['type', 'path', 'sizeBytes'], file: ['type', 'path', 'content'], directory: ['type', 'path'] }[type];
-    const o = F.object(item, f, fields);
-    const rel = F.string(F.required(o, 'path', f), `${f}.path`);
-    const resolved = path.resolve(dir, rel);
-    const inside = path.relative(dir, resolved);
-    if (path.isAbsolute(rel) || inside === '' || inside === '..' || inside.startsWith(`..${path.sep}`) || path.isAbsolute(inside)) {
-      throw new ScenarioError(`${f}.path`, "expected a relative path inside the scenario's folder");
-    }
-    switch (type) {
-      case 'sparse-file':
-        return { type, path: resolved, sizeBytes: F.count(F.required(o, 'sizeBytes', f), `${f}.sizeBytes`) };
-      case 'file':
-        return { type, path: resolved, content: F.string(F.required(o, 'content', f), `${f}.content`, { allowEmpty: true }) };
-      case 'directory':
-        return { type, path: resolved };
-    }
-  });
+/** `rel` resolved in `dir`; it must stay inside it. */
+function fixturePath(dir: string, rel: string, field: string): string {
+  const resolved = path.resolve(dir, rel);
+  const inside = path.relative(dir, resolved);
+  if (path.isAbsolute(rel) || inside === '' || inside === '..' || inside.startsWith(`..${path.sep}`) || path.isAbsolute(inside)) {
+    throw new ScenarioError(field, "expected a relative path inside the scenario's folder");
+  }
+  return resolved;
 }

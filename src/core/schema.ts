@@ -42,6 +42,23 @@ function deepest(issue: v.BaseIssue<unknown>): v.BaseIssue<unknown> {
 }
 
 /**
+ * The issue's message, with the two object issues put plainly: a member the schema does not know
+ * is `unknown member`, a required member that is absent is `missing`.
+ */
+export function issueMessage(issue: v.BaseIssue<unknown>): string {
+  if (issue.kind !== 'schema' || !/object$/.test(issue.type)) return issue.message;
+  if (issue.expected === 'never') return 'unknown member';
+  if (issue.input === undefined) return 'missing';
+  return issue.message;
+}
+
+/** The most specific issue of the first problem `schema` finds in `input`; undefined when it passes. */
+export function firstIssue(schema: v.GenericSchema, input: unknown): v.BaseIssue<unknown> | undefined {
+  const result = v.safeParse(schema, input, { abortEarly: true });
+  return result.success ? undefined : deepest(result.issues[0]);
+}
+
+/**
  * Checks `input` against `schema` and returns it typed; otherwise throws a `UvmError` with `code`
  * naming the first offending field (`details.field`, and `details.mountIndex` for `mounts[i]…`).
  * @param what what the input is, for the message ("OCI spec", "allocateContainer options").
@@ -55,12 +72,11 @@ export function checkSchema<S extends v.GenericSchema>(
   root = '',
   details: UvmErrorDetails = {},
 ): v.InferOutput<S> {
-  const result = v.safeParse(schema, input, { abortEarly: true });
-  if (result.success) return input as v.InferOutput<S>;
-  const issue = deepest(result.issues[0]);
+  const issue = firstIssue(schema, input);
+  if (issue === undefined) return input as v.InferOutput<S>;
   const field = issuePath(issue, root);
   const mountIndex = /^mounts\[(\d+)\]/.exec(field);
-  throw new UvmError(code, `invalid ${what}: ${field === '' ? 'the value' : field}: ${issue.message}`, {
+  throw new UvmError(code, `invalid ${what}: ${field === '' ? 'the value' : field}: ${issueMessage(issue)}`, {
     details: {
       ...details,
       field,

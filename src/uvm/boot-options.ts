@@ -93,7 +93,7 @@ const isPlainObject = (x: unknown): boolean => x !== null && typeof x === 'objec
 export function optionsObject<const E extends v.ObjectEntries>(entries: E) {
   return v.pipe(
     v.custom<Record<string, unknown>>(isPlainObject, 'expected an object (not an array or null)'),
-    v.strictObject(entries, 'not an option here'),
+    v.strictObject(entries),
   );
 }
 
@@ -103,6 +103,9 @@ export const NonEmptyString = v.pipe(
   v.nonEmpty('expected a non-empty string'),
   v.check((s) => !s.includes('\0'), 'must not contain NUL characters'),
 );
+
+/** An optional boolean (never read from a string or a number). */
+export const OptionalFlag = v.optional(v.boolean('expected a boolean'));
 
 /** An absolute host path (Windows or POSIX flavour) without NUL characters. */
 export const HostPathString = v.pipe(NonEmptyString, v.check((s) => hostPaths.isAbsolute(s), 'expected an absolute host path'));
@@ -128,16 +131,16 @@ export const LcowBootSchema = optionsObject({
   rootfs: v.optional(v.picklist(['initrd', 'vhd'])),
   rootfsFile: v.optional(FileNameString),
   kernelBootOptions: v.optional(v.pipe(NonEmptyString, v.check((s) => !/[\r\n]/.test(s), 'must be one line'))),
-  vpciEnabled: v.optional(v.boolean()),
+  vpciEnabled: OptionalFlag,
   gcsLogLevel: v.optional(v.picklist(LOG_LEVELS)),
-  disableTimeSync: v.optional(v.boolean()),
+  disableTimeSync: OptionalFlag,
 });
 
 /** Schema of `WcowBootOptions`. */
 export const WcowBootSchema = optionsObject({
   osLayerPath: HostPathString,
   scratchPath: HostPathString,
-  logForwarding: v.optional(v.boolean()),
+  logForwarding: OptionalFlag,
 });
 
 /** True when A and B are the same type (the schemas are checked against the documented interfaces). */

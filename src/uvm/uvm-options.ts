@@ -13,6 +13,7 @@ import {
   integerIn,
   LcowBootSchema,
   NonEmptyString,
+  OptionalFlag,
   optionsObject,
   resolveLcowBoot,
   resolveWcowBoot,
@@ -159,9 +160,9 @@ const commonEntries = {
       v.readonly(),
     ),
   ),
-  fullyPhysicallyBacked: v.optional(v.boolean()),
-  noWritableFileShares: v.optional(v.boolean()),
-  vsmbNoDirectMap: v.optional(v.boolean()),
+  fullyPhysicallyBacked: OptionalFlag,
+  noWritableFileShares: OptionalFlag,
+  vsmbNoDirectMap: OptionalFlag,
   memoryMb: v.optional(integerIn(64, 1024 * 1024)),
   processorCount: v.optional(integerIn(1, 1024)),
   guestConnection: v.optional(
@@ -177,7 +178,7 @@ const commonEntries = {
         optionsObject({
           instancePath: NonEmptyString,
           virtualFunction: v.optional(integerIn(0, 0xffff)),
-          propagateNumaAffinity: v.optional(v.boolean()),
+          propagateNumaAffinity: OptionalFlag,
         }),
       ),
       v.readonly(),
@@ -187,7 +188,7 @@ const commonEntries = {
   console: v.optional(
     optionsObject({ pipe: v.pipe(NonEmptyString, v.regex(/^\\\\[.?]\\pipe\\[^\\]/i, 'expected a named pipe path \\\\.\\pipe\\<name>')) }),
   ),
-  memory: v.optional(optionsObject({ allowOvercommit: v.optional(v.boolean()), enableDeferredCommit: v.optional(v.boolean()) })),
+  memory: v.optional(optionsObject({ allowOvercommit: OptionalFlag, enableDeferredCommit: OptionalFlag })),
   processor: v.optional(optionsObject({ limit: v.optional(integerIn(1, 100_000)), weight: v.optional(integerIn(1, 10_000)) })),
   hvSocketServices: v.optional(
     v.pipe(
@@ -195,15 +196,15 @@ const commonEntries = {
       v.record(
         v.pipe(v.string(), v.regex(GUID, 'expected a service GUID')),
         optionsObject({
-          BindSecurityDescriptor: v.optional(v.string()),
-          ConnectSecurityDescriptor: v.optional(v.string()),
-          AllowWildcardBinds: v.optional(v.boolean()),
-          Disabled: v.optional(v.boolean()),
+          BindSecurityDescriptor: v.optional(v.string('expected a string')),
+          ConnectSecurityDescriptor: v.optional(v.string('expected a string')),
+          AllowWildcardBinds: OptionalFlag,
+          Disabled: OptionalFlag,
         }),
       ),
     ),
   ),
-  terminateOnLastHandleClosed: v.optional(v.boolean()),
+  terminateOnLastHandleClosed: OptionalFlag,
   createDocumentPatch: v.optional(v.custom<Record<string, unknown>>(isPlainObject, 'expected a JSON object')),
 };
 
@@ -225,12 +226,11 @@ export const UtilityVmOptionsSchema = v.pipe(
             optionsObject({
               count: v.optional(integerIn(0, MAX_VPMEM_COUNT)),
               maxSizeBytes: v.optional(v.pipe(integerIn(4096, Number.MAX_SAFE_INTEGER), v.multipleOf(4096, 'expected a multiple of 4096'))),
-              multiMapping: v.optional(v.boolean()),
+              multiMapping: OptionalFlag,
             }),
           ),
           boot: v.optional(LcowBootSchema),
         },
-        'not a UtilityVm option (for os "linux")',
       ),
       v.strictObject(
         {
@@ -241,12 +241,11 @@ export const UtilityVmOptionsSchema = v.pipe(
             optionsObject({
               count: v.optional(integerIn(0, 0, 'VPMEM is only supported for LCOW')),
               maxSizeBytes: v.optional(v.pipe(integerIn(4096, Number.MAX_SAFE_INTEGER), v.multipleOf(4096, 'expected a multiple of 4096'))),
-              multiMapping: v.optional(v.boolean()),
+              multiMapping: OptionalFlag,
             }),
           ),
           boot: v.optional(WcowBootSchema),
         },
-        'not a UtilityVm option (for os "windows")',
       ),
     ],
     'expected os "linux" or "windows"',

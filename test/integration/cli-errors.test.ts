@@ -59,16 +59,15 @@ describe('uvmctl failures', function () {
     expect(errorLines(result.stderr)).to.deep.equal([`uvmctl: ${path.join(bundle, 'config.json')}: windows.layerFolders[1]: expected a string, got a number (7)`]);
   });
 
-  it('UVM options the library rejects: exit 1 with the error code, nothing created', async () => {
+  it('UVM options createUtilityVm would reject: exit 2 naming the scenario field (checked when the scenario is read), nothing created', async () => {
     const file = await scenarioFile('bad-vpmem.json', {
       uvm: { id: 'bad-vpmem', os: 'linux', vpmem: { count: 2, maxSizeBytes: 1000 } },
       containers: [{ id: 'pause', bundle: path.join(LCOW_BUNDLES, 'pause') }],
     });
     const traceFile = path.join(dir, 'bad-vpmem.jsonl');
     const result = await runCli(['run', file, '--trace', traceFile]);
-    expect(result.code).to.equal(1);
-    expect(errorLines(result.stderr)).to.have.length(1);
-    expect(errorLines(result.stderr)[0]).to.match(/^uvmctl: INVALID_ARGUMENT: /);
+    expect(result.code).to.equal(2);
+    expect(errorLines(result.stderr)).to.deep.equal(['uvmctl: scenario.uvm.vpmem.maxSizeBytes: expected an integer in 4096..9007199254740991']);
     expect((await readTrace(traceFile)).filter((t) => t.fn === 'HcsCreateComputeSystem')).to.deep.equal([]);
   });
 

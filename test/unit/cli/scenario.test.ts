@@ -54,6 +54,13 @@ describe('cli/scenario', () => {
     expect(s.uvm.reservedScsiSlots).to.deep.equal([{ controller: 0, lun: 1 }]);
   });
 
+  it('resolves relative boot paths against the scenario folder before checking the uvm section', () => {
+    const raw = valid();
+    raw.uvm.boot = { bootFilesPath: 'boot', mode: 'uefi' };
+    expect(parseScenario(raw, FILE).uvm.boot).to.deep.equal({ bootFilesPath: path.resolve('/scenarios/pod/boot'), mode: 'uefi' });
+    expect(raw.uvm.boot.bootFilesPath, 'the input is not modified').to.equal('boot');
+  });
+
   it('parses fixtures with paths resolved inside the scenario folder', () => {
     const raw = valid();
     raw.fixtures = [
@@ -73,19 +80,23 @@ describe('cli/scenario', () => {
     ['a non-object document', () => [], 'scenario', /expected an object/],
     ['an unknown top-level field', (r) => ((r.teardwn = true), r), 'scenario.teardwn', /unknown field/],
     ['a missing uvm', (r) => (delete r.uvm, r), 'scenario.uvm', /missing field/],
-    ['a missing uvm.id', (r) => (delete r.uvm.id, r), 'scenario.uvm.id', /missing field/],
-    ['a numeric uvm.id', (r) => ((r.uvm.id = 7), r), 'scenario.uvm.id', /expected a string/],
+    ['a missing uvm.id', (r) => (delete r.uvm.id, r), 'scenario.uvm.id', /missing/],
+    ['a numeric uvm.id', (r) => ((r.uvm.id = 7), r), 'scenario.uvm.id', /expected a non-empty string/],
     ['an empty uvm.id', (r) => ((r.uvm.id = ''), r), 'scenario.uvm.id', /non-empty/],
-    ['a bad os', (r) => ((r.uvm.os = 'freebsd'), r), 'scenario.uvm.os', /expected one of "linux", "windows"/],
-    ['an unknown uvm field', (r) => ((r.uvm.memorySize = 1024), r), 'scenario.uvm.memorySize', /unknown field/],
-    ['a string memoryMb', (r) => ((r.uvm.memoryMb = '1G'), r), 'scenario.uvm.memoryMb', /non-negative integer/],
-    ['a fractional scsiControllers', (r) => ((r.uvm.scsiControllers = 1.5), r), 'scenario.uvm.scsiControllers', /non-negative integer/],
-    ['a string vpmem.count', (r) => ((r.uvm.vpmem.count = '4'), r), 'scenario.uvm.vpmem.count', /non-negative integer/],
-    ['a negative vpmem.maxSizeBytes', (r) => ((r.uvm.vpmem.maxSizeBytes = -1), r), 'scenario.uvm.vpmem.maxSizeBytes', /non-negative integer/],
+    ['a bad os', (r) => ((r.uvm.os = 'freebsd'), r), 'scenario.uvm.os', /expected os "linux" or "windows"/],
+    ['an unknown uvm field', (r) => ((r.uvm.memorySize = 1024), r), 'scenario.uvm.memorySize', /unknown member/],
+    ['a string memoryMb', (r) => ((r.uvm.memoryMb = '1G'), r), 'scenario.uvm.memoryMb', /expected an integer in 64\.\.1048576/],
+    ['a fractional scsiControllers', (r) => ((r.uvm.scsiControllers = 1.5), r), 'scenario.uvm.scsiControllers', /expected an integer in 1\.\.4/],
+    ['a string vpmem.count', (r) => ((r.uvm.vpmem.count = '4'), r), 'scenario.uvm.vpmem.count', /expected an integer in 0\.\.128/],
+    ['a negative vpmem.maxSizeBytes', (r) => ((r.uvm.vpmem.maxSizeBytes = -1), r), 'scenario.uvm.vpmem.maxSizeBytes', /expected an integer/],
     ['a string multiMapping', (r) => ((r.uvm.vpmem.multiMapping = 'yes'), r), 'scenario.uvm.vpmem.multiMapping', /expected a boolean/],
-    ['an unknown vpmem field', (r) => ((r.uvm.vpmem.size = 1), r), 'scenario.uvm.vpmem.size', /unknown field/],
-    ['a reserved slot without lun', (r) => ((r.uvm.reservedScsiSlots = [{ controller: 0 }]), r), 'scenario.uvm.reservedScsiSlots[0].lun', /missing field/],
+    ['an unknown vpmem field', (r) => ((r.uvm.vpmem.size = 1), r), 'scenario.uvm.vpmem.size', /unknown member/],
+    ['a reserved slot without lun', (r) => ((r.uvm.reservedScsiSlots = [{ controller: 0 }]), r), 'scenario.uvm.reservedScsiSlots[0].lun', /missing/],
     ['a string fullyPhysicallyBacked', (r) => ((r.uvm.fullyPhysicallyBacked = 'true'), r), 'scenario.uvm.fullyPhysicallyBacked', /expected a boolean/],
+    ['a range the UVM refuses', (r) => ((r.uvm.vpmem.count = 129), r), 'scenario.uvm.vpmem.count', /expected an integer in 0\.\.128/],
+    ['a rule across members', (r) => ((r.uvm.reservedScsiSlots = [{ controller: 3, lun: 0 }]), r), 'scenario.uvm.reservedScsiSlots[0].controller', /2 SCSI controller/],
+    ['a journal in the scenario', (r) => ((r.uvm.journal = { path: '/j' }), r), 'scenario.uvm.journal', /--journal/],
+    ['a relative boot path that resolves, with a bad mode', (r) => ((r.uvm.boot = { bootFilesPath: 'boot', mode: 'pxe' }), r), 'scenario.uvm.boot.mode', /uefi/],
     ['containers not an array', (r) => ((r.containers = {}), r), 'scenario.containers', /expected an array/],
     ['no containers', (r) => ((r.containers = []), r), 'scenario.containers', /at least one/],
     ['a container that is not an object', (r) => ((r.containers[1] = 'web'), r), 'scenario.containers[1]', /expected an object/],
