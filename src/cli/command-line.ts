@@ -26,10 +26,15 @@ export type CommandLine =
       quiet: boolean;
       /** `run` only: journal the UVM to this file (so that `uvmctl down <file>` can clean up after a crash). */
       journal: string | undefined;
+      /**
+       * `run` only: after the teardown, also read the simulator's `SimulatorState` and require that
+       * it holds nothing (a test control of the simulator: refused against real HCS).
+       */
+      checkSimulator: boolean;
     };
 
 export const USAGE = `Usage:
-  uvmctl run <scenario.json> [--json] [--trace <file>] [--keep] [--journal <file>] [--quiet]
+  uvmctl run <scenario.json> [--json] [--trace <file>] [--keep] [--journal <file>] [--check-simulator] [--quiet]
       Create and start a Utility VM (the HCS simulator, or real HCS on Windows), allocate every
       container of the scenario, print what landed where, then tear it all down and check that
       nothing is left (exit 1 if anything is). Ctrl-C (SIGINT) or SIGTERM aborts what is in
@@ -48,6 +53,8 @@ Options:
   --trace <file>  make the simulator append one JSON line per HCS call to <file>
   --keep          do not tear down (same as "teardown": false in the scenario)
   --journal <file>  journal the UVM and every lease to <file> (for \`uvmctl down\`)
+  --check-simulator  after the teardown, also check the simulator's own state holds nothing
+                  (HotAdded; needs the HCS simulator)
   -q, --quiet     no progress lines on stderr
   -h, --help      this text
   -V, --version   the version
@@ -82,13 +89,14 @@ export function parseCommandLine(argv: readonly string[]): CommandLine {
   const json = values.json ?? false;
   const quiet = values.quiet ?? false;
   if (command === 'down') {
-    for (const name of ['keep', 'trace', 'journal'] as const) {
+    for (const name of ['keep', 'trace', 'journal', 'check-simulator'] as const) {
       if (values[name] !== undefined) throw new UsageError(`down: --${name} does not apply`);
     }
     return { command, journal: rest[0]!, json, quiet };
   }
   if (command === 'plan' && values.keep) throw new UsageError('plan: --keep only applies to run');
   if (command === 'plan' && values.journal !== undefined) throw new UsageError('plan: --journal only applies to run');
+  if (command === 'plan' && values['check-simulator']) throw new UsageError('plan: --check-simulator only applies to run');
   return {
     command,
     scenario: rest[0]!,
@@ -97,6 +105,7 @@ export function parseCommandLine(argv: readonly string[]): CommandLine {
     keep: values.keep ?? false,
     quiet,
     journal: values.journal,
+    checkSimulator: values['check-simulator'] ?? false,
   };
 }
 
@@ -113,6 +122,7 @@ function parse(argv: readonly string[]) {
       help: { type: 'boolean', short: 'h' },
       version: { type: 'boolean', short: 'V' },
       journal: { type: 'string' },
+      'check-simulator': { type: 'boolean' },
     },
   });
 }

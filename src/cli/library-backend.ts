@@ -39,10 +39,14 @@ function setTrace(trace: string | undefined): boolean {
 /**
  * The run backend over the library: the composition root with the FFI binding, which loads the
  * simulator everywhere but Windows (env `UVM_HCS_LIBRARY` overrides). `trace` makes the simulator
- * append its call trace there.
+ * append its call trace there. Only with `checkSimulator` does the teardown check read the
+ * simulator's `SimulatorState` (a simulator-only test control; NOT_SUPPORTED against real HCS):
+ * by default the library path uses nothing real HCS lacks.
  */
-export async function createLibraryRunBackend(options: { trace: string | undefined }): Promise<RunBackend> {
+export async function createLibraryRunBackend(options: { trace: string | undefined; checkSimulator?: boolean }): Promise<RunBackend> {
   const simulator = setTrace(options.trace);
+  const checkSimulator = options.checkSimulator ?? false;
+  if (checkSimulator && !simulator) throw new UvmError('NOT_SUPPORTED', '--check-simulator needs the HCS simulator (this is real HCS)');
   const orchestrator = createUvmOrchestrator({ logger: cliLogger() });
   let layers: WindowsLayerMounts | undefined;
   return {
@@ -79,7 +83,7 @@ export async function createLibraryRunBackend(options: { trace: string | undefin
           return vm.vsmb.describe().filter((r) => r.state === 'kept').length;
         },
         async hotAdded() {
-          if (!simulator) return null;
+          if (!checkSimulator) return null;
           const system = await orchestrator.hcs.openComputeSystem(vm.id);
           try {
             const state = await readSimulatorState(system);

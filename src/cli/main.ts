@@ -33,8 +33,11 @@ export const EXIT_INTERRUPTED = 130;
 export interface CliEnvironment {
   stdout: ProgressSink;
   stderr: ProgressSink;
-  /** The run backend; `trace` is an absolute file the simulator must append its trace to. */
-  runBackend(options: { trace: string | undefined }): Promise<RunBackend>;
+  /**
+   * The run backend; `trace` is an absolute file the simulator must append its trace to;
+   * `checkSimulator` makes the teardown check read the simulator's state too (`--check-simulator`).
+   */
+  runBackend(options: { trace: string | undefined; checkSimulator?: boolean }): Promise<RunBackend>;
   /** The plan backend (no HCS call). `trace` as for run: set so that a stray HCS call would show. */
   planBackend(options: { trace: string | undefined }): Promise<PlanBackend>;
   /** The `down` backend (the library over HCS or the simulator). */
@@ -148,7 +151,7 @@ export async function main(argv: readonly string[], env: CliEnvironment = defaul
     }
     const journal = cmd.journal === undefined ? undefined : await writableFile(cmd.journal, '--journal', { mustNotExist: true });
     interrupt.arm(scenario.uvm.id);
-    const { report, teardownError } = await runScenario(scenario, specs, await env.runBackend({ trace }), progress, {
+    const { report, teardownError } = await runScenario(scenario, specs, await env.runBackend({ trace, checkSimulator: cmd.checkSimulator }), progress, {
       keep: cmd.keep,
       journal,
       signal: interrupt.signal,

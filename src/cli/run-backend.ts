@@ -29,7 +29,7 @@ export interface RunUvm {
    * `kept` in describe()): they stay attached until the VM exits, as hcsshim does.
    */
   keptShares(): number;
-  /** The simulator's `SimulatorState.HotAdded`; null against real HCS. */
+  /** The simulator's `SimulatorState.HotAdded` when asked for (`--check-simulator`); else null. */
   hotAdded(): Promise<number | null>;
   /**
    * Terminates the UVM (when `terminate`) and closes its handle. Without `terminate` the compute

@@ -27,8 +27,8 @@ export interface RunOutcome {
  * the summary (rewritten rootfs and mounts, `describe()` per manager), then — unless the scenario
  * says `"teardown": false` or `keep` — releases the containers in reverse order, continuing past
  * failures, removes the idle direct-mapped VSMB shares (no container is left to hold a guest
- * handle on them), and checks that the managers hold nothing and the simulator has nothing
- * hot-added (`SimulatorState.HotAdded` 0).
+ * handle on them), and checks that the managers hold nothing and, when asked, that the simulator has nothing
+ * hot-added (`SimulatorState.HotAdded` 0; only with `--check-simulator`, a simulator test control).
  * The UVM is terminated at the end (kept running, handle closed, when the teardown is skipped).
  *
  * If an allocation fails, the containers allocated so far are released in reverse order, the UVM

@@ -70,7 +70,7 @@ export interface TeardownSummary {
   sharesKept: number;
   /** What the managers still hold afterwards (empty when clean). */
   remaining: ResourceInfo[];
-  /** The simulator's `SimulatorState.HotAdded` afterwards; null when not checked (real HCS, or no teardown). */
+  /** The simulator's `SimulatorState.HotAdded` afterwards; null when not checked (no `--check-simulator`, or no teardown). */
   hotAdded: number | null;
 }
 

@@ -12,7 +12,7 @@ async function run(example: string, command = 'run'): Promise<{ report: RunRepor
   const dir = await mkdtemp(path.join(tmpdir(), `uvmctl-${example}-`));
   try {
     const traceFile = path.join(dir, 'trace.jsonl');
-    const result = await runCli([command, path.join(REPO, 'examples', example, 'scenario.json'), '--json', '--trace', traceFile]);
+    const result = await runCli([command, path.join(REPO, 'examples', example, 'scenario.json'), '--json', '--trace', traceFile, ...(command === 'run' ? ['--check-simulator'] : [])]);
     expect(result.code, result.stderr).to.equal(0);
     return { report: JSON.parse(result.stdout) as RunReport, trace: await readTrace(traceFile), stdout: result.stdout };
   } finally {

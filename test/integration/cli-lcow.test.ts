@@ -52,7 +52,7 @@ describe('uvmctl on the simulator: the LCOW pod example', function () {
     let docs: any[];
     before(async () => {
       const traceFile = path.join(dir, 'run.jsonl');
-      const result = await runCli(['run', SCENARIO, '--json', '--trace', traceFile]);
+      const result = await runCli(['run', SCENARIO, '--json', '--check-simulator', '--trace', traceFile]);
       expect(result.code, result.stderr).to.equal(0);
       report = JSON.parse(result.stdout) as RunReport;
       trace = await readTrace(traceFile);

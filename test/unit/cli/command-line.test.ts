@@ -14,7 +14,7 @@ function usageError(argv: string[]): UsageError {
 
 describe('cli/command-line', () => {
   it('parses run with every option', () => {
-    expect(parseCommandLine(['run', 's.json', '--json', '--trace', 't.jsonl', '--keep', '-q'])).to.deep.equal({
+    expect(parseCommandLine(['run', 's.json', '--json', '--trace', 't.jsonl', '--keep', '-q', '--check-simulator'])).to.deep.equal({
       command: 'run',
       scenario: 's.json',
       json: true,
@@ -22,6 +22,7 @@ describe('cli/command-line', () => {
       keep: true,
       quiet: true,
       journal: undefined,
+      checkSimulator: true,
     });
   });
 
@@ -34,6 +35,7 @@ describe('cli/command-line', () => {
       keep: false,
       quiet: false,
       journal: undefined,
+      checkSimulator: false,
     });
   });
 
@@ -56,6 +58,8 @@ describe('cli/command-line', () => {
     [['down'], /down: missing the journal/],
     [['down', 'j.json', '--keep'], /--keep does not apply/],
     [['plan', 's.json', '--journal', 'j'], /--journal only applies to run/],
+    [['plan', 's.json', '--check-simulator'], /--check-simulator only applies to run/],
+    [['down', 'j.json', '--check-simulator'], /--check-simulator does not apply/],
     [['run', 's.json', '--journal='], /--journal/],
     [['start', 's.json'], /unknown command "start"/],
     [['run'], /missing the scenario/],

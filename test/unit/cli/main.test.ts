@@ -10,7 +10,7 @@ import type { RunReport } from '../../../src/cli/run-report.js';
 
 /** Captured streams plus a run backend whose UVM holds nothing and can be told to misbehave. */
 function environment(options: { hotAdded?: number; failRelease?: boolean; failCreate?: UvmError } = {}) {
-  const out = { stdout: '', stderr: '', traces: [] as (string | undefined)[], created: 0 };
+  const out = { stdout: '', stderr: '', traces: [] as (string | undefined)[], checks: [] as (boolean | undefined)[], created: 0 };
   const uvm: RunUvm = {
     id: 'pod',
     os: 'linux',
@@ -37,8 +37,9 @@ function environment(options: { hotAdded?: number; failRelease?: boolean; failCr
   const env: CliEnvironment = {
     stdout: { write: (s: string) => (out.stdout += s) },
     stderr: { write: (s: string) => (out.stderr += s) },
-    runBackend: async ({ trace }) => {
+    runBackend: async ({ trace, checkSimulator }) => {
       out.traces.push(trace);
+      out.checks.push(checkSimulator);
       return runBackend;
     },
     planBackend: async (): Promise<PlanBackend> => {
@@ -67,6 +68,13 @@ describe('cli/main', () => {
     expect(await main(['run', scenario], env)).to.equal(0);
     expect(out.stdout).to.match(/^UVM pod \(linux, HCS simulator\)/);
     expect(out.stderr).to.include('[uvmctl] allocating container a (1/1)\n');
+    expect(out.checks, 'no simulator check unless asked').to.deep.equal([false]);
+  });
+
+  it('run --check-simulator asks the backend for the simulator check', async () => {
+    const { env, out } = environment();
+    expect(await main(['run', scenario, '-q', '--check-simulator'], env)).to.equal(0);
+    expect(out.checks).to.deep.equal([true]);
   });
 
   it('run --json -q --trace: one JSON document, no progress, the trace path made absolute', async () => {
