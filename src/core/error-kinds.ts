@@ -89,6 +89,7 @@ export const ERROR_KINDS: Readonly<{ [Code in UvmErrorCode]: ErrorKind }> = Obje
   UVM_EXITED: kind('Unavailable', C.Unavailable),
   BRIDGE_FAILED: kind('Unavailable', C.Unavailable),
   GUEST_CONNECT_TIMEOUT: kind('DeadlineExceeded', C.DeadlineExceeded),
+  HVSOCKET_ERROR: kind('Unavailable', C.Unavailable),
 });
 
 /**

@@ -56,7 +56,9 @@ export type UvmErrorCode =
   /** The GCS bridge failed as a whole (dropped, unknown response id, bad JSON, oversized, deadline): every pending and later guest call. */
   | 'BRIDGE_FAILED'
   /** The guest did not dial the host's hvsocket listener before the accept deadline; the UVM's start failed. */
-  | 'GUEST_CONNECT_TIMEOUT';
+  | 'GUEST_CONNECT_TIMEOUT'
+  /** A Winsock call of the hvsocket transport failed; details carry `call` and `wsaError` (15). */
+  | 'HVSOCKET_ERROR';
 
 const BRAND = Symbol.for('uvm-orchestrator.UvmError');
 
