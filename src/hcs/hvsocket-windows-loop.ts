@@ -62,8 +62,8 @@ export type LoopMessage =
   | { t: 'eof' }
   | { t: 'written'; id: number }
   | { t: 'ended' }
-  /** A Winsock call failed; the loop closes everything next. */
-  | { t: 'error'; call: string; wsaError: number }
+  /** A Winsock call failed (or, `call` = `worker`, the loop itself: `message`); everything is closed next. */
+  | { t: 'error'; call: string; wsaError: number; message?: string }
   /** Last message: every socket is closed. */
   | { t: 'closed' };
 
@@ -92,8 +92,9 @@ type Phase = 'listening' | 'accepting' | 'connected';
 
 /**
  * Listens on (vmId, serviceId), then serves the host's messages until `close`, an accept
- * outcome other than success, or an error; every socket is closed before it returns, and the
- * last message posted is `closed`.
+ * outcome other than success, or an error (an exception of the Winsock port included: it is
+ * reported as the call `worker`); every socket is closed before it returns, and the last
+ * message posted is `closed`.
  */
 export function runHvSocketLoop(ws: Winsock, channel: LoopChannel, address: { vmId: string; serviceId: string }): void {
   const INVALID = invalidSocket(ws.pointerSize);
@@ -254,8 +255,8 @@ export function runHvSocketLoop(ws: Winsock, channel: LoopChannel, address: { vm
       }
     }
   } catch (err) {
-    if (!(err instanceof WinsockCallError)) throw err;
-    channel.post({ t: 'error', call: err.call, wsaError: err.wsaError });
+    if (err instanceof WinsockCallError) channel.post({ t: 'error', call: err.call, wsaError: err.wsaError });
+    else channel.post({ t: 'error', call: 'worker', wsaError: 0, message: err instanceof Error ? err.message : String(err) });
   } finally {
     close(listener);
     close(conn);

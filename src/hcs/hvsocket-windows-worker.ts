@@ -5,6 +5,7 @@
  * every outcome as a message on `port`; a failure to load Winsock arrives as `load-failed`.
  */
 import { receiveMessageOnPort, workerData, type MessagePort } from 'node:worker_threads';
+import { UvmError, type UvmErrorCode } from '../core/errors.js';
 import { runHvSocketLoop, type HostMessage, type LoopMessage } from './hvsocket-windows-loop.js';
 import type { Winsock, WinsockModule } from './hvsocket-windows-winsock.js';
 
@@ -21,7 +22,7 @@ export interface HvSocketWorkerData {
 /** Posted instead of the loop's messages when Winsock could not be created. */
 export interface LoadFailedMessage {
   t: 'load-failed';
-  code: string;
+  code: UvmErrorCode;
   message: string;
   details: Record<string, unknown>;
 }
@@ -35,12 +36,12 @@ try {
   const mod = (await import(data.winsockModule)) as WinsockModule;
   ws = mod.createWinsock(data.winsockData);
 } catch (e) {
-  const err = e as { code?: unknown; message?: unknown; details?: unknown };
+  // A UvmError keeps its code (NOT_SUPPORTED off Windows, …); anything else is a load failure.
   post({
     t: 'load-failed',
-    code: typeof err.code === 'string' ? err.code : 'LIBRARY_LOAD_FAILED',
-    message: String(err.message ?? e),
-    details: typeof err.details === 'object' && err.details !== null ? (err.details as Record<string, unknown>) : {},
+    code: UvmError.is(e) ? e.code : 'LIBRARY_LOAD_FAILED',
+    message: `cannot load the Winsock module ${data.winsockModule}: ${e instanceof Error ? e.message : String(e)}`,
+    details: UvmError.is(e) ? { ...e.details } : { module: data.winsockModule },
   });
 }
 if (ws !== undefined) {

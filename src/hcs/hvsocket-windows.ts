@@ -140,7 +140,7 @@ class WorkerLink {
     } catch (e) {
       port1.close();
       session.close();
-      throw e;
+      throw hvSocketError('worker', 0, { vmId, serviceId }, e);
     }
     return new WorkerLink(worker, port1, session);
   }
@@ -167,8 +167,8 @@ interface Address {
   serviceId: string;
 }
 
-function hvSocketError(call: string, wsaError: number, address: Address, cause?: unknown): UvmError {
-  const what = wsaError === 0 ? 'failed' : `failed: WSA error ${wsaError}`;
+function hvSocketError(call: string, wsaError: number, address: Address, cause?: unknown, message?: string): UvmError {
+  const what = message !== undefined ? `failed: ${message}` : wsaError === 0 ? 'failed' : `failed: WSA error ${wsaError}`;
   return new UvmError('HVSOCKET_ERROR', `hvsocket ${call} ${what} (vm ${address.vmId}, service ${address.serviceId})`, {
     cause,
     details: { call, wsaError, ...address },
@@ -179,9 +179,9 @@ function hvSocketError(call: string, wsaError: number, address: Address, cause?:
 function loopError(event: LinkEvent, address: Address): UvmError {
   switch (event.t) {
     case 'error':
-      return hvSocketError(event.call, event.wsaError, address);
+      return hvSocketError(event.call, event.wsaError, address, undefined, event.message);
     case 'load-failed':
-      return new UvmError(event.code as UvmError['code'], event.message, { details: { ...event.details, ...address } });
+      return new UvmError(event.code, event.message, { details: { ...event.details, ...address } });
     case 'exit':
       return hvSocketError('worker', 0, address, event.error);
     default:
@@ -385,8 +385,15 @@ class HvSocketStream extends Duplex {
   }
 
   override _destroy(err: Error | null, callback: (err?: Error | null) => void): void {
+    // Writes (and an end) still in the worker fail: their bytes may not all have been sent.
+    const unfinished = [...this.writeCallbacks.values(), ...(this.finalCallback ? [this.finalCallback] : [])];
     this.writeCallbacks.clear();
     this.finalCallback = undefined;
+    if (unfinished.length > 0) {
+      const failed =
+        err ?? new UvmError('HANDLE_CLOSED', 'hvsocket connection destroyed before the write completed', { details: { ...this.address } });
+      for (const cb of unfinished) cb(failed);
+    }
     void this.link.shutdown().then(() => callback(err));
   }
 }

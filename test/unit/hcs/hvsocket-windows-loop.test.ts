@@ -213,6 +213,24 @@ describe('hvsocket (Windows): the worker loop against a fake Winsock', () => {
     });
   }
 
+  it('an exception from the Winsock port is reported as call "worker" with its message; every socket is closed', () => {
+    const inbox: HostMessage[] = [{ t: 'accept', timeoutMs: 120_000 }];
+    const fake = scriptedWinsock({}, [guest({ a: 'dial' })]);
+    const real = fake.accept.bind(fake);
+    fake.accept = (s) => {
+      real(s);
+      throw new Error('koffi: bad argument');
+    };
+    const out = run(fake, [], { inbox });
+    expect(out.slice(-2)).to.deep.equal([
+      { t: 'error', call: 'worker', wsaError: 0, message: 'koffi: bad argument' },
+      { t: 'closed' },
+    ]);
+    // The connection accepted just before the exception was never handed to the loop: the fake
+    // still counts it; everything the loop itself opened is closed.
+    expect(fake.openSockets()).to.deep.equal(['0x102:conn']);
+  });
+
   it('send backpressure: partial sends, WOULDBLOCK, select for writability; written only when all bytes are out', () => {
     const inbox: HostMessage[] = [{ t: 'accept', timeoutMs: 120_000 }];
     const payload = 'abcdefghijklmnopqrstuvwxy'; // 25 bytes through a 10-byte send buffer

@@ -221,6 +221,27 @@ describe('hvsocket (Windows): WindowsHvSocketTransport over worker threads and a
     noSocketLeft(guest);
   });
 
+  it('destroy() with a write still in the worker: the write fails (HANDLE_CLOSED), the socket is closed', async () => {
+    const { guest, stream } = await connected({ sendCapacity: 0 }); // the guest never reads
+    const written = new Promise<unknown>((resolve) => stream.write(Buffer.from('stuck'), (e) => resolve(e)));
+    await guest.until((g) => /^send\(.*SOCKET_ERROR\/10035$/.test(g.trace.at(-1) ?? ''));
+    stream.destroy();
+    const err = await written;
+    expect(UvmError.is(err, 'HANDLE_CLOSED'), String(err)).to.equal(true);
+    await closed(stream);
+    expect(liveHvSocketWorkers()).to.equal(0);
+    noSocketLeft(guest);
+  });
+
+  it('a Winsock module that cannot be loaded → listen rejects LIBRARY_LOAD_FAILED; the worker exits', async () => {
+    const provider: WinsockProvider = {
+      module: new URL('./no-such-winsock-module.js', import.meta.url),
+      open: () => ({ wake: () => {}, close: () => {} }),
+    };
+    await expectCode(new WindowsHvSocketTransport({ winsock: provider }).listen(VM, GCS), 'LIBRARY_LOAD_FAILED');
+    expect(liveHvSocketWorkers()).to.equal(0);
+  });
+
   it('bad input: ids that are not GUIDs and a bad timeout are INVALID_ARGUMENT; a second accept is INVALID_STATE', async () => {
     const winsock = fakeWinsockProvider();
     const transport = new WindowsHvSocketTransport({ winsock });
