@@ -221,8 +221,8 @@ struct ParsedConfig {
 // "removeNotAttached": 0 = success, else the HRESULT to fail with.
 std::atomic<HRESULT> gRemoveNotAttached{HCS_E_NOT_FOUND};
 std::atomic<bool> gCancelHonoured{false};
-// Default "accept" until the library sends GuestConnection in HCS-owned mode (docs/hcs.md).
-constexpr bool kRefuseGuestRequestsDefault = false;
+// As real HCS: no guest connection, no GuestRequest (docs/hcs.md).
+constexpr bool kRefuseGuestRequestsDefault = true;
 std::atomic<bool> gRefuseGuestRequests{kRefuseGuestRequestsDefault};
 std::atomic<int64_t> gInventoryQueries{0};
 std::atomic<int64_t> gInventoryQueriesByTestHelpers{0};

@@ -303,8 +303,6 @@ void respond(Guest &g, const gcs::Message &m, const FaultHit &f, Clock::time_poi
   queue(g, gcs::encode(r.type, id, r.body), now);
 }
 
-double bridgeLatencyMs(const std::string &fn);
-
 void onMessage(Guest &g, const gcs::Message &m, Clock::time_point now) {
   std::string fn = "bridge:" + gcs::messageName(m.type);
   {
@@ -319,8 +317,7 @@ void onMessage(Guest &g, const gcs::Message &m, Clock::time_point now) {
     // The VM dies as the request arrives: no response; the connections close with the VM.
     std::string ignored;
     trace(g, fn, parsed ? body : Json::string(m.body), kDroppedHr);
-    crashSystem(g.id, f.attribution, ignored, false);
-    gcsPoke();
+    crashSystem(g.id, f.attribution, ignored, false);  // pokes this thread to close the VM's connections
     return;
   }
   if (f.hit && f.drop) {
@@ -328,20 +325,19 @@ void onMessage(Guest &g, const gcs::Message &m, Clock::time_point now) {
     dropBridge(g, now);
     return;
   }
-  double delay = bridgeLatencyMs(fn) + (f.hit ? f.delayMs : 0);
+  double delay = pickBridgeLatencyMs(fn) + (f.hit ? f.delayMs : 0);
   if ((f.hit && f.hang) || delay > 0) {
     Deferred d;
     d.m = m;
     d.fault = f;
     d.hung = f.hit && f.hang;
-    d.due = now + std::chrono::microseconds(static_cast<int64_t>(delay * 1000));
+    // From the moment the request is handled (the round's `now` may be older than its arrival).
+    d.due = Clock::now() + std::chrono::microseconds(static_cast<int64_t>(delay * 1000));
     g.deferred.push_back(std::move(d));
     return;
   }
   respond(g, m, f, now);
 }
-
-double bridgeLatencyMs(const std::string &fn) { return pickBridgeLatencyMs(fn); }
 
 void onReadable(Guest &g, Conn &c, Clock::time_point now) {
   char buf[65536];

@@ -65,11 +65,21 @@ void reset() {
 
 const char *const kCtrl0 = "df6d0690-79e5-55b6-a5ec-c1e2f77f580a";
 
-std::string lcowDoc() {
+std::string lcowDoc() { return withGuestConnection(lcowBridgeDoc(), R"({"UseVsock":true,"UseConnectedSuspend":true})"); }
+
+std::string wcowDoc() { return withGuestConnection(wcowBridgeDoc(), "{}"); }
+
+std::string withGuestConnection(std::string doc, const std::string &gc) {
+  const std::string key = "\"VirtualMachine\":{";
+  doc.insert(doc.find(key) + key.size(), "\"GuestConnection\":" + gc + ",");
+  return doc;
+}
+
+std::string lcowBridgeDoc() {
   return R"({"Owner":"test","SchemaVersion":{"Major":2,"Minor":1},"VirtualMachine":{"Chipset":{"LinuxKernelDirect":{"KernelFilePath":"k"}},"Devices":{"Scsi":{"df6d0690-79e5-55b6-a5ec-c1e2f77f580a":{}},"VirtualPMem":{"MaximumCount":4,"MaximumSizeBytes":1073741824},"Plan9":{}}}})";
 }
 
-std::string wcowDoc() {
+std::string wcowBridgeDoc() {
   return R"({"SchemaVersion":{"Major":2,"Minor":1},"VirtualMachine":{"Chipset":{"Uefi":{"BootThis":{"DeviceType":"VmbFs","DevicePath":"\\EFI\\Microsoft\\Boot\\bootmgfw.efi"}}},"Devices":{"Scsi":{"df6d0690-79e5-55b6-a5ec-c1e2f77f580a":{"Attachments":{"0":{"Type":"VirtualDisk","Path":"C:\\uvm\\sandbox.vhdx"}}}},"VirtualSmb":{"DirectFileMappingInMB":1024,"Shares":[{"Name":"os","Path":"C:\\os","Options":{"ReadOnly":true}}]}}}})";
 }
 

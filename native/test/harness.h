@@ -38,8 +38,15 @@ HCS_SYSTEM createSystem(const std::string &id, const std::string &doc, HRESULT e
 HCS_SYSTEM createRunning(const std::string &id, const std::string &doc);
 Result modify(HCS_SYSTEM sys, const std::string &doc);
 hcssim::Json simState(HCS_SYSTEM sys);
-std::string lcowDoc();  // LCOW create document (1 SCSI controller, VPMem 4 x 1 GiB, Plan9)
-std::string wcowDoc();  // WCOW create document (1 SCSI controller with scratch at 0, VSMB)
+// LCOW create document (1 SCSI controller, VPMem 4 x 1 GiB, Plan9) and WCOW create document (1 SCSI
+// controller with scratch at 0, VSMB), both with VirtualMachine.GuestConnection (HCS owns the guest
+// connection and forwards GuestRequest); the *BridgeDoc forms have none (the guest dials the GCS bridge).
+std::string lcowDoc();
+std::string wcowDoc();
+std::string lcowBridgeDoc();
+std::string wcowBridgeDoc();
+// Inserts "GuestConnection": gc into the VirtualMachine object of a create document.
+std::string withGuestConnection(std::string doc, const std::string &gc);
 extern const char *const kCtrl0;
 std::string hex(HRESULT hr);
 // Child-process entry points (test-process.cpp): `<test binary> --child <name> args...`.

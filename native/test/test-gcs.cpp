@@ -369,7 +369,7 @@ TEST(gcs_lcow_boot_and_modify) {
   std::string tracePath = h.dir + "/trace";
   t::configure(R"({"trace":")" + tracePath + "\"}");
   std::string rid;
-  HCS_SYSTEM sys = created("vm-g1", t::lcowDoc(), rid);
+  HCS_SYSTEM sys = created("vm-g1", t::lcowBridgeDoc(), rid);
   CHECK(!rid.empty());
   std::string logText;
   int g = bootLcow(h, rid, sys, &logText);
@@ -387,6 +387,8 @@ TEST(gcs_lcow_boot_and_modify) {
   Json st = t::simState(sys);
   CHECK(st.get("Guest")->get("MappedVirtualDisks")->items().size() == 1);
   // the HCS path sees the bridge's mount (same model): a second mount at the path is refused there
+  // (the deviation "accept" lets HCS take a GuestRequest on this bridge-mode VM at all)
+  t::configure(R"({"guestRequestWithoutGuestConnection":"accept"})");
   t::Result dup = t::modify(sys, R"({"GuestRequest":)" + std::string(kMvdAdd) + "}");
   CHECK_HR(dup.hr, HCS_E_ALREADY_EXISTS_WIN32);
   // remove over the bridge, then unplug, then host remove
@@ -411,7 +413,7 @@ TEST(gcs_lcow_boot_and_modify) {
 TEST(gcs_wcow_and_guest_connection_modes) {
   Host h;
   std::string rid;
-  HCS_SYSTEM w = created("vm-w", t::wcowDoc(), rid);
+  HCS_SYSTEM w = created("vm-w", t::wcowBridgeDoc(), rid);
   int lg = h.listen(rid, gcs::kWcowGcsService);
   start(w);
   int g = acceptWithin(lg);
@@ -433,8 +435,7 @@ TEST(gcs_wcow_and_guest_connection_modes) {
   terminate(w);
 
   // HCS-owned mode: LCOW dials entropy and log but no GCS; WCOW dials nothing
-  std::string gcDoc = t::lcowDoc();
-  gcDoc.insert(gcDoc.find("\"VirtualMachine\":{") + 18, R"("GuestConnection":{"UseVsock":true,"UseConnectedSuspend":true},)");
+  std::string gcDoc = t::lcowDoc();  // with GuestConnection
   std::string lrid;
   HCS_SYSTEM l = created("vm-l", gcDoc, lrid);
   int le = h.listen(lrid, gcs::kLcowEntropyService);
@@ -460,29 +461,31 @@ TEST(gcs_wcow_and_guest_connection_modes) {
 
 TEST(gcs_refuses_guest_request_without_guest_connection) {
   std::string rid;
-  HCS_SYSTEM sys = created("vm-r", t::lcowDoc(), rid);
+  HCS_SYSTEM sys = created("vm-r", t::lcowBridgeDoc(), rid);
   start(sys);
   std::string attach = std::string(R"({"ResourcePath":"VirtualMachine/Devices/Scsi/)") + t::kCtrl0 +
                        R"(/Attachments/1","RequestType":"Add","Settings":{"Type":"VirtualDisk","Path":"C:\\d.vhdx"},"GuestRequest":)" + kMvdAdd + "}";
-  t::configure(R"({"guestRequestWithoutGuestConnection":"refuse"})");
-  t::Result r = t::modify(sys, attach);
+  t::Result r = t::modify(sys, attach);  // refused by default, as real HCS
   CHECK_HR(r.hr, HCS_E_SYSTEM_NOT_CONFIGURED_FOR_OPERATION);
   Json st = t::simState(sys);
   CHECK(st.get("HotAdded")->asInt() == 0);  // nothing applied, not even the host half
   // a host-only request is fine
   std::string hostOnly = attach.substr(0, attach.find(",\"GuestRequest\"")) + "}";
   CHECK_HR(t::modify(sys, hostOnly).hr, 0);
-  t::configure(R"({"guestRequestWithoutGuestConnection":"accept"})");
+  t::configure(R"({"guestRequestWithoutGuestConnection":"accept"})");  // the deviation, for tests
   CHECK_HR(t::modify(sys, R"({"GuestRequest":)" + std::string(kMvdAdd) + "}").hr, 0);
-  t::configure(R"({"guestRequestWithoutGuestConnection":"refuse"})");
-  t::reset();  // restores the default
+  t::configure(R"({"reset":true})");  // restores the default
+  sys = created("vm-r2", t::lcowBridgeDoc(), rid);
+  start(sys);
+  CHECK_HR(t::modify(sys, R"({"GuestRequest":{"RequestType":"Remove","ResourceType":"MappedVirtualDisk","Settings":{"MountPath":"/x"}}})").hr,
+           HCS_E_SYSTEM_NOT_CONFIGURED_FOR_OPERATION);
   CHECK_HR(HcsSimConfigure(t::u16(R"({"guestRequestWithoutGuestConnection":"maybe"})").c_str()), HCS_E_INVALIDARG);
 }
 
 TEST(gcs_bridge_faults) {
   Host h;
   std::string rid;
-  HCS_SYSTEM sys = created("vm-f", t::lcowDoc(), rid);
+  HCS_SYSTEM sys = created("vm-f", t::lcowBridgeDoc(), rid);
   CHECK_HR(t::modify(sys, "{}").hr, HCS_E_INVALID_STATE);
   int g = bootLcow(h, rid, sys);
   // fail a chosen guest request (by resource type), nothing applied
@@ -508,7 +511,8 @@ TEST(gcs_bridge_faults) {
   t::configure(R"({"faults":[{"fn":"bridge:ModifySettings","nth":1,"delayMs":200}]})");
   auto sent = std::chrono::steady_clock::now();
   r = rpc(g, "ModifySettings", modifyBody(R"({"ResourceType":"Bogus"})"), 5);
-  CHECK(std::chrono::steady_clock::now() - sent >= std::chrono::milliseconds(195));
+  auto elapsedMs = std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - sent).count();
+  if (elapsedMs < 195) t::report(__FILE__, __LINE__, "delayed answer after " + std::to_string(elapsedMs) + " ms: " + toJson(r));
   // a hang until releaseHangs: a later request overtakes it (responses match by id)
   t::configure(R"({"faults":[{"fn":"bridge:ModifySettings","nth":1,"hang":true}]})");
   sendAll(g, gcs::encode(gcs::requestTypeOf("ModifySettings"), 7, modifyBody(R"({"ResourceType":"Bogus"})")));
@@ -548,7 +552,7 @@ TEST(gcs_never_dials_and_stats) {
   Host h;
   t::configure(R"({"guestDial":"never"})");
   std::string rid;
-  HCS_SYSTEM sys = created("vm-n", t::wcowDoc(), rid);
+  HCS_SYSTEM sys = created("vm-n", t::wcowBridgeDoc(), rid);
   int lg = h.listen(rid, gcs::kWcowGcsService);
   start(sys);
   CHECK(acceptWithin(lg, 300) < 0);
@@ -563,4 +567,42 @@ TEST(gcs_never_dials_and_stats) {
   close(g);
   close(lg);
   terminate(sys);
+}
+
+TEST(gcs_crash_fault_and_state_file_redial) {
+  Host h;
+  std::string rid;
+  HCS_SYSTEM sys = created("vm-c", t::lcowBridgeDoc(), rid);
+  int g = bootLcow(h, rid, sys);
+  // the VM crashes as the request arrives: no answer, EOF, the system is stopped
+  t::configure(R"({"faults":[{"fn":"bridge:ModifySettings","nth":1,"crash":true,"attribution":"GuestCrash"}]})");
+  sendAll(g, gcs::encode(gcs::requestTypeOf("ModifySettings"), 1, modifyBody(kMvdAdd)));
+  char c;
+  CHECK(readable(g, 10000) && recv(g, &c, 1, 0) == 0);
+  close(g);
+  t::Result p = t::run([&](HCS_OPERATION op) { return HcsGetComputeSystemProperties(sys, op, nullptr); });
+  CHECK_EQ(p.json().get("State")->asString(), std::string("Stopped"));
+  HcsCloseComputeSystem(sys);
+  // a running VM loaded from a state file: its guest redials the GCS bridge (not entropy / log)
+  std::string state = h.dir + "/state.json";
+  t::configure(R"({"stateFile":")" + state + "\"}");
+  HCS_SYSTEM s2 = created("vm-s", t::lcowBridgeDoc(), rid);
+  int le = h.listen(rid, gcs::kLcowEntropyService);
+  start(s2);
+  int e = acceptWithin(le);  // the booting guest
+  CHECK(e >= 0);
+  t::configure(R"({"guestDial":"never"})");
+  close(e);
+  close(le);
+  t::configure(R"({"stateFile":null})");
+  t::configure(R"({"stateFile":")" + state + "\"}");  // reload: vm-s is running in "another process"
+  int lg = h.listen(rid, gcs::kLcowGcsService);
+  t::configure(R"({"guestDial":"auto"})");
+  int b = acceptWithin(lg);
+  CHECK(b >= 0);
+  if (b >= 0) CHECK(rpc(b, "NegotiateProtocol", kNegotiate, 0).get("Version")->asInt() == 4);
+  if (b >= 0) close(b);
+  close(lg);
+  terminate(s2);
+  t::configure(R"({"reset":true,"stateFile":null})");  // before the directory goes
 }

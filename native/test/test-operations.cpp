@@ -304,11 +304,6 @@ std::string runtimeIdOf(HCS_SYSTEM sys) {
   const Json *rid = props.isObject() ? props.get("RuntimeId") : nullptr;
   return rid && rid->isString() ? rid->asString() : std::string();
 }
-std::string withGuestConnection(std::string doc, const std::string &gc) {
-  const std::string key = "\"VirtualMachine\":{";
-  doc.insert(doc.find(key) + key.size(), "\"GuestConnection\":" + gc + ",");
-  return doc;
-}
 }  // namespace
 
 TEST(runtime_id_fresh_per_create) {
@@ -330,13 +325,13 @@ TEST(runtime_id_fresh_per_create) {
 }
 
 TEST(guest_connection_in_create_document) {
-  HCS_SYSTEM a = t::createSystem("vm-gc", withGuestConnection(t::lcowDoc(), R"({"UseVsock":true,"UseConnectedSuspend":true})"));
+  HCS_SYSTEM a = t::createSystem("vm-gc", t::withGuestConnection(t::lcowBridgeDoc(), R"({"UseVsock":true,"UseConnectedSuspend":true})"));
   CHECK(a != nullptr);
-  HCS_SYSTEM w = t::createSystem("vm-gcw", withGuestConnection(t::wcowDoc(), "{}"));
+  HCS_SYSTEM w = t::createSystem("vm-gcw", t::withGuestConnection(t::wcowBridgeDoc(), "{}"));
   CHECK(w != nullptr);
-  t::createSystem("vm-bad1", withGuestConnection(t::lcowDoc(), R"({"UseVsock":1})"), HCS_E_INVALID_JSON);
-  t::createSystem("vm-bad2", withGuestConnection(t::lcowDoc(), R"({"Nope":true})"), HCS_E_INVALID_JSON);
-  t::createSystem("vm-bad3", withGuestConnection(t::lcowDoc(), "true"), HCS_E_INVALID_JSON);
+  t::createSystem("vm-bad1", t::withGuestConnection(t::lcowBridgeDoc(), R"({"UseVsock":1})"), HCS_E_INVALID_JSON);
+  t::createSystem("vm-bad2", t::withGuestConnection(t::lcowBridgeDoc(), R"({"Nope":true})"), HCS_E_INVALID_JSON);
+  t::createSystem("vm-bad3", t::withGuestConnection(t::lcowBridgeDoc(), "true"), HCS_E_INVALID_JSON);
   HcsCloseComputeSystem(a);
   HcsCloseComputeSystem(w);
 }

@@ -167,10 +167,9 @@ export interface SimulatorConfig {
   guestNotify?: { systemId: string; containerId?: string; type?: string };
   /**
    * `HcsModifyComputeSystem` with a `GuestRequest` on a VM whose create document had no
-   * `VirtualMachine.GuestConnection`: `refuse` (as real HCS, which holds no guest connection then:
-   * HCS_E_SYSTEM_NOT_CONFIGURED_FOR_OPERATION 0x80370120, nothing applied) or `accept` (a
-   * deviation kept as the default until the library's HCS-owned mode sends GuestConnection).
-   * A reset restores the default.
+   * `VirtualMachine.GuestConnection`: `refuse` (default, as real HCS, which holds no guest
+   * connection then: HCS_E_SYSTEM_NOT_CONFIGURED_FOR_OPERATION 0x80370120, nothing applied) or
+   * `accept` (a deviation, for tests). A reset restores the default.
    */
   guestRequestWithoutGuestConnection?: 'accept' | 'refuse';
 }
