@@ -5,6 +5,7 @@ import type { GuestOs } from '../devices/device-types.js';
 
 import { resolveHostPath } from './host-path.js';
 import { checkScenarioSchema, ScenarioError } from './scenario-error.js';
+import { looseRecord } from '../core/schema.js';
 import type { OciSpec } from '../oci/oci-spec.js';
 
 /** Mount types whose `source` is a host path the library attaches, per guest OS (spec §6.2, §6.3). */
@@ -66,17 +67,14 @@ export function resolveBundlePaths(raw: unknown, bundleDir: string, os: GuestOs)
   return spec;
 }
 
-const isPlainObject = (x: unknown): boolean => x !== null && typeof x === 'object' && !Array.isArray(x);
-const object = <const E extends v.ObjectEntries>(entries: E) =>
-  v.pipe(v.custom<Record<string, unknown>>(isPlainObject, 'expected an object'), v.looseObject(entries));
 const STRING = v.string('expected a string');
 
 /**
  * The fields of config.json the CLI rewrites, with the types it needs (other fields are the
  * library's to check: `OciSpecSchema`).
  */
-const BundlePathsSchema = object({
-  root: v.optional(object({ path: v.optional(STRING) })),
-  windows: v.optional(object({ layerFolders: v.optional(v.array(STRING, 'expected an array')) })),
-  mounts: v.optional(v.array(object({ type: v.optional(STRING), source: v.optional(STRING) }), 'expected an array')),
+const BundlePathsSchema = looseRecord({
+  root: v.optional(looseRecord({ path: v.optional(STRING) })),
+  windows: v.optional(looseRecord({ layerFolders: v.optional(v.array(STRING, 'expected an array')) })),
+  mounts: v.optional(v.array(looseRecord({ type: v.optional(STRING), source: v.optional(STRING) }), 'expected an array')),
 });

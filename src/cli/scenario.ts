@@ -2,6 +2,7 @@ import { readFile } from 'node:fs/promises';
 import path from 'node:path';
 import * as v from 'valibot';
 import { UvmError } from '../core/errors.js';
+import { isPlainObject, strictRecord } from '../core/schema.js';
 import { resolveUvmOptions, type UtilityVmOptions } from '../uvm/uvm-options.js';
 import { resolveHostPath } from './host-path.js';
 import { checkScenarioSchema, ScenarioError } from './scenario-error.js';
@@ -50,9 +51,6 @@ const NOT_IN_SCENARIO = ['guestConnection', 'journal', 'assignedDevices'] as con
 const BOOT_PATHS = ['bootFilesPath', 'osLayerPath', 'scratchPath'] as const;
 const ROOT = 'scenario';
 
-const isPlainObject = (x: unknown): boolean => x !== null && typeof x === 'object' && !Array.isArray(x);
-const object = <const E extends v.ObjectEntries>(entries: E) =>
-  v.pipe(v.custom<Record<string, unknown>>(isPlainObject, 'expected an object'), v.strictObject(entries));
 const text = v.pipe(v.string('expected a string'), v.nonEmpty('expected a non-empty string'));
 
 /** One entry of `fixtures`; `path` relative to the scenario's folder. */
@@ -73,12 +71,12 @@ const FixtureSchema = v.pipe(
  * The schema of a scenario file (docs/cli.md). The `uvm` section is checked by `resolveUvmOptions`
  * (the options' own schema and rules), after its relative boot paths are resolved.
  */
-export const ScenarioSchema = object({
+export const ScenarioSchema = strictRecord({
   description: v.optional(v.string('expected a string')),
   uvm: v.custom<Record<string, unknown>>(isPlainObject, 'expected an object'),
   containers: v.pipe(
     v.array(
-      object({
+      strictRecord({
         id: text,
         bundle: text,
         // `process`: a process-isolated (Argon) container, its layers mounted on the host at `<bundle>/rootfs`.
@@ -133,7 +131,7 @@ function parseUvm(raw: Record<string, unknown>, field: string, dir: string): Sce
   }
   const uvm: Record<string, unknown> = structuredClone(raw);
   if (isPlainObject(uvm.boot)) {
-    const boot = uvm.boot as Record<string, unknown>;
+    const boot = uvm.boot;
     for (const key of BOOT_PATHS) if (typeof boot[key] === 'string' && boot[key] !== '') boot[key] = resolveHostPath(dir, boot[key]);
   }
   try {

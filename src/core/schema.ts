@@ -8,7 +8,8 @@ import * as v from 'valibot';
 import { UvmError, type UvmErrorCode, type UvmErrorDetails } from './errors.js';
 
 const NOT_AN_OBJECT = 'expected an object (not an array or null)';
-const isPlainObject = (x: unknown): boolean => x !== null && typeof x === 'object' && !Array.isArray(x);
+/** A plain object: not null, not an array. */
+export const isPlainObject = (x: unknown): x is Record<string, unknown> => x !== null && typeof x === 'object' && !Array.isArray(x);
 
 /** A schema of a plain object (not an array, not null) that keeps its unknown members. */
 export function looseRecord<const E extends v.ObjectEntries>(entries: E) {

@@ -1,5 +1,6 @@
 import * as v from 'valibot';
 import { UvmError } from '../core/errors.js';
+import { strictRecord } from '../core/schema.js';
 import type { HostFs } from '../core/host-fs.js';
 import { hostPaths } from '../devices/host-paths.js';
 
@@ -84,19 +85,6 @@ export type ResolvedBoot = ResolvedLcowBoot | ResolvedWcowBoot;
 
 // ---- Schemas (docs/decisions.md D3): the runtime check of the option types above. ----
 
-const isPlainObject = (x: unknown): boolean => x !== null && typeof x === 'object' && !Array.isArray(x);
-
-/**
- * A plain object (not an array, not null) with exactly `entries`: an unknown member is refused
- * (a misspelt option must not silently take its default).
- */
-export function optionsObject<const E extends v.ObjectEntries>(entries: E) {
-  return v.pipe(
-    v.custom<Record<string, unknown>>(isPlainObject, 'expected an object (not an array or null)'),
-    v.strictObject(entries),
-  );
-}
-
 /** A non-empty string without NUL characters. */
 export const NonEmptyString = v.pipe(
   v.string('expected a non-empty string'),
@@ -124,7 +112,7 @@ export function integerIn(min: number, max: number, message = `expected an integ
 const LOG_LEVELS = ['trace', 'debug', 'info', 'warning', 'error', 'fatal', 'panic'] as const;
 
 /** Schema of `LcowBootOptions`. */
-export const LcowBootSchema = optionsObject({
+export const LcowBootSchema = strictRecord({
   bootFilesPath: HostPathString,
   mode: v.optional(v.picklist(['kernel-direct', 'uefi'])),
   kernelFile: v.optional(FileNameString),
@@ -137,7 +125,7 @@ export const LcowBootSchema = optionsObject({
 });
 
 /** Schema of `WcowBootOptions`. */
-export const WcowBootSchema = optionsObject({
+export const WcowBootSchema = strictRecord({
   osLayerPath: HostPathString,
   scratchPath: HostPathString,
   logForwarding: OptionalFlag,

@@ -1,7 +1,7 @@
 import { isAbsolute } from 'node:path';
 import * as v from 'valibot';
 import { invalidArgument } from '../core/errors.js';
-import { checkSchema } from '../core/schema.js';
+import { checkSchema, isPlainObject, strictRecord } from '../core/schema.js';
 import type { UvmDeviceConfig } from '../devices/device-config.js';
 import type { GuestOs } from '../devices/device-types.js';
 import { SCSI_CONTROLLER_GUIDS, SCSI_LUNS_PER_CONTROLLER } from '../devices/resource-paths.js';
@@ -14,7 +14,6 @@ import {
   LcowBootSchema,
   NonEmptyString,
   OptionalFlag,
-  optionsObject,
   resolveLcowBoot,
   resolveWcowBoot,
   WcowBootSchema,
@@ -149,14 +148,13 @@ export interface ResolvedUvmOptions extends UvmDeviceConfig {
 }
 
 const GUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
-const isPlainObject = (x: unknown): boolean => x !== null && typeof x === 'object' && !Array.isArray(x);
 
 /** The members both guest OSes share; `os`, `scsiControllers`, `vpmem` and `boot` differ. */
 const commonEntries = {
   id: v.pipe(FileNameString, v.check((s) => !s.includes('..'), 'must not contain ".."')),
   reservedScsiSlots: v.optional(
     v.pipe(
-      v.array(optionsObject({ controller: integerIn(0, SCSI_CONTROLLER_GUIDS.length - 1), lun: integerIn(0, SCSI_LUNS_PER_CONTROLLER - 1) })),
+      v.array(strictRecord({ controller: integerIn(0, SCSI_CONTROLLER_GUIDS.length - 1), lun: integerIn(0, SCSI_LUNS_PER_CONTROLLER - 1) })),
       v.readonly(),
     ),
   ),
@@ -171,11 +169,11 @@ const commonEntries = {
       'expected a GuestConnection (an object with a modifySettings method)',
     ),
   ),
-  journal: v.optional(optionsObject({ path: v.pipe(NonEmptyString, v.check((s) => isAbsolute(s), 'expected an absolute file path')) })),
+  journal: v.optional(strictRecord({ path: v.pipe(NonEmptyString, v.check((s) => isAbsolute(s), 'expected an absolute file path')) })),
   assignedDevices: v.optional(
     v.pipe(
       v.array(
-        optionsObject({
+        strictRecord({
           instancePath: NonEmptyString,
           virtualFunction: v.optional(integerIn(0, 0xffff)),
           propagateNumaAffinity: OptionalFlag,
@@ -186,16 +184,16 @@ const commonEntries = {
   ),
   owner: v.optional(NonEmptyString),
   console: v.optional(
-    optionsObject({ pipe: v.pipe(NonEmptyString, v.regex(/^\\\\[.?]\\pipe\\[^\\]/i, 'expected a named pipe path \\\\.\\pipe\\<name>')) }),
+    strictRecord({ pipe: v.pipe(NonEmptyString, v.regex(/^\\\\[.?]\\pipe\\[^\\]/i, 'expected a named pipe path \\\\.\\pipe\\<name>')) }),
   ),
-  memory: v.optional(optionsObject({ allowOvercommit: OptionalFlag, enableDeferredCommit: OptionalFlag })),
-  processor: v.optional(optionsObject({ limit: v.optional(integerIn(1, 100_000)), weight: v.optional(integerIn(1, 10_000)) })),
+  memory: v.optional(strictRecord({ allowOvercommit: OptionalFlag, enableDeferredCommit: OptionalFlag })),
+  processor: v.optional(strictRecord({ limit: v.optional(integerIn(1, 100_000)), weight: v.optional(integerIn(1, 10_000)) })),
   hvSocketServices: v.optional(
     v.pipe(
       v.custom<Record<string, unknown>>(isPlainObject, 'expected an object keyed by service GUID'),
       v.record(
         v.pipe(v.string(), v.regex(GUID, 'expected a service GUID')),
-        optionsObject({
+        strictRecord({
           BindSecurityDescriptor: v.optional(v.string('expected a string')),
           ConnectSecurityDescriptor: v.optional(v.string('expected a string')),
           AllowWildcardBinds: OptionalFlag,
@@ -223,7 +221,7 @@ export const UtilityVmOptionsSchema = v.pipe(
           os: v.literal('linux'),
           scsiControllers: v.optional(integerIn(1, SCSI_CONTROLLER_GUIDS.length)),
           vpmem: v.optional(
-            optionsObject({
+            strictRecord({
               count: v.optional(integerIn(0, MAX_VPMEM_COUNT)),
               maxSizeBytes: v.optional(v.pipe(integerIn(4096, Number.MAX_SAFE_INTEGER), v.multipleOf(4096, 'expected a multiple of 4096'))),
               multiMapping: OptionalFlag,
@@ -238,7 +236,7 @@ export const UtilityVmOptionsSchema = v.pipe(
           os: v.literal('windows'),
           scsiControllers: v.optional(integerIn(1, 1, 'WCOW has exactly 1 SCSI controller')),
           vpmem: v.optional(
-            optionsObject({
+            strictRecord({
               count: v.optional(integerIn(0, 0, 'VPMEM is only supported for LCOW')),
               maxSizeBytes: v.optional(v.pipe(integerIn(4096, Number.MAX_SAFE_INTEGER), v.multipleOf(4096, 'expected a multiple of 4096'))),
               multiMapping: OptionalFlag,
