@@ -1,9 +1,16 @@
 // `npm run bench ffi`: the cost of one HCS operation through the real FFI path (koffi → simulator
 // → completion callback on a simulator thread → HcsGetOperationResult → LocalFree → close), at
-// zero simulated latency, one at a time and with 64 in flight.
+// zero simulated latency, one at a time and with 64 in flight — and, interleaved with it in the
+// same process, the floor: the same shape of call on a native library that does nothing
+// (bench/ffi-floor.ts). Prints
+// `ffi: serial_cpu_us=… floor_cpu_us=… ratio=… inflight64_ops=… floor_inflight64_ops=…`
+// (CPU time of all threads per round trip; ratio = median of the per-round ratios).
+import { loadavg } from 'node:os';
 import { ComputeCoreHcs } from '../src/hcs/computecore-hcs.js';
+import { toWide } from '../src/hcs/computecore.js';
 import type { ModifySettingRequest } from '../src/hcs/schema.js';
 import { configureSimulator, resetSimulator } from '../src/hcs/simulator-controls.js';
+import { loadFloor } from './ffi-floor.js';
 import { median, medianOf, table } from './stats.js';
 
 const CONTROLLERS = [
@@ -13,6 +20,11 @@ const CONTROLLERS = [
   '305891a9-b251-5dfe-91a2-c25d9212275b',
 ];
 const TARGET_ROUND_TRIP_US = 30;
+const TARGET_RATIO = 1.3;
+const TARGET_INFLIGHT = 0.9;
+/** The simulator's worker pool size (native/src/scheduler.cpp); the floor gets as many threads. */
+const WORKERS = Number(process.env.HCSSIM_WORKER_THREADS ?? 4);
+const QUICK = process.env.BENCH_QUICK === '1';
 
 function add(controller: number, lun: number): ModifySettingRequest {
   return {
@@ -44,26 +56,39 @@ export async function run(): Promise<void> {
       await system.modify(remove(0, 1));
     }
 
-    // 1. Serial: one Add + one Remove = 2 round trips; report per round trip.
-    const pairs = 500;
-    const serialUs = await medianOf(9, async () => {
+    const floor = loadFloor(WORKERS);
+    const floorDoc = toWide(JSON.stringify(add(0, 1)));
+    for (let i = 0; i < 600; i++) await floor.roundTrip(floorDoc);
+
+    // 1. Serial: one Add + one Remove = 2 round trips; report per round trip. Wall time and CPU
+    //    time of all threads of the process (main thread + native workers), interleaved with the
+    //    floor round by round so that both see the same machine load.
+    const pairs = QUICK ? 200 : 500;
+    const rounds = QUICK ? 5 : 9;
+    const serialWall: number[] = [];
+    const serialCpu: number[] = [];
+    const floorCpu: number[] = [];
+    const ratios: number[] = [];
+    for (let r = 0; r < rounds; r++) {
+      const c0 = process.cpuUsage();
       const t = process.hrtime.bigint();
       for (let i = 0; i < pairs; i++) {
         await system.modify(add(0, 1));
         await system.modify(remove(0, 1));
       }
-      return Number(process.hrtime.bigint() - t) / 1000 / (pairs * 2);
-    });
-
-    // CPU time per round trip, all threads of the process (main thread + simulator workers):
-    // less sensitive than wall time to other load on the machine.
-    const cpuBefore = process.cpuUsage();
-    for (let i = 0; i < pairs; i++) {
-      await system.modify(add(0, 1));
-      await system.modify(remove(0, 1));
+      serialWall.push(Number(process.hrtime.bigint() - t) / 1000 / (pairs * 2));
+      const c1 = process.cpuUsage(c0);
+      const simUs = (c1.user + c1.system) / (pairs * 2);
+      const f0 = process.cpuUsage();
+      for (let i = 0; i < pairs * 2; i++) await floor.roundTrip(floorDoc);
+      const f1 = process.cpuUsage(f0);
+      const floorUs = (f1.user + f1.system) / (pairs * 2);
+      serialCpu.push(simUs);
+      floorCpu.push(floorUs);
+      ratios.push(simUs / floorUs);
     }
-    const cpu = process.cpuUsage(cpuBefore);
-    const cpuUs = (cpu.user + cpu.system) / (pairs * 2);
+    const serialUs = median(serialWall);
+    const cpuUs = median(serialCpu);
 
     // Per-call latency distribution of single round trips (p50 / p90).
     const singles: number[] = [];
@@ -74,11 +99,14 @@ export async function run(): Promise<void> {
     }
     singles.sort((a, b) => a - b);
 
-    // 2. 64 in flight: 64 workers on distinct LUNs, each Add/Remove in a loop.
+    // 2. 64 in flight: 64 workers on distinct LUNs, each Add/Remove in a loop; the floor with 64
+    //    calls in flight the same way, interleaved.
     const workers = 64;
-    const perWorker = 40; // pairs
-    const opsPerSec = await medianOf(5, async () => {
-      const t = process.hrtime.bigint();
+    const perWorker = QUICK ? 15 : 40; // pairs
+    const inflight: number[] = [];
+    const floorInflight: number[] = [];
+    for (let r = 0; r < (QUICK ? 3 : 5); r++) {
+      let t = process.hrtime.bigint();
       await Promise.all(
         Array.from({ length: workers }, async (_, w) => {
           const c = w % 4;
@@ -89,9 +117,17 @@ export async function run(): Promise<void> {
           }
         }),
       );
-      const seconds = Number(process.hrtime.bigint() - t) / 1e9;
-      return (workers * perWorker * 2) / seconds;
-    });
+      inflight.push((workers * perWorker * 2) / (Number(process.hrtime.bigint() - t) / 1e9));
+      t = process.hrtime.bigint();
+      await Promise.all(
+        Array.from({ length: workers }, async () => {
+          for (let i = 0; i < perWorker * 2; i++) await floor.roundTrip(floorDoc);
+        }),
+      );
+      floorInflight.push((workers * perWorker * 2) / (Number(process.hrtime.bigint() - t) / 1e9));
+    }
+    const opsPerSec = median(inflight);
+    const floorOps = median(floorInflight);
 
     // 3. For scale: a synchronous FFI call with a UTF-16 argument and an _Out_ struct (NameToGuid),
     //    which has no operation and no cross-thread callback.
@@ -106,18 +142,27 @@ export async function run(): Promise<void> {
       table(
         ['measure', 'value', 'unit'],
         [
-          ['modify round trip, serial (median of 9 × 1000)', serialUs.toFixed(1), 'µs'],
+          [`modify round trip, serial (median of ${rounds} × ${pairs * 2})`, serialUs.toFixed(1), 'µs'],
           ['CPU time per serial round trip (all threads)', cpuUs.toFixed(1), 'µs'],
+          ['floor: CPU time per serial round trip', median(floorCpu).toFixed(1), 'µs'],
           ['single round trip p50', median(singles).toFixed(1), 'µs'],
           ['single round trip p90', singles[Math.floor(singles.length * 0.9)].toFixed(1), 'µs'],
-          ['modify with 64 in flight (median of 5)', Math.round(opsPerSec), 'ops/s'],
+          [`modify with 64 in flight (median of ${inflight.length})`, Math.round(opsPerSec), 'ops/s'],
+          ['floor: 64 in flight', Math.round(floorOps), 'ops/s'],
           ['NameToGuid sync FFI call', syncUs.toFixed(2), 'µs'],
         ],
       ),
     );
+    const ratio = median(ratios);
+    const inflightRatio = opsPerSec / floorOps;
     console.log(
-      `target ≤ ${TARGET_ROUND_TRIP_US} µs per serial round trip: ${serialUs <= TARGET_ROUND_TRIP_US ? 'met' : 'NOT met'} ` +
-        `(machine load average ${(await import('node:os')).loadavg()[0].toFixed(2)})`,
+      `ffi: serial_cpu_us=${cpuUs.toFixed(1)} floor_cpu_us=${median(floorCpu).toFixed(1)} ratio=${ratio.toFixed(2)} ` +
+        `inflight64_ops=${Math.round(opsPerSec)} floor_inflight64_ops=${Math.round(floorOps)} workers=${WORKERS} load=${loadavg()[0].toFixed(1)}`,
+    );
+    const verdict = (ok: boolean): string => (ok ? 'met' : 'NOT met');
+    console.log(
+      `targets: ratio ≤ ${TARGET_RATIO} ${verdict(ratio <= TARGET_RATIO)}; 64 in flight ≥ ${TARGET_INFLIGHT}× floor ` +
+        `${verdict(inflightRatio >= TARGET_INFLIGHT)} (${inflightRatio.toFixed(2)}×); serial wall ≤ ${TARGET_ROUND_TRIP_US} µs ${verdict(serialUs <= TARGET_ROUND_TRIP_US)}`,
     );
     await system.terminate();
   } finally {

@@ -102,6 +102,13 @@ const libObjects = await compileAll(sourcesOf('src'), ['-fvisibility=hidden'], '
 link([...common, ...opt, '-shared', '-Wl,-z,nodelete', '-o', lib, ...libObjects]);
 console.log(`build-native: ${lib}`);
 
+// The benchmark's floor library (native/floor, not part of the published package): the bare cost
+// of an asynchronous native call completed on a foreign thread, measured by `npm run bench ffi`.
+if (!sanitize && existsSync(join(root, 'native', 'floor'))) {
+  const floorObjects = await compileAll(sourcesOf('floor'), ['-fvisibility=hidden'], 'floor-', ['floor']);
+  link([...common, ...opt, '-shared', '-Wl,-z,nodelete', '-o', join(outDir, 'libhcsfloor.so'), ...floorObjects]);
+}
+
 if (process.argv.includes('--test')) {
   // The tests link the sources directly (default visibility), so compile them again without -fvisibility.
   const testObjects = await compileAll([...sourcesOf('test'), ...sourcesOf('src')], ['-I', join(root, 'native', 'src')], 't-', ['include', 'src', 'test']);

@@ -20,11 +20,25 @@ namespace {
 using Clock = std::chrono::steady_clock;
 
 // ------------------------------------------------------------------------------------------------
-// Worker pool: a cached pool that never lets a task wait for a thread that is blocked in a
-// completion callback (a new thread is started whenever no idle thread is available). Threads are
-// detached; idle ones beyond kKeepThreads exit after a while. Nothing is ever destroyed at exit.
+// Worker pool: a small fixed set of threads (kDefaultWorkers, env HCSSIM_WORKER_THREADS 1..64),
+// started on first use, that apply operations and invoke their completion callbacks. A thread
+// inside a callback is busy until the callback returns (a koffi callback returns once the JS main
+// thread has run it): with every worker in a callback, later completions wait, as they would for
+// any bounded thread pool in HCS. Fewer threads than operations in flight means fewer futex wakes
+// and context switches per operation than a thread per operation. Threads are detached and never
+// destroyed.
 
-const int kKeepThreads = 16;
+const int kDefaultWorkers = 4;
+
+int configuredWorkers() {
+  const char *env = std::getenv("HCSSIM_WORKER_THREADS");
+  if (env && *env) {
+    char *end = nullptr;
+    long n = std::strtol(env, &end, 10);
+    if (end && *end == 0 && n >= 1 && n <= 64) return static_cast<int>(n);
+  }
+  return kDefaultWorkers;
+}
 
 struct Pool {
   std::mutex m;
@@ -32,39 +46,34 @@ struct Pool {
   std::deque<std::function<void()>> tasks;
   int idle = 0;
   int total = 0;
+  const int size = configuredWorkers();
 
   void submit(std::function<void()> task) {
     bool spawn;
     {
       std::lock_guard<std::mutex> lock(m);
       tasks.push_back(std::move(task));
-      spawn = static_cast<int>(tasks.size()) > idle;
+      // Threads are started lazily, up to the pool size.
+      spawn = static_cast<int>(tasks.size()) > idle && total < size;
       if (spawn) ++total;
     }
     if (spawn) {
       try {
         std::thread([this] { loop(); }).detach();
+        return;
       } catch (...) {
         std::lock_guard<std::mutex> lock(m);
-        --total;  // an existing worker will pick the task up eventually
+        --total;  // an existing worker will pick the task up
       }
-    } else {
-      cv.notify_one();
     }
+    cv.notify_one();
   }
 
   void loop() {
     std::unique_lock<std::mutex> lock(m);
     while (true) {
       ++idle;
-      while (tasks.empty()) {
-        if (cv.wait_for(lock, std::chrono::seconds(5)) == std::cv_status::timeout && tasks.empty() &&
-            total > kKeepThreads) {
-          --idle;
-          --total;
-          return;
-        }
-      }
+      cv.wait(lock, [this] { return !tasks.empty(); });
       --idle;
       std::function<void()> task = std::move(tasks.front());
       tasks.pop_front();
@@ -431,6 +440,8 @@ SchedulerStats schedulerStats() {
   }
   return SchedulerStats{s.executing, s.maxExecuting, waiting, hung, open};
 }
+
+int workerThreadCount() { return pool().size; }
 
 void resetSchedulerStats() {
   Scheduler &s = sched();

@@ -1,5 +1,5 @@
 // Operations, the HCS-side scheduler (latency, concurrency limit, FIFO admission, hang/cancel) and
-// the worker pool that applies operations and invokes completion callbacks.
+// the fixed worker pool that applies operations and invokes completion callbacks.
 //
 // Lock order: never hold any simulator mutex while invoking a completion callback. The scheduler
 // mutex, an operation's mutex and the pool mutex are leaf locks (no callbacks, no model access).
@@ -97,6 +97,8 @@ struct SchedulerStats {
 };
 SchedulerStats schedulerStats();
 void resetSchedulerStats();
+// The size of the worker pool (default 4; env HCSSIM_WORKER_THREADS).
+int workerThreadCount();
 
 // Builds the failure result document.
 std::string errorDocument(HRESULT hr, const std::string &message, const std::string &fn);

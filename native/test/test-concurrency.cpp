@@ -65,23 +65,28 @@ TEST(concurrency_limit_fifo) {
   CHECK(o2.cv.wait_for(lock, std::chrono::milliseconds(60), [&] { return o2.done.size() == 4; }));
 }
 
-TEST(callbacks_blocking_do_not_starve_completions) {
-  // 40 callbacks block until all 40 have started: only possible if each runs on its own thread.
+TEST(callbacks_blocking_run_on_every_worker) {
+  // As many callbacks as there are workers block until all of them have started: each runs on
+  // its own worker thread at the same time (the pool is fixed: more would wait for a worker).
   t::configure(R"({"latencyMs":1})");
   struct Gate {
     std::mutex m;
     std::condition_variable cv;
     int started = 0;
     int finished = 0;
+    int n = 0;
+    int timedOut = 0;
   } gate;
-  const int n = 40;
+  const int n = hcssim::workerThreadCount();
+  CHECK(n >= 2);
+  gate.n = n;
   for (int i = 0; i < n; ++i) {
     HCS_OPERATION op = HcsCreateOperation(&gate, [](HCS_OPERATION o, void *c) {
       auto *g = static_cast<Gate *>(c);
       std::unique_lock<std::mutex> lock(g->m);
       g->started++;
       g->cv.notify_all();
-      g->cv.wait_for(lock, std::chrono::seconds(5), [&] { return g->started >= 40; });
+      if (!g->cv.wait_for(lock, std::chrono::seconds(5), [&] { return g->started >= g->n; })) g->timedOut++;
       g->finished++;
       g->cv.notify_all();
       lock.unlock();
@@ -91,6 +96,7 @@ TEST(callbacks_blocking_do_not_starve_completions) {
   }
   std::unique_lock<std::mutex> lock(gate.m);
   CHECK(gate.cv.wait_for(lock, std::chrono::seconds(10), [&] { return gate.finished == n; }));
+  CHECK(gate.timedOut == 0);
 }
 
 TEST(hammer_modify_from_many_threads) {
