@@ -15,8 +15,8 @@
 import { basename } from 'node:path';
 import koffi from 'koffi';
 import { UvmError } from '../core/errors.js';
-import { pendingPromises } from '../core/pending-promises.js';
-import { formatGuid, resolveLibraryPath, type ComputeCoreLoadOptions, type Guid } from './computecore.js';
+import { formatGuid, loadComputeCore, resolveLibraryPath, type ComputeCoreLoadOptions, type Guid } from './computecore.js';
+import { OperationDriver } from './operation-driver.js';
 import { HcsError } from './hcs-error.js';
 
 /** BINDFLT_FLAG_READ_ONLY_MAPPING. */
@@ -26,7 +26,10 @@ export const BINDFLT_NO_MULTIPLE_TARGETS = 0x40;
 
 /** Options of one host layer call. */
 export interface HostLayerCallOptions {
-  /** Bounds the wait (code TIMEOUT); the native call itself runs to completion. */
+  /**
+   * Bounds the wait (code TIMEOUT); the native call itself runs to completion and keeps its slot
+   * of the bounded driver (at most 4 host layer calls at once, 2 per layer path) until then.
+   */
   timeoutMs?: number;
 }
 
@@ -115,27 +118,27 @@ function load(options: ComputeCoreLoadOptions): { path: string; f: Functions } {
 }
 
 /** Runs `fn` on the libuv pool; `keep` stays referenced until the native call returns. */
-function call(name: string, fn: NativeFn, args: unknown[], options: HostLayerCallOptions = {}): Promise<number> {
-  const native = pendingPromises.track(
-    'ffi-call',
-    new Promise<number>((resolve, reject) => {
-      fn.async(...args, (err: unknown, hr: unknown) => (err ? reject(err) : resolve(hr as number)));
-    }),
-  );
-  const { timeoutMs } = options;
-  if (timeoutMs === undefined) return native;
-  return new Promise<number>((resolve, reject) => {
-    const timer = setTimeout(() => reject(new UvmError('TIMEOUT', `${name} did not return within ${timeoutMs} ms (it goes on)`, { details: { op: name } })), timeoutMs);
-    native.then(
-      (hr) => {
-        clearTimeout(timer);
-        resolve(hr);
-      },
-      (err: unknown) => {
-        clearTimeout(timer);
-        reject(err);
-      },
-    );
+/**
+ * The bounded driver the host layer calls run on (blocking lane): at most
+ * `maxConcurrentBlockingCalls` of them on the libuv pool at once, at most
+ * `perSystemBlockingCalls` per layer path; a timeout bounds the wait (TIMEOUT, with the late
+ * outcome attached), the call keeps its slot until it returns. One per process.
+ */
+let sharedDriver: OperationDriver | undefined;
+function hostLayerDriver(options: ComputeCoreLoadOptions): OperationDriver {
+  sharedDriver ??= new OperationDriver(loadComputeCore(options));
+  return sharedDriver;
+}
+
+function call(driver: OperationDriver, name: string, key: string, fn: NativeFn, args: unknown[], options: HostLayerCallOptions = {}): Promise<number> {
+  return driver.runBlocking({
+    op: name,
+    systemId: key,
+    options: options.timeoutMs === undefined ? undefined : { timeoutMs: options.timeoutMs },
+    call: () =>
+      new Promise<number>((resolve, reject) => {
+        fn.async(...args, (err: unknown, hr: unknown) => (err ? reject(err) : resolve(hr as number)));
+      }),
   });
 }
 
@@ -152,6 +155,7 @@ function guidFields(text: string): Guid {
 /** The host layer API of this process (loaded on first use). LIBRARY_LOAD_FAILED when it cannot be loaded. */
 export function loadHostLayerApi(options: ComputeCoreLoadOptions = {}): HostLayerApi {
   const { f } = load(options);
+  const driver = hostLayerDriver(options);
   const nameToGuid = (name: string): string => {
     const guid: Guid = { Data1: 0, Data2: 0, Data3: 0, Data4: [] };
     const hr = f.NameToGuid(name, guid) as number;
@@ -159,30 +163,30 @@ export function loadHostLayerApi(options: ComputeCoreLoadOptions = {}): HostLaye
     return formatGuid(guid);
   };
   const simple = (op: 'ActivateLayer' | 'DeactivateLayer' | 'UnprepareLayer') => async (path: string, options?: HostLayerCallOptions) =>
-    check(op, path, await call(op, f[op], [DRIVER_INFO, path], options));
+    check(op, path, await call(driver, op, path, f[op], [DRIVER_INFO, path], options));
   return {
     activateLayer: simple('ActivateLayer'),
     deactivateLayer: simple('DeactivateLayer'),
     unprepareLayer: simple('UnprepareLayer'),
     async prepareLayer(path, parents, options) {
       const descriptors = parents.map((p) => ({ LayerId: guidFields(nameToGuid(basename(p.replace(/[\\/]+$/, '').replace(/\\/g, '/')))), Flags: 0, Path: p }));
-      check('PrepareLayer', path, await call('PrepareLayer', f.PrepareLayer, [DRIVER_INFO, path, descriptors.length > 0 ? descriptors : null, descriptors.length], options));
+      check('PrepareLayer', path, await call(driver, 'PrepareLayer', path, f.PrepareLayer, [DRIVER_INFO, path, descriptors.length > 0 ? descriptors : null, descriptors.length], options));
     },
     async getLayerMountPath(path, options) {
       const length = [0];
-      check('GetLayerMountPath', path, await call('GetLayerMountPath', f.GetLayerMountPath, [DRIVER_INFO, path, length, null], options));
+      check('GetLayerMountPath', path, await call(driver, 'GetLayerMountPath', path, f.GetLayerMountPath, [DRIVER_INFO, path, length, null], options));
       if (length[0] === 0) return '';
       const buffer = Buffer.alloc(length[0]! * 2);
-      check('GetLayerMountPath', path, await call('GetLayerMountPath', f.GetLayerMountPath, [DRIVER_INFO, path, length, buffer], options));
+      check('GetLayerMountPath', path, await call(driver, 'GetLayerMountPath', path, f.GetLayerMountPath, [DRIVER_INFO, path, length, buffer], options));
       const text = buffer.toString('utf16le');
       const nul = text.indexOf('\0');
       return nul === -1 ? text : text.slice(0, nul);
     },
     async setupFilter(root, target, flags, options) {
-      check('BfSetupFilter', root, await call('BfSetupFilter', f.BfSetupFilter, [null, flags, root, target, null, 0], options));
+      check('BfSetupFilter', root, await call(driver, 'BfSetupFilter', root, f.BfSetupFilter, [null, flags, root, target, null, 0], options));
     },
     async removeMapping(root, options) {
-      check('BfRemoveMapping', root, await call('BfRemoveMapping', f.BfRemoveMapping, [null, root], options));
+      check('BfRemoveMapping', root, await call(driver, 'BfRemoveMapping', root, f.BfRemoveMapping, [null, root], options));
     },
     nameToGuid,
   };

@@ -14,6 +14,7 @@
 import { UvmError } from '../core/errors.js';
 import type { EntryState } from '../core/refcounted-table.js';
 import type { HcsCallOptions, HcsSystem } from './hcs-api.js';
+import type { SystemExit } from './system-events.js';
 import { HcsError, HResult, isNotExist, isVmUnavailable } from './hcs-error.js';
 import { lateOutcomeOf } from './operation-driver.js';
 import type { GuestRequest, ModifySettingRequest } from './schema.js';
@@ -179,6 +180,11 @@ export class LateOutcomeSystem implements HcsSystem {
   /** The wrapped system. */
   get inner(): HcsSystem {
     return this.#system;
+  }
+
+  /** The wrapped system's exit (undefined when it has no events). */
+  get exited(): Promise<SystemExit> | undefined {
+    return this.#system.exited;
   }
 
   start(options?: HcsCallOptions): Promise<void> {

@@ -2,6 +2,7 @@
 import { expect } from 'chai';
 import { HcsError, HResult } from '../../../src/hcs/hcs-error.js';
 import type { HcsCallOptions, HcsSystem } from '../../../src/hcs/hcs-api.js';
+import type { SystemExit } from '../../../src/hcs/system-events.js';
 import { LateOutcomeSystem, resourceKeyOf, undoOf } from '../../../src/hcs/late-outcomes.js';
 import { withLateOutcome, type LateOutcome } from '../../../src/hcs/operation-driver.js';
 import type { ModifySettingRequest } from '../../../src/hcs/schema.js';
@@ -81,8 +82,8 @@ describe('LateOutcomeSystem', function () {
     expect(inner.calls[1].request).to.deep.equal(removeVpmem);
     expect(system.describe()[0]?.state).to.equal('destroying');
     inner.calls[1].reject(new HcsError({ op: 'x', hresult: HResult.E_FAIL }));
-    await new Promise((r) => setTimeout(r, 5));
-    await flush();
+    // The retry follows after its (1–2 ms) delay: wait for it, however loaded the machine is.
+    while (inner.calls.length < 3) await new Promise((r) => setTimeout(r, 1));
     expect(inner.calls, 'retried after a failure').to.have.length(3);
     inner.calls[2].resolve();
     await settled;
@@ -148,5 +149,60 @@ describe('LateOutcomeSystem', function () {
     complete(true);
     await flush();
     expect(inner.calls).to.have.length(1);
+  });
+});
+
+/**
+ * Every member of `HcsSystem`. `satisfies Record<keyof HcsSystem, …>` makes this list fail to
+ * compile when a member is added to the interface and not listed here, so the test below checks
+ * that `LateOutcomeSystem` forwards it.
+ */
+const HCS_SYSTEM_MEMBERS = {
+  id: 'value',
+  start: 'method',
+  shutdown: 'method',
+  terminate: 'method',
+  modify: 'method',
+  properties: 'method',
+  close: 'method',
+  exited: 'value',
+} as const satisfies Record<keyof HcsSystem, 'value' | 'method'>;
+
+describe('LateOutcomeSystem forwards every HcsSystem member', function () {
+  it('each method reaches the wrapped system with its arguments and result; each value is the wrapped one', async function () {
+    const seen: { name: string; args: unknown[] }[] = [];
+    const exit = Promise.resolve({ type: 'SystemExited' } as unknown as SystemExit);
+    const record =
+      (name: string, result: unknown) =>
+      (...args: unknown[]): unknown => {
+        seen.push({ name, args });
+        return result;
+      };
+    const inner: HcsSystem = {
+      id: 'vm-forward',
+      start: record('start', Promise.resolve()) as HcsSystem['start'],
+      shutdown: record('shutdown', Promise.resolve()) as HcsSystem['shutdown'],
+      terminate: record('terminate', Promise.resolve()) as HcsSystem['terminate'],
+      modify: record('modify', Promise.resolve()) as HcsSystem['modify'],
+      properties: record('properties', Promise.resolve({ answer: 42 })) as HcsSystem['properties'],
+      close: record('close', undefined) as HcsSystem['close'],
+      exited: exit,
+    };
+    const wrapper = new LateOutcomeSystem(inner);
+    const options = { timeoutMs: 1234 };
+    for (const [name, kind] of Object.entries(HCS_SYSTEM_MEMBERS)) {
+      const key = name as keyof HcsSystem;
+      if (kind === 'value') {
+        expect(wrapper[key], name).to.equal(inner[key]);
+        continue;
+      }
+      seen.length = 0;
+      // A request with no resource key goes straight through (no late-outcome bookkeeping).
+      const args: unknown[] = name === 'modify' ? [{ GuestRequest: null }, options] : name === 'properties' ? [{ PropertyTypes: [] }, options] : name === 'close' ? [] : [options];
+      const result = await (wrapper[key] as (...a: unknown[]) => unknown)(...args);
+      expect(seen.map((s) => s.name), name).to.deep.equal([name]);
+      expect(seen[0]!.args, name).to.deep.equal(args);
+      if (name === 'properties') expect(result).to.deep.equal({ answer: 42 });
+    }
   });
 });
