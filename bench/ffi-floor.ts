@@ -2,12 +2,14 @@
 // library build/native/libhcsfloor.so (native/floor/floor.cpp) has the shape of an HCS operation
 // and no work at all (create with a completion callback, start with a UTF-16 document, a worker
 // thread calls the callback, read the result, close). The callback is registered with koffi as the
-// HCS binding registers its completion callback, and is called from a foreign thread in the same
-// way; on the JS side it only resolves the waiting promise. Measured in the same process as the
+// HCS binding registers its completion callback, is called from a foreign thread in the same way,
+// and hands the completion over as the binding does (recorded, resolved in batches per event-loop
+// turn); nothing else. Measured in the same process as the
 // simulator, the two differ by exactly what the simulator and the library add.
 import { join } from 'node:path';
 import koffi from 'koffi';
 import { packageRoot, toWide } from '../src/hcs/computecore.js';
+import { COMPLETION_BATCH } from '../src/hcs/operation-driver.js';
 
 export interface Floor {
   /** One round trip: create, start with `document`, wait for the completion, result, close. */
@@ -31,11 +33,30 @@ export function loadFloor(threads: number): Floor {
   f.init(threads);
   const waiting = new Map<number, () => void>();
   let next = 1;
+  // The binding's delivery (src/hcs/operation-driver.ts): the callback records the completion and
+  // returns; recorded completions are resolved at most COMPLETION_BATCH per event-loop turn.
+  let completed: number[] = [];
+  let scheduled = false;
+  const drain = (): void => {
+    scheduled = false;
+    const batch = completed.length <= COMPLETION_BATCH ? completed : completed.slice(0, COMPLETION_BATCH);
+    completed = batch === completed ? [] : completed.slice(COMPLETION_BATCH);
+    if (completed.length > 0) schedule();
+    for (const id of batch) {
+      const resolve = waiting.get(id);
+      waiting.delete(id);
+      resolve?.();
+    }
+  };
+  const schedule = (): void => {
+    if (!scheduled) {
+      scheduled = true;
+      setImmediate(drain);
+    }
+  };
   const callback = koffi.register((_op: unknown, context: number | bigint) => {
-    const id = Number(context);
-    const resolve = waiting.get(id);
-    waiting.delete(id);
-    resolve?.();
+    completed.push(Number(context));
+    schedule();
   }, koffi.pointer(proto));
   const keep = { lib, proto, f, callback };
   // A callback from a native thread does not keep Node alive: hold a timer while calls wait.
