@@ -479,26 +479,30 @@ std::string str(const Json &s, const char *key) {
   return v && v->isString() ? v->asString() : std::string();
 }
 
+// The string at `key`, or an empty string, without a copy (for scans over a table).
+const std::string &strRef(const Json &s, const char *key) {
+  static const std::string empty;
+  const Json *v = field(s, key);
+  return v && v->isString() ? v->asString() : empty;
+}
+
 int64_t num(const Json &s, const char *key, int64_t def = 0) {
   const Json *v = field(s, key);
   return v && v->isNumber() ? v->asInt() : def;
 }
 
 // The guest path of a mapped virtual disk entry (MountPath or ContainerPath).
-std::string mvdPath(const Json &s) {
-  std::string p = str(s, "MountPath");
-  return p.empty() ? str(s, "ContainerPath") : p;
+const std::string &mvdPath(const Json &s) {
+  const std::string &p = strRef(s, "MountPath");
+  return p.empty() ? strRef(s, "ContainerPath") : p;
 }
-std::string dirPath(const Json &s) {
-  std::string p = str(s, "MountPath");
-  return p.empty() ? str(s, "ContainerPath") : p;
-}
+const std::string &dirPath(const Json &s) { return mvdPath(s); }
 
 bool guestPathInUse(const System &sys, const std::string &path) {
   for (const auto &e : sys.mappedVirtualDisks)
     if (mvdPath(e) == path) return true;
   for (const auto &e : sys.vpmemGuest)
-    if (str(e, "MountPath") == path) return true;
+    if (strRef(e, "MountPath") == path) return true;
   for (const auto &e : sys.mappedDirectories)
     if (dirPath(e) == path) return true;
   return false;
@@ -527,7 +531,7 @@ std::string vsmbGuestPath(const std::string &name) { return std::string(kVsmbGue
 
 HostEntry *findNamed(std::vector<HostEntry> &v, const std::string &name) {
   for (auto &e : v)
-    if (str(e.settings, "Name") == name) return &e;
+    if (strRef(e.settings, "Name") == name) return &e;
   return nullptr;
 }
 
@@ -726,7 +730,7 @@ void applyGuestRequest(System &sys, const Json &gr) {
       sys.vpmemGuest.push_back(s);
     } else {
       failIfBusy(sys, path, "guest: VPMem device");
-      if (!eraseFirst(sys.vpmemGuest, [&](const Json &e) { return str(e, "MountPath") == path; }))
+      if (!eraseFirst(sys.vpmemGuest, [&](const Json &e) { return strRef(e, "MountPath") == path; }))
         notAttached("guest: no VPMem device mounted at \"" + path + "\"");
     }
     return;
@@ -740,7 +744,7 @@ void applyGuestRequest(System &sys, const Json &gr) {
         std::string share = str(s, "ShareName");
         if (!findNamed(sys.plan9Shares, share)) fail(HCS_E_NOT_FOUND, "guest: Plan9 share \"" + share + "\" does not exist");
         for (const auto &e : sys.mappedDirectories)
-          if (str(e, "ShareName") == share && !str(e, "MountPath").empty())
+          if (strRef(e, "ShareName") == share && !strRef(e, "MountPath").empty())
             fail(HCS_E_ALREADY_EXISTS_WIN32, "guest: Plan9 share \"" + share + "\" is already mounted at \"" +
                                                  str(e, "MountPath") + "\"");
       }
