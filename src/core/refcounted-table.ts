@@ -41,6 +41,12 @@ export interface RefCountedTableOptions<K, V> {
   describeKey?: (key: K) => string;
   /** True for a value that must stay attached at refcount 0 until the VM exits (`kept`). */
   keepAtZero?: (value: V, key: K) => boolean;
+  /**
+   * Frees what placing the value took (its slot, path, device), in the same step as the entry
+   * leaves the table: after its teardown, after a failed creation that left nothing, on `purge()`.
+   * So `entries()` never shows a slot the allocator has already handed to someone else.
+   */
+  forget?: (value: V, key: K) => void;
 }
 
 /**
@@ -50,11 +56,12 @@ export interface RefCountedTableOptions<K, V> {
 export interface Placed<V> {
   readonly value: V;
   /**
-   * The HCS calls. On rejection the policy has freed what placing took (or marked the error with
-   * `withResidue` when something may still be attached).
+   * The HCS calls. On rejection the table forgets the entry (and calls the table's `forget`), or
+   * keeps it in `teardown-failed` when the error is marked `withResidue` (something may still be
+   * attached).
    */
   commit(): Promise<void>;
-  /** Frees what placing took; only called when nothing was committed. */
+  /** Gives back what placing took when the reservation is cancelled before any commit. */
   cancel(): void;
 }
 
@@ -130,12 +137,14 @@ export class RefCountedTable<K, V> implements TrackedTable {
   readonly #destroy: (value: V, key: K) => Promise<void>;
   readonly #describeKey: (key: K) => string;
   readonly #keepAtZero: ((value: V, key: K) => boolean) | undefined;
+  readonly #forget: ((value: V, key: K) => void) | undefined;
 
   constructor(options: RefCountedTableOptions<K, V>) {
     this.name = options.name;
     this.#destroy = options.destroy;
     this.#describeKey = options.describeKey ?? ((k) => String(k));
     this.#keepAtZero = options.keepAtZero;
+    this.#forget = options.forget;
   }
 
   /** True when `key` is present in any state. */
@@ -203,6 +212,7 @@ export class RefCountedTable<K, V> implements TrackedTable {
       if (e.state === 'kept') {
         e.state = 'gone';
         this.#delete(e);
+        this.#forget?.(e.value as V, e.key);
       }
     }
   }
@@ -382,6 +392,7 @@ export class RefCountedTable<K, V> implements TrackedTable {
           entry.state = 'gone';
           entry.error = err;
           this.#delete(entry);
+          if (entry.value !== undefined) this.#forget?.(entry.value, entry.key);
         }
         throw err;
       },
@@ -425,6 +436,7 @@ export class RefCountedTable<K, V> implements TrackedTable {
       () => {
         entry.state = 'gone';
         this.#delete(entry);
+        this.#forget?.(entry.value as V, entry.key);
       },
       (err: unknown) => {
         entry.state = 'teardown-failed';

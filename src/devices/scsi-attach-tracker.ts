@@ -48,6 +48,7 @@ export class ScsiAttachTracker {
     this.#table = new RefCountedTable({
       name: 'scsi-attach',
       destroy: (a) => this.#detach(a),
+      forget: (a) => this.#slots.free(a.controller * SCSI_LUNS_PER_CONTROLLER + a.lun),
     });
   }
 
@@ -118,7 +119,6 @@ export class ScsiAttachTracker {
         try {
           await this.delivery.host(scsiRequests.attach(a.controller, a.lun, cfg));
         } catch (err) {
-          this.#slots.free(slot);
           this.#log('warn', a, 'attach failed', err);
           throw err;
         }
@@ -138,7 +138,6 @@ export class ScsiAttachTracker {
       if (a.state === 'attached' || a.state === 'ejected') {
         await this.delivery.host(scsiRequests.detach(a.controller, a.lun));
         a.state = 'detached';
-        this.#slots.free(a.controller * SCSI_LUNS_PER_CONTROLLER + a.lun);
         this.#log('debug', a, 'detached');
       }
     } catch (err) {

@@ -39,7 +39,7 @@ export class ScsiMountTracker {
     private readonly delivery: ResourceDelivery,
     private readonly logger: Logger,
   ) {
-    this.#table = new RefCountedTable({ name: 'scsi-mount', destroy: (m, key) => this.#unmount(m, key) });
+    this.#table = new RefCountedTable({ name: 'scsi-mount', destroy: (m, key) => this.#unmount(m, key), forget: (m) => this.#forget(m) });
   }
 
   /** One mount reference of `(controller, lun, settings)`, at `requestedPath` if it is new. */
@@ -139,7 +139,6 @@ export class ScsiMountTracker {
           // The guest may have applied it before reporting the failure (a guest connection):
           // undo it; "not found" means it was not applied. If that fails too, keep it for a retry.
           await this.#undoFailedMount(m, err);
-          this.#forget(m);
           throw err;
         }
         m.state = 'mounted';
@@ -167,7 +166,6 @@ export class ScsiMountTracker {
       throw err;
     }
     m.state = 'unmounted';
-    this.#forget(m);
     this.#log('debug', m, 'unmounted');
   }
 

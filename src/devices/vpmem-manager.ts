@@ -75,6 +75,7 @@ export class VpmemManagerImpl implements VpmemManager {
     this.#table = new RefCountedTable({
       name: config.vpmemMultiMapping ? 'vpmem-mapping' : 'vpmem-device',
       destroy: (e) => this.#remove(e),
+      forget: (e) => this.#free(e),
     });
   }
 
@@ -159,7 +160,6 @@ export class VpmemManagerImpl implements VpmemManager {
             this.#log('warn', entry, 'add failed and could not be undone; kept for a retried teardown', err);
             throw withResidue(err, entry);
           }
-          this.#free(entry);
           this.#log('warn', entry, 'add failed', err);
           throw err;
         }
@@ -178,7 +178,6 @@ export class VpmemManagerImpl implements VpmemManager {
       throw err;
     }
     e.state = 'removed';
-    this.#free(e);
     this.#log('debug', e, 'removed');
   }
 
