@@ -149,6 +149,30 @@ export class CompositionBuilder {
 }
 
 /** NOT_SUPPORTED unless the UVM runs `os`. */
+/**
+ * The commit step both composers share: an abort before the first call cancels the reservations
+ * (nothing is sent); otherwise `compose` runs with a builder, and if it fails everything the
+ * builder holds is released (newest first) before the error is rethrown.
+ */
+export async function commitComposition(
+  uvm: UvmDevices,
+  reserved: { cancel(): void },
+  options: DeviceAcquireOptions & { logger?: Logger },
+  compose: (builder: CompositionBuilder) => Promise<ComposedLayers>,
+): Promise<ComposedLayers> {
+  const { signal } = options;
+  if (signal?.aborted) {
+    reserved.cancel();
+    throw abortError(signal);
+  }
+  const builder = new CompositionBuilder(uvm, options.logger);
+  try {
+    return await compose(builder);
+  } catch (err) {
+    throw await builder.rollback(err);
+  }
+}
+
 export function assertGuestOs(uvm: UvmDevices, os: 'linux' | 'windows', what: string): void {
   if (uvm.facts.os !== os) {
     throw new UvmError('NOT_SUPPORTED', `${what} needs a ${os} UVM; ${uvm.facts.id} is ${uvm.facts.os}`, {

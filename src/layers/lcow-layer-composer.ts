@@ -6,12 +6,11 @@ import { UvmError } from '../core/errors.js';
 import type { Logger } from '../core/logger.js';
 import type { Lease } from '../core/lease.js';
 import type { DeviceAcquireOptions, Reservation, ScsiDisk, UvmDevices, VpmemLayer } from '../devices/device-types.js';
-import { abortError } from '../core/refcounted-table.js';
 import { ReservationBatch, taken } from '../core/reservation-batch.js';
 import { validateContainerId } from '../containers/container-id.js';
 import { lcowContainerRoot, lcowRootfsPath, lcowScratchDir } from '../oci/container-paths.js';
 import type { HeldResource } from '../containers/held-resource.js';
-import { assertGuestOs, CompositionBuilder, type ComposedLayer, type ComposedLayers } from './composed-layers.js';
+import { assertGuestOs, commitComposition, type ComposedLayer, type ComposedLayers } from './composed-layers.js';
 import type { LcowLayerInput, LcowLayerInputs } from './layer-inputs.js';
 import { vpmemSkipReason, type ScsiLayerReason, type VpmemSkipReason } from './layer-plan.js';
 
@@ -128,12 +127,7 @@ export function reserveLcowLayers(uvm: UvmDevices, prepared: PreparedLcowLayers,
 export async function commitLcowLayers(uvm: UvmDevices, reserved: ReservedLcowLayers, options: ComposeLcowLayersOptions = {}): Promise<ComposedLayers> {
   const { containerId } = reserved.prepared;
   const { signal } = options;
-  if (signal?.aborted) {
-    reserved.cancel();
-    throw abortError(signal);
-  }
-  const builder = new CompositionBuilder(uvm, options.logger);
-  try {
+  return commitComposition(uvm, reserved, options, async (builder) => {
     const layerPieces = reserved.layers.map(async (r): Promise<Piece> => {
       const reservation = taken(r.reservation as Reservation<VpmemLayer | ScsiDisk> | undefined, `layer ${r.index}`);
       const lease: Lease<VpmemLayer | ScsiDisk> = await reservation.commit({ signal });
@@ -168,9 +162,7 @@ export async function commitLcowLayers(uvm: UvmDevices, reserved: ReservedLcowLa
     );
     const scratchHostPath = reserved.prepared.scratchHostPath;
     return builder.finish({ os: 'linux', containerId, rootfsPath, scratchMountPath, scratchPath, scratchHostPath, layers });
-  } catch (err) {
-    throw await builder.rollback(err);
-  }
+  });
 }
 
 /** A layer or the scratch, acquired but not yet held by the composition. */

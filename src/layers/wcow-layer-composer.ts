@@ -6,12 +6,11 @@ import { UvmError } from '../core/errors.js';
 import type { Logger } from '../core/logger.js';
 import type { HeldResource } from '../containers/held-resource.js';
 import type { DeviceAcquireOptions, HostPathKind, Reservation, ScsiDisk, UvmDevices, VsmbShare } from '../devices/device-types.js';
-import { abortError } from '../core/refcounted-table.js';
 import { ReservationBatch, taken } from '../core/reservation-batch.js';
 import { statKind } from '../devices/validation.js';
 import { hostPaths } from '../devices/host-paths.js';
 import { validateContainerId } from '../containers/container-id.js';
-import { assertGuestOs, CompositionBuilder, type ComposedLayer, type ComposedLayers } from './composed-layers.js';
+import { assertGuestOs, commitComposition, type ComposedLayer, type ComposedLayers } from './composed-layers.js';
 import type { WcowLayerInputs } from './layer-inputs.js';
 
 export interface ComposeWcowLayersOptions extends DeviceAcquireOptions {
@@ -83,12 +82,7 @@ export function reserveWcowLayers(uvm: UvmDevices, prepared: PreparedWcowLayers,
 export async function commitWcowLayers(uvm: UvmDevices, reserved: ReservedWcowLayers, options: ComposeWcowLayersOptions = {}): Promise<ComposedLayers> {
   const { containerId, inputs, ids, scratchHostPath } = reserved.prepared;
   const { signal } = options;
-  if (signal?.aborted) {
-    reserved.cancel();
-    throw abortError(signal);
-  }
-  const builder = new CompositionBuilder(uvm, options.logger);
-  try {
+  return commitComposition(uvm, reserved, options, async (builder) => {
     const pieces = await builder.holdAll<Omit<HeldResource, 'release'>>(
       [
         ...reserved.layers.map((r, index) =>
@@ -124,9 +118,7 @@ export async function commitWcowLayers(uvm: UvmDevices, reserved: ReservedWcowLa
       { signal },
     );
     return builder.finish({ os: 'windows', containerId, rootfsPath, scratchMountPath: rootfsPath, scratchHostPath, layers });
-  } catch (err) {
-    throw await builder.rollback(err);
-  }
+  });
 }
 
 /**
