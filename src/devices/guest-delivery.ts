@@ -1,3 +1,4 @@
+import { invalidArgument } from '../core/errors.js';
 import type { ServiceIdentifier } from 'inversify';
 import type { Logger } from '../core/logger.js';
 import { LogField } from '../core/logger.js';
@@ -193,6 +194,14 @@ export class GuestConnectionDelivery extends DeliveryBase {
   }
 
   async addCombined(host: HostRequest, guest: GuestRequest, progress: RemovalProgress, guestRemoval?: GuestRequest): Promise<void> {
+    // Only an Add splits into host then guest; hcsshim's modify() silently drops the host half of a
+    // combined Update (only Add/Remove reach HCS): refuse it rather than lose half of it.
+    if (host.RequestType !== 'Add' || guest.RequestType !== 'Add') {
+      Object.assign(progress, { guestDone: true, hostDone: true });
+      throw invalidArgument(`a combined request with both halves must be an Add (host ${host.RequestType}, guest ${guest.RequestType})`, {
+        resourcePath: host.ResourcePath,
+      });
+    }
     try {
       await this.system.modify(host);
     } catch (err) {

@@ -8,6 +8,10 @@ import { HcsModule } from '../hcs/hcs-module.js';
 import { checkBootFiles } from '../uvm/boot-options.js';
 import { buildCreateDocument } from '../uvm/create-document.js';
 import { GuestConnection } from '../uvm/guest-connection.js';
+import { GuestChannels } from '../uvm/guest-channels.js';
+import { DEFAULT_GUEST_CONNECT_TIMEOUT_MS, type HvSocketTransport } from '../hcs/hvsocket.js';
+import { UnixHvSocketTransport } from '../hcs/hvsocket-unix.js';
+import type { HcsSystem as HcsSystemPort } from '../hcs/hcs-api.js';
 import { HcsSystem } from '../uvm/hcs-system-token.js';
 import { LateOutcomeSystem } from '../hcs/late-outcomes.js';
 import { UtilityVm } from '../uvm/utility-vm.js';
@@ -51,6 +55,75 @@ export interface UvmOrchestratorOptions {
   hostFs?: HostFs;
   /** Default: `createLogger()`. */
   logger?: Logger;
+  /**
+   * Where the UVMs' guests connect (GCS bridge, LCOW entropy and log). Default: AF_HYPERV on
+   * Windows, a Unix domain socket per endpoint elsewhere (the simulator's guest dials it).
+   */
+  hvSocket?: HvSocketTransport;
+  /**
+   * How UVMs that do not say (`UtilityVmOptions.guestDelivery`) deliver guest requests: `bridge`
+   * (the library owns the GCS bridge, as hcsshim does) or `hcs` (HCS owns the guest connection).
+   * @default 'bridge'
+   */
+  guestDelivery?: GuestDeliveryMode;
+}
+
+/** How guest requests reach the GCS: the library's own bridge, or HCS's guest connection. */
+export type GuestDeliveryMode = 'bridge' | 'hcs';
+
+/** `resolved` with its delivery mode decided (the UVM's own, else `fallback`). */
+function withDelivery(resolved: ResolvedUvmOptions, fallback: GuestDeliveryMode): ResolvedUvmOptions & { guestDelivery: GuestDeliveryMode } {
+  const guestDelivery = resolved.guestDelivery ?? (resolved.guestConnection ? 'bridge' : fallback);
+  if (guestDelivery === 'hcs' && resolved.guestConnection) {
+    throw invalidArgument('guestConnection needs guestDelivery "bridge" (HCS cannot own the guest connection then)', { field: 'guestConnection' });
+  }
+  return { ...resolved, guestDelivery };
+}
+
+/** The Windows transport's module (15C's, loaded only on Windows). */
+const WINDOWS_HVSOCKET_MODULE = '../hcs/hvsocket-windows.js';
+
+/** The hvsocket transport of this platform. */
+async function platformHvSocket(): Promise<HvSocketTransport> {
+  if (process.platform !== 'win32') return new UnixHvSocketTransport();
+  const mod = (await import(WINDOWS_HVSOCKET_MODULE)) as { WindowsHvSocketTransport: new () => HvSocketTransport };
+  return new mod.WindowsHvSocketTransport();
+}
+
+/**
+ * Opens the UVM's hvsocket listeners right after create (LCOW entropy and log in both modes; the
+ * GCS in bridge mode), at the VM's `RuntimeId` read from its properties as hcsshim does.
+ * Undefined when the guest dials nothing the library must answer (WCOW with HCS-owned delivery or
+ * a caller's own connection).
+ */
+async function openGuestChannels(
+  resolved: ResolvedUvmOptions,
+  system: HcsSystemPort,
+  transport: () => Promise<HvSocketTransport>,
+  logger: Logger,
+  { reopen = false }: { reopen?: boolean } = {},
+): Promise<GuestChannels | undefined> {
+  const bridge = resolved.guestDelivery === 'bridge' && resolved.guestConnection === undefined;
+  // Entropy and log are dialled once, at boot: a re-opened UVM needs only the bridge.
+  const boot = !reopen;
+  if (!(resolved.os === 'linux' && boot) && !bridge) return undefined;
+  const props = (await system.properties({})) as { RuntimeId?: unknown } | null;
+  const runtimeId = props?.RuntimeId;
+  if (typeof runtimeId !== 'string' || !/^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i.test(runtimeId)) {
+    throw new UvmError('INVALID_STATE', `HCS reported no RuntimeId for ${resolved.id}: its guest's hvsocket endpoints cannot be named`, {
+      details: { uvmId: resolved.id, runtimeId },
+    });
+  }
+  return GuestChannels.listen({
+    uvmId: resolved.id,
+    os: resolved.os,
+    runtimeId,
+    bridge,
+    boot,
+    transport: await transport(),
+    logger,
+    connectTimeoutMs: resolved.guestConnectTimeoutMs ?? DEFAULT_GUEST_CONNECT_TIMEOUT_MS,
+  });
 }
 
 /** The library's entry point. */
@@ -76,8 +149,12 @@ export function createUvmOrchestrator(options: UvmOrchestratorOptions = {}): Uvm
   else root.load(HcsModule);
   root.bind(HostFs).toConstantValue(options.hostFs ?? new NodeHostFs());
   root.bind(Logger).toConstantValue(options.logger ?? createLogger());
+  let transport: Promise<HvSocketTransport> | undefined;
+  const hvSocket = (): Promise<HvSocketTransport> => (transport ??= options.hvSocket ? Promise.resolve(options.hvSocket) : platformHvSocket());
+  const defaultDelivery: GuestDeliveryMode = options.guestDelivery ?? 'bridge';
+  if (defaultDelivery !== 'bridge' && defaultDelivery !== 'hcs') throw invalidArgument(`guestDelivery must be "bridge" or "hcs": ${String(defaultDelivery)}`, { field: 'guestDelivery' });
   /** The per-UVM scope over an existing compute system. */
-  const buildScope = (resolved: ResolvedUvmOptions, system: HcsSystem, journal: RecoveryJournal | undefined, releaseId: UvmIdRelease): UtilityVm => {
+  const buildScope = (resolved: ResolvedUvmOptions, system: HcsSystem, journal: RecoveryJournal | undefined, releaseId: UvmIdRelease, channels?: GuestChannels): UtilityVm => {
     const scope = new Container({ parent: root });
     scope.bind(UvmIdRelease).toConstantValue(releaseId);
     scope.bind(UvmDeviceConfig).toConstantValue(deviceConfigOf(resolved));
@@ -87,7 +164,9 @@ export function createUvmOrchestrator(options: UvmOrchestratorOptions = {}): Uvm
     // Late outcomes of modifies given up at their deadline are handled per UVM (src/hcs/late-outcomes.ts).
     const modifyTimeoutMs = (system as { modifyTimeoutMs?: unknown }).modifyTimeoutMs;
     scope.bind(HcsSystem).toConstantValue(new LateOutcomeSystem(exits.guardSystem(), { defaultModifyTimeoutMs: typeof modifyTimeoutMs === 'number' ? modifyTimeoutMs : undefined }));
-    if (resolved.guestConnection) scope.bind(GuestConnection).toConstantValue(exits.guardConnection(resolved.guestConnection));
+    const connection = resolved.guestConnection ?? (channels?.bridged ? channels : undefined);
+    if (connection) scope.bind(GuestConnection).toConstantValue(exits.guardConnection(connection));
+    if (channels) scope.bind(GuestChannels).toConstantValue(channels);
     if (journal) {
       scope.bind(RecoveryJournal).toConstantValue(journal);
       // The UVM's VM access grants are journaled (revoked when it is terminated).
@@ -98,7 +177,7 @@ export function createUvmOrchestrator(options: UvmOrchestratorOptions = {}): Uvm
     return scope.get(UtilityVm);
   };
   root.bind(UtilityVmFactory).toFactory((ctx) => async (uvmOptions: UtilityVmOptions): Promise<UtilityVm> => {
-    const resolved = resolveUvmOptions(uvmOptions);
+    const resolved = withDelivery(resolveUvmOptions(uvmOptions), defaultDelivery);
     const hcs = ctx.get(HcsApi);
     // Boot files are checked before anything is claimed or created (hcsshim stats them too).
     if (resolved.boot) resolved.boot = await checkBootFiles(resolved.boot, ctx.get(HostFs));
@@ -111,12 +190,19 @@ export function createUvmOrchestrator(options: UvmOrchestratorOptions = {}): Uvm
       // The journal exists before the compute system: a crash in between leaves a journal whose
       // system cannot be opened, never a system without a journal. It never replaces a journal
       // (JOURNAL_IN_USE): a failed create leaves an existing one byte-for-byte as it was.
-      journal = resolved.journal ? await RecoveryJournal.create(resolved.journal.path, resolved.id, toJson(journaledUvmOptions(uvmOptions))) : undefined;
+      // The journal keeps the delivery mode the UVM was created with (its create document depends on it).
+      journal = resolved.journal
+        ? await RecoveryJournal.create(resolved.journal.path, resolved.id, toJson(journaledUvmOptions({ ...uvmOptions, guestDelivery: resolved.guestDelivery })))
+        : undefined;
       if (journal && resolved.boot?.os === 'windows') await recordGrant(journal, resolved.boot.scratchPath);
       const system = await hcs.createComputeSystem(resolved.id, buildCreateDocument(resolved));
+      let channels: GuestChannels | undefined;
       try {
-        return buildScope(resolved, system, journal, releaseId);
+        // Listen after create (the RuntimeId is known) and before start (the guest dials at boot).
+        channels = await openGuestChannels(resolved, system, hvSocket, ctx.get(Logger));
+        return buildScope(resolved, system, journal, releaseId, channels);
       } catch (err) {
+        await channels?.close();
         await system.terminate().catch(() => undefined);
         system.close();
         throw err;
@@ -142,18 +228,28 @@ export function createUvmOrchestrator(options: UvmOrchestratorOptions = {}): Uvm
           details: { reason: 'mismatch', uvmId: id },
         });
       }
-      const resolved = resolveUvmOptions({
-        ...(journal.snapshot().uvmOptions as unknown as UtilityVmOptions),
-        id,
-        guestConnection: options.guestConnection,
-        journal: journalOptions,
-      });
+      // A journal written before the library owned the bridge: HCS delivered the guest requests.
+      const resolved = withDelivery(
+        resolveUvmOptions({
+          ...(journal.snapshot().uvmOptions as unknown as UtilityVmOptions),
+          id,
+          guestConnection: options.guestConnection,
+          journal: journalOptions,
+        }),
+        'hcs',
+      );
       const system = await hcs.openComputeSystem(id);
+      let channels: GuestChannels | undefined;
       try {
-        const uvm = buildScope(resolved, system, journal, releaseId);
+        // Bridge mode: the running guest redials the host (it does after any drop); reconcile may
+        // need it for guest removals.
+        channels = await openGuestChannels(resolved, system, hvSocket, ctx.get(Logger), { reopen: true });
+        await channels?.connect();
+        const uvm = buildScope(resolved, system, journal, releaseId, channels);
         await uvm.reconcile();
         return uvm;
       } catch (err) {
+        await channels?.close();
         system.close();
         throw err;
       }

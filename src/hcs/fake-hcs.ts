@@ -1,3 +1,4 @@
+import { randomUUID } from 'node:crypto';
 import { UvmError } from '../core/errors.js';
 import type { HcsApi, HcsCallOptions, HcsSystem, HcsSystemSummary } from './hcs-api.js';
 import type { SystemExit } from './system-events.js';
@@ -125,6 +126,8 @@ export class FakeHcs implements HcsApi {
 export class FakeComputeSystem implements HcsSystem {
   readonly #model: {
     state: 'Created' | 'Running' | 'Stopped';
+    /** A fresh GUID per create, as HCS reports it (the hvsocket VM id). */
+    runtimeId: string;
     host: Map<string, unknown>;
     guest: Map<string, unknown>;
     /** Open handles' SystemExited listeners. */
@@ -141,7 +144,7 @@ export class FakeComputeSystem implements HcsSystem {
     readonly configuration: Record<string, unknown>,
     model?: FakeComputeSystem,
   ) {
-    this.#model = model ? model.#model : { state: 'Created', host: new Map(), guest: new Map(), listeners: new Set() };
+    this.#model = model ? model.#model : { state: 'Created', runtimeId: randomUUID(), host: new Map(), guest: new Map(), listeners: new Set() };
     let resolve!: (exit: SystemExit) => void;
     this.exited = new Promise((r) => (resolve = r));
     this.#onExit = resolve;
@@ -160,6 +163,11 @@ export class FakeComputeSystem implements HcsSystem {
   #raiseExit(exit: SystemExit): void {
     const listeners = [...this.#model.listeners];
     queueMicrotask(() => listeners.forEach((l) => l(exit)));
+  }
+
+  /** The system's `RuntimeId` (a fresh GUID per create). */
+  get runtimeId(): string {
+    return this.#model.runtimeId;
   }
 
   get state(): 'Created' | 'Running' | 'Stopped' {
@@ -212,6 +220,7 @@ export class FakeComputeSystem implements HcsSystem {
     await this.#call('properties', query);
     return {
       Id: this.id,
+      RuntimeId: this.#model.runtimeId,
       State: this.state,
       SystemType: 'VirtualMachine',
       FakeState: { Host: Object.fromEntries(this.host), Guest: Object.fromEntries(this.guest) },

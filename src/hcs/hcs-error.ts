@@ -164,10 +164,11 @@ export function isPending(errOrHr: unknown): boolean {
 
 /**
  * "The VM is not available": teardown of it can be treated as done (hcsshim's rule):
- * not-exist, already-stopped, invalid-state, a closed handle, or the UVM's unexpected exit.
+ * not-exist, already-stopped, invalid-state, a closed handle, the UVM's unexpected exit, or its
+ * GCS bridge gone (the guest dies with the VM).
  */
 export function isVmUnavailable(err: unknown): boolean {
-  return isNotExist(err) || isAlreadyStopped(err) || isInvalidState(err) || UvmError.is(err, 'HANDLE_CLOSED', 'UVM_EXITED');
+  return isNotExist(err) || isAlreadyStopped(err) || isInvalidState(err) || UvmError.is(err, 'HANDLE_CLOSED', 'UVM_EXITED', 'BRIDGE_FAILED');
 }
 
 /** What an `HcsError` is built from. */

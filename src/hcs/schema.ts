@@ -13,7 +13,9 @@ export type GuestResourceType =
   | 'VPMemDevice'
   | 'MappedDirectory'
   | 'CombinedLayers'
-  | 'VPCIDevice';
+  | 'VPCIDevice'
+  /** WCOW: the GCS's hvsocket addresses, sent once after the bridge handshake. */
+  | 'HvSocket';
 
 /** A request forwarded to the guest agent (GCS). */
 export interface GuestRequest {

@@ -78,7 +78,7 @@ export function buildCreateDocument(o: ResolvedUvmOptions): Record<string, unkno
   };
   // HCS-owned guest connection (no shim bridge): HCS accepts the GCS and forwards GuestRequests;
   // hcsshim's values until it dropped the mode (2021): LCOW over vsock, WCOW the defaults.
-  if (o.guestConnection === undefined) vm.GuestConnection = o.os === 'linux' ? { UseVsock: true, UseConnectedSuspend: true } : {};
+  if (o.guestDelivery === 'hcs') vm.GuestConnection = o.os === 'linux' ? { UseVsock: true, UseConnectedSuspend: true } : {};
   if (o.os === 'windows') {
     vm.RegistryChanges = {
       AddValues: [

@@ -38,6 +38,7 @@ import { UvmGate } from './uvm-gate.js';
 import { UvmIdRelease } from './live-uvm-ids.js';
 import type { UtilityVmOptions } from './uvm-options.js';
 import { UvmExitMonitor, type UvmExit } from './uvm-exit.js';
+import { GuestChannels } from './guest-channels.js';
 
 /**
  * One Utility VM and its device managers. Built by the per-UVM DI scope
@@ -74,6 +75,8 @@ export class UtilityVm implements UvmDevices {
   readonly #gated: UvmDevices;
   /** Gives the UVM id back to the live-id registry. */
   readonly #releaseId: UvmIdRelease | undefined;
+  /** Set when the GCS bridge failed (BRIDGE_FAILED). */
+  #guestFailure: UvmError | undefined;
 
   constructor(
     @inject(UvmDeviceConfig) config: UvmDeviceConfig,
@@ -92,6 +95,7 @@ export class UtilityVm implements UvmDevices {
     @inject(VpciManager) @optional() vpci?: VpciManager,
     @inject(UvmIdRelease) @optional() releaseId?: UvmIdRelease,
     @inject(UvmExitMonitor) @optional() private readonly exits?: UvmExitMonitor,
+    @inject(GuestChannels) @optional() private readonly channels?: GuestChannels,
   ) {
     this.#releaseId = releaseId;
     this.facts = Object.freeze({
@@ -113,6 +117,11 @@ export class UtilityVm implements UvmDevices {
     this.#managers = { scsi, vsmb, vpmem, plan9, pipes };
     this.#gate = new UvmGate(config.id, lifecycle);
     if (exits) this.#gate.watchExit((op) => exits.failureFor(op));
+    // The GCS bridge failed as a whole: every guest call rejects BRIDGE_FAILED from now on.
+    channels?.onFailure((err) => {
+      this.#guestFailure = err;
+      if (!this.lifecycle.terminating) this.#logger.error('the guest connection failed; guest requests fail until the UVM is terminated', { error: err.message });
+    });
     const raw = this.#rawDevices(vpci);
     const gated = (this.#gated = this.#gate.devices(raw));
     // With a journal, the public managers are the UVM's journaled view: every lease the shim takes
@@ -183,9 +192,33 @@ export class UtilityVm implements UvmDevices {
     return this.exits?.exit;
   }
 
+  /**
+   * Starts the VM, then (bridge mode, and for LCOW in either mode) accepts the guest's hvsocket
+   * connections within the accept deadline and negotiates the GCS bridge: the UVM is ready when
+   * this resolves. When the guest does not connect (GUEST_CONNECT_TIMEOUT), the handshake fails or
+   * the VM exits meanwhile, the VM is terminated (as hcsshim does) and `start` rejects.
+   */
   async start(options?: HcsCallOptions): Promise<void> {
     this.#gate.assertRunning('start');
     await this.system.start(options);
+    if (!this.channels) return;
+    const exited = new AbortController();
+    void this.exits?.exited.then(() => exited.abort(new Error(`UVM ${this.id} exited`)));
+    try {
+      await this.channels.connect(options?.signal ? AbortSignal.any([options.signal, exited.signal]) : exited.signal);
+    } catch (err) {
+      this.#logger.warn('the guest did not connect; terminating the UVM', { error: String(err) });
+      this.lifecycle.markTerminating();
+      this.exits?.expectExit();
+      await this.system.terminate().catch(() => undefined);
+      this.lifecycle.markTerminated();
+      throw (UvmError.is(err, 'ABORTED') && exited.signal.aborted && this.exits?.failureFor('start')) || err;
+    }
+  }
+
+  /** The failure of this UVM's GCS bridge (BRIDGE_FAILED), once it failed as a whole. */
+  get guestConnectionFailure(): UvmError | undefined {
+    return this.#guestFailure;
   }
 
   /**
@@ -203,6 +236,7 @@ export class UtilityVm implements UvmDevices {
       if (!isVmUnavailable(err)) throw err;
     }
     this.lifecycle.markTerminated();
+    await this.channels?.close();
     if (this.system instanceof LateOutcomeSystem) this.system.stop();
     // The VM is gone: so are its access grants (docs/recovery.md), and nothing is left to recover.
     if (this.#recovery) {
@@ -341,6 +375,7 @@ export class UtilityVm implements UvmDevices {
   async close(): Promise<void> {
     if (this.#gate.closed) return;
     this.#gate.markClosed();
+    await this.channels?.close();
     this.system.close();
     this.#releaseId?.();
     await this.#recovery?.journal.close();

@@ -62,7 +62,20 @@ export interface UtilityVmOptions {
   memoryMb?: number;
   /** Virtual processors. @default 2 */
   processorCount?: number;
-  /** Guest delivery through the shim's own GCS bridge; absent = through HcsModifyComputeSystem. */
+  /**
+   * How guest requests reach the guest agent (GCS): `bridge` — the library listens on hvsocket,
+   * accepts the GCS during `start()` and sends each guest half over its own bridge, as hcsshim
+   * does — or `hcs` — the create document carries `VirtualMachine.GuestConnection` and HCS
+   * forwards `GuestRequest`s (a legacy mode; docs/hcs.md "Guest delivery").
+   * @default the orchestrator's `guestDelivery` ('hcs' for now)
+   */
+  guestDelivery?: 'bridge' | 'hcs';
+  /**
+   * How long `start()` waits for the guest to connect (GCS bridge, LCOW entropy and log) before
+   * it fails with GUEST_CONNECT_TIMEOUT and terminates the VM. @default 120000 (hcsshim's 2 minutes)
+   */
+  guestConnectTimeoutMs?: number;
+  /** The shim's own GCS bridge (bridge mode without the library's listener). */
   guestConnection?: GuestConnection;
   /**
    * Journal every acquired lease to this file, so that `UtilityVm.open` can recover after a shim
@@ -132,6 +145,9 @@ export interface ResolvedUvmOptions extends UvmDeviceConfig {
   memoryMb: number;
   processorCount: number;
   guestConnection: GuestConnection | undefined;
+  /** Undefined until the orchestrator applies its default. */
+  guestDelivery: 'bridge' | 'hcs' | undefined;
+  guestConnectTimeoutMs: number | undefined;
   journal: JournalOptions | undefined;
   /** `assignedDevices` with their VMBus GUIDs. */
   bootVpciDevices: readonly VpciDevice[];
@@ -163,6 +179,8 @@ const commonEntries = {
   vsmbNoDirectMap: OptionalFlag,
   memoryMb: v.optional(integerIn(64, 1024 * 1024)),
   processorCount: v.optional(integerIn(1, 1024)),
+  guestDelivery: v.optional(v.picklist(['bridge', 'hcs'], 'expected "bridge" or "hcs"')),
+  guestConnectTimeoutMs: v.optional(integerIn(1, 24 * 3600 * 1000)),
   guestConnection: v.optional(
     v.custom<GuestConnection>(
       (x) => x !== null && typeof x === 'object' && typeof (x as { modifySettings?: unknown }).modifySettings === 'function',
@@ -302,6 +320,8 @@ export function resolveUvmOptions(options: UtilityVmOptions): ResolvedUvmOptions
     memoryMb: o.memoryMb ?? 1024,
     processorCount: o.processorCount ?? 2,
     guestConnection: o.guestConnection,
+    guestDelivery: o.guestDelivery,
+    guestConnectTimeoutMs: o.guestConnectTimeoutMs,
     journal,
     bootVpciDevices: resolveBootDevices(o.assignedDevices),
     boot,

@@ -8,7 +8,9 @@ import { connect, createServer, type Socket } from 'node:net';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import type { Duplex } from 'node:stream';
+import { Duplex as DuplexStream, type Duplex } from 'node:stream';
+import { UvmError } from '../../src/core/errors.js';
+import { LCOW_GCS_SERVICE_ID, LCOW_LOG_SERVICE_ID, WCOW_GCS_SERVICE_ID, type HvSocketListener, type HvSocketTransport } from '../../src/hcs/hvsocket.js';
 import {
   BRIDGE_HEADER_SIZE,
   BridgeRpc,
@@ -80,6 +82,7 @@ export class FakeGcs {
       this.#closedByHost = true;
       socket.end();
     });
+    socket.on('close', () => (this.#closedByHost = true));
     socket.on('error', () => undefined);
     return this;
   }
@@ -218,3 +221,95 @@ export async function socketPair(): Promise<{ host: Socket; guest: Socket; dispo
 }
 
 export { BridgeRpc };
+
+/** Two connected in-memory Duplex ends (what a connected socket looks like to each side). */
+export function duplexPair(): [Duplex, Duplex] {
+  const make = (): Duplex & { peer?: Duplex } =>
+    new DuplexStream({
+      read() {},
+      write(this: Duplex & { peer?: Duplex }, chunk: Buffer, _enc, cb) {
+        this.peer?.push(chunk);
+        cb();
+      },
+      final(this: Duplex & { peer?: Duplex }, cb) {
+        this.peer?.push(null);
+        cb();
+      },
+      destroy(this: Duplex & { peer?: Duplex }, err, cb) {
+        const peer = this.peer;
+        if (peer && !peer.destroyed) peer.destroy();
+        cb(err);
+      },
+    });
+  const a = make();
+  const b = make();
+  a.peer = b;
+  b.peer = a;
+  return [a, b];
+}
+
+/**
+ * An `HvSocketTransport` whose guest is this process: every accept resolves at once (unless the
+ * service is in `neverDial`), with a `FakeGcs` on the guest end of a GCS service; entropy and log
+ * ends are drained (`entropyBytes` counts what the host wrote).
+ */
+export class FakeHvSocketTransport implements HvSocketTransport {
+  readonly gcs = new Map<string, FakeGcs>();
+  readonly listening: { vmId: string; serviceId: string }[] = [];
+  readonly neverDial = new Set<string>();
+  entropyBytes = 0;
+  /** Lines the fake guest writes on the log connection. */
+  logLines: string[] = [];
+  openListeners = 0;
+
+  constructor(private readonly profile: 'linux' | 'windows' = 'linux') {}
+
+  listen(vmId: string, serviceId: string): Promise<HvSocketListener> {
+    this.listening.push({ vmId, serviceId });
+    this.openListeners++;
+    let closed = false;
+    const close = (): Promise<void> => {
+      if (!closed) this.openListeners--;
+      closed = true;
+      return Promise.resolve();
+    };
+    return Promise.resolve({
+      accept: (options: { timeoutMs: number; signal?: AbortSignal }): Promise<Duplex> => {
+        if (this.neverDial.has(serviceId)) {
+          return new Promise<Duplex>((_resolve, reject) => {
+            const timer = setTimeout(() => {
+              void close();
+              reject(new UvmError('GUEST_CONNECT_TIMEOUT', `no guest on ${serviceId}`, { details: { vmId, serviceId, timeoutMs: options.timeoutMs } }));
+            }, options.timeoutMs);
+            options.signal?.addEventListener('abort', () => {
+              clearTimeout(timer);
+              void close();
+              reject(new UvmError('ABORTED', 'aborted'));
+            });
+          });
+        }
+        const [host, guest] = duplexPair();
+        if (serviceId === LCOW_GCS_SERVICE_ID || serviceId === WCOW_GCS_SERVICE_ID) {
+          this.gcs.set(vmId, new FakeGcs({ profile: this.profile }).attach(guest));
+        } else {
+          guest.on('data', (b: Buffer) => (this.entropyBytes += b.length));
+          if (serviceId === LCOW_LOG_SERVICE_ID) for (const line of this.logLines) guest.write(`${line}\n`);
+        }
+        void close();
+        return Promise.resolve(host);
+      },
+      close,
+    });
+  }
+}
+
+/**
+ * Orchestrator options for unit tests over `FakeHcs` in HCS-owned delivery (the fake applies
+ * `GuestRequest`s itself); LCOW entropy and log are answered by an in-process fake guest.
+ */
+export const HCS_DELIVERY: { guestDelivery: 'hcs'; hvSocket: HvSocketTransport } = {
+  guestDelivery: 'hcs',
+  get hvSocket(): HvSocketTransport {
+    return new FakeHvSocketTransport();
+  },
+};

@@ -5,6 +5,7 @@ import { FakeHostFs } from '../../../src/core/fake-host-fs.js';
 import { createUvmOrchestrator } from '../../../src/di/uvm-orchestrator.js';
 import { FakeHcs } from '../../../src/hcs/fake-hcs.js';
 import { grantsVmAccess } from '../../../src/devices/scsi-manager.js';
+import { HCS_DELIVERY } from '../../fakes/fake-gcs.js';
 
 describe('SCSI: VM access granted by default for writable disks', () => {
   it('the rule', () => {
@@ -18,7 +19,7 @@ describe('SCSI: VM access granted by default for writable disks', () => {
 
   it('acquire on a UVM: a writable disk is granted before it is attached, a read-only one is not', async () => {
     const hcs = new FakeHcs();
-    const { createUtilityVm } = createUvmOrchestrator({ hcs, hostFs: new FakeHostFs().file('/vhd/rw.vhdx').file('/vhd/ro.vhdx') });
+    const { createUtilityVm } = createUvmOrchestrator({ ...HCS_DELIVERY, hcs, hostFs: new FakeHostFs().file('/vhd/rw.vhdx').file('/vhd/ro.vhdx') });
     const uvm = await createUtilityVm({ id: 'grant', os: 'linux' });
     await uvm.start();
     const rw = await uvm.scsi.acquire({ hostPath: '/vhd/rw.vhdx', readOnly: false });

@@ -126,10 +126,10 @@ describe('GCS bridge client (in-process fake GCS)', () => {
 
   it('a call passing its deadline fails the whole bridge (hcsshim: not just the call)', async () => {
     gcs.on({ resourceType: 'MappedVirtualDisk', action: { kind: 'hold' } });
-    const other = bridge.modifySettings(mount(1));
-    const late = bridge.modifySettings(mount(2), { timeoutMs: 50 });
-    expect(await codeOf(late)).to.equal('BRIDGE_FAILED');
-    expect(await codeOf(other)).to.equal('BRIDGE_FAILED');
+    const other = codeOf(bridge.modifySettings(mount(1)));
+    const late = codeOf(bridge.modifySettings(mount(2), { timeoutMs: 50 }));
+    expect(await late).to.equal('BRIDGE_FAILED');
+    expect(await other).to.equal('BRIDGE_FAILED');
     expect(failures.map((f) => f.details.reason)).to.deep.equal(['deadline']);
   });
 

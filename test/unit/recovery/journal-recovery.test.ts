@@ -14,6 +14,7 @@ import { parseJournal } from '../../../src/recovery/journal-format.js';
 import { readJournalFile } from '../../../src/recovery/journal.js';
 import type { UtilityVm } from '../../../src/uvm/utility-vm.js';
 import { checkAfterTest, detachTablesFromLeakCheck } from '../../support/leak-checks.js';
+import { HCS_DELIVERY } from '../../fakes/fake-gcs.js';
 
 const MiB = 1024 * 1024;
 /** test/unit/recovery/fixtures (the build keeps sources next to the compiled tests' parent). */
@@ -42,7 +43,7 @@ describe('recovery from the journal alone (FakeHcs, no device list)', () => {
   });
   afterEach(() => rmSync(dir, { recursive: true, force: true }));
 
-  const orchestrator = () => createUvmOrchestrator({ hcs, hostFs, logger: createLogger({ level: 'silent' }) });
+  const orchestrator = () => createUvmOrchestrator({ ...HCS_DELIVERY, hcs, hostFs, logger: createLogger({ level: 'silent' }) });
   const journalPath = () => join(dir, 'vm.journal');
   const system = (id: string) => hcs.systems.get(id) as FakeComputeSystem;
 

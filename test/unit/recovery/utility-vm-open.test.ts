@@ -13,6 +13,7 @@ import { readJournalFile } from '../../../src/recovery/journal.js';
 import type { UtilityVm } from '../../../src/uvm/utility-vm.js';
 import { expectCode } from '../../fakes/expect-code.js';
 import { checkAfterTest, detachTablesFromLeakCheck } from '../../support/leak-checks.js';
+import { HCS_DELIVERY } from '../../fakes/fake-gcs.js';
 
 const MiB = 1024 * 1024;
 
@@ -31,7 +32,7 @@ describe('UtilityVm journal and open (FakeHcs)', () => {
   });
   afterEach(() => rmSync(dir, { recursive: true, force: true }));
 
-  const orchestrator = () => createUvmOrchestrator({ hcs, hostFs, logger: createLogger({ level: 'silent' }) });
+  const orchestrator = () => createUvmOrchestrator({ ...HCS_DELIVERY, hcs, hostFs, logger: createLogger({ level: 'silent' }) });
   const journal = () => ({ path: join(dir, 'vm.journal') });
   const spec = {
     root: { path: 'rootfs' },
@@ -52,7 +53,7 @@ describe('UtilityVm journal and open (FakeHcs)', () => {
     const tools = await first.scsi.acquire({ hostPath: '/d/tools.vhdx', readOnly: true });
     const { resources } = await first.allocateContainer(spec, { containerId: 'c1' });
     const doc = (await readJournalFile(journal().path))!;
-    expect(doc.uvmOptions).to.deep.equal({ id: 'vm-1', os: 'linux', vpmem: { count: 2 } });
+    expect(doc.uvmOptions).to.deep.equal({ id: 'vm-1', os: 'linux', vpmem: { count: 2 }, guestDelivery: 'hcs' });
     expect(doc.records.map((r) => `${r.kind} ${r.owner ?? 'uvm'}`).sort()).to.deep.equal([
       'combined-layers c1',
       'plan9 c1',

@@ -7,6 +7,7 @@ import { checkBootFiles } from '../../../src/uvm/boot-options.js';
 import { buildCreateDocument, mergePatch } from '../../../src/uvm/create-document.js';
 import { resolveUvmOptions, type UtilityVmOptions } from '../../../src/uvm/uvm-options.js';
 import { rejectsWithCode } from '../devices/device-test-kit.js';
+import { HCS_DELIVERY } from '../../fakes/fake-gcs.js';
 
 const SCSI0 = 'df6d0690-79e5-55b6-a5ec-c1e2f77f580a';
 const SDDL = 'D:P(A;;FA;;;SY)(A;;FA;;;BA)';
@@ -49,7 +50,6 @@ describe('create document: LCOW boot (hcsshim MakeLCOWDoc)', () => {
           HvSocket: { HvSocketConfig: { DefaultBindSecurityDescriptor: SDDL } },
           Plan9: {},
         },
-        GuestConnection: { UseVsock: true, UseConnectedSuspend: true },
       },
     });
   });
@@ -173,14 +173,13 @@ describe('create document: WCOW boot (hcsshim prepareConfigDoc)', () => {
         RegistryChanges: {
           AddValues: [{ Key: { Hive: 'System', Name: 'CurrentControlSet\\Services\\gns' }, Name: 'EnableCompartmentNamespace', Type: 'DWord', DWordValue: 1 }],
         },
-        GuestConnection: {},
       },
     });
   });
 
   it('no log forwarding, NoDirectmap share, console; the factory grants the scratch before create and keeps 0:0', async () => {
     const hcs = new FakeHcs();
-    const o = createUvmOrchestrator({ hcs, hostFs: fs(), logger: createLogger({ level: 'silent' }) });
+    const o = createUvmOrchestrator({ ...HCS_DELIVERY, hcs, hostFs: fs(), logger: createLogger({ level: 'silent' }) });
     const uvm = await o.createUtilityVm({
       id: 'w',
       os: 'windows',
@@ -215,7 +214,7 @@ describe('boot files are checked before HCS is called', () => {
   for (const [name, options, hostFs, bootFile] of cases) {
     it(`${name} → NOT_FOUND naming the ${bootFile} file, no HCS call`, async () => {
       const hcs = new FakeHcs();
-      const o = createUvmOrchestrator({ hcs, hostFs, logger: createLogger({ level: 'silent' }) });
+      const o = createUvmOrchestrator({ ...HCS_DELIVERY, hcs, hostFs, logger: createLogger({ level: 'silent' }) });
       const err = await rejectsWithCode(o.createUtilityVm(options), 'NOT_FOUND');
       expect((err as unknown as { details: Record<string, unknown> }).details.bootFile).to.equal(bootFile);
       expect(hcs.calls).to.deep.equal([]);
@@ -237,7 +236,7 @@ describe('boot files are checked before HCS is called', () => {
   for (const [name, options, code] of bad) {
     it(`${name} → ${code}, no HCS call`, async () => {
       const hcs = new FakeHcs();
-      const o = createUvmOrchestrator({ hcs, hostFs: new FakeHostFs(), logger: createLogger({ level: 'silent' }) });
+      const o = createUvmOrchestrator({ ...HCS_DELIVERY, hcs, hostFs: new FakeHostFs(), logger: createLogger({ level: 'silent' }) });
       await rejectsWithCode(o.createUtilityVm(options as never), code as never);
       expect(hcs.calls).to.deep.equal([]);
     });

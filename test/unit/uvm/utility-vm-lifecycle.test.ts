@@ -13,6 +13,7 @@ import type { OciSpec } from '../../../src/oci/oci-spec.js';
 import type { UtilityVm } from '../../../src/uvm/utility-vm.js';
 import { expectCode } from '../../fakes/expect-code.js';
 import { checkAfterTest, detachTablesFromLeakCheck } from '../../support/leak-checks.js';
+import { HCS_DELIVERY } from '../../fakes/fake-gcs.js';
 
 const MiB = 1024 * 1024;
 
@@ -45,7 +46,7 @@ describe('UtilityVm lifecycle (misuse refused with codes)', () => {
     rmSync(dir, { recursive: true, force: true });
   });
 
-  const orchestrator = () => createUvmOrchestrator({ hcs, hostFs, logger: createLogger({ level: 'silent' }) });
+  const orchestrator = () => createUvmOrchestrator({ ...HCS_DELIVERY, hcs, hostFs, logger: createLogger({ level: 'silent' }) });
   const journalPath = () => join(dir, 'vm.journal');
   const track = (uvm: UtilityVm): UtilityVm => {
     open.push(uvm);

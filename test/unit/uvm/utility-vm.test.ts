@@ -10,6 +10,7 @@ import { resolveUvmOptions, type UtilityVmOptions } from '../../../src/uvm/uvm-o
 import { checkAfterTest } from '../../support/leak-checks.js';
 import { forceGc } from '../../support/gc.js';
 import { rejectsWithCode } from '../devices/device-test-kit.js';
+import { HCS_DELIVERY } from '../../fakes/fake-gcs.js';
 
 const C = [
   'df6d0690-79e5-55b6-a5ec-c1e2f77f580a',
@@ -21,7 +22,7 @@ const C = [
 function orchestrator(): { hcs: FakeHcs; hostFs: FakeHostFs; create: (o: UtilityVmOptions) => Promise<UtilityVm> } {
   const hcs = new FakeHcs();
   const hostFs = new FakeHostFs();
-  const o = createUvmOrchestrator({ hcs, hostFs, logger: createLogger({ level: 'silent' }) });
+  const o = createUvmOrchestrator({ ...HCS_DELIVERY, hcs, hostFs, logger: createLogger({ level: 'silent' }) });
   checkAfterTest(() => [...hcs.systems.values()].flatMap((s) => (s.state === 'Stopped' ? [] : s.attached())));
   return { hcs, hostFs, create: o.createUtilityVm };
 }
@@ -116,7 +117,6 @@ describe('UtilityVm create document (no boot)', () => {
           HvSocket: { HvSocketConfig: { DefaultBindSecurityDescriptor: 'D:P(A;;FA;;;SY)(A;;FA;;;BA)' } },
           Plan9: {},
         },
-        GuestConnection: { UseVsock: true, UseConnectedSuspend: true },
       },
     });
   });
@@ -132,15 +132,20 @@ describe('UtilityVm create document (no boot)', () => {
     });
     expect(wcow.VirtualMachine.ComputeTopology.Memory).to.deep.equal({ SizeInMB: 1024, AllowOvercommit: true, EnableHotHint: true });
     expect(wcow.VirtualMachine.RegistryChanges.AddValues).to.have.length(1);
-    expect(wcow.VirtualMachine.GuestConnection).to.deep.equal({});
+    expect(wcow.VirtualMachine).to.not.have.property('GuestConnection');
   });
 
-  it('HCS-owned guest connection only without a shim bridge: no GuestConnection with one', () => {
+  it("GuestConnection only when HCS owns the guest connection (hcsshim's values: LCOW vsock, WCOW {}); HvSocket bind SDDL in both modes", () => {
     const connection = { modifySettings: () => Promise.resolve() };
     for (const os of ['linux', 'windows'] as const) {
-      const doc = buildCreateDocument(resolveUvmOptions({ id: 'a', os, guestConnection: connection })) as { VirtualMachine: Record<string, unknown> };
-      expect(doc.VirtualMachine).to.not.have.property('GuestConnection');
-      expect(doc.VirtualMachine.Devices).to.have.nested.property('HvSocket.HvSocketConfig.DefaultBindSecurityDescriptor', 'D:P(A;;FA;;;SY)(A;;FA;;;BA)');
+      for (const options of [{ guestConnection: connection }, { guestDelivery: 'bridge' as const }, {}]) {
+        const doc = buildCreateDocument(resolveUvmOptions({ id: 'a', os, ...options })) as { VirtualMachine: Record<string, unknown> };
+        expect(doc.VirtualMachine).to.not.have.property('GuestConnection');
+        expect(doc.VirtualMachine.Devices).to.have.nested.property('HvSocket.HvSocketConfig.DefaultBindSecurityDescriptor', 'D:P(A;;FA;;;SY)(A;;FA;;;BA)');
+      }
+      const owned = buildCreateDocument(resolveUvmOptions({ id: 'a', os, guestDelivery: 'hcs' })) as { VirtualMachine: Record<string, unknown> };
+      expect(owned.VirtualMachine.GuestConnection).to.deep.equal(os === 'linux' ? { UseVsock: true, UseConnectedSuspend: true } : {});
+      expect(owned.VirtualMachine.Devices).to.have.nested.property('HvSocket.HvSocketConfig.DefaultBindSecurityDescriptor', 'D:P(A;;FA;;;SY)(A;;FA;;;BA)');
     }
   });
 });
@@ -256,7 +261,7 @@ describe('UtilityVm (through the composition root)', () => {
 
   it('UtilityVm.create is the same factory', async () => {
     const hcs = new FakeHcs();
-    const uvm = await UtilityVm.create({ id: 'w', os: 'windows' }, { hcs, hostFs: new FakeHostFs(), logger: createLogger({ level: 'silent' }) });
+    const uvm = await UtilityVm.create({ id: 'w', os: 'windows' }, { ...HCS_DELIVERY, hcs, hostFs: new FakeHostFs(), logger: createLogger({ level: 'silent' }) });
     expect(uvm.facts.os).to.equal('windows');
     expect(hcs.calls.map((c) => c.fn)).to.deep.equal(['create']);
   });

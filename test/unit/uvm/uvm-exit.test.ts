@@ -8,11 +8,12 @@ import { describeExit } from '../../../src/uvm/uvm-exit.js';
 import type { UtilityVm } from '../../../src/uvm/utility-vm.js';
 import type { UtilityVmOptions } from '../../../src/uvm/uvm-options.js';
 import { rejectsWithCode } from '../devices/device-test-kit.js';
+import { HCS_DELIVERY } from '../../fakes/fake-gcs.js';
 
 async function started(options: Partial<UtilityVmOptions> = {}): Promise<{ hcs: FakeHcs; hostFs: FakeHostFs; uvm: UtilityVm; system: FakeComputeSystem }> {
   const hcs = new FakeHcs();
   const hostFs = new FakeHostFs().file('/l/a.vhd', 1024).file('/l/b.vhd', 1024);
-  const o = createUvmOrchestrator({ hcs, hostFs, logger: createLogger({ level: 'silent' }) });
+  const o = createUvmOrchestrator({ ...HCS_DELIVERY, hcs, hostFs, logger: createLogger({ level: 'silent' }) });
   const uvm = await o.createUtilityVm({ id: 'vm', os: 'linux', vpmem: { count: 4 }, ...options });
   await uvm.start();
   return { hcs, hostFs, uvm, system: hcs.systems.get('vm') as FakeComputeSystem };
