@@ -150,8 +150,9 @@ export function createUvmOrchestrator(options: UvmOrchestratorOptions = {}): Uvm
   root.bind(HostFs).toConstantValue(options.hostFs ?? new NodeHostFs());
   root.bind(Logger).toConstantValue(options.logger ?? createLogger());
   let transport: Promise<HvSocketTransport> | undefined;
-  const hvSocket = (): Promise<HvSocketTransport> => (transport ??= options.hvSocket ? Promise.resolve(options.hvSocket) : platformHvSocket());
-  const defaultDelivery: GuestDeliveryMode = options.guestDelivery ?? 'bridge';
+  const given = options.hvSocket ?? options.hcs?.guestHvSocket;
+  const hvSocket = (): Promise<HvSocketTransport> => (transport ??= given ? Promise.resolve(given) : platformHvSocket());
+  const defaultDelivery: GuestDeliveryMode = options.guestDelivery ?? options.hcs?.defaultGuestDelivery ?? 'bridge';
   if (defaultDelivery !== 'bridge' && defaultDelivery !== 'hcs') throw invalidArgument(`guestDelivery must be "bridge" or "hcs": ${String(defaultDelivery)}`, { field: 'guestDelivery' });
   /** The per-UVM scope over an existing compute system. */
   const buildScope = (resolved: ResolvedUvmOptions, system: HcsSystem, journal: RecoveryJournal | undefined, releaseId: UvmIdRelease, channels?: GuestChannels): UtilityVm => {

@@ -1,5 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import { UvmError } from '../core/errors.js';
+import type { HvSocketTransport } from './hvsocket.js';
+import { DrainingGuestTransport } from './in-process-guest.js';
 import type { HcsApi, HcsCallOptions, HcsSystem, HcsSystemSummary } from './hcs-api.js';
 import type { SystemExit } from './system-events.js';
 import { HcsError } from './hcs-error.js';
@@ -26,6 +28,10 @@ export type FakeFault = (call: FakeHcsCall) => Error | undefined;
  * It does not validate documents; the native simulator does that for integration tests.
  */
 export class FakeHcs implements HcsApi {
+  /** FakeHcs applies GuestRequests itself: its UVMs default to HCS-owned delivery. */
+  readonly defaultGuestDelivery = 'hcs' as const;
+  /** Its guests answer at once (LCOW entropy and log) from this process. */
+  readonly guestHvSocket: HvSocketTransport = new DrainingGuestTransport();
   readonly calls: FakeHcsCall[] = [];
   readonly systems = new Map<string, FakeComputeSystem>();
   readonly grants = new Set<string>();

@@ -1,6 +1,7 @@
 import type { ServiceIdentifier } from 'inversify';
 import type { ModifySettingRequest } from './schema.js';
 import type { SystemExit } from './system-events.js';
+import type { HvSocketTransport } from './hvsocket.js';
 
 /** Per-call options of every HCS call. */
 export interface HcsCallOptions {
@@ -62,6 +63,13 @@ export interface HcsApi {
   revokeVmAccess(vmId: string, path: string): Promise<void>;
   /** `NameToGuid`: the deterministic GUID (lower-case, no braces) HCS derives from a name. */
   nameToGuid(name: string): string;
+  /**
+   * For a fake whose guests live in this process: the delivery its UVMs default to, and the
+   * transport their guests connect through (the orchestrator's own options win). Real HCS and the
+   * simulator binding leave both unset.
+   */
+  readonly defaultGuestDelivery?: 'bridge' | 'hcs';
+  readonly guestHvSocket?: HvSocketTransport;
 }
 /** DI token of the `HcsApi` port. */
 export const HcsApi: ServiceIdentifier<HcsApi> = Symbol.for('uvm-orchestrator.HcsApi');

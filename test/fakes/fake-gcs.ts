@@ -8,7 +8,8 @@ import { connect, createServer, type Socket } from 'node:net';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { Duplex as DuplexStream, type Duplex } from 'node:stream';
+import type { Duplex } from 'node:stream';
+import { duplexPair } from '../../src/hcs/in-process-guest.js';
 import { UvmError } from '../../src/core/errors.js';
 import { LCOW_GCS_SERVICE_ID, LCOW_LOG_SERVICE_ID, WCOW_GCS_SERVICE_ID, type HvSocketListener, type HvSocketTransport } from '../../src/hcs/hvsocket.js';
 import {
@@ -221,32 +222,6 @@ export async function socketPair(): Promise<{ host: Socket; guest: Socket; dispo
 }
 
 export { BridgeRpc };
-
-/** Two connected in-memory Duplex ends (what a connected socket looks like to each side). */
-export function duplexPair(): [Duplex, Duplex] {
-  const make = (): Duplex & { peer?: Duplex } =>
-    new DuplexStream({
-      read() {},
-      write(this: Duplex & { peer?: Duplex }, chunk: Buffer, _enc, cb) {
-        this.peer?.push(chunk);
-        cb();
-      },
-      final(this: Duplex & { peer?: Duplex }, cb) {
-        this.peer?.push(null);
-        cb();
-      },
-      destroy(this: Duplex & { peer?: Duplex }, err, cb) {
-        const peer = this.peer;
-        if (peer && !peer.destroyed) peer.destroy();
-        cb(err);
-      },
-    });
-  const a = make();
-  const b = make();
-  a.peer = b;
-  b.peer = a;
-  return [a, b];
-}
 
 /**
  * An `HvSocketTransport` whose guest is this process: every accept resolves at once (unless the

@@ -12,6 +12,7 @@ import { configureSimulator, readSimulatorState, type SimulatorState } from '../
 import type { UtilityVm } from '../../src/uvm/utility-vm.js';
 import type { UtilityVmOptions } from '../../src/uvm/uvm-options.js';
 import { hcs } from './simulator-fixture.js';
+import { testGuestDelivery } from '../support/guest-delivery.js';
 
 /** Scale of the random-concurrency tests: the default run does 64 × 200 per manager; UVM_SOAK=1 does 64 × 1000. */
 export const SOAK = process.env.UVM_SOAK === '1';
@@ -60,7 +61,7 @@ const countingHcs: HcsApi = {
   nameToGuid: (name) => hcs.nameToGuid(name),
 };
 export const hostFs = new FakeHostFs();
-const orchestrator = createUvmOrchestrator({ hcs: countingHcs, hostFs, logger: createLogger({ level: 'silent' }) });
+const orchestrator = createUvmOrchestrator({ guestDelivery: testGuestDelivery, hcs: countingHcs, hostFs, logger: createLogger({ level: 'silent' }) });
 
 /** Creates and starts a UVM with a unique id; `disposeUvms()` terminates and closes them. */
 const live: UtilityVm[] = [];

@@ -22,6 +22,7 @@ import { readSimulatorState, type SimulatorState } from '../../src/hcs/simulator
 import type { OciSpec } from '../../src/oci/oci-spec.js';
 import type { UtilityVm } from '../../src/uvm/utility-vm.js';
 import type { UtilityVmOptions } from '../../src/uvm/uvm-options.js';
+import { testGuestDelivery } from '../support/guest-delivery.js';
 
 /** UVM_SOAK=1: the full sweeps (every index for every fault kind, more load rounds). */
 export const SOAK = process.env.UVM_SOAK === '1';
@@ -137,7 +138,7 @@ export class InstrumentedHcs implements HcsApi {
 
 /** A composition root over an instrumented binding. */
 export function orchestratorOver(hcs: InstrumentedHcs, hostFs?: HostFs): UvmOrchestrator {
-  return createUvmOrchestrator({ hcs, ...(hostFs ? { hostFs } : {}), logger: createLogger({ level: 'silent' }) });
+  return createUvmOrchestrator({ guestDelivery: testGuestDelivery, hcs, ...(hostFs ? { hostFs } : {}), logger: createLogger({ level: 'silent' }) });
 }
 
 // ---------------------------------------------------------------- simulator state

@@ -12,6 +12,7 @@ import { configureSimulator, readSimulatorState, simulatorStats } from '../../sr
 import type { OciSpec } from '../../src/oci/oci-spec.js';
 import type { UtilityVm } from '../../src/uvm/utility-vm.js';
 import { createTestSystem, hcs, resetTestSimulator } from './simulator-fixture.js';
+import { testGuestDelivery } from '../support/guest-delivery.js';
 
 const MiB = 1024 * 1024;
 const UVMS = 100;
@@ -44,7 +45,7 @@ describe('hcs binding: one bounded driver', function () {
   it(`${UVMS} UVMs × ${CONTAINERS} containers allocated at once through the FFI, then released: every UVM ends empty`, async () => {
     const hostFs = new FakeHostFs().file('/bounded/l/base/layer.vhd', 8 * MiB).dir('/bounded/data');
     for (let c = 0; c < CONTAINERS; c++) hostFs.file(`/bounded/scratch/${c}/sandbox.vhdx`, 64 * MiB);
-    const orchestrator = createUvmOrchestrator({ hcs, hostFs, logger: createLogger({ level: 'silent' }) });
+    const orchestrator = createUvmOrchestrator({ guestDelivery: testGuestDelivery, hcs, hostFs, logger: createLogger({ level: 'silent' }) });
     const uvms: UtilityVm[] = [];
     try {
       const created = await Promise.allSettled(
@@ -93,7 +94,7 @@ describe('hcs binding: one bounded driver', function () {
     for (let i = 0; i < 64; i++) hostFs.dir(`/bounded/a/share-${i}`);
     // No modify timeout at all: the hung operations stay in HCS for the whole test.
     const binding = new ComputeCoreHcs({ modifyTimeoutMs: 3_600_000 });
-    const orchestrator = createUvmOrchestrator({ hcs: binding, hostFs, logger: createLogger({ level: 'silent' }) });
+    const orchestrator = createUvmOrchestrator({ guestDelivery: testGuestDelivery, hcs: binding, hostFs, logger: createLogger({ level: 'silent' }) });
     const a = await orchestrator.createUtilityVm({ id: `bounded-hung-a-${process.pid}`, os: 'linux', vpmem: { count: 1 } });
     const b = await orchestrator.createUtilityVm({ id: `bounded-hung-b-${process.pid}`, os: 'linux', vpmem: { count: 1 } });
     try {

@@ -10,6 +10,7 @@ import { ComputeCoreHcs } from '../../src/hcs/computecore-hcs.js';
 import { configureSimulator, readSimulatorState, simulatorStats, type SimulatorConfig } from '../../src/hcs/simulator-controls.js';
 import type { UtilityVm } from '../../src/uvm/utility-vm.js';
 import { createTestSystem, hcs, resetTestSimulator, systemConfig, uniqueId } from './simulator-fixture.js';
+import { testGuestDelivery } from '../support/guest-delivery.js';
 
 const E_FAIL = 0x80004005 | 0;
 const MODES: NonNullable<SimulatorConfig['removeNotAttached']>[] = ['notFound', 'invalidState', 'success'];
@@ -46,7 +47,7 @@ describe('hcs binding: HCS as it really is', function () {
     describe(`removing something not attached answers "${mode}"`, () => {
       let uvm: UtilityVm | undefined;
       const hostFs = new FakeHostFs().file('/rw/layer.vhd', 1 << 20).dir('/rw/share');
-      const orchestrator = createUvmOrchestrator({ hcs: new ComputeCoreHcs({ modifyTimeoutMs: 150 }), hostFs, logger: createLogger({ level: 'silent' }) });
+      const orchestrator = createUvmOrchestrator({ guestDelivery: testGuestDelivery, hcs: new ComputeCoreHcs({ modifyTimeoutMs: 150 }), hostFs, logger: createLogger({ level: 'silent' }) });
       beforeEach(async () => {
         configureSimulator({ removeNotAttached: mode });
         uvm = await orchestrator.createUtilityVm({ id: uniqueId(`rw-${mode}`), os: 'linux', vpmem: { count: 2 } });

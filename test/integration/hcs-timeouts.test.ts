@@ -18,6 +18,7 @@ import { configureSimulator, readSimulatorState, simulatorStats } from '../../sr
 import type { ModifySettingRequest } from '../../src/hcs/schema.js';
 import type { UtilityVm } from '../../src/uvm/utility-vm.js';
 import { createTestSystem, hcs, rejection, resetTestSimulator, SCSI_CONTROLLERS, systemConfig } from './simulator-fixture.js';
+import { testGuestDelivery } from '../support/guest-delivery.js';
 
 const C0 = SCSI_CONTROLLERS[0];
 const add = (lun: number): ModifySettingRequest => ({
@@ -55,7 +56,7 @@ describe('hcs binding: timeouts and aborts without cancel', function () {
     let uvm: UtilityVm | undefined;
     const hostFs = new FakeHostFs().file('/l/a/layer.vhd', 1 << 20).file('/l/b/layer.vhd', 1 << 20);
     const bounded = new ComputeCoreHcs({ modifyTimeoutMs: 150 });
-    const orchestrator = createUvmOrchestrator({ hcs: bounded, hostFs, logger: createLogger({ level: 'silent' }) });
+    const orchestrator = createUvmOrchestrator({ guestDelivery: testGuestDelivery, hcs: bounded, hostFs, logger: createLogger({ level: 'silent' }) });
     afterEach(async () => {
       configureSimulator({ releaseHangs: true, clearFaults: true });
       if (uvm) {

@@ -7,6 +7,7 @@ import { configureSimulator, readSimulatorState } from '../../src/hcs/simulator-
 import { FakeHostFs } from '../../src/core/fake-host-fs.js';
 import { createLogger } from '../../src/core/logger.js';
 import { UvmError } from '../../src/core/errors.js';
+import { testGuestDelivery } from '../support/guest-delivery.js';
 
 describe('integration: modifyTimeoutMs bounds the managers’ HCS calls', function () {
   this.timeout(20_000);
@@ -15,7 +16,7 @@ describe('integration: modifyTimeoutMs bounds the managers’ HCS calls', functi
   it('a hung VPMEM add times out, its late success is undone, nothing stays attached, and the next acquire works', async () => {
     const hostFs = new FakeHostFs().file('/l/a/layer.vhd', 1 << 20);
     const hcs = new ComputeCoreHcs({ modifyTimeoutMs: 200 });
-    const orchestrator = createUvmOrchestrator({ hcs, hostFs, logger: createLogger({ level: 'silent' }) });
+    const orchestrator = createUvmOrchestrator({ guestDelivery: testGuestDelivery, hcs, hostFs, logger: createLogger({ level: 'silent' }) });
     const uvm = await orchestrator.createUtilityVm({ id: `modify-timeout-${process.pid}`, os: 'linux', vpmem: { count: 2 } });
     try {
       await uvm.start();

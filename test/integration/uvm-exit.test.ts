@@ -15,6 +15,7 @@ import { activeEventSubscriptions } from '../../src/hcs/system-events.js';
 import { checkAfterTest } from '../support/leak-checks.js';
 import { REPO, runCli } from './cli-support.js';
 import { createTestSystem, disposeTestSystem, hcs, resetTestSimulator, uniqueId } from './simulator-fixture.js';
+import { testGuestDelivery } from '../support/guest-delivery.js';
 
 /** The binding, remembering the systems it created (to wait for their operations at the end). */
 class RecordingHcs extends ComputeCoreHcs {
@@ -81,7 +82,7 @@ describe('UtilityVm: an unexpected exit through the simulator', function () {
   beforeEach(() => resetTestSimulator());
 
   async function startedUvm(binding: RecordingHcs) {
-    const orchestrator = createUvmOrchestrator({ hcs: binding, hostFs: new FakeHostFs(), logger: createLogger({ level: 'silent' }) });
+    const orchestrator = createUvmOrchestrator({ guestDelivery: testGuestDelivery, hcs: binding, hostFs: new FakeHostFs(), logger: createLogger({ level: 'silent' }) });
     const uvm = await orchestrator.createUtilityVm({ id: uniqueId('uvm-exit'), os: 'linux', scsiControllers: 1 });
     await uvm.start();
     return uvm;

@@ -24,6 +24,7 @@ import type { UtilityVm } from '../../src/uvm/utility-vm.js';
 import { forceGc, heapAfterGc } from './gc.js';
 import { prng } from './prng.js';
 import { sparseFile } from './sparse-file.js';
+import { testGuestDelivery } from './guest-delivery.js';
 
 const MiB = 1024 * 1024;
 const E_FAIL = 0x80004005 | 0;
@@ -192,7 +193,7 @@ export async function runSoak(options: SoakOptions): Promise<SoakResult> {
   const journals = path.join(options.root, 'journals');
   mkdirSync(journals, { recursive: true });
   const hcs = new ComputeCoreHcs();
-  const orchestrator = createUvmOrchestrator({ hcs, logger: createLogger({ level: 'silent' }) });
+  const orchestrator = createUvmOrchestrator({ guestDelivery: testGuestDelivery, hcs, logger: createLogger({ level: 'silent' }) });
   const prefix = `soak-${process.pid}-${options.seed}`;
   // Every non-aborted call shares one long-lived signal, as a shim passes its own: the library
   // must remove each listener it adds.

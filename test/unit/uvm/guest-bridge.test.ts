@@ -31,7 +31,8 @@ function kit(profile: 'linux' | 'windows' = 'linux') {
   /** Resolves once `n` guest log lines reached the logger. */
   const logsFromGuest = (n: number): Promise<void> =>
     logged.filter((l) => l.fields?.source === 'gcs').length >= n ? Promise.resolve() : new Promise((resolve) => (waiter = { n, resolve }));
-  const o = createUvmOrchestrator({ hcs, hostFs, logger, hvSocket: transport });
+  // FakeHcs alone defaults to HCS-owned delivery; these tests run the bridge over a fake guest.
+  const o = createUvmOrchestrator({ hcs, hostFs, logger, hvSocket: transport, guestDelivery: 'bridge' });
   const create = (options: UtilityVmOptions): Promise<UtilityVm> => o.createUtilityVm(options);
   const gcsOf = (uvm: UtilityVm): FakeGcs => {
     const runtimeId = hcs.systems.get(uvm.id)!.runtimeId;
@@ -40,7 +41,7 @@ function kit(profile: 'linux' | 'windows' = 'linux') {
   return { hcs, transport, logged, create, gcsOf, logsFromGuest };
 }
 
-describe('UtilityVm guest delivery over the GCS bridge (default)', () => {
+describe('UtilityVm guest delivery over the GCS bridge', () => {
   it('LCOW: listens on entropy, log and GCS at the RuntimeId after create and before start; start negotiates; entropy gets 512 bytes; log lines reach the logger', async () => {
     const { hcs, transport, logged, create, gcsOf, logsFromGuest } = kit();
     transport.logLines = ['{"level":"warning","msg":"guest says hi","time":"t"}', 'not json'];
