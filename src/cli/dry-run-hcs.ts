@@ -2,6 +2,8 @@ import { createHash } from 'node:crypto';
 import { UvmError } from '../core/errors.js';
 import type { HcsApi, HcsCallOptions, HcsSystem, HcsSystemSummary } from '../hcs/hcs-api.js';
 import type { ModifySettingRequest } from '../hcs/schema.js';
+import type { HvSocketTransport } from '../hcs/hvsocket.js';
+import { DrainingGuestTransport } from '../hcs/in-process-guest.js';
 
 /** The namespace of NameToGuid's version-5 UUIDs (as the simulator computes them). */
 const NAME_TO_GUID_NAMESPACE = '6ba7b810-9dad-11d1-80b4-00c04fd430c8';
@@ -17,6 +19,8 @@ const NAME_TO_GUID_NAMESPACE = '6ba7b810-9dad-11d1-80b4-00c04fd430c8';
  * derives the same value is not verified, so the WCOW layer ids of a plan are the simulator's.
  */
 export class DryRunHcs implements HcsApi {
+  /** Its guests are in-memory too: LCOW entropy and log answer at once, nothing is listened on. */
+  readonly guestHvSocket: HvSocketTransport = new DrainingGuestTransport();
   readonly #systems = new Map<string, DryRunSystem>();
   /** Every call, for tests and for `plan --json`'s proof that nothing reached HCS. */
   readonly calls: { fn: string; id: string }[] = [];
@@ -85,7 +89,8 @@ class DryRunSystem implements HcsSystem {
 
   async properties(_query: Record<string, unknown>, _options?: HcsCallOptions): Promise<unknown> {
     this.#call('properties');
-    return {};
+    // A RuntimeId as HCS reports one (the hvsocket VM id the library listens at).
+    return { RuntimeId: '00000000-0000-4000-8000-000000000000' };
   }
 
   close(): void {

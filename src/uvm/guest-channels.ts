@@ -139,14 +139,17 @@ export class GuestChannels implements GuestConnection {
     };
     try {
       if (this.#listeners.has(LCOW_ENTROPY_SERVICE_ID)) {
-        const accepted = await Promise.allSettled([accept(LCOW_ENTROPY_SERVICE_ID), accept(LCOW_LOG_SERVICE_ID)]);
+        // Each is served as soon as it is accepted: the guest's init reads its entropy to EOF
+        // before the log connection is dialled (hcsshim serves both from their own goroutines).
+        const entropy = accept(LCOW_ENTROPY_SERVICE_ID).then((stream) => {
+          stream.on('error', () => undefined);
+          stream.end(randomBytes(LINUX_ENTROPY_BYTES));
+        });
+        const log = accept(LCOW_LOG_SERVICE_ID).then((stream) => this.#forwardLog(stream));
+        const accepted = await Promise.allSettled([entropy, log]);
         const failed = accepted.find((r) => r.status === 'rejected' && !UvmError.is(r.reason, 'ABORTED'));
         const first = failed ?? accepted.find((r) => r.status === 'rejected');
         if (first) throw (first as PromiseRejectedResult).reason;
-        const [entropy, log] = accepted.map((r) => (r as PromiseFulfilledResult<Duplex>).value) as [Duplex, Duplex];
-        entropy.on('error', () => undefined);
-        entropy.end(randomBytes(LINUX_ENTROPY_BYTES));
-        this.#forwardLog(log);
       }
       if (this.#init.bridge) await this.#connectBridge(await accept(this.#init.os === 'linux' ? LCOW_GCS_SERVICE_ID : WCOW_GCS_SERVICE_ID), stop.signal);
     } catch (err) {

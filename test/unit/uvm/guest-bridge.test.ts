@@ -152,7 +152,7 @@ describe('UtilityVm guest delivery over the GCS bridge', () => {
     await uvm.close();
   });
 
-  it('HCS-owned mode on request: GuestConnection in the create document, GuestRequests through HCS; LCOW entropy and log still answered', async () => {
+  it('HCS-owned mode: GuestConnection in the create document, GuestRequests through HCS; LCOW entropy and log still answered', async () => {
     const { hcs, transport, create } = kit();
     const uvm = await create({ id: 'p', os: 'linux', guestDelivery: 'hcs' });
     expect(hcs.calls[0]!.doc).to.have.nested.property('VirtualMachine.GuestConnection.UseVsock', true);
