@@ -35,6 +35,7 @@ export const HResult = {
   HCS_E_ACCESS_DENIED: 0x8037011b | 0,
   HCS_E_GUEST_CRITICAL_ERROR: 0x8037011c | 0,
   HCS_E_PROCESS_ALREADY_STOPPED: 0x8037011f | 0,
+  HCS_E_SYSTEM_NOT_CONFIGURED_FOR_OPERATION: 0x80370120 | 0,
 } as const;
 
 /** Low words of the facility-0x37 (HCS / vmcompute) codes used by the predicates. */

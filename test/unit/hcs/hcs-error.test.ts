@@ -122,6 +122,7 @@ describe('hcs-error: HRESULT classification', function () {
       expect(hresultName(0x8037010e)).to.equal('HCS_E_SYSTEM_NOT_FOUND');
       expect(hresultName(0xc037010e)).to.equal('HCS_E_SYSTEM_NOT_FOUND');
       expect(hresultName(HResult.E_ABORT)).to.equal('E_ABORT');
+      expect(hresultName(0x80370120)).to.equal('HCS_E_SYSTEM_NOT_CONFIGURED_FOR_OPERATION');
       expect(hresultName(0x8037ffff)).to.equal(undefined);
     });
   });
