@@ -375,9 +375,11 @@ export class UtilityVm implements UvmDevices {
   async close(): Promise<void> {
     if (this.#gate.closed) return;
     this.#gate.markClosed();
-    await this.channels?.close();
+    // The HCS handle and the id go at once, in the caller's turn (a caller that does not await
+    // close() still sees the handle closed); the guest channels use no HCS handle.
     this.system.close();
     this.#releaseId?.();
+    await this.channels?.close();
     await this.#recovery?.journal.close();
   }
 

@@ -351,7 +351,7 @@ export async function runSoak(options: SoakOptions): Promise<SoakResult> {
       if (journal) problems.push(...(await journalProblems(journal.path, id)));
     } finally {
       await uvm.terminate().catch((err: unknown) => problems.push(`terminate ${id}: ${codeOf(err)} ${String(err)}`));
-      uvm.close();
+      await uvm.close();
     }
   }
 
@@ -365,7 +365,7 @@ export async function runSoak(options: SoakOptions): Promise<SoakResult> {
       await containerPhase(uvm, Math.min(Math.ceil(options.containers / 4), 200), -100_000);
     } finally {
       await uvm.terminate().catch(() => undefined);
-      uvm.close();
+      await uvm.close();
     }
     for (let u = 0; u < Math.min(options.uvms, 5); u++) await oneUvm(-1 - u);
     Object.assign(counts, { allocated: 0, aborted: 0, failedAllocations: 0, failedReleases: 0, hotAdds: 0, hotRemoves: 0, faultBatches: 0, uvms: 0, journaledUvms: 0, failedStarts: 0 });
@@ -384,7 +384,7 @@ export async function runSoak(options: SoakOptions): Promise<SoakResult> {
   } finally {
     configureSimulator({ clearFaults: true });
     await uvm.terminate().catch((err: unknown) => problems.push(`terminate the pod UVM: ${codeOf(err)} ${String(err)}`));
-    uvm.close();
+    await uvm.close();
   }
   await forceGc();
   const retained = released.filter((r) => r.deref() !== undefined).length;
