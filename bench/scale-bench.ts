@@ -66,7 +66,12 @@ type Kind = typeof plan9;
 async function measure(hcs: ComputeCoreHcs, name: string, kind: Kind, others: number): Promise<number> {
   const system: HcsSystem = await hcs.createComputeSystem(`scale-${name}-${others}-${process.pid}`, {
     SchemaVersion: { Major: 2, Minor: 1 },
-    VirtualMachine: { Chipset: { Uefi: {} }, Devices: { Plan9: {}, VirtualPMem: { MaximumCount: 64, MaximumSizeBytes: 4294967296 } } },
+    // GuestConnection: HCS owns the guest connection, so a modify may carry its GuestRequest.
+    VirtualMachine: {
+      Chipset: { Uefi: {} },
+      GuestConnection: { UseVsock: true, UseConnectedSuspend: true },
+      Devices: { Plan9: {}, VirtualPMem: { MaximumCount: 64, MaximumSizeBytes: 4294967296 } },
+    },
   });
   try {
     await system.start();

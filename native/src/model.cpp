@@ -498,19 +498,123 @@ const std::string &mvdPath(const Json &s) {
 }
 const std::string &dirPath(const Json &s) { return mvdPath(s); }
 
+// ------------------------------------------------------------------------------------------------
+// Guest tables: every insert and erase goes through addGuest / eraseGuest, which keep the derived
+// indexes (System::plan9MountOf, lcowDiskMounts, combinedPaths) in step, so no check scans a table.
+
+enum class GuestTable { Mvd, Vpmem, Dir, Combined };
+
+KeyedList<Json> &tableOf(System &sys, GuestTable t) {
+  switch (t) {
+    case GuestTable::Mvd: return sys.mappedVirtualDisks;
+    case GuestTable::Vpmem: return sys.vpmemGuest;
+    case GuestTable::Dir: return sys.mappedDirectories;
+    case GuestTable::Combined: break;
+  }
+  return sys.combinedLayers;
+}
+
+// The key of an entry in its table: the guest path, or ContainerRootPath for combined layers.
+const std::string &guestKey(GuestTable t, const Json &e) {
+  switch (t) {
+    case GuestTable::Mvd: return mvdPath(e);
+    case GuestTable::Vpmem: return strRef(e, "MountPath");
+    case GuestTable::Dir: return dirPath(e);
+    case GuestTable::Combined: break;
+  }
+  return strRef(e, "ContainerRootPath");
+}
+
+template <typename K>
+void bump(std::map<K, int> &m, const K &key, int delta) {
+  auto it = m.emplace(key, 0).first;
+  if ((it->second += delta) <= 0) m.erase(it);
+}
+
+void indexGuestEntry(System &sys, GuestTable t, const Json &e, int delta) {
+  switch (t) {
+    case GuestTable::Mvd:
+      if (strRef(e, "ContainerPath").empty()) bump(sys.lcowDiskMounts, {num(e, "Controller"), num(e, "Lun")}, delta);
+      return;
+    case GuestTable::Vpmem: return;
+    case GuestTable::Dir: {
+      const std::string &share = strRef(e, "ShareName");
+      const std::string &mount = strRef(e, "MountPath");
+      if (share.empty() || mount.empty()) return;
+      auto it = sys.plan9MountOf.find(share);
+      if (delta > 0 && it == sys.plan9MountOf.end()) sys.plan9MountOf.emplace(share, mount);
+      if (delta < 0 && it != sys.plan9MountOf.end() && it->second == mount) sys.plan9MountOf.erase(it);
+      return;
+    }
+    case GuestTable::Combined: {
+      for (const char *k : {"ContainerRootPath", "ScratchPath"})
+        if (!strRef(e, k).empty()) bump(sys.combinedPaths, strRef(e, k), delta);
+      if (const Json *layers = field(e, "Layers"))
+        for (const auto &l : layers->items())
+          if (!strRef(l, "Path").empty()) bump(sys.combinedPaths, strRef(l, "Path"), delta);
+      return;
+    }
+  }
+}
+
+// Appends an entry; false (nothing changed) when its key is taken.
+bool addGuest(System &sys, GuestTable t, const Json &e) {
+  if (!tableOf(sys, t).insert(guestKey(t, e), e)) return false;
+  indexGuestEntry(sys, t, e, +1);
+  return true;
+}
+
+// Removes the entry of `key`; false when there is none.
+bool eraseGuest(System &sys, GuestTable t, const std::string &key) {
+  Json old;
+  if (!tableOf(sys, t).erase(key, &old)) return false;
+  indexGuestEntry(sys, t, old, -1);
+  return true;
+}
+
 bool guestPathInUse(const System &sys, const std::string &path) {
-  for (const auto &e : sys.mappedVirtualDisks)
-    if (mvdPath(e) == path) return true;
-  for (const auto &e : sys.vpmemGuest)
-    if (strRef(e, "MountPath") == path) return true;
-  for (const auto &e : sys.mappedDirectories)
-    if (dirPath(e) == path) return true;
+  return sys.mappedVirtualDisks.contains(path) || sys.vpmemGuest.contains(path) || sys.mappedDirectories.contains(path);
+}
+
+bool isSep(char c) { return c == '/' || c == '\\'; }
+
+// Whether `path` is on a mounted virtual disk (isUnder some disk's guest path): looks up `path`
+// itself and each of its ancestors, with and without the trailing separator.
+bool onMountedDisk(const System &sys, const std::string &path) {
+  if (sys.mappedVirtualDisks.contains(path)) return true;
+  for (size_t i = 0; i < path.size(); ++i) {
+    if (!isSep(path[i])) continue;
+    if (i > 0 && sys.mappedVirtualDisks.contains(path.substr(0, i))) return true;
+    if (i + 1 < path.size() && sys.mappedVirtualDisks.contains(path.substr(0, i + 1))) return true;
+  }
   return false;
 }
 
-// Whether a guest mount at `path` is used by a combined-layers entry (as layer, root or scratch).
+// The WCOW disk mounted at ContainerPath `path`, if any.
+bool windowsDiskAt(const System &sys, const std::string &path) {
+  const Json *e = path.empty() ? nullptr : sys.mappedVirtualDisks.find(path);
+  return e && strRef(*e, "ContainerPath") == path;
+}
+
+// Whether a combined-layers entry uses a path isUnder `dir` (as layer, root or scratch): the paths
+// under `dir` are `dir` itself and one contiguous key range of the sorted index per separator.
+bool combinedUses(const System &sys, const std::string &dir) {
+  if (dir.empty()) return false;
+  const auto &m = sys.combinedPaths;
+  if (m.count(dir)) return true;
+  auto anyWithPrefix = [&m](const std::string &prefix) {
+    auto it = m.lower_bound(prefix);
+    return it != m.end() && it->first.compare(0, prefix.size(), prefix) == 0;
+  };
+  if (isSep(dir.back())) return anyWithPrefix(dir);
+  return anyWithPrefix(dir + '/') || anyWithPrefix(dir + '\\');
+}
+
+// The first combined-layers entry (in add order) using a path under `path`; a scan, for the
+// error message only (combinedUses answers whether there is one).
 const Json *combinedUsing(const System &sys, const std::string &path) {
-  for (const auto &c : sys.combinedLayers) {
+  for (const auto &entry : sys.combinedLayers) {
+    const Json &c = entry.second;
     if (isUnder(str(c, "ContainerRootPath"), path) || isUnder(str(c, "ScratchPath"), path)) return &c;
     const Json *layers = field(c, "Layers");
     if (layers)
@@ -521,18 +625,10 @@ const Json *combinedUsing(const System &sys, const std::string &path) {
 }
 
 void failIfBusy(const System &sys, const std::string &path, const std::string &what) {
-  const Json *c = combinedUsing(sys, path);
+  const Json *c = combinedUses(sys, path) ? combinedUsing(sys, path) : nullptr;
   if (c)
     fail(HCS_E_BUSY_WIN32, what + " \"" + path + "\" is in use by the combined layers at \"" +
                                str(*c, "ContainerRootPath") + "\"");
-}
-
-std::string vsmbGuestPath(const std::string &name) { return std::string(kVsmbGuestPrefix) + name; }
-
-HostEntry *findNamed(std::vector<HostEntry> &v, const std::string &name) {
-  for (auto &e : v)
-    if (strRef(e.settings, "Name") == name) return &e;
-  return nullptr;
 }
 
 // ------------------------------------------------------------------------------------------------
@@ -562,10 +658,10 @@ void applyHostTarget(System &sys, const HostTarget &t, const std::string &rt, co
     case HostKind::Vsmb: {
       if (!sys.hasVsmb) fail(HCS_E_NOT_FOUND, "this virtual machine has no VirtualSmb device");
       std::string name = str(*settings, "Name");
-      HostEntry *e = findNamed(sys.vsmbShares, name);
+      HostEntry *e = sys.vsmbShares.find(name);
       if (rt == "Add") {
         if (e) fail(HCS_E_ALREADY_EXISTS_WIN32, "VSMB share \"" + name + "\" already exists");
-        sys.vsmbShares.push_back(HostEntry{*settings, false});
+        sys.vsmbShares.insert(name, HostEntry{*settings, false});
       } else if (rt == "Update") {
         if (!e) fail(HCS_E_NOT_FOUND, "VSMB share \"" + name + "\" does not exist");
         const Json *opts = field(e->settings, "Options");
@@ -575,7 +671,7 @@ void applyHostTarget(System &sys, const HostTarget &t, const std::string &rt, co
         e->settings = *settings;
       } else {
         if (!e) return notAttached("VSMB share \"" + name + "\" does not exist");
-        sys.vsmbShares.erase(sys.vsmbShares.begin() + (e - sys.vsmbShares.data()));
+        sys.vsmbShares.erase(name);
       }
       return;
     }
@@ -620,13 +716,13 @@ void applyHostTarget(System &sys, const HostTarget &t, const std::string &rt, co
     case HostKind::Plan9: {
       if (!sys.hasPlan9) fail(HCS_E_NOT_FOUND, "this virtual machine has no Plan9 device");
       std::string name = str(*settings, "Name");
-      HostEntry *e = findNamed(sys.plan9Shares, name);
+      HostEntry *e = sys.plan9Shares.find(name);
       if (rt == "Add") {
         if (e) fail(HCS_E_ALREADY_EXISTS_WIN32, "Plan9 share \"" + name + "\" already exists");
-        sys.plan9Shares.push_back(HostEntry{*settings, false});
+        sys.plan9Shares.insert(name, HostEntry{*settings, false});
       } else {
         if (!e) return notAttached("Plan9 share \"" + name + "\" does not exist");
-        sys.plan9Shares.erase(sys.plan9Shares.begin() + (e - sys.plan9Shares.data()));
+        sys.plan9Shares.erase(name);
       }
       return;
     }
@@ -634,14 +730,11 @@ void applyHostTarget(System &sys, const HostTarget &t, const std::string &rt, co
       applyVpciHost(sys, t.guid, rt == "Add", settings);
       return;
     case HostKind::Pipe: {
-      auto it = std::find_if(sys.mappedPipes.begin(), sys.mappedPipes.end(),
-                             [&](const std::pair<std::string, Json> &p) { return p.first == t.pipe; });
       if (rt == "Add") {
-        if (it != sys.mappedPipes.end()) fail(HCS_E_ALREADY_EXISTS_WIN32, "mapped pipe \"" + t.pipe + "\" already exists");
-        sys.mappedPipes.emplace_back(t.pipe, settings ? *settings : Json());
+        if (!sys.mappedPipes.insert(t.pipe, settings ? *settings : Json()))
+          fail(HCS_E_ALREADY_EXISTS_WIN32, "mapped pipe \"" + t.pipe + "\" already exists");
       } else {
-        if (it == sys.mappedPipes.end()) return notAttached("mapped pipe \"" + t.pipe + "\" does not exist");
-        sys.mappedPipes.erase(it);
+        if (!sys.mappedPipes.erase(t.pipe)) return notAttached("mapped pipe \"" + t.pipe + "\" does not exist");
       }
       return;
     }
@@ -651,23 +744,10 @@ void applyHostTarget(System &sys, const HostTarget &t, const std::string &rt, co
 // ------------------------------------------------------------------------------------------------
 // Guest apply
 
-template <typename F>
-bool eraseFirst(std::vector<Json> &v, F pred) {
-  for (auto it = v.begin(); it != v.end(); ++it)
-    if (pred(*it)) {
-      v.erase(it);
-      return true;
-    }
-  return false;
-}
-
 bool isWindowsCombined(System &sys, const Json &s) {
   if (sys.os == GuestOs::Windows) return true;
   if (sys.os == GuestOs::Linux) return false;
-  std::string root = str(s, "ContainerRootPath");
-  for (const auto &e : sys.mappedVirtualDisks)
-    if (!str(e, "ContainerPath").empty() && str(e, "ContainerPath") == root) return true;
-  return false;
+  return windowsDiskAt(sys, str(s, "ContainerRootPath"));
 }
 
 void applyGuestRequest(System &sys, const Json &gr) {
@@ -691,10 +771,10 @@ void applyGuestRequest(System &sys, const Json &gr) {
         fail(HCS_E_INVALID_STATE, "guest: the disk at SCSI controller " + std::to_string(ctrl) + " LUN " +
                                       std::to_string(lun) + " was unplugged");
       if (guestPathInUse(sys, path)) fail(HCS_E_ALREADY_EXISTS_WIN32, "guest: " + kind + " \"" + path + "\" is already in use");
-      sys.mappedVirtualDisks.push_back(s);
+      addGuest(sys, GuestTable::Mvd, s);
     } else {
       failIfBusy(sys, path, "guest: mapped virtual disk");
-      if (!eraseFirst(sys.mappedVirtualDisks, [&](const Json &e) { return mvdPath(e) == path; }))
+      if (!eraseGuest(sys, GuestTable::Mvd, path))
         notAttached("guest: no mapped virtual disk at " + kind + " \"" + path + "\"");
     }
     return;
@@ -706,10 +786,13 @@ void applyGuestRequest(System &sys, const Json &gr) {
     auto it = c ? c->luns.find(static_cast<int>(lun)) : std::map<int, ScsiAttachment>::iterator();
     if (!c || it == c->luns.end() || it->second.unplugged)
       return notAttached("guest: no SCSI device at controller " + std::to_string(ctrl) + " LUN " + std::to_string(lun));
-    for (const auto &e : sys.mappedVirtualDisks)
-      if (num(e, "Controller") == ctrl && num(e, "Lun") == lun && str(e, "ContainerPath").empty())
-        fail(HCS_E_BUSY_WIN32, "guest: SCSI device at controller " + std::to_string(ctrl) + " LUN " +
-                                   std::to_string(lun) + " is still mounted at \"" + mvdPath(e) + "\"");
+    if (sys.lcowDiskMounts.count({ctrl, lun}))  // mounted: find the first mount for the message
+      for (const auto &entry : sys.mappedVirtualDisks) {
+        const Json &e = entry.second;
+        if (num(e, "Controller") == ctrl && num(e, "Lun") == lun && str(e, "ContainerPath").empty())
+          fail(HCS_E_BUSY_WIN32, "guest: SCSI device at controller " + std::to_string(ctrl) + " LUN " +
+                                     std::to_string(lun) + " is still mounted at \"" + mvdPath(e) + "\"");
+      }
     it->second.unplugged = true;
     return;
   }
@@ -727,10 +810,10 @@ void applyGuestRequest(System &sys, const Json &gr) {
         fail(HCS_E_NOT_FOUND, "guest: VirtualPMem device " + std::to_string(dev) + " does not exist");
       }
       if (guestPathInUse(sys, path)) fail(HCS_E_ALREADY_EXISTS_WIN32, "guest: MountPath \"" + path + "\" is already in use");
-      sys.vpmemGuest.push_back(s);
+      addGuest(sys, GuestTable::Vpmem, s);
     } else {
       failIfBusy(sys, path, "guest: VPMem device");
-      if (!eraseFirst(sys.vpmemGuest, [&](const Json &e) { return strRef(e, "MountPath") == path; }))
+      if (!eraseGuest(sys, GuestTable::Vpmem, path))
         notAttached("guest: no VPMem device mounted at \"" + path + "\"");
     }
     return;
@@ -742,17 +825,16 @@ void applyGuestRequest(System &sys, const Json &gr) {
     if (add) {
       if (!windows) {
         std::string share = str(s, "ShareName");
-        if (!findNamed(sys.plan9Shares, share)) fail(HCS_E_NOT_FOUND, "guest: Plan9 share \"" + share + "\" does not exist");
-        for (const auto &e : sys.mappedDirectories)
-          if (strRef(e, "ShareName") == share && !strRef(e, "MountPath").empty())
-            fail(HCS_E_ALREADY_EXISTS_WIN32, "guest: Plan9 share \"" + share + "\" is already mounted at \"" +
-                                                 str(e, "MountPath") + "\"");
+        if (!sys.plan9Shares.contains(share)) fail(HCS_E_NOT_FOUND, "guest: Plan9 share \"" + share + "\" does not exist");
+        auto mounted = sys.plan9MountOf.find(share);
+        if (mounted != sys.plan9MountOf.end())
+          fail(HCS_E_ALREADY_EXISTS_WIN32, "guest: Plan9 share \"" + share + "\" is already mounted at \"" + mounted->second + "\"");
       }
       if (guestPathInUse(sys, path)) fail(HCS_E_ALREADY_EXISTS_WIN32, "guest: " + kind + " \"" + path + "\" is already in use");
-      sys.mappedDirectories.push_back(s);
+      addGuest(sys, GuestTable::Dir, s);
     } else {
       failIfBusy(sys, path, "guest: mapped directory");
-      if (!eraseFirst(sys.mappedDirectories, [&](const Json &e) { return dirPath(e) == path; }))
+      if (!eraseGuest(sys, GuestTable::Dir, path))
         notAttached("guest: no mapped directory at " + kind + " \"" + path + "\"");
     }
     return;
@@ -764,26 +846,20 @@ void applyGuestRequest(System &sys, const Json &gr) {
   if (type == "CombinedLayers") {
     std::string root = str(s, "ContainerRootPath");
     if (!add) {
-      if (!eraseFirst(sys.combinedLayers, [&](const Json &e) { return str(e, "ContainerRootPath") == root; }))
+      if (!eraseGuest(sys, GuestTable::Combined, root))
         notAttached("guest: no combined layers at ContainerRootPath \"" + root + "\"");
       return;
     }
-    for (const auto &e : sys.combinedLayers)
-      if (str(e, "ContainerRootPath") == root)
-        fail(HCS_E_ALREADY_EXISTS_WIN32, "guest: combined layers already exist at ContainerRootPath \"" + root + "\"");
+    if (sys.combinedLayers.contains(root))
+      fail(HCS_E_ALREADY_EXISTS_WIN32, "guest: combined layers already exist at ContainerRootPath \"" + root + "\"");
     const Json *layers = field(s, "Layers");
     if (isWindowsCombined(sys, s)) {
-      bool rootMounted = false;
-      for (const auto &e : sys.mappedVirtualDisks)
-        if (!str(e, "ContainerPath").empty() && str(e, "ContainerPath") == root) rootMounted = true;
-      if (!rootMounted) fail(HCS_E_NOT_FOUND, "guest: ContainerRootPath \"" + root + "\" is not a mounted virtual disk");
+      if (!windowsDiskAt(sys, root)) fail(HCS_E_NOT_FOUND, "guest: ContainerRootPath \"" + root + "\" is not a mounted virtual disk");
       for (const auto &l : layers->items()) {
         std::string p = str(l, "Path");
-        bool ok = false;
-        for (const auto &share : sys.vsmbShares)
-          if (p == vsmbGuestPath(str(share.settings, "Name"))) ok = true;
-        for (const auto &e : sys.mappedVirtualDisks)
-          if (mvdPath(e) == p) ok = true;
+        const size_t prefix = std::char_traits<char>::length(kVsmbGuestPrefix);
+        bool ok = sys.mappedVirtualDisks.contains(p) ||
+                  (p.compare(0, prefix, kVsmbGuestPrefix) == 0 && sys.vsmbShares.contains(p.substr(prefix)));
         if (!ok) fail(HCS_E_NOT_FOUND, "guest: layer path \"" + p + "\" is neither a VSMB share nor a mounted disk");
       }
     } else {
@@ -793,13 +869,10 @@ void applyGuestRequest(System &sys, const Json &gr) {
       }
       std::string scratch = str(s, "ScratchPath");
       if (!scratch.empty()) {
-        bool ok = false;
-        for (const auto &e : sys.mappedVirtualDisks)
-          if (isUnder(scratch, mvdPath(e))) ok = true;
-        if (!ok) fail(HCS_E_NOT_FOUND, "guest: ScratchPath \"" + scratch + "\" is not on a mounted virtual disk");
+        if (!onMountedDisk(sys, scratch)) fail(HCS_E_NOT_FOUND, "guest: ScratchPath \"" + scratch + "\" is not on a mounted virtual disk");
       }
     }
-    sys.combinedLayers.push_back(s);
+    addGuest(sys, GuestTable::Combined, s);
     return;
   }
   invalidJson("GuestRequest.ResourceType: unknown resource type \"" + type + "\"");
@@ -999,8 +1072,8 @@ void buildSystemFromCreateDoc(const std::string &id, const Json &doc, System &ou
         for (size_t i = 0; i < shares->items().size(); ++i) {
           const Json &s = shares->items()[i];
           validateVsmbShare(s, vw + ".Shares[" + std::to_string(i) + "]", true);
-          if (findNamed(sys.vsmbShares, str(s, "Name"))) invalidJson(vw + ".Shares: duplicate share name \"" + str(s, "Name") + "\"");
-          sys.vsmbShares.push_back(HostEntry{s, true});
+          if (!sys.vsmbShares.insert(str(s, "Name"), HostEntry{s, true}))
+            invalidJson(vw + ".Shares: duplicate share name \"" + str(s, "Name") + "\"");
         }
       }
     }
@@ -1014,8 +1087,8 @@ void buildSystemFromCreateDoc(const std::string &id, const Json &doc, System &ou
         for (size_t i = 0; i < shares->items().size(); ++i) {
           const Json &s = shares->items()[i];
           validatePlan9Share(s, pw + ".Shares[" + std::to_string(i) + "]", true);
-          if (findNamed(sys.plan9Shares, str(s, "Name"))) invalidJson(pw + ".Shares: duplicate share name \"" + str(s, "Name") + "\"");
-          sys.plan9Shares.push_back(HostEntry{s, true});
+          if (!sys.plan9Shares.insert(str(s, "Name"), HostEntry{s, true}))
+            invalidJson(pw + ".Shares: duplicate share name \"" + str(s, "Name") + "\"");
         }
       }
     }
@@ -1038,23 +1111,23 @@ int64_t hotAddedCount(const System &sys) {
     n += static_cast<int64_t>(d.second.mappings.size());
   }
   for (const auto &s : sys.vsmbShares)
-    if (!s.boot) ++n;
+    if (!s.second.boot) ++n;
   for (const auto &s : sys.plan9Shares)
-    if (!s.boot) ++n;
+    if (!s.second.boot) ++n;
   n += static_cast<int64_t>(sys.mappedPipes.size() + sys.mappedVirtualDisks.size() + sys.vpmemGuest.size() +
                             sys.mappedDirectories.size() + sys.combinedLayers.size());
   return n + vpciHotAddedCount(sys);
 }
 
 namespace {
-Json arrayOf(const std::vector<Json> &v) {
+Json arrayOf(const KeyedList<Json> &v) {
   Json a = Json::array();
-  for (const auto &e : v) a.push(e);
+  for (const auto &e : v) a.push(e.second);
   return a;
 }
-Json entriesOf(const std::vector<HostEntry> &v) {
+Json entriesOf(const KeyedList<HostEntry> &v) {
   Json a = Json::array();
-  for (const auto &e : v) a.push(e.settings);
+  for (const auto &e : v) a.push(e.second.settings);
   return a;
 }
 const char *osName(GuestOs os) {
@@ -1159,12 +1232,12 @@ Json systemToPersist(const System &sys) {
     pm.set("Devices", devs);
     j.set("VirtualPMem", pm);
   }
-  auto entries = [](const std::vector<HostEntry> &v) {
+  auto entries = [](const KeyedList<HostEntry> &v) {
     Json a = Json::array();
     for (const auto &e : v) {
       Json ej = Json::object();
-      ej.set("Settings", e.settings);
-      ej.set("Boot", Json::boolean(e.boot));
+      ej.set("Settings", e.second.settings);
+      ej.set("Boot", Json::boolean(e.second.boot));
       a.push(ej);
     }
     return a;
@@ -1248,21 +1321,30 @@ bool systemFromPersist(const Json &j, System &out, std::string &error) {
         sys.vpmem[n(dj, "Number")] = d;
       }
     }
-    auto entries = [&](const char *k, bool &has, std::vector<HostEntry> &v) {
+    auto entries = [&](const char *k, bool &has, KeyedList<HostEntry> &v) {
       if (!j.get(k)) return;
       has = true;
-      for (const auto &ej : arr(j, k)) v.push_back(HostEntry{val(ej, "Settings"), b(ej, "Boot")});
+      for (const auto &ej : arr(j, k)) {
+        Json settings = val(ej, "Settings");
+        std::string name = str(settings, "Name");
+        if (!v.insert(name, HostEntry{settings, b(ej, "Boot")})) throw HcsFailure{0, std::string("duplicate ") + k + " share " + name};
+      }
     };
     entries("VirtualSmb", sys.hasVsmb, sys.vsmbShares);
     entries("Plan9", sys.hasPlan9, sys.plan9Shares);
-    for (const auto &pj : arr(j, "MappedPipes")) sys.mappedPipes.emplace_back(s(pj, "Name"), val(pj, "Settings"));
+    for (const auto &pj : arr(j, "MappedPipes"))
+      if (!sys.mappedPipes.insert(s(pj, "Name"), val(pj, "Settings"))) throw HcsFailure{0, "duplicate mapped pipe " + s(pj, "Name")};
     vpciFromPersist(j.get("VirtualPci"), sys);
     const Json *g = j.get("Guest");
     if (!g || !g->isObject()) throw HcsFailure{0, "missing Guest"};
-    sys.mappedVirtualDisks = arr(*g, "MappedVirtualDisks");
-    sys.vpmemGuest = arr(*g, "VPMemDevices");
-    sys.mappedDirectories = arr(*g, "MappedDirectories");
-    sys.combinedLayers = arr(*g, "CombinedLayers");
+    auto guestTable = [&](const char *k, GuestTable t) {
+      for (const auto &e : arr(*g, k))
+        if (!addGuest(sys, t, e)) throw HcsFailure{0, std::string("duplicate ") + k + " entry " + guestKey(t, e)};
+    };
+    guestTable("MappedVirtualDisks", GuestTable::Mvd);
+    guestTable("VPMemDevices", GuestTable::Vpmem);
+    guestTable("MappedDirectories", GuestTable::Dir);
+    guestTable("CombinedLayers", GuestTable::Combined);
     out = std::move(sys);
     return true;
   } catch (const HcsFailure &f) {

@@ -5,8 +5,10 @@
 #define HCSSIM_MODEL_H
 
 #include <cstdint>
+#include <list>
 #include <map>
 #include <string>
+#include <unordered_map>
 #include <utility>
 #include <vector>
 
@@ -47,6 +49,66 @@ struct VpmemDevice {
   std::map<uint64_t, Json> mappings;  // offset -> VirtualPMemMapping settings (always hot-added)
 };
 
+// A table in add order with a unique key per entry: find, append and erase by key in O(1) whatever
+// the table's size (a UVM may hold thousands of shares or mappings), iteration in add order (the
+// order SimulatorState and the state file show). Entries live in list nodes, so the index's
+// iterators stay valid across inserts, erases and moves; a copy rebuilds the index.
+template <typename V>
+class KeyedList {
+ public:
+  KeyedList() = default;
+  KeyedList(KeyedList &&) = default;
+  KeyedList &operator=(KeyedList &&) = default;
+  KeyedList(const KeyedList &o) { *this = o; }
+  KeyedList &operator=(const KeyedList &o) {
+    if (this == &o) return *this;
+    clear();
+    for (const auto &e : o.items_) insert(e.first, e.second);
+    return *this;
+  }
+
+  const V *find(const std::string &key) const {
+    auto it = index_.find(key);
+    return it == index_.end() ? nullptr : &it->second->second;
+  }
+  V *find(const std::string &key) {
+    auto it = index_.find(key);
+    return it == index_.end() ? nullptr : &it->second->second;
+  }
+  bool contains(const std::string &key) const { return index_.count(key) != 0; }
+  // Appends; false (nothing changed) when the key is present.
+  bool insert(const std::string &key, V value) {
+    if (index_.count(key)) return false;
+    items_.emplace_back(key, std::move(value));
+    index_.emplace(key, std::prev(items_.end()));
+    return true;
+  }
+  // Removes the entry of `key` into `*out` (when non-null); false when there is none.
+  bool erase(const std::string &key, V *out = nullptr) {
+    auto it = index_.find(key);
+    if (it == index_.end()) return false;
+    if (out) *out = std::move(it->second->second);
+    items_.erase(it->second);
+    index_.erase(it);
+    return true;
+  }
+  void clear() {
+    index_.clear();
+    items_.clear();
+  }
+  size_t size() const { return items_.size(); }
+  bool empty() const { return items_.empty(); }
+
+  // Iteration in add order over (key, value) pairs.
+  using Items = std::list<std::pair<std::string, V>>;
+  typename Items::const_iterator begin() const { return items_.begin(); }
+  typename Items::const_iterator end() const { return items_.end(); }
+
+ private:
+  Items items_;
+  std::unordered_map<std::string, typename Items::iterator> index_;
+};
+
 enum class GuestOs { Unknown, Linux, Windows };
 
 struct System {
@@ -63,16 +125,21 @@ struct System {
   int64_t vpmemMaxSizeBytes = 0;
   std::map<int64_t, VpmemDevice> vpmem;
   bool hasVsmb = false;
-  std::vector<HostEntry> vsmbShares;
+  KeyedList<HostEntry> vsmbShares;   // by Name
   bool hasPlan9 = false;
-  std::vector<HostEntry> plan9Shares;
-  std::vector<std::pair<std::string, Json>> mappedPipes;  // pipe name -> settings (null or host path)
+  KeyedList<HostEntry> plan9Shares;  // by Name
+  KeyedList<Json> mappedPipes;       // pipe name -> settings (null or host path)
   std::map<std::string, VpciDevice> vpci;  // VMBus GUID (lowercase) -> assigned device (vpci.h)
-  // guest model: settings as added, in add order
-  std::vector<Json> mappedVirtualDisks;
-  std::vector<Json> vpmemGuest;
-  std::vector<Json> mappedDirectories;
-  std::vector<Json> combinedLayers;
+  // guest model: settings as added, in add order, by guest path (unique across the three mount
+  // tables) resp. by ContainerRootPath
+  KeyedList<Json> mappedVirtualDisks;  // by MountPath (LCOW) or ContainerPath (WCOW)
+  KeyedList<Json> vpmemGuest;          // by MountPath
+  KeyedList<Json> mappedDirectories;   // by MountPath (LCOW) or ContainerPath (WCOW)
+  KeyedList<Json> combinedLayers;      // by ContainerRootPath
+  // Derived indexes of the guest tables (kept in step by model.cpp's insert/erase helpers):
+  std::unordered_map<std::string, std::string> plan9MountOf;  // Plan9 share name -> its LCOW MountPath
+  std::map<std::pair<int64_t, int64_t>, int> lcowDiskMounts;   // (Controller, Lun) -> LCOW mounts of it
+  std::map<std::string, int> combinedPaths;  // root, scratch and layer paths of combined layers -> uses
 };
 
 // Validates a create document and fills a new System (state Created). Throws HcsFailure.

@@ -226,6 +226,51 @@ TEST(lcow_combined_layers) {
   HcsCloseComputeSystem(s);
 }
 
+// The guest tables are indexed (by guest path, share, LUN, combined-layer path): the answers must
+// be those of a scan, including after an entry that fed an index is gone.
+TEST(guest_table_indexes) {
+  HCS_SYSTEM s = t::createRunning("indexes", t::lcowDoc());
+  const std::string p9 = "VirtualMachine/Devices/Plan9/Shares";
+  EXPECT(R"({"ResourcePath":")" + p9 + R"(","RequestType":"Add","Settings":{"Name":"a","Path":"C:\\a","Port":564}})", 0);
+  // a Plan9 share mounted, unmounted, mounted elsewhere
+  EXPECT(guest("Add", "MappedDirectory", R"({"MountPath":"/run/p/1","ShareName":"a","Port":564})"), 0);
+  EXPECT(guest("Add", "MappedDirectory", R"({"MountPath":"/run/p/2","ShareName":"a","Port":564})"), HCS_E_ALREADY_EXISTS_WIN32);
+  EXPECT(guest("Remove", "MappedDirectory", R"({"MountPath":"/run/p/1","ShareName":"a"})"), 0);
+  EXPECT(guest("Add", "MappedDirectory", R"({"MountPath":"/run/p/2","ShareName":"a","Port":564})"), 0);
+  // one LUN mounted at two paths: the device stays busy until both are gone
+  EXPECT(scsiAdd(3), 0);
+  EXPECT(guest("Add", "MappedVirtualDisk", R"({"MountPath":"/run/d/","Lun":3,"Partition":1})"), 0);
+  EXPECT(guest("Add", "MappedVirtualDisk", R"({"MountPath":"/run/d1","Lun":3,"Partition":2})"), 0);
+  EXPECT(guest("Add", "MappedVirtualDisk", R"({"MountPath":"/run/p/2","Lun":3,"Partition":3})"), HCS_E_ALREADY_EXISTS_WIN32);
+  EXPECT(guest("Add", "MappedVirtualDisk", R"({"MountPath":"/run/d10","Lun":3,"Partition":4})"), 0);
+  EXPECT(guest("Remove", "MappedVirtualDisk", R"({"MountPath":"/run/d10","Lun":3})"), 0);
+  // scratch on a disk: under "/run/d/" (trailing separator) or "/run/d1", not under "/run/d" or "/run/d1x"
+  const std::string layer = R"({"Path":"/run/p/2"})";
+  EXPECT(guest("Add", "CombinedLayers", R"({"ContainerRootPath":"/c/1","Layers":[)" + layer + R"(],"ScratchPath":"/run/d1x/s"})"), HCS_E_NOT_FOUND);
+  EXPECT(guest("Add", "CombinedLayers", R"({"ContainerRootPath":"/c/1","Layers":[)" + layer + R"(],"ScratchPath":"/run/d"})"), HCS_E_NOT_FOUND);
+  EXPECT(guest("Add", "CombinedLayers", R"({"ContainerRootPath":"/c/1","Layers":[)" + layer + R"(],"ScratchPath":"/run/d/s/1"})"), 0);
+  EXPECT(guest("Add", "CombinedLayers", R"({"ContainerRootPath":"/run/d1\\r","Layers":[)" + layer + R"(],"ScratchPath":"/run/d1\\s"})"), 0);
+  // busy: each mount a combined entry uses (by prefix, either separator); two entries share the layer
+  EXPECT(guest("Remove", "MappedVirtualDisk", R"({"MountPath":"/run/d/","Lun":3})"), HCS_E_BUSY_WIN32);
+  EXPECT(guest("Remove", "MappedVirtualDisk", R"({"MountPath":"/run/d1","Lun":3})"), HCS_E_BUSY_WIN32);
+  EXPECT(guest("Remove", "MappedDirectory", R"({"MountPath":"/run/p/2"})"), HCS_E_BUSY_WIN32);
+  EXPECT(guest("Remove", "SCSIDevice", R"({"Lun":3})"), HCS_E_BUSY_WIN32);
+  EXPECT(guest("Remove", "CombinedLayers", R"({"ContainerRootPath":"/c/1"})"), 0);
+  EXPECT(guest("Remove", "MappedVirtualDisk", R"({"MountPath":"/run/d/","Lun":3})"), 0);
+  EXPECT(guest("Remove", "MappedDirectory", R"({"MountPath":"/run/p/2"})"), HCS_E_BUSY_WIN32);
+  EXPECT(guest("Remove", "SCSIDevice", R"({"Lun":3})"), HCS_E_BUSY_WIN32);
+  EXPECT(guest("Remove", "CombinedLayers", R"({"ContainerRootPath":"/run/d1\\r"})"), 0);
+  EXPECT(guest("Remove", "MappedVirtualDisk", R"({"MountPath":"/run/d1","Lun":3})"), 0);
+  EXPECT(guest("Remove", "MappedDirectory", R"({"MountPath":"/run/p/2"})"), 0);
+  EXPECT(guest("Remove", "SCSIDevice", R"({"Lun":3})"), 0);
+  EXPECT(scsiRemove(3), 0);
+  EXPECT(R"({"ResourcePath":")" + p9 + R"(","RequestType":"Remove","Settings":{"Name":"a"}})", 0);
+  EXPECT(R"({"ResourcePath":")" + p9 + R"(","RequestType":"Add","Settings":{"Name":"a","Path":"C:\\a","Port":564}})", 0);
+  EXPECT(R"({"ResourcePath":")" + p9 + R"(","RequestType":"Remove","Settings":{"Name":"a"}})", 0);
+  CHECK_EQ(hot(s), 0);
+  HcsCloseComputeSystem(s);
+}
+
 TEST(wcow_vsmb_pipes_and_layers) {
   HCS_SYSTEM s = t::createRunning("wcow", t::wcowDoc());
   const std::string vsmb = "VirtualMachine/Devices/VirtualSmb/Shares";

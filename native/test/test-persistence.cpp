@@ -62,6 +62,10 @@ TEST(state_file_reload) {
   CHECK_HR(HcsOpenComputeSystem(vm.c_str(), HCS_GENERIC_ALL, &again), 0);
   Json after = t::simState(again);
   CHECK(after == before);
+  // the reloaded tables are indexed: the mount is found by path and keeps its disk busy
+  CHECK_HR(t::modify(again, R"({"GuestRequest":{"RequestType":"Add","ResourceType":"MappedVirtualDisk","Settings":{"MountPath":"/run/gcs/c/x","Lun":4}}})").hr,
+           HCS_E_ALREADY_EXISTS_WIN32);
+  CHECK_HR(t::modify(again, R"({"GuestRequest":{"RequestType":"Remove","ResourceType":"SCSIDevice","Settings":{"Lun":4}}})").hr, HCS_E_BUSY_WIN32);
   auto q = t::u16("");
   t::Result p = t::run([&](HCS_OPERATION op) { return HcsGetComputeSystemProperties(again, op, nullptr); });
   CHECK_EQ(p.json().get("State")->asString(), std::string("Running"));
