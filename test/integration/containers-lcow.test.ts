@@ -1,12 +1,11 @@
 // Container allocation through the real UtilityVm, the FFI binding and the native simulator (LCOW).
 import { expect } from 'chai';
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import { UvmError } from '../../src/core/errors.js';
 import { allocateContainer, planContainer } from '../../src/containers/allocate-container.js';
 import { configureSimulator } from '../../src/hcs/simulator-controls.js';
 import type { OciSpec } from '../../src/oci/oci-spec.js';
+import { failGuestHalf, traceDuring, wireRequests } from '../support/guest-halves.js';
+import { testGuestDelivery } from '../support/guest-delivery.js';
 import { disposeUvms, expectEmpty, expectInSync, hostFs, simulatorState, startUvm } from './devices-support.js';
 
 const MiB = 1024 * 1024;
@@ -87,86 +86,92 @@ describe('integration: LCOW container allocation on the simulator', function () 
   });
 
   it('sends the documents in the expected order (trace) and removes in reverse', async () => {
-    const dir = mkdtempSync(join(tmpdir(), 'ctr-it-'));
-    const trace = join(dir, 'hcs.trace');
-    try {
-      const uvm = await startUvm({ os: 'linux', vpmem: { count: 4 } });
-      configureSimulator({ trace });
+    const uvm = await startUvm({ os: 'linux', vpmem: { count: 4 } });
+    const { trace } = await traceDuring(async () => {
       const { resources } = await allocateContainer(
         uvm,
         { root: { path: 'rootfs' }, windows: { layerFolders: ['/ctr-it/l/top', '/ctr-it/solo'] }, mounts: [{ destination: '/data', type: 'bind', source: '/ctr-it/data' }] },
         { containerId: 'solo' },
       );
       await resources.release();
-      configureSimulator({ trace: null });
-      const docs = readFileSync(trace, 'utf8')
-        .trim()
-        .split('\n')
-        .map((l) => JSON.parse(l) as { fn: string; id: string; doc: Record<string, unknown> | null; hr: number })
-        .filter((l) => l.id === uvm.id && (l.fn === 'HcsModifyComputeSystem' || l.fn === 'HcsGrantVmAccess'));
-      const summary = docs.map((l) => {
-        if (l.fn === 'HcsGrantVmAccess') return `grant ${String(l.doc!.Path)}`;
-        const d = l.doc as { ResourcePath?: string; RequestType?: string; GuestRequest?: { RequestType: string; ResourceType: string } };
-        const host = d.ResourcePath ? `${d.RequestType} ${d.ResourcePath.replace(/Scsi\/[^/]+/, 'Scsi/<c0>')}` : '';
-        const guest = d.GuestRequest ? `${d.GuestRequest.RequestType} ${d.GuestRequest.ResourceType}` : '';
-        return [host, guest].filter(Boolean).join(' + ');
-      });
-      // Independent pieces run concurrently, so the trace (completion order) is checked against
-      // the set of documents and the orderings that matter, not one total order.
-      const ADD_VPMEM = 'Add VirtualMachine/Devices/VirtualPMem/Devices/0 + Add VPMemDevice';
-      const GRANT = 'grant /ctr-it/solo/sandbox.vhdx';
-      const ATTACH = 'Add VirtualMachine/Devices/Scsi/<c0>/Attachments/0';
-      const MOUNT = 'Add MappedVirtualDisk';
-      const COMBINE = 'Add CombinedLayers';
-      const ADD_P9 = 'Add VirtualMachine/Devices/Plan9/Shares + Add MappedDirectory';
-      const REMOVE_P9 = 'Remove VirtualMachine/Devices/Plan9/Shares + Remove MappedDirectory';
-      const UNCOMBINE = 'Remove CombinedLayers';
-      const UNMOUNT = 'Remove MappedVirtualDisk';
-      const UNPLUG = 'Remove SCSIDevice';
-      const DETACH = 'Remove VirtualMachine/Devices/Scsi/<c0>/Attachments/0';
-      const REMOVE_VPMEM = 'Remove VirtualMachine/Devices/VirtualPMem/Devices/0 + Remove VPMemDevice';
-      expect(summary).to.have.members([ADD_VPMEM, GRANT, ATTACH, MOUNT, COMBINE, ADD_P9, REMOVE_P9, UNCOMBINE, UNMOUNT, UNPLUG, DETACH, REMOVE_VPMEM]);
-      const at = (entry: string): number => summary.indexOf(entry);
-      const ordered: [string, string][] = [
-        [GRANT, ATTACH], // the VM may open the scratch before it is attached
-        [ATTACH, MOUNT],
-        [ADD_VPMEM, COMBINE], // the overlay needs every layer and the scratch mounted
-        [MOUNT, COMBINE],
-        [COMBINE, UNCOMBINE],
-        [ADD_P9, REMOVE_P9],
-        [UNCOMBINE, UNMOUNT], // the overlay goes before the disks under it
-        [UNCOMBINE, REMOVE_VPMEM],
-        [UNMOUNT, UNPLUG], // LCOW SCSI removal: unmount → unplug → host remove
-        [UNPLUG, DETACH],
-      ];
-      for (const [first, then] of ordered) expect(at(first), `${first} before ${then}`).to.be.lessThan(at(then));
-      expect(docs.every((d) => d.hr === 0)).to.equal(true);
-      const add = docs.find((d) => (d.doc as { GuestRequest?: { ResourceType: string } }).GuestRequest?.ResourceType === 'CombinedLayers')!;
-      expect(add.doc).to.deep.equal({
-        GuestRequest: {
-          RequestType: 'Add',
-          ResourceType: 'CombinedLayers',
-          Settings: {
-            ContainerID: 'solo',
-            ContainerRootPath: '/run/gcs/c/solo/rootfs',
-            Layers: [{ Path: '/run/layers/p0' }],
-            ScratchPath: '/run/gcs/c/solo/scratch/solo',
-          },
-        },
-      });
-      await expectEmpty(uvm);
-    } finally {
-      configureSimulator({ trace: null });
-      rmSync(dir, { recursive: true, force: true });
+    });
+    const lines = trace.filter((l) => l.id === uvm.id && (l.fn === 'HcsModifyComputeSystem' || l.fn === 'HcsGrantVmAccess' || l.fn === 'bridge:ModifySettings'));
+    // Each line as "<host half> + <guest half>" (a combined HCS modify), "<host half>" or "<guest half>".
+    const summary = lines.map((l) => {
+      if (l.fn === 'HcsGrantVmAccess') return `grant ${String((l.doc as { Path: string }).Path)}`;
+      const [w] = wireRequests([l], uvm.id);
+      const host = w!.host ? `${String(w!.host.RequestType)} ${String(w!.host.ResourcePath).replace(/Scsi\/[^/]+/, 'Scsi/<c0>')}` : '';
+      const guest = w!.guest ? `${w!.guest.RequestType} ${w!.guest.ResourceType}` : '';
+      return [host, guest].filter(Boolean).join(' + ');
+    });
+    // A request with both halves: one combined HCS document, or (bridge) its host half and its
+    // guest half, Add host first, Remove guest first.
+    const both = (host: string, guest: string): { host: string; guest: string } =>
+      testGuestDelivery === 'bridge' ? { host, guest } : { host: `${host} + ${guest}`, guest: `${host} + ${guest}` };
+    // Independent pieces run concurrently, so the trace (completion order) is checked against
+    // the set of documents and the orderings that matter, not one total order.
+    const ADD_VPMEM = both('Add VirtualMachine/Devices/VirtualPMem/Devices/0', 'Add VPMemDevice');
+    const GRANT = 'grant /ctr-it/solo/sandbox.vhdx';
+    const ATTACH = 'Add VirtualMachine/Devices/Scsi/<c0>/Attachments/0';
+    const MOUNT = 'Add MappedVirtualDisk';
+    const COMBINE = 'Add CombinedLayers';
+    const ADD_P9 = both('Add VirtualMachine/Devices/Plan9/Shares', 'Add MappedDirectory');
+    const REMOVE_P9 = both('Remove VirtualMachine/Devices/Plan9/Shares', 'Remove MappedDirectory');
+    const UNCOMBINE = 'Remove CombinedLayers';
+    const UNMOUNT = 'Remove MappedVirtualDisk';
+    const UNPLUG = 'Remove SCSIDevice';
+    const DETACH = 'Remove VirtualMachine/Devices/Scsi/<c0>/Attachments/0';
+    const REMOVE_VPMEM = both('Remove VirtualMachine/Devices/VirtualPMem/Devices/0', 'Remove VPMemDevice');
+    const halves = [ADD_VPMEM, ADD_P9, REMOVE_P9, REMOVE_VPMEM].flatMap((r) => [r.host, r.guest]);
+    expect(summary).to.have.members([...new Set([...halves, GRANT, ATTACH, MOUNT, COMBINE, UNCOMBINE, UNMOUNT, UNPLUG, DETACH])]);
+    const at = (entry: string): number => summary.indexOf(entry);
+    const ordered: [string, string][] = [
+      [GRANT, ATTACH], // the VM may open the scratch before it is attached
+      [ATTACH, MOUNT],
+      [ADD_VPMEM.guest, COMBINE], // the overlay needs every layer and the scratch mounted
+      [MOUNT, COMBINE],
+      [COMBINE, UNCOMBINE],
+      [ADD_P9.guest, REMOVE_P9.guest],
+      [UNCOMBINE, UNMOUNT], // the overlay goes before the disks under it
+      [UNCOMBINE, REMOVE_VPMEM.guest],
+      [UNMOUNT, UNPLUG], // LCOW SCSI removal: unmount → unplug → host remove
+      [UNPLUG, DETACH],
+    ];
+    if (testGuestDelivery === 'bridge') {
+      // hcsshim's split (gcs-bridge.md §5.2): Add host then guest, Remove guest then host.
+      ordered.push([ADD_VPMEM.host, ADD_VPMEM.guest], [ADD_P9.host, ADD_P9.guest], [REMOVE_P9.guest, REMOVE_P9.host], [REMOVE_VPMEM.guest, REMOVE_VPMEM.host]);
     }
+    for (const [first, then] of ordered) expect(at(first), `${first} before ${then}`).to.be.lessThan(at(then));
+    expect(lines.every((l) => l.hr === 0)).to.equal(true);
+    // The overlay is a guest-only request: alone in its HCS document, or a bridge ModifySettings.
+    const combine = wireRequests(lines, uvm.id).find((w) => w.guest?.ResourceType === 'CombinedLayers');
+    expect(combine).to.deep.equal({
+      fn: testGuestDelivery === 'bridge' ? 'bridge:ModifySettings' : 'HcsModifyComputeSystem',
+      guest: {
+        RequestType: 'Add',
+        ResourceType: 'CombinedLayers',
+        Settings: {
+          ContainerID: 'solo',
+          ContainerRootPath: '/run/gcs/c/solo/rootfs',
+          Layers: [{ Path: '/run/layers/p0' }],
+          ScratchPath: '/run/gcs/c/solo/scratch/solo',
+        },
+      },
+      hr: 0,
+    });
+    await expectEmpty(uvm);
   });
 
   it('rolls everything back when the guest refuses CombinedLayers, leaving the simulator empty', async () => {
     const uvm = await startUvm({ os: 'linux', vpmem: { count: 4 } });
-    // The 4th modify call of this allocation: VPMEM add, scratch attach, scratch mount, CombinedLayers.
-    configureSimulator({ faults: [{ fn: 'HcsModifyComputeSystem', nth: 4 }] });
-    const err = await allocateContainer(uvm, { windows: { layerFolders: ['/ctr-it/l/top', '/ctr-it/solo'] } }, { containerId: 'solo' }).catch((e: unknown) => e);
+    // The 3rd guest request of this allocation: VPMEM add, scratch mount (either order), CombinedLayers.
+    failGuestHalf({ nth: 3 });
+    const { result: err, trace } = await traceDuring(() =>
+      allocateContainer(uvm, { windows: { layerFolders: ['/ctr-it/l/top', '/ctr-it/solo'] } }, { containerId: 'solo' }).catch((e: unknown) => e),
+    );
     expect(UvmError.is(err, 'HCS_ERROR'), String(err)).to.equal(true);
+    const refused = wireRequests(trace, uvm.id).filter((w) => w.hr !== 0);
+    expect(refused.map((w) => w.guest && `${w.guest.RequestType} ${w.guest.ResourceType}`)).to.deep.equal(['Add CombinedLayers']);
     configureSimulator({ clearFaults: true });
     await expectEmpty(uvm);
   });

@@ -1,6 +1,7 @@
 import { expect } from 'chai';
 import { UvmError } from '../../src/core/errors.js';
 import { configureSimulator } from '../../src/hcs/simulator-controls.js';
+import { failGuestHalf } from '../support/guest-halves.js';
 import { disposeUvms, expectEmpty, expectInSync, hostFs, modifyCalls, randomSoak, simulatorState, SOAK, startUvm } from './devices-support.js';
 
 interface SimShare {
@@ -128,7 +129,7 @@ describe('integration: VSMB, Plan9 and mapped pipes through the simulator', func
 
     it('a guest mount failing after the share was added is compensated', async () => {
       const uvm = await startUvm({ os: 'linux' });
-      configureSimulator({ faults: [{ fn: 'HcsModifyComputeSystem', guestOnly: true, nth: 1 }] });
+      failGuestHalf({ nth: 1 });
       const err = await uvm.plan9.acquire({ hostPath: '/srv/d5/f1.txt', readOnly: true }).catch((e: unknown) => e);
       expect(UvmError.is(err, 'HCS_ERROR')).to.equal(true);
       await expectEmpty(uvm);

@@ -7,7 +7,10 @@ import { createLogger } from '../../src/core/logger.js';
 import type { ResourceInfo } from '../../src/devices/device-types.js';
 import { SCSI_CONTROLLER_GUIDS } from '../../src/devices/resource-paths.js';
 import { createUvmOrchestrator } from '../../src/di/uvm-orchestrator.js';
+import { BRIDGE_HEADER_SIZE, requestType } from '../../src/hcs/gcs-bridge-protocol.js';
 import type { HcsApi } from '../../src/hcs/hcs-api.js';
+import type { HvSocketTransport } from '../../src/hcs/hvsocket.js';
+import { UnixHvSocketTransport } from '../../src/hcs/hvsocket-unix.js';
 import { configureSimulator, readSimulatorState, type SimulatorState } from '../../src/hcs/simulator-controls.js';
 import type { UtilityVm } from '../../src/uvm/utility-vm.js';
 import type { UtilityVmOptions } from '../../src/uvm/uvm-options.js';
@@ -31,13 +34,17 @@ export function modifyCalls(uvmId: string): number {
 
 const callHooks = new Map<string, (call: string) => void>();
 /**
- * Calls `hook` as each modify or VM-access grant of `uvmId` starts (before it reaches the
- * binding), e.g. to abort an operation at a given step; `undefined` removes it.
+ * Calls `hook` as each modify, VM-access grant or (bridge mode) guest `ModifySettings` of `uvmId`
+ * starts (before it reaches the binding or the bridge), e.g. to abort an operation at a given
+ * step; `undefined` removes it. A guest call is reported as `guest <bridge body JSON>`.
  */
 export function onHcsCall(uvmId: string, hook: ((call: string) => void) | undefined): void {
   if (hook) callHooks.set(uvmId, hook);
   else callHooks.delete(uvmId);
 }
+
+/** UVM id by RuntimeId (the VM id its hvsocket endpoints are bound to), learnt from its properties. */
+const uvmByRuntimeId = new Map<string, string>();
 
 /** The binding, counting modify calls per system (a plain decorator; nothing is faked). */
 const countingHcs: HcsApi = {
@@ -48,6 +55,13 @@ const countingHcs: HcsApi = {
       modifyCounts.set(id, modifyCalls(id) + 1);
       callHooks.get(id)?.(`modify ${JSON.stringify(request)}`);
       return modify(request, opts);
+    };
+    const properties = system.properties.bind(system);
+    system.properties = async (query, opts) => {
+      const doc = await properties(query, opts);
+      const runtimeId = (doc as { RuntimeId?: unknown } | null)?.RuntimeId;
+      if (typeof runtimeId === 'string') uvmByRuntimeId.set(runtimeId.toLowerCase(), id);
+      return doc;
     };
     return system;
   },
@@ -60,8 +74,36 @@ const countingHcs: HcsApi = {
   revokeVmAccess: (vmId, path) => hcs.revokeVmAccess(vmId, path),
   nameToGuid: (name) => hcs.nameToGuid(name),
 };
+
+const MODIFY_SETTINGS = requestType('ModifySettings');
+
+/**
+ * The platform's hvsocket transport (a Unix socket the simulator's guest dials), reporting each
+ * bridge ModifySettings the library writes to the UVM's call hook (a decorator of the accepted
+ * stream's `write`; the bytes are passed on unchanged).
+ */
+const observedHvSocket: HvSocketTransport = {
+  async listen(vmId, serviceId) {
+    const listener = await new UnixHvSocketTransport().listen(vmId, serviceId);
+    return {
+      async accept(options) {
+        const stream = await listener.accept(options);
+        const write = stream.write.bind(stream) as (chunk: unknown, ...rest: unknown[]) => boolean;
+        stream.write = ((chunk: unknown, ...rest: unknown[]): boolean => {
+          if (Buffer.isBuffer(chunk) && chunk.length >= BRIDGE_HEADER_SIZE && chunk.readUInt32LE(0) === MODIFY_SETTINGS) {
+            const uvmId = uvmByRuntimeId.get(vmId.toLowerCase());
+            if (uvmId !== undefined) callHooks.get(uvmId)?.(`guest ${chunk.subarray(BRIDGE_HEADER_SIZE).toString('utf8')}`);
+          }
+          return write(chunk, ...rest);
+        }) as typeof stream.write;
+        return stream;
+      },
+      close: () => listener.close(),
+    };
+  },
+};
 export const hostFs = new FakeHostFs();
-const orchestrator = createUvmOrchestrator({ guestDelivery: testGuestDelivery, hcs: countingHcs, hostFs, logger: createLogger({ level: 'silent' }) });
+const orchestrator = createUvmOrchestrator({ guestDelivery: testGuestDelivery, hcs: countingHcs, hvSocket: observedHvSocket, hostFs, logger: createLogger({ level: 'silent' }) });
 
 /** Creates and starts a UVM with a unique id; `disposeUvms()` terminates and closes them. */
 const live: UtilityVm[] = [];

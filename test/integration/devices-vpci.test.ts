@@ -1,13 +1,12 @@
 // Assigned devices (vPCI) through the real UtilityVm, the FFI binding and the native simulator.
 import { expect } from 'chai';
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import { allocateContainer, planContainer } from '../../src/containers/allocate-container.js';
 import { configureSimulator } from '../../src/hcs/simulator-controls.js';
 import type { OciSpec } from '../../src/oci/oci-spec.js';
 import type { UtilityVm } from '../../src/uvm/utility-vm.js';
 import { expectCode } from '../fakes/expect-code.js';
+import { testGuestDelivery } from '../support/guest-delivery.js';
+import { expectedWire, failGuestHalf, traceDuring, wireRequests, type HostHalf, type WireRequest } from '../support/guest-halves.js';
 import { disposeUvms, expectEmpty, expectInSync, hostFs, modifyCalls, simulatorState, startUvm } from './devices-support.js';
 
 const GPU = 'PCIP\\VEN_10DE&DEV_1EB8&SUBSYS_12A210DE&REV_A1\\6&1a2b3c4d&0&0';
@@ -18,35 +17,18 @@ function spec(devices: unknown[]): OciSpec {
   return { root: { path: '/vpci-it/rootdir' }, windows: { devices: devices as never } };
 }
 
-interface Doc {
-  ResourcePath?: string;
-  RequestType?: string;
-  Settings?: unknown;
-  GuestRequest?: unknown;
+/** The device requests the simulator traced for `uvm` while `fn` ran (the trace file; nothing faked), without their results. */
+async function traced<T>(uvm: UtilityVm, fn: () => Promise<T>): Promise<{ result: T; docs: Omit<WireRequest, 'hr'>[] }> {
+  const { result, trace } = await traceDuring(fn);
+  return { result, docs: wireRequests(trace, uvm.id).map(({ hr: _hr, ...w }) => w) };
 }
 
-/** The modify documents the simulator traced for `uvm` while `fn` ran (the trace file; nothing faked). */
-async function traced<T>(uvm: UtilityVm, fn: () => Promise<T>): Promise<{ result: T; docs: Doc[] }> {
-  const dir = mkdtempSync(join(tmpdir(), 'vpci-it-'));
-  const trace = join(dir, 'hcs.trace');
-  try {
-    configureSimulator({ trace });
-    const result = await fn();
-    configureSimulator({ trace: null });
-    const docs = readFileSync(trace, 'utf8')
-      .split('\n')
-      .filter(Boolean)
-      .map((l) => JSON.parse(l) as { fn: string; id: string; doc: Doc })
-      .filter((l) => l.id === uvm.id && l.fn === 'HcsModifyComputeSystem')
-      .map((l) => l.doc);
-    return { result, docs };
-  } finally {
-    configureSimulator({ trace: null });
-    rmSync(dir, { recursive: true, force: true });
-  }
-}
+/** The vPCI requests (host halves on VirtualPci, guest VPCIDevice requests), in trace order. */
+const vpciDocs = (docs: Omit<WireRequest, 'hr'>[], vmbusGuid?: string): Omit<WireRequest, 'hr'>[] =>
+  docs.filter((d) => (d.host?.ResourcePath?.includes('/VirtualPci/') || d.guest?.ResourceType === 'VPCIDevice') && (vmbusGuid === undefined || JSON.stringify(d).includes(vmbusGuid)));
 
-const vpciDocs = (docs: Doc[]): Doc[] => docs.filter((d) => d.ResourcePath?.includes('/VirtualPci/'));
+/** A host-only request on the wire. */
+const hostOnly = (host: HostHalf): Omit<WireRequest, 'hr'> => ({ fn: 'HcsModifyComputeSystem', host });
 
 describe('integration: assigned devices (vPCI) on the simulator', function () {
   this.timeout(60000);
@@ -68,20 +50,20 @@ describe('integration: assigned devices (vPCI) on the simulator', function () {
       { id: gpu!.vmbusGuid, idType: 'gpu' },
       { id: nic!.vmbusGuid, idType: 'vpci-instance-id' },
     ]);
-    expect(vpciDocs(docs)).to.have.deep.members([
-      {
-        ResourcePath: `VirtualMachine/Devices/VirtualPci/${gpu!.vmbusGuid}`,
-        RequestType: 'Add',
-        Settings: { Functions: [{ DeviceInstancePath: GPU }] },
-        GuestRequest: { RequestType: 'Add', ResourceType: 'VPCIDevice', Settings: { VMBusGUID: gpu!.vmbusGuid } },
-      },
-      {
-        ResourcePath: `VirtualMachine/Devices/VirtualPci/${nic!.vmbusGuid}`,
-        RequestType: 'Add',
-        Settings: { Functions: [{ DeviceInstancePath: NIC, VirtualFunction: 2 }] },
-        GuestRequest: { RequestType: 'Add', ResourceType: 'VPCIDevice', Settings: { VMBusGUID: nic!.vmbusGuid } },
-      },
-    ]);
+    // hcsshim's documents: one combined modify (HCS-owned), or host half then guest half (bridge).
+    expect(vpciDocs(docs)).to.have.length(testGuestDelivery === 'bridge' ? 4 : 2);
+    expect(vpciDocs(docs, gpu!.vmbusGuid)).to.deep.equal(
+      expectedWire(
+        { ResourcePath: `VirtualMachine/Devices/VirtualPci/${gpu!.vmbusGuid}`, RequestType: 'Add', Settings: { Functions: [{ DeviceInstancePath: GPU }] } },
+        { RequestType: 'Add', ResourceType: 'VPCIDevice', Settings: { VMBusGUID: gpu!.vmbusGuid } },
+      ),
+    );
+    expect(vpciDocs(docs, nic!.vmbusGuid)).to.deep.equal(
+      expectedWire(
+        { ResourcePath: `VirtualMachine/Devices/VirtualPci/${nic!.vmbusGuid}`, RequestType: 'Add', Settings: { Functions: [{ DeviceInstancePath: NIC, VirtualFunction: 2 }] } },
+        { RequestType: 'Add', ResourceType: 'VPCIDevice', Settings: { VMBusGUID: nic!.vmbusGuid } },
+      ),
+    );
     const state = await simulatorState(uvm);
     expect(Object.keys(state.Devices.VirtualPci).sort()).to.deep.equal([gpu!.vmbusGuid, nic!.vmbusGuid].sort());
     expect(Object.values(state.Devices.VirtualPci).every((d) => d.Guest)).to.equal(true);
@@ -99,10 +81,10 @@ describe('integration: assigned devices (vPCI) on the simulator', function () {
 
     // The GPU stays for b; the NIC is removed, host-only.
     const released = await traced(uvm, () => first.resources.release());
-    expect(vpciDocs(released.docs)).to.deep.equal([{ ResourcePath: `VirtualMachine/Devices/VirtualPci/${nic!.vmbusGuid}`, RequestType: 'Remove' }]);
+    expect(vpciDocs(released.docs)).to.deep.equal([hostOnly({ ResourcePath: `VirtualMachine/Devices/VirtualPci/${nic!.vmbusGuid}`, RequestType: 'Remove' })]);
     expect(Object.keys((await simulatorState(uvm)).Devices.VirtualPci)).to.deep.equal([gpu!.vmbusGuid]);
     const last = await traced(uvm, () => second.resources.release());
-    expect(vpciDocs(last.docs)).to.deep.equal([{ ResourcePath: `VirtualMachine/Devices/VirtualPci/${gpu!.vmbusGuid}`, RequestType: 'Remove' }]);
+    expect(vpciDocs(last.docs)).to.deep.equal([hostOnly({ ResourcePath: `VirtualMachine/Devices/VirtualPci/${gpu!.vmbusGuid}`, RequestType: 'Remove' })]);
     await expectEmpty(uvm);
   });
 
@@ -131,7 +113,7 @@ describe('integration: assigned devices (vPCI) on the simulator', function () {
     const two = await startUvm({ os: 'linux' });
     const lease = await one.vpci.acquire({ instancePath: GPU });
     await expectCode(two.vpci.acquire({ instancePath: GPU }), 'HCS_ERROR');
-    configureSimulator({ faults: [{ fn: 'HcsModifyComputeSystem', nth: 1, guestOnly: true }] });
+    failGuestHalf({ nth: 1 });
     await expectCode(two.vpci.acquire({ instancePath: NIC }), 'HCS_ERROR');
     configureSimulator({ clearFaults: true });
     await expectEmpty(two);
@@ -151,7 +133,7 @@ describe('integration: assigned devices (vPCI) on the simulator', function () {
     const { result, docs } = await traced(uvm, () => allocateContainer(uvm, wcowSpec, { containerId: 'w' }));
     const [gpu] = result.assignedDevices;
     expect(vpciDocs(docs)).to.deep.equal([
-      { ResourcePath: `VirtualMachine/Devices/VirtualPci/${gpu!.vmbusGuid}`, RequestType: 'Add', Settings: { Functions: [{ DeviceInstancePath: GPU }] } },
+      hostOnly({ ResourcePath: `VirtualMachine/Devices/VirtualPci/${gpu!.vmbusGuid}`, RequestType: 'Add', Settings: { Functions: [{ DeviceInstancePath: GPU }] } }),
     ]);
     expect(gpu!.vmbusNodeInstanceId).to.equal(`VMBUS\\{44c4f61d-4444-4400-9d52-802e27ede19f}\\{${gpu!.vmbusGuid}}`);
     expect(result.containerDevices).to.deep.equal([

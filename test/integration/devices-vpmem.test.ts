@@ -1,6 +1,7 @@
 import { expect } from 'chai';
 import { UvmError } from '../../src/core/errors.js';
 import { configureSimulator } from '../../src/hcs/simulator-controls.js';
+import { failGuestHalf } from '../support/guest-halves.js';
 import { disposeUvms, expectEmpty, expectInSync, hostFs, modifyCalls, randomSoak, simulatorState, SOAK, startUvm } from './devices-support.js';
 
 const MiB = 1024 * 1024;
@@ -53,7 +54,7 @@ describe('integration: VPMEM through the simulator', function () {
 
   it('a guest half that fails after the host half was applied is compensated', async () => {
     const uvm = await startUvm({ os: 'linux', vpmem: { count: 4 } });
-    configureSimulator({ faults: [{ fn: 'HcsModifyComputeSystem', guestOnly: true, nth: 1 }] });
+    failGuestHalf({ nth: 1 });
     const err = await uvm.vpmem.acquire({ hostPath: '/layers/2/layer.vhd' }).catch((e: unknown) => e);
     expect(UvmError.is(err, 'HCS_ERROR')).to.equal(true);
     await expectEmpty(uvm);
@@ -66,7 +67,7 @@ describe('integration: VPMEM through the simulator', function () {
   it('a combined remove whose guest half fails is retried half by half', async () => {
     const uvm = await startUvm({ os: 'linux', vpmem: { count: 4, multiMapping: true } });
     const a = await uvm.vpmem.acquire({ hostPath: '/layers/3/layer.vhd' });
-    configureSimulator({ faults: [{ fn: 'HcsModifyComputeSystem', guestOnly: true, nth: 1 }] });
+    failGuestHalf({ nth: 1 });
     const err = await a.release().catch((e: unknown) => e);
     expect(UvmError.is(err, 'TEARDOWN_FAILED')).to.equal(true);
     configureSimulator({ clearFaults: true });

@@ -30,6 +30,7 @@ import {
   type PodScenario,
   type TraceLine,
 } from './fault-support.js';
+import { guestHalfFault } from '../support/guest-halves.js';
 
 /** The injected HRESULT of kinds (a) and (b): E_FAIL, which no part of the library treats specially. */
 const E_FAIL = 0x80004005 | 0;
@@ -317,10 +318,8 @@ describe('integration: a failed compensation is not forgotten (regression)', fun
       await uvm.start();
       configureSimulator({
         clearFaults: true,
-        faults: [
-          { fn: 'HcsModifyComputeSystem', nth: 1, guestOnly: true, hr: E_FAIL },
-          { fn: 'HcsModifyComputeSystem', nth: 2, hr: E_FAIL },
-        ],
+        // Both modes: the 2nd HCS modify is the compensating host-only Remove (bridge: the 1st is the host half).
+        faults: [guestHalfFault({ nth: 1, hr: E_FAIL }), { fn: 'HcsModifyComputeSystem', nth: 2, hr: E_FAIL }],
       });
       const err = await uvm.vpmem.acquire({ hostPath: layer }).then(
         () => undefined,
@@ -369,10 +368,7 @@ describe('integration: a failed rollback can be cleaned up with retryFailedTeard
       // then (rollback) scratch unmount, … The 3rd fails the allocation, the 4th its rollback.
       configureSimulator({
         clearFaults: true,
-        faults: [
-          { fn: 'HcsModifyComputeSystem', nth: 3, guestOnly: true, hr: E_FAIL },
-          { fn: 'HcsModifyComputeSystem', nth: 4, guestOnly: true, hr: E_FAIL },
-        ],
+        faults: [guestHalfFault({ nth: 3, hr: E_FAIL }), guestHalfFault({ nth: 4, hr: E_FAIL })],
       });
       const err = await allocateContainer(uvm, { windows: { layerFolders: [layer, scratch] } }, { containerId: 'c' }).then(
         () => undefined,

@@ -11,6 +11,7 @@ import { configureSimulator, readSimulatorState, simulatorStats, type SimulatorC
 import type { UtilityVm } from '../../src/uvm/utility-vm.js';
 import { createTestSystem, hcs, resetTestSimulator, systemConfig, uniqueId } from './simulator-fixture.js';
 import { testGuestDelivery } from '../support/guest-delivery.js';
+import { failGuestHalf } from '../support/guest-halves.js';
 
 const E_FAIL = 0x80004005 | 0;
 const MODES: NonNullable<SimulatorConfig['removeNotAttached']>[] = ['notFound', 'invalidState', 'success'];
@@ -69,8 +70,9 @@ describe('hcs binding: HCS as it really is', function () {
 
       it('a removal whose guest half failed is retried half by half and completes', async () => {
         const lease = await uvm!.vpmem.acquire({ hostPath: '/rw/layer.vhd' });
-        // The host half is removed, then the guest half fails: the retry finds the host half gone.
-        configureSimulator({ faults: [{ fn: 'HcsModifyComputeSystem', nth: 1, guestOnly: true, hr: E_FAIL }] });
+        // HCS-owned: HCS removes the host half, then the guest half fails, so the retry finds the host
+        // half gone. Bridge: the guest half goes first and fails, the host half stays for the retry.
+        failGuestHalf({ nth: 1, hr: E_FAIL });
         const err = await lease.release().then(() => undefined, (e: unknown) => e);
         expect(err, 'the first release fails').to.be.instanceOf(Error);
         configureSimulator({ clearFaults: true });
@@ -78,7 +80,7 @@ describe('hcs binding: HCS as it really is', function () {
       });
 
       it('an add whose guest half failed is compensated', async () => {
-        configureSimulator({ faults: [{ fn: 'HcsModifyComputeSystem', nth: 1, guestOnly: true, hr: E_FAIL }] });
+        failGuestHalf({ nth: 1, hr: E_FAIL });
         const err = await uvm!.plan9.acquire({ hostPath: '/rw/share', readOnly: true }).then(() => undefined, (e: unknown) => e);
         expect(UvmError.is(err), String(err)).to.equal(true);
         configureSimulator({ clearFaults: true });
