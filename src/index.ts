@@ -11,8 +11,8 @@
  *   {@link UtilityVm}, {@link UtilityVmOptions}, {@link OpenUtilityVmOptions}, {@link GuestConnection}.
  * - **Device managers and leases:** {@link ScsiManager}, {@link VsmbManager}, {@link VpmemManager},
  *   {@link Plan9Manager}, {@link PipeManager}, {@link VpciManager}, {@link Lease}, {@link ResourceInfo},
- *   {@link UvmDevices}.
- * - **Containers:** {@link allocateContainer}, {@link planContainer}, {@link AllocatedContainer},
+ *   {@link LeftoverSink}.
+ * - **Containers:** {@link ContainerUvm} (what allocation takes from a UVM), {@link allocateContainer}, {@link planContainer}, {@link AllocatedContainer},
  *   {@link ContainerResources}, {@link ContainerPlan}, {@link validateContainerId}.
  * - **Process-isolated containers:** {@link allocateProcessIsolatedContainer}, {@link WindowsLayerMounts},
  *   {@link loadHostLayerApi}.
@@ -38,6 +38,7 @@ export type { GuestConnection } from './uvm/guest-connection.js';
 
 // ---- Device managers and their leases
 export type { Lease } from './core/lease.js';
+export type { ContainerUvm, ContainerResourcesPort } from './containers/container-ports.js';
 export type { Reservation, AcquireOptions as ReservationCommitOptions } from './core/refcounted-table.js';
 export type { VpmemPlacement, HostPathKind } from './devices/device-types.js';
 export type { Releasable } from './core/release-stack.js';
@@ -49,7 +50,7 @@ export type {
   ResourceInfo,
   DescribableManager,
   UvmFacts,
-  UvmDevices,
+  LeftoverSink,
   GuestRequestSender,
   ScsiManager,
   ScsiDiskRequest,

@@ -1,9 +1,10 @@
-import type { ResourceInfo, UvmDevices } from '../devices/device-types.js';
+import type { ResourceInfo } from '../devices/device-types.js';
+import type { ContainerUvm } from '../containers/container-ports.js';
 import type { ScenarioUvmOptions } from './scenario.js';
 
 /** A UVM that exists only in memory (its HCS makes no call), for the dry run. */
 export interface PlanUvm {
-  readonly uvm: UvmDevices & { describe(): ResourceInfo[] };
+  readonly uvm: ContainerUvm & { describe(): ResourceInfo[] };
   close(): Promise<void>;
 }
 

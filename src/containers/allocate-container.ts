@@ -9,7 +9,8 @@
 import { UvmError } from '../core/errors.js';
 import type { Logger } from '../core/logger.js';
 import { ReleaseStack } from '../core/release-stack.js';
-import type { DeviceAcquireOptions, GuestOs, Plan9Share, Reservation, ResourceInfo, ScsiDisk, UvmDevices } from '../devices/device-types.js';
+import type { DeviceAcquireOptions, GuestOs, Plan9Share, Reservation, ResourceInfo, ScsiDisk } from '../devices/device-types.js';
+import type { ContainerUvm } from './container-ports.js';
 import { validate } from '../devices/validation.js';
 import type { ComposedLayersInfo } from '../layers/composed-layers.js';
 import { hasLayerInputs, parseLayerInputs, type LayerInputs } from '../layers/layer-inputs.js';
@@ -89,7 +90,7 @@ export function rootfsSource(os: GuestOs, spec: OciSpec, rootfs: readonly Rootfs
 }
 
 /** A UVM is required: a process-isolated container (no UVM) is `allocateProcessIsolatedContainer`'s. */
-function checkUvm(uvm: UvmDevices | undefined): asserts uvm is UvmDevices {
+function checkUvm(uvm: ContainerUvm | undefined): asserts uvm is ContainerUvm {
   if (uvm === null || typeof uvm !== 'object' || typeof uvm.facts !== 'object' || uvm.facts === null) {
     throw new UvmError('INVALID_ARGUMENT', 'a Hyper-V container needs a UVM; mount a process-isolated container\'s layers with allocateProcessIsolatedContainer', {
       details: { field: 'uvm' },
@@ -113,7 +114,7 @@ function checkInputs(spec: unknown, options: unknown): asserts spec is OciSpec {
  * decides where a share is mounted and mounts each share once (a share cannot also be mounted at
  * `/run/gcs/c/<id>/rootfs`).
  */
-export async function allocateContainer(uvm: UvmDevices, spec: OciSpec, options: AllocateContainerOptions): Promise<AllocatedContainer> {
+export async function allocateContainer(uvm: ContainerUvm, spec: OciSpec, options: AllocateContainerOptions): Promise<AllocatedContainer> {
   const { containerId, os, mountPlan, devicePlan, ...prepared } = await prepareContainer(uvm, spec, options);
   const signal = options.signal;
 
@@ -178,7 +179,7 @@ interface PreparedContainer {
 
 /** Validates and does the I/O (stats, symlinks) of `allocateContainer` and `planContainer`; no HCS call. */
 async function prepareContainer(
-  uvm: UvmDevices,
+  uvm: ContainerUvm,
   spec: OciSpec,
   options: Pick<AllocateContainerOptions, 'containerId' | 'rootfs' | 'encryptScratch'>,
 ): Promise<PreparedContainer> {
@@ -200,7 +201,7 @@ async function prepareContainer(
  * fallbacks, the scratch) then the mounts in spec order, synchronously, in `batch`.
  */
 function reserveContainer(
-  uvm: UvmDevices,
+  uvm: ContainerUvm,
   prepared: Pick<PreparedContainer, 'rootfs' | 'mountPlan'>,
   batch: ReservationBatch,
 ): { rootfs: ReservedRootfs; mounts: ReservedMount[] } {
@@ -226,7 +227,7 @@ interface CommittedRootfs {
   held: HeldResource[];
 }
 
-async function prepareRootfs(uvm: UvmDevices, containerId: string, source: RootfsSource, options: { encryptScratch?: boolean }): Promise<PreparedRootfs> {
+async function prepareRootfs(uvm: ContainerUvm, containerId: string, source: RootfsSource, options: { encryptScratch?: boolean }): Promise<PreparedRootfs> {
   if (source.kind === 'plan9-root') {
     await checkRootDirectory(uvm, source.hostPath);
     return source;
@@ -236,7 +237,7 @@ async function prepareRootfs(uvm: UvmDevices, containerId: string, source: Rootf
     : { kind: 'wcow', prepared: await prepareWcowLayers(uvm, containerId, source.inputs) };
 }
 
-function reserveRootfs(uvm: UvmDevices, prepared: PreparedRootfs, batch: ReservationBatch): ReservedRootfs {
+function reserveRootfs(uvm: ContainerUvm, prepared: PreparedRootfs, batch: ReservationBatch): ReservedRootfs {
   const cancel = (): void => batch.cancel();
   switch (prepared.kind) {
     case 'lcow':
@@ -250,7 +251,7 @@ function reserveRootfs(uvm: UvmDevices, prepared: PreparedRootfs, batch: Reserva
   }
 }
 
-async function commitRootfs(uvm: UvmDevices, reserved: ReservedRootfs, options: DeviceAcquireOptions & { logger?: Logger }): Promise<CommittedRootfs> {
+async function commitRootfs(uvm: ContainerUvm, reserved: ReservedRootfs, options: DeviceAcquireOptions & { logger?: Logger }): Promise<CommittedRootfs> {
   if (reserved.kind === 'plan9-root') {
     const lease = await taken(reserved.reservation, 'the root share').commit({ signal: options.signal });
     const rootfsPath = lease.value.guestPath;
@@ -260,7 +261,7 @@ async function commitRootfs(uvm: UvmDevices, reserved: ReservedRootfs, options: 
   return { rootfsPath: composed.info.rootfsPath, layers: composed.info, held: composed.held };
 }
 
-async function checkRootDirectory(uvm: UvmDevices, hostPath: string): Promise<void> {
+async function checkRootDirectory(uvm: ContainerUvm, hostPath: string): Promise<void> {
   const st = await uvm.hostFs.stat(hostPath);
   if (!st.isDirectory) throw new UvmError('INVALID_ARGUMENT', `root.path must be a directory: ${hostPath}`, { details: { field: 'root.path' } });
 }
@@ -315,7 +316,7 @@ export type PlanContainerOptions = Pick<AllocateContainerOptions, 'containerId' 
  * those an allocation started next gets. No HCS call. Rejects with the allocation's codes for bad
  * input; a UVM that cannot take the container is `fits: false` with the reasons in `unfit`.
  */
-export async function planContainer(uvm: UvmDevices, spec: OciSpec, options: PlanContainerOptions): Promise<ContainerPlan> {
+export async function planContainer(uvm: ContainerUvm, spec: OciSpec, options: PlanContainerOptions): Promise<ContainerPlan> {
   const { containerId, os, rootfs: prepared, mountPlan, devicePlan } = await prepareContainer(uvm, spec, options);
   const devices = markSharedDevices(devicePlan, uvm.vpci?.describe() ?? []);
   const scratchShared = prepared.kind === 'wcow' && scratchInUse(uvm, prepared.prepared.scratchHostPath);

@@ -126,7 +126,7 @@ export interface AcquiredDevices {
  */
 export async function acquireDevices(
   os: GuestOs,
-  vpci: VpciManager | undefined,
+  vpci: Pick<VpciManager, 'acquire'> | undefined,
   planned: readonly PlannedDevice[],
   options: DeviceAcquireOptions,
 ): Promise<AcquiredDevices> {

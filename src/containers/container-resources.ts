@@ -6,7 +6,8 @@
 import { UvmError } from '../core/errors.js';
 import type { Logger } from '../core/logger.js';
 import { ReleaseStack } from '../core/release-stack.js';
-import type { DeviceAcquireOptions, UvmDevices } from '../devices/device-types.js';
+import type { DeviceAcquireOptions } from '../devices/device-types.js';
+import type { ContainerResourcesPort } from './container-ports.js';
 import type { ComposedLayersInfo } from '../layers/composed-layers.js';
 import { applyMount, type AppliedMount, type ContainerEntry } from '../oci/mount-applier.js';
 import { planMount, type PlannedMount } from '../oci/mount-planner.js';
@@ -83,7 +84,7 @@ export class ContainerResources implements AsyncDisposable {
   readonly containerId: string;
   readonly rootfsPath: string;
   readonly layers: ComposedLayersInfo | undefined;
-  readonly #uvm: UvmDevices;
+  readonly #uvm: ContainerResourcesPort;
   readonly #stack = new ReleaseStack<HeldResource>({ phase: teardownPhase });
   /** The container's mounts in the order they were added (a spec may stack two at one destination). */
   #mounts: MountRecord[] = [];
@@ -97,7 +98,7 @@ export class ContainerResources implements AsyncDisposable {
   #released = false;
   #removalsSkipped = false;
 
-  constructor(uvm: UvmDevices, init: ContainerResourcesInit) {
+  constructor(uvm: ContainerResourcesPort, init: ContainerResourcesInit) {
     this.#uvm = uvm;
     this.containerId = init.containerId;
     this.rootfsPath = init.rootfsPath;

@@ -7,9 +7,7 @@
  * `prepareForTermination()` of the UVM (see `UvmTerminationAware`). A UVM without it gets full,
  * normal removals: nothing is skipped on its behalf, so no bookkeeping ever disagrees with the VM.
  */
-import type { UvmDevices } from '../devices/device-types.js';
-
-/** Optional capability of a `UvmDevices`. */
+/** Optional capability of the port a container's resources were given (see container-ports.ts). */
 export interface UvmTerminationAware {
   /**
    * Declares that the UVM will be terminated: from now on, releases of this UVM's leases drop
@@ -19,10 +17,10 @@ export interface UvmTerminationAware {
   prepareForTermination(): void;
 }
 
-const prepared = new WeakSet<UvmDevices>();
+const prepared = new WeakSet<object>();
 
 /** True when `uvm` implements `prepareForTermination()`. */
-export function isTerminationAware(uvm: UvmDevices): uvm is UvmDevices & UvmTerminationAware {
+export function isTerminationAware(uvm: object): uvm is UvmTerminationAware {
   return typeof (uvm as Partial<UvmTerminationAware>).prepareForTermination === 'function';
 }
 
@@ -30,7 +28,7 @@ export function isTerminationAware(uvm: UvmDevices): uvm is UvmDevices & UvmTerm
  * Puts `uvm` in the termination mode when it supports it. Returns true when removals will be
  * skipped, false when the UVM cannot skip them (releases then remove everything normally).
  */
-export function prepareUvmForTermination(uvm: UvmDevices): boolean {
+export function prepareUvmForTermination(uvm: object): boolean {
   if (!isTerminationAware(uvm)) return false;
   uvm.prepareForTermination();
   prepared.add(uvm);
@@ -38,6 +36,6 @@ export function prepareUvmForTermination(uvm: UvmDevices): boolean {
 }
 
 /** True once `prepareUvmForTermination(uvm)` succeeded: guest-only removals of this library are skipped. */
-export function isPreparedForTermination(uvm: UvmDevices): boolean {
+export function isPreparedForTermination(uvm: object): boolean {
   return prepared.has(uvm);
 }

@@ -1,7 +1,8 @@
 /**
- * The public contract of the four device managers of one Utility VM. Implementations live beside
- * this file (one per manager); the layer composer and the OCI mount applier depend only on these
- * interfaces.
+ * The public contract of the device managers of one Utility VM. Implementations live beside this
+ * file (one per manager). The upper modules do not take the managers whole: each declares the
+ * narrow port it uses (src/layers/layer-ports.ts, src/oci/mount-applier.ts `MountPort`,
+ * src/containers/container-ports.ts), built from `Pick`s of these interfaces.
  *
  * Common rules for every `acquire`:
  * - If it rejects, nothing is attached on the caller's behalf and no lease exists.
@@ -281,25 +282,9 @@ export interface UvmFacts {
 }
 
 /**
- * Everything the layer composer, the OCI mount applier and container resources use from one
- * UVM. `UtilityVm` implements it; unit tests build one from the managers and fakes.
- * Managers of a feature the OS does not have reject with NOT_SUPPORTED.
+ * Takes what a failed rollback could not release (no holder is left to retry it): the UVM's
+ * `retryFailedTeardowns()` releases it again, before the managers' own retries.
  */
-export interface UvmDevices extends GuestRequestSender {
-  readonly facts: UvmFacts;
-  readonly scsi: ScsiManager;
-  readonly vsmb: VsmbManager;
-  readonly vpmem: VpmemManager;
-  readonly plan9: Plan9Manager;
-  readonly pipes: PipeManager;
-  /** Assigned devices (vPCI); absent where container devices are not supported (a journaled UVM's container view). */
-  readonly vpci?: import('./vpci-manager.js').VpciManager;
-  readonly hostFs: import('../core/host-fs.js').HostFs;
-  /** HCS NameToGuid (WCOW layer ids). */
-  nameToGuid(name: string): string;
-  /**
-   * Takes what a failed rollback could not release (no holder is left to retry it): the UVM's
-   * `retryFailedTeardowns()` releases it again, before the managers' own retries.
-   */
+export interface LeftoverSink {
   retryLater(leftover: import('../core/release-stack.js').Releasable): void;
 }

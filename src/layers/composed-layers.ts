@@ -9,12 +9,13 @@ import { ReleasableLease } from '../core/lease.js';
 import { abortError } from '../core/refcounted-table.js';
 import type { Logger } from '../core/logger.js';
 import { ReleaseStack, type Releasable } from '../core/release-stack.js';
-import type { DeviceAcquireOptions, UvmDevices } from '../devices/device-types.js';
+import type { DeviceAcquireOptions } from '../devices/device-types.js';
 import { omitEmpty, type GuestRequest } from '../hcs/schema.js';
 import { heldResource, teardownPhase, type HeldResource } from '../containers/held-resource.js';
 import { isPreparedForTermination } from '../containers/uvm-termination.js';
 import { addErrorDetails } from '../oci/container-paths.js';
 import type { ScsiLayerReason } from './layer-plan.js';
+import type { CompositionPort } from './layer-ports.js';
 
 /** Where one read-only layer landed. */
 export interface ComposedLayer {
@@ -77,10 +78,10 @@ export class ComposedLayers implements Releasable, AsyncDisposable {
 /** Collects leases while composing; rolls them back on failure. */
 export class CompositionBuilder {
   readonly #stack = new ReleaseStack<HeldResource>({ phase: teardownPhase });
-  readonly #uvm: UvmDevices;
+  readonly #uvm: CompositionPort;
   readonly #logger: Logger | undefined;
 
-  constructor(uvm: UvmDevices, logger?: Logger) {
+  constructor(uvm: CompositionPort, logger?: Logger) {
     this.#uvm = uvm;
     this.#logger = logger;
   }
@@ -148,14 +149,13 @@ export class CompositionBuilder {
   }
 }
 
-/** NOT_SUPPORTED unless the UVM runs `os`. */
 /**
  * The commit step both composers share: an abort before the first call cancels the reservations
  * (nothing is sent); otherwise `compose` runs with a builder, and if it fails everything the
  * builder holds is released (newest first) before the error is rethrown.
  */
 export async function commitComposition(
-  uvm: UvmDevices,
+  uvm: CompositionPort,
   reserved: { cancel(): void },
   options: DeviceAcquireOptions & { logger?: Logger },
   compose: (builder: CompositionBuilder) => Promise<ComposedLayers>,
@@ -173,7 +173,8 @@ export async function commitComposition(
   }
 }
 
-export function assertGuestOs(uvm: UvmDevices, os: 'linux' | 'windows', what: string): void {
+/** NOT_SUPPORTED unless the UVM runs `os`. */
+export function assertGuestOs(uvm: Pick<CompositionPort, 'facts'>, os: 'linux' | 'windows', what: string): void {
   if (uvm.facts.os !== os) {
     throw new UvmError('NOT_SUPPORTED', `${what} needs a ${os} UVM; ${uvm.facts.id} is ${uvm.facts.os}`, {
       details: { uvmId: uvm.facts.id },

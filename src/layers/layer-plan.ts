@@ -6,7 +6,8 @@
  * between. So every slot, device, offset, share name and mount path it shows is the one an
  * allocation started next would get, and "fits" means the reservations succeeded.
  */
-import type { ResourceInfo, ScsiDisk, UvmDevices, UvmFacts, VpmemLayer, VsmbShare } from '../devices/device-types.js';
+import type { ResourceInfo, ScsiDisk, UvmFacts, VpmemLayer, VsmbShare } from '../devices/device-types.js';
+import type { SlotsPort } from './layer-ports.js';
 import type { Reservation } from '../core/refcounted-table.js';
 import { SCSI_LUNS_PER_CONTROLLER } from '../devices/resource-paths.js';
 import { lcowRootfsPath, lcowScratchDir } from '../oci/container-paths.js';
@@ -125,7 +126,7 @@ function placement(r: Reservation<ScsiDisk | VpmemLayer> | undefined): { slot?: 
 }
 
 /** Free VPMEM devices and SCSI slots with every reservation held (call before cancelling). */
-export function slotsLeft(uvm: UvmDevices): SlotsLeft {
+export function slotsLeft(uvm: SlotsPort): SlotsLeft {
   const vpmemUsed = new Set(uvm.vpmem.describe().map((i: ResourceInfo) => (i.slot ?? '').split('@')[0]));
   const scsiUsed = uvm.scsi.describe().filter((i) => i.kind === 'scsi-attachment').length;
   return {
@@ -135,7 +136,7 @@ export function slotsLeft(uvm: UvmDevices): SlotsLeft {
 }
 
 /** The LCOW layer plan, read off the reservations (held: call before cancelling them). */
-export function lcowLayerPlan(uvm: UvmDevices, reserved: ReservedLcowLayers, scratchVhd: string): LcowLayerPlan {
+export function lcowLayerPlan(uvm: SlotsPort, reserved: ReservedLcowLayers, scratchVhd: string): LcowLayerPlan {
   const { prepared } = reserved;
   const layers = reserved.layers.map((r): LcowLayerPlanEntry => {
     const fit = prepared.vpmem[r.index]!;
@@ -170,7 +171,7 @@ export function lcowLayerPlan(uvm: UvmDevices, reserved: ReservedLcowLayers, scr
 }
 
 /** The WCOW layer plan, read off the reservations (held: call before cancelling them). */
-export function wcowLayerPlan(uvm: UvmDevices, reserved: ReservedWcowLayers, scratchVhd: string, scratchShared: boolean): WcowLayerPlan {
+export function wcowLayerPlan(uvm: SlotsPort, reserved: ReservedWcowLayers, scratchVhd: string, scratchShared: boolean): WcowLayerPlan {
   const { prepared } = reserved;
   const layers = prepared.inputs.layerFolders.map((folder, index): WcowLayerPlanEntry => {
     const r: Reservation<VsmbShare> | undefined = reserved.layers[index];

@@ -5,7 +5,8 @@
 import { UvmError } from '../core/errors.js';
 import type { Logger } from '../core/logger.js';
 import type { Lease } from '../core/lease.js';
-import type { DeviceAcquireOptions, Reservation, ScsiDisk, UvmDevices, VpmemLayer } from '../devices/device-types.js';
+import type { DeviceAcquireOptions, Reservation, ScsiDisk, VpmemLayer } from '../devices/device-types.js';
+import type { CompositionPort, LcowLayersPort } from './layer-ports.js';
 import { ReservationBatch, taken } from '../core/reservation-batch.js';
 import { validateContainerId } from '../containers/container-id.js';
 import { lcowContainerRoot, lcowRootfsPath, lcowScratchDir } from '../oci/container-paths.js';
@@ -60,7 +61,7 @@ export interface ReservedLcowLayers {
  * disk) and stats each layer VPMEM may take. NOT_FOUND for a missing scratch or layer; no HCS call.
  */
 export async function prepareLcowLayers(
-  uvm: UvmDevices,
+  uvm: Pick<LcowLayersPort, 'facts' | 'hostFs'>,
   containerId: string,
   inputs: LcowLayerInputs,
   options: { encryptScratch?: boolean } = {},
@@ -83,7 +84,7 @@ export async function prepareLcowLayers(
  * from the sizes and free slots), then the scratch. Slots, devices, offsets and mount paths are
  * therefore the same whatever the HCS timing. Throws (with nothing reserved) on NO_SLOT etc.
  */
-export function reserveLcowLayers(uvm: UvmDevices, prepared: PreparedLcowLayers, batch: ReservationBatch = new ReservationBatch()): ReservedLcowLayers {
+export function reserveLcowLayers(uvm: Pick<LcowLayersPort, 'scsi' | 'vpmem'>, prepared: PreparedLcowLayers, batch: ReservationBatch = new ReservationBatch()): ReservedLcowLayers {
   return batch.run(() => {
     const layers = prepared.inputs.layers.map((input, index): ReservedLcowLayer => {
       const fit = prepared.vpmem[index]!;
@@ -124,7 +125,7 @@ export function reserveLcowLayers(uvm: UvmDevices, prepared: PreparedLcowLayers,
  * before the first call cancels the reservations; after it, the calls in flight finish and are
  * undone (CombinedLayers Remove first).
  */
-export async function commitLcowLayers(uvm: UvmDevices, reserved: ReservedLcowLayers, options: ComposeLcowLayersOptions = {}): Promise<ComposedLayers> {
+export async function commitLcowLayers(uvm: CompositionPort, reserved: ReservedLcowLayers, options: ComposeLcowLayersOptions = {}): Promise<ComposedLayers> {
   const { containerId } = reserved.prepared;
   const { signal } = options;
   return commitComposition(uvm, reserved, options, async (builder) => {
@@ -179,7 +180,7 @@ interface Piece {
  * error as `details.rollbackError`). A missing scratch fails with NOT_FOUND and no HCS call.
  */
 export async function composeLcowLayers(
-  uvm: UvmDevices,
+  uvm: LcowLayersPort,
   containerId: string,
   inputs: LcowLayerInputs,
   options: ComposeLcowLayersOptions = {},

@@ -5,7 +5,8 @@
 import { UvmError } from '../core/errors.js';
 import type { Logger } from '../core/logger.js';
 import type { HeldResource } from '../containers/held-resource.js';
-import type { DeviceAcquireOptions, HostPathKind, Reservation, ScsiDisk, UvmDevices, VsmbShare } from '../devices/device-types.js';
+import type { DeviceAcquireOptions, HostPathKind, Reservation, ScsiDisk, VsmbShare } from '../devices/device-types.js';
+import type { CompositionPort, WcowLayersPort } from './layer-ports.js';
 import { ReservationBatch, taken } from '../core/reservation-batch.js';
 import { statKind } from '../devices/validation.js';
 import { hostPaths } from '../devices/host-paths.js';
@@ -42,7 +43,7 @@ export interface ReservedWcowLayers {
  * call. (The scratch is the container's root, so it cannot be shared: reserving a scratch that is
  * already attached is MOUNT_CONFLICT.)
  */
-export async function prepareWcowLayers(uvm: UvmDevices, containerId: string, inputs: WcowLayerInputs): Promise<PreparedWcowLayers> {
+export async function prepareWcowLayers(uvm: Pick<WcowLayersPort, 'facts' | 'hostFs' | 'nameToGuid'>, containerId: string, inputs: WcowLayerInputs): Promise<PreparedWcowLayers> {
   validateContainerId(containerId);
   assertGuestOs(uvm, 'windows', 'WCOW layers');
   const ids = inputs.layerFolders.map((folder) => uvm.nameToGuid(hostPaths.basename(folder)));
@@ -52,12 +53,12 @@ export async function prepareWcowLayers(uvm: UvmDevices, containerId: string, in
 }
 
 /** True when the scratch is attached already (then it cannot be this container's root). */
-export function scratchInUse(uvm: UvmDevices, scratchHostPath: string): boolean {
+export function scratchInUse(uvm: { readonly scsi: Pick<WcowLayersPort['scsi'], 'describe'> }, scratchHostPath: string): boolean {
   return uvm.scsi.describe().some((i) => i.kind === 'scsi-attachment' && i.hostPath === scratchHostPath);
 }
 
 /** Reserves the layer shares (in order) then the scratch, synchronously, in `batch`. */
-export function reserveWcowLayers(uvm: UvmDevices, prepared: PreparedWcowLayers, batch: ReservationBatch = new ReservationBatch()): ReservedWcowLayers {
+export function reserveWcowLayers(uvm: Pick<WcowLayersPort, 'scsi' | 'vsmb'>, prepared: PreparedWcowLayers, batch: ReservationBatch = new ReservationBatch()): ReservedWcowLayers {
   const { scratchHostPath, containerId } = prepared;
   return batch.run(() => {
     // Checked first, so that a conflicting scratch takes no share name.
@@ -79,7 +80,7 @@ export function reserveWcowLayers(uvm: UvmDevices, prepared: PreparedWcowLayers,
 }
 
 /** Commits the reservations (all at once) and sends CombinedLayers; see `commitLcowLayers`. */
-export async function commitWcowLayers(uvm: UvmDevices, reserved: ReservedWcowLayers, options: ComposeWcowLayersOptions = {}): Promise<ComposedLayers> {
+export async function commitWcowLayers(uvm: CompositionPort, reserved: ReservedWcowLayers, options: ComposeWcowLayersOptions = {}): Promise<ComposedLayers> {
   const { containerId, inputs, ids, scratchHostPath } = reserved.prepared;
   const { signal } = options;
   return commitComposition(uvm, reserved, options, async (builder) => {
@@ -127,7 +128,7 @@ export async function commitWcowLayers(uvm: UvmDevices, reserved: ReservedWcowLa
  * acquired was released.
  */
 export async function composeWcowLayers(
-  uvm: UvmDevices,
+  uvm: WcowLayersPort,
   containerId: string,
   inputs: WcowLayerInputs,
   options: ComposeWcowLayersOptions = {},

@@ -7,7 +7,16 @@
 import type { Logger } from '../core/logger.js';
 import type { Lease } from '../core/lease.js';
 import { ReleaseStack } from '../core/release-stack.js';
-import type { DeviceAcquireOptions, HostPathKind, Reservation, UvmDevices } from '../devices/device-types.js';
+import type {
+  DeviceAcquireOptions,
+  HostPathKind,
+  LeftoverSink,
+  PipeManager,
+  Plan9Manager,
+  Reservation,
+  ScsiManager,
+  VsmbManager,
+} from '../devices/device-types.js';
 import { heldResource, teardownPhase, type HeldResource } from '../containers/held-resource.js';
 import { PIPE_PREFIX, addErrorDetails } from './container-paths.js';
 import type { DeviceMount, MountDevice, PlannedMount } from './mount-planner.js';
@@ -47,11 +56,22 @@ export interface ApplyMountsOptions extends DeviceAcquireOptions {
   logger?: Logger;
 }
 
+/** What reserving mounts uses from one UVM: the reservation of each device a mount can take. */
+export interface MountDevicesPort {
+  readonly scsi: Pick<ScsiManager, 'reserve'>;
+  readonly plan9: Pick<Plan9Manager, 'reserve'>;
+  readonly vsmb: Pick<VsmbManager, 'reserve'>;
+  readonly pipes: Pick<PipeManager, 'reserve'>;
+}
+
+/** What mount conversion uses from one UVM: the reservations, and where a failed rollback goes. */
+export interface MountPort extends MountDevicesPort, LeftoverSink {}
+
 type GuestPathLease = Lease<{ guestPath: string | undefined }>;
 type GuestPathReservation = Reservation<{ guestPath: string | undefined }>;
 
 /** How each device is reserved: the only per-device code of the applier. */
-const RESERVE: { [D in MountDevice]: (uvm: UvmDevices, planned: DeviceMount & { device: D }) => GuestPathReservation } = {
+const RESERVE: { [D in MountDevice]: (uvm: MountDevicesPort, planned: DeviceMount & { device: D }) => GuestPathReservation } = {
   scsi: (uvm, planned) => uvm.scsi.reserve(planned.request),
   plan9: (uvm, planned) => uvm.plan9.reserve(planned.request, hostKindOf(planned)),
   vsmb: (uvm, planned) => uvm.vsmb.reserve(planned.request, hostKindOf(planned)),
@@ -63,8 +83,8 @@ function hostKindOf(planned: DeviceMount): HostPathKind {
   return planned.hostKind;
 }
 
-function reserveDevice(uvm: UvmDevices, planned: DeviceMount): GuestPathReservation {
-  const reserve = RESERVE[planned.device] as (uvm: UvmDevices, planned: DeviceMount) => GuestPathReservation;
+function reserveDevice(uvm: MountDevicesPort, planned: DeviceMount): GuestPathReservation {
+  const reserve = RESERVE[planned.device] as (uvm: MountDevicesPort, planned: DeviceMount) => GuestPathReservation;
   return reserve(uvm, planned);
 }
 
@@ -79,7 +99,7 @@ export interface ReservedMount {
  * now. Errors carry `details.mountIndex` (e.g. NO_SLOT or MOUNT_CONFLICT); in a plan batch such a
  * mount is left unreserved (see `ReservationBatch`).
  */
-export function reserveMount(uvm: UvmDevices, planned: PlannedMount, batch: ReservationBatch = new ReservationBatch()): ReservedMount {
+export function reserveMount(uvm: MountDevicesPort, planned: PlannedMount, batch: ReservationBatch = new ReservationBatch()): ReservedMount {
   if (planned.kind !== 'device') return { planned };
   const reservation = batch.take(() => {
     try {
@@ -96,7 +116,7 @@ export function reserveMount(uvm: UvmDevices, planned: PlannedMount, batch: Rese
  * one throws, everything the batch took is cancelled and the error (with `details.mountIndex`)
  * is thrown.
  */
-export function reserveMounts(uvm: UvmDevices, plan: readonly PlannedMount[], batch: ReservationBatch = new ReservationBatch()): ReservedMount[] {
+export function reserveMounts(uvm: MountDevicesPort, plan: readonly PlannedMount[], batch: ReservationBatch = new ReservationBatch()): ReservedMount[] {
   return batch.run(() => plan.map((planned) => reserveMount(uvm, planned, batch)));
 }
 
@@ -120,7 +140,7 @@ function containerEntry(planned: PlannedMount, guestPath: string, readOnly: bool
 }
 
 /** Applies one planned mount (reserve, then commit). If it rejects, nothing was acquired for it. */
-export async function applyMount(uvm: UvmDevices, planned: PlannedMount, options: DeviceAcquireOptions = {}): Promise<AppliedMount> {
+export async function applyMount(uvm: MountDevicesPort, planned: PlannedMount, options: DeviceAcquireOptions = {}): Promise<AppliedMount> {
   return commitMount(reserveMount(uvm, planned), options);
 }
 
@@ -182,7 +202,7 @@ export interface AppliedMountPlan {
  * `details.rollbackError` (the leases left behind stay retryable in their managers).
  */
 export async function applyMountPlan(
-  uvm: UvmDevices,
+  uvm: MountPort,
   spec: OciSpec,
   plan: readonly PlannedMount[],
   options: ApplyMountsOptions = {},
@@ -195,7 +215,7 @@ export async function applyMountPlan(
  * before the calls cancels every reservation.
  */
 export async function commitMounts(
-  uvm: UvmDevices,
+  uvm: LeftoverSink,
   spec: OciSpec,
   reserved: readonly ReservedMount[],
   options: ApplyMountsOptions = {},

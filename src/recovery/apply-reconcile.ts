@@ -15,13 +15,13 @@ import type {
   Plan9ShareRequest,
   ScsiDisk,
   ScsiDiskRequest,
-  UvmDevices,
   VpmemLayer,
   VpmemLayerRequest,
   VsmbShare,
   VsmbShareRequest,
 } from '../devices/device-types.js';
 import { hostPaths } from '../devices/host-paths.js';
+import type { UvmDeviceSet } from './journaled-devices.js';
 import { vpciResourcePath, type VpciDevice, type VpciDeviceRequest, type VpciManager } from '../devices/vpci-manager.js';
 import { decodeLease } from './records/codec.js';
 import { combinedLayersCodec } from './records/combined-layers.js';
@@ -59,17 +59,17 @@ export interface NameReserving {
 }
 
 /** The managers of a UVM, with their adoption paths. */
-export interface AdoptableDevices extends UvmDevices {
-  readonly scsi: UvmDevices['scsi'] & Adoptable<ScsiDiskRequest, ScsiDisk>;
-  readonly vsmb: UvmDevices['vsmb'] & Adoptable<VsmbShareRequest, VsmbShare> & NameReserving;
-  readonly vpmem: UvmDevices['vpmem'] & Adoptable<VpmemLayerRequest, VpmemLayer>;
-  readonly plan9: UvmDevices['plan9'] & Adoptable<Plan9ShareRequest, Plan9Share> & NameReserving;
-  readonly pipes: UvmDevices['pipes'] & Adoptable<{ hostPath: string }, MappedPipe>;
+export interface AdoptableDevices extends UvmDeviceSet {
+  readonly scsi: UvmDeviceSet['scsi'] & Adoptable<ScsiDiskRequest, ScsiDisk>;
+  readonly vsmb: UvmDeviceSet['vsmb'] & Adoptable<VsmbShareRequest, VsmbShare> & NameReserving;
+  readonly vpmem: UvmDeviceSet['vpmem'] & Adoptable<VpmemLayerRequest, VpmemLayer>;
+  readonly plan9: UvmDeviceSet['plan9'] & Adoptable<Plan9ShareRequest, Plan9Share> & NameReserving;
+  readonly pipes: UvmDeviceSet['pipes'] & Adoptable<{ hostPath: string }, MappedPipe>;
   readonly vpci?: VpciManager & Adoptable<VpciDeviceRequest, VpciDevice>;
 }
 
 /** True when every manager of `devices` has an adoption path (and VSMB/Plan9 reserve names). */
-export function isAdoptable(devices: UvmDevices): devices is AdoptableDevices {
+export function isAdoptable(devices: UvmDeviceSet): devices is AdoptableDevices {
   const has = (m: unknown, method: string): boolean => typeof (m as Record<string, unknown>)[method] === 'function';
   return (
     [devices.scsi, devices.vsmb, devices.vpmem, devices.plan9, devices.pipes].every((m) => has(m, 'adopt')) &&

@@ -1,5 +1,5 @@
 /**
- * The journaling decorator: a view of a UVM's devices (`UvmDevices`) whose every acquire is
+ * The journaling decorator: a view of a UVM's devices (`UvmDeviceSet`) whose every acquire is
  * journaled after it succeeded and whose every release drops its record before the release
  * starts. One view per owner: the UVM itself (the shim's own leases) or one container, so the
  * journal knows which leases make up which container. The managers themselves know nothing about
@@ -26,7 +26,6 @@ import type {
   ScsiDisk,
   ScsiDiskRequest,
   ScsiManager,
-  UvmDevices,
   VpmemLayer,
   VpmemLayerRequest,
   VpmemManager,
@@ -36,10 +35,24 @@ import type {
 } from '../devices/device-types.js';
 import type { VpciDevice, VpciDeviceRequest, VpciManager } from '../devices/vpci-manager.js';
 import type { GuestRequest } from '../hcs/schema.js';
+import type { ContainerUvm } from '../containers/container-ports.js';
 import { LEASE_CODECS, type LeaseRecordKind } from './journal-format.js';
 import { plain, type LeaseCodec } from './records/codec.js';
 import { combinedLayersCodec } from './records/combined-layers.js';
 import type { RecoveryJournal } from './journal.js';
+
+/**
+ * A UVM's whole device set, managers in full: what the UVM exposes to the shim and what its gate
+ * and journal wrap. Container allocation gets the narrower `ContainerUvm` (which this satisfies).
+ */
+export interface UvmDeviceSet extends ContainerUvm {
+  readonly scsi: ScsiManager;
+  readonly vsmb: VsmbManager;
+  readonly vpmem: VpmemManager;
+  readonly plan9: Plan9Manager;
+  readonly pipes: PipeManager;
+  readonly vpci?: VpciManager;
+}
 
 /** A lease that knows its journal record. */
 export interface JournaledLease<T> extends Lease<T> {
@@ -97,8 +110,8 @@ export function withAcquire<M extends object>(inner: M, acquire: unknown, reserv
 }
 
 /** Copies the UVM's termination capability (containers/uvm-termination.ts) from `devices` onto `view`. */
-export function forwardTermination(view: UvmDevices, devices: UvmDevices): UvmDevices {
-  const aware = devices as UvmDevices & { prepareForTermination?: () => void };
+export function forwardTermination(view: UvmDeviceSet, devices: UvmDeviceSet): UvmDeviceSet {
+  const aware = devices as UvmDeviceSet & { prepareForTermination?: () => void };
   if (typeof aware.prepareForTermination === 'function') {
     Object.assign(view, { prepareForTermination: () => aware.prepareForTermination!() });
   }
@@ -149,8 +162,8 @@ function journaledManager<M extends Acquirer<R, V>, R, V>(inner: M, kind: LeaseR
  * CombinedLayers Add / Remove guest requests sent through it (the only guest-only resource the
  * library creates).
  */
-export function journaledDevices(devices: UvmDevices, ctx: JournalContext, owner: string | undefined): UvmDevices {
-  const view: UvmDevices = {
+export function journaledDevices(devices: UvmDeviceSet, ctx: JournalContext, owner: string | undefined): UvmDeviceSet {
+  const view: UvmDeviceSet = {
     facts: devices.facts,
     hostFs: devices.hostFs,
     scsi: journaledManager<ScsiManager, ScsiDiskRequest, ScsiDisk>(devices.scsi, 'scsi', LEASE_CODECS.scsi, ctx, owner),

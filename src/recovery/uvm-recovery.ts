@@ -10,7 +10,7 @@ import { LogField, type Logger } from '../core/logger.js';
 import type { ContainerResourcesSnapshot } from '../containers/container-resources.js';
 import { heldResource, type HeldResource, type HeldResourceSource } from '../containers/held-resource.js';
 import { isPreparedForTermination } from '../containers/uvm-termination.js';
-import type { GuestOs, UvmDevices } from '../devices/device-types.js';
+import type { GuestOs } from '../devices/device-types.js';
 import type { ResourceDelivery } from '../devices/guest-delivery.js';
 import { guestRequest } from '../devices/wire-requests.js';
 import type { HcsSystem } from '../hcs/hcs-api.js';
@@ -19,13 +19,13 @@ import { applyReconcilePlan, isAdoptable, type RecoveryReport, type RestoredLeas
 import type { ContainerRecord, JsonObject, LeaseRecordKind } from './journal-format.js';
 import { encodeContainer } from './records/container.js';
 import type { RecoveryJournal } from './journal.js';
-import { isJournaledLease, journaledDevices, type JournalContext } from './journaled-devices.js';
+import { isJournaledLease, journaledDevices, type JournalContext, type UvmDeviceSet } from './journaled-devices.js';
 import { planReconcile } from './reconcile.js';
 
 /** A container as restored by reconcile: what `new ContainerResources(devices, init)` takes. */
 export interface RestoredContainer {
   /** The container's journaled view (its future acquisitions are journaled under its id). */
-  devices: UvmDevices;
+  devices: UvmDeviceSet;
   init: ContainerResourcesSnapshot;
 }
 
@@ -33,9 +33,9 @@ export interface UvmRecoveryInit {
   os: GuestOs;
   journal: RecoveryJournal;
   /** The UVM's devices as the shim uses them (behind the UVM's gate): what the journaled views wrap. */
-  devices: UvmDevices;
+  devices: UvmDeviceSet;
   /** The raw managers, with their adoption paths (reconcile only). */
-  adoptable: UvmDevices;
+  adoptable: UvmDeviceSet;
   /** Throws HANDLE_CLOSED once the UVM is closed (journaled releases then keep their records). */
   assertOpen: (op: string) => void;
   delivery: ResourceDelivery;
@@ -64,9 +64,9 @@ export async function systemState(system: HcsSystem): Promise<string> {
 export class UvmRecovery {
   readonly journal: RecoveryJournal;
   /** The journaled view for the UVM's own leases. */
-  readonly uvmDevices: UvmDevices;
+  readonly uvmDevices: UvmDeviceSet;
   readonly #init: UvmRecoveryInit;
-  readonly #views = new Map<string, UvmDevices>();
+  readonly #views = new Map<string, UvmDeviceSet>();
   /** Containers whose record is durable (their later leases are durable on their own). */
   readonly #recorded = new Set<string>();
   #restored: RestoredLease[] = [];
@@ -80,7 +80,7 @@ export class UvmRecovery {
   }
 
   /** The journaled view of a container's devices (the same object for the same id). */
-  containerDevices(containerId: string): UvmDevices {
+  containerDevices(containerId: string): UvmDeviceSet {
     let view = this.#views.get(containerId);
     if (!view) {
       view = journaledDevices(this.#init.devices, this.#context(), containerId);

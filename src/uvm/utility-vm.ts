@@ -16,7 +16,6 @@ import {
   VsmbManager,
   type DeviceAcquireOptions,
   type ResourceInfo,
-  type UvmDevices,
   type UvmFacts,
 } from '../devices/device-types.js';
 import { ResourceDelivery } from '../devices/guest-delivery.js';
@@ -33,6 +32,7 @@ import type { JsonObject, LeaseRecordKind } from '../recovery/journal-format.js'
 import { RecoveryJournal } from '../recovery/journal.js';
 import { revokeJournaledGrants } from '../recovery/journaled-grants.js';
 import { UvmRecovery } from '../recovery/uvm-recovery.js';
+import type { UvmDeviceSet } from '../recovery/journaled-devices.js';
 import { HcsSystem } from './hcs-system-token.js';
 import { UvmGate } from './uvm-gate.js';
 import { UvmIdRelease } from './live-uvm-ids.js';
@@ -50,7 +50,7 @@ import { GuestChannels } from './guest-channels.js';
  * releases make no HCS call.
  */
 @injectable()
-export class UtilityVm implements UvmDevices {
+export class UtilityVm implements UvmDeviceSet {
   /** What failed rollbacks left for `retryFailedTeardowns()` (see `retryLater`). */
   readonly #leftovers = new ReleaseStack();
   readonly facts: UvmFacts;
@@ -72,7 +72,7 @@ export class UtilityVm implements UvmDevices {
   /** Refuses calls after close / terminate. */
   readonly #gate: UvmGate;
   /** The managers behind the gate (what the UVM exposes without a journal). */
-  readonly #gated: UvmDevices;
+  readonly #gated: UvmDeviceSet;
   /** Gives the UVM id back to the live-id registry. */
   readonly #releaseId: UvmIdRelease | undefined;
   /** Set when the GCS bridge failed (BRIDGE_FAILED). */
@@ -352,7 +352,7 @@ export class UtilityVm implements UvmDevices {
   }
 
   /** The managers without the journal (what adoption and the journaled views wrap). */
-  #rawDevices(vpci: VpciManager | undefined): UvmDevices {
+  #rawDevices(vpci: VpciManager | undefined): UvmDeviceSet {
     const self = this as unknown as Partial<UvmTerminationAware>;
     return {
       facts: this.facts,

@@ -4,10 +4,10 @@
  * the VM rejects with UVM_TERMINATED before anything is recorded (releases go on: bookkeeping).
  */
 import { UvmError } from '../core/errors.js';
-import type { DeviceAcquireOptions, UvmDevices } from '../devices/device-types.js';
+import type { DeviceAcquireOptions } from '../devices/device-types.js';
 import type { UvmLifecycle } from '../devices/uvm-lifecycle.js';
 import type { GuestRequest } from '../hcs/schema.js';
-import { forwardTermination, withAcquire } from '../recovery/journaled-devices.js';
+import { forwardTermination, withAcquire, type UvmDeviceSet } from '../recovery/journaled-devices.js';
 
 export class UvmGate {
   #closed = false;
@@ -71,9 +71,9 @@ export class UvmGate {
   }
 
   /** `devices` whose acquires and guest requests pass this gate first. */
-  devices(devices: UvmDevices): UvmDevices {
+  devices(devices: UvmDeviceSet): UvmDeviceSet {
     const gate = <M extends { acquire(request: R, options?: DeviceAcquireOptions): Promise<L> }, R, L>(manager: M, name: string): M => this.manager(manager, name);
-    const view: UvmDevices = {
+    const view: UvmDeviceSet = {
       facts: devices.facts,
       hostFs: devices.hostFs,
       scsi: gate(devices.scsi, 'scsi'),
