@@ -5,14 +5,15 @@ import { expect } from 'chai';
 import fc from 'fast-check';
 import * as v from 'valibot';
 import { UvmError } from '../../../src/core/errors.js';
-import { FakeHostFs } from '../../../src/core/fake-host-fs.js';
 import { allocateContainer, planContainer } from '../../../src/containers/allocate-container.js';
 import { OciSpecSchema, RootfsMountSchema } from '../../../src/oci/spec-schema.js';
-import { FakeUvmDevices } from '../../fakes/fake-uvm-devices.js';
+import type { FakeHostFs } from '../../../src/core/fake-host-fs.js';
+import type { UvmDeviceConfig } from '../../../src/devices/device-config.js';
 import { expectCode } from '../../fakes/expect-code.js';
+import { upperUvm, type KitUvm } from '../devices/device-test-kit.js';
 
-function hostFs(): FakeHostFs {
-  return new FakeHostFs()
+function hostFs(fs: FakeHostFs): FakeHostFs {
+  return fs
     .file('/l/1/layer.vhd', 1000)
     .dir('/l/dirvhd/layer.vhd')
     .dir('/l/novhd')
@@ -22,15 +23,22 @@ function hostFs(): FakeHostFs {
     .file('/disks/d.vhdx');
 }
 
-function lcow(facts: ConstructorParameters<typeof FakeUvmDevices>[0] = {}): FakeUvmDevices {
-  return new FakeUvmDevices({ os: 'linux', hostFs: hostFs(), ...facts });
+function lcow(config: Partial<UvmDeviceConfig> = {}): Promise<KitUvm> {
+  return upperUvm('linux', { config, hostFs });
+}
+
+/** Nothing reached HCS (no modify, no grant) and the managers hold nothing. */
+function untouched(u: KitUvm): void {
+  expect(u.ops(), 'no device call').to.deep.equal([]);
+  expect([...u.kit.hcs.grants]).to.deep.equal([]);
+  expect(u.held()).to.deep.equal([]);
 }
 
 const LAYERS = { layerFolders: ['/l/1', '/s'] };
 const bind = (extra: Record<string, unknown>): Record<string, unknown> => ({ destination: '/data', type: 'bind', source: '/data', ...extra });
 
-/** [what, spec, code, field, UVM facts] */
-const CASES: [string, unknown, string, string, Record<string, unknown>?][] = [
+/** [what, spec, code, field, UVM config] */
+const CASES: [string, unknown, string, string, Partial<UvmDeviceConfig>?][] = [
   ['options "ro" (a string)', { windows: LAYERS, mounts: [bind({ options: 'ro' })] }, 'INVALID_SPEC', 'mounts[0].options'],
   ['options as an object', { windows: LAYERS, mounts: [bind({ options: { ro: true } })] }, 'INVALID_SPEC', 'mounts[0].options'],
   ['options as a number', { windows: LAYERS, mounts: [bind({ options: 3 })] }, 'INVALID_SPEC', 'mounts[0].options'],
@@ -54,33 +62,32 @@ const CASES: [string, unknown, string, string, Record<string, unknown>?][] = [
 describe('input schemas: ill-typed input fails closed (issue 12, finding 2)', () => {
   for (const [what, spec, code, field, facts] of CASES) {
     it(`${what} → ${code} naming ${field}, nothing attached, from allocateContainer and planContainer`, async () => {
-      const u = lcow({ facts });
+      const u = await lcow(facts);
       const err = await expectCode(allocateContainer(u, spec as never, { containerId: 'c1' }), code as never);
       expect(err.details.field, err.message).to.equal(field);
       const planned = await expectCode(planContainer(u, spec as never, { containerId: 'c1' }), code as never);
       expect(planned.details.field).to.equal(field);
-      expect(u.calls, 'no device call').to.deep.equal([]);
-      expect(u.held()).to.deep.equal([]);
+      untouched(u);
     });
   }
 
   it('mount types that are Object.prototype members are not disk types: LCOW keeps them for the guest, WCOW refuses them', async () => {
     for (const type of ['constructor', 'toString', '__proto__', 'hasOwnProperty']) {
-      const u = lcow();
+      const u = await lcow();
       const plan = await planContainer(u, { windows: LAYERS, mounts: [{ destination: '/x', type, source: '/data' }] }, { containerId: 'c1' });
       expect(plan.mounts[0]).to.include({ kind: 'keep', reason: 'not-a-host-mount' });
-      const w = new FakeUvmDevices({ os: 'windows', hostFs: new FakeHostFs().dir('C:\\l').file('C:\\s\\sandbox.vhdx').dir('C:\\d') });
+      const w = await upperUvm('windows', { hostFs: (fs) => fs.dir('C:\\l').file('C:\\s\\sandbox.vhdx').dir('C:\\d') });
       const err = await expectCode(
         allocateContainer(w, { windows: { layerFolders: ['C:\\l', 'C:\\s'] }, mounts: [{ destination: 'C:\\x', type, source: 'C:\\d' }] }, { containerId: 'c1' }),
         'INVALID_SPEC',
       );
       expect(err.details.field).to.equal('mounts[0].type');
-      expect(w.held()).to.deep.equal([]);
+      untouched(w);
     }
   });
 
   it('ill-typed options: INVALID_ARGUMENT naming the option; ill-typed rootfs mounts: INVALID_SPEC naming the field', async () => {
-    const u = lcow();
+    const u = await lcow();
     const spec = { windows: LAYERS };
     const bad: [Record<string, unknown>, string, string][] = [
       [{ encryptScratch: 'yes' }, 'INVALID_ARGUMENT', 'options.encryptScratch'],
@@ -95,7 +102,7 @@ describe('input schemas: ill-typed input fails closed (issue 12, finding 2)', ()
       const err = await expectCode(allocateContainer(u, spec, { containerId: 'c1', ...options } as never), code as never);
       expect(err.details.field, JSON.stringify(options)).to.equal(field);
     }
-    expect(u.calls).to.deep.equal([]);
+    untouched(u);
   });
 
   it('property: random JSON specs → either a valid spec that allocates and releases, or a UvmError with nothing attached', async () => {
@@ -131,7 +138,7 @@ describe('input schemas: ill-typed input fails closed (issue 12, finding 2)', ()
 
     await fc.assert(
       fc.asyncProperty(spec, rootfs, fc.boolean(), async (input, rootfsInput, plan) => {
-        const u = lcow();
+        const u = await lcow();
         const options = { containerId: 'c1', ...(rootfsInput === undefined ? {} : { rootfs: rootfsInput }) } as never;
         let outcome: unknown;
         try {
@@ -152,6 +159,7 @@ describe('input schemas: ill-typed input fails closed (issue 12, finding 2)', ()
           if (rootfsInput !== undefined) expect(v.is(v.array(RootfsMountSchema), rootfsInput)).to.equal(true);
         }
         expect(u.held()).to.deep.equal([]);
+        expect(u.kit.system.attached()).to.deep.equal([]);
       }),
       { numRuns: 300 },
     );

@@ -170,15 +170,18 @@ export function renderModify(doc: unknown): string {
  */
 export async function upperUvm(
   os: UvmDeviceConfig['os'],
-  options: { config?: Partial<UvmDeviceConfig>; hostFs?: (fs: FakeHostFs) => void; terminationAware?: boolean } = {},
+  options: { config?: Partial<UvmDeviceConfig>; hostFs?: (fs: FakeHostFs) => void; terminationAware?: boolean; leakCheck?: boolean } = {},
 ): Promise<KitUvm> {
-  const kit = await deviceKit({
-    os,
-    id: os === 'linux' ? 'uvm-l' : 'uvm-w@vm',
-    vpmemCount: os === 'linux' ? 4 : 0,
-    vpmemMaxSizeBytes: 1024 * 1024,
-    ...options.config,
-  });
+  const kit = await deviceKit(
+    {
+      os,
+      id: os === 'linux' ? 'uvm-l' : 'uvm-w@vm',
+      vpmemCount: os === 'linux' ? 4 : 0,
+      vpmemMaxSizeBytes: 1024 * 1024,
+      ...options.config,
+    },
+    { leakCheck: options.leakCheck },
+  );
   options.hostFs?.(kit.hostFs);
   return kitUvm(kit, { terminationAware: options.terminationAware });
 }

@@ -1,18 +1,20 @@
 import { expect } from 'chai';
-import { FakeHostFs } from '../../../src/core/fake-host-fs.js';
 import { applyMountPlan } from '../../../src/oci/mount-applier.js';
 import { planMounts } from '../../../src/oci/mount-planner.js';
 import type { OciMount } from '../../../src/oci/oci-spec.js';
-import { FakeUvmDevices } from '../../fakes/fake-uvm-devices.js';
+import type { FakeHostFs } from '../../../src/core/fake-host-fs.js';
 import { expectCode } from '../../fakes/expect-code.js';
+import { failModify, upperUvm, type KitUvm } from '../devices/device-test-kit.js';
 
 const VSMB = '\\\\?\\VMSMB\\VSMB-{dcc079ae-60ba-4d07-847c-3493609c0870}';
 
-function fs(): FakeHostFs {
-  return new FakeHostFs().dir('/data').file('/cfg/app.conf').dir('C:\\data').file('C:\\cfg\\app.json');
+function files(fs: FakeHostFs): FakeHostFs {
+  return fs.dir('/data').file('/cfg/app.conf').dir('C:\\data').file('C:\\cfg\\app.json').file('/disks/d.vhdx').file('/disks/v.vhdx').file('/x.vhdx').file('C:\\disks\\v.vhdx');
 }
 
-async function apply(uvm: FakeUvmDevices, mounts: OciMount[]) {
+const lcow = (): Promise<KitUvm> => upperUvm('linux', { hostFs: files });
+
+async function apply(uvm: KitUvm, mounts: OciMount[]) {
   const spec = { ociVersion: '1.1.0', mounts };
   const plan = await planMounts(spec, uvm.facts, 'c1', uvm.hostFs);
   const result = await applyMountPlan(uvm, spec, plan);
@@ -26,9 +28,12 @@ async function releaseAll(applied: { held?: { release(): Promise<void> } }[]): P
   for (const a of [...applied].reverse()) await a.held?.release();
 }
 
+const adds = (u: KitUvm, mark = 0): string[] => u.ops(mark).filter((o) => /^(guest )?Add/.test(o));
+const removals = (u: KitUvm, mark = 0): string[] => u.ops(mark).filter((o) => /^(guest )?Remove/.test(o));
+
 describe('applyMountPlan', () => {
   it('rewrites LCOW mounts to the guest paths the managers hand out', async () => {
-    const uvm = new FakeUvmDevices({ os: 'linux', hostFs: fs().file('/disks/d.vhdx') });
+    const uvm = await lcow();
     const mounts: OciMount[] = [
       { destination: '/tmp', type: 'tmpfs', source: 'tmpfs', options: ['nosuid'] },
       { destination: '/d', type: 'bind', source: '/data', options: ['rbind'] },
@@ -49,13 +54,21 @@ describe('applyMountPlan', () => {
     expect(applied.map((a) => a.containerEntry)).to.deep.equal(new Array(6).fill(undefined));
     expect(applied[1]!.mount).to.not.equal(mounts[1]);
     expect(mounts[1]!.source, 'the input is not mutated').to.equal('/data');
-    expect(uvm.events('add')).to.have.length(4);
+    // Two Plan9 shares and two disks (attach + guest mount each); slots in spec order.
+    expect(adds(uvm)).to.have.members([
+      'Add Plan9/Shares 0 + Add MappedDirectory /run/mounts/plan9/0',
+      'Add Plan9/Shares 1 + Add MappedDirectory /run/mounts/plan9/1',
+      'Add Scsi/0/Attachments/0',
+      'guest Add MappedVirtualDisk /run/mounts/scsi/m0',
+      'Add Scsi/0/Attachments/1',
+      'guest Add MappedVirtualDisk /run/mounts/scsi/m1',
+    ]);
     await releaseAll(applied);
     expect(uvm.held()).to.deep.equal([]);
   });
 
   it('rewrites WCOW mounts and builds the MappedDirectory / MappedPipe entries', async () => {
-    const uvm = new FakeUvmDevices({ os: 'windows', hostFs: fs() });
+    const uvm = await upperUvm('windows', { hostFs: files });
     const applied = await apply(uvm, [
       { destination: 'C:\\d', source: 'C:\\data' },
       { destination: 'C:\\app.json', source: 'C:\\cfg\\app.json', options: ['ro'] },
@@ -82,64 +95,80 @@ describe('applyMountPlan', () => {
       { kind: 'mapped-pipe', value: { ContainerPipeName: 'u', HostPath: '\\\\.\\pipe\\uvm-w\\u' } },
     ]);
     // Mounts are acquired concurrently: every one is added, in no particular completion order.
-    expect(uvm.events('add')).to.have.members([
-      'add vsmb C:\\data-false',
-      'add vsmb C:\\cfg\\app.json-true',
-      'add scsi VirtualDisk:C:\\disks\\v.vhdx',
-      'add pipes \\\\.\\pipe\\docker_engine',
+    expect(adds(uvm)).to.have.members([
+      'Add VirtualSmb/Shares s1',
+      'Add VirtualSmb/Shares s2',
+      'Add Scsi/0/Attachments/0',
+      'guest Add MappedVirtualDisk c:\\mounts\\scsi\\m0',
+      'Add MappedPipes/\\\\.\\pipe\\docker_engine',
     ]);
+    // The single-file share exposes only that file.
+    expect((uvm.kit.docs() as { Settings?: { Name?: string } }[]).find((d) => d.Settings?.Name === 's2')).to.deep.nested.include({
+      'Settings.Path': 'C:\\cfg',
+      'Settings.AllowedFiles': ['C:\\cfg\\app.json'],
+    });
     await releaseAll(applied);
     expect(uvm.held()).to.deep.equal([]);
   });
 
   it('shares one resource between two mounts of the same source (refcount)', async () => {
-    const uvm = new FakeUvmDevices({ os: 'linux', hostFs: fs() });
+    const uvm = await lcow();
     const applied = await apply(uvm, [
       { destination: '/a', type: 'bind', source: '/data' },
       { destination: '/b', type: 'bind', source: '/data' },
     ]);
     expect(applied[0]!.mount.source).to.equal(applied[1]!.mount.source);
-    expect(uvm.events('acquire')).to.have.length(2);
-    expect(uvm.events('add')).to.have.length(1);
+    expect(uvm.plan9.describe().map((i) => i.refCount)).to.deep.equal([2]);
+    expect(adds(uvm)).to.deep.equal(['Add Plan9/Shares 0 + Add MappedDirectory /run/mounts/plan9/0']);
     await applied[0]!.held!.release();
-    expect(uvm.events('remove')).to.deep.equal([]);
+    expect(removals(uvm)).to.deep.equal([]);
     await applied[1]!.held!.release();
-    expect(uvm.events('remove')).to.deep.equal(['remove plan9 /data']);
+    expect(removals(uvm)).to.deep.equal(['Remove Plan9/Shares 0 + Remove MappedDirectory /run/mounts/plan9/0']);
   });
 
-  for (const [what, code] of [
-    ['is full', 'NO_SLOT'],
-    ['fails in HCS', 'HCS_ERROR'],
-  ] as const) {
-    it(`releases what it acquired, newest first, when a manager ${what}, and names the mount`, async () => {
-      const uvm = new FakeUvmDevices({ os: 'linux', hostFs: fs() });
-      uvm.fail('scsi', 'acquire', code);
-      const spec = {
-        mounts: [
-          { destination: '/a', type: 'bind', source: '/data' },
-          { destination: '/b', type: 'bind', source: '/cfg/app.conf' },
-          { destination: '/v', type: 'virtual-disk', source: '/disks/v.vhdx' },
-        ],
-      };
-      const plan = await planMounts(spec, uvm.facts, 'c1', uvm.hostFs);
-      const err = await expectCode(applyMountPlan(uvm, spec, plan), code);
-      expect(err.details.mountIndex).to.equal(2);
-      expect(err.details.destination).to.equal('/v');
-      expect(uvm.events('remove')).to.deep.equal(['remove plan9 /cfg/app.conf', 'remove plan9 /data']);
-      expect(uvm.held()).to.deep.equal([]);
-    });
-  }
+  it('releases what it acquired when a disk cannot be attached (HCS), and names the mount', async () => {
+    const uvm = await lcow();
+    failModify(uvm, /^Add Scsi/);
+    const spec = {
+      mounts: [
+        { destination: '/a', type: 'bind', source: '/data' },
+        { destination: '/b', type: 'bind', source: '/cfg/app.conf' },
+        { destination: '/v', type: 'virtual-disk', source: '/disks/v.vhdx' },
+      ],
+    };
+    const plan = await planMounts(spec, uvm.facts, 'c1', uvm.hostFs);
+    const err = await expectCode(applyMountPlan(uvm, spec, plan), 'HCS_ERROR');
+    expect(err.details.mountIndex).to.equal(2);
+    expect(err.details.destination).to.equal('/v');
+    expect(removals(uvm)).to.have.members([
+      'Remove Plan9/Shares 1 + Remove MappedDirectory /run/mounts/plan9/1',
+      'Remove Plan9/Shares 0 + Remove MappedDirectory /run/mounts/plan9/0',
+    ]);
+    expect(uvm.held()).to.deep.equal([]);
+  });
+
+  it('fails with NO_SLOT before any call when SCSI is full, and names the mount', async () => {
+    const uvm = await upperUvm('linux', { hostFs: files, config: { reservedScsiSlots: Array.from({ length: 64 }, (_, i) => i) } });
+    const spec = { mounts: [{ destination: '/a', type: 'bind', source: '/data' }, { destination: '/v', type: 'virtual-disk', source: '/disks/v.vhdx' }] };
+    const plan = await planMounts(spec, uvm.facts, 'c1', uvm.hostFs);
+    const err = await expectCode(applyMountPlan(uvm, spec, plan), 'NO_SLOT');
+    expect(err.details.mountIndex).to.equal(1);
+    expect(uvm.ops()).to.deep.equal([]);
+    expect(uvm.held()).to.deep.equal([]);
+  });
 
   it('reports a failed rollback on the error and leaves the failed release retryable', async () => {
-    const uvm = new FakeUvmDevices({ os: 'linux', hostFs: fs() });
-    uvm.fail('scsi', 'acquire', 'HCS_ERROR').fail('plan9', 'remove', 'HCS_ERROR');
+    const uvm = await lcow();
+    failModify(uvm, /^Add Scsi/);
+    failModify(uvm, /^Remove Plan9/);
     const spec = { mounts: [{ destination: '/a', type: 'bind', source: '/data' }, { destination: '/v', type: 'virtual-disk', source: '/x.vhdx' }] };
     const plan = await planMounts(spec, uvm.facts, 'c1', uvm.hostFs);
     const err = await expectCode(applyMountPlan(uvm, spec, plan), 'HCS_ERROR');
     expect(err.details.mountIndex).to.equal(1);
     expect(err.details.rollbackError).to.have.property('code', 'RELEASE_FAILED');
-    expect(uvm.held()).to.have.length(1);
-    await uvm.plan9.retryFailedTeardowns();
+    expect(uvm.held()).to.deep.equal(['plan9-share ["/data",false,false] teardown-failed']);
+    expect(uvm.leftovers, 'handed to the UVM for retryFailedTeardowns').to.have.length(1);
+    await uvm.retryLeftovers();
     expect(uvm.held()).to.deep.equal([]);
   });
 });
