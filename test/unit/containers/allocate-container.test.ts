@@ -1,25 +1,18 @@
 import { expect } from 'chai';
-import { FakeHostFs } from '../../../src/core/fake-host-fs.js';
-import type { UvmFacts } from '../../../src/devices/device-types.js';
+import type { FakeHostFs } from '../../../src/core/fake-host-fs.js';
 import { allocateContainer, planContainer } from '../../../src/containers/allocate-container.js';
 import type { OciSpec } from '../../../src/oci/oci-spec.js';
-import { FakeUvmDevices } from '../../fakes/fake-uvm-devices.js';
 import { expectCode } from '../../fakes/expect-code.js';
 import type { UvmDeviceConfig } from '../../../src/devices/device-config.js';
-import { deviceKit, kitUvm, type KitUvm } from '../devices/device-test-kit.js';
+import { deviceKit, failModify, kitUvm, upperUvm, type KitUvm } from '../devices/device-test-kit.js';
 
 const VSMB = '\\\\?\\VMSMB\\VSMB-{dcc079ae-60ba-4d07-847c-3493609c0870}';
 
-function lcow(facts: Partial<UvmFacts> = {}): FakeUvmDevices {
-  const fs = new FakeHostFs()
-    .file('/l/1/layer.vhd', 1000)
-    .file('/l/2/layer.vhd', 2 * 1024 * 1024)
-    .file('/s/sandbox.vhdx')
-    .dir('/data')
-    .file('/cfg/app.conf')
-    .file('/disks/d.vhdx')
-    .dir('/rootdir');
-  return new FakeUvmDevices({ os: 'linux', facts, hostFs: fs });
+const lcowFiles = (fs: FakeHostFs): FakeHostFs =>
+  fs.file('/l/1/layer.vhd', 1000).file('/l/2/layer.vhd', 2 * 1024 * 1024).file('/s/sandbox.vhdx').dir('/data').file('/cfg/app.conf').file('/disks/d.vhdx').dir('/rootdir');
+
+function lcow(config: Partial<UvmDeviceConfig> = {}): Promise<KitUvm> {
+  return upperUvm('linux', { config, hostFs: lcowFiles });
 }
 
 function lcowSpec(): OciSpec {
@@ -37,9 +30,12 @@ function lcowSpec(): OciSpec {
   };
 }
 
+const removals = (u: KitUvm, mark = 0): string[] => u.ops(mark).filter((o) => /^(guest )?Remove/.test(o));
+const adds = (u: KitUvm, mark = 0): string[] => u.ops(mark).filter((o) => /^(guest )?Add/.test(o));
+
 describe('allocateContainer', () => {
   it('allocates a LCOW container and returns a rewritten copy of its spec', async () => {
-    const u = lcow();
+    const u = await lcow();
     const input = lcowSpec();
     const before = structuredClone(input);
     const { spec, resources, containerEntries } = await allocateContainer(u, input, { containerId: 'c1' });
@@ -51,8 +47,8 @@ describe('allocateContainer', () => {
         { destination: '/proc', type: 'proc', source: 'proc' },
         { destination: '/data', type: 'bind', source: '/run/mounts/plan9/0', options: ['rbind', 'rw'] },
         { destination: '/etc/app.conf', type: 'bind', source: '/run/mounts/plan9/1/app.conf', options: ['rbind', 'ro'] },
-        // m1: mounts are issued once every layer's placement is decided, so the too-large layer's
-        // SCSI fallback takes m0 whatever the timing.
+        // m1: the too-large layer's SCSI fallback is reserved before the mounts (hcsshim's order),
+        // so it takes m0 (and LUN 0, the scratch LUN 1, the disk LUN 2) whatever the timing.
         { destination: '/disk', type: 'none', source: '/run/mounts/scsi/m1' },
       ],
     });
@@ -71,22 +67,40 @@ describe('allocateContainer', () => {
       'mount:plan9',
       'mount:scsi',
     ]);
-    const mark = u.calls.length;
+    expect(adds(u).filter((o) => o.startsWith('Add'))).to.have.members([
+      'Add VirtualPMem/Devices/0 + Add VPMemDevice /run/layers/p0',
+      'Add Scsi/0/Attachments/0',
+      'Add Scsi/0/Attachments/1',
+      'Add Scsi/0/Attachments/2',
+      'Add Plan9/Shares 0 + Add MappedDirectory /run/mounts/plan9/0',
+      'Add Plan9/Shares 1 + Add MappedDirectory /run/mounts/plan9/1',
+    ]);
+    const mark = u.mark();
     await resources.release();
-    expect(u.calls.slice(mark)).to.deep.equal([
-      'remove scsi VirtualDisk:/disks/d.vhdx',
-      'remove plan9 /cfg/app.conf',
-      'remove plan9 /data',
-      'guest Remove CombinedLayers',
-      'remove scsi VirtualDisk:/s/sandbox.vhdx',
-      'remove scsi VirtualDisk:/l/2/layer.vhd:ro',
-      'remove vpmem /l/1/layer.vhd',
+    const removed = removals(u, mark);
+    // Phase 0: the mounts and the overlay; phase 1: the disks and layers under the overlay.
+    expect(removed.slice(0, 6)).to.have.members([
+      'guest Remove MappedVirtualDisk /run/mounts/scsi/m1',
+      'guest Remove SCSIDevice 0:2',
+      'Remove Scsi/0/Attachments/2',
+      'Remove Plan9/Shares 1 + Remove MappedDirectory /run/mounts/plan9/1',
+      'Remove Plan9/Shares 0 + Remove MappedDirectory /run/mounts/plan9/0',
+      'guest Remove CombinedLayers /run/gcs/c/c1/rootfs',
+    ]);
+    expect(removed.slice(6)).to.have.members([
+      'guest Remove MappedVirtualDisk /run/gcs/c/c1',
+      'guest Remove SCSIDevice 0:1',
+      'Remove Scsi/0/Attachments/1',
+      'guest Remove MappedVirtualDisk /run/mounts/scsi/m0',
+      'guest Remove SCSIDevice 0:0',
+      'Remove Scsi/0/Attachments/0',
+      'Remove VirtualPMem/Devices/0 + Remove VPMemDevice /run/layers/p0',
     ]);
     expect(u.held()).to.deep.equal([]);
   });
 
   it('takes the layers from an lcow-layer rootfs mount', async () => {
-    const u = lcow();
+    const u = await lcow();
     const { spec, resources } = await allocateContainer(
       u,
       { root: { path: 'rootfs' } },
@@ -98,30 +112,29 @@ describe('allocateContainer', () => {
   });
 
   it('shares root.path through Plan9 when a LCOW container has no layers; root.path becomes the share path', async () => {
-    const u = lcow();
+    const u = await lcow();
     const { spec, resources } = await allocateContainer(u, { root: { path: '/rootdir', readonly: true }, mounts: [] }, { containerId: 'c1' });
     expect(spec.root).to.deep.equal({ path: '/run/mounts/plan9/0', readonly: true });
     expect(resources.rootfsPath).to.equal('/run/mounts/plan9/0');
     expect(u.plan9.describe()).to.deep.equal([
-      { kind: 'plan9-share', hostPath: '/rootdir', slot: '0', guestPath: '/run/mounts/plan9/0', key: '/rootdir', state: 'live', refCount: 1 },
+      { kind: 'plan9-share', hostPath: '/rootdir', slot: '0', guestPath: '/run/mounts/plan9/0', key: '["/rootdir",true,false]', state: 'live', refCount: 1 },
     ]);
     expect(resources.held.map((h) => h.kind)).to.deep.equal(['root-share']);
-    expect(u.guestRequests).to.deep.equal([]);
+    expect(u.ops(), 'no overlay').to.deep.equal(['Add Plan9/Shares 0 + Add MappedDirectory /run/mounts/plan9/0']);
     await resources.release();
     expect(u.held()).to.deep.equal([]);
   });
 
   it('rejects a root.path that is not a directory, and a LCOW spec with no rootfs at all', async () => {
-    const u = lcow();
+    const u = await lcow();
     await expectCode(allocateContainer(u, { root: { path: '/cfg/app.conf' } }, { containerId: 'c1' }), 'INVALID_ARGUMENT');
     await expectCode(allocateContainer(u, { root: { path: 'relative' } }, { containerId: 'c1' }), 'INVALID_ARGUMENT');
     await expectCode(allocateContainer(u, {}, { containerId: 'c1' }), 'INVALID_SPEC');
-    expect(u.calls).to.deep.equal([]);
+    expect(u.ops()).to.deep.equal([]);
   });
 
   it('allocates a WCOW container with its MappedDirectory and MappedPipe entries', async () => {
-    const fs = new FakeHostFs().dir('C:\\l\\base').file('C:\\s\\sandbox.vhdx').dir('C:\\data').file('C:\\d.vhdx');
-    const u = new FakeUvmDevices({ os: 'windows', hostFs: fs });
+    const u = await upperUvm('windows', { hostFs: (fs) => fs.dir('C:\\l\\base').file('C:\\s\\sandbox.vhdx').dir('C:\\data').file('C:\\d.vhdx') });
     const { spec, resources, containerEntries } = await allocateContainer(
       u,
       {
@@ -151,33 +164,42 @@ describe('allocateContainer', () => {
   });
 
   it('plans every mount before acquiring anything: a bad mount fails with no call at all', async () => {
-    const u = lcow();
+    const u = await lcow();
     const spec = lcowSpec();
     spec.mounts!.push({ destination: '/h', type: 'bind', source: 'hugepages://1G/x' });
     const err = await expectCode(allocateContainer(u, spec, { containerId: 'c1' }), 'INVALID_SPEC');
     expect(err.details.mountIndex).to.equal(4);
-    expect(u.calls).to.deep.equal([]);
+    expect(u.ops()).to.deep.equal([]);
   });
 
   it('releases the layers and earlier mounts when a mount cannot be attached', async () => {
-    const u = lcow();
-    u.fail('scsi', 'acquire', 'NO_SLOT', { match: (k) => k.includes('/disks/') });
+    const u = await lcow();
+    failModify(u, /^Add Scsi\/0\/Attachments\/2$/);
+    const err = await expectCode(allocateContainer(u, lcowSpec(), { containerId: 'c1' }), 'HCS_ERROR');
+    expect(err.details.mountIndex).to.equal(3);
+    // Every Add that succeeded is undone (the failed attach changed nothing).
+    expect(removals(u).filter((o) => o.startsWith('Remove')).length).to.equal(adds(u).filter((o) => o.startsWith('Add')).length - 1);
+    expect(u.held()).to.deep.equal([]);
+  });
+
+  it('fails with NO_SLOT before any call when the disk mount has no slot', async () => {
+    const u = await lcow({ reservedScsiSlots: Array.from({ length: 62 }, (_, i) => i) });
     const err = await expectCode(allocateContainer(u, lcowSpec(), { containerId: 'c1' }), 'NO_SLOT');
     expect(err.details.mountIndex).to.equal(3);
-    expect(u.events('remove').length).to.equal(u.events('add').length);
+    expect(u.ops()).to.deep.equal([]);
     expect(u.held()).to.deep.equal([]);
   });
 
   for (const containerId of ['', '../x', 'a/b', 'a\\b', 'a:b', 'a..b', 'x'.repeat(200), 'tab\there']) {
     it(`rejects the container id ${JSON.stringify(containerId.slice(0, 10))} with INVALID_ARGUMENT before any call`, async () => {
-      const u = lcow();
+      const u = await lcow();
       await expectCode(allocateContainer(u, lcowSpec(), { containerId }), 'INVALID_ARGUMENT');
-      expect(u.calls).to.deep.equal([]);
+      expect(u.ops()).to.deep.equal([]);
     });
   }
 
   it('rejects a spec that is not an object with INVALID_SPEC', async () => {
-    await expectCode(allocateContainer(lcow(), null as unknown as OciSpec, { containerId: 'c1' }), 'INVALID_SPEC');
+    await expectCode(allocateContainer(await lcow(), null as unknown as OciSpec, { containerId: 'c1' }), 'INVALID_SPEC');
   });
 });
 

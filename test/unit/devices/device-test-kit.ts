@@ -2,6 +2,7 @@ import { FakeHostFs } from '../../../src/core/fake-host-fs.js';
 import { createLogger } from '../../../src/core/logger.js';
 import type { Releasable } from '../../../src/core/release-stack.js';
 import type { UvmDeviceConfig } from '../../../src/devices/device-config.js';
+import type { GuestOs, UvmFacts } from '../../../src/devices/device-types.js';
 import { createResourceDelivery, type ResourceDelivery } from '../../../src/devices/guest-delivery.js';
 import { SCSI_CONTROLLER_GUIDS } from '../../../src/devices/resource-paths.js';
 import { PipeManagerImpl } from '../../../src/devices/pipe-manager.js';
@@ -189,6 +190,21 @@ export async function upperUvm(
 /** Fails the next modify whose rendered document (`renderModify`) matches `pattern`, once. */
 export function failModify(u: KitUvm, pattern: RegExp, error?: Error): void {
   u.kit.hcs.failNext((call) => call.fn === 'modify' && pattern.test(renderModify(call.doc)), error);
+}
+
+/** Facts of a test UVM: 4 VPMEM devices of 1 MiB (easy to overflow in tests), one SCSI controller (as `upperUvm`). */
+export function fakeFacts(os: GuestOs, overrides: Partial<UvmFacts> = {}): UvmFacts {
+  return {
+    id: os === 'linux' ? 'uvm-l' : 'uvm-w@vm',
+    os,
+    fullyPhysicallyBacked: false,
+    noWritableFileShares: false,
+    vpmemCount: os === 'linux' ? 4 : 0,
+    vpmemMaxSizeBytes: 1024 * 1024,
+    vpmemMultiMapping: false,
+    scsiControllers: 1,
+    ...overrides,
+  };
 }
 
 /** Resolves after pending microtasks and a macrotask turn (lets gated calls arrive). */

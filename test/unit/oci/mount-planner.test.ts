@@ -5,7 +5,7 @@ import { FakeHostFs } from '../../../src/core/fake-host-fs.js';
 import type { UvmErrorCode } from '../../../src/core/errors.js';
 import { planMounts, type PlannedMount } from '../../../src/oci/mount-planner.js';
 import type { OciMount, OciSpec } from '../../../src/oci/oci-spec.js';
-import { fakeFacts } from '../../fakes/fake-uvm-devices.js';
+import { fakeFacts } from '../devices/device-test-kit.js';
 import { expectCode } from '../../fakes/expect-code.js';
 import type { UvmFacts } from '../../../src/devices/device-types.js';
 
