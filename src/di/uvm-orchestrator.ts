@@ -21,7 +21,7 @@ import { deviceConfigOf, journaledUvmOptions, resolveUvmOptions, type ResolvedUv
 import { invalidArgument, UvmError } from '../core/errors.js';
 import { toJson } from '../recovery/journal-format.js';
 import { RecoveryJournal, resolveJournalOptions, type JournalOptions } from '../recovery/journal.js';
-import { JournaledGrants, recordGrant } from '../recovery/journaled-grants.js';
+import { JournaledGrants } from '../recovery/journaled-grants.js';
 import { PipeModule } from './pipe-module.js';
 import { Plan9Module } from './plan9-module.js';
 import { ScsiModule } from './scsi-module.js';
@@ -186,8 +186,6 @@ export function createUvmOrchestrator(options: UvmOrchestratorOptions = {}): Uvm
     const releaseId = claimUvmId(hcs, resolved.id);
     let journal: RecoveryJournal | undefined;
     try {
-      // hcsshim grants the VM access to its scratch before create.
-      if (resolved.boot?.os === 'windows') await hcs.grantVmAccess(resolved.id, resolved.boot.scratchPath);
       // The journal exists before the compute system: a crash in between leaves a journal whose
       // system cannot be opened, never a system without a journal. It never replaces a journal
       // (JOURNAL_IN_USE): a failed create leaves an existing one byte-for-byte as it was.
@@ -195,7 +193,9 @@ export function createUvmOrchestrator(options: UvmOrchestratorOptions = {}): Uvm
       journal = resolved.journal
         ? await RecoveryJournal.create(resolved.journal.path, resolved.id, toJson(journaledUvmOptions({ ...uvmOptions, guestDelivery: resolved.guestDelivery })))
         : undefined;
-      if (journal && resolved.boot?.os === 'windows') await recordGrant(journal, resolved.boot.scratchPath);
+      // hcsshim grants the VM access to its scratch before create; with a journal, the grant is
+      // journaled ahead of the call like every grant of the UVM (no crash leaves a grant unknown).
+      if (resolved.boot?.os === 'windows') await (journal ? new JournaledGrants(hcs, journal) : hcs).grantVmAccess(resolved.id, resolved.boot.scratchPath);
       const system = await hcs.createComputeSystem(resolved.id, buildCreateDocument(resolved));
       let channels: GuestChannels | undefined;
       try {

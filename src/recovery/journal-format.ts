@@ -1,12 +1,15 @@
 /**
  * The on-disk format of a recovery journal (docs/recovery.md "Format") and its validation.
  *
- * Version 2 (written by this library) is a log of JSON lines: the first line is a snapshot of the
- * whole document (`{"version":2,…}`), every further line one change (`{"op":…}`) appended and
+ * Version 3 (written by this library) is a log of JSON lines: the first line is a snapshot of the
+ * whole document (`{"version":3,…}`), every further line one change (`{"op":…}`) appended and
  * fsync'd in order; compaction rewrites the file atomically as one snapshot line. A last line
  * without its newline is a torn append (never acknowledged) and is ignored; anything else that does
- * not validate is corrupt (RECOVERY_FAILED). Version 1 (a single JSON document, no write-ahead
- * parts) is still read: its records are taken as attached. Any other version → JOURNAL_VERSION.
+ * not validate is corrupt (RECOVERY_FAILED). Version 2 is the same log, read the same way: its
+ * first writers changed a part's state with a whole `part` line, and the `state` op came later
+ * without a version bump (a reader of that time takes a `state` line for corruption, not for a
+ * newer version: hence version 3). Version 1 (a single JSON document, no write-ahead parts) is still read: its records are taken
+ * as attached. Any other version → JOURNAL_VERSION.
  *
  * Every record kind has its schema: lease records per device (./records/*.ts), container records
  * (./records/container.ts), parts (./parts.ts).
@@ -28,9 +31,9 @@ import type { PartRecord, PartState } from './parts.js';
 export type { ContainerRecord } from './records/container.js';
 
 /** Version of the format written by this library. */
-export const JOURNAL_VERSION = 2;
-/** Versions this library reads. */
-export const READABLE_JOURNAL_VERSIONS: readonly number[] = [1, 2];
+export const JOURNAL_VERSION = 3;
+/** Versions this library reads (docs/recovery.md "Version rule"). */
+export const READABLE_JOURNAL_VERSIONS: readonly number[] = [1, 2, 3];
 
 /** Which manager a lease came from; `combined-layers` is a guest-only CombinedLayers Add. */
 export type LeaseRecordKind = 'scsi' | 'vsmb' | 'vpmem' | 'plan9' | 'pipe' | 'vpci' | 'combined-layers';
@@ -210,9 +213,10 @@ const snapshotFields = {
   containers: v.array(containerRecordSchema),
 };
 
+/** A version-2 or version-3 snapshot line, read in the current form. */
 const snapshotSchema = v.pipe(
-  v.strictObject({ version: v.literal(2), ...snapshotFields, parts: v.array(partSchema) }),
-  v.transform((d): JournalDocument => d),
+  v.strictObject({ version: v.picklist([2, 3]), ...snapshotFields, parts: v.array(partSchema) }),
+  v.transform((d): JournalDocument => ({ ...d, version: JOURNAL_VERSION })),
 );
 
 const v1Schema = v.strictObject({ version: v.literal(1), ...snapshotFields });
@@ -255,8 +259,8 @@ function consistent(doc: JournalDocument): void {
 }
 
 /**
- * Parses and validates a journal file's text (any readable version; a version-1 document comes
- * back as version 2 with `parts` derived by `partsOfV1`). Rejects with JOURNAL_VERSION for a
+ * Parses and validates a journal file's text (any readable version, returned in the current
+ * form: a version-1 document with `parts` derived by `partsOfV1`). Rejects with JOURNAL_VERSION for a
  * version this library does not read, RECOVERY_FAILED (`details.reason: "corrupt"`) for anything
  * malformed: a torn or hand-edited file is never half-trusted.
  */

@@ -74,6 +74,26 @@ export type NewLeaseRecord = Omit<LeaseRecord, 'id'>;
 /** Appended lines after which the file is compacted, at least (else twice the live items). */
 const COMPACT_AFTER_LINES = 256;
 
+/**
+ * How long the writer waits, idle, before it compacts (when due) and closes its descriptor:
+ * compaction (a whole snapshot, fsync'd, renamed, directory fsync'd) never delays an intent of a
+ * burst of changes, only a write that finds the log at 4 × its bound compacts on the spot.
+ */
+const IDLE_MS = 1000;
+
+/**
+ * How long a change nobody waits for (an outcome, a removal's intent, a container's lease) may
+ * stay in memory when no awaited change comes to carry it.
+ */
+const FLUSH_MS = 20;
+
+/** Internal knobs (tests): the idle delay and the compaction threshold. */
+export interface JournalTuning {
+  idleMs?: number;
+  flushMs?: number;
+  compactAfterLines?: number;
+}
+
 /** A change waiting for a write that includes it. */
 interface Waiter {
   version: number;
@@ -94,9 +114,6 @@ const fsClose = promisify(fs.close);
 const { O_APPEND, O_WRONLY, O_DSYNC } = fs.constants as { O_APPEND: number; O_WRONLY: number; O_DSYNC?: number };
 /** No O_CREAT: a journal file that vanished is rewritten whole (a snapshot), never started as a bare log. */
 const APPEND_FLAGS = O_APPEND | O_WRONLY | (O_DSYNC ?? 0);
-
-/** How long the writer keeps its descriptor open once idle. */
-const IDLE_CLOSE_MS = 1000;
 
 /**
  * One UVM's journal. Every mutator changes the in-memory document synchronously (so the order of
@@ -129,7 +146,14 @@ export class RecoveryJournal {
   #writer: Promise<void> | undefined;
   /** The descriptor the writer appends through (open while it runs, and briefly after). */
   #fd: number | undefined;
-  #idleClose: NodeJS.Timeout | undefined;
+  #idleTimer: NodeJS.Timeout | undefined;
+  /** Flushes the changes nobody waits for. */
+  #flushTimer: NodeJS.Timeout | undefined;
+  /** The writer writes every change, waited for or not. */
+  #flush = false;
+  readonly #idleMs: number;
+  readonly #flushMs: number;
+  readonly #compactAfter: number;
   #discarded = false;
   #closed = false;
   /** The writer's last write failed (it stops until the next commit). */
@@ -143,11 +167,14 @@ export class RecoveryJournal {
   readonly #lock: JournalLock | undefined;
 
   /** Use `create` (new UVM) or `open` (restart); `doc` is taken as what the file holds. */
-  constructor(path: string, doc: JournalDocument, lock?: JournalLock, options: { rewrite?: boolean } = {}) {
+  constructor(path: string, doc: JournalDocument, lock?: JournalLock, options: { rewrite?: boolean } & JournalTuning = {}) {
     this.path = path;
     this.#state = stateOf(structuredClone(doc));
     this.#lock = lock;
     this.#rewrite = options.rewrite ?? false;
+    this.#idleMs = options.idleMs ?? IDLE_MS;
+    this.#flushMs = options.flushMs ?? FLUSH_MS;
+    this.#compactAfter = options.compactAfterLines ?? COMPACT_AFTER_LINES;
   }
 
   /**
@@ -155,12 +182,12 @@ export class RecoveryJournal {
    * one (JOURNAL_IN_USE `exists` when a journal is already there: it is left byte-for-byte as it
    * was; JOURNAL_IN_USE `locked` when someone live owns it).
    */
-  static async create(path: string, uvmId: string, uvmOptions: JsonObject): Promise<RecoveryJournal> {
+  static async create(path: string, uvmId: string, uvmOptions: JsonObject, tuning: JournalTuning = {}): Promise<RecoveryJournal> {
     const lock = await JournalLock.acquire(path);
     try {
       const doc = newJournalDocument(uvmId, uvmOptions);
       await writeFileExclusive(path, snapshotLine(doc));
-      const journal = new RecoveryJournal(path, doc, lock);
+      const journal = new RecoveryJournal(path, doc, lock, tuning);
       journal.writes++;
       return journal;
     } catch (err) {
@@ -179,12 +206,12 @@ export class RecoveryJournal {
    * RECOVERY_FAILED when missing or corrupt; JOURNAL_VERSION for an unknown format version). The
    * first write rewrites it in the current format (a torn last line, or an older version, is gone).
    */
-  static async open(path: string): Promise<RecoveryJournal> {
+  static async open(path: string, tuning: JournalTuning = {}): Promise<RecoveryJournal> {
     const lock = await JournalLock.acquire(path);
     try {
       const doc = await readJournalFile(path);
       if (!doc) throw new UvmError('RECOVERY_FAILED', `no journal at ${path}`, { details: { reason: 'missing', path } });
-      return new RecoveryJournal(path, doc, lock, { rewrite: true });
+      return new RecoveryJournal(path, doc, lock, { ...tuning, rewrite: true });
     } catch (err) {
       await lock.release();
       throw err;
@@ -194,6 +221,10 @@ export class RecoveryJournal {
   /** Gives up ownership (the file stays for the next owner). Idempotent. */
   async close(): Promise<void> {
     this.#closed = true;
+    this.#clearTimers();
+    // What nobody waited for is written before the file is given up.
+    this.#flush = true;
+    this.#schedule();
     await this.#idle();
     await this.#closeFd();
     await this.#lock?.release();
@@ -237,7 +268,7 @@ export class RecoveryJournal {
     const id = this.#state.nextRecordId;
     this.#change({ op: 'lease', record: { id, ...record } });
     this.#noteName(record.kind, record.value.name);
-    if (options.durable === false) this.#schedule();
+    if (options.durable === false) this.#defer();
     else await this.#commit();
     return id;
   }
@@ -283,7 +314,7 @@ export class RecoveryJournal {
       }
     }
     if (changes.some((c) => c.op === 'add')) await this.#commit();
-    else this.#schedule();
+    else this.#defer();
   }
 
   /**
@@ -308,7 +339,7 @@ export class RecoveryJournal {
         }
       }
     }
-    if (changed) this.#schedule();
+    if (changed) this.#defer();
   }
 
   /**
@@ -338,6 +369,7 @@ export class RecoveryJournal {
   /** Deletes the journal file (the UVM is gone); later changes are kept in memory only. */
   async discard(): Promise<void> {
     this.#discarded = true;
+    this.#clearTimers();
     await this.#idle();
     await this.#closeFd();
     await unlink(this.path).catch((err: NodeJS.ErrnoException) => {
@@ -372,14 +404,46 @@ export class RecoveryJournal {
     return done;
   }
 
-  /** Makes sure a write will carry every change so far (nobody waits for it). */
+  /**
+   * A change nobody waits for: the next write carries it (a burst's intents carry its outcomes),
+   * else it is flushed `flushMs` later. Never a write of its own that a waiting intent would queue behind.
+   */
+  #defer(): void {
+    if (this.#writer || this.#discarded || this.#closed || this.#flushTimer) return;
+    this.#flushTimer = setTimeout(() => {
+      this.#flushTimer = undefined;
+      this.#flush = true;
+      this.#schedule();
+    }, this.#flushMs);
+    this.#flushTimer.unref();
+  }
+
+  /** Starts the writer, unless it runs. */
   #schedule(): void {
     if (this.#writer || this.#discarded) return;
+    clearTimeout(this.#flushTimer);
+    this.#flushTimer = undefined;
     this.#writer = this.#drain().finally(() => {
       this.#writer = undefined;
-      // Changes that came while the writer was closing its descriptor.
-      if (this.#waiters.length > 0 || (this.#durable < this.#version && !this.#failed)) this.#schedule();
+      // Waiters that came while the writer was finishing.
+      if (this.#waiters.length > 0 || this.#flush) this.#schedule();
+      else this.#rest();
     });
+  }
+
+  /**
+   * The writer stopped: changes nobody waited for are flushed soon; with nothing left, the writer
+   * compacts (when due) and closes its descriptor once idle (no descriptor outlives its use for
+   * long, even for a UVM dropped without close()).
+   */
+  #rest(): void {
+    if (this.#closed || this.#discarded || this.#failed) return;
+    if (this.#durable < this.#version) this.#defer();
+    else if (this.#fd !== undefined || this.#compactionDue()) {
+      clearTimeout(this.#idleTimer);
+      this.#idleTimer = setTimeout(() => this.#onIdle(), this.#idleMs);
+      this.#idleTimer.unref();
+    }
   }
 
   /** Resolves once no write is in flight. */
@@ -387,24 +451,33 @@ export class RecoveryJournal {
     while (this.#writer) await this.#writer;
   }
 
+  #clearTimers(): void {
+    clearTimeout(this.#flushTimer);
+    clearTimeout(this.#idleTimer);
+    this.#flushTimer = undefined;
+    this.#idleTimer = undefined;
+  }
+
   /**
-   * The writer: writes until every change is durable (or a write failed and nobody waits), then,
-   * idle, compacts if the appended lines outgrew the live document, and closes its descriptor.
+   * The writer: writes while changes are waited for (or a flush was asked for), each write
+   * carrying every change so far, until they are durable (or a write failed and nobody waits).
    * Never rejects.
    */
   async #drain(): Promise<void> {
-    clearTimeout(this.#idleClose);
+    clearTimeout(this.#idleTimer);
+    this.#idleTimer = undefined;
     this.#failed = false;
-    while (this.#durable < this.#version && !this.#discarded) {
-      const version = this.#version;
+    while (!this.#discarded && this.#durable < this.#version && (this.#waiters.length > 0 || this.#flush)) {
+      // A failed write fails the changes made before it started.
+      let version = this.#version;
       let failure: unknown;
       try {
-        await this.#write();
+        version = await this.#write();
         this.#durable = Math.max(this.#durable, version);
       } catch (err) {
         failure = new UvmError('RECOVERY_FAILED', `cannot write the journal ${this.path}`, { cause: err, details: { reason: 'io', path: this.path } });
       }
-      // Every change up to `version` was in this write.
+      // Every change up to `version` was in this write (or failed with it).
       const covered = this.#waiters.findIndex((w) => w.version > version);
       for (const w of this.#waiters.splice(0, covered < 0 ? this.#waiters.length : covered)) {
         if (failure === undefined) w.resolve();
@@ -414,21 +487,55 @@ export class RecoveryJournal {
       this.#failed = failure !== undefined;
       if (this.#failed && this.#waiters.length === 0) break;
     }
+    this.#flush = false;
     if (this.#discarded) for (const w of this.#waiters.splice(0)) w.resolve();
-    else if (!this.#failed && this.#appended > Math.max(COMPACT_AFTER_LINES, 2 * this.#live())) {
+    if (this.#closed || this.#discarded) await this.#closeFd();
+  }
+
+  /** The appended lines outgrew the live document. */
+  #compactionDue(): boolean {
+    return !this.#failed && this.#appended > Math.max(this.#compactAfter, 2 * this.#live());
+  }
+
+  /** The idle work, run as the writer (a change that comes meanwhile waits for it). */
+  #onIdle(): void {
+    this.#idleTimer = undefined;
+    if (this.#writer || this.#closed || this.#discarded) return;
+    this.#writer = this.#idleWork().finally(() => {
+      this.#writer = undefined;
+      if (this.#waiters.length > 0 || this.#flush) this.#schedule();
+      else this.#rest();
+    });
+  }
+
+  async #idleWork(): Promise<void> {
+    if (this.#compactionDue()) {
       this.#rewrite = true;
-      await this.#write().catch(() => undefined);
+      try {
+        this.#durable = Math.max(this.#durable, await this.#write());
+      } catch {
+        // The next write retries (as a snapshot).
+      }
     }
-    // Kept open for the next burst of changes; closed once idle (no descriptor outlives its use
-    // for long, even for a UVM dropped without close()).
-    if (this.#fd !== undefined && !this.#closed && !this.#discarded) {
-      this.#idleClose = setTimeout(() => void this.#closeFd(), IDLE_CLOSE_MS);
-      this.#idleClose.unref();
-    } else await this.#closeFd();
+    await this.#closeFd();
+  }
+
+  /**
+   * Resolves once every change is durable and the writer is idle, its idle work (compaction when
+   * due) done (diagnostics and tests).
+   */
+  async idle(): Promise<void> {
+    this.#flush = true;
+    this.#schedule();
+    await this.#idle();
+    if (this.#idleTimer !== undefined) {
+      clearTimeout(this.#idleTimer);
+      this.#onIdle();
+      await this.#idle();
+    }
   }
 
   async #closeFd(): Promise<void> {
-    clearTimeout(this.#idleClose);
     const fd = this.#fd;
     this.#fd = undefined;
     if (fd !== undefined) await fsClose(fd).catch(() => undefined);
@@ -439,11 +546,26 @@ export class RecoveryJournal {
     return this.#state.records.size + this.#state.containers.size + this.#state.parts.size;
   }
 
-  /** One durable write: append the pending ops, or compact into a snapshot. */
-  async #write(): Promise<void> {
+  /**
+   * One durable write: append the pending ops, or compact into a snapshot. Resolves with the
+   * version it made durable (every change up to it).
+   */
+  async #write(): Promise<number> {
     this.writes++;
-    // Compaction waits until the writer is idle (#drain), unless the log grows far past the document.
-    if (this.#rewrite || this.#appended + this.#pending.length > 4 * Math.max(COMPACT_AFTER_LINES, 2 * this.#live())) {
+    // Compaction waits until the writer is idle (#onIdle), unless the log grows far past the document.
+    const snapshotDue = (): boolean => this.#rewrite || this.#appended + this.#pending.length > 4 * Math.max(this.#compactAfter, 2 * this.#live());
+    if (!snapshotDue() && this.#fd === undefined) {
+      // Opened before the lines are taken: the changes made meanwhile go in the same write.
+      try {
+        this.#fd = await fsOpen(this.path, APPEND_FLAGS);
+      } catch (err) {
+        this.#rewrite = true;
+        throw err;
+      }
+    }
+    // (A rewrite may have been asked for while the file was being opened.)
+    if (snapshotDue()) {
+      const version = this.#version;
       const text = snapshotLine(documentOf(this.#state));
       this.#pending = [];
       this.#rewrite = false;
@@ -457,14 +579,15 @@ export class RecoveryJournal {
       }
       this.#appended = 0;
       this.compactions++;
-      return;
+      return version;
     }
+    const version = this.#version;
     const lines = this.#pending;
     this.#pending = [];
+    if (lines.length === 0) return version;
     try {
-      this.#fd ??= await fsOpen(this.path, APPEND_FLAGS);
-      await fsWrite(this.#fd, `${lines.join('\n')}\n`);
-      if (O_DSYNC === undefined) await fsDatasync(this.#fd);
+      await fsWrite(this.#fd!, `${lines.join('\n')}\n`);
+      if (O_DSYNC === undefined) await fsDatasync(this.#fd!);
     } catch (err) {
       // What was (maybe partly) appended is replaced by a snapshot on the next write.
       this.#rewrite = true;
@@ -472,5 +595,6 @@ export class RecoveryJournal {
       throw err;
     }
     this.#appended += lines.length;
+    return version;
   }
 }

@@ -56,16 +56,6 @@ export class JournaledGrants implements HcsApi {
 }
 
 /**
- * Records a grant made before the journal existed (the WCOW scratch, granted before create) as
- * done, so that terminate() revokes it too.
- */
-export async function recordGrant(journal: RecoveryJournal, path: string): Promise<void> {
-  const changes = [grantChange(path)];
-  await journal.intend(changes);
-  journal.settle(changes);
-}
-
-/**
  * Revokes every grant the journal holds for its VM (after the VM is gone). A failure (the file is
  * gone, the entry was removed by hand) is logged and the rest go on; resolves with what failed.
  */

@@ -5,7 +5,7 @@
  * back is validated field by field (docs/recovery.md "Format").
  */
 import * as v from 'valibot';
-import type { JsonObject } from '../journal-format.js';
+import type { JsonObject, JsonValue } from '../journal-format.js';
 
 /** Non-empty string. */
 export const text = v.pipe(v.string(), v.minLength(1));
@@ -19,9 +19,37 @@ export interface LeaseCodec<R, V> {
   encode(request: R, value: V): { request: JsonObject; value: JsonObject };
 }
 
-/** Plain JSON of `o` without its undefined fields. */
+/**
+ * Plain JSON of `o` without its undefined fields: what `JSON.parse(JSON.stringify(o))` gives for
+ * the plain data records carry, copied directly (it runs for every journaled lease).
+ */
 export function plain(o: object): JsonObject {
-  return JSON.parse(JSON.stringify(o)) as JsonObject;
+  return jsonCopy(o) as JsonObject;
+}
+
+function jsonCopy(value: unknown): JsonValue | undefined {
+  switch (typeof value) {
+    case 'string':
+    case 'boolean':
+      return value;
+    case 'number':
+      return Number.isFinite(value) ? value : null;
+    case 'object': {
+      if (value === null) return null;
+      if (typeof (value as { toJSON?: unknown }).toJSON === 'function') return JSON.parse(JSON.stringify(value)) as JsonValue;
+      if (Array.isArray(value)) return value.map((item) => jsonCopy(item) ?? null);
+      const out: { [key: string]: JsonValue } = {};
+      for (const [key, item] of Object.entries(value)) {
+        const copy = jsonCopy(item);
+        if (copy !== undefined) out[key] = copy;
+      }
+      return out;
+    }
+    default:
+      // undefined, functions and symbols are dropped (as JSON.stringify does); a bigint throws there too.
+      if (typeof value === 'bigint') throw new TypeError('a journal record cannot hold a bigint');
+      return undefined;
+  }
 }
 
 /** Decodes `{request, value}` with `codec` (throws valibot's error naming the field). */

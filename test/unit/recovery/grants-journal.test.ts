@@ -1,7 +1,7 @@
 // VM access grants in the recovery journal (FakeHcs): journaled ahead of HcsGrantVmAccess, kept
 // by recovery, revoked by terminate() once the VM is gone.
 import { expect } from 'chai';
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { FakeHostFs } from '../../../src/core/fake-host-fs.js';
@@ -58,6 +58,36 @@ describe('VM access grants in the recovery journal (FakeHcs)', () => {
     await uvm.terminate();
     await uvm.close();
     expect(grantsOf('vm-g')).to.deep.equal([]);
+  });
+
+  it('the WCOW scratch is granted after its journal exists, journaled ahead of HcsGrantVmAccess; a crash right after the grant leaves it known', async () => {
+    const boot = { osLayerPath: '/wl/servercore', scratchPath: '/wp/vm/sandbox.vhdx' };
+    hostFs.dir(boot.osLayerPath).dir(`${boot.osLayerPath}/UtilityVM/Files`).file(boot.scratchPath, 1024 * MiB);
+    // What the journal file holds when the grant is made (the file must exist already).
+    const seen: string[] = [];
+    let atGrant = '';
+    hcs.failWhen((call) => {
+      if (call.fn === 'grant') {
+        atGrant = readFileSync(journalPath(), 'utf8');
+        seen.push(...parseJournal(atGrant).parts.filter((p) => p.kind === 'vm-access').map((p) => `${p.state} ${p.key}`));
+      }
+      return undefined;
+    });
+    const uvm = await orchestrator().createUtilityVm({ id: 'vm-w', os: 'windows', boot, journal: { path: journalPath() } });
+    expect(seen).to.deep.equal([`adding grant:${boot.scratchPath}`]);
+    expect(hcs.calls.map((c) => c.fn).slice(0, 2)).to.deep.equal(['grant', 'create']);
+    expect(grantsOf('vm-w')).to.deep.equal([boot.scratchPath]);
+    // The process "dies" at the grant (the journal as it was then: the outcome unknown): the
+    // next owner knows the grant and revokes it with the VM.
+    await uvm.start();
+    await uvm.close();
+    writeFileSync(journalPath(), atGrant);
+    const reopened = await orchestrator().openUtilityVm('vm-w', { journal: { path: journalPath() } });
+    expect((await readJournalFile(journalPath()))!.parts.map((p) => `${p.state} ${p.key}`)).to.deep.equal([`attached grant:${boot.scratchPath}`]);
+    hcs.clearFaults();
+    await reopened.terminate();
+    await reopened.close();
+    expect(grantsOf('vm-w')).to.deep.equal([]);
   });
 
   it('recovery keeps the grants (an unknown outcome included) and the next terminate() revokes them', async () => {

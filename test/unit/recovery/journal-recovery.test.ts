@@ -10,7 +10,7 @@ import { FakeHostFs } from '../../../src/core/fake-host-fs.js';
 import { createLogger } from '../../../src/core/logger.js';
 import { createUvmOrchestrator } from '../../../src/di/uvm-orchestrator.js';
 import { FakeHcs, type FakeComputeSystem } from '../../../src/hcs/fake-hcs.js';
-import { parseJournal } from '../../../src/recovery/journal-format.js';
+import { JOURNAL_VERSION, parseJournal } from '../../../src/recovery/journal-format.js';
 import { readJournalFile } from '../../../src/recovery/journal.js';
 import type { UtilityVm } from '../../../src/uvm/utility-vm.js';
 import { checkAfterTest, detachTablesFromLeakCheck } from '../../support/leak-checks.js';
@@ -33,6 +33,7 @@ describe('recovery from the journal alone (FakeHcs, no device list)', () => {
       .file('/c1/sandbox.vhdx', 1024 * MiB)
       .dir('/data')
       .file('/d/tools.vhdx', MiB)
+      .file('/d/scratch.vhdx', MiB)
       .file('/cfg/app.conf', 10)
       .file('C:\\cfg\\a.json', 10)
       .file('C:\\cfg\\b.json', 10)
@@ -111,11 +112,55 @@ describe('recovery from the journal alone (FakeHcs, no device list)', () => {
     expect(second.recoveryReport).to.deep.include({ adopted: [1, 2, 3, 4, 5, 6, 7], removed: [], forgotten: [], containers: ['c1'] });
     // Rewritten in the current format, with the parts the version-1 records stand for.
     const doc = (await readJournalFile(journalPath()))!;
-    expect(doc.version).to.equal(2);
+    expect(doc.version).to.equal(JOURNAL_VERSION);
+    expect(JSON.parse(readFileSync(journalPath(), 'utf8').split('\n')[0]!).version).to.equal(JOURNAL_VERSION);
     expect(doc.parts).to.have.length(system('vm-v1').attached().length);
     expect(second.containerResources('c1')!.mounts().map((m) => m.destination)).to.deep.equal(['/data', '/etc/app.conf', '/proc']);
     await releaseAll(second);
     expect(system('vm-v1').attached()).to.deep.equal([]);
+    await second.terminate();
+    await second.close();
+    expect(existsSync(journalPath())).to.equal(false);
+  });
+
+  it('reads a journal written in the previous format version (2: a log with part, state, lease, container ops) and recovers from it', async () => {
+    // The same pod the fixture was written from (test/unit/recovery/fixtures/journal-v2.jsonl,
+    // by the version-2 code, closed without a compaction: a snapshot line then 44 op lines), so
+    // that HCS holds what the fixture journaled.
+    const first = await orchestrator().createUtilityVm({ id: 'vm-v2', os: 'linux', vpmem: { count: 2 }, scsiControllers: 1, journal: { path: journalPath() } });
+    await first.start();
+    await first.scsi.acquire({ hostPath: '/d/tools.vhdx', readOnly: true });
+    await (await first.scsi.acquire({ hostPath: '/d/scratch.vhdx', readOnly: false })).release();
+    await first.allocateContainer(
+      {
+        root: { path: 'rootfs' },
+        windows: { layerFolders: ['/l/mid', '/l/base', '/c1'] },
+        mounts: [
+          { destination: '/data', type: 'bind', source: '/data', options: ['rw'] },
+          { destination: '/etc/app.conf', type: 'bind', source: '/cfg/app.conf', options: ['ro'] },
+          { destination: '/proc', type: 'proc', source: 'proc' },
+        ],
+      },
+      { containerId: 'c1' },
+    );
+    await first.close();
+    copyFileSync(join(FIXTURES, 'journal-v2.jsonl'), journalPath());
+    const lines = readFileSync(journalPath(), 'utf8').split('\n').filter((l) => l.length > 0);
+    expect(JSON.parse(lines[0]!).version).to.equal(2);
+    expect(new Set(lines.slice(1).map((l) => (JSON.parse(l) as { op: string }).op))).to.include.keys('part', 'state', 'unpart', 'lease', 'unlease', 'container');
+
+    const second = await orchestrator().openUtilityVm('vm-v2', { journal: { path: journalPath() } });
+    // (Record 2, the disk released before the close, is gone: its unlease and unpart ops were replayed.)
+    expect(second.recoveryReport).to.deep.include({ adopted: [1, 3, 4, 5, 6, 7, 8], removed: [], forgotten: [], containers: ['c1'] });
+    // Rewritten in the current format at once (one snapshot line).
+    const rewritten = readFileSync(journalPath(), 'utf8').split('\n').filter((l) => l.length > 0);
+    expect(rewritten).to.have.length(1);
+    expect(JSON.parse(rewritten[0]!).version).to.equal(JOURNAL_VERSION);
+    const doc = (await readJournalFile(journalPath()))!;
+    expect(doc.parts.filter((p) => p.kind !== 'vm-access')).to.have.length(system('vm-v2').attached().length);
+    expect(second.containerResources('c1')!.mounts().map((m) => m.destination)).to.deep.equal(['/data', '/etc/app.conf', '/proc']);
+    await releaseAll(second);
+    expect(system('vm-v2').attached()).to.deep.equal([]);
     await second.terminate();
     await second.close();
     expect(existsSync(journalPath())).to.equal(false);

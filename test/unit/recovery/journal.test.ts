@@ -106,10 +106,10 @@ describe('recovery journal', () => {
       expect(missing.details.reason).to.equal('missing');
       writeFileSync(path, '{"version": 1, "uvmId": "vm-1", "records": [');
       expect((await expectCode(RecoveryJournal.open(path), 'RECOVERY_FAILED')).details.reason).to.equal('corrupt');
-      const future = JSON.stringify({ ...newJournalDocument('vm-1', {}), version: 3 });
+      const future = JSON.stringify({ ...newJournalDocument('vm-1', {}), version: JOURNAL_VERSION + 1 });
       writeFileSync(path, future);
       const err = await expectCode(RecoveryJournal.open(path), 'JOURNAL_VERSION');
-      expect(err.details).to.deep.include({ version: 3, supported: [1, 2] });
+      expect(err.details).to.deep.include({ version: JOURNAL_VERSION + 1, supported: [1, 2, 3] });
       expect(readFileSync(path, 'utf8')).to.equal(future);
       expect(readdirSync(dir)).to.deep.equal(['j.json']);
     });
@@ -126,19 +126,44 @@ describe('recovery journal', () => {
       expect((await readJournalFile(path))!.records.map((r) => r.id)).to.deep.equal([1, 2]);
     });
 
-    it('appends one fsync\'d line per write and compacts atomically: the file stays bounded and reads back as the document', async () => {
+    it('appends one fsync\'d line per write and compacts atomically once idle: the file reads back as the document', async () => {
       const path = join(dir, 'j.json');
       const journal = await RecoveryJournal.create(path, 'vm-1', {});
+      const lines = () => readFileSync(path, 'utf8').split('\n').filter((l) => l.length > 0);
       for (let i = 0; i < 300; i++) {
         const id = await journal.addLease(scsiLease());
         await journal.removeLease(id);
       }
       await journal.addLease(scsiLease('c1'));
-      expect(journal.compactions).to.be.greaterThan(0);
-      const lines = readFileSync(path, 'utf8').split('\n').filter((l) => l.length > 0);
-      expect(lines.length, 'snapshot + appended lines').to.be.at.most(1 + 257);
-      expect(JSON.parse(lines[0]!).version).to.equal(JOURNAL_VERSION);
+      // A burst of changes never waits for a compaction (below 4 × the bound): it runs once idle.
+      expect(journal.compactions).to.equal(0);
+      expect(lines()).to.have.length(1 + 601);
       expect(await readJournalFile(path)).to.deep.equal(journal.snapshot());
+      await journal.idle();
+      expect(journal.compactions).to.equal(1);
+      expect(lines()).to.have.length(1);
+      expect(JSON.parse(lines()[0]!).version).to.equal(JOURNAL_VERSION);
+      expect(await readJournalFile(path)).to.deep.equal(journal.snapshot());
+      // Appends go on after the compaction.
+      await journal.addLease(scsiLease('c2'));
+      expect(lines()).to.have.length(2);
+      expect(await readJournalFile(path)).to.deep.equal(journal.snapshot());
+      await journal.close();
+    });
+
+    it('compacts on the spot when the log reaches 4 × its bound: the file stays bounded during a long burst', async () => {
+      const path = join(dir, 'j.json');
+      const journal = await RecoveryJournal.create(path, 'vm-1', {}, { compactAfterLines: 8 });
+      let longest = 0;
+      for (let i = 0; i < 100; i++) {
+        const id = await journal.addLease(scsiLease());
+        await journal.removeLease(id);
+        longest = Math.max(longest, readFileSync(path, 'utf8').split('\n').filter((l) => l.length > 0).length);
+      }
+      expect(journal.compactions).to.be.greaterThan(0);
+      expect(longest, 'snapshot + appended lines').to.be.at.most(1 + 4 * 8);
+      expect(await readJournalFile(path)).to.deep.equal(journal.snapshot());
+      await journal.close();
     });
 
     it('ignores a torn last line (an append that never completed); a bad line before it is corrupt', async () => {
@@ -247,6 +272,27 @@ describe('recovery journal', () => {
         expect([code, reason]).to.deep.equal(what === 'not an object' ? ['JOURNAL_VERSION', 'version'] : ['RECOVERY_FAILED', 'corrupt']);
       });
     }
+
+    it('reads every readable version and names the others: 2 and 3 are the same log, read in the current form', () => {
+      expect(JOURNAL_VERSION).to.equal(3);
+      const doc = { ...valid(), parts: [{ key: 'vpmem:0', kind: 'vpmem-device' as const, half: 'host' as const, settings: { DeviceNumber: 0 }, state: 'adding' as const }] };
+      const log = (version: number) => `${JSON.stringify({ ...doc, version })}\n${JSON.stringify({ op: 'state', key: 'vpmem:0', state: 'attached' })}\n`;
+      for (const version of [2, 3]) {
+        const read = parseJournal(log(version));
+        expect(read.version).to.equal(JOURNAL_VERSION);
+        expect(read.parts.map((p) => p.state)).to.deep.equal(['attached']);
+      }
+      for (const version of [0, 4, 99, '3', null]) {
+        let details: unknown;
+        try {
+          parseJournal(log(version as number));
+        } catch (err) {
+          expect((err as { code?: string }).code).to.equal('JOURNAL_VERSION');
+          details = (err as { details?: unknown }).details;
+        }
+        expect(details).to.deep.include({ reason: 'version', version, supported: [1, 2, 3] });
+      }
+    });
 
     it('replays state ops; a state op for a part that is not there is corrupt', () => {
       const doc = { ...valid(), parts: [{ key: 'vpmem:0', kind: 'vpmem-device' as const, half: 'host' as const, settings: { DeviceNumber: 0 }, state: 'adding' as const }] };
