@@ -4,5 +4,6 @@ import { PipeManagerImpl } from '../devices/pipe-manager.js';
 
 /** Binds `PipeManager` in a per-UVM scope (one instance per UtilityVm). */
 export const PipeModule = new ContainerModule(({ bind }) => {
-  bind(PipeManager).to(PipeManagerImpl).inSingletonScope();
+  bind(PipeManagerImpl).toSelf().inSingletonScope();
+  bind(PipeManager).toService(PipeManagerImpl);
 });

@@ -4,5 +4,6 @@ import { Plan9ManagerImpl } from '../devices/plan9-manager.js';
 
 /** Binds `Plan9Manager` in a per-UVM scope (one instance per UtilityVm). */
 export const Plan9Module = new ContainerModule(({ bind }) => {
-  bind(Plan9Manager).to(Plan9ManagerImpl).inSingletonScope();
+  bind(Plan9ManagerImpl).toSelf().inSingletonScope();
+  bind(Plan9Manager).toService(Plan9ManagerImpl);
 });

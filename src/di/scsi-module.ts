@@ -4,5 +4,6 @@ import { ScsiManagerImpl } from '../devices/scsi-manager.js';
 
 /** Binds `ScsiManager` in a per-UVM scope (one instance per UtilityVm). */
 export const ScsiModule = new ContainerModule(({ bind }) => {
-  bind(ScsiManager).to(ScsiManagerImpl).inSingletonScope();
+  bind(ScsiManagerImpl).toSelf().inSingletonScope();
+  bind(ScsiManager).toService(ScsiManagerImpl);
 });

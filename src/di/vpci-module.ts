@@ -3,5 +3,6 @@ import { VpciManager, VpciManagerImpl } from '../devices/vpci-manager.js';
 
 /** Binds `VpciManager` in a per-UVM scope (one instance per UtilityVm). */
 export const VpciModule = new ContainerModule(({ bind }) => {
-  bind(VpciManager).to(VpciManagerImpl).inSingletonScope();
+  bind(VpciManagerImpl).toSelf().inSingletonScope();
+  bind(VpciManager).toService(VpciManagerImpl);
 });

@@ -4,5 +4,6 @@ import { VpmemManagerImpl } from '../devices/vpmem-manager.js';
 
 /** Binds `VpmemManager` in a per-UVM scope (one instance per UtilityVm). */
 export const VpmemModule = new ContainerModule(({ bind }) => {
-  bind(VpmemManager).to(VpmemManagerImpl).inSingletonScope();
+  bind(VpmemManagerImpl).toSelf().inSingletonScope();
+  bind(VpmemManager).toService(VpmemManagerImpl);
 });

@@ -4,5 +4,6 @@ import { VsmbManagerImpl } from '../devices/vsmb-manager.js';
 
 /** Binds `VsmbManager` in a per-UVM scope (one instance per UtilityVm). */
 export const VsmbModule = new ContainerModule(({ bind }) => {
-  bind(VsmbManager).to(VsmbManagerImpl).inSingletonScope();
+  bind(VsmbManagerImpl).toSelf().inSingletonScope();
+  bind(VsmbManager).toService(VsmbManagerImpl);
 });

@@ -8,28 +8,12 @@
 import { UvmAggregateError, UvmError } from '../core/errors.js';
 import { ReleasableLease, type Lease } from '../core/lease.js';
 import { LogField, type Logger } from '../core/logger.js';
-import type {
-  GuestOs,
-  MappedPipe,
-  Plan9Share,
-  Plan9ShareRequest,
-  ScsiDisk,
-  ScsiDiskRequest,
-  VpmemLayer,
-  VpmemLayerRequest,
-  VsmbShare,
-  VsmbShareRequest,
-} from '../devices/device-types.js';
+import type { GuestOs, GuestRequestSender } from '../devices/device-types.js';
+import type { DeviceRestore, RestoreKind, RestoreKinds } from '../devices/device-restore.js';
 import { hostPaths } from '../devices/host-paths.js';
-import type { UvmDeviceSet } from './journaled-devices.js';
-import { vpciResourcePath, type VpciDevice, type VpciDeviceRequest, type VpciManager } from '../devices/vpci-manager.js';
-import { decodeLease } from './records/codec.js';
+import { vpciResourcePath } from '../devices/vpci-manager.js';
+import { decodeLease, type LeaseCodec } from './records/codec.js';
 import { combinedLayersCodec } from './records/combined-layers.js';
-import { pipeCodec } from './records/pipe.js';
-import { plan9Codec } from './records/plan9.js';
-import { scsiCodec } from './records/scsi.js';
-import { vpciCodec } from './records/vpci.js';
-import { vpmemCodec } from './records/vpmem.js';
 import { isRestrictedFile, vsmbCodec } from './records/vsmb.js';
 import type { ResourceDelivery } from '../devices/guest-delivery.js';
 import { resourcePaths } from '../devices/resource-paths.js';
@@ -37,47 +21,10 @@ import { scsiRequests } from '../devices/scsi-requests.js';
 import { guestRequest, hostRequest } from '../devices/wire-requests.js';
 import { isInvalidState, isNotExist } from '../hcs/hcs-error.js';
 import type { HcsPart, PartRecord } from './parts.js';
-import type { JsonObject, LeaseRecord, LeaseRecordKind } from './journal-format.js';
+import { LEASE_CODECS, type JsonObject, type LeaseRecord, type LeaseRecordKind } from './journal-format.js';
 import type { RecoveryJournal } from './journal.js';
 import { journaledLease, type JournaledLease } from './journaled-devices.js';
 import type { ReconcilePlan } from './reconcile.js';
-
-/** The adoption path of a manager: rebuild a lease for a resource that is already attached, with no HCS call. */
-export interface Adoptable<R, V> {
-  /**
-   * Takes one reference to the resource `request` maps to, recorded as `value` (its slot, name,
-   * guest path): a new entry claims exactly that slot/name instead of calling HCS; an existing
-   * entry must hold the same slot (else RECOVERY_FAILED).
-   */
-  adopt(request: R, value: V): Promise<Lease<V>>;
-}
-
-/** A manager whose names are never reused (VSMB, Plan9). */
-export interface NameReserving {
-  /** The next name handed out is at least number `next` (names seen in HCS or the journal). */
-  reserveNames(next: number): void;
-}
-
-/** The managers of a UVM, with their adoption paths. */
-export interface AdoptableDevices extends UvmDeviceSet {
-  readonly scsi: UvmDeviceSet['scsi'] & Adoptable<ScsiDiskRequest, ScsiDisk>;
-  readonly vsmb: UvmDeviceSet['vsmb'] & Adoptable<VsmbShareRequest, VsmbShare> & NameReserving;
-  readonly vpmem: UvmDeviceSet['vpmem'] & Adoptable<VpmemLayerRequest, VpmemLayer>;
-  readonly plan9: UvmDeviceSet['plan9'] & Adoptable<Plan9ShareRequest, Plan9Share> & NameReserving;
-  readonly pipes: UvmDeviceSet['pipes'] & Adoptable<{ hostPath: string }, MappedPipe>;
-  readonly vpci?: VpciManager & Adoptable<VpciDeviceRequest, VpciDevice>;
-}
-
-/** True when every manager of `devices` has an adoption path (and VSMB/Plan9 reserve names). */
-export function isAdoptable(devices: UvmDeviceSet): devices is AdoptableDevices {
-  const has = (m: unknown, method: string): boolean => typeof (m as Record<string, unknown>)[method] === 'function';
-  return (
-    [devices.scsi, devices.vsmb, devices.vpmem, devices.plan9, devices.pipes].every((m) => has(m, 'adopt')) &&
-    has(devices.vsmb, 'reserveNames') &&
-    has(devices.plan9, 'reserveNames') &&
-    (devices.vpci === undefined || has(devices.vpci, 'adopt'))
-  );
-}
 
 /** One restored lease. */
 export interface RestoredLease {
@@ -103,8 +50,10 @@ export interface RecoveryReport {
 
 export interface ApplyReconcileTarget {
   os: GuestOs;
-  /** The raw (not journaled) managers. */
-  devices: AdoptableDevices;
+  /** The devices' restore hook (leases rebuilt with no HCS call). */
+  restore: DeviceRestore;
+  /** Guest requests not journaled (the CombinedLayers Remove of the UVM's own restored overlay). */
+  guest: GuestRequestSender;
   delivery: ResourceDelivery;
   journal: RecoveryJournal;
   logger: Logger;
@@ -237,44 +186,28 @@ export function nameCountersFromParts(parts: readonly HcsPart[] | undefined): { 
   return counters;
 }
 
+/**
+ * Rebuilds the lease of one record: a device through the devices' restore hook (the record's
+ * codec decodes request and value), the guest-only CombinedLayers as a lease whose release sends
+ * its Remove.
+ */
 async function adoptRecord(record: LeaseRecord, target: ApplyReconcileTarget): Promise<Lease<unknown>> {
-  const { devices } = target;
-  switch (record.kind) {
-    case 'scsi': {
-      const { request, value } = decodeLease(scsiCodec, record);
-      return devices.scsi.adopt(request, value);
-    }
-    case 'vsmb': {
-      const { request, value } = decodeLease(vsmbCodec, record);
-      return devices.vsmb.adopt(request, value);
-    }
-    case 'vpmem': {
-      const { request, value } = decodeLease(vpmemCodec, record);
-      return devices.vpmem.adopt(request, value);
-    }
-    case 'plan9': {
-      const { request, value } = decodeLease(plan9Codec, record);
-      return devices.plan9.adopt(request, value);
-    }
-    case 'pipe': {
-      const { request, value } = decodeLease(pipeCodec, record);
-      return devices.pipes.adopt(request, value);
-    }
-    case 'vpci': {
-      const { request, value } = decodeLease(vpciCodec, record);
-      if (!devices.vpci) throw new UvmError('NOT_SUPPORTED', 'this UVM has no vPCI manager');
-      return devices.vpci.adopt(request, value);
-    }
-    case 'combined-layers': {
-      const { value } = decodeLease(combinedLayersCodec, record);
-      const owner = record.owner;
-      const remove = { ContainerRootPath: value.ContainerRootPath };
-      return new ReleasableLease<unknown>(remove, async () => {
-        if (owner === undefined) await target.devices.sendGuestRequest(guestRequest('Remove', 'CombinedLayers', remove));
-        else await target.removeCombinedLayers(owner, remove);
-      });
-    }
+  if (record.kind === 'combined-layers') {
+    const { value } = decodeLease(combinedLayersCodec, record);
+    const owner = record.owner;
+    const remove = { ContainerRootPath: value.ContainerRootPath };
+    return new ReleasableLease<unknown>(remove, async () => {
+      if (owner === undefined) await target.guest.sendGuestRequest(guestRequest('Remove', 'CombinedLayers', remove));
+      else await target.removeCombinedLayers(owner, remove);
+    });
   }
+  return restoreDevice(record.kind, record, target.restore);
+}
+
+function restoreDevice<K extends RestoreKind>(kind: K, record: LeaseRecord, restore: DeviceRestore): Promise<Lease<unknown>> {
+  const codec = LEASE_CODECS[kind] as unknown as LeaseCodec<RestoreKinds[K]['request'], RestoreKinds[K]['value']>;
+  const { request, value } = decodeLease(codec, record);
+  return restore.restore(kind, request, value);
 }
 
 /**
@@ -328,8 +261,7 @@ export async function applyReconcilePlan(plan: ReconcilePlan, target: ApplyRecon
     .filter((p) => (plan.inventory === 'not-running' ? p.kind === 'vm-access' : !removed.has(p.key)))
     .map((p): PartRecord => ({ key: p.key, kind: p.kind, half: p.half, settings: p.settings, state: 'attached' }));
   await journal.rewrite(plan.adopt, plan.containers.adopt, kept, nameCountersFromParts(parts));
-  const counters = journal.snapshot().nameCounters;
-  advanceNameCounters(target.devices, counters);
+  target.restore.reserveNames(journal.snapshot().nameCounters);
 
   const leases = new Map<string | undefined, RestoredLease[]>();
   const all = new Map<number, RestoredLease>();
@@ -390,8 +322,3 @@ export async function applyReconcilePlan(plan: ReconcilePlan, target: ApplyRecon
   return { report, leases };
 }
 
-/** Raises the VSMB/Plan9 name counters, so no name is ever reused. */
-function advanceNameCounters(devices: AdoptableDevices, counters: { vsmb: number; plan9: number }): void {
-  devices.vsmb.reserveNames(counters.vsmb);
-  devices.plan9.reserveNames(counters.plan9);
-}

@@ -1,9 +1,10 @@
 /**
- * The journaling decorator: a view of a UVM's devices (`UvmDeviceSet`) whose every acquire is
- * journaled after it succeeded and whose every release drops its record before the release
- * starts. One view per owner: the UVM itself (the shim's own leases) or one container, so the
- * journal knows which leases make up which container. The managers themselves know nothing about
- * the journal.
+ * The journal's owner ports: a port to a UVM's devices (`UvmDeviceSet`, plain objects, no Proxy)
+ * whose every acquire and reservation commit calls the journaling hook (`LeaseJournalHook`) once
+ * it succeeded, and whose every release drops its record before the release starts. One port per
+ * owner: the UVM itself (the shim's own leases) or one container, so the journal knows which
+ * leases make up which container. The managers know nothing about the journal; restoring goes
+ * through the devices' own restore hook (src/devices/device-restore.ts).
  *
  * Crash consistency (docs/recovery.md): a crash between the HCS calls of an acquire and its
  * journal write leaves a resource "present but unknown" (reconcile removes it); a crash after a
@@ -15,6 +16,7 @@ import { UvmError } from '../core/errors.js';
 import { ReleasableLease, type Lease } from '../core/lease.js';
 import type { Logger } from '../core/logger.js';
 import type {
+  DescribableManager,
   DeviceAcquireOptions,
   MappedPipe,
   PipeManager,
@@ -22,7 +24,6 @@ import type {
   Plan9Share,
   Plan9ShareRequest,
   Reservation,
-  ResourceInfo,
   ScsiDisk,
   ScsiDiskRequest,
   ScsiManager,
@@ -40,6 +41,7 @@ import { LEASE_CODECS, type LeaseRecordKind } from './journal-format.js';
 import { plain, type LeaseCodec } from './records/codec.js';
 import { combinedLayersCodec } from './records/combined-layers.js';
 import type { RecoveryJournal } from './journal.js';
+import { managerView, type ManagerView } from '../devices/manager-view.js';
 
 /**
  * A UVM's whole device set, managers in full: what the UVM exposes to the shim and what its gate
@@ -79,11 +81,6 @@ export function journaledLease<T>(journal: RecoveryJournal, lease: Lease<T>, rec
   return wrapped;
 }
 
-interface Acquirer<R, V> {
-  acquire(request: R, options?: DeviceAcquireOptions): Promise<Lease<V>>;
-  describe(): ResourceInfo[];
-}
-
 /** Everything the views of one UVM share. */
 export interface JournalContext {
   readonly journal: RecoveryJournal;
@@ -97,18 +94,6 @@ export interface JournalContext {
   readonly deferDurable?: (owner: string | undefined) => boolean;
 }
 
-/** `inner` with another `acquire`; every other member is the manager's own (bound to it). */
-export function withAcquire<M extends object>(inner: M, acquire: unknown, reserve?: unknown): M {
-  return new Proxy(inner, {
-    get(target, property) {
-      if (property === 'acquire') return acquire;
-      if (property === 'reserve' && reserve !== undefined) return reserve;
-      const member: unknown = Reflect.get(target, property, target);
-      return typeof member === 'function' ? (member as (...args: unknown[]) => unknown).bind(target) : member;
-    },
-  });
-}
-
 /** Copies the UVM's termination capability (containers/uvm-termination.ts) from `devices` onto `view`. */
 export function forwardTermination(view: UvmDeviceSet, devices: UvmDeviceSet): UvmDeviceSet {
   const aware = devices as UvmDeviceSet & { prepareForTermination?: () => void };
@@ -119,43 +104,72 @@ export function forwardTermination(view: UvmDeviceSet, devices: UvmDeviceSet): U
 }
 
 /**
- * `inner` with a journaling `acquire` and `reserve` (journaled when the commit succeeds); every
- * other member (describe, retryFailedTeardowns, …) is the manager's own, so the view has exactly
- * the manager's contract.
+ * The journaling hook: what the journal does with a lease an owner committed, called after the
+ * commit's HCS calls succeeded (those calls were journaled ahead by JournaledDelivery). It records
+ * kind, owner, request and value, and returns the lease the owner holds, whose release drops the
+ * record before it starts. If the record cannot be written, it releases the lease and rejects, so
+ * the caller holds nothing, as for any failed acquire.
  */
-function journaledManager<M extends Acquirer<R, V>, R, V>(inner: M, kind: LeaseRecordKind, codec: LeaseCodec<R, V>, ctx: JournalContext, owner: string | undefined): M {
-  const acquire = (request: R, options?: DeviceAcquireOptions): Promise<Lease<V>> => record(request, inner.acquire(request, options));
-  const record = async (request: R, acquiring: Promise<Lease<V>>): Promise<Lease<V>> => {
-    const lease = await acquiring;
-    let id: number;
-    try {
-      id = await ctx.journal.addLease({ kind, ...(owner === undefined ? {} : { owner }), ...codec.encode(request, lease.value) }, { durable: !ctx.deferDurable?.(owner) });
-    } catch (err) {
-      // Not durable: give the lease back so that the caller holds nothing, as for any failed acquire.
-      await lease.release().catch((releaseErr: unknown) => {
-        ctx.logger?.warn('releasing a lease whose journal write failed also failed', { error: String(releaseErr) });
-      });
-      throw err;
-    }
-    return journaledLease(ctx.journal, lease, id, ctx.assertOpen);
+export interface LeaseJournalHook {
+  committed<R, V>(kind: LeaseRecordKind, codec: LeaseCodec<R, V>, request: R, lease: Lease<V>, owner: string | undefined): Promise<Lease<V>>;
+}
+
+/** The journaling hook over `ctx`'s journal. */
+export function leaseJournalHook(ctx: JournalContext): LeaseJournalHook {
+  return {
+    async committed(kind, codec, request, lease, owner) {
+      let id: number;
+      try {
+        id = await ctx.journal.addLease({ kind, ...(owner === undefined ? {} : { owner }), ...codec.encode(request, lease.value) }, { durable: !ctx.deferDurable?.(owner) });
+      } catch (err) {
+        // Not durable: give the lease back so that the caller holds nothing, as for any failed acquire.
+        await lease.release().catch((releaseErr: unknown) => {
+          ctx.logger?.warn('releasing a lease whose journal write failed also failed', { error: String(releaseErr) });
+        });
+        throw err;
+      }
+      return journaledLease(ctx.journal, lease, id, ctx.assertOpen);
+    },
   };
-  // A reservation is journaled when its commit succeeds, like an acquire.
+}
+
+/**
+ * An owner's port to one manager: `acquire` and each reservation's `commit` tell the hook when
+ * they succeeded (a failed one journals nothing); `describe` and `retryFailedTeardowns` are the
+ * manager's own.
+ */
+function journaledManager<M extends DescribableManager & { acquire(request: R, options?: DeviceAcquireOptions): Promise<Lease<V>> }, R, V>(
+  inner: M,
+  kind: LeaseRecordKind,
+  codec: LeaseCodec<R, V>,
+  hook: LeaseJournalHook,
+  owner: string | undefined,
+): ManagerView<M> {
+  const record = async (request: R, committing: Promise<Lease<V>>): Promise<Lease<V>> => hook.committed(kind, codec, request, await committing, owner);
   const journaledReservation = (request: R, r: Reservation<V>): Reservation<V> => ({
     value: r.value,
     shared: r.shared,
     cancel: () => r.cancel(),
     commit: (options) => record(request, r.commit(options)),
   });
-  const reserve = (request: R, ...rest: unknown[]): unknown => {
-    const result = (inner as unknown as { reserve(r: R, ...rest: unknown[]): unknown }).reserve(request, ...rest);
-    const placement = result as { ok?: boolean; reservation?: Reservation<V> };
-    if (placement.ok === true && placement.reservation) return { ...placement, reservation: journaledReservation(request, placement.reservation) };
-    if (placement.ok === false) return result;
-    return journaledReservation(request, result as Reservation<V>);
-  };
-  // (A manager without reservations, vPCI, gets none.)
-  return withAcquire(inner, acquire, typeof (inner as { reserve?: unknown }).reserve === 'function' ? reserve : undefined);
+  const own = (inner as { reserve?: (request: R, ...rest: unknown[]) => Reservation<V> | VpmemPlacementLike<V> }).reserve;
+  return managerView(inner, {
+    acquire: (request: R, options?: DeviceAcquireOptions) => record(request, inner.acquire(request, options)),
+    // (A manager without reservations, vPCI, gets none.)
+    ...(own === undefined
+      ? {}
+      : {
+          reserve: (request: R, ...rest: unknown[]) => {
+            const result = own.call(inner, request, ...rest);
+            if (!('ok' in result)) return journaledReservation(request, result);
+            return result.ok ? { ...result, reservation: journaledReservation(request, result.reservation) } : result;
+          },
+        }),
+  });
 }
+
+/** VPMEM's `reserve` result (a reservation, or why VPMEM cannot take the layer). */
+type VpmemPlacementLike<V> = { ok: true; reservation: Reservation<V> } | { ok: false };
 
 /**
  * A journaled view of `devices` for one owner (`undefined` = the UVM itself). Also journals the
@@ -163,15 +177,16 @@ function journaledManager<M extends Acquirer<R, V>, R, V>(inner: M, kind: LeaseR
  * library creates).
  */
 export function journaledDevices(devices: UvmDeviceSet, ctx: JournalContext, owner: string | undefined): UvmDeviceSet {
+  const hook = leaseJournalHook(ctx);
   const view: UvmDeviceSet = {
     facts: devices.facts,
     hostFs: devices.hostFs,
-    scsi: journaledManager<ScsiManager, ScsiDiskRequest, ScsiDisk>(devices.scsi, 'scsi', LEASE_CODECS.scsi, ctx, owner),
-    vsmb: journaledManager<VsmbManager, VsmbShareRequest, VsmbShare>(devices.vsmb, 'vsmb', LEASE_CODECS.vsmb, ctx, owner),
-    vpmem: journaledManager<VpmemManager, VpmemLayerRequest, VpmemLayer>(devices.vpmem, 'vpmem', LEASE_CODECS.vpmem, ctx, owner),
-    plan9: journaledManager<Plan9Manager, Plan9ShareRequest, Plan9Share>(devices.plan9, 'plan9', LEASE_CODECS.plan9, ctx, owner),
-    pipes: journaledManager<PipeManager, { hostPath: string }, MappedPipe>(devices.pipes, 'pipe', LEASE_CODECS.pipe, ctx, owner),
-    ...(devices.vpci ? { vpci: journaledManager<VpciManager, VpciDeviceRequest, VpciDevice>(devices.vpci, 'vpci', LEASE_CODECS.vpci, ctx, owner) } : {}),
+    scsi: journaledManager<ScsiManager, ScsiDiskRequest, ScsiDisk>(devices.scsi, 'scsi', LEASE_CODECS.scsi, hook, owner),
+    vsmb: journaledManager<VsmbManager, VsmbShareRequest, VsmbShare>(devices.vsmb, 'vsmb', LEASE_CODECS.vsmb, hook, owner),
+    vpmem: journaledManager<VpmemManager, VpmemLayerRequest, VpmemLayer>(devices.vpmem, 'vpmem', LEASE_CODECS.vpmem, hook, owner),
+    plan9: journaledManager<Plan9Manager, Plan9ShareRequest, Plan9Share>(devices.plan9, 'plan9', LEASE_CODECS.plan9, hook, owner),
+    pipes: journaledManager<PipeManager, { hostPath: string }, MappedPipe>(devices.pipes, 'pipe', LEASE_CODECS.pipe, hook, owner),
+    ...(devices.vpci ? { vpci: journaledManager<VpciManager, VpciDeviceRequest, VpciDevice>(devices.vpci, 'vpci', LEASE_CODECS.vpci, hook, owner) } : {}),
     nameToGuid: (name) => devices.nameToGuid(name),
     retryLater: (leftover) => devices.retryLater(leftover),
     async sendGuestRequest(request: GuestRequest, options?: DeviceAcquireOptions): Promise<void> {

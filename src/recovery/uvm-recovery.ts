@@ -15,7 +15,8 @@ import type { ResourceDelivery } from '../devices/guest-delivery.js';
 import { guestRequest } from '../devices/wire-requests.js';
 import type { HcsSystem } from '../hcs/hcs-api.js';
 import type { AppliedMount } from '../oci/mount-applier.js';
-import { applyReconcilePlan, isAdoptable, type RecoveryReport, type RestoredLease } from './apply-reconcile.js';
+import { applyReconcilePlan, type RecoveryReport, type RestoredLease } from './apply-reconcile.js';
+import type { DeviceRestore } from '../devices/device-restore.js';
 import type { ContainerRecord, JsonObject, LeaseRecordKind } from './journal-format.js';
 import { encodeContainer } from './records/container.js';
 import type { RecoveryJournal } from './journal.js';
@@ -34,8 +35,8 @@ export interface UvmRecoveryInit {
   journal: RecoveryJournal;
   /** The UVM's devices as the shim uses them (behind the UVM's gate): what the journaled views wrap. */
   devices: UvmDeviceSet;
-  /** The raw managers, with their adoption paths (reconcile only). */
-  adoptable: UvmDeviceSet;
+  /** The devices' restore hook (reconcile only; without it, reconcile is NOT_SUPPORTED). */
+  restore: DeviceRestore | undefined;
   /** Throws HANDLE_CLOSED once the UVM is closed (journaled releases then keep their records). */
   assertOpen: (op: string) => void;
   delivery: ResourceDelivery;
@@ -139,8 +140,8 @@ export class UvmRecovery {
    * incomplete container allocations, and returns the restored containers.
    */
   async reconcile(system: HcsSystem): Promise<{ report: RecoveryReport; containers: RestoredContainer[] }> {
-    const { os, adoptable: devices, delivery, logger } = this.#init;
-    if (!isAdoptable(devices)) throw new UvmError('NOT_SUPPORTED', 'these device managers have no adoption path');
+    const { os, restore, devices, delivery, logger } = this.#init;
+    if (!restore) throw new UvmError('NOT_SUPPORTED', 'these device managers have no restore hook');
     // Only a freshly opened journal can be reconciled: adopting records this process made (or
     // adopted already) would count their references twice.
     if (this.#reconciling || this.journal.writes > 0) {
@@ -154,7 +155,8 @@ export class UvmRecovery {
       plan,
       {
         os,
-        devices,
+        restore,
+        guest: devices,
         delivery,
         journal: this.journal,
         logger,

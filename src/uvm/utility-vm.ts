@@ -33,6 +33,7 @@ import { RecoveryJournal } from '../recovery/journal.js';
 import { revokeJournaledGrants } from '../recovery/journaled-grants.js';
 import { UvmRecovery } from '../recovery/uvm-recovery.js';
 import type { UvmDeviceSet } from '../recovery/journaled-devices.js';
+import { DeviceRestore } from '../devices/device-restore.js';
 import { HcsSystem } from './hcs-system-token.js';
 import { UvmGate } from './uvm-gate.js';
 import { UvmIdRelease } from './live-uvm-ids.js';
@@ -96,6 +97,7 @@ export class UtilityVm implements UvmDeviceSet {
     @inject(UvmIdRelease) @optional() releaseId?: UvmIdRelease,
     @inject(UvmExitMonitor) @optional() private readonly exits?: UvmExitMonitor,
     @inject(GuestChannels) @optional() private readonly channels?: GuestChannels,
+    @inject(DeviceRestore) @optional() restore?: DeviceRestore,
   ) {
     this.#releaseId = releaseId;
     this.facts = Object.freeze({
@@ -131,7 +133,7 @@ export class UtilityVm implements UvmDeviceSet {
           os: config.os,
           journal,
           devices: gated,
-          adoptable: raw,
+          restore,
           assertOpen: (op) => this.#gate.assertOpen(op),
           delivery,
           logger: this.#logger,

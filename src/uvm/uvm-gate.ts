@@ -4,10 +4,11 @@
  * the VM rejects with UVM_TERMINATED before anything is recorded (releases go on: bookkeeping).
  */
 import { UvmError } from '../core/errors.js';
-import type { DeviceAcquireOptions } from '../devices/device-types.js';
+import type { DescribableManager, DeviceAcquireOptions } from '../devices/device-types.js';
 import type { UvmLifecycle } from '../devices/uvm-lifecycle.js';
 import type { GuestRequest } from '../hcs/schema.js';
-import { forwardTermination, withAcquire, type UvmDeviceSet } from '../recovery/journaled-devices.js';
+import { forwardTermination, type UvmDeviceSet } from '../recovery/journaled-devices.js';
+import { managerView, type ManagerView } from '../devices/manager-view.js';
 
 export class UvmGate {
   #closed = false;
@@ -48,40 +49,41 @@ export class UvmGate {
     }
   }
 
-  /** `manager` whose `acquire` and `reserve` pass this gate first (every other member is its own). */
-  manager<M extends { acquire(request: R, options?: DeviceAcquireOptions): Promise<L> }, R, L>(manager: M, name: string): M {
-    const reserve = (manager as { reserve?: (...args: unknown[]) => unknown }).reserve;
-    return withAcquire(
-      manager,
-      (request: R, options?: DeviceAcquireOptions) => {
+  /** `manager` whose `acquire` and `reserve` pass this gate first (`describe` and `retryFailedTeardowns` are its own). */
+  manager<M extends DescribableManager & { acquire(request: never, options?: DeviceAcquireOptions): Promise<unknown> }>(manager: M, name: string): ManagerView<M> {
+    const own = manager as unknown as { acquire(...args: unknown[]): Promise<unknown>; reserve?: (...args: unknown[]) => unknown };
+    const reserve = own.reserve;
+    return managerView(manager, {
+      acquire: (...args: unknown[]) => {
         try {
           this.assertRunning(`${name}.acquire`);
         } catch (err) {
           return Promise.reject(err);
         }
-        return manager.acquire(request, options);
+        return own.acquire(...args);
       },
-      reserve === undefined
-        ? undefined
-        : (...args: unknown[]) => {
-            this.assertRunning(`${name}.reserve`);
-            return reserve.apply(manager, args);
-          },
-    );
+      ...(reserve === undefined
+        ? {}
+        : {
+            reserve: (...args: unknown[]) => {
+              this.assertRunning(`${name}.reserve`);
+              return reserve.apply(manager, args);
+            },
+          }),
+    });
   }
 
   /** `devices` whose acquires and guest requests pass this gate first. */
   devices(devices: UvmDeviceSet): UvmDeviceSet {
-    const gate = <M extends { acquire(request: R, options?: DeviceAcquireOptions): Promise<L> }, R, L>(manager: M, name: string): M => this.manager(manager, name);
     const view: UvmDeviceSet = {
       facts: devices.facts,
       hostFs: devices.hostFs,
-      scsi: gate(devices.scsi, 'scsi'),
-      vsmb: gate(devices.vsmb, 'vsmb'),
-      vpmem: gate(devices.vpmem, 'vpmem'),
-      plan9: gate(devices.plan9, 'plan9'),
-      pipes: gate(devices.pipes, 'pipes'),
-      ...(devices.vpci ? { vpci: gate(devices.vpci, 'vpci') } : {}),
+      scsi: this.manager(devices.scsi, 'scsi'),
+      vsmb: this.manager(devices.vsmb, 'vsmb'),
+      vpmem: this.manager(devices.vpmem, 'vpmem'),
+      plan9: this.manager(devices.plan9, 'plan9'),
+      pipes: this.manager(devices.pipes, 'pipes'),
+      ...(devices.vpci ? { vpci: this.manager(devices.vpci, 'vpci') } : {}),
       nameToGuid: (name) => devices.nameToGuid(name),
       retryLater: (leftover) => devices.retryLater(leftover),
       sendGuestRequest: (request: GuestRequest, options?: DeviceAcquireOptions) => {

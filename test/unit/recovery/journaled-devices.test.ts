@@ -41,7 +41,7 @@ describe('journaled devices (the journaling decorator)', () => {
       os: 'linux',
       journal,
       devices,
-      adoptable: devices,
+      restore: undefined,
       assertOpen: () => undefined,
       delivery: {} as ResourceDelivery,
       logger: createLogger({ level: 'silent' }),
