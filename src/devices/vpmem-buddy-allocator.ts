@@ -65,11 +65,18 @@ export class BuddyAllocator {
 
   /** Allocates a region for `size` bytes; NO_SLOT when it does not fit (or is over 4 GiB). */
   allocate(size: number): BuddyRegion {
+    const region = this.tryAllocate(size);
+    if (region !== undefined) return region;
     const cls = classOf(size);
     if (cls >= CLASS_COUNT) throw new UvmError('NO_SLOT', `region of ${size} bytes is larger than ${MAX_CLASS_SIZE}`);
-    if (this.#free[cls].size === 0 && !this.#split(cls + 1)) {
-      throw new UvmError('NO_SLOT', `no free region of ${classSize(cls)} bytes`);
-    }
+    throw new UvmError('NO_SLOT', `no free region of ${classSize(cls)} bytes`);
+  }
+
+  /** `allocate` without the error: undefined when `size` does not fit (a full device is an expected outcome). */
+  tryAllocate(size: number): BuddyRegion | undefined {
+    const cls = classOf(size);
+    if (cls >= CLASS_COUNT) return undefined;
+    if (this.#free[cls].size === 0 && !this.#split(cls + 1)) return undefined;
     const offset = lowest(this.#free[cls])!;
     this.#free[cls].delete(offset);
     this.#busy[cls].add(offset);

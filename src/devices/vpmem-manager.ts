@@ -221,13 +221,9 @@ export class VpmemManagerImpl implements VpmemManager {
       for (let device = 0; device < this.config.vpmemCount; device++) {
         const dev = (this.#mapped[device] ??= { allocator: new BuddyAllocator() });
         if (dev.allocator.allocatedCount >= MAX_MAPPINGS_PER_DEVICE) continue;
-        let offset: number;
-        try {
-          offset = dev.allocator.allocate(size).offset;
-        } catch (err) {
-          if (UvmError.is(err, 'NO_SLOT')) continue;
-          throw err;
-        }
+        const region = dev.allocator.tryAllocate(size);
+        if (region === undefined) continue;
+        const offset = region.offset;
         if (offset + size > this.config.vpmemMaxSizeBytes) {
           dev.allocator.release(offset);
           continue;

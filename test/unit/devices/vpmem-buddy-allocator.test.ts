@@ -32,6 +32,17 @@ describe('BuddyAllocator (hcsshim internal/memory pool_test cases)', () => {
     expect(code(() => new BuddyAllocator().allocate(4 * GiB + 1))).to.equal('NO_SLOT');
   });
 
+  it('tryAllocate answers undefined where allocate throws NO_SLOT, and changes nothing then', () => {
+    const a = new BuddyAllocator();
+    expect(a.tryAllocate(4 * GiB + 1)).to.equal(undefined);
+    expect(a.tryAllocate(GiB)).to.deep.equal({ offset: 0, cls: 5, size: GiB });
+    for (let i = 1; i < 4; i++) expect(a.tryAllocate(GiB)?.offset).to.equal(i * GiB);
+    expect(a.tryAllocate(MiB)).to.equal(undefined);
+    expect(a.allocatedCount).to.equal(4);
+    a.release(2 * GiB);
+    expect(a.tryAllocate(MiB)?.offset).to.equal(2 * GiB);
+  });
+
   it('splits down to the class and leaves the siblings free at every level', () => {
     const a = new BuddyAllocator();
     expect(a.allocate(MiB).offset).to.equal(0);
