@@ -20,7 +20,7 @@
  *   {@link isReadOnlyMount}.
  * - **Errors:** {@link UvmError}, {@link UvmAggregateError}, {@link UvmErrorCode}, {@link HcsError},
  *   and for a containerd shim {@link ERROR_KINDS} / {@link errorKind} (errdefs kind + gRPC status).
- * - **Logging:** {@link Logger}, {@link createLogger}, {@link withFields}, {@link LogField}.
+ * - **Logging:** {@link Logger}, {@link createLogger}, {@link withFields}, {@link logLevelEnabled}, {@link LogField}.
  * - **HCS and host ports:** {@link HcsApi}, {@link ComputeCoreHcs}, {@link HostFs}, {@link NodeHostFs}.
  * - **Crash recovery:** {@link JournalOptions}, {@link RecoveryReport} (`UtilityVm.open`).
  *
@@ -112,7 +112,7 @@ export { lateOutcomeOf, type LateOutcome } from './hcs/operation-driver.js';
 export { HcsError, HResult, isNotExist, isAlreadyStopped, isInvalidState, isTimeout, isAccessDenied, isVmUnavailable, type HcsErrorInit } from './hcs/hcs-error.js';
 
 // ---- Logging
-export { createLogger, withFields, LogField, type Logger, type LogFields, type LogLevel, type LoggerOptions } from './core/logger.js';
+export { createLogger, withFields, logLevelEnabled, LogField, type Logger, type LogFields, type LogLevel, type LoggerOptions } from './core/logger.js';
 
 // ---- HCS and the host file system (ports a shim may replace)
 export { ComputeCoreHcs, type ComputeCoreHcsOptions } from './hcs/computecore-hcs.js';

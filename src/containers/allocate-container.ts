@@ -8,6 +8,7 @@
  */
 import { UvmError } from '../core/errors.js';
 import type { Logger } from '../core/logger.js';
+import { oncePerPath, type HostFs } from '../core/host-fs.js';
 import { ReleaseStack } from '../core/release-stack.js';
 import type { DeviceAcquireOptions, GuestOs, Plan9Share, Reservation, ResourceInfo, ScsiDisk } from '../devices/device-types.js';
 import type { ContainerUvm } from './container-ports.js';
@@ -188,11 +189,12 @@ async function prepareContainer(
   checkInputs(spec, options);
   const os = uvm.facts.os;
   const source = rootfsSource(os, spec, options.rootfs);
-  if (source.kind !== 'plan9-root') await checkLayerFiles(uvm.hostFs, source.inputs, spec);
-  const rootfs = await prepareRootfs(uvm, containerId, source, options);
-  const mountPlan = await planMounts(spec, uvm.facts, containerId, uvm.hostFs);
+  const hostFs = oncePerPath(uvm.hostFs); // a layer is stat'ed for its kind and for its size (LCOW) or kind (WCOW): one fs.stat
+  if (source.kind !== 'plan9-root') await checkLayerFiles(hostFs, source.inputs, spec);
+  const rootfs = await prepareRootfs(uvm, containerId, source, { ...options, hostFs });
+  const mountPlan = await planMounts(spec, uvm.facts, containerId, hostFs);
   const devicePlan = planDevices(os, spec);
-  await checkMountFiles(uvm.hostFs, mountPlan);
+  await checkMountFiles(hostFs, mountPlan);
   return { containerId, os, rootfs, mountPlan, devicePlan };
 }
 
@@ -227,14 +229,19 @@ interface CommittedRootfs {
   held: HeldResource[];
 }
 
-async function prepareRootfs(uvm: ContainerUvm, containerId: string, source: RootfsSource, options: { encryptScratch?: boolean }): Promise<PreparedRootfs> {
+async function prepareRootfs(
+  uvm: ContainerUvm,
+  containerId: string,
+  source: RootfsSource,
+  options: { encryptScratch?: boolean; hostFs: HostFs },
+): Promise<PreparedRootfs> {
   if (source.kind === 'plan9-root') {
     await checkRootDirectory(uvm, source.hostPath);
     return source;
   }
   return source.inputs.os === 'linux'
-    ? { kind: 'lcow', prepared: await prepareLcowLayers(uvm, containerId, source.inputs, options) }
-    : { kind: 'wcow', prepared: await prepareWcowLayers(uvm, containerId, source.inputs) };
+    ? { kind: 'lcow', prepared: await prepareLcowLayers({ facts: uvm.facts, hostFs: options.hostFs }, containerId, source.inputs, options) }
+    : { kind: 'wcow', prepared: await prepareWcowLayers({ facts: uvm.facts, hostFs: options.hostFs, nameToGuid: (name) => uvm.nameToGuid(name) }, containerId, source.inputs) };
 }
 
 function reserveRootfs(uvm: ContainerUvm, prepared: PreparedRootfs, batch: ReservationBatch): ReservedRootfs {

@@ -41,3 +41,25 @@ export class NodeHostFs implements HostFs {
     }
   }
 }
+
+/**
+ * A view of `inner` that asks it at most once per path and operation: one allocation stats a
+ * layer to check its kind and again for its size, and this makes that one `fs.stat`. Scope it to
+ * one allocation (a file that changes meanwhile is seen as it first was). A failure is not shared:
+ * a later caller asks again and gets its own error (callers add their own details to it).
+ */
+export function oncePerPath(inner: HostFs): HostFs {
+  const stats = new Map<string, Promise<HostStat>>();
+  const realpaths = new Map<string, Promise<string>>();
+  const once = <T>(cache: Map<string, Promise<T>>, path: string, call: () => Promise<T>): Promise<T> => {
+    const cached = cache.get(path);
+    if (cached !== undefined) return cached.catch(call);
+    const first = call();
+    cache.set(path, first);
+    return first;
+  };
+  return {
+    stat: (path) => once(stats, path, () => inner.stat(path)),
+    realpath: (path) => once(realpaths, path, () => inner.realpath(path)),
+  };
+}

@@ -18,17 +18,30 @@ export interface Logger {
   warn(message: string, fields?: LogFields): unknown;
   info(message: string, fields?: LogFields): unknown;
   debug(message: string, fields?: LogFields): unknown;
+  /**
+   * Whether lines of `level` are written (winston and pino have it). When present, the library
+   * builds no fields for a level that is off; without it every level counts as on.
+   */
+  isLevelEnabled?(level: LogLevel): boolean;
 }
 /** DI token of the `Logger`. */
 export const Logger: ServiceIdentifier<Logger> = Symbol.for('uvm-orchestrator.Logger');
 
-/** `logger` with `fields` added to every line (what winston's `child` does, for any Logger). */
+/** Whether `logger` writes lines of `level`: its `isLevelEnabled` if it has one, else true. */
+export function logLevelEnabled(logger: Logger, level: LogLevel): boolean {
+  return typeof logger.isLevelEnabled !== 'function' || logger.isLevelEnabled(level);
+}
+
+/**
+ * `logger` with `fields` added to every line (what winston's `child` does, for any Logger). A line
+ * of a level `logger` does not write is dropped here, before its fields are merged.
+ */
 export function withFields(logger: Logger, fields: LogFields): Logger {
   const at =
     (level: LogLevel) =>
     (message: string, more?: LogFields): unknown =>
-      logger[level](message, more === undefined ? { ...fields } : { ...fields, ...more });
-  return { error: at('error'), warn: at('warn'), info: at('info'), debug: at('debug') };
+      logLevelEnabled(logger, level) ? logger[level](message, more === undefined ? { ...fields } : { ...fields, ...more }) : undefined;
+  return { error: at('error'), warn: at('warn'), info: at('info'), debug: at('debug'), isLevelEnabled: (level) => logLevelEnabled(logger, level) };
 }
 
 
@@ -58,10 +71,18 @@ export interface LoggerOptions {
 /** The default logger: winston, JSON lines on stderr, silent unless a level is given (or `UVM_LOG_LEVEL` set). */
 export function createLogger(options: LoggerOptions = {}): Logger {
   const level = options.level ?? process.env.UVM_LOG_LEVEL ?? 'silent';
-  return winston.createLogger({
+  const logger = winston.createLogger({
     level: level === 'silent' ? 'error' : level,
     silent: level === 'silent',
     format: winston.format.combine(winston.format.timestamp(), winston.format.json()),
     transports: [new winston.transports.Console({ stderrLevels: ['error', 'warn', 'info', 'http', 'verbose', 'debug', 'silly'] })],
   });
+  // winston filters by level only in its transports, after building and streaming the line: a
+  // line it would drop (silent, or below the level, read at each call) returns at once instead.
+  for (const name of ['error', 'warn', 'info', 'debug'] as const) {
+    const write = logger[name].bind(logger) as (...args: unknown[]) => winston.Logger;
+    const gated = (...args: unknown[]): winston.Logger => (logger.silent || !logger.isLevelEnabled(name) ? logger : write(...args));
+    logger[name] = gated as winston.LeveledLogMethod;
+  }
+  return logger;
 }
