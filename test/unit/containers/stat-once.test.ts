@@ -22,4 +22,18 @@ describe('allocateContainer asks the host file system once per path', () => {
     await resources.release();
     expect([u.scsi, u.vpmem, u.plan9].flatMap((m) => m.describe())).to.deep.equal([]);
   });
+
+  it('WCOW: each layer folder is stat’ed once (its kind, then its VSMB share kind)', async () => {
+    const kit = await deviceKit({ os: 'windows' });
+    kit.hostFs.dir('C:\\l\\base').dir('C:\\l\\top').file('C:\\s\\sandbox.vhdx');
+    const u = kitUvm(kit);
+    const spec: OciSpec = { ociVersion: '1.1.0', root: { path: 'rootfs' }, windows: { layerFolders: ['C:\\l\\top', 'C:\\l\\base', 'C:\\s'] } };
+    const { resources } = await allocateContainer(u, spec, { containerId: 'c1' });
+    const counts = new Map<string, number>();
+    for (const p of kit.hostFs.lookups) counts.set(p, (counts.get(p) ?? 0) + 1);
+    expect(counts.get('C:\\l\\top')).to.equal(1);
+    expect(counts.get('C:\\l\\base')).to.equal(1);
+    await resources.release();
+    expect([u.scsi, u.vsmb].flatMap((m) => m.describe())).to.deep.equal([]);
+  });
 });
