@@ -1,13 +1,20 @@
 // The simulator's fake guest through the FFI: after start it dials the local hvsocket endpoints
 // (LCOW entropy, log, GCS; WCOW GCS), speaks the GCS bridge, applies guest requests to the same
-// guest model the HCS GuestRequest path uses, and obeys its bridge controls. A minimal host-side
-// bridge speaker (test/support/gcs-bridge-speaker.ts) plays the library.
+// guest model the HCS GuestRequest path uses, and obeys its bridge controls. The library's own bridge
+// client (src/hcs/gcs-bridge.ts) and Unix-socket transport play the host where they can; a minimal
+// speaker (test/support/gcs-bridge-speaker.ts) plays it where a test must see raw frames the client
+// refuses by design (unknown ids, oversized bodies, requests before negotiation).
 import { expect } from 'chai';
 import { randomBytes } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { setTimeout as delay } from 'node:timers/promises';
+import { createLogger } from '../../src/core/logger.js';
 import type { ComputeSystem } from '../../src/hcs/compute-system.js';
+import { GcsBridge, type GuestCapabilities } from '../../src/hcs/gcs-bridge.js';
+import { LCOW_GCS_SERVICE_ID, WCOW_GCS_SERVICE_ID } from '../../src/hcs/hvsocket.js';
+import { UnixHvSocketTransport } from '../../src/hcs/hvsocket-unix.js';
+import type { GuestRequest } from '../../src/hcs/schema.js';
 import { HcsError } from '../../src/hcs/hcs-error.js';
 import { configureSimulator, readSimulatorState, simulatorStats, type SimulatorProperties } from '../../src/hcs/simulator-controls.js';
 import {
@@ -21,6 +28,7 @@ import {
 } from '../support/gcs-bridge-speaker.js';
 import { SCSI_CONTROLLERS, createTestSystem, rejection, resetTestSimulator } from './simulator-fixture.js';
 
+const silent = createLogger({ level: 'silent' });
 const E_FAIL = 0x80004005 | 0;
 const E_NOTIMPL = 0x80004001 | 0;
 const HCS_E_SYSTEM_NOT_CONFIGURED_FOR_OPERATION = 0x80370120 | 0;
@@ -53,6 +61,27 @@ describe('simulator guest: hvsocket dialer and GCS bridge', function () {
     await dir.dispose();
   });
 
+  /** Accepts the GCS of `system` (created, not started) with the library's transport and bridge client, then negotiates. */
+  async function clientBridge(system: ComputeSystem, serviceId: string, beforeStart: (rid: string) => Promise<() => Promise<void>> = async () => async () => undefined): Promise<{ bridge: GcsBridge; caps: GuestCapabilities; rid: string }> {
+    const rid = await runtimeIdOf(system);
+    const transport = new UnixHvSocketTransport({ env: { UVM_HVSOCK_DIR: dir.path } });
+    const gcs = await transport.listen(rid, serviceId);
+    const served = await beforeStart(rid);
+    await system.start();
+    await served();
+    const bridge = new GcsBridge(await gcs.accept({ timeoutMs: 30_000 }), { uvmId: system.id, logger: silent });
+    await gcs.close();
+    return { bridge, caps: await bridge.negotiate(), rid };
+  }
+
+  /** The guest's refusal of `p`: its HRESULT and the first ErrorRecord's module. */
+  async function refusal(p: Promise<unknown>): Promise<{ hresult: number; module: string | undefined }> {
+    const err = await rejection(p);
+    expect(err).to.be.instanceOf(HcsError);
+    const records = (err as HcsError).details.records as { ModuleName?: string }[] | undefined;
+    return { hresult: (err as HcsError).hresult, module: records?.[0]?.ModuleName };
+  }
+
   /** Boots an LCOW system the way hcsshim does (listen after create, before start) and negotiates. */
   async function bootLcow(): Promise<{ system: ComputeSystem; bridge: BridgeConnection; log: string }> {
     const system = await createTestSystem({ os: 'linux', start: false, guestConnection: false });
@@ -72,24 +101,32 @@ describe('simulator guest: hvsocket dialer and GCS bridge', function () {
   it('LCOW: entropy, log, then the bridge; host half through HCS, guest half over the bridge, one guest model', async () => {
     const trace = join(dir.path, 'trace.jsonl');
     configureSimulator({ trace });
-    const { system, bridge, log } = await bootLcow();
+    const system = await createTestSystem({ os: 'linux', start: false, guestConnection: false });
+    let log = '';
+    const { bridge, caps } = await clientBridge(system, LCOW_GCS_SERVICE_ID, async (rid) => {
+      const [entropy, logListener] = await Promise.all([dir.listen(rid, SERVICE.entropy), dir.listen(rid, SERVICE.log)]);
+      return async () => {
+        (await entropy.accept()).end(randomBytes(512));
+        log = await readUntil(await logListener.accept(), (t) => t.includes('\n'));
+      };
+    });
+    expect(caps.RuntimeOsType).to.equal('Linux');
     expect(JSON.parse(log.split('\n')[0]!)).to.include({ level: 'info' });
     // checked against host state: nothing attached at LUN 3 yet
-    const refused = await bridge.modify(1n, mvd('Add', 3));
-    expect(refused.Result).to.equal(E_FAIL);
-    expect((refused.ErrorRecords as { ModuleName: string }[])[0]!.ModuleName).to.equal('gcs');
+    expect(await refusal(bridge.modifySettings(mvd('Add', 3)))).to.deep.equal({ hresult: E_FAIL, module: 'gcs' });
     await system.modify({ ResourcePath: scsiPath(3), RequestType: 'Add', Settings: { Type: 'VirtualDisk', Path: 'C:\\d.vhdx', ReadOnly: true } });
-    expect((await bridge.modify(2n, mvd('Add', 3))).Result).to.equal(0);
+    await bridge.modifySettings(mvd('Add', 3));
     expect((await readSimulatorState(system)).Guest.MappedVirtualDisks).to.deep.equal([mvd('Add', 3).Settings]);
     // hcsshim's release order: guest unmount, guest unplug, host remove
-    expect((await bridge.modify(3n, mvd('Remove', 3))).Result).to.equal(0);
-    expect((await bridge.modify(4n, { RequestType: 'Remove', ResourceType: 'SCSIDevice', Settings: { Lun: 3 } })).Result).to.equal(0);
+    await bridge.modifySettings(mvd('Remove', 3));
+    await bridge.modifySettings({ RequestType: 'Remove', ResourceType: 'SCSIDevice', Settings: { Lun: 3 } });
     await system.modify({ ResourcePath: scsiPath(3), RequestType: 'Remove' });
     const state = await readSimulatorState(system);
     expect(state.HotAdded).to.equal(0);
-    // the VM stops: the guest's end of the bridge closes
+    // the VM stops: the guest's end of the bridge closes (the client sees EOF)
+    const failed = new Promise<string>((resolve) => bridge.onFailure((err) => resolve(String(err.details.reason))));
     await system.terminate();
-    await bridge.closed;
+    expect(await failed).to.equal('eof');
     configureSimulator({ trace: null });
     const lines = readFileSync(trace, 'utf8').trim().split('\n').map((l) => JSON.parse(l) as { fn: string; id: string; doc: unknown; hr: number });
     const fns = lines.map((l) => l.fn);
@@ -103,27 +140,18 @@ describe('simulator guest: hvsocket dialer and GCS bridge', function () {
 
   it('WCOW: the null container Create/Start, the HvSocket update, a scratch mount', async () => {
     const system = await createTestSystem({ os: 'windows', start: false, guestConnection: false });
-    const rid = await runtimeIdOf(system);
-    const gcs = await dir.listen(rid, SERVICE.wcowGcs);
-    await system.start();
-    const bridge = new BridgeConnection(await gcs.accept());
-    const n = await bridge.negotiate();
-    expect(n.Capabilities).to.deep.include({ SendHostCreateMessage: true, SendHostStartMessage: true });
-    const create = await bridge.rpc(RPC.Create, 1n, {
-      ContainerId: NULL_ID,
-      ActivityId: NULL_ID,
-      ContainerConfig: JSON.stringify({ SystemType: 'Container', TimeZoneInformation: { Bias: 0 } }),
-    });
-    expect(create.Result).to.equal(0);
-    expect((await bridge.rpc(RPC.Start, 2n, { ContainerId: NULL_ID, ActivityId: NULL_ID })).Result).to.equal(0);
-    const hv = { RequestType: 'Update', ResourceType: 'HvSocket', Settings: { LocalAddress: rid, ParentAddress: '894cc2d6-9d79-424f-93fe-42969ae6d8d1' } };
-    expect((await bridge.modify(3n, hv)).Result).to.equal(0);
-    expect((await bridge.modify(4n, { ...hv, Settings: { ...hv.Settings, LocalAddress: system.id } })).Result).to.equal(E_FAIL);
+    const { bridge, caps, rid } = await clientBridge(system, WCOW_GCS_SERVICE_ID);
+    expect(caps).to.deep.include({ SendHostCreateMessage: true, SendHostStartMessage: true });
+    await bridge.rpc('Create', { ContainerId: NULL_ID, ContainerConfig: JSON.stringify({ SystemType: 'Container', TimeZoneInformation: { Bias: 0 } }) });
+    await bridge.rpc('Start', { ContainerId: NULL_ID });
+    const hv = { RequestType: 'Update', ResourceType: 'HvSocket', Settings: { LocalAddress: rid, ParentAddress: '894cc2d6-9d79-424f-93fe-42969ae6d8d1' } } as const;
+    await bridge.modifySettings(hv as unknown as GuestRequest);
+    expect((await refusal(bridge.modifySettings({ ...hv, Settings: { ...hv.Settings, LocalAddress: system.id } } as unknown as GuestRequest))).hresult).to.equal(E_FAIL);
     await system.modify({ ResourcePath: scsiPath(1), RequestType: 'Add', Settings: { Type: 'VirtualDisk', Path: 'C:\\s.vhdx' } });
     const mount = { ResourceType: 'MappedVirtualDisk', Settings: { ContainerPath: 'C:\\c\\1', Lun: 1 } }; // RequestType omitted = Add
-    expect((await bridge.modify(5n, mount)).Result).to.equal(0);
+    await bridge.modifySettings(mount as unknown as GuestRequest);
     expect((await readSimulatorState(system)).Guest.MappedVirtualDisks).to.deep.equal([mount.Settings]);
-    expect((await bridge.rpc(RPC.ExecuteProcess, 6n, { ContainerId: NULL_ID })).Result).to.equal(E_NOTIMPL);
+    expect((await refusal(bridge.rpc('ExecuteProcess', { ContainerId: NULL_ID }))).hresult).to.equal(E_NOTIMPL);
     bridge.close();
   });
 
