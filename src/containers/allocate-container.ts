@@ -300,7 +300,7 @@ export interface ContainerPlan {
   mounts: (PlannedMount & MountPlacement)[];
   /** One per `windows.devices` entry, same order. */
   devices: PlannedDevice[];
-  /** After this container's layers and SCSI mounts (reserved boot slots are not counted). */
+  /** After this container's layers and SCSI mounts (the slots taken at boot are not free). */
   slotsLeft: SlotsLeft;
   /** True when every reservation succeeded: `allocateContainer` started next gets exactly these places. */
   fits: boolean;

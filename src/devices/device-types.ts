@@ -279,6 +279,8 @@ export interface UvmFacts {
   vpmemMaxSizeBytes: number;
   vpmemMultiMapping: boolean;
   scsiControllers: number;
+  /** SCSI slots taken at boot (the WCOW scratch, an LCOW root VHD, `reservedScsiSlots`): never handed out. Default 0. */
+  reservedScsiSlotCount?: number;
 }
 
 /**

@@ -72,7 +72,7 @@ export interface ScratchPlan {
 export interface SlotsLeft {
   /** Free VPMEM devices (default mode) after this container. */
   vpmem: number;
-  /** Free SCSI slots after this container (LUNs of every controller, reserved slots not counted). */
+  /** Free SCSI slots after this container: LUNs of every controller, less those taken at boot and those in use. */
   scsi: number;
 }
 
@@ -131,7 +131,7 @@ export function slotsLeft(uvm: SlotsPort): SlotsLeft {
   const scsiUsed = uvm.scsi.describe().filter((i) => i.kind === 'scsi-attachment').length;
   return {
     vpmem: Math.max(uvm.facts.vpmemCount - vpmemUsed.size, 0),
-    scsi: Math.max(uvm.facts.scsiControllers * SCSI_LUNS_PER_CONTROLLER - scsiUsed, 0),
+    scsi: Math.max(uvm.facts.scsiControllers * SCSI_LUNS_PER_CONTROLLER - (uvm.facts.reservedScsiSlotCount ?? 0) - scsiUsed, 0),
   };
 }
 

@@ -13,7 +13,7 @@ export interface CompositionPort extends GuestRequestSender, LeftoverSink {
 
 /** What the slot counts of a plan read: the VPMEM devices and SCSI slots in use. */
 export interface SlotsPort {
-  readonly facts: Pick<UvmFacts, 'vpmemCount' | 'scsiControllers'>;
+  readonly facts: Pick<UvmFacts, 'vpmemCount' | 'scsiControllers' | 'reservedScsiSlotCount'>;
   readonly scsi: Pick<ScsiManager, 'describe'>;
   readonly vpmem: Pick<VpmemManager, 'describe'>;
 }

@@ -109,6 +109,7 @@ export class UtilityVm implements UvmDeviceSet {
       vpmemMaxSizeBytes: config.vpmemMaxSizeBytes,
       vpmemMultiMapping: config.vpmemMultiMapping,
       scsiControllers: config.scsiControllers,
+      reservedScsiSlotCount: config.reservedScsiSlots.length,
     });
     this.#logger = withFields(logger, { [LogField.uvmId]: config.id, [LogField.kind]: 'uvm' });
     // An unexpected exit ends the VM's life: releases make no HCS call from then on.

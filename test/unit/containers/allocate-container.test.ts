@@ -257,6 +257,19 @@ describe('planContainer (the reservation, over the real managers)', () => {
     await expectCode(allocateContainer(u, lcowSpec(), { containerId: 'c1' }), 'NO_SLOT');
   });
 
+  it('counts the SCSI slots taken at boot as not free (slotsLeft)', async () => {
+    const { u } = await kitLcow({ vpmemCount: 1, reservedScsiSlots: [0, 1, 2] });
+    const plan = await planContainer(u, lcowSpec(), { containerId: 'c1' });
+    const lp = plan.rootfs.kind === 'layers' && plan.rootfs.plan.os === 'linux' ? plan.rootfs.plan : undefined;
+    expect(lp!.layers[1]!.slot, 'the first free LUN').to.equal('0:3');
+    // 64 LUNs - 3 taken at boot - big layer - scratch - disk mount.
+    expect(plan.slotsLeft).to.deep.equal({ vpmem: 0, scsi: 58 });
+    // The same count the SCSI manager's own allocator has left after the allocation.
+    const { resources } = await allocateContainer(u, lcowSpec(), { containerId: 'c1' });
+    expect(u.scsi.describe().filter((i) => i.kind === 'scsi-attachment')).to.have.length(3);
+    await resources.release();
+  });
+
   it('plans a Plan9 root share for a LCOW container without layers', async () => {
     const { u } = await kitLcow();
     const plan = await planContainer(u, { root: { path: '/rootdir' } }, { containerId: 'c1' });

@@ -120,6 +120,7 @@ export function kitUvm(kit: DeviceKit, options: { terminationAware?: boolean } =
       vpmemMaxSizeBytes: c.vpmemMaxSizeBytes,
       vpmemMultiMapping: c.vpmemMultiMapping,
       scsiControllers: c.scsiControllers,
+      reservedScsiSlotCount: c.reservedScsiSlots.length,
     },
     scsi: kit.scsi,
     vsmb: kit.vsmb,
