@@ -56,11 +56,11 @@ export interface RefCountedTableOptions<K, V> {
 export interface Placed<V> {
   readonly value: V;
   /**
-   * The HCS calls. On rejection the table forgets the entry (and calls the table's `forget`), or
-   * keeps it in `teardown-failed` when the error is marked `withResidue` (something may still be
-   * attached).
+   * The HCS calls. On rejection the table forgets the entry (and calls the table's `forget`). A
+   * failure that left something behind resolves with a `Residue` instead: the table keeps the
+   * entry in `teardown-failed` and the commit rejects with the residue's error.
    */
-  commit(): Promise<void>;
+  commit(): Promise<void | Residue<V>>;
   /** Gives back what placing took when the reservation is cancelled before any commit. */
   cancel(): void;
 }
@@ -89,21 +89,18 @@ export interface AcquireOptions {
   signal?: AbortSignal;
 }
 
-const RESIDUE = Symbol.for('uvm-orchestrator.residue');
-
 /**
- * Marks a creation failure that left something behind (e.g. the host half of a combined add whose
- * guest half failed, when undoing the host half failed too). The table then keeps the key in
- * `teardown-failed` with `residue` as its value instead of forgetting it: it shows in `entries()`,
- * acquires of the key are refused, and `retryFailedTeardowns()` destroys it. Returns `err`.
+ * The outcome of a creation that failed and left something behind (e.g. the host half of a
+ * combined add whose guest half failed, when undoing the host half failed too), returned by a
+ * policy's `commit` / `create` as a value. The table keeps the key in `teardown-failed` with
+ * `value` instead of forgetting it: it shows in `entries()`, acquires of the key are refused, and
+ * `retryFailedTeardowns()` destroys it. The acquire or commit rejects with `error`.
  */
-export function withResidue<E, V>(err: E, residue: V): E {
-  if (err !== null && typeof err === 'object') (err as Record<symbol, unknown>)[RESIDUE] = { residue };
-  return err;
-}
-
-function residueOf<V>(err: unknown): { residue: V } | undefined {
-  return err !== null && typeof err === 'object' ? ((err as Record<symbol, unknown>)[RESIDUE] as { residue: V } | undefined) : undefined;
+export class Residue<V> {
+  constructor(
+    readonly error: unknown,
+    readonly value: V,
+  ) {}
 }
 
 interface Entry<K, V> {
@@ -223,7 +220,7 @@ export class RefCountedTable<K, V> implements TrackedTable {
   }
 
   /** Acquires one reference to `key`, creating the value with `create` if the key is absent. */
-  async acquire(key: K, create: (key: K) => Promise<V>, options: AcquireOptions = {}): Promise<Lease<V>> {
+  async acquire(key: K, create: (key: K) => Promise<V | Residue<V>>, options: AcquireOptions = {}): Promise<Lease<V>> {
     const { signal } = options;
     if (signal?.aborted) throw abortError(signal);
     let entry: Entry<K, V>;
@@ -349,7 +346,7 @@ export class RefCountedTable<K, V> implements TrackedTable {
     return lease;
   }
 
-  #create(key: K, create: (key: K) => Promise<V>): Entry<K, V> {
+  #create(key: K, create: (key: K) => Promise<V | Residue<V>>): Entry<K, V> {
     const entry: Entry<K, V> = {
       key,
       state: 'creating',
@@ -367,33 +364,33 @@ export class RefCountedTable<K, V> implements TrackedTable {
   /** Starts the effects of a `reserved` entry. */
   #commitPlaced(entry: Entry<K, V>): void {
     const placed = entry.placed!;
-    this.#start(entry, () => placed.commit().then(() => entry.value as V));
+    this.#start(entry, () => placed.commit().then((outcome) => outcome ?? (entry.value as V)));
   }
 
-  /** Runs the effects of `entry` (state `creating`): `live` on success, forgotten (or residue) on failure. */
-  #start(entry: Entry<K, V>, create: () => Promise<V>): void {
+  /** Runs the effects of `entry` (state `creating`): `live` on success, forgotten on failure, `teardown-failed` on a `Residue`. */
+  #start(entry: Entry<K, V>, create: () => Promise<V | Residue<V>>): void {
     entry.state = 'creating';
     entry.placed = undefined;
     entry.ready = pendingPromises.track('table-create', (async () => create())()).then(
-      (value) => {
-        entry.value = value;
+      (outcome) => {
+        if (outcome instanceof Residue) {
+          // Nobody holds it, but it exists: keep it until a retried teardown removes it.
+          entry.refs = 0;
+          entry.value = outcome.value;
+          entry.state = 'teardown-failed';
+          entry.error = outcome.error;
+          throw outcome.error;
+        }
+        entry.value = outcome;
         entry.state = 'live';
-        return value;
+        return outcome;
       },
       (err: unknown) => {
         entry.refs = 0;
-        const left = residueOf<V>(err);
-        if (left) {
-          // Nobody holds it, but it exists: keep it until a retried teardown removes it.
-          entry.value = left.residue;
-          entry.state = 'teardown-failed';
-          entry.error = err;
-        } else {
-          entry.state = 'gone';
-          entry.error = err;
-          this.#delete(entry);
-          if (entry.value !== undefined) this.#forget?.(entry.value, entry.key);
-        }
+        entry.state = 'gone';
+        entry.error = err;
+        this.#delete(entry);
+        if (entry.value !== undefined) this.#forget?.(entry.value, entry.key);
         throw err;
       },
     );

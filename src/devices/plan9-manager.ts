@@ -3,7 +3,7 @@ import { invalidArgument, UvmError } from '../core/errors.js';
 import { HostFs } from '../core/host-fs.js';
 import { ReleasableLease, type Lease } from '../core/lease.js';
 import { LogField, Logger, withFields } from '../core/logger.js';
-import { mapReservation, RefCountedTable, withResidue, type Placed, type Reservation } from '../core/refcounted-table.js';
+import { mapReservation, RefCountedTable, Residue, type Placed, type Reservation } from '../core/refcounted-table.js';
 import type { GuestRequest } from '../hcs/schema.js';
 import { describeEntries } from './describe-entries.js';
 import { UvmDeviceConfig } from './device-config.js';
@@ -184,7 +184,7 @@ export class Plan9ManagerImpl implements Plan9Manager {
           if (!fullyRemoved(e.removal)) {
             // The share may still exist: keep it for a retried teardown.
             this.#log('warn', e, 'add failed and could not be undone; kept for a retried teardown', err);
-            throw withResidue(err, e);
+            return new Residue(err, e);
           }
           this.#log('warn', e, 'add failed', err);
           throw err;

@@ -1,7 +1,7 @@
 import { UvmError } from '../core/errors.js';
 import type { Lease } from '../core/lease.js';
 import { LogField, type Logger } from '../core/logger.js';
-import { RefCountedTable, withResidue, type AcquireOptions, type Placed, type Reservation } from '../core/refcounted-table.js';
+import { RefCountedTable, Residue, type AcquireOptions, type Placed, type Reservation } from '../core/refcounted-table.js';
 import { describeEntries } from './describe-entries.js';
 import type { GuestOs, ResourceInfo } from './device-types.js';
 import type { ResourceDelivery } from './guest-delivery.js';
@@ -138,7 +138,8 @@ export class ScsiMountTracker {
           this.#log('warn', m, 'mount failed', err);
           // The guest may have applied it before reporting the failure (a guest connection):
           // undo it; "not found" means it was not applied. If that fails too, keep it for a retry.
-          await this.#undoFailedMount(m, err);
+          const left = await this.#undoFailedMount(m, err);
+          if (left) return left;
           throw err;
         }
         m.state = 'mounted';
@@ -147,14 +148,16 @@ export class ScsiMountTracker {
     };
   }
 
-  async #undoFailedMount(m: ScsiMount, cause: unknown): Promise<void> {
-    if (!this.delivery.undoFailedGuestAdd) return;
+  /** Undoes a guest mount that failed (it may have applied); a `Residue` when that fails too. */
+  async #undoFailedMount(m: ScsiMount, cause: unknown): Promise<Residue<ScsiMount> | undefined> {
+    if (!this.delivery.undoFailedGuestAdd) return undefined;
     try {
       await this.delivery.undoFailedGuestAdd(scsiRequests.unmount(this.os, m.controller, m.lun, m.path, m.settings));
+      return undefined;
     } catch (err) {
       m.state = 'mounted';
       this.#log('warn', m, 'undoing a failed mount failed; kept for a retried teardown', err);
-      throw withResidue(cause, m);
+      return new Residue(cause, m);
     }
   }
 

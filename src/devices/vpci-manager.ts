@@ -19,7 +19,7 @@ import { inject, injectable, optional, type ServiceIdentifier } from 'inversify'
 import { invalidArgument, UvmError } from '../core/errors.js';
 import { ReleasableLease, type Lease } from '../core/lease.js';
 import { LogField, Logger, withFields } from '../core/logger.js';
-import { RefCountedTable, withResidue } from '../core/refcounted-table.js';
+import { RefCountedTable, Residue } from '../core/refcounted-table.js';
 import { describeEntries } from './describe-entries.js';
 import { UvmDeviceConfig } from './device-config.js';
 import type { DescribableManager, DeviceAcquireOptions, ResourceInfo } from './device-types.js';
@@ -181,7 +181,7 @@ export class VpciManagerImpl implements VpciManager {
     return this.#table.retryFailedTeardowns();
   }
 
-  async #add(instancePath: string, virtualFunction: number, numa: boolean): Promise<VpciDevice> {
+  async #add(instancePath: string, virtualFunction: number, numa: boolean): Promise<VpciDevice | Residue<VpciDevice>> {
     const device: VpciDevice = { instancePath, virtualFunction, vmbusGuid: randomUUID(), boot: false };
     const host = hostRequest(vpciResourcePath(device.vmbusGuid), 'Add', vpciSettings(instancePath, virtualFunction, numa));
     const progress = newRemovalProgress();
@@ -194,7 +194,7 @@ export class VpciManagerImpl implements VpciManager {
     } catch (err) {
       if (this.config.os === 'linux' && !fullyRemoved(progress)) {
         this.#log('warn', device, 'assignment failed and could not be undone; kept for a retried teardown', err);
-        throw withResidue(err, device);
+        return new Residue(err, device);
       }
       throw err;
     }

@@ -3,7 +3,7 @@ import { invalidArgument, UvmError } from '../core/errors.js';
 import { HostFs } from '../core/host-fs.js';
 import { ReleasableLease, type Lease } from '../core/lease.js';
 import { LogField, Logger, withFields } from '../core/logger.js';
-import { mapReservation, RefCountedTable, withResidue, type Placed, type Reservation } from '../core/refcounted-table.js';
+import { mapReservation, RefCountedTable, Residue, type Placed, type Reservation } from '../core/refcounted-table.js';
 import { SlotAllocator } from '../core/slot-allocator.js';
 import { describeEntries } from './describe-entries.js';
 import { UvmDeviceConfig } from './device-config.js';
@@ -158,7 +158,7 @@ export class VpmemManagerImpl implements VpmemManager {
           if (!fullyRemoved(entry.removal)) {
             // Something may still be attached: keep the slot, let a retried teardown remove it.
             this.#log('warn', entry, 'add failed and could not be undone; kept for a retried teardown', err);
-            throw withResidue(err, entry);
+            return new Residue(err, entry);
           }
           this.#log('warn', entry, 'add failed', err);
           throw err;

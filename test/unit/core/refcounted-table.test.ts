@@ -1,6 +1,6 @@
 import { expect } from 'chai';
 import sinon from 'sinon';
-import { RefCountedTable, withResidue } from '../../../src/core/refcounted-table.js';
+import { RefCountedTable, Residue } from '../../../src/core/refcounted-table.js';
 import { UvmError } from '../../../src/core/errors.js';
 import { deferred, settle } from './deferred.js';
 
@@ -215,15 +215,31 @@ describe('RefCountedTable', () => {
     expect(create.callCount).to.equal(0);
   });
 
-  it('a create failure that left something behind keeps it as teardown-failed until a retry removes it', async () => {
+  it('a create failure that left something behind (a Residue result) keeps it as teardown-failed until a retry removes it', async () => {
     const destroyed: string[] = [];
     const t = table(async (v) => void destroyed.push(v));
-    const err = await rejection(t.acquire('k', async () => Promise.reject(withResidue(new UvmError('HCS_ERROR', 'half added'), 'half'))));
+    const err = await rejection(t.acquire('k', async () => new Residue(new UvmError('HCS_ERROR', 'half added'), 'half')));
     expect(UvmError.is(err, 'HCS_ERROR')).to.equal(true);
     expect(t.entries()).to.deep.include({ key: 'k', state: 'teardown-failed', refCount: 0, value: 'half', error: err });
     expect(UvmError.is(await rejection(t.acquire('k', async () => 'new')), 'TEARDOWN_FAILED')).to.equal(true);
     await t.retryFailedTeardowns();
     expect(destroyed).to.deep.equal(['half']);
+    expect(t.size).to.equal(0);
+  });
+
+  it('a reservation whose commit resolves with a Residue: the commit rejects with its error, the key stays teardown-failed', async () => {
+    const destroyed: string[] = [];
+    const t = table(async (v) => void destroyed.push(v));
+    const failure = new UvmError('HCS_ERROR', 'guest half failed, host half could not be undone');
+    const r = t.reserve('k', () => ({ value: 'placed', cancel: () => undefined, commit: async () => new Residue(failure, 'left') }));
+    expect(await rejection(r.commit())).to.equal(failure);
+    expect(t.entries()).to.deep.include({ key: 'k', state: 'teardown-failed', refCount: 0, value: 'left', error: failure });
+    // A plain rejection forgets the key (nothing was left).
+    const other = t.reserve('j', () => ({ value: 'x', cancel: () => undefined, commit: () => Promise.reject(new UvmError('HCS_ERROR', 'refused')) }));
+    expect(UvmError.is(await rejection(other.commit()), 'HCS_ERROR')).to.equal(true);
+    expect(t.entries().map((e) => e.key)).to.deep.equal(['k']);
+    await t.retryFailedTeardowns();
+    expect(destroyed).to.deep.equal(['left']);
     expect(t.size).to.equal(0);
   });
 });

@@ -166,6 +166,7 @@ describe('UtilityVm (through the composition root)', () => {
       vpmemMaxSizeBytes: 4 * 1024 ** 3,
       vpmemMultiMapping: true,
       scsiControllers: 2,
+      reservedScsiSlotCount: 0,
     });
     expect(uvm.nameToGuid('layer1')).to.equal(hcs.nameToGuid('layer1'));
     const disk = await uvm.scsi.acquire({ hostPath: '/d/a.vhd', readOnly: true, mount: {} });
