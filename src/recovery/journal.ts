@@ -136,6 +136,8 @@ export class RecoveryJournal {
   #rewrite = false;
   /** Lines appended since the last snapshot. */
   #appended = 0;
+  /** The most records, containers and parts the document had since the last snapshot. */
+  #peakLive = 0;
   /** Bumped by every change. */
   #version = 0;
   /** The highest version known to be on disk. */
@@ -552,8 +554,11 @@ export class RecoveryJournal {
    */
   async #write(): Promise<number> {
     this.writes++;
-    // Compaction waits until the writer is idle (#onIdle), unless the log grows far past the document.
-    const snapshotDue = (): boolean => this.#rewrite || this.#appended + this.#pending.length > 4 * Math.max(this.#compactAfter, 2 * this.#live());
+    // Compaction waits until the writer is idle (#onIdle), unless the log grows far past the
+    // document (as large as it was since the last snapshot: a burst of releases, shrinking it,
+    // does not compact in its tail).
+    this.#peakLive = Math.max(this.#peakLive, this.#live());
+    const snapshotDue = (): boolean => this.#rewrite || this.#appended + this.#pending.length > 4 * Math.max(this.#compactAfter, 2 * this.#peakLive);
     if (!snapshotDue() && this.#fd === undefined) {
       // Opened before the lines are taken: the changes made meanwhile go in the same write.
       try {
@@ -578,6 +583,7 @@ export class RecoveryJournal {
         throw err;
       }
       this.#appended = 0;
+      this.#peakLive = this.#live();
       this.compactions++;
       return version;
     }

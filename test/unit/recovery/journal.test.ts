@@ -166,6 +166,19 @@ describe('recovery journal', () => {
       await journal.close();
     });
 
+    it('a burst of releases is not compacted in its tail: the on-the-spot bound follows the largest document since the last snapshot', async () => {
+      const path = join(dir, 'j.json');
+      const journal = await RecoveryJournal.create(path, 'vm-1', {}, { compactAfterLines: 8 });
+      const ids = await Promise.all(Array.from({ length: 20 }, () => journal.addLease(scsiLease())));
+      for (const id of ids) await journal.removeLease(id);
+      // 40 lines appended, the document back to empty: 4 × max(8, 2 × 20) is the bound, not 4 × 8.
+      expect(journal.compactions).to.equal(0);
+      expect(await readJournalFile(path)).to.deep.equal(journal.snapshot());
+      await journal.idle();
+      expect(journal.compactions).to.equal(1);
+      await journal.close();
+    });
+
     it('ignores a torn last line (an append that never completed); a bad line before it is corrupt', async () => {
       const path = join(dir, 'j.json');
       const journal = await RecoveryJournal.create(path, 'vm-1', {});
