@@ -3,7 +3,7 @@
 // Remove) with 50 and with 5,000 other shares attached and mounted; one VPMEM multi-mapping
 // (mapping Add with its guest VPMemDevice, guest Remove, mapping Remove) with 1 and with 8,192
 // other mappings. Through the real FFI path at zero latency; CPU µs (all threads) per modify,
-// serial, median of rounds (CPU time: wall time on a loaded machine mostly measures the others). Prints `scale: plan9_50_us=… plan9_5000_us=… vpmem_1_us=… vpmem_8192_us=…`; target: the
+// serial, median of rounds (the small and the large VM measured in alternating rounds) (CPU time: wall time on a loaded machine mostly measures the others). Prints `scale: plan9_50_us=… plan9_5000_us=… vpmem_1_us=… vpmem_8192_us=…`; target: the
 // large case within 1.5× of the small one.
 import { loadavg } from 'node:os';
 import { ComputeCoreHcs } from '../src/hcs/computecore-hcs.js';
@@ -62,8 +62,8 @@ const vpmem = {
 };
 type Kind = typeof plan9;
 
-/** CPU µs per modify for one resource added and removed (3 modifies) with `others` resources present. */
-async function measure(hcs: ComputeCoreHcs, name: string, kind: Kind, others: number): Promise<number> {
+/** A running VM holding `others` resources of `kind` (filled in parallel, 64 at a time). */
+async function filled(hcs: ComputeCoreHcs, name: string, kind: Kind, others: number): Promise<HcsSystem> {
   const system: HcsSystem = await hcs.createComputeSystem(`scale-${name}-${others}-${process.pid}`, {
     SchemaVersion: { Major: 2, Minor: 1 },
     // GuestConnection: HCS owns the guest connection, so a modify may carry its GuestRequest.
@@ -75,25 +75,45 @@ async function measure(hcs: ComputeCoreHcs, name: string, kind: Kind, others: nu
   });
   try {
     await system.start();
-    // Fill in parallel (64 at a time), then measure one more resource serially.
     for (let i = 0; i < others; i += 64) await Promise.all(Array.from({ length: Math.min(64, others - i) }, (_, k) => system.modify(kind.add(i + k))));
-    const probe = others;
-    const cycles = QUICK ? 30 : 100;
-    const samples: number[] = [];
-    for (let r = 0; r < (QUICK ? 3 : 7); r++) {
-      const t = process.cpuUsage();
-      for (let c = 0; c < cycles; c++) {
-        await system.modify(kind.add(probe));
-        await system.modify(kind.removeGuest(probe));
-        await system.modify(kind.removeHost(probe));
-      }
-      const used = process.cpuUsage(t);
-      samples.push((used.user + used.system) / (cycles * 3));
-    }
-    await system.terminate();
-    return median(samples);
-  } finally {
+    return system;
+  } catch (err) {
     system.close();
+    throw err;
+  }
+}
+
+/** CPU µs per modify of one more resource added and removed (3 modifies), `cycles` times, serially. */
+async function round(system: HcsSystem, kind: Kind, probe: number, cycles: number): Promise<number> {
+  const t = process.cpuUsage();
+  for (let c = 0; c < cycles; c++) {
+    await system.modify(kind.add(probe));
+    await system.modify(kind.removeGuest(probe));
+    await system.modify(kind.removeHost(probe));
+  }
+  const used = process.cpuUsage(t);
+  return (used.user + used.system) / (cycles * 3);
+}
+
+/**
+ * The small and the large case, both VMs filled first, then measured in alternating rounds (so
+ * drift — JIT warm-up, GC after a fill, other processes — hits both alike): medians of the rounds.
+ */
+async function measurePair(hcs: ComputeCoreHcs, name: string, kind: Kind, small: number, large: number): Promise<[number, number]> {
+  const systems: HcsSystem[] = [];
+  try {
+    systems.push(await filled(hcs, name, kind, small));
+    systems.push(await filled(hcs, name, kind, large));
+    const cycles = QUICK ? 30 : 100;
+    const samples: [number[], number[]] = [[], []];
+    for (let r = 0; r < (QUICK ? 5 : 9); r++) {
+      samples[0].push(await round(systems[0], kind, small, cycles));
+      samples[1].push(await round(systems[1], kind, large, cycles));
+    }
+    for (const system of systems) await system.terminate();
+    return [median(samples[0]), median(samples[1])];
+  } finally {
+    for (const system of systems) system.close();
   }
 }
 
@@ -101,11 +121,9 @@ export async function run(): Promise<void> {
   const hcs = new ComputeCoreHcs();
   resetSimulator();
   configureSimulator({ latencyMs: 0, jitterMs: 0, concurrency: 0 });
-  await measure(hcs, 'warmup', plan9, 10);
-  const p50 = await measure(hcs, 'plan9', plan9, 50);
-  const p5000 = await measure(hcs, 'plan9', plan9, 5000);
-  const v1 = await measure(hcs, 'vpmem', vpmem, 1);
-  const v8192 = await measure(hcs, 'vpmem', vpmem, 8192);
+  await measurePair(hcs, 'warmup', plan9, 10, 20);
+  const [p50, p5000] = await measurePair(hcs, 'plan9', plan9, 50, 5000);
+  const [v1, v8192] = await measurePair(hcs, 'vpmem', vpmem, 1, 8192);
   console.log(
     `scale: plan9_50_us=${p50.toFixed(1)} plan9_5000_us=${p5000.toFixed(1)} vpmem_1_us=${v1.toFixed(1)} vpmem_8192_us=${v8192.toFixed(1)} load=${loadavg()[0].toFixed(1)}`,
   );
