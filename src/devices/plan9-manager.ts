@@ -3,16 +3,17 @@ import { invalidArgument, UvmError } from '../core/errors.js';
 import { HostFs } from '../core/host-fs.js';
 import { ReleasableLease, type Lease } from '../core/lease.js';
 import { LogField, Logger, withFields } from '../core/logger.js';
-import { mapReservation, RefCountedTable, Residue, type Placed, type Reservation } from '../core/refcounted-table.js';
+import { mapReservation, RefCountedTable, type Placed, type Reservation } from '../core/refcounted-table.js';
+import { commitCombinedAdd } from './combined-add.js';
 import type { GuestRequest } from '../hcs/schema.js';
 import { describeEntries } from './describe-entries.js';
 import { UvmDeviceConfig } from './device-config.js';
 import type { DeviceAcquireOptions, Plan9Manager, Plan9Share, Plan9ShareRequest, ResourceInfo } from './device-types.js';
-import { fullyRemoved, newRemovalProgress, ResourceDelivery, type RemovalProgress } from './guest-delivery.js';
+import { newRemovalProgress, ResourceDelivery, type RemovalProgress } from './guest-delivery.js';
 import { guestPaths } from './guest-paths.js';
 import { hostPaths } from './host-paths.js';
 import { resourcePaths } from './resource-paths.js';
-import { validate } from './validation.js';
+import { statKind, validate } from './validation.js';
 import { guestRequest, hostRequest, type HostRequest } from './wire-requests.js';
 
 /** The Plan9 server port in the UVM. */
@@ -67,9 +68,7 @@ export class Plan9ManagerImpl implements Plan9Manager {
 
   async acquire(request: Plan9ShareRequest, options: DeviceAcquireOptions = {}): Promise<Lease<Plan9Share>> {
     const { hostPath } = this.#validate(request);
-    const stat = await this.hostFs.stat(hostPath);
-    if (!stat.isFile && !stat.isDirectory) throw invalidArgument(`Plan9 host path is neither a file nor a directory: ${hostPath}`);
-    return this.reserve(request, stat.isFile ? 'file' : 'directory').commit(options);
+    return this.reserve(request, await statKind(this.hostFs, hostPath, 'Plan9 host path')).commit(options);
   }
 
   /**
@@ -177,21 +176,19 @@ export class Plan9ManagerImpl implements Plan9Manager {
       cancel: () => {
         if (this.#counter === n + 1) this.#counter = n;
       },
-      commit: async () => {
-        try {
-          await this.delivery.addCombined(host, guest, e.removal, removalRequests(e).guest);
-        } catch (err) {
-          if (!fullyRemoved(e.removal)) {
-            // The share may still exist: keep it for a retried teardown.
-            this.#log('warn', e, 'add failed and could not be undone; kept for a retried teardown', err);
-            return new Residue(err, e);
-          }
-          this.#log('warn', e, 'add failed', err);
-          throw err;
-        }
-        e.state = 'added';
-        this.#log('debug', e, 'added');
-      },
+      commit: () =>
+        commitCombinedAdd(this.delivery, {
+          host,
+          guest,
+          removal: e.removal,
+          guestRemoval: removalRequests(e).guest,
+          value: e,
+          added: () => {
+            e.state = 'added';
+            this.#log('debug', e, 'added');
+          },
+          log: (level, message, err) => this.#log(level, e, message, err),
+        }),
     };
   }
 

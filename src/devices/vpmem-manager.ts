@@ -3,12 +3,13 @@ import { invalidArgument, UvmError } from '../core/errors.js';
 import { HostFs } from '../core/host-fs.js';
 import { ReleasableLease, type Lease } from '../core/lease.js';
 import { LogField, Logger, withFields } from '../core/logger.js';
-import { mapReservation, RefCountedTable, Residue, type Placed, type Reservation } from '../core/refcounted-table.js';
+import { mapReservation, RefCountedTable, type Placed, type Reservation } from '../core/refcounted-table.js';
+import { commitCombinedAdd } from './combined-add.js';
 import { SlotAllocator } from '../core/slot-allocator.js';
 import { describeEntries } from './describe-entries.js';
 import { UvmDeviceConfig } from './device-config.js';
 import type { DeviceAcquireOptions, ResourceInfo, VpmemLayer, VpmemLayerRequest, VpmemManager, VpmemPlacement } from './device-types.js';
-import { fullyRemoved, newRemovalProgress, ResourceDelivery, type RemovalProgress } from './guest-delivery.js';
+import { newRemovalProgress, ResourceDelivery, type RemovalProgress } from './guest-delivery.js';
 import { guestPaths } from './guest-paths.js';
 import { resourcePaths } from './resource-paths.js';
 import { validate } from './validation.js';
@@ -151,21 +152,20 @@ export class VpmemManagerImpl implements VpmemManager {
     return {
       value: entry,
       cancel: () => this.#free(entry),
-      commit: async () => {
-        try {
-          await this.delivery.addCombined(entry.host, entry.guest, entry.removal, entry.guestRemoval);
-        } catch (err) {
-          if (!fullyRemoved(entry.removal)) {
-            // Something may still be attached: keep the slot, let a retried teardown remove it.
-            this.#log('warn', entry, 'add failed and could not be undone; kept for a retried teardown', err);
-            return new Residue(err, entry);
-          }
-          this.#log('warn', entry, 'add failed', err);
-          throw err;
-        }
-        entry.state = 'added';
-        this.#log('debug', entry, 'added');
-      },
+      // Something may still be attached after a failed Add: the slot is kept for a retried teardown.
+      commit: () =>
+        commitCombinedAdd(this.delivery, {
+          host: entry.host,
+          guest: entry.guest,
+          removal: entry.removal,
+          guestRemoval: entry.guestRemoval,
+          value: entry,
+          added: () => {
+            entry.state = 'added';
+            this.#log('debug', entry, 'added');
+          },
+          log: (level, message, err) => this.#log(level, entry, message, err),
+        }),
     };
   }
 

@@ -20,7 +20,7 @@ import { hostPaths } from './host-paths.js';
 import { resourcePaths } from './resource-paths.js';
 import { SerialQueue } from './serial-queue.js';
 import { UvmLifecycle } from './uvm-lifecycle.js';
-import { validate } from './validation.js';
+import { statKind, validate } from './validation.js';
 import { vsmbShareOptions } from './vsmb-options.js';
 import { hostRequest, type HostRequest } from './wire-requests.js';
 import { omitEmpty } from '../hcs/schema.js';
@@ -90,9 +90,7 @@ export class VsmbManagerImpl implements VsmbManager {
 
   async acquire(request: VsmbShareRequest, options: DeviceAcquireOptions = {}): Promise<Lease<VsmbShare>> {
     const { hostPath } = this.#validate(request);
-    const stat = await this.hostFs.stat(hostPath);
-    if (!stat.isFile && !stat.isDirectory) throw invalidArgument(`VSMB host path is neither a file nor a directory: ${hostPath}`);
-    return this.reserve(request, stat.isFile ? 'file' : 'directory').commit(options);
+    return this.reserve(request, await statKind(this.hostFs, hostPath, 'VSMB host path')).commit(options);
   }
 
   /**
