@@ -19,11 +19,12 @@ import { inject, injectable, optional, type ServiceIdentifier } from 'inversify'
 import { invalidArgument, UvmError } from '../core/errors.js';
 import { ReleasableLease, type Lease } from '../core/lease.js';
 import { LogField, Logger, withFields } from '../core/logger.js';
-import { RefCountedTable, Residue } from '../core/refcounted-table.js';
+import { RefCountedTable, type Residue } from '../core/refcounted-table.js';
+import { commitCombinedAdd } from './combined-add.js';
 import { describeEntries } from './describe-entries.js';
 import { UvmDeviceConfig } from './device-config.js';
 import type { DescribableManager, DeviceAcquireOptions, ResourceInfo } from './device-types.js';
-import { fullyRemoved, newRemovalProgress, ResourceDelivery } from './guest-delivery.js';
+import { newRemovalProgress, ResourceDelivery } from './guest-delivery.js';
 import { UvmLifecycle } from './uvm-lifecycle.js';
 import { guestRequest, hostRequest } from './wire-requests.js';
 
@@ -184,22 +185,16 @@ export class VpciManagerImpl implements VpciManager {
   async #add(instancePath: string, virtualFunction: number, numa: boolean): Promise<VpciDevice | Residue<VpciDevice>> {
     const device: VpciDevice = { instancePath, virtualFunction, vmbusGuid: randomUUID(), boot: false };
     const host = hostRequest(vpciResourcePath(device.vmbusGuid), 'Add', vpciSettings(instancePath, virtualFunction, numa));
-    const progress = newRemovalProgress();
-    try {
-      if (this.config.os === 'linux') {
-        await this.delivery.addCombined(host, guestRequest('Add', 'VPCIDevice', { VMBusGUID: device.vmbusGuid }), progress);
-      } else {
-        await this.delivery.host(host);
-      }
-    } catch (err) {
-      if (this.config.os === 'linux' && !fullyRemoved(progress)) {
-        this.#log('warn', device, 'assignment failed and could not be undone; kept for a retried teardown', err);
-        return new Residue(err, device);
-      }
-      throw err;
+    const assigned = (): void => this.#log('debug', device, 'assigned');
+    if (this.config.os === 'windows') {
+      await this.delivery.host(host);
+      assigned();
+      return device;
     }
-    this.#log('debug', device, 'assigned');
-    return device;
+    // LCOW: the guest half in the same Add (kept as a residue when it cannot be undone).
+    const guest = guestRequest('Add', 'VPCIDevice', { VMBusGUID: device.vmbusGuid });
+    const log = (level: 'warn', message: string, err: unknown): void => this.#log(level, device, message, err);
+    return (await commitCombinedAdd(this.delivery, { host, guest, removal: newRemovalProgress(), value: device, added: assigned, log })) ?? device;
   }
 
   async #remove(device: VpciDevice): Promise<void> {
