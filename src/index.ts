@@ -109,7 +109,7 @@ export { OciSpecSchema, OciMountSchema, OciRootSchema, OciWindowsSchema, RootfsM
 export { UvmError, UvmAggregateError, type UvmErrorCode, type UvmErrorDetails } from './core/errors.js';
 export { ERROR_KINDS, errorKind, GrpcCode, type ErrdefsKind, type ErrorKind } from './core/error-kinds.js';
 export { lateOutcomeOf, type LateOutcome } from './hcs/operation-driver.js';
-export { HcsError, HResult, isNotExist, isAlreadyStopped, isInvalidState, isTimeout, isAccessDenied, isVmUnavailable, type HcsErrorInit } from './hcs/hcs-error.js';
+export { HcsError, HResult, isNotExist, isAlreadyStopped, isInvalidState, isTimeout, isAccessDenied, isVmUnavailable, isGuestRefusal, type HcsErrorInit } from './hcs/hcs-error.js';
 
 // ---- Logging
 export { createLogger, withFields, logLevelEnabled, LogField, type Logger, type LogFields, type LogLevel, type LoggerOptions } from './core/logger.js';

@@ -51,6 +51,19 @@ bool refuseGuestRequestWithoutGuestConnection();
 // failure (HRESULT_FROM_WIN32(ERROR_NOT_FOUND) by default, or HCS_E_INVALID_STATE), or returns
 // when the control says "success" (the removal is then a no-op).
 void notAttached(const std::string &message);
+// While one is alive on the calling thread, notAttached() returns (the removal is a no-op) whatever
+// the control says: the Linux GCS's answer to removing a guest mount or SCSI device it does not have
+// (its unmount and unplug helpers return success for a missing target, gcs-bridge.md).
+class AbsentRemovalSucceeds {
+ public:
+  AbsentRemovalSucceeds();
+  ~AbsentRemovalSucceeds();
+  AbsentRemovalSucceeds(const AbsentRemovalSucceeds &) = delete;
+  AbsentRemovalSucceeds &operator=(const AbsentRemovalSucceeds &) = delete;
+
+ private:
+  bool previous_;
+};
 // Control "cancel": false (default) = HcsCancelOperation returns E_NOTIMPL, as documented.
 bool cancelHonoured();
 

@@ -3,7 +3,7 @@ import type { ServiceIdentifier } from 'inversify';
 import type { Logger } from '../core/logger.js';
 import { LogField } from '../core/logger.js';
 import type { HcsCallOptions, HcsSystem } from '../hcs/hcs-api.js';
-import { isInvalidState, isNotExist } from '../hcs/hcs-error.js';
+import { isGuestRefusal, isInvalidState, isNotExist } from '../hcs/hcs-error.js';
 import type { GuestRequest } from '../hcs/schema.js';
 import type { GuestConnection } from '../uvm/guest-connection.js';
 import type { UvmLifecycle } from './uvm-lifecycle.js';
@@ -189,8 +189,23 @@ export class GuestConnectionDelivery extends DeliveryBase {
     return request.RequestType === 'Remove' ? this.removal(send, true) : send();
   }
 
-  undoFailedGuestAdd(removal: GuestRequest): Promise<void> {
-    return this.removal(() => this.connection.modifySettings(removal), true);
+  /**
+   * The guest refusing this Remove means it does not hold the resource: the add did not apply
+   * (hcsshim never sends this Remove and assumes as much). The GCS has no distinct "not found"
+   * (`isGuestRefusal`); if the guest did hold it after all, the host removal that follows is
+   * refused and the resource stays for a retried teardown.
+   */
+  async undoFailedGuestAdd(removal: GuestRequest): Promise<void> {
+    try {
+      await this.removal(() => this.connection.modifySettings(removal), true);
+    } catch (err) {
+      if (!isGuestRefusal(err)) throw err;
+      this.logger.debug('the guest refused to undo a failed add: it did not apply', {
+        [LogField.operation]: 'compensate',
+        resourceType: removal.ResourceType,
+        error: String(err),
+      });
+    }
   }
 
   async addCombined(host: HostRequest, guest: GuestRequest, progress: RemovalProgress, guestRemoval?: GuestRequest): Promise<void> {

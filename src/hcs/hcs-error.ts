@@ -288,3 +288,13 @@ export function hcsErrorFromResult(op: string, hresult: number, document: string
     events: parsed?.ErrorEvents,
   });
 }
+
+/**
+ * A refusal by the guest over the GCS bridge (`bridge:<Message>` with the guest's HRESULT), as
+ * opposed to a failed bridge (BRIDGE_FAILED) or an HCS call. The GCS gives no distinct "not
+ * found": removing what it does not have is either a success (the Linux GCS's unmount and unplug)
+ * or a plain E_FAIL (a VPMEM mapping's device-mapper target, the Windows GCS).
+ */
+export function isGuestRefusal(err: unknown): err is HcsError {
+  return err instanceof HcsError && err.code === 'HCS_ERROR' && err.op.startsWith('bridge:');
+}

@@ -19,7 +19,7 @@ import type { ResourceDelivery } from '../devices/guest-delivery.js';
 import { resourcePaths } from '../devices/resource-paths.js';
 import { scsiRequests } from '../devices/scsi-requests.js';
 import { guestRequest, hostRequest } from '../devices/wire-requests.js';
-import { isInvalidState, isNotExist } from '../hcs/hcs-error.js';
+import { isGuestRefusal, isInvalidState, isNotExist } from '../hcs/hcs-error.js';
 import type { HcsPart, PartRecord } from './parts.js';
 import { LEASE_CODECS, type JsonObject, type LeaseRecord, type LeaseRecordKind } from './journal-format.js';
 import type { RecoveryJournal } from './journal.js';
@@ -138,6 +138,23 @@ export function isNotAttached(err: unknown): boolean {
 }
 
 /**
+ * A guest part whose last change was journaled but never confirmed (`adding`: the crash hit
+ * between the Add's intent and the guest's answer, or before the guest half was sent at all;
+ * `removing`: the same for a Remove), and whose Remove the guest now refuses (a GCS answer over
+ * the bridge, not a failed bridge). The GCS cannot say "not found" in a way the host can tell
+ * apart: its refusals are plain E_FAIL (a VPMEM mapping whose device-mapper target does not exist,
+ * the Windows GCS's unmount of a path it does not have). So an unconfirmed change whose removal
+ * the guest refuses is taken as "the guest does not hold it": an add that never applied, or a
+ * removal that did. The host half is removed next; if the guest did hold the device after all,
+ * that removal is refused and recovery reports it. A confirmed (`attached`) part gets no such
+ * benefit of the doubt.
+ */
+function guestDoesNotHoldIt(part: HcsPart, err: unknown): boolean {
+  const state = (part as Partial<PartRecord>).state;
+  return part.half === 'guest' && (state === 'adding' || state === 'removing') && isGuestRefusal(err);
+}
+
+/**
  * Removes the plan's unknown parts, stage by stage (CombinedLayers; guest mounts; LCOW SCSI
  * unplugs; host halves), the parts of one stage concurrently. "Not found" counts as removed.
  * Rejects with RECOVERY_FAILED listing every failure (nothing is retried here; open again).
@@ -151,6 +168,14 @@ export async function removeUnknownParts(parts: readonly HcsPart[], target: Pick
     } catch (err) {
       // "Not attached" (the Add never happened, or the removal already did): done.
       if (isNotAttached(err)) return;
+      if (guestDoesNotHoldIt(part, err)) {
+        logger.warn('recovery: the guest refused to remove a part whose last change was never confirmed; counted as not held', {
+          [LogField.kind]: part.kind,
+          key: part.key,
+          error: String(err),
+        });
+        return;
+      }
       logger.warn('recovery: removing an unknown resource failed', { [LogField.kind]: part.kind, key: part.key, error: String(err) });
       throw err;
     }

@@ -198,19 +198,22 @@ export class UtilityVm implements UvmDeviceSet {
   /**
    * Starts the VM, then (bridge mode, and for LCOW in either mode) accepts the guest's hvsocket
    * connections within the accept deadline and negotiates the GCS bridge: the UVM is ready when
-   * this resolves. When the guest does not connect (GUEST_CONNECT_TIMEOUT), the handshake fails or
-   * the VM exits meanwhile, the VM is terminated (as hcsshim does) and `start` rejects.
+   * this resolves. A UVM with guest channels is terminated (as hcsshim tears down a UVM whose start
+   * failed) and `start` rejects when HcsStartComputeSystem fails or times out (a late start would
+   * find nobody accepting its guest's connections), when the guest does not connect
+   * (GUEST_CONNECT_TIMEOUT), when the handshake fails, or when the VM exits meanwhile. Without
+   * guest channels (WCOW, HCS-owned delivery) a failed start leaves the VM as HCS left it.
    */
   async start(options?: HcsCallOptions): Promise<void> {
     this.#gate.assertRunning('start');
-    await this.system.start(options);
-    if (!this.channels) return;
+    if (!this.channels) return this.system.start(options);
     const exited = new AbortController();
     void this.exits?.exited.then(() => exited.abort(new Error(`UVM ${this.id} exited`)));
     try {
+      await this.system.start(options);
       await this.channels.connect(options?.signal ? AbortSignal.any([options.signal, exited.signal]) : exited.signal);
     } catch (err) {
-      this.#logger.warn('the guest did not connect; terminating the UVM', { error: String(err) });
+      this.#logger.warn('the UVM did not start or its guest did not connect; terminating the UVM', { error: String(err) });
       this.lifecycle.markTerminating();
       this.exits?.expectExit();
       await this.system.terminate().catch(() => undefined);

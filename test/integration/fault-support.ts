@@ -387,7 +387,17 @@ export async function runPodWithRecovery(
       await uvm.start();
     } catch (err) {
       record('start', err);
-      if (!(await outcome(err))) await uvm.start();
+      const applied = await outcome(err);
+      if (uvm.phase === 'terminated') {
+        // A UVM with guest channels is torn down when its start fails (LCOW, bridge mode): nothing
+        // may be left of it, and a new one with the same id starts.
+        await uvm.close();
+        expect(await hooks.unmeasured(() => systemExists(uvmId)), ctx('a failed start left a compute system')).to.equal(false);
+        uvm = await orchestrator.createUtilityVm({ ...pod.uvm, id: uvmId });
+        await uvm.start();
+      } else if (!applied) {
+        await uvm.start();
+      }
     }
     const started = uvm;
     bootResources.set(uvm, simulatorResources(await hooks.unmeasured(() => simulatorStateOf(started.id))));
