@@ -115,10 +115,12 @@ export async function createLibraryRunBackend(options: { trace: string | undefin
 export async function createLibraryPlanBackend(options: { trace: string | undefined }): Promise<PlanBackend> {
   if (options.trace !== undefined) setTrace(options.trace);
   const hcs = new DryRunHcs();
-  const orchestrator = createUvmOrchestrator({ hcs });
+  // The dry run's guest lives in memory and a plan sends it nothing (placement does not depend on
+  // the delivery): HCS-owned delivery, whatever the scenario says, so no bridge is negotiated.
+  const orchestrator = createUvmOrchestrator({ hcs, guestDelivery: 'hcs' });
   return {
     async createUvm(scenarioOptions) {
-      const vm = await orchestrator.createUtilityVm(utilityVmOptions(scenarioOptions));
+      const vm = await orchestrator.createUtilityVm({ ...utilityVmOptions(scenarioOptions), guestDelivery: 'hcs' });
       await vm.start();
       return {
         uvm: vm,

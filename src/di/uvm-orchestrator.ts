@@ -63,7 +63,7 @@ export interface UvmOrchestratorOptions {
   /**
    * How UVMs that do not say (`UtilityVmOptions.guestDelivery`) deliver guest requests: `bridge`
    * (the library owns the GCS bridge, as hcsshim does) or `hcs` (HCS owns the guest connection).
-   * @default 'hcs' (`bridge` becomes the default once every suite runs in it)
+   * @default 'bridge' (a fake HCS whose guests live in this process may say otherwise: `HcsApi.defaultGuestDelivery`)
    */
   guestDelivery?: GuestDeliveryMode;
 }
@@ -152,7 +152,7 @@ export function createUvmOrchestrator(options: UvmOrchestratorOptions = {}): Uvm
   let transport: Promise<HvSocketTransport> | undefined;
   const given = options.hvSocket ?? options.hcs?.guestHvSocket;
   const hvSocket = (): Promise<HvSocketTransport> => (transport ??= given ? Promise.resolve(given) : platformHvSocket());
-  const defaultDelivery: GuestDeliveryMode = options.guestDelivery ?? options.hcs?.defaultGuestDelivery ?? 'hcs';
+  const defaultDelivery: GuestDeliveryMode = options.guestDelivery ?? options.hcs?.defaultGuestDelivery ?? 'bridge';
   if (defaultDelivery !== 'bridge' && defaultDelivery !== 'hcs') throw invalidArgument(`guestDelivery must be "bridge" or "hcs": ${String(defaultDelivery)}`, { field: 'guestDelivery' });
   /** The per-UVM scope over an existing compute system. */
   const buildScope = (resolved: ResolvedUvmOptions, system: HcsSystem, journal: RecoveryJournal | undefined, releaseId: UvmIdRelease, channels?: GuestChannels): UtilityVm => {

@@ -67,7 +67,7 @@ export interface UtilityVmOptions {
    * accepts the GCS during `start()` and sends each guest half over its own bridge, as hcsshim
    * does — or `hcs` — the create document carries `VirtualMachine.GuestConnection` and HCS
    * forwards `GuestRequest`s (a legacy mode; docs/hcs.md "Guest delivery").
-   * @default the orchestrator's `guestDelivery` ('hcs' for now)
+   * @default the orchestrator's `guestDelivery` ('bridge')
    */
   guestDelivery?: 'bridge' | 'hcs';
   /**

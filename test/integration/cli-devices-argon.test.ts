@@ -27,12 +27,20 @@ describe('uvmctl on the simulator: assigned devices and a process-isolated conta
     const { report, trace } = await run('lcow-gpu');
     expect(report.ok).to.equal(true);
     const vpci = trace.filter((t) => t.fn === 'HcsModifyComputeSystem' && String(t.doc?.ResourcePath ?? '').includes('/VirtualPci/'));
+    // Bridge delivery (the CLI's default): HCS gets the host halves only; each Add's guest half
+    // (VPCIDevice with the device's VMBus GUID) follows its host half over the bridge.
     expect(vpci.map((t) => `${t.doc.RequestType} ${t.doc.GuestRequest ? 'host+guest' : 'host'}`).sort()).to.deep.equal([
-      'Add host+guest',
-      'Add host+guest',
+      'Add host',
+      'Add host',
       'Remove host',
       'Remove host',
     ]);
+    for (const add of vpci.filter((t) => t.doc.RequestType === 'Add')) {
+      const guid = String(add.doc.ResourcePath).split('/').pop();
+      const g = trace.findIndex((t) => t.fn === 'bridge:ModifySettings' && t.doc?.Request?.Settings?.VMBusGUID === guid);
+      expect(g, `the guest half of ${guid}`).to.be.greaterThan(trace.indexOf(add));
+      expect(trace[g]!.doc.Request).to.deep.equal({ RequestType: 'Add', ResourceType: 'VPCIDevice', Settings: { VMBusGUID: guid } });
+    }
     expect(vpci.every((t) => t.hr === 0)).to.equal(true);
     expect(report.teardown.remaining).to.deep.equal([]);
     expect(report.teardown.hotAdded).to.equal(0);

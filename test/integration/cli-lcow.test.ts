@@ -5,7 +5,7 @@ import path from 'node:path';
 import type { ResourceInfo } from '../../src/devices/device-types.js';
 import type { PlanReport } from '../../src/cli/plan-command.js';
 import type { RunReport } from '../../src/cli/run-report.js';
-import { expectBalanced, expectBefore, expectInOrder, modifyDocs, readTrace, REPO, runCli, type TraceLine } from './cli-support.js';
+import { expectBalanced, expectBefore, expectInOrder, modifyDocs, readTrace, REPO, runCli, split, type TraceLine } from './cli-support.js';
 
 const POD = path.join(REPO, 'examples', 'lcow-pod');
 const SCENARIO = path.join(POD, 'scenario.json');
@@ -16,22 +16,23 @@ const guest = (RequestType: string, ResourceType: string, Settings: unknown): un
 /** Zero values are omitted from the wire (omitempty): Lun 0, DeviceNumber 0. */
 const nonZero = <K extends string>(key: K, n: number): Partial<Record<K, number>> => (n === 0 ? {} : ({ [key]: n } as Record<K, number>));
 
-/** VPMEM Add: host and guest halves in one document. */
-function vpmemAdd(device: number, layer: string): unknown {
-  return {
+/** VPMEM Add: the host half, then the guest half. */
+function vpmemAdd(device: number, layer: string): unknown[] {
+  return split({
     ResourcePath: `VirtualMachine/Devices/VirtualPMem/Devices/${device}`,
     RequestType: 'Add',
     Settings: { HostPath: layerVhd(layer), ReadOnly: true, ImageFormat: 'Vhd1' },
     GuestRequest: { RequestType: 'Add', ResourceType: 'VPMemDevice', Settings: { ...nonZero('DeviceNumber', device), MountPath: `/run/layers/p${device}` } },
-  };
+  });
 }
 
-function vpmemRemove(device: number): unknown {
-  return {
+/** VPMEM Remove: the guest half, then the host half. */
+function vpmemRemove(device: number): unknown[] {
+  return split({
     ResourcePath: `VirtualMachine/Devices/VirtualPMem/Devices/${device}`,
     RequestType: 'Remove',
     GuestRequest: { RequestType: 'Remove', ResourceType: 'VPMemDevice', Settings: { ...nonZero('DeviceNumber', device), MountPath: `/run/layers/p${device}` } },
-  };
+  });
 }
 
 const combinedRemove = (id: string): unknown => guest('Remove', 'CombinedLayers', { ContainerRootPath: `/run/gcs/c/${id}/rootfs` });
@@ -163,10 +164,10 @@ describe('uvmctl on the simulator: the LCOW pod example', function () {
         webCombined,
       ]);
       expectInOrder(docs, [...scratchAdds('web'), webCombined]);
-      expectBefore(docs, [vpmemAdd(device('web'), 'web'), vpmemAdd(device('base3'), 'base3'), vpmemAdd(device('base1'), 'base1')], [webCombined]);
+      expectBefore(docs, [...vpmemAdd(device('web'), 'web'), ...vpmemAdd(device('base3'), 'base3'), ...vpmemAdd(device('base1'), 'base1')], [webCombined]);
       // Containers one after another; api reuses base3, base2 and base1: only its own layer is added.
-      expectInOrder(docs, [vpmemAdd(device('pause'), 'pause'), combinedAdd('pause', ['pause']), vpmemAdd(device('web'), 'web')]);
-      expectInOrder(docs, [webCombined, vpmemAdd(device('api'), 'api'), combinedAdd('api', API)]);
+      expectInOrder(docs, [...vpmemAdd(device('pause'), 'pause'), combinedAdd('pause', ['pause']), ...vpmemAdd(device('web'), 'web')]);
+      expectInOrder(docs, [webCombined, ...vpmemAdd(device('api'), 'api'), combinedAdd('api', API)]);
       expectInOrder(docs, [...scratchAdds('api'), combinedAdd('api', API)]);
       // The scratch and the OCI disk are granted to the VM before they are attached; layers are not.
       const grants = trace.filter((t) => t.fn === 'HcsGrantVmAccess').map((t) => t.doc.Path);
@@ -181,12 +182,12 @@ describe('uvmctl on the simulator: the LCOW pod example', function () {
       for (const id of ['api', 'web', 'pause']) expectInOrder(docs, [combinedRemove(id), ...scratchRemoves(id)]);
       expectInOrder(docs, [combinedRemove('web'), ...base2Removes()]);
       // api's own layer goes with api; the shared ones (base3, base2, base1) with web, their last user.
-      expectBefore(docs, [combinedRemove('api')], [vpmemRemove(device('api'))]);
-      expectBefore(docs, [vpmemRemove(device('api')), ...scratchRemoves('api')], [combinedRemove('web')]);
-      const webLayerRemoves = [vpmemRemove(device('web')), vpmemRemove(device('base3')), vpmemRemove(device('base1')), ...base2Removes()];
+      expectBefore(docs, [combinedRemove('api')], [...vpmemRemove(device('api'))]);
+      expectBefore(docs, [...vpmemRemove(device('api')), ...scratchRemoves('api')], [combinedRemove('web')]);
+      const webLayerRemoves = [...vpmemRemove(device('web')), ...vpmemRemove(device('base3')), ...vpmemRemove(device('base1')), ...base2Removes()];
       expectBefore(docs, [combinedRemove('web')], webLayerRemoves);
       expectBefore(docs, [...webLayerRemoves, ...scratchRemoves('web')], [combinedRemove('pause')]);
-      expectBefore(docs, [combinedRemove('pause')], [vpmemRemove(device('pause'))]);
+      expectBefore(docs, [combinedRemove('pause')], [...vpmemRemove(device('pause'))]);
       expectBalanced(docs);
       const terminate = trace.findIndex((t) => t.fn === 'HcsTerminateComputeSystem');
       expect(terminate).to.be.greaterThan(trace.map((t) => t.fn).lastIndexOf('HcsModifyComputeSystem'));

@@ -6,6 +6,7 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { isDeepStrictEqual } from 'node:util';
 import { expect } from 'chai';
+import { NULL_CONTAINER_ID } from '../../src/hcs/gcs-bridge-protocol.js';
 
 /** The repository root (this file is build/test/integration/cli-support.js once compiled). */
 export const REPO = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..', '..');
@@ -65,9 +66,35 @@ export async function readTrace(file: string): Promise<TraceLine[]> {
     .map((l) => JSON.parse(l) as TraceLine);
 }
 
-/** The documents of the HcsModifyComputeSystem calls, in order. */
+/**
+ * The device documents on the wire, in trace order: each HcsModifyComputeSystem document, and each
+ * GCS bridge ModifySettings as `{ GuestRequest: <its Request> }` — the CLI runs in the library's
+ * default bridge delivery, so an HCS modify carries host halves only and every ModifySettings is
+ * addressed to the all-zero container id (checked here). A request with both halves is therefore
+ * two documents: `split` builds them from the combined form.
+ */
 export function modifyDocs(trace: TraceLine[]): any[] {
-  return trace.filter((t) => t.fn === 'HcsModifyComputeSystem').map((t) => t.doc);
+  return trace.flatMap((t) => {
+    if (t.fn === 'HcsModifyComputeSystem') {
+      expect(t.doc.GuestRequest, `bridge delivery: an HCS modify carries no GuestRequest: ${JSON.stringify(t.doc)}`).to.equal(undefined);
+      return [t.doc];
+    }
+    if (t.fn === 'bridge:ModifySettings') {
+      expect(t.doc.ContainerId, 'ModifySettings addresses the UVM as the all-zero container id').to.equal(NULL_CONTAINER_ID);
+      return [{ GuestRequest: t.doc.Request }];
+    }
+    return [];
+  });
+}
+
+/**
+ * A request with both halves as the bridge delivery sends it (hcsshim's order): an Add is its host
+ * half, then its guest half; a Remove its guest half, then its host half.
+ */
+export function split(combined: { GuestRequest: unknown } & Record<string, unknown>): unknown[] {
+  const { GuestRequest, ...host } = combined;
+  const guest = { GuestRequest };
+  return host.RequestType === 'Remove' ? [guest, host] : [host, guest];
 }
 
 /** The index of `doc` in `docs` (deep equality of parsed JSON), asserting it occurs exactly once. */

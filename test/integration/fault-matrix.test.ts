@@ -1,4 +1,5 @@
 import { sparseFile } from '../support/sparse-file.js';
+import { testGuestDelivery } from '../support/guest-delivery.js';
 // The fault matrix (issue 6): for the two example pods and a 10-container LCOW pod, every HCS call
 // the pod run makes fails once — (a) with an error HRESULT, (b) in its guest half after the host
 // half was applied (calls with a guest half), (c) by never completing, so the binding's per-call
@@ -7,7 +8,10 @@ import { sparseFile } from '../support/sparse-file.js';
 // empty, SimulatorState HotAdded 0, the same final SimulatorState as the fault-free run).
 //
 // Default run: (a) and (b) at every index, (c) at a sample of indexes (every lifecycle call and
-// evenly spaced modify calls). UVM_SOAK=1: (c) at every index too.
+// evenly spaced modify calls). UVM_SOAK=1: (c) at every index too. In bridge delivery (the
+// default) the guest halves are bridge calls, so (a) covers them and (b) has nothing to fail; the
+// two example pods run once more in HCS-owned delivery, where (b) fails the GuestRequest of a
+// combined modify.
 import { expect } from 'chai';
 import { rmSync } from 'node:fs';
 import path from 'node:path';
@@ -144,7 +148,7 @@ function faultFor(kind: Kind, site: CallSite): SimulatorFault {
 describe('integration: fault matrix (every HCS call of a pod fails once)', function () {
   this.timeout(SOAK ? 1_800_000 : 120_000);
   const hcs = new InstrumentedHcs();
-  const orchestrator = orchestratorOver(hcs);
+  const orchestrators = { bridge: orchestratorOver(hcs, undefined, 'bridge'), hcs: orchestratorOver(hcs, undefined, 'hcs') };
   let root: string;
   const pods: PodScenario[] = [];
   const ran: Record<string, Record<Kind, number>> = {};
@@ -173,13 +177,13 @@ describe('integration: fault matrix (every HCS call of a pod fails once)', funct
     (await allocateContainer(uvm, c.spec, { containerId: c.id })).resources;
 
   /** One pod run with `fault` (or none), traced into `trace`; returns its observed failures and final state. */
-  async function run(pod: PodScenario, uvmId: string, trace: string, fault: SimulatorFault | undefined) {
+  async function run(pod: PodScenario, uvmId: string, trace: string, fault: SimulatorFault | undefined, delivery: 'bridge' | 'hcs') {
     configureSimulator({ clearFaults: true, trace });
     if (fault) configureSimulator({ faults: [fault] });
     if (fault?.hang) hcs.armTimeout(fault.fn ?? 'HcsModifyComputeSystem', fault.nth!, HANG_TIMEOUT_MS, OTHER_TIMEOUT_MS);
     try {
       return await runPodWithRecovery(
-        orchestrator,
+        orchestrators[delivery],
         pod,
         uvmId,
         {
@@ -202,24 +206,31 @@ describe('integration: fault matrix (every HCS call of a pod fails once)', funct
     }
   }
 
-  for (const podName of ['lcow-pod', 'wcow-pod', 'lcow-10', 'lcow-gpu']) {
-    describe(podName, () => {
+  const runs: { podName: string; delivery: 'bridge' | 'hcs' }[] = [
+    ...['lcow-pod', 'wcow-pod', 'lcow-10', 'lcow-gpu'].map((podName) => ({ podName, delivery: testGuestDelivery })),
+    // The representative subset in the other delivery mode.
+    ...['lcow-pod', 'wcow-pod'].map((podName) => ({ podName, delivery: testGuestDelivery === 'bridge' ? ('hcs' as const) : ('bridge' as const) })),
+  ];
+  for (const { podName, delivery } of runs) {
+    const runName = delivery === testGuestDelivery ? podName : `${podName} (${delivery === 'hcs' ? 'HCS-owned' : 'bridge'} delivery)`;
+    const tag = delivery === testGuestDelivery ? podName : `${podName}-${delivery}`;
+    describe(runName, () => {
       let sites: CallSite[] = [];
       let referenceFinal: unknown;
 
       before(async function () {
         const pod = pods.find((p) => p.name === podName)!;
-        const uvmId = `fm-${podName}-ref-${process.pid}`;
+        const uvmId = `fm-${tag}-ref-${process.pid}`;
         const trace = path.join(root, `${uvmId}.trace`);
-        const { failures, finalState } = await run(pod, uvmId, trace, undefined);
+        const { failures, finalState } = await run(pod, uvmId, trace, undefined, delivery);
         expect(failures, 'the fault-free run fails nowhere').to.deep.equal([]);
         sites = callSites(readTrace(trace), uvmId);
         referenceFinal = normalizeFinal(finalState, uvmId);
         const guest = sites.filter((s) => s.guestNth > 0).length;
-        expected[podName] = { a: sites.length, b: guest, c: hangSample(sites).length };
-        ran[podName] = { a: 0, b: 0, c: 0 };
+        expected[runName] = { a: sites.length, b: guest, c: hangSample(sites).length };
+        ran[runName] = { a: 0, b: 0, c: 0 };
         const fns = [...new Set(sites.map((s) => s.fn))].map((fn) => `${fn}×${sites.filter((s) => s.fn === fn).length}`);
-        console.log(`      ${podName}: N=${sites.length} HCS calls (${fns.join(', ')}), ${guest} with a guest half`);
+        console.log(`      ${runName}: N=${sites.length} HCS calls (${fns.join(', ')}), ${guest} with a guest half`);
         expect(sites.length, 'at least create, start, terminate and two modifies per container').to.be.at.least(3 + 2 * pod.containers.length);
       });
 
@@ -230,12 +241,12 @@ describe('integration: fault matrix (every HCS call of a pod fails once)', funct
           const results: CaseResult[] = [];
           try {
             for (const site of targets) {
-              const uvmId = `fm-${podName}-${kind}${site.index}-${process.pid}-${++uvmCounter}`;
+              const uvmId = `fm-${tag}-${kind}${site.index}-${process.pid}-${++uvmCounter}`;
               const trace = path.join(root, `${uvmId}.trace`);
-              const label = `${podName} (${kind}) #${site.index} ${site.summary} [${site.fn} nth=${kind === 'b' ? site.guestNth : site.nth}]`;
+              const label = `${runName} (${kind}) #${site.index} ${site.summary} [${site.fn} nth=${kind === 'b' ? site.guestNth : site.nth}]`;
               const result: CaseResult = { label, failures: [] };
               try {
-                const out = await run(pod, uvmId, trace, faultFor(kind, site));
+                const out = await run(pod, uvmId, trace, faultFor(kind, site), delivery);
                 result.failures = out.failures;
                 expect(normalizeFinal(out.finalState, uvmId), 'final SimulatorState equals the fault-free run').to.deep.equal(referenceFinal);
                 // The fault fired: its call is in the trace with the injected result, or (c) the
@@ -258,16 +269,16 @@ describe('integration: fault matrix (every HCS call of a pod fails once)', funct
                 rmSync(trace, { force: true });
               }
               results.push(result);
-              ran[podName]![kind]++;
+              ran[runName]![kind]++;
             }
           } finally {
             hcs.disarmTimeout();
           }
           const problems = results.filter((r) => r.problem !== undefined).map((r) => `${r.label}: ${r.problem}`);
           const absorbed = results.filter((r) => r.problem === undefined && r.failures.length === 0).map((r) => r.label);
-          if (absorbed.length > 0) console.log(`      ${podName} (${kind}): ${absorbed.length} fault(s) absorbed without a visible failure: ${absorbed.join('; ')}`);
+          if (absorbed.length > 0) console.log(`      ${runName} (${kind}): ${absorbed.length} fault(s) absorbed without a visible failure: ${absorbed.join('; ')}`);
           expect(problems, `${problems.length} of ${results.length} cases failed`).to.deep.equal([]);
-          expect(ran[podName]![kind], 'cases run').to.equal(expected[podName]![kind]);
+          expect(ran[runName]![kind], 'cases run').to.equal(expected[runName]![kind]);
         });
       }
     });

@@ -137,8 +137,8 @@ export class InstrumentedHcs implements HcsApi {
 }
 
 /** A composition root over an instrumented binding. */
-export function orchestratorOver(hcs: InstrumentedHcs, hostFs?: HostFs): UvmOrchestrator {
-  return createUvmOrchestrator({ guestDelivery: testGuestDelivery, hcs, ...(hostFs ? { hostFs } : {}), logger: createLogger({ level: 'silent' }) });
+export function orchestratorOver(hcs: InstrumentedHcs, hostFs?: HostFs, guestDelivery: 'bridge' | 'hcs' = testGuestDelivery): UvmOrchestrator {
+  return createUvmOrchestrator({ guestDelivery, hcs, ...(hostFs ? { hostFs } : {}), logger: createLogger({ level: 'silent' }) });
 }
 
 // ---------------------------------------------------------------- simulator state

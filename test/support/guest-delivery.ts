@@ -3,4 +3,4 @@
  * them in HCS-owned mode, anything else in the default bridge mode (docs/hcs.md "Guest delivery").
  * One switch for the whole harness: `UVM_TEST_GUEST_DELIVERY=hcs npx mocha` reruns every suite.
  */
-export const testGuestDelivery: 'bridge' | 'hcs' = process.env.UVM_TEST_GUEST_DELIVERY === 'bridge' ? 'bridge' : 'hcs';
+export const testGuestDelivery: 'bridge' | 'hcs' = process.env.UVM_TEST_GUEST_DELIVERY === 'hcs' ? 'hcs' : 'bridge';
