@@ -50,6 +50,7 @@ struct Fault {
   bool drop = false;
   bool unknownId = false;
   bool oversized = false;
+  bool badJson = false;
   int64_t count = 0;
 };
 
@@ -153,9 +154,9 @@ Fault parseFault(const Json &v, const std::string &what) {
       f.hasResourceType = true;
     } else if (k == "delayMs") {
       f.delayMs = nonNegative(x, what + ".delayMs");
-    } else if (k == "drop" || k == "unknownId" || k == "oversized") {
+    } else if (k == "drop" || k == "unknownId" || k == "oversized" || k == "badJson") {
       if (!x.isBool()) bad(what + "." + k + ": expected a boolean");
-      (k == "drop" ? f.drop : k == "unknownId" ? f.unknownId : f.oversized) = x.asBool();
+      (k == "drop" ? f.drop : k == "unknownId" ? f.unknownId : k == "oversized" ? f.oversized : f.badJson) = x.asBool();
     } else if (k == "attribution") {
       if (!x.isString()) bad(what + ".attribution: expected a string");
       if (!isKnownCrashAttribution(x.asString())) badValue(what + ".attribution: unknown attribution \"" + x.asString() + "\"");
@@ -168,12 +169,12 @@ Fault parseFault(const Json &v, const std::string &what) {
   if ((f.hasResourcePath || f.guestOnly) && f.fn != "HcsModifyComputeSystem")
     badValue(what + ": resourcePath and guestOnly apply only to HcsModifyComputeSystem");
   bool bridge = isBridgeFunction(f.fn);
-  if ((f.delayMs > 0 || f.drop || f.unknownId || f.oversized) && !bridge)
-    badValue(what + ": delayMs, drop, unknownId and oversized apply only to bridge:<MessageType> faults");
+  if ((f.delayMs > 0 || f.drop || f.unknownId || f.oversized || f.badJson) && !bridge)
+    badValue(what + ": delayMs, drop, unknownId, oversized and badJson apply only to bridge:<MessageType> faults");
   if (f.hasResourceType && f.fn != "bridge:ModifySettings")
     badValue(what + ": resourceType applies only to bridge:ModifySettings");
-  if (f.drop + f.unknownId + f.oversized + f.crash + f.hang > 1)
-    badValue(what + ": drop, unknownId, oversized, crash and hang exclude each other");
+  if (f.drop + f.unknownId + f.oversized + f.badJson + f.crash + f.hang > 1)
+    badValue(what + ": drop, unknownId, oversized, badJson, crash and hang exclude each other");
   if (f.message.empty()) {
     char buf[96];
     std::snprintf(buf, sizeof buf, "injected fault 0x%08X in %s", static_cast<unsigned>(f.hr), f.fn.c_str());
@@ -511,6 +512,7 @@ FaultHit matchFault(const std::string &fn, const Json *doc) {
       hit.drop = f.drop;
       hit.unknownId = f.unknownId;
       hit.oversized = f.oversized;
+      hit.badJson = f.badJson;
     }
   }
   return hit;

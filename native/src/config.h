@@ -24,6 +24,7 @@ struct FaultHit {
   bool drop = false;       // close the bridge connection instead of answering
   bool unknownId = false;  // answer with an id the host never used
   bool oversized = false;  // answer with a message above the host's 64 KiB limit
+  bool badJson = false;    // answer with a body that is not JSON
 };
 
 // Applies a configuration document; returns S_OK, HCS_E_INVALID_JSON (malformed / unknown key /

@@ -275,7 +275,7 @@ void applyToModel(const SystemRecPtr &rec, const Json &request) {
 }
 
 bool failsWithHr(const FaultHit &f) {
-  return f.hit && (f.hasHr || !(f.delayMs > 0 || f.hang || f.drop || f.unknownId || f.oversized));
+  return f.hit && (f.hasHr || !(f.delayMs > 0 || f.hang || f.drop || f.unknownId || f.oversized || f.badJson));
 }
 
 void respond(Guest &g, const gcs::Message &m, const FaultHit &f, Clock::time_point now) {
@@ -299,6 +299,8 @@ void respond(Guest &g, const gcs::Message &m, const FaultHit &f, Clock::time_poi
     r.body.pop_back();
     r.body += ",\"Padding\":\"" + std::string(gcs::kHostMaxMessage, 'x') + "\"}";
   }
+  // A body cut short: not JSON (the request was applied, as a guest that fails while answering).
+  if (f.hit && f.badJson) r.body = r.body.substr(0, r.body.size() / 2);
   trace(g, "bridge:" + gcs::messageName(m.type), r.traceDoc, r.hr);
   queue(g, gcs::encode(r.type, id, r.body), now);
 }

@@ -507,6 +507,15 @@ TEST(gcs_bridge_faults) {
   gcs::Message m;
   CHECK(readMessage(g, m));
   CHECK(m.body.size() + 16 > gcs::kHostMaxMessage && m.id == 4);
+  // a response whose body is not JSON
+  t::configure(R"({"faults":[{"fn":"bridge:ModifySettings","nth":1,"badJson":true}]})");
+  sendAll(g, gcs::encode(gcs::requestTypeOf("ModifySettings"), 6, modifyBody(R"({"ResourceType":"Bogus"})")));
+  CHECK(readMessage(g, m));
+  {
+    Json parsedBody;
+    std::string parseErr;
+    CHECK(m.id == 6 && !parseJson(m.body, parsedBody, parseErr));
+  }
   // a delayed response comes no sooner than its delay
   t::configure(R"({"faults":[{"fn":"bridge:ModifySettings","nth":1,"delayMs":200}]})");
   auto sent = std::chrono::steady_clock::now();

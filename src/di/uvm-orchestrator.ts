@@ -123,6 +123,7 @@ async function openGuestChannels(
     transport: await transport(),
     logger,
     connectTimeoutMs: resolved.guestConnectTimeoutMs ?? DEFAULT_GUEST_CONNECT_TIMEOUT_MS,
+    ...(resolved.guestRpcTimeoutMs !== undefined && { rpcTimeoutMs: resolved.guestRpcTimeoutMs }),
   });
 }
 

@@ -61,5 +61,12 @@ export function localHvSocketDir(env: NodeJS.ProcessEnv = process.env): string {
 export function localHvSocketPath(vmId: string, serviceId: string, env: NodeJS.ProcessEnv = process.env): string {
   if (!GUID.test(vmId)) throw new TypeError(`hvsocket VM id is not a GUID: ${JSON.stringify(vmId)}`);
   if (!GUID.test(serviceId)) throw new TypeError(`hvsocket service id is not a GUID: ${JSON.stringify(serviceId)}`);
-  return join(localHvSocketDir(env), `${vmId.toLowerCase()}-${serviceId.toLowerCase()}.sock`);
+  const path = join(localHvSocketDir(env), `${vmId.toLowerCase()}-${serviceId.toLowerCase()}.sock`);
+  // sun_path holds 108 bytes on Linux (104 on macOS and the BSDs), the terminating NUL included; a
+  // longer path would be cut short (the guest could never dial it) or refused, so fail clearly.
+  const max = process.platform === 'linux' ? 107 : 103;
+  if (Buffer.byteLength(path) > max) {
+    throw new TypeError(`hvsocket path ${path} is ${Buffer.byteLength(path)} bytes, over the ${max} a Unix socket address holds: choose a shorter UVM_HVSOCK_DIR`);
+  }
+  return path;
 }

@@ -94,6 +94,8 @@ export interface SimulatorFault {
   unknownId?: boolean;
   /** Answer with a message above the host's 64 KiB limit. */
   oversized?: boolean;
+  /** Answer with a body that is not JSON (cut short; the request itself was applied). */
+  badJson?: boolean;
 }
 
 /** What a simulated crash says stopped the VM (`Attribution` of its SystemExited event). */

@@ -75,6 +75,12 @@ export interface UtilityVmOptions {
    * it fails with GUEST_CONNECT_TIMEOUT and terminates the VM. @default 120000 (hcsshim's 2 minutes)
    */
   guestConnectTimeoutMs?: number;
+  /**
+   * Bridge mode: the deadline of each guest call over the library's GCS bridge. A call that
+   * passes it fails the bridge as a whole (BRIDGE_FAILED, as hcsshim's bridge does) and the UVM is
+   * unusable until terminated. @default 300000 (hcsshim's 5 minutes)
+   */
+  guestRpcTimeoutMs?: number;
   /** The shim's own GCS bridge (bridge mode without the library's listener). */
   guestConnection?: GuestConnection;
   /**
@@ -148,6 +154,7 @@ export interface ResolvedUvmOptions extends UvmDeviceConfig {
   /** Undefined until the orchestrator applies its default. */
   guestDelivery: 'bridge' | 'hcs' | undefined;
   guestConnectTimeoutMs: number | undefined;
+  guestRpcTimeoutMs: number | undefined;
   journal: JournalOptions | undefined;
   /** `assignedDevices` with their VMBus GUIDs. */
   bootVpciDevices: readonly VpciDevice[];
@@ -181,6 +188,7 @@ const commonEntries = {
   processorCount: v.optional(integerIn(1, 1024)),
   guestDelivery: v.optional(v.picklist(['bridge', 'hcs'], 'expected "bridge" or "hcs"')),
   guestConnectTimeoutMs: v.optional(integerIn(1, 24 * 3600 * 1000)),
+  guestRpcTimeoutMs: v.optional(integerIn(1, 24 * 3600 * 1000)),
   guestConnection: v.optional(
     v.custom<GuestConnection>(
       (x) => x !== null && typeof x === 'object' && typeof (x as { modifySettings?: unknown }).modifySettings === 'function',
@@ -322,6 +330,7 @@ export function resolveUvmOptions(options: UtilityVmOptions): ResolvedUvmOptions
     guestConnection: o.guestConnection,
     guestDelivery: o.guestDelivery,
     guestConnectTimeoutMs: o.guestConnectTimeoutMs,
+    guestRpcTimeoutMs: o.guestRpcTimeoutMs,
     journal,
     bootVpciDevices: resolveBootDevices(o.assignedDevices),
     boot,

@@ -27,4 +27,12 @@ describe('hvsocket endpoints', () => {
     expect(() => localHvSocketPath('../x', LCOW_GCS_SERVICE_ID, {})).to.throw(TypeError);
     expect(() => localHvSocketPath(vm, 'x/../y', {})).to.throw(TypeError);
   });
+
+  it('local endpoint: a path a Unix socket address cannot hold is refused, not cut short', () => {
+    const vm = '5f0d0e2c-1a2b-4c3d-8e9f-0a1b2c3d4e5f';
+    // 36 + 1 + 36 + 5 = 78 bytes of file name: a directory of 28 bytes fits (107 with the slash), 29 does not.
+    const dir = (n: number): string => '/' + 'd'.repeat(n - 1);
+    expect(localHvSocketPath(vm, LCOW_GCS_SERVICE_ID, { UVM_HVSOCK_DIR: dir(28) })).to.have.length(107);
+    expect(() => localHvSocketPath(vm, LCOW_GCS_SERVICE_ID, { UVM_HVSOCK_DIR: dir(29) })).to.throw(TypeError, /over the 107/);
+  });
 });
