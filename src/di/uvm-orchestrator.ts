@@ -5,6 +5,7 @@ import { createLogger, Logger } from '../core/logger.js';
 import { UvmDeviceConfig } from '../devices/device-config.js';
 import { HcsApi } from '../hcs/hcs-api.js';
 import { HcsModule } from '../hcs/hcs-module.js';
+import { hostTimeZone, UTC_TIME_ZONE } from '../hcs/host-time-zone.js';
 import { checkBootFiles } from '../uvm/boot-options.js';
 import { buildCreateDocument } from '../uvm/create-document.js';
 import { GuestConnection } from '../uvm/guest-connection.js';
@@ -124,6 +125,7 @@ async function openGuestChannels(
     logger,
     connectTimeoutMs: resolved.guestConnectTimeoutMs ?? DEFAULT_GUEST_CONNECT_TIMEOUT_MS,
     ...(resolved.guestRpcTimeoutMs !== undefined && { rpcTimeoutMs: resolved.guestRpcTimeoutMs }),
+    ...(resolved.os === 'windows' && bridge && { timeZone: resolved.noInheritHostTimeZone ? UTC_TIME_ZONE : hostTimeZone() }),
   });
 }
 

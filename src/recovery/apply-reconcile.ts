@@ -138,20 +138,18 @@ export function isNotAttached(err: unknown): boolean {
 }
 
 /**
- * A guest part whose last change was journaled but never confirmed (`adding`: the crash hit
- * between the Add's intent and the guest's answer, or before the guest half was sent at all;
- * `removing`: the same for a Remove), and whose Remove the guest now refuses (a GCS answer over
- * the bridge, not a failed bridge). The GCS cannot say "not found" in a way the host can tell
- * apart: its refusals are plain E_FAIL (a VPMEM mapping whose device-mapper target does not exist,
- * the Windows GCS's unmount of a path it does not have). So an unconfirmed change whose removal
- * the guest refuses is taken as "the guest does not hold it": an add that never applied, or a
- * removal that did. The host half is removed next; if the guest did hold the device after all,
- * that removal is refused and recovery reports it. A confirmed (`attached`) part gets no such
- * benefit of the doubt.
+ * A guest part recovery removes and whose Remove the guest refuses (a GCS answer over the bridge,
+ * not a failed bridge): taken as "the guest does not hold it". The GCS cannot say "not found" in a
+ * way the host can tell apart: its refusals are plain E_FAIL (a VPMEM mapping whose device-mapper
+ * target does not exist, the Windows GCS's unmount of a path it does not have). And the journal
+ * cannot say either: an `adding` part may never have reached the guest, a `removing` one may be
+ * gone, and even an `attached` one may be gone, since removals are journaled ahead without waiting
+ * for the write (a crash can lose the intent of a removal that the guest applied). The host half
+ * is removed next; if the guest did hold the device after all, that removal is refused and
+ * recovery reports it.
  */
 function guestDoesNotHoldIt(part: HcsPart, err: unknown): boolean {
-  const state = (part as Partial<PartRecord>).state;
-  return part.half === 'guest' && (state === 'adding' || state === 'removing') && isGuestRefusal(err);
+  return part.half === 'guest' && isGuestRefusal(err);
 }
 
 /**
@@ -169,7 +167,7 @@ export async function removeUnknownParts(parts: readonly HcsPart[], target: Pick
       // "Not attached" (the Add never happened, or the removal already did): done.
       if (isNotAttached(err)) return;
       if (guestDoesNotHoldIt(part, err)) {
-        logger.warn('recovery: the guest refused to remove a part whose last change was never confirmed; counted as not held', {
+        logger.warn('recovery: the guest refused to remove a part; counted as not held', {
           [LogField.kind]: part.kind,
           key: part.key,
           error: String(err),

@@ -27,6 +27,7 @@ import {
   type HvSocketListener,
   type HvSocketTransport,
 } from '../hcs/hvsocket.js';
+import { UTC_TIME_ZONE, type TimeZoneInformation } from '../hcs/host-time-zone.js';
 import type { GuestRequest } from '../hcs/schema.js';
 import type { GuestConnection } from './guest-connection.js';
 
@@ -34,8 +35,6 @@ import type { GuestConnection } from './guest-connection.js';
 export const LINUX_ENTROPY_BYTES = 512;
 /** The longest guest log line forwarded whole (longer lines are cut). */
 const MAX_LOG_LINE = 64 * 1024;
-/** The WCOW null container's time zone: UTC (hcsshim's value when the host's is not inherited). */
-const UTC_TIME_ZONE = { Bias: 0, StandardName: 'Coordinated Universal Time', DaylightName: 'Coordinated Universal Time' };
 
 export interface GuestChannelsInit {
   uvmId: string;
@@ -52,6 +51,8 @@ export interface GuestChannelsInit {
   connectTimeoutMs: number;
   /** Per-RPC deadline of the bridge (default: hcsshim's 5 minutes). */
   rpcTimeoutMs?: number;
+  /** WCOW: the time zone the null container's Create gives the guest. @default UTC */
+  timeZone?: TimeZoneInformation;
 }
 
 /** The listeners, then the connections, of one UVM's guest. Also the UVM's `GuestConnection` in bridge mode. */
@@ -173,7 +174,7 @@ export class GuestChannels implements GuestConnection {
     // The WCOW startup extras run once per boot (a re-opened UVM's guest has them already).
     if (os === 'windows' && this.#init.boot !== false) {
       if (caps.SendHostCreateMessage) {
-        await bridge.rpc('Create', { ContainerId: NULL_CONTAINER_ID, ContainerConfig: JSON.stringify({ SystemType: 'Container', TimeZoneInformation: UTC_TIME_ZONE }) }, handshake);
+        await bridge.rpc('Create', { ContainerId: NULL_CONTAINER_ID, ContainerConfig: JSON.stringify({ SystemType: 'Container', TimeZoneInformation: this.#init.timeZone ?? UTC_TIME_ZONE }) }, handshake);
         if (caps.SendHostStartMessage) await bridge.rpc('Start', { ContainerId: NULL_CONTAINER_ID }, handshake);
       }
       // What HCS does itself when it owns the connection (hcsshim configureHvSocketForGCS).

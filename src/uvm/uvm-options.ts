@@ -81,6 +81,12 @@ export interface UtilityVmOptions {
    * unusable until terminated. @default 300000 (hcsshim's 5 minutes)
    */
   guestRpcTimeoutMs?: number;
+  /**
+   * WCOW, bridge delivery: give the guest UTC instead of the host's time zone (hcsshim's
+   * `NoInheritHostTimezone`). Off Windows the host has no Windows time zone and UTC is given
+   * anyway. @default false
+   */
+  noInheritHostTimeZone?: boolean;
   /** The shim's own GCS bridge (bridge mode without the library's listener). */
   guestConnection?: GuestConnection;
   /**
@@ -155,6 +161,7 @@ export interface ResolvedUvmOptions extends UvmDeviceConfig {
   guestDelivery: 'bridge' | 'hcs' | undefined;
   guestConnectTimeoutMs: number | undefined;
   guestRpcTimeoutMs: number | undefined;
+  noInheritHostTimeZone: boolean;
   journal: JournalOptions | undefined;
   /** `assignedDevices` with their VMBus GUIDs. */
   bootVpciDevices: readonly VpciDevice[];
@@ -189,6 +196,7 @@ const commonEntries = {
   guestDelivery: v.optional(v.picklist(['bridge', 'hcs'], 'expected "bridge" or "hcs"')),
   guestConnectTimeoutMs: v.optional(integerIn(1, 24 * 3600 * 1000)),
   guestRpcTimeoutMs: v.optional(integerIn(1, 24 * 3600 * 1000)),
+  noInheritHostTimeZone: OptionalFlag,
   guestConnection: v.optional(
     v.custom<GuestConnection>(
       (x) => x !== null && typeof x === 'object' && typeof (x as { modifySettings?: unknown }).modifySettings === 'function',
@@ -331,6 +339,7 @@ export function resolveUvmOptions(options: UtilityVmOptions): ResolvedUvmOptions
     guestDelivery: o.guestDelivery,
     guestConnectTimeoutMs: o.guestConnectTimeoutMs,
     guestRpcTimeoutMs: o.guestRpcTimeoutMs,
+    noInheritHostTimeZone: o.noInheritHostTimeZone ?? false,
     journal,
     bootVpciDevices: resolveBootDevices(o.assignedDevices),
     boot,

@@ -450,6 +450,8 @@ export class FakeGuest {
   readonly trace: string[] = [];
   readonly received: Buffer[] = [];
   disposedWithOpen: string[] | undefined;
+  /** The worker's end of the port is gone (after its last report). */
+  portClosed = false;
   wakes = 0;
   private readonly seq: Int32Array;
   private waiters: (() => void)[] = [];
@@ -459,7 +461,10 @@ export class FakeGuest {
     signal: SharedArrayBuffer,
   ) {
     this.seq = new Int32Array(signal);
-    port.on('close', () => this.notify());
+    port.on('close', () => {
+      this.portClosed = true;
+      this.notify();
+    });
     port.on('message', (event: FakeEvent) => {
       if (event.e === 'trace') this.trace.push(event.line);
       else if (event.e === 'sent') this.received.push(Buffer.from(event.buf));

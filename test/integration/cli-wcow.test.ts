@@ -109,6 +109,19 @@ describe('uvmctl on the simulator: the WCOW pod example', function () {
     expect(luns).to.not.include('0:0');
   });
 
+  it('bridge startup as hcsshim does it: the null container Create with the time zone (UTC off Windows), Start, then the HvSocket update', () => {
+    const bridge = trace.filter((t) => t.fn.startsWith('bridge:')).map((t) => t.fn);
+    expect(bridge.slice(0, 4)).to.deep.equal(['bridge:NegotiateProtocol', 'bridge:Create', 'bridge:Start', 'bridge:ModifySettings']);
+    const create = trace.find((t) => t.fn === 'bridge:Create')!;
+    expect(create.doc.ContainerId).to.equal('00000000-0000-0000-0000-000000000000');
+    // hcsshim's UTC zone; its Bias 0 is left out (omitempty).
+    expect(JSON.parse(create.doc.ContainerConfig as string)).to.deep.equal({
+      SystemType: 'Container',
+      TimeZoneInformation: { StandardName: 'Coordinated Universal Time', DaylightName: 'Coordinated Universal Time' },
+    });
+    expect(trace.find((t) => t.fn === 'bridge:ModifySettings')!.doc.Request.ResourceType).to.equal('HvSocket');
+  });
+
   it('shares the layers over VSMB and composes them on the SCSI scratch, top-most first', () => {
     const web = ['web-app', 'servercore-update', 'servercore-base'];
     const worker = ['worker-app', 'servercore-update', 'servercore-base'];

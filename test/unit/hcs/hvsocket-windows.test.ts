@@ -43,7 +43,12 @@ async function connected(options: FakeWinsockOptions = {}): Promise<{ guest: Fak
   return { guest: winsock.guests[0]!, stream: await accepting };
 }
 
-function noSocketLeft(guest: FakeGuest): void {
+/**
+ * The fake reports its disposal over a MessagePort, which may deliver after the worker's exit was
+ * seen (the stream's 'close'): wait for that report (or for the port to close without it).
+ */
+async function noSocketLeft(guest: FakeGuest): Promise<void> {
+  await guest.until((g) => g.disposedWithOpen !== undefined || g.portClosed);
   expect(guest.disposedWithOpen, 'the fake Winsock was disposed').to.not.equal(undefined);
   expect(guest.disposedWithOpen).to.deep.equal([]);
 }
@@ -77,7 +82,7 @@ describe('hvsocket (Windows): WindowsHvSocketTransport over worker threads and a
     await closed(stream);
 
     expect(liveHvSocketWorkers()).to.equal(0);
-    noSocketLeft(guest);
+    await noSocketLeft(guest);
     expect(guest.trace).to.include(`bind(0x101,hv:${VM}/${GCS})=0`);
     expect(guest.trace).to.include('listen(0x101,16)=0');
     expect(guest.trace).to.include('shutdown(0x102,1)=0');
@@ -92,7 +97,7 @@ describe('hvsocket (Windows): WindowsHvSocketTransport over worker threads and a
     expect(err.details).to.include({ vmId: VM, serviceId: GCS, timeoutMs: 30 });
     expect(liveHvSocketWorkers()).to.equal(0);
     const guest = winsock.guests[0]!;
-    noSocketLeft(guest);
+    await noSocketLeft(guest);
     expect(guest.calls()).to.not.include('accept');
     await listener.close(); // idempotent after the outcome
     await expectCode(listener.accept({ timeoutMs: 30 }), 'INVALID_STATE');
@@ -108,7 +113,7 @@ describe('hvsocket (Windows): WindowsHvSocketTransport over worker threads and a
     const err = await expectCode(accepting, 'ABORTED');
     expect(err.cause).to.equal(reason);
     expect(liveHvSocketWorkers()).to.equal(0);
-    noSocketLeft(winsock.guests[0]!);
+    await noSocketLeft(winsock.guests[0]!);
   });
 
   it('a signal already aborted → ABORTED without accepting; the listener is closed', async () => {
@@ -118,7 +123,7 @@ describe('hvsocket (Windows): WindowsHvSocketTransport over worker threads and a
     await expectCode(listener.accept({ timeoutMs: GENEROUS_MS, signal: AbortSignal.abort() }), 'ABORTED');
     expect(liveHvSocketWorkers()).to.equal(0);
     expect(winsock.guests[0]!.calls()).to.not.include('accept');
-    noSocketLeft(winsock.guests[0]!);
+    await noSocketLeft(winsock.guests[0]!);
   });
 
   it('close() while accepting → the accept rejects ABORTED (reason closed); close resolves once the worker is gone', async () => {
@@ -129,7 +134,7 @@ describe('hvsocket (Windows): WindowsHvSocketTransport over worker threads and a
     await listener.close();
     expect(liveHvSocketWorkers()).to.equal(0);
     expect((await rejected).details.reason).to.equal('closed');
-    noSocketLeft(winsock.guests[0]!);
+    await noSocketLeft(winsock.guests[0]!);
   });
 
   it('close() before accept: worker gone, nothing open; a second close is a no-op', async () => {
@@ -138,7 +143,7 @@ describe('hvsocket (Windows): WindowsHvSocketTransport over worker threads and a
     await listener.close();
     await listener.close();
     expect(liveHvSocketWorkers()).to.equal(0);
-    noSocketLeft(winsock.guests[0]!);
+    await noSocketLeft(winsock.guests[0]!);
   });
 
   it('bind refused (WSAEACCES) → listen rejects HVSOCKET_ERROR {call: bind, wsaError: 10013}; nothing left', async () => {
@@ -147,7 +152,7 @@ describe('hvsocket (Windows): WindowsHvSocketTransport over worker threads and a
     expect(err.details).to.include({ call: 'bind', wsaError: WSAEACCES, vmId: VM, serviceId: GCS });
     expect(err.message).to.include('10013');
     expect(liveHvSocketWorkers()).to.equal(0);
-    noSocketLeft(winsock.guests[0]!);
+    await noSocketLeft(winsock.guests[0]!);
   });
 
   it('accept failing → HVSOCKET_ERROR {call: accept}; the listener is closed', async () => {
@@ -158,7 +163,7 @@ describe('hvsocket (Windows): WindowsHvSocketTransport over worker threads and a
     const err = await expectCode(accepting, 'HVSOCKET_ERROR');
     expect(err.details).to.include({ call: 'accept', wsaError: 10055 });
     expect(liveHvSocketWorkers()).to.equal(0);
-    noSocketLeft(winsock.guests[0]!);
+    await noSocketLeft(winsock.guests[0]!);
   });
 
   it('a connection reset mid-stream → the stream errors HVSOCKET_ERROR {call: recv, wsaError: 10054}, then closes', async () => {
@@ -170,7 +175,7 @@ describe('hvsocket (Windows): WindowsHvSocketTransport over worker threads and a
     expect(err.details).to.include({ call: 'recv', wsaError: WSAECONNRESET });
     await closed(stream);
     expect(liveHvSocketWorkers()).to.equal(0);
-    noSocketLeft(guest);
+    await noSocketLeft(guest);
   });
 
   it('write backpressure: a write completes only once the guest has taken every byte', async () => {
@@ -189,7 +194,7 @@ describe('hvsocket (Windows): WindowsHvSocketTransport over worker threads and a
     expect(guest.receivedBytes().toString()).to.equal('12345678');
     stream.destroy();
     await closed(stream);
-    noSocketLeft(guest);
+    await noSocketLeft(guest);
   });
 
   it('a slow reader: the worker pauses reading when the readable side is full and resumes; bytes arrive in order', async () => {
@@ -210,7 +215,7 @@ describe('hvsocket (Windows): WindowsHvSocketTransport over worker threads and a
     expect(got.equals(Buffer.concat(sent))).to.equal(true);
     stream.destroy();
     await closed(stream);
-    noSocketLeft(guest);
+    await noSocketLeft(guest);
   });
 
   it('destroy() of an open connection closes its socket and ends the worker', async () => {
@@ -218,7 +223,7 @@ describe('hvsocket (Windows): WindowsHvSocketTransport over worker threads and a
     stream.destroy();
     await closed(stream);
     expect(liveHvSocketWorkers()).to.equal(0);
-    noSocketLeft(guest);
+    await noSocketLeft(guest);
   });
 
   it('destroy() with a write still in the worker: the write fails (HANDLE_CLOSED), the socket is closed', async () => {
@@ -230,7 +235,7 @@ describe('hvsocket (Windows): WindowsHvSocketTransport over worker threads and a
     expect(UvmError.is(err, 'HANDLE_CLOSED'), String(err)).to.equal(true);
     await closed(stream);
     expect(liveHvSocketWorkers()).to.equal(0);
-    noSocketLeft(guest);
+    await noSocketLeft(guest);
   });
 
   it('a Winsock module that cannot be loaded → listen rejects LIBRARY_LOAD_FAILED; the worker exits', async () => {
