@@ -1,5 +1,5 @@
 import { expect } from 'chai';
-import { mkdtemp, rm } from 'node:fs/promises';
+import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import type { ResourceInfo } from '../../src/devices/device-types.js';
@@ -227,5 +227,30 @@ describe('uvmctl on the simulator: the LCOW pod example', function () {
     const trace = await readTrace(traceFile);
     expect(modifyDocs(trace).filter((d) => d.RequestType === 'Remove' || d.GuestRequest?.RequestType === 'Remove')).to.deep.equal([]);
     expect(trace.some((t) => t.fn === 'HcsTerminateComputeSystem')).to.equal(false);
+  });
+
+  it('a scenario can ask for HCS-owned delivery: GuestConnection in the create document, GuestRequests inside the modifies, no bridge', async () => {
+    // A sibling of the example's scenario (its paths are relative to the file), removed afterwards.
+    const scenario = JSON.parse(await readFile(SCENARIO, 'utf8')) as { uvm: Record<string, unknown> };
+    scenario.uvm.guestDelivery = 'hcs';
+    const file = path.join(POD, `.hcs-owned-${process.pid}.scenario.json`);
+    await writeFile(file, JSON.stringify(scenario));
+    try {
+      const traceFile = path.join(dir, 'hcs-owned.jsonl');
+      const result = await runCli(['run', file, '--json', '--check-simulator', '--trace', traceFile]);
+      expect(result.code, result.stderr).to.equal(0);
+      const report = JSON.parse(result.stdout) as RunReport;
+      expect(report.teardown.remaining).to.deep.equal([]);
+      expect(report.teardown.hotAdded).to.equal(0);
+      const trace = await readTrace(traceFile);
+      expect(trace[0]!.doc.VirtualMachine.GuestConnection).to.deep.equal({ UseVsock: true, UseConnectedSuspend: true });
+      expect(trace.filter((t) => t.fn.startsWith('bridge:'))).to.deep.equal([]);
+      const modifies = trace.filter((t) => t.fn === 'HcsModifyComputeSystem').map((t) => t.doc);
+      // VPMEM layers are one combined document each way: host and guest halves together.
+      expect(modifies.filter((d) => d.ResourcePath?.includes('/VirtualPMem/') && d.GuestRequest?.ResourceType === 'VPMemDevice')).to.have.length(10);
+      expect(modifies.filter((d) => d.GuestRequest?.ResourceType === 'CombinedLayers')).to.have.length(6);
+    } finally {
+      await rm(file, { force: true });
+    }
   });
 });
