@@ -1,8 +1,9 @@
 // The library's GCS bridge against the simulator's guest through the FFI, when the guest misbehaves
 // (gcs-bridge.md §3, hcsshim `internal/gcs/bridge.go`): a response with an unknown id, an oversized
-// message, a connection dropped mid-RPC and a call passing its deadline each fail the bridge as a
-// whole — every pending and later call rejects BRIDGE_FAILED with one reason — and a guest that
-// never dials fails `start()` with GUEST_CONNECT_TIMEOUT and the VM is terminated. The unit tests
+// message, a body that is not JSON, a connection dropped mid-RPC and a call passing its deadline
+// (the client's, or a UtilityVm's `guestRpcTimeoutMs`) each fail the bridge as a whole — every
+// pending and later call rejects BRIDGE_FAILED with one reason — and a guest that never dials
+// fails `start()` with GUEST_CONNECT_TIMEOUT and the VM is terminated. The unit tests
 // (test/unit/hcs/gcs-bridge.test.ts, test/unit/uvm/guest-bridge.test.ts) check the same rules
 // against in-process fakes; here the frames cross a real socket from the simulator's fake GCS.
 // Bridge mode only (whatever UVM_TEST_GUEST_DELIVERY says): HCS-owned mode has no bridge.
@@ -130,7 +131,7 @@ describe('integration: GCS bridge faults through the FFI (the simulator’s gues
   describe('a UtilityVm in bridge mode', () => {
     const hostFs = new FakeHostFs().file('/bf/a.vhd', 1 << 22).file('/bf/b.vhd', 1 << 22);
     let uvms: UtilityVm[] = [];
-    async function create(options: { guestConnectTimeoutMs?: number } = {}): Promise<UtilityVm> {
+    async function create(options: { guestConnectTimeoutMs?: number; guestRpcTimeoutMs?: number } = {}): Promise<UtilityVm> {
       const orchestrator = createUvmOrchestrator({ guestDelivery: 'bridge', hcs, hostFs, hvSocket: transport, logger: silent });
       const uvm = await orchestrator.createUtilityVm({ id: uniqueId('bridge-faults'), os: 'linux', vpmem: { count: 4 }, ...options });
       uvms.push(uvm);
@@ -156,28 +157,45 @@ describe('integration: GCS bridge faults through the FFI (the simulator’s gues
       }
     }
 
+    /**
+     * Two VPMEM adds whose guest halves `faults` break: both reject BRIDGE_FAILED `reason`, the UVM
+     * says why, a later guest call fails the same way, describe() still lists all that is attached,
+     * and after terminate (a retried teardown makes no call) nothing is left.
+     */
+    async function expectBridgeFailsAsAWhole(uvm: UtilityVm, faults: SimulatorFault[], reason: string): Promise<void> {
+      configureSimulator({ faults });
+      const codes = await outcomes([uvm.vpmem.acquire({ hostPath: '/bf/a.vhd' }), uvm.vpmem.acquire({ hostPath: '/bf/b.vhd' })]);
+      expect(codes).to.deep.equal([`BRIDGE_FAILED ${reason}`, `BRIDGE_FAILED ${reason}`]);
+      expect(uvm.guestConnectionFailure?.code).to.equal('BRIDGE_FAILED');
+      expect(uvm.guestConnectionFailure?.details.reason).to.equal(reason);
+      expect(await outcomes([uvm.sendGuestRequest({ RequestType: 'Add', ResourceType: 'CombinedLayers', Settings: {} })])).to.deep.equal([`BRIDGE_FAILED ${reason}`]);
+      expect(await untracked(uvm), 'attached in the VM but unknown to the library').to.deep.equal([]);
+      await uvm.terminate();
+      // What the dead bridge could not undo goes with the VM: a retried teardown makes no call now.
+      await uvm.retryFailedTeardowns();
+      expect(uvm.describe()).to.deep.equal([]);
+    }
+
     for (const [fault, reason] of [
       [{ unknownId: true }, 'unknown-id'],
       [{ oversized: true }, 'oversized'],
       [{ drop: true }, 'eof'],
+      [{ badJson: true }, 'bad-json'],
     ] as const) {
       it(`the bridge failing mid-allocation (${reason}) rejects every pending guest call with BRIDGE_FAILED; describe() still lists all that is attached; terminate leaves nothing`, async () => {
         const uvm = await create();
         await uvm.start();
         // Two VPMEM adds: each host half applies, the first guest half is parked, the second is answered badly.
-        configureSimulator({ faults: [parkNth(1), { fn: 'bridge:ModifySettings', nth: 2, ...fault }] });
-        const codes = await outcomes([uvm.vpmem.acquire({ hostPath: '/bf/a.vhd' }), uvm.vpmem.acquire({ hostPath: '/bf/b.vhd' })]);
-        expect(codes).to.deep.equal([`BRIDGE_FAILED ${reason}`, `BRIDGE_FAILED ${reason}`]);
-        expect(uvm.guestConnectionFailure?.code).to.equal('BRIDGE_FAILED');
-        expect(uvm.guestConnectionFailure?.details.reason).to.equal(reason);
-        expect(await outcomes([uvm.sendGuestRequest({ RequestType: 'Add', ResourceType: 'CombinedLayers', Settings: {} })])).to.deep.equal([`BRIDGE_FAILED ${reason}`]);
-        expect(await untracked(uvm), 'attached in the VM but unknown to the library').to.deep.equal([]);
-        await uvm.terminate();
-        // What the dead bridge could not undo goes with the VM: a retried teardown makes no call now.
-        await uvm.retryFailedTeardowns();
-        expect(uvm.describe()).to.deep.equal([]);
+        await expectBridgeFailsAsAWhole(uvm, [parkNth(1), { fn: 'bridge:ModifySettings', nth: 2, ...fault }], reason);
       });
     }
+
+    it('a guest call passing guestRpcTimeoutMs fails the UVM’s bridge as a whole (deadline), the other pending call with it', async () => {
+      // Generous against a loaded machine; the hung calls certainly pass it.
+      const uvm = await create({ guestRpcTimeoutMs: 2000 });
+      await uvm.start();
+      await expectBridgeFailsAsAWhole(uvm, [{ fn: 'bridge:ModifySettings', hang: true }], 'deadline');
+    });
 
     it('the accept deadline: a guest that never dials fails start() with GUEST_CONNECT_TIMEOUT; the VM is terminated, no listener left', async () => {
       configureSimulator({ guestDial: 'never' });
