@@ -8,6 +8,13 @@
 // POD_HCS_CONCURRENCY (8), POD_SKIP_SERIAL=1 to skip the baseline, POD_SKIP_C64=1 to skip the run
 // at HCS concurrency 64 (line `pod_c64:`); BENCH_QUICK=1 skips the baseline. (The same pod with a
 // recovery journal: bench/journal-bench.ts.)
+//
+// Line `pod_hcsshim:` (POD_SKIP_HCSSHIM=1 skips it): the same pod and latency with our managers
+// under hcsshim's locking discipline, in rounds interleaved with our own (POD_ROUNDS, 3; 2 with
+// BENCH_QUICK=1; medians): one mutex per UVM held across each container's whole release (every
+// detach of the UVM waits for the one before), and container allocations one at a time. The
+// library has no per-layer entry point, so "layers one by one" is modelled as whole container
+// allocations serialized (within one allocation our layers still attach concurrently).
 import { mkdtempSync, mkdirSync, openSync, closeSync, ftruncateSync, readFileSync, rmSync, existsSync } from 'node:fs';
 import { loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -18,6 +25,7 @@ import { allocateContainer } from '../src/containers/allocate-container.js';
 import type { ContainerResources } from '../src/containers/container-resources.js';
 import type { OciSpec } from '../src/oci/oci-spec.js';
 import type { ResourceInfo } from '../src/devices/device-types.js';
+import { median } from './stats.js';
 
 const env = (name: string, def: number): number => (process.env[name] ? Number(process.env[name]) : def);
 const N = env('POD_CONTAINERS', 50);
@@ -103,6 +111,19 @@ export interface RunResult {
   stopCalls: number;
 }
 
+/** A FIFO async mutex: `run` waits for every earlier holder, then runs `fn` alone. */
+class UvmLock {
+  #tail: Promise<unknown> = Promise.resolve();
+  run<T>(fn: () => Promise<T>): Promise<T> {
+    const result = this.#tail.then(fn);
+    this.#tail = result.catch(() => undefined);
+    return result;
+  }
+}
+
+/** `ours`: the library's own concurrency; `hcsshim`: hcsshim's locking around the same calls (see the header). */
+export type PodDiscipline = 'ours' | 'hcsshim';
+
 export async function runPod(
   root: string,
   pod: { id: string; spec: OciSpec }[],
@@ -110,6 +131,7 @@ export async function runPod(
   tag: string,
   journal = false,
   hcsConcurrency = C,
+  discipline: PodDiscipline = 'ours',
 ): Promise<RunResult> {
   const trace = join(root, `trace-${tag}.jsonl`);
   rmSync(trace, { force: true });
@@ -125,15 +147,20 @@ export async function runPod(
   await uvm.start();
   configureSimulator({ latencyMs: L, jitterMs: 0, concurrency: hcsConcurrency, trace });
 
+  // hcsshim discipline: one lock per UVM over every container allocation and every container release.
+  const lock = new UvmLock();
+  const guarded = <T>(fn: () => Promise<T>): Promise<T> => (discipline === 'hcsshim' ? lock.run(fn) : fn());
   const t0 = performance.now();
   // With a journal, through the UVM (its containers are journaled too).
-  const allocated = await Promise.all(pod.map(({ id, spec }) => (journal ? uvm.allocateContainer(spec, { containerId: id }) : allocateContainer(uvm, spec, { containerId: id }))));
+  const allocated = await Promise.all(
+    pod.map(({ id, spec }) => guarded(() => (journal ? uvm.allocateContainer(spec, { containerId: id }) : allocateContainer(uvm, spec, { containerId: id })))),
+  );
   const t1 = performance.now();
   const live = uvm.describe();
   const afterStart = countModifies(trace, 0);
 
   const t2 = performance.now();
-  await Promise.all(allocated.map((a) => (a.resources as ContainerResources).release()));
+  await Promise.all(allocated.map((a) => guarded(() => (a.resources as ContainerResources).release())));
   const t3 = performance.now();
   const afterStop = countModifies(trace, afterStart.lines);
 
@@ -167,6 +194,16 @@ export async function run(): Promise<void> {
     const fast = await runPod(root, pod, 64, 'concurrent');
     // The same pod with HCS-side concurrency 64: the library's own cost per call, not HCS, bounds it.
     const wide = process.env.POD_SKIP_C64 ? undefined : await runPod(root, pod, 64, 'c64', false, 64);
+    // ours vs hcsshim's locking, in interleaved rounds (the first `ours` round is the `pod:` run).
+    const rounds = env('POD_ROUNDS', process.env.BENCH_QUICK === '1' ? 2 : 3);
+    const ours: RunResult[] = [fast];
+    const hcsshim: RunResult[] = [];
+    if (!process.env.POD_SKIP_HCSSHIM) {
+      for (let r = 0; r < rounds; r++) {
+        hcsshim.push(await runPod(root, pod, 64, `hcsshim-${r}`, false, C, 'hcsshim'));
+        if (r + 1 < rounds) ours.push(await runPod(root, pod, 64, `ours-${r + 1}`));
+      }
+    }
     const serial = process.env.POD_SKIP_SERIAL || process.env.BENCH_QUICK === '1' ? undefined : await runPod(root, pod, 1, 'serial');
     const f = (x: number): string => x.toFixed(0);
     console.log(
@@ -179,6 +216,18 @@ export async function run(): Promise<void> {
         `stop calls=${fast.stopCalls} ratio=${(fast.stopMs / fast.stopLbMs).toFixed(3)}` +
         (serial ? `; serial/concurrent start ${(serial.startMs / fast.startMs).toFixed(1)}×, stop ${(serial.stopMs / fast.stopMs).toFixed(1)}×` : ''),
     );
+    if (hcsshim.length > 0) {
+      const oStart = median(ours.map((o) => o.startMs));
+      const oStop = median(ours.map((o) => o.stopMs));
+      const hStart = median(hcsshim.map((h) => h.startMs));
+      const hStop = median(hcsshim.map((h) => h.stopMs));
+      console.log(
+        `pod_hcsshim: start_ms=${f(hStart)} stop_ms=${f(hStop)} ours/hcsshim-discipline start=${(oStart / hStart).toFixed(3)} ` +
+          `stop=${(oStop / hStop).toFixed(3)} (ours start_ms=${f(oStart)} stop_ms=${f(oStop)}; medians of ${hcsshim.length} interleaved rounds, ` +
+          `C=${C}, load ${loadavg()[0].toFixed(1)}; hcsshim discipline = one UVM lock over each container's release and over ` +
+          `each whole container allocation: no per-layer entry point)`,
+      );
+    }
     if (wide) {
       console.log(
         `pod_c64: calls=${wide.calls} min=${wide.min} start_ms=${f(wide.startMs)} start_lb_ms=${f(wide.startLbMs)} ` +
