@@ -136,7 +136,10 @@ export async function runPod(
   const trace = join(root, `trace-${tag}.jsonl`);
   rmSync(trace, { force: true });
   configureSimulator({ reset: true, clearFaults: true, latencyMs: 0, jitterMs: 0, concurrency: 0, trace: null });
-  const orchestrator = createUvmOrchestrator({ hcs: new ComputeCoreHcs({ maxConcurrentOperations }) });
+  // HCS-owned delivery: the minimum and the critical-path bounds count every guest half as an HCS
+  // modify costing the simulated latency; over the bridge (the library's default) guest halves are
+  // bridge calls the simulator answers without latency, which these bounds do not model.
+  const orchestrator = createUvmOrchestrator({ hcs: new ComputeCoreHcs({ maxConcurrentOperations }), guestDelivery: 'hcs' });
   const uvm = await orchestrator.createUtilityVm({
     id: `pod-bench-${tag}`,
     os: 'linux',
