@@ -86,24 +86,34 @@ describe('recovery from the journal alone (FakeHcs, no device list)', () => {
     await uvm.close();
   });
 
+  /** The container the format fixtures were written from (test/unit/recovery/fixtures). */
+  const FIXTURE_POD_SPEC = {
+    root: { path: 'rootfs' },
+    windows: { layerFolders: ['/l/mid', '/l/base', '/c1'] },
+    mounts: [
+      { destination: '/data', type: 'bind', source: '/data', options: ['rw'] },
+      { destination: '/etc/app.conf', type: 'bind', source: '/cfg/app.conf', options: ['ro'] },
+      { destination: '/proc', type: 'proc', source: 'proc' },
+    ],
+  };
+
+  /** The fixture pod recovered whole: its container's mounts, then released, terminated, the journal gone. */
+  async function expectFixturePodReleased(uvm: UtilityVm): Promise<void> {
+    expect(uvm.containerResources('c1')!.mounts().map((m) => m.destination)).to.deep.equal(['/data', '/etc/app.conf', '/proc']);
+    await releaseAll(uvm);
+    expect(system(uvm.id).attached()).to.deep.equal([]);
+    await uvm.terminate();
+    await uvm.close();
+    expect(existsSync(journalPath())).to.equal(false);
+  }
+
   it('reads a journal written in the previous format version (1) and recovers from it', async () => {
     // The same pod the fixture was written from (test/unit/recovery/fixtures/journal-v1.json, by
     // the version-1 code), so that HCS holds what the fixture journaled.
     const first = await orchestrator().createUtilityVm({ id: 'vm-v1', os: 'linux', vpmem: { count: 2 }, scsiControllers: 1, journal: { path: journalPath() } });
     await first.start();
     await first.scsi.acquire({ hostPath: '/d/tools.vhdx', readOnly: true });
-    await first.allocateContainer(
-      {
-        root: { path: 'rootfs' },
-        windows: { layerFolders: ['/l/mid', '/l/base', '/c1'] },
-        mounts: [
-          { destination: '/data', type: 'bind', source: '/data', options: ['rw'] },
-          { destination: '/etc/app.conf', type: 'bind', source: '/cfg/app.conf', options: ['ro'] },
-          { destination: '/proc', type: 'proc', source: 'proc' },
-        ],
-      },
-      { containerId: 'c1' },
-    );
+    await first.allocateContainer(FIXTURE_POD_SPEC, { containerId: 'c1' });
     await first.close();
     copyFileSync(join(FIXTURES, 'journal-v1.json'), journalPath());
     expect(JSON.parse(readFileSync(journalPath(), 'utf8')).version).to.equal(1);
@@ -115,12 +125,7 @@ describe('recovery from the journal alone (FakeHcs, no device list)', () => {
     expect(doc.version).to.equal(JOURNAL_VERSION);
     expect(JSON.parse(readFileSync(journalPath(), 'utf8').split('\n')[0]!).version).to.equal(JOURNAL_VERSION);
     expect(doc.parts).to.have.length(system('vm-v1').attached().length);
-    expect(second.containerResources('c1')!.mounts().map((m) => m.destination)).to.deep.equal(['/data', '/etc/app.conf', '/proc']);
-    await releaseAll(second);
-    expect(system('vm-v1').attached()).to.deep.equal([]);
-    await second.terminate();
-    await second.close();
-    expect(existsSync(journalPath())).to.equal(false);
+    await expectFixturePodReleased(second);
   });
 
   it('reads a journal written in the previous format version (2: a log with part, state, lease, container ops) and recovers from it', async () => {
@@ -131,18 +136,7 @@ describe('recovery from the journal alone (FakeHcs, no device list)', () => {
     await first.start();
     await first.scsi.acquire({ hostPath: '/d/tools.vhdx', readOnly: true });
     await (await first.scsi.acquire({ hostPath: '/d/scratch.vhdx', readOnly: false })).release();
-    await first.allocateContainer(
-      {
-        root: { path: 'rootfs' },
-        windows: { layerFolders: ['/l/mid', '/l/base', '/c1'] },
-        mounts: [
-          { destination: '/data', type: 'bind', source: '/data', options: ['rw'] },
-          { destination: '/etc/app.conf', type: 'bind', source: '/cfg/app.conf', options: ['ro'] },
-          { destination: '/proc', type: 'proc', source: 'proc' },
-        ],
-      },
-      { containerId: 'c1' },
-    );
+    await first.allocateContainer(FIXTURE_POD_SPEC, { containerId: 'c1' });
     await first.close();
     copyFileSync(join(FIXTURES, 'journal-v2.jsonl'), journalPath());
     const lines = readFileSync(journalPath(), 'utf8').split('\n').filter((l) => l.length > 0);
@@ -158,12 +152,7 @@ describe('recovery from the journal alone (FakeHcs, no device list)', () => {
     expect(JSON.parse(rewritten[0]!).version).to.equal(JOURNAL_VERSION);
     const doc = (await readJournalFile(journalPath()))!;
     expect(doc.parts.filter((p) => p.kind !== 'vm-access')).to.have.length(system('vm-v2').attached().length);
-    expect(second.containerResources('c1')!.mounts().map((m) => m.destination)).to.deep.equal(['/data', '/etc/app.conf', '/proc']);
-    await releaseAll(second);
-    expect(system('vm-v2').attached()).to.deep.equal([]);
-    await second.terminate();
-    await second.close();
-    expect(existsSync(journalPath())).to.equal(false);
+    await expectFixturePodReleased(second);
   });
 
   for (const direction of ['a file added by an Update whose lease was never journaled', 'a file whose lease was dropped before the shrinking Update']) {
