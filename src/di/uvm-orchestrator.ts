@@ -246,9 +246,11 @@ export function createUvmOrchestrator(options: UvmOrchestratorOptions = {}): Uvm
       let channels: GuestChannels | undefined;
       try {
         // Bridge mode: the running guest redials the host (it does after any drop); reconcile may
-        // need it for guest removals.
-        channels = await openGuestChannels(resolved, system, hvSocket, ctx.get(Logger), { reopen: true });
-        await channels?.connect();
+        // need it for guest removals. A VM that is not running (killed between create and start)
+        // has no guest to wait for: its listeners are those of a fresh boot, accepted by start().
+        const running = ((await system.properties({})) as { State?: unknown } | null)?.State === 'Running';
+        channels = await openGuestChannels(resolved, system, hvSocket, ctx.get(Logger), { reopen: running });
+        if (running) await channels?.connect();
         const uvm = buildScope(resolved, system, journal, releaseId, channels);
         await uvm.reconcile();
         return uvm;

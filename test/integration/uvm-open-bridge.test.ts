@@ -93,4 +93,31 @@ describe('integration: openUtilityVm of a bridge-mode UVM (the guest redials, gu
       observer.close();
     }
   });
+
+  it('re-opens a VM that was created but never started at once (no guest to wait for); start() then boots it and connects the bridge', async () => {
+    const hostFs = new FakeHostFs().file('/ob/c.vhd', 1 << 22);
+    const id = uniqueId('open-bridge-created');
+    const journal = { path: join(dir, 'uvm.journal') };
+    const first = await createUvmOrchestrator({ guestDelivery: 'bridge', hcs, hostFs, logger: silent }).createUtilityVm({ id, os: 'linux', vpmem: { count: 2 }, journal });
+    // The shim "dies" between create and start.
+    await first.close();
+    // Without the fix this waited for a guest that cannot dial (the accept deadline, 2 minutes by
+    // default); here a short deadline would fail the open instead of hanging the test.
+    const uvm = await createUvmOrchestrator({ guestDelivery: 'hcs', hcs, hostFs, logger: silent }).openUtilityVm(id, { journal });
+    open.push(uvm);
+    expect(uvm.recoveryReport).to.deep.include({ adopted: [], removed: [] });
+    const { trace } = await traceDuring(async () => {
+      await uvm.start();
+      const c = await uvm.vpmem.acquire({ hostPath: '/ob/c.vhd' });
+      await c.release();
+    });
+    expect(trace.filter((l) => l.id === id && l.fn === 'bridge:NegotiateProtocol').map((l) => l.hr)).to.deep.equal([0]);
+    expect(wireRequests(trace, id, 'bridge').map((w) => w.fn)).to.deep.equal([
+      'HcsModifyComputeSystem',
+      'bridge:ModifySettings',
+      'bridge:ModifySettings',
+      'HcsModifyComputeSystem',
+    ]);
+    expect(uvm.describe()).to.deep.equal([]);
+  });
 });
