@@ -248,7 +248,8 @@ export function createUvmOrchestrator(options: UvmOrchestratorOptions = {}): Uvm
         // Bridge mode: the running guest redials the host (it does after any drop); reconcile may
         // need it for guest removals. A VM that is not running (killed between create and start)
         // has no guest to wait for: its listeners are those of a fresh boot, accepted by start().
-        const running = ((await system.properties({})) as { State?: unknown } | null)?.State === 'Running';
+        const bridge = resolved.guestDelivery === 'bridge' && resolved.guestConnection === undefined;
+        const running = !bridge || ((await system.properties({})) as { State?: unknown } | null)?.State === 'Running';
         channels = await openGuestChannels(resolved, system, hvSocket, ctx.get(Logger), { reopen: running });
         if (running) await channels?.connect();
         const uvm = buildScope(resolved, system, journal, releaseId, channels);
