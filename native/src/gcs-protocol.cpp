@@ -3,6 +3,7 @@
 
 #include <cstdio>
 #include <cstring>
+#include <optional>
 
 #include "config.h"
 #include "model.h"
@@ -194,13 +195,10 @@ void modifySettings(Session &s, const Json &body, const ApplyGuest &apply) {
     // The Linux GCS removes what it does not have without complaint (unmount of a missing path,
     // unplug of a missing SCSI device), except a VPMEM mapping, whose device-mapper target must
     // exist to be removed. The inbox Windows GCS's answer is unverified: it keeps E_FAIL.
-    bool absentOk = s.profile == Profile::Lcow && rt == "Remove" && !(type == "VPMemDevice" && settings && member(*settings, "MappingInfo"));
-    if (absentOk) {
-      AbsentRemovalSucceeds scope;
-      apply(normalised);
-    } else {
-      apply(normalised);
-    }
+    std::optional<AbsentRemovalSucceeds> absentOk;
+    if (s.profile == Profile::Lcow && rt == "Remove" && !(type == "VPMemDevice" && settings && member(*settings, "MappingInfo")))
+      absentOk.emplace();
+    apply(normalised);
   } catch (const HcsFailure &f) {
     // Shape errors keep the guest's INVALID_JSON; every semantic refusal is E_FAIL (the real GCS
     // codes for these are unverified, gcs-bridge.md §7).

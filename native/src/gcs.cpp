@@ -564,13 +564,16 @@ void gcsVmStarted(const SystemRecPtr &rec, bool redial) {
   command(Command{redial ? Command::Redial : Command::Start, rec, dir, std::string(), std::string()});
 }
 
-void gcsPoke() {
+// Sets one of the guest thread's request flags and wakes it (nothing to do before it started).
+static void raiseFlag(bool Shared::*flag) {
   Shared &s = shared();
   std::lock_guard<std::mutex> lock(s.m);
   if (!s.started) return;
-  s.poke = true;
+  s.*flag = true;
   wakeLocked(s);
 }
+
+void gcsPoke() { raiseFlag(&Shared::poke); }
 
 void gcsReset() {
   Shared &s = shared();
@@ -584,13 +587,7 @@ void gcsReset() {
   wakeLocked(s);
 }
 
-void gcsReleaseHangs() {
-  Shared &s = shared();
-  std::lock_guard<std::mutex> lock(s.m);
-  if (!s.started) return;
-  s.releaseHangs = true;
-  wakeLocked(s);
-}
+void gcsReleaseHangs() { raiseFlag(&Shared::releaseHangs); }
 
 void gcsSetDial(bool enabled) {
   Shared &s = shared();

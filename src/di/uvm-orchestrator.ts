@@ -97,18 +97,26 @@ async function platformHvSocket(): Promise<HvSocketTransport> {
  * Undefined when the guest dials nothing the library must answer (WCOW with HCS-owned delivery or
  * a caller's own connection).
  */
+/** The library listens for the GCS and speaks the bridge itself (bridge delivery without a shim-supplied connection). */
+function ownsBridge(resolved: ResolvedUvmOptions): boolean {
+  return resolved.guestDelivery === 'bridge' && resolved.guestConnection === undefined;
+}
+
+/** The system's standard properties document (State, RuntimeId, …). */
+type SystemProperties = { State?: unknown; RuntimeId?: unknown } | null;
+
 async function openGuestChannels(
   resolved: ResolvedUvmOptions,
   system: HcsSystemPort,
   transport: () => Promise<HvSocketTransport>,
   logger: Logger,
-  { reopen = false }: { reopen?: boolean } = {},
+  { reopen = false, properties }: { reopen?: boolean; properties?: SystemProperties } = {},
 ): Promise<GuestChannels | undefined> {
-  const bridge = resolved.guestDelivery === 'bridge' && resolved.guestConnection === undefined;
+  const bridge = ownsBridge(resolved);
   // Entropy and log are dialled once, at boot: a re-opened UVM needs only the bridge.
   const boot = !reopen;
   if (!(resolved.os === 'linux' && boot) && !bridge) return undefined;
-  const props = (await system.properties({})) as { RuntimeId?: unknown } | null;
+  const props = properties ?? ((await system.properties({})) as SystemProperties);
   const runtimeId = props?.RuntimeId;
   if (typeof runtimeId !== 'string' || !/^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i.test(runtimeId)) {
     throw new UvmError('INVALID_STATE', `HCS reported no RuntimeId for ${resolved.id}: its guest's hvsocket endpoints cannot be named`, {
@@ -248,9 +256,9 @@ export function createUvmOrchestrator(options: UvmOrchestratorOptions = {}): Uvm
         // Bridge mode: the running guest redials the host (it does after any drop); reconcile may
         // need it for guest removals. A VM that is not running (killed between create and start)
         // has no guest to wait for: its listeners are those of a fresh boot, accepted by start().
-        const bridge = resolved.guestDelivery === 'bridge' && resolved.guestConnection === undefined;
-        const running = !bridge || ((await system.properties({})) as { State?: unknown } | null)?.State === 'Running';
-        channels = await openGuestChannels(resolved, system, hvSocket, ctx.get(Logger), { reopen: running });
+        const properties = ownsBridge(resolved) ? ((await system.properties({})) as SystemProperties) : undefined;
+        const running = properties === undefined || properties?.State === 'Running';
+        channels = await openGuestChannels(resolved, system, hvSocket, ctx.get(Logger), { reopen: running, ...(properties !== undefined && { properties }) });
         if (running) await channels?.connect();
         const uvm = buildScope(resolved, system, journal, releaseId, channels);
         await uvm.reconcile();
