@@ -56,6 +56,8 @@ export const LogField = {
   device: 'device',
   offset: 'offset',
   share: 'share',
+  /** Where a device sits: `c:l`, a VPMEM device (`n` or `n@offset`), a share name, a VMBus GUID. */
+  slot: 'slot',
   containerId: 'containerId',
   state: 'state',
   refCount: 'refCount',

@@ -17,9 +17,9 @@ export interface CombinedAdd<V> {
   guestRemoval?: GuestRequest;
   /** The table's value (kept as the residue). */
   value: V;
-  /** After the Add succeeded (marks and logs the value added). */
-  added(): void;
-  log(level: 'warn', message: string, err: unknown): void;
+  /** After the Add succeeded (a policy over the device core leaves it out: the core logs). */
+  added?(): void;
+  log?(level: 'warn', message: string, err: unknown): void;
 }
 
 export async function commitCombinedAdd<V>(delivery: ResourceDelivery, add: CombinedAdd<V>): Promise<void | Residue<V>> {
@@ -27,11 +27,11 @@ export async function commitCombinedAdd<V>(delivery: ResourceDelivery, add: Comb
     await delivery.addCombined(add.host, add.guest, add.removal, add.guestRemoval);
   } catch (err) {
     if (!fullyRemoved(add.removal)) {
-      add.log('warn', 'add failed and could not be undone; kept for a retried teardown', err);
+      add.log?.('warn', 'add failed and could not be undone; kept for a retried teardown', err);
       return new Residue(err, add.value);
     }
-    add.log('warn', 'add failed', err);
+    add.log?.('warn', 'add failed', err);
     throw err;
   }
-  add.added();
+  add.added?.();
 }
