@@ -1,55 +1,47 @@
 import { inject, injectable } from 'inversify';
-import { invalidArgument, UvmError } from '../core/errors.js';
+import { UvmError } from '../core/errors.js';
 import { HostFs } from '../core/host-fs.js';
-import { ReleasableLease, type Lease } from '../core/lease.js';
-import { LogField, Logger, withFields } from '../core/logger.js';
-import { mapReservation, RefCountedTable, type Placed, type Reservation } from '../core/refcounted-table.js';
+import type { Lease } from '../core/lease.js';
+import { Logger } from '../core/logger.js';
 import { commitCombinedAdd } from './combined-add.js';
-import { SlotAllocator } from '../core/slot-allocator.js';
-import { describeEntries } from './describe-entries.js';
+import { DeviceCore } from './device-core.js';
 import { UvmDeviceConfig } from './device-config.js';
 import type { DeviceAcquireOptions, ResourceInfo, VpmemLayer, VpmemLayerRequest, VpmemManager, VpmemPlacement } from './device-types.js';
 import { newRemovalProgress, ResourceDelivery, type RemovalProgress } from './guest-delivery.js';
 import { guestPaths } from './guest-paths.js';
 import { resourcePaths } from './resource-paths.js';
 import { validate } from './validation.js';
-import { BuddyAllocator, MAX_CLASS_SIZE } from './vpmem-buddy-allocator.js';
+import { VpmemSlots, type VpmemPlace } from './vpmem-placement.js';
 import { guestRequest, hostRequest, type HostRequest } from './wire-requests.js';
 import type { GuestRequest } from '../hcs/schema.js';
+
+export { MAX_MAPPINGS_PER_DEVICE } from './vpmem-placement.js';
 
 /** Most VPMEM devices a UVM can have. */
 export const MAX_VPMEM_COUNT = 128;
 /** Default (and largest useful) bytes per device. */
 export const DEFAULT_VPMEM_SIZE_BYTES = 4 * 1024 * 1024 * 1024;
-/** Most mappings packed onto one device in multi-mapping mode. */
-export const MAX_MAPPINGS_PER_DEVICE = 1024;
-const PAGE_SIZE = 4096;
 
-/** `adding` (combined Add in flight) → `added` → `removed`; a failed removal stays `added`. */
-export type VpmemState = 'adding' | 'added' | 'removed';
+/** A validated request: the layer and its file size (from a stat; needed only to place a new one). */
+interface VpmemParams {
+  readonly hostPath: string;
+  readonly size: number | undefined;
+}
 
 /** One VPMEM layer: a whole device (default mode) or a mapping on a device (multi-mapping). */
-interface VpmemEntry {
+interface VpmemEntry extends VpmemPlace {
   readonly hostPath: string;
-  readonly device: number;
-  /** Multi-mapping only. */
-  readonly offset?: number;
-  readonly size?: number;
   readonly guestPath: string;
   readonly host: HostRequest;
   readonly guest: GuestRequest;
   readonly guestRemoval: GuestRequest;
-  state: VpmemState;
+  /** Where a removal stopped (shared with a failed add's compensation). */
   readonly removal: RemovalProgress;
 }
 
-/** Per-device state in multi-mapping mode. Devices are never removed from the VM. */
-interface MappedDevice {
-  readonly allocator: BuddyAllocator;
-}
-
 /**
- * VPMEM layers of one LCOW UVM (spec §3), refcounted by host path.
+ * VPMEM layers of one LCOW UVM (spec §3), refcounted by host path; a policy over the device core
+ * (device-core.ts) whose placement is `VpmemSlots` (vpmem-placement.ts).
  *
  * Default mode: one layer per device `n` at `/run/layers/p<n>`; LAYER_TOO_LARGE when the file
  * exceeds `vpmemMaxSizeBytes`, NO_SLOT when every device is used (or VPMEM is off). Multi-mapping
@@ -60,10 +52,7 @@ interface MappedDevice {
  */
 @injectable()
 export class VpmemManagerImpl implements VpmemManager {
-  readonly #logger: Logger;
-  readonly #table: RefCountedTable<string, VpmemEntry>;
-  readonly #slots: SlotAllocator | undefined;
-  readonly #mapped: MappedDevice[] = [];
+  readonly #core: DeviceCore<VpmemParams, VpmemEntry, VpmemLayer>;
 
   constructor(
     @inject(UvmDeviceConfig) private readonly config: UvmDeviceConfig,
@@ -71,20 +60,36 @@ export class VpmemManagerImpl implements VpmemManager {
     @inject(HostFs) private readonly hostFs: HostFs,
     @inject(Logger) logger: Logger,
   ) {
-    this.#logger = withFields(logger, { [LogField.uvmId]: config.id, [LogField.kind]: 'vpmem' });
-    this.#slots = config.vpmemCount > 0 && !config.vpmemMultiMapping ? new SlotAllocator(config.vpmemCount) : undefined;
-    this.#table = new RefCountedTable({
-      name: config.vpmemMultiMapping ? 'vpmem-mapping' : 'vpmem-device',
-      destroy: (e) => this.#remove(e),
-      forget: (e) => this.#free(e),
+    const slots = new VpmemSlots(config.vpmemCount, config.vpmemMaxSizeBytes, config.vpmemMultiMapping);
+    this.#core = new DeviceCore(config.id, config.os, logger, {
+      device: 'vpmem',
+      kind: config.vpmemMultiMapping ? 'vpmem-mapping' : 'vpmem-device',
+      only: { os: 'linux', message: 'VPMEM is only supported in LCOW UVMs' },
+      key: (p) => p.hostPath,
+      place: ({ hostPath, size }) => {
+        if (size === undefined) throw new UvmError('INVALID_STATE', `the size of ${hostPath} is needed to place it on VPMEM`);
+        const e = entry(hostPath, slots.place(hostPath, size));
+        // Something may still be attached after a failed Add: the slot is kept for a retried teardown.
+        return { value: e, commit: () => commitCombinedAdd(this.delivery, { host: e.host, guest: e.guest, removal: e.removal, guestRemoval: e.guestRemoval, value: e }) };
+      },
+      remove: (e) => this.delivery.removeCombined(hostRequest(e.host.ResourcePath, 'Remove'), e.guestRemoval, e.removal),
+      forget: (e) => slots.free(e),
+      where: (e) => ({ hostPath: e.hostPath, slot: e.offset === undefined ? `${e.device}` : `${e.device}@${e.offset}`, guestPath: e.guestPath }),
+      view: layerOf,
+      claim: ({ hostPath }, layer) => {
+        if (!slots.claim(layer)) {
+          throw new UvmError('RECOVERY_FAILED', `layer ${hostPath}: the recorded VPMEM place does not fit this UVM`, { details: { hostPath } });
+        }
+        return entry(hostPath, layer.offset === undefined ? { device: layer.device } : { device: layer.device, offset: layer.offset, size: layer.size ?? 0 });
+      },
+      conflict: (e, layer) => (e.device === layer.device && e.offset === layer.offset ? undefined : `layer ${e.hostPath} is recorded on two VPMEM places`),
     });
   }
 
   async acquire(request: VpmemLayerRequest, options: DeviceAcquireOptions = {}): Promise<Lease<VpmemLayer>> {
     const hostPath = this.#validate(request);
-    if (this.config.vpmemCount === 0) throw new UvmError('NO_SLOT', 'this UVM has no VPMEM devices', { details: { hostPath } });
-    const { size } = await this.hostFs.stat(hostPath);
-    const placed = this.reserve({ hostPath }, size);
+    if (this.config.vpmemCount === 0) throw noVpmem(hostPath);
+    const placed = this.reserve({ hostPath }, (await this.hostFs.stat(hostPath)).size);
     if (!placed.ok) throw placed.error;
     return placed.reservation.commit(options);
   }
@@ -98,11 +103,8 @@ export class VpmemManagerImpl implements VpmemManager {
   reserve(request: VpmemLayerRequest, size: number | undefined): VpmemPlacement {
     const hostPath = this.#validate(request);
     try {
-      if (this.config.vpmemCount === 0) {
-        throw new UvmError('NO_SLOT', 'this UVM has no VPMEM devices', { details: { hostPath } });
-      }
-      const reservation = this.#table.reserve(hostPath, () => this.#place(hostPath, size));
-      return { ok: true, reservation: layerReservation(hostPath, reservation) };
+      if (this.config.vpmemCount === 0) throw noVpmem(hostPath);
+      return { ok: true, reservation: this.#core.reserve({ hostPath, size }) };
     } catch (err) {
       if (UvmError.is(err, 'NO_SLOT', 'LAYER_TOO_LARGE')) return { ok: false, code: err.code as 'NO_SLOT' | 'LAYER_TOO_LARGE', error: err };
       throw err;
@@ -110,9 +112,7 @@ export class VpmemManagerImpl implements VpmemManager {
   }
 
   #validate(request: VpmemLayerRequest): string {
-    if (this.config.os !== 'linux') throw new UvmError('NOT_SUPPORTED', 'VPMEM is only supported in LCOW UVMs');
-    if (request === null || typeof request !== 'object') throw invalidArgument('VPMEM request must be an object');
-    return validate.hostPath(request.hostPath, 'VPMEM host path');
+    return validate.hostPath(this.#core.check(request, 'VPMEM request').hostPath, 'VPMEM host path');
   }
 
   /**
@@ -121,191 +121,46 @@ export class VpmemManagerImpl implements VpmemManager {
    * that device (or buddy region); an existing one must be at the same place (RECOVERY_FAILED).
    */
   async adopt(request: VpmemLayerRequest, layer: VpmemLayer): Promise<Lease<VpmemLayer>> {
-    if (this.config.os !== 'linux') throw new UvmError('NOT_SUPPORTED', 'VPMEM is only supported in LCOW UVMs');
-    if (request === null || typeof request !== 'object') throw invalidArgument('VPMEM request must be an object');
-    const hostPath = validate.hostPath(request.hostPath, 'VPMEM host path');
-    const lease = await this.#table.acquire(hostPath, async () => this.#claim(hostPath, layer));
-    const e = lease.value;
-    if (e.device !== layer.device || e.offset !== layer.offset) {
-      await lease.release();
-      throw new UvmError('RECOVERY_FAILED', `layer ${hostPath} is recorded on two VPMEM places`, { details: { hostPath } });
-    }
-    return layerLease(hostPath, lease);
+    return this.#core.adopt({ hostPath: this.#validate(request), size: undefined }, layer);
   }
 
   describe(): ResourceInfo[] {
-    const kind = this.config.vpmemMultiMapping ? 'vpmem-mapping' : 'vpmem-device';
-    return describeEntries(this.#table, kind, (e) =>
-      e
-        ? { hostPath: e.hostPath, slot: e.offset === undefined ? `${e.device}` : `${e.device}@${e.offset}`, guestPath: e.guestPath }
-        : {},
-    );
+    return this.#core.describe();
   }
 
   retryFailedTeardowns(): Promise<void> {
-    return this.#table.retryFailedTeardowns();
-  }
-
-  #place(hostPath: string, size: number | undefined): Placed<VpmemEntry> {
-    if (size === undefined) throw new UvmError('INVALID_STATE', `the size of ${hostPath} is needed to place it on VPMEM`);
-    const entry = this.config.vpmemMultiMapping ? this.#placeMapping(hostPath, size) : this.#placeDevice(hostPath, size);
-    return {
-      value: entry,
-      cancel: () => this.#free(entry),
-      // Something may still be attached after a failed Add: the slot is kept for a retried teardown.
-      commit: () =>
-        commitCombinedAdd(this.delivery, {
-          host: entry.host,
-          guest: entry.guest,
-          removal: entry.removal,
-          guestRemoval: entry.guestRemoval,
-          value: entry,
-          added: () => {
-            entry.state = 'added';
-            this.#log('debug', entry, 'added');
-          },
-          log: (level, message, err) => this.#log(level, entry, message, err),
-        }),
-    };
-  }
-
-  async #remove(e: VpmemEntry): Promise<void> {
-    const host = hostRequest(e.host.ResourcePath, 'Remove');
-    try {
-      await this.delivery.removeCombined(host, e.guestRemoval, e.removal);
-    } catch (err) {
-      this.#log('warn', e, 'remove failed; release() again to resume', err);
-      throw err;
-    }
-    e.state = 'removed';
-    this.#log('debug', e, 'removed');
-  }
-
-  /** Recovery: the entry of a layer already at `layer`'s place, which is claimed. */
-  #claim(hostPath: string, layer: VpmemLayer): VpmemEntry {
-    const mapped = layer.offset !== undefined;
-    if (mapped !== this.config.vpmemMultiMapping || !Number.isInteger(layer.device) || layer.device < 0 || layer.device >= this.config.vpmemCount) {
-      throw new UvmError('RECOVERY_FAILED', `layer ${hostPath}: the recorded VPMEM place does not fit this UVM`, { details: { hostPath } });
-    }
-    let entry: VpmemEntry;
-    if (layer.offset === undefined) {
-      this.#slots!.claim(layer.device);
-      entry = deviceEntry(hostPath, layer.device);
-    } else {
-      const size = layer.size ?? 0;
-      const dev = (this.#mapped[layer.device] ??= { allocator: new BuddyAllocator() });
-      dev.allocator.claim(layer.offset, size);
-      entry = mappingEntry(hostPath, layer.device, layer.offset, size);
-    }
-    entry.state = 'added';
-    this.#log('debug', entry, 'adopted');
-    return entry;
-  }
-
-  /** Default mode: the lowest free device, whole. */
-  #placeDevice(hostPath: string, size: number): VpmemEntry {
-    if (size > this.config.vpmemMaxSizeBytes) {
-      throw new UvmError('LAYER_TOO_LARGE', `layer ${hostPath} (${size} bytes) is larger than a VPMEM device`, {
-        details: { hostPath, size },
-      });
-    }
-    const device = this.#slots!.allocate();
-    if (device === undefined) throw new UvmError('NO_SLOT', `no free VPMEM device for ${hostPath}`, { details: { hostPath } });
-    return deviceEntry(hostPath, device);
-  }
-
-  /** Multi-mapping mode: the first device (lowest number) with room for the page-aligned file. */
-  #placeMapping(hostPath: string, fileSize: number): VpmemEntry {
-    const size = Math.max(PAGE_SIZE, Math.ceil(fileSize / PAGE_SIZE) * PAGE_SIZE);
-    if (size <= MAX_CLASS_SIZE) {
-      for (let device = 0; device < this.config.vpmemCount; device++) {
-        const dev = (this.#mapped[device] ??= { allocator: new BuddyAllocator() });
-        if (dev.allocator.allocatedCount >= MAX_MAPPINGS_PER_DEVICE) continue;
-        const region = dev.allocator.tryAllocate(size);
-        if (region === undefined) continue;
-        const offset = region.offset;
-        if (offset + size > this.config.vpmemMaxSizeBytes) {
-          dev.allocator.release(offset);
-          continue;
-        }
-        return mappingEntry(hostPath, device, offset, size);
-      }
-    }
-    throw new UvmError('NO_SLOT', `no VPMEM device has room for ${hostPath} (${size} bytes)`, { details: { hostPath, size } });
-  }
-
-  #free(e: VpmemEntry): void {
-    if (e.offset === undefined) this.#slots!.free(e.device);
-    else this.#mapped[e.device].allocator.release(e.offset);
-  }
-
-  #log(level: 'debug' | 'warn', e: VpmemEntry, msg: string, err?: unknown): void {
-    this.#logger[level](msg, {
-      [LogField.hostPath]: e.hostPath,
-      [LogField.device]: e.device,
-      ...(e.offset === undefined ? {} : { [LogField.offset]: e.offset }),
-      [LogField.guestPath]: e.guestPath,
-      [LogField.state]: e.state,
-      ...(err === undefined ? {} : { error: String(err) }),
-    });
+    return this.#core.retryFailedTeardowns();
   }
 }
 
-/** The entry of a whole-device layer (default mode). */
-function deviceEntry(hostPath: string, device: number): VpmemEntry {
-  const guestPath = guestPaths.vpmemDevice(device);
+function noVpmem(hostPath: string): UvmError {
+  return new UvmError('NO_SLOT', 'this UVM has no VPMEM devices', { details: { hostPath } });
+}
+
+/** The entry of a layer at `place`: its documents (a whole device, or a mapping). */
+function entry(hostPath: string, place: VpmemPlace): VpmemEntry {
+  const { device, offset, size } = place;
+  const mapped = offset !== undefined;
+  const guestPath = mapped ? guestPaths.vpmemMapping(device, offset, size!) : guestPaths.vpmemDevice(device);
+  const mapping = mapped ? { MappingInfo: { DeviceOffsetInBytes: offset, DeviceSizeInBytes: size } } : {};
   return {
     hostPath,
-    device,
+    ...place,
     guestPath,
-    host: hostRequest(resourcePaths.vpmemDevice(device), 'Add', { HostPath: hostPath, ReadOnly: true, ImageFormat: 'Vhd1' }),
-    guest: guestRequest('Add', 'VPMemDevice', { DeviceNumber: device, MountPath: guestPath }),
-    guestRemoval: guestRequest('Remove', 'VPMemDevice', { DeviceNumber: device, MountPath: guestPath }),
-    state: 'adding',
+    host: mapped
+      ? hostRequest(resourcePaths.vpmemMapping(device, offset), 'Add', { HostPath: hostPath, ImageFormat: 'Vhd1' })
+      : hostRequest(resourcePaths.vpmemDevice(device), 'Add', { HostPath: hostPath, ReadOnly: true, ImageFormat: 'Vhd1' }),
+    guest: guestRequest('Add', 'VPMemDevice', { DeviceNumber: device, MountPath: guestPath, ...mapping }),
+    guestRemoval: guestRequest('Remove', 'VPMemDevice', { DeviceNumber: device, MountPath: guestPath, ...mapping }),
     removal: newRemovalProgress(),
   };
 }
 
-/** The entry of a mapped layer (multi-mapping mode). */
-function mappingEntry(hostPath: string, device: number, offset: number, size: number): VpmemEntry {
-  const guestPath = guestPaths.vpmemMapping(device, offset, size);
-  return {
-    hostPath,
-    device,
-    offset,
-    size,
-    guestPath,
-    host: hostRequest(resourcePaths.vpmemMapping(device, offset), 'Add', { HostPath: hostPath, ImageFormat: 'Vhd1' }),
-    guest: guestRequest('Add', 'VPMemDevice', {
-      DeviceNumber: device,
-      MountPath: guestPath,
-      MappingInfo: { DeviceOffsetInBytes: offset, DeviceSizeInBytes: size },
-    }),
-    guestRemoval: guestRequest('Remove', 'VPMemDevice', {
-      DeviceNumber: device,
-      MountPath: guestPath,
-      MappingInfo: { DeviceOffsetInBytes: offset, DeviceSizeInBytes: size },
-    }),
-    state: 'adding',
-    removal: newRemovalProgress(),
-  };
-}
-
-function layerOf(hostPath: string, e: VpmemEntry): VpmemLayer {
-  const layer: VpmemLayer = { device: e.device, hostPath, guestPath: e.guestPath };
+function layerOf(e: VpmemEntry, p: VpmemParams): VpmemLayer {
+  const layer: VpmemLayer = { device: e.device, hostPath: p.hostPath, guestPath: e.guestPath };
   if (e.offset !== undefined) {
     layer.offset = e.offset;
     layer.size = e.size;
   }
   return layer;
-}
-
-/** The caller's lease of one layer. */
-function layerLease(hostPath: string, lease: Lease<VpmemEntry>): Lease<VpmemLayer> {
-  return new ReleasableLease(layerOf(hostPath, lease.value), () => lease.release());
-}
-
-/** The caller's reservation of one layer. */
-function layerReservation(hostPath: string, r: Reservation<VpmemEntry>): Reservation<VpmemLayer> {
-  return mapReservation(r, (e) => layerOf(hostPath, e));
 }
