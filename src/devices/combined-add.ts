@@ -2,7 +2,7 @@
  * The commit step of a resource with a host and a guest half in one Add (VPMEM, Plan9, LCOW vPCI),
  * shared by their policies: the combined Add; on failure, a `Residue` (the table keeps the entry
  * in `teardown-failed` for a retried teardown) when something may still be attached because the
- * compensating removal failed too, else the error.
+ * compensating removal failed too, else the error. The device core logs either outcome.
  */
 import { Residue } from '../core/refcounted-table.js';
 import { fullyRemoved, type RemovalProgress, type ResourceDelivery } from './guest-delivery.js';
@@ -17,21 +17,13 @@ export interface CombinedAdd<V> {
   guestRemoval?: GuestRequest;
   /** The table's value (kept as the residue). */
   value: V;
-  /** After the Add succeeded (a policy over the device core leaves it out: the core logs). */
-  added?(): void;
-  log?(level: 'warn', message: string, err: unknown): void;
 }
 
 export async function commitCombinedAdd<V>(delivery: ResourceDelivery, add: CombinedAdd<V>): Promise<void | Residue<V>> {
   try {
     await delivery.addCombined(add.host, add.guest, add.removal, add.guestRemoval);
   } catch (err) {
-    if (!fullyRemoved(add.removal)) {
-      add.log?.('warn', 'add failed and could not be undone; kept for a retried teardown', err);
-      return new Residue(err, add.value);
-    }
-    add.log?.('warn', 'add failed', err);
+    if (!fullyRemoved(add.removal)) return new Residue(err, add.value);
     throw err;
   }
-  add.added?.();
 }

@@ -16,12 +16,11 @@
  */
 import { randomUUID } from 'node:crypto';
 import { inject, injectable, optional, type ServiceIdentifier } from 'inversify';
-import { invalidArgument, UvmError } from '../core/errors.js';
-import { ReleasableLease, type Lease } from '../core/lease.js';
-import { LogField, Logger, withFields } from '../core/logger.js';
-import { RefCountedTable, type Residue } from '../core/refcounted-table.js';
+import { invalidArgument } from '../core/errors.js';
+import type { Lease } from '../core/lease.js';
+import { Logger } from '../core/logger.js';
 import { commitCombinedAdd } from './combined-add.js';
-import { describeEntries } from './describe-entries.js';
+import { DeviceCore, type DevicePlacement } from './device-core.js';
 import { UvmDeviceConfig } from './device-config.js';
 import type { DescribableManager, DeviceAcquireOptions, ResourceInfo } from './device-types.js';
 import { newRemovalProgress, ResourceDelivery } from './guest-delivery.js';
@@ -109,13 +108,19 @@ export function vpciCreateSection(devices: readonly VpciDevice[]): Record<string
   return Object.fromEntries(devices.map((d) => [d.vmbusGuid, vpciSettings(d.instancePath, d.virtualFunction)]));
 }
 
-type Key = string;
-const keyOf = (instancePath: string, vf: number): Key => `${instancePath}/${vf}`;
+const keyOf = (instancePath: string, vf: number): string => `${instancePath}/${vf}`;
 
+/** A validated request. */
+interface VpciParams {
+  readonly instancePath: string;
+  readonly virtualFunction: number;
+  readonly numa: boolean;
+}
+
+/** A policy over the device core (device-core.ts); boot devices are restored entries. */
 @injectable()
 export class VpciManagerImpl implements VpciManager {
-  readonly #logger: Logger;
-  readonly #table: RefCountedTable<Key, VpciDevice>;
+  readonly #core: DeviceCore<VpciParams, VpciDevice, VpciDevice>;
   /** Boot devices keep one reference for the UVM's lifetime (hcsshim: refCount starts at 1). */
   readonly #bootLeases: Lease<VpciDevice>[] = [];
   readonly #booting: Promise<void>;
@@ -127,11 +132,25 @@ export class VpciManagerImpl implements VpciManager {
     @inject(UvmLifecycle) lifecycle: UvmLifecycle,
     @inject(VpciBootDevices) @optional() boot: VpciBootDevices = [],
   ) {
-    this.#logger = withFields(logger, { [LogField.uvmId]: config.id, [LogField.kind]: 'vpci' });
-    this.#table = new RefCountedTable({ name: 'vpci-device', destroy: (d) => this.#remove(d) });
+    this.#core = new DeviceCore(config.id, config.os, logger, {
+      device: 'vpci',
+      kind: 'vpci-device',
+      key: (p) => keyOf(p.instancePath, p.virtualFunction),
+      place: (p) => this.#place(p),
+      remove: (d) => this.delivery.host(hostRequest(vpciResourcePath(d.vmbusGuid), 'Remove')),
+      // LCOW: where the guest finds a hot-added device (boot devices get no guest request).
+      where: (d) => ({ hostPath: d.instancePath, slot: d.vmbusGuid, guestPath: config.os === 'linux' && !d.boot ? `/sys/bus/vmbus/devices/${d.vmbusGuid}` : undefined }),
+      fields: (d) => ({ virtualFunction: d.virtualFunction }),
+      view: (d) => ({ ...d }),
+      claim: (p, d) => ({ instancePath: p.instancePath, virtualFunction: p.virtualFunction, vmbusGuid: d.vmbusGuid, boot: d.boot }),
+      conflict: (d, recorded) =>
+        d.boot || d.vmbusGuid === recorded.vmbusGuid
+          ? undefined
+          : `cannot adopt ${d.instancePath} function ${d.virtualFunction} as ${recorded.vmbusGuid}: it is assigned as ${d.vmbusGuid}`,
+    });
     this.#booting = Promise.all(
       boot.map(async (d) => {
-        this.#bootLeases.push(await this.#table.acquire(keyOf(d.instancePath, d.virtualFunction), async () => ({ ...d, boot: true })));
+        this.#bootLeases.push(await this.#core.adopt({ ...d, numa: false }, { ...d, boot: true }));
       }),
     ).then(() => undefined);
     // The VM is gone: the boot references go (their Remove makes no HCS call once terminated).
@@ -143,12 +162,7 @@ export class VpciManagerImpl implements VpciManager {
   async acquire(request: VpciDeviceRequest, options: DeviceAcquireOptions = {}): Promise<Lease<VpciDevice>> {
     const { instancePath, virtualFunction } = validateVpciRequest(request);
     await this.#booting;
-    const lease = await this.#table.acquire(
-      keyOf(instancePath, virtualFunction),
-      () => this.#add(instancePath, virtualFunction, request.propagateNumaAffinity === true),
-      options,
-    );
-    return new ReleasableLease({ ...lease.value }, () => lease.release());
+    return this.#core.acquire({ instancePath, virtualFunction, numa: request.propagateNumaAffinity === true }, options);
   }
 
   /**
@@ -159,55 +173,28 @@ export class VpciManagerImpl implements VpciManager {
   async adopt(request: VpciDeviceRequest, device: VpciDevice): Promise<Lease<VpciDevice>> {
     const { instancePath, virtualFunction } = validateVpciRequest(request);
     await this.#booting;
-    const lease = await this.#table.acquire(keyOf(instancePath, virtualFunction), async () => {
-      this.#log('debug', device, 'adopted');
-      return { instancePath, virtualFunction, vmbusGuid: device.vmbusGuid, boot: device.boot };
-    });
-    if (!lease.value.boot && lease.value.vmbusGuid !== device.vmbusGuid) {
-      await lease.release(); // the entry was there before: this drops only the reference just taken
-      throw new UvmError('RECOVERY_FAILED', `cannot adopt ${instancePath} function ${virtualFunction} as ${device.vmbusGuid}: it is assigned as ${lease.value.vmbusGuid}`, {
-        details: { reason: 'adopt', instancePath, virtualFunction },
-      });
-    }
-    return new ReleasableLease({ ...lease.value }, () => lease.release());
+    return this.#core.adopt({ instancePath, virtualFunction, numa: false }, device);
   }
 
   describe(): ResourceInfo[] {
-    // LCOW: where the guest finds a hot-added device (boot devices get no guest request).
-    const guestPath = (d: VpciDevice): string | undefined => (this.config.os === 'linux' && !d.boot ? `/sys/bus/vmbus/devices/${d.vmbusGuid}` : undefined);
-    return describeEntries(this.#table, 'vpci-device', (d) => (d ? { hostPath: d.instancePath, slot: d.vmbusGuid, guestPath: guestPath(d) } : {}));
+    return this.#core.describe();
   }
 
   retryFailedTeardowns(): Promise<void> {
-    return this.#table.retryFailedTeardowns();
+    return this.#core.retryFailedTeardowns();
   }
 
-  async #add(instancePath: string, virtualFunction: number, numa: boolean): Promise<VpciDevice | Residue<VpciDevice>> {
+  /** A new assignment: a random v4 VMBus GUID; the Add (with its guest half on LCOW, kept as a residue when it cannot be undone). */
+  #place({ instancePath, virtualFunction, numa }: VpciParams): DevicePlacement<VpciDevice> {
     const device: VpciDevice = { instancePath, virtualFunction, vmbusGuid: randomUUID(), boot: false };
     const host = hostRequest(vpciResourcePath(device.vmbusGuid), 'Add', vpciSettings(instancePath, virtualFunction, numa));
-    const assigned = (): void => this.#log('debug', device, 'assigned');
-    if (this.config.os === 'windows') {
-      await this.delivery.host(host);
-      assigned();
-      return device;
-    }
-    // LCOW: the guest half in the same Add (kept as a residue when it cannot be undone).
     const guest = guestRequest('Add', 'VPCIDevice', { VMBusGUID: device.vmbusGuid });
-    const log = (level: 'warn', message: string, err: unknown): void => this.#log(level, device, message, err);
-    return (await commitCombinedAdd(this.delivery, { host, guest, removal: newRemovalProgress(), value: device, added: assigned, log })) ?? device;
-  }
-
-  async #remove(device: VpciDevice): Promise<void> {
-    await this.delivery.host(hostRequest(vpciResourcePath(device.vmbusGuid), 'Remove'));
-    this.#log('debug', device, 'removed');
-  }
-
-  #log(level: 'debug' | 'warn', d: VpciDevice, message: string, err?: unknown): void {
-    this.#logger[level](message, {
-      [LogField.hostPath]: d.instancePath,
-      virtualFunction: d.virtualFunction,
-      vmbusGuid: d.vmbusGuid,
-      ...(err === undefined ? {} : { error: String(err) }),
-    });
+    return {
+      value: device,
+      commit: () =>
+        this.config.os === 'windows'
+          ? this.delivery.host(host)
+          : commitCombinedAdd(this.delivery, { host, guest, removal: newRemovalProgress(), value: device }),
+    };
   }
 }
