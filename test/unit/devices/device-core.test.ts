@@ -93,6 +93,21 @@ describe('DeviceCore', () => {
     expect(kit.docs().map((d) => (d as { RequestType: string }).RequestType)).to.deep.equal(['Add', 'Add', 'Remove', 'Remove']);
   });
 
+  it('concurrent acquires of one key make one Add and share it; the last release removes it', async () => {
+    const kit = await deviceKit({ os: 'windows' });
+    const { core } = toyCore(kit);
+    const gate = kit.hcs.gate(isAdd);
+    const pending = Promise.all([core.acquire({ pipe: 'a' }), core.acquire({ pipe: 'a' }), core.acquire({ pipe: 'a' })]);
+    await settle();
+    expect(core.describe().map((i) => [i.state, i.refCount])).to.deep.equal([['creating', 3]]);
+    gate.open();
+    const leases = await pending;
+    expect(kit.docs()).to.have.length(1);
+    await Promise.all(leases.map((l) => l.release()));
+    expect(kit.docs()).to.have.length(2);
+    expect(core.describe()).to.deep.equal([]);
+  });
+
   it('a placement that refuses (NO_SLOT) reserves nothing; a freed slot is handed out again, lowest first', async () => {
     const kit = await deviceKit({ os: 'windows' });
     const { core } = toyCore(kit);
