@@ -35,7 +35,7 @@ import {
 } from './assigned-devices.js';
 import { validateContainerId } from './container-id.js';
 import { checkAllocateOptions } from './allocate-options-schema.js';
-import { checkLayerFiles, checkMountFiles } from './host-files.js';
+import { allInOrder, checkLayerFiles, checkMountFiles } from './host-files.js';
 import { checkOciSpec } from '../oci/spec-schema.js';
 import { ContainerResources, type ContainerResourcesInit } from './container-resources.js';
 import { heldResource, teardownPhase, type HeldResource } from './held-resource.js';
@@ -190,9 +190,14 @@ async function prepareContainer(
   const os = uvm.facts.os;
   const source = rootfsSource(os, spec, options.rootfs);
   const hostFs = oncePerPath(uvm.hostFs); // a layer is stat'ed for its kind and for its size (LCOW) or kind (WCOW): one fs.stat
-  if (source.kind !== 'plan9-root') await checkLayerFiles(hostFs, source.inputs, spec);
-  const rootfs = await prepareRootfs(uvm, containerId, source, { ...options, hostFs });
-  const mountPlan = await planMounts(spec, uvm.facts, containerId, hostFs);
+  // The layers, the rootfs and the mounts need no answer from each other: their stats run at once
+  // (one round trip to the file system, not one per step: under load, every container's first
+  // HCS call waited for every other container's earlier steps); the first failure in this order wins.
+  const [, rootfs, mountPlan] = await allInOrder([
+    source.kind !== 'plan9-root' ? checkLayerFiles(hostFs, source.inputs, spec) : Promise.resolve(),
+    prepareRootfs(uvm, containerId, source, { ...options, hostFs }),
+    planMounts(spec, uvm.facts, containerId, hostFs),
+  ]);
   const devicePlan = planDevices(os, spec);
   await checkMountFiles(hostFs, mountPlan);
   return { containerId, os, rootfs, mountPlan, devicePlan };

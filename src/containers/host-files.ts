@@ -65,7 +65,17 @@ export async function checkMountFiles(hostFs: HostFs, mounts: readonly PlannedMo
 
 /** Waits for every check, then throws the first failure in input order (deterministic). */
 async function firstFailure(checks: Promise<void>[]): Promise<void> {
-  const results = await Promise.allSettled(checks);
+  await allInOrder(checks);
+}
+
+/**
+ * Waits for every promise, then resolves with their values, or throws the first failure in input
+ * order: I/O that does not depend on each other runs at once with the errors of running it one
+ * step after the other.
+ */
+export async function allInOrder<T extends readonly unknown[]>(tasks: readonly [...{ [K in keyof T]: Promise<T[K]> }]): Promise<T> {
+  const results = await Promise.allSettled(tasks);
   const failed = results.find((r): r is PromiseRejectedResult => r.status === 'rejected');
   if (failed) throw failed.reason;
+  return results.map((r) => (r as PromiseFulfilledResult<unknown>).value) as unknown as T;
 }

@@ -22,23 +22,54 @@ export interface HostFs {
 /** DI token of the `HostFs` port. */
 export const HostFs: ServiceIdentifier<HostFs> = Symbol.for('uvm-orchestrator.HostFs');
 
+/**
+ * The same call for one path asked several times in one synchronous run of code (e.g. fifty
+ * allocations started together, each stat'ing the shared layers) is made once. The call is made
+ * from a microtask, after every caller of the batch asked, so each sees the path as it was after
+ * its own request (nothing older). Each caller turns the outcome into its own result or error.
+ */
+class Batched<T> {
+  #batch: Map<string, Promise<T>> | undefined;
+
+  constructor(private readonly call: (path: string) => Promise<T>) {}
+
+  ask(path: string): Promise<T> {
+    let batch = this.#batch;
+    if (batch === undefined) {
+      const opened = new Map<string, Promise<T>>();
+      batch = this.#batch = opened;
+      // Queued before any call of the batch: closes it before the first call is made.
+      queueMicrotask(() => {
+        if (this.#batch === opened) this.#batch = undefined;
+      });
+    }
+    let pending = batch.get(path);
+    if (pending === undefined) {
+      pending = Promise.resolve().then(() => this.call(path));
+      batch.set(path, pending);
+    }
+    return pending;
+  }
+}
+
 /** HostFs over node:fs. */
 export class NodeHostFs implements HostFs {
-  async stat(path: string): Promise<HostStat> {
-    try {
-      const s = await fs.stat(path);
-      return { isFile: s.isFile(), isDirectory: s.isDirectory(), size: s.size };
-    } catch (err) {
-      throw new UvmError('NOT_FOUND', `cannot stat ${path}`, { cause: err, details: { hostPath: path } });
-    }
+  readonly #stat = new Batched((path) => fs.stat(path));
+  readonly #realpath = new Batched((path) => fs.realpath(path));
+
+  stat(path: string): Promise<HostStat> {
+    return this.#stat.ask(path).then(
+      (s) => ({ isFile: s.isFile(), isDirectory: s.isDirectory(), size: s.size }),
+      (err: unknown) => {
+        throw new UvmError('NOT_FOUND', `cannot stat ${path}`, { cause: err, details: { hostPath: path } });
+      },
+    );
   }
 
-  async realpath(path: string): Promise<string> {
-    try {
-      return await fs.realpath(path);
-    } catch (err) {
+  realpath(path: string): Promise<string> {
+    return this.#realpath.ask(path).catch((err: unknown) => {
       throw new UvmError('NOT_FOUND', `cannot resolve ${path}`, { cause: err, details: { hostPath: path } });
-    }
+    });
   }
 }
 

@@ -203,9 +203,56 @@ export function isKeepingProcessAlive(): boolean {
 
 type CancelReason = 'timeout' | 'abort';
 
+/**
+ * Deadlines of at least `SHARED_DEADLINE_MIN_MS` share timers: those of one length started within
+ * `DEADLINE_JOIN_MS` of each other fire together from one timer, up to `DEADLINE_JOIN_MS` late,
+ * never early (a timer per call cost more than the rest of the call's bookkeeping; every modify has
+ * a 4-minute deadline by default). Shorter deadlines get a timer each, exact.
+ */
+const SHARED_DEADLINE_MIN_MS = 1000;
+const DEADLINE_JOIN_MS = 10;
+
+interface DeadlineGroup {
+  timer: NodeJS.Timeout | undefined;
+  openUntil: number;
+  readonly entries: Set<() => void>;
+}
+
+/** The group still taking deadlines, per length. */
+const openGroups = new Map<number, DeadlineGroup>();
+
+/** Calls `fire` after `ms` (up to DEADLINE_JOIN_MS later when `ms` ≥ 1 s); returns the disarm. */
+function armDeadline(ms: number, fire: () => void): () => void {
+  if (ms < SHARED_DEADLINE_MIN_MS) {
+    const timer = setTimeout(fire, ms);
+    return () => clearTimeout(timer);
+  }
+  const now = performance.now();
+  let group = openGroups.get(ms);
+  if (group === undefined || group.openUntil < now) {
+    const created: DeadlineGroup = { timer: undefined, openUntil: now + DEADLINE_JOIN_MS, entries: new Set() };
+    created.timer = setTimeout(() => {
+      if (openGroups.get(ms) === created) openGroups.delete(ms);
+      created.timer = undefined;
+      for (const f of created.entries) f();
+      created.entries.clear();
+    }, ms + DEADLINE_JOIN_MS);
+    openGroups.set(ms, created);
+    group = created;
+  }
+  const joined = group;
+  joined.entries.add(fire);
+  return () => {
+    if (!joined.entries.delete(fire) || joined.entries.size > 0) return;
+    if (joined.timer !== undefined) clearTimeout(joined.timer);
+    joined.timer = undefined;
+    if (openGroups.get(ms) === joined) openGroups.delete(ms);
+  };
+}
+
 class Deadline {
   reason: CancelReason | undefined;
-  #timer: NodeJS.Timeout | undefined;
+  #disarm: (() => void) | undefined;
   #onAbort: (() => void) | undefined;
   #listeners: (() => void)[] = [];
 
@@ -220,7 +267,7 @@ class Deadline {
       signal.addEventListener('abort', this.#onAbort, { once: true });
     }
     const t = options?.timeoutMs;
-    if (t !== undefined) this.#timer = setTimeout(() => this.fire('timeout'), Math.max(0, t));
+    if (t !== undefined) this.#disarm = armDeadline(Math.max(0, t), () => this.fire('timeout'));
   }
 
   /** Calls `fn` once when the call is cancelled (at once if it already is). */
@@ -236,7 +283,8 @@ class Deadline {
   }
 
   dispose(): void {
-    if (this.#timer) clearTimeout(this.#timer);
+    this.#disarm?.();
+    this.#disarm = undefined;
     if (this.#onAbort) this.options?.signal?.removeEventListener('abort', this.#onAbort);
     this.#listeners = [];
   }
@@ -302,6 +350,18 @@ class SlotScheduler {
     let n = 0;
     for (const lane of this.#lanes.values()) n += lane.normal.length + lane.teardown.length;
     return n;
+  }
+
+  /**
+   * Starts `start` at once when its lane has nothing queued and a slot is free (the common case:
+   * no task object, no queue); false otherwise.
+   */
+  startNow(laneName: string, teardown: boolean, start: () => Promise<unknown>): boolean {
+    const lane = this.#lanes.get(laneName);
+    if (lane !== undefined && (teardown ? lane.teardown : lane.normal).length > 0) return false;
+    if (teardown ? this.#active >= this.max : this.#active >= this.max - this.reserve || (lane?.active ?? 0) >= this.perLane) return false;
+    this.#start({ lane: laneName, teardown, start, queued: false }, lane ?? this.#lane(laneName));
+    return true;
   }
 
   submit(task: Task): void {
@@ -471,8 +531,23 @@ export class OperationDriver {
    * HcsError HCS_ERROR (HCS failure), TIMEOUT or ABORTED (at the deadline / abort, at once; see
    * `lateOutcomeOf` for the outcome of a call that had reached HCS).
    */
-  async run(req: OperationRequest): Promise<string | undefined> {
-    checkTimeout(req.options);
+  run(req: OperationRequest): Promise<string | undefined> {
+    const options = req.options;
+    if (options === undefined || (options.signal === undefined && options.timeoutMs === undefined)) {
+      // Fast path: nothing can cancel the call, so no deadline; with a free slot, no queue either.
+      let started: Started<string | undefined> | undefined;
+      const begun = this.#operations.startNow(req.systemId ?? '', req.teardown === true, () => {
+        started = this.#execute(req);
+        return started.settled;
+      });
+      if (begun) return pendingPromises.track('hcs-operation', started!.result);
+    } else {
+      try {
+        checkTimeout(options);
+      } catch (err) {
+        return Promise.reject(err);
+      }
+    }
     return pendingPromises.track('hcs-operation', this.#schedule(this.#operations, req, req.teardown === true, () => this.#execute(req)));
   }
 
@@ -519,35 +594,33 @@ export class OperationDriver {
         deadline.dispose();
         fn();
       };
-      const task: Task = {
-        lane: req.systemId ?? '',
-        teardown,
-        queued: false,
-        start: () => {
-          if (deadline.reason) {
-            finish(() => reject(cancelledError(req, deadline.reason!, false)));
-            return Promise.resolve();
-          }
-          const started = begin();
-          started.result.then(
-            (v) => finish(() => resolve(v)),
-            (e: unknown) => finish(() => reject(e)),
-          );
-          deadline.onFire(() =>
-            finish(() => {
-              started.onAbandon?.();
-              if (started.undoLate) {
-                const undo = started.undoLate;
-                void started.settled.then((o) => {
-                  if (o.applied) undo(o.value);
-                });
-              }
-              reject(withLateOutcome(cancelledError(req, deadline.reason!, true), started.settled));
-            }),
-          );
-          return started.settled;
-        },
+      const start = (): Promise<unknown> => {
+        if (deadline.reason) {
+          finish(() => reject(cancelledError(req, deadline.reason!, false)));
+          return Promise.resolve();
+        }
+        const started = begin();
+        started.result.then(
+          (v) => finish(() => resolve(v)),
+          (e: unknown) => finish(() => reject(e)),
+        );
+        deadline.onFire(() =>
+          finish(() => {
+            started.onAbandon?.();
+            if (started.undoLate) {
+              const undo = started.undoLate;
+              void started.settled.then((o) => {
+                if (o.applied) undo(o.value);
+              });
+            }
+            reject(withLateOutcome(cancelledError(req, deadline.reason!, true), started.settled));
+          }),
+        );
+        return started.settled;
       };
+      const lane = req.systemId ?? '';
+      if (scheduler.startNow(lane, teardown, start)) return;
+      const task: Task = { lane, teardown, queued: false, start };
       deadline.onFire(() => {
         if (scheduler.withdraw(task)) finish(() => reject(cancelledError(req, deadline.reason!, false)));
       });
@@ -559,37 +632,56 @@ export class OperationDriver {
     const lib = this.#lib;
     const callback = completionCallback(lib);
     const id = allocateContext();
-    let completedFn!: () => void;
-    const done = new Promise<void>((resolve) => (completedFn = resolve));
-    const entry: PendingEntry = { complete: completedFn, inputs: req.inputs };
-    track(id, entry);
     let op: OperationHandle | null = null;
     let closed = false;
-    const result = (async (): Promise<string | undefined> => {
-      try {
-        op = lib.createOperation(id, callback);
-        if (op === null) {
-          throw new HcsError({ op: req.op, systemId: req.systemId, hresult: HResult.E_OUTOFMEMORY, text: 'HcsCreateOperation failed' });
+    let resolveResult!: (value: string | undefined) => void;
+    let rejectResult!: (error: unknown) => void;
+    const result = new Promise<string | undefined>((resolve, reject) => {
+      resolveResult = resolve;
+      rejectResult = reject;
+    });
+    const close = (): void => {
+      closed = true;
+      if (op !== null) lib.closeOperation(op);
+      // Inputs stay referenced by `entry` until here, after HCS is done with the operation.
+      entry.inputs = undefined;
+      untrack(id);
+    };
+    const entry: PendingEntry = {
+      // HCS completed the operation (drained on the main thread): read its result, then close it.
+      complete: () => {
+        let failure: { error: unknown } | undefined;
+        let value: string | undefined;
+        try {
+          const r = lib.getOperationResult(op!);
+          if (r.hr >= 0) value = r.document === '' ? undefined : r.document;
+          else failure = { error: hcsErrorFromResult(req.op, r.hr, r.document, req.systemId) };
+        } catch (err) {
+          failure = { error: err };
         }
-        const hr = req.call(op);
-        if (hr < 0) {
-          // The call itself failed: the operation never started and will not complete. Its result
-          // (if any) carries the error document, as hcsshim reads it.
-          const r = lib.getOperationResult(op);
-          throw hcsErrorFromResult(req.op, hr, r.hr < 0 ? r.document : undefined, req.systemId);
-        }
-        await done;
-        const r = lib.getOperationResult(op);
-        if (r.hr >= 0) return r.document === '' ? undefined : r.document;
-        throw hcsErrorFromResult(req.op, r.hr, r.document, req.systemId);
-      } finally {
-        closed = true;
-        if (op !== null) lib.closeOperation(op);
-        // Inputs stay referenced by `entry` until here, after HCS is done with the operation.
-        entry.inputs = undefined;
-        untrack(id);
+        close();
+        if (failure) rejectResult(failure.error);
+        else resolveResult(value);
+      },
+      inputs: req.inputs,
+    };
+    track(id, entry);
+    try {
+      op = lib.createOperation(id, callback);
+      if (op === null) {
+        throw new HcsError({ op: req.op, systemId: req.systemId, hresult: HResult.E_OUTOFMEMORY, text: 'HcsCreateOperation failed' });
       }
-    })();
+      const hr = req.call(op);
+      if (hr < 0) {
+        // The call itself failed: the operation never started and will not complete. Its result
+        // (if any) carries the error document, as hcsshim reads it.
+        const r = lib.getOperationResult(op);
+        throw hcsErrorFromResult(req.op, hr, r.hr < 0 ? r.document : undefined, req.systemId);
+      }
+    } catch (err) {
+      close();
+      rejectResult(err);
+    }
     const settled = result.then(
       (value): LateOutcome => ({ applied: true, value }),
       (error: unknown): LateOutcome => ({ applied: false, error }),

@@ -60,9 +60,13 @@ export function omitEmpty<T>(value: T): T {
     return value.map((v) => omitEmpty(v)) as unknown as T;
   }
   if (value !== null && typeof value === 'object') {
+    // for…in over own keys and no Object.entries / Object.keys arrays: this runs for every
+    // document the managers send (allocation-free apart from the result).
     const out: Record<string, unknown> = {};
-    for (const [k, v] of Object.entries(value as Record<string, unknown>)) {
-      const cleaned = omitEmpty(v);
+    const source = value as Record<string, unknown>;
+    for (const k in source) {
+      if (!Object.hasOwn(source, k)) continue;
+      const cleaned = omitEmpty(source[k]);
       if (isEmpty(cleaned)) continue;
       out[k] = cleaned;
     }
@@ -74,6 +78,9 @@ export function omitEmpty<T>(value: T): T {
 function isEmpty(v: unknown): boolean {
   if (v === undefined || v === null || v === false || v === 0 || v === '') return true;
   if (Array.isArray(v)) return v.length === 0;
-  if (typeof v === 'object') return Object.keys(v as object).length === 0;
+  if (typeof v === 'object') {
+    for (const k in v) if (Object.hasOwn(v, k)) return false;
+    return true;
+  }
   return false;
 }

@@ -68,13 +68,17 @@ export async function prepareLcowLayers(
 ): Promise<PreparedLcowLayers> {
   validateContainerId(containerId);
   assertGuestOs(uvm, 'linux', 'LCOW layers');
-  const scratchHostPath = await uvm.hostFs.realpath(inputs.scratchVhd);
-  const vpmem = await Promise.all(
+  // The scratch's realpath and the layers' stats at once (the scratch's failure first).
+  const scratch = uvm.hostFs.realpath(inputs.scratchVhd);
+  const sizes = Promise.all(
     inputs.layers.map(async (layer) => {
       const skip = vpmemSkipReason(uvm.facts, layer);
       return skip ? { skip } : { size: (await uvm.hostFs.stat(layer.hostPath)).size };
     }),
   );
+  sizes.catch(() => undefined); // reported after the scratch's failure, if any
+  const scratchHostPath = await scratch;
+  const vpmem = await sizes;
   return { containerId, inputs, scratchHostPath, vpmem, encrypted: options.encryptScratch === true };
 }
 

@@ -117,8 +117,11 @@ export async function planMounts(spec: OciSpec, facts: UvmFacts, containerId: st
   if (!Array.isArray(mounts)) throw new UvmError('INVALID_SPEC', 'mounts must be an array', { details: { field: 'mounts' } });
   const planned: PlannedMount[] = [];
   const seen = new Map<string, number>();
-  for (const [index, mount] of mounts.entries()) {
-    const plannedMount = await planMount(mount, index, facts, hostFs);
+  // Every mount's stat at once; then in spec order, so the first bad mount is reported as before.
+  const plans = await Promise.allSettled(mounts.map((mount, index) => planMount(mount, index, facts, hostFs)));
+  for (const [index, plan] of plans.entries()) {
+    if (plan.status === 'rejected') throw plan.reason;
+    const plannedMount = plan.value;
     const first = seen.get(plannedMount.mount.destination);
     if (first !== undefined) {
       throw new UvmError('MOUNT_CONFLICT', `mounts[${first}] and mounts[${index}] have the same destination ${plannedMount.mount.destination}`, {

@@ -1,6 +1,10 @@
 import { expect } from 'chai';
 import { FakeHostFs } from '../../../src/core/fake-host-fs.js';
-import { oncePerPath } from '../../../src/core/host-fs.js';
+import { NodeHostFs, oncePerPath } from '../../../src/core/host-fs.js';
+import { promises as fsPromises, mkdtempSync, realpathSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import sinon from 'sinon';
 import { UvmError } from '../../../src/core/errors.js';
 
 describe('oncePerPath (one allocation asks the file system once per path)', () => {
@@ -21,5 +25,48 @@ describe('oncePerPath (one allocation asks the file system once per path)', () =
     const errors = await Promise.all([fs.stat('/missing'), fs.stat('/missing')].map((p) => p.then(() => undefined, (err: unknown) => err)));
     expect(errors.every((e) => UvmError.is(e, 'NOT_FOUND'))).to.equal(true);
     expect(errors[0]).to.not.equal(errors[1]);
+  });
+});
+
+describe('NodeHostFs (the same path asked in one synchronous run: one fs call)', () => {
+  let dir: string;
+  let stat: sinon.SinonSpy;
+  let realpath: sinon.SinonSpy;
+  beforeEach(() => {
+    dir = mkdtempSync(join(tmpdir(), 'host-fs-'));
+    stat = sinon.spy(fsPromises, 'stat');
+    realpath = sinon.spy(fsPromises, 'realpath');
+  });
+  afterEach(() => {
+    sinon.restore();
+    rmSync(dir, { recursive: true, force: true });
+  });
+
+  it('asks once per path and batch; each caller gets its own result', async () => {
+    const file = join(dir, 'layer.vhd');
+    writeFileSync(file, 'abc');
+    const hostFs = new NodeHostFs();
+    const [a, b, c] = await Promise.all([hostFs.stat(file), hostFs.stat(file), hostFs.stat(dir)]);
+    expect(a).to.deep.equal({ isFile: true, isDirectory: false, size: 3 });
+    expect(b).to.deep.equal(a);
+    expect(b).to.not.equal(a);
+    expect(c.isDirectory).to.equal(true);
+    expect(await Promise.all([hostFs.realpath(file), hostFs.realpath(file)])).to.deep.equal([file, file].map((p) => realpathSync(p)));
+    expect(stat.callCount).to.equal(2);
+    expect(realpath.callCount).to.equal(1);
+  });
+
+  it('never answers with what the path was before the caller asked; a failure is each caller’s own error', async () => {
+    const file = join(dir, 'late.vhd');
+    const hostFs = new NodeHostFs();
+    const missing = [hostFs.stat(file), hostFs.stat(file)].map((p) => p.then(() => undefined, (err: unknown) => err));
+    writeFileSync(file, 'x'); // created before the batch's call is made (it runs after every caller asked)
+    const created = await Promise.all(missing);
+    expect(created).to.deep.equal([undefined, undefined]);
+    rmSync(file);
+    // The batch above is over: this asks again and sees the file gone.
+    const errors = await Promise.all([hostFs.stat(file), hostFs.realpath(file)].map((p) => p.then(() => undefined, (err: unknown) => err)));
+    expect(UvmError.is(errors[0], 'NOT_FOUND') && UvmError.is(errors[1], 'NOT_FOUND')).to.equal(true);
+    expect(stat.callCount).to.equal(2);
   });
 });

@@ -306,6 +306,52 @@ describe('OperationDriver (scripted library)', function () {
     expect(a.done && b.done).to.equal(true);
   });
 
+  it('long deadlines share a timer: fired together, never early, at most 10 ms late; a finished call leaves no timer', async function () {
+    clock = sinon.useFakeTimers({ toFake: ['setTimeout', 'clearTimeout', 'setInterval', 'clearInterval'] });
+    const timers = clock.countTimers();
+    const done = settled(run({ timeoutMs: 60_000 }));
+    await flush();
+    expect(clock.countTimers(), 'one timer for the deadline').to.equal(timers + 1);
+    lib.complete(lib.last());
+    await flush();
+    expect(done).to.deep.equal({ done: true, value: undefined });
+    expect(clock.countTimers(), 'its timer is cleared with its last call').to.equal(timers);
+
+    const a = settled(run({ timeoutMs: 60_000 }));
+    const b = settled(run({ timeoutMs: 60_000 }));
+    await flush();
+    expect(clock.countTimers(), 'two calls started together: one timer').to.equal(timers + 1);
+    clock.tick(60_000 - 1);
+    await flush();
+    expect(a.done || b.done, 'never early').to.equal(false);
+    clock.tick(11);
+    await flush();
+    expect([(a.error as HcsError).code, (b.error as HcsError).code]).to.deep.equal(['TIMEOUT', 'TIMEOUT']);
+    lib.complete(lib.ops[1]);
+    lib.complete(lib.ops[2]);
+    await flush();
+    expect(pendingOperationCount()).to.equal(0);
+    expect(clock.countTimers()).to.equal(timers);
+  });
+
+  it('without a deadline or signal a call with a free slot starts at once (no queue); with the slots taken it waits', async function () {
+    const a = run();
+    expect(lib.ops, 'created synchronously').to.have.length(1);
+    const b = run();
+    const c = settled(run());
+    expect(lib.ops).to.have.length(2);
+    expect(driver.size).to.equal(3);
+    lib.complete(lib.ops[0]);
+    await flush();
+    expect(lib.ops).to.have.length(3);
+    lib.complete(lib.ops[1]);
+    lib.complete(lib.ops[2]);
+    await Promise.all([a, b]);
+    await flush();
+    expect(c.done).to.equal(true);
+    expect(driver.size).to.equal(0);
+  });
+
   it('rejects bad options with INVALID_ARGUMENT', async function () {
     expect(() => new OperationDriver(lib, { maxConcurrentOperations: 0 })).to.throw(UvmError).with.property('code', 'INVALID_ARGUMENT');
     const p = settled(run({ timeoutMs: Number.NaN }));

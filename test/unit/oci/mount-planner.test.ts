@@ -2,6 +2,7 @@ import { expect } from 'chai';
 import type { ScsiDiskRequest } from '../../../src/devices/device-types.js';
 import { deviceKit } from '../devices/device-test-kit.js';
 import { FakeHostFs } from '../../../src/core/fake-host-fs.js';
+import type { HostFs } from '../../../src/core/host-fs.js';
 import type { UvmErrorCode } from '../../../src/core/errors.js';
 import { planMounts, type PlannedMount } from '../../../src/oci/mount-planner.js';
 import type { OciMount, OciSpec } from '../../../src/oci/oci-spec.js';
@@ -222,6 +223,33 @@ describe('planMounts', () => {
       [1, 'device'],
       [2, 'device'],
     ]);
+  });
+
+  it('stats every mount at once, and still reports the first bad mount in spec order', async () => {
+    const inner = hostFs();
+    let inFlight = 0;
+    let most = 0;
+    const slowFirst: HostFs = {
+      // mounts[0] answers last: its error must still win over the later mounts' errors.
+      stat: async (path) => {
+        inFlight++;
+        most = Math.max(most, inFlight);
+        for (let i = 0; i < (path === '/missing-0' ? 5 : 1); i++) await Promise.resolve();
+        inFlight--;
+        return inner.stat(path);
+      },
+      realpath: (path) => inner.realpath(path),
+    };
+    const spec: OciSpec = {
+      mounts: [
+        { destination: '/a', type: 'bind', source: '/missing-0' },
+        { destination: '/b', type: 'bind', source: '/missing-1' },
+        { destination: '/c', type: 'bind', source: '/data' },
+      ],
+    };
+    const err = await expectCode(planMounts(spec, fakeFacts('linux'), 'c1', slowFirst), 'NOT_FOUND');
+    expect(err.details.mountIndex).to.equal(0);
+    expect(most, 'the stats ran at once').to.equal(3);
   });
 
   it('plans no mounts when the spec has none', async () => {
