@@ -159,6 +159,7 @@ export async function commitComposition(
   reserved: { cancel(): void },
   options: DeviceAcquireOptions & { logger?: Logger },
   compose: (builder: CompositionBuilder) => Promise<ComposedLayers>,
+  containerRootPath?: string,
 ): Promise<ComposedLayers> {
   const { signal } = options;
   if (signal?.aborted) {
@@ -166,10 +167,13 @@ export async function commitComposition(
     throw abortError(signal);
   }
   const builder = new CompositionBuilder(uvm, options.logger);
+  const announced = containerRootPath === undefined ? undefined : uvm.announceOverlay?.(containerRootPath);
   try {
     return await compose(builder);
   } catch (err) {
     throw await builder.rollback(err);
+  } finally {
+    announced?.();
   }
 }
 

@@ -9,6 +9,13 @@ import type { GuestRequestSender, LeftoverSink, ScsiManager, UvmFacts, VpmemMana
 /** What composing (CombinedLayers, rollback) needs: the guest overlay and where failed rollbacks go. */
 export interface CompositionPort extends GuestRequestSender, LeftoverSink {
   readonly facts: Pick<UvmFacts, 'id' | 'os'>;
+  /**
+   * A journaled port's (docs/recovery.md "Announcements"): the CombinedLayers Add of
+   * `containerRootPath` that the composition sends once its reservations are committed, journaled
+   * ahead together with them. Called before the first commit; the returned function once the
+   * composition is over (an Add not sent is dropped from the journal).
+   */
+  announceOverlay?(containerRootPath: string): () => void;
 }
 
 /** What the slot counts of a plan read: the VPMEM devices and SCSI slots in use. */

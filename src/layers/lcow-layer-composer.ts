@@ -11,7 +11,7 @@ import { ReservationBatch, taken } from '../core/reservation-batch.js';
 import { validateContainerId } from '../containers/container-id.js';
 import { lcowContainerRoot, lcowRootfsPath, lcowScratchDir } from '../oci/container-paths.js';
 import type { HeldResource } from '../containers/held-resource.js';
-import { assertGuestOs, commitComposition, type ComposedLayer, type ComposedLayers } from './composed-layers.js';
+import { assertGuestOs, commitComposition, type ComposedLayer, type ComposedLayers, type CompositionBuilder } from './composed-layers.js';
 import type { LcowLayerInput, LcowLayerInputs } from './layer-inputs.js';
 import { vpmemSkipReason, type ScsiLayerReason, type VpmemSkipReason } from './layer-plan.js';
 
@@ -132,7 +132,8 @@ export function reserveLcowLayers(uvm: Pick<LcowLayersPort, 'scsi' | 'vpmem'>, p
 export async function commitLcowLayers(uvm: CompositionPort, reserved: ReservedLcowLayers, options: ComposeLcowLayersOptions = {}): Promise<ComposedLayers> {
   const { containerId } = reserved.prepared;
   const { signal } = options;
-  return commitComposition(uvm, reserved, options, async (builder) => {
+  const rootfsPath = lcowRootfsPath(containerId);
+  const compose = async (builder: CompositionBuilder): Promise<ComposedLayers> => {
     const layerPieces = reserved.layers.map(async (r): Promise<Piece> => {
       const reservation = taken(r.reservation as Reservation<VpmemLayer | ScsiDisk> | undefined, `layer ${r.index}`);
       const lease: Lease<VpmemLayer | ScsiDisk> = await reservation.commit({ signal });
@@ -153,7 +154,6 @@ export async function commitLcowLayers(uvm: CompositionPort, reserved: ReservedL
     if (scratchMountPath === undefined || layers.some((l) => l.guestPath === '')) {
       throw new UvmError('INVALID_STATE', 'a layer or the scratch disk has no guest mount path');
     }
-    const rootfsPath = lcowRootfsPath(containerId);
     const scratchPath = lcowScratchDir(scratchMountPath, containerId);
     await builder.combineLayers(
       {
@@ -167,7 +167,8 @@ export async function commitLcowLayers(uvm: CompositionPort, reserved: ReservedL
     );
     const scratchHostPath = reserved.prepared.scratchHostPath;
     return builder.finish({ os: 'linux', containerId, rootfsPath, scratchMountPath, scratchPath, scratchHostPath, layers });
-  });
+  };
+  return commitComposition(uvm, reserved, options, compose, rootfsPath);
 }
 
 /** A layer or the scratch, acquired but not yet held by the composition. */

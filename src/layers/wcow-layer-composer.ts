@@ -11,7 +11,7 @@ import { ReservationBatch, taken } from '../core/reservation-batch.js';
 import { statKind } from '../devices/validation.js';
 import { hostPaths } from '../devices/host-paths.js';
 import { validateContainerId } from '../containers/container-id.js';
-import { assertGuestOs, commitComposition, type ComposedLayer, type ComposedLayers } from './composed-layers.js';
+import { assertGuestOs, commitComposition, type ComposedLayer, type ComposedLayers, type CompositionBuilder } from './composed-layers.js';
 import type { WcowLayerInputs } from './layer-inputs.js';
 
 export interface ComposeWcowLayersOptions extends DeviceAcquireOptions {
@@ -83,7 +83,7 @@ export function reserveWcowLayers(uvm: Pick<WcowLayersPort, 'scsi' | 'vsmb'>, pr
 export async function commitWcowLayers(uvm: CompositionPort, reserved: ReservedWcowLayers, options: ComposeWcowLayersOptions = {}): Promise<ComposedLayers> {
   const { containerId, inputs, ids, scratchHostPath } = reserved.prepared;
   const { signal } = options;
-  return commitComposition(uvm, reserved, options, async (builder) => {
+  const compose = async (builder: CompositionBuilder): Promise<ComposedLayers> => {
     const pieces = await builder.holdAll<Omit<HeldResource, 'release'>>(
       [
         ...reserved.layers.map((r, index) =>
@@ -119,7 +119,9 @@ export async function commitWcowLayers(uvm: CompositionPort, reserved: ReservedW
       { signal },
     );
     return builder.finish({ os: 'windows', containerId, rootfsPath, scratchMountPath: rootfsPath, scratchHostPath, layers });
-  });
+  };
+  // The overlay's root is the scratch's mount path, placed when it was reserved.
+  return commitComposition(uvm, reserved, options, compose, reserved.scratch?.value?.guestPath);
 }
 
 /**

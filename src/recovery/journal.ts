@@ -30,7 +30,7 @@ import {
   type LeaseRecordKind,
 } from './journal-format.js';
 import { JournalLock } from './journal-lock.js';
-import type { PartChange, PartRecord } from './parts.js';
+import type { HcsPart, PartChange, PartRecord } from './parts.js';
 import { derivedParts } from './reconcile.js';
 
 export { writeFileAtomic } from './durable-file.js';
@@ -142,8 +142,15 @@ export class RecoveryJournal {
   #version = 0;
   /** The highest version known to be on disk. */
   #durable = 0;
-  /** Changes waiting for a write, in version order. */
+  /** Changes waiting for a write (each resolves once the durable version reaches its own). */
   #waiters: Waiter[] = [];
+  /**
+   * Parts announced ahead of their calls (`announce`) that no intent has claimed yet: key → the
+   * version that journals the announcement, and the announcement it belongs to.
+   */
+  #announced = new Map<string, { version: number; by: Announcement }>();
+  /** Announcements not withdrawn yet (their calls are under way). */
+  readonly #open = new Set<Announcement>();
   /** The writer, while it runs. */
   #writer: Promise<void> | undefined;
   /** The descriptor the writer appends through (open while it runs, and briefly after). */
@@ -164,6 +171,8 @@ export class RecoveryJournal {
   writes = 0;
   /** Number of compactions so far (diagnostics and tests). */
   compactions = 0;
+  /** Announced parts withdrawn unclaimed (their calls were not made, or derived another key: diagnostics and tests). */
+  unclaimed = 0;
 
   /** The owner's lock (docs/recovery.md "Ownership"); absent for a journal built in memory. */
   readonly #lock: JournalLock | undefined;
@@ -298,16 +307,24 @@ export class RecoveryJournal {
   /**
    * Write-ahead: journals the parts a call is about to add (`adding`), update or remove
    * (`removing`). Resolves once durable when the call adds a part (recovery must know it to undo
-   * it); removals and updates are journaled ahead in order but not waited for: recovery does the
-   * same for an unclaimed part whether it is `attached` or `removing`, re-asserts AllowedFiles from
-   * the leases whatever the last Update was, and a lease record dropped before a removal was made
-   * durable by its own write. Call `settle` with the same changes once the call succeeded.
+   * it): an Add of a part announced ahead (`announce`) waits only for the announcement's write,
+   * and its exact settings ride with the next write. Removals and updates are journaled ahead in
+   * order but not waited for: recovery does the same for an unclaimed part whether it is
+   * `attached` or `removing`, re-asserts AllowedFiles from the leases whatever the last Update
+   * was, and a lease record dropped before a removal was made durable by its own write. Call
+   * `settle` with the same changes once the call succeeded.
    */
   async intend(changes: readonly PartChange[]): Promise<void> {
     if (changes.length === 0) return;
+    /** The version the call must wait for: 0 none, Infinity every change so far. */
+    let wait = 0;
     for (const c of changes) {
-      if (c.op === 'add') this.#change({ op: 'part', part: { ...c.part, state: 'adding' } });
-      else if (c.op === 'update') {
+      if (c.op === 'add') {
+        const announced = this.#announced.get(c.part.key);
+        this.#announced.delete(c.part.key);
+        this.#change({ op: 'part', part: { ...c.part, state: 'adding' } });
+        wait = Math.max(wait, announced?.version ?? Infinity);
+      } else if (c.op === 'update') {
         const current = this.#state.parts.get(c.part.key);
         this.#change({ op: 'part', part: { ...c.part, state: current?.state ?? 'adding' } });
       } else {
@@ -315,8 +332,56 @@ export class RecoveryJournal {
         if (current && current.state !== 'removing') this.#change({ op: 'state', key: c.key, state: 'removing' });
       }
     }
-    if (changes.some((c) => c.op === 'add')) await this.#commit();
-    else this.#defer();
+    if (wait === Infinity) return this.#commit();
+    this.#defer();
+    if (wait > 0) await this.#durableAt(wait);
+  }
+
+  /**
+   * Write-ahead for a batch of calls, before the first of them (a container's reservations, at
+   * its first commit): journals each group's parts as `adding` — those whose key is neither
+   * journaled nor announced already — and starts a write at once, without waiting for it. A later
+   * `intend` of an Add of an announced key then waits only for this write (usually done by the
+   * time the call comes) instead of a write of its own. An announced part is what an intent is
+   * to recovery (its settings are derived from the reservation: enough to remove it; the call's
+   * intent replaces them with the document's). Returns one announcement per group: `withdraw()`
+   * once the group's calls are over drops the parts no intent claimed (their calls were not made).
+   */
+  announce(groups: readonly (readonly HcsPart[])[]): Announcement[] {
+    if (this.#closed) throw closedError(this.path);
+    const announcements = groups.map((parts) => {
+      const announcement = new Announcement(this);
+      for (const part of parts) {
+        if (this.#state.parts.has(part.key) || this.#announced.has(part.key)) continue;
+        this.#change({ op: 'part', part: { ...part, state: 'adding' } });
+        announcement.keys.push(part.key);
+      }
+      return announcement;
+    });
+    for (const a of announcements) {
+      this.#open.add(a);
+      for (const key of a.keys) this.#announced.set(key, { version: this.#version, by: a });
+    }
+    if (announcements.some((a) => a.keys.length > 0)) {
+      this.#flush = true;
+      this.#schedule();
+    }
+    return announcements;
+  }
+
+  /** `Announcement.withdraw()`: unparts the keys of `announcement` no intent claimed. */
+  withdraw(announcement: Announcement): void {
+    this.#open.delete(announcement);
+    let changed = false;
+    for (const key of announcement.keys.splice(0)) {
+      if (this.#announced.get(key)?.by !== announcement) continue;
+      this.#announced.delete(key);
+      if (this.#closed || this.#state.parts.get(key)?.state !== 'adding') continue;
+      this.#change({ op: 'unpart', key });
+      this.unclaimed++;
+      changed = true;
+    }
+    if (changed) this.#defer();
   }
 
   /**
@@ -364,6 +429,8 @@ export class RecoveryJournal {
     );
     this.#rewrite = true;
     this.#pending = [];
+    this.#announced.clear();
+    this.#open.clear();
     this.#version++;
     await this.#commit();
   }
@@ -381,7 +448,7 @@ export class RecoveryJournal {
   }
 
   #change(op: JournalOp): void {
-    if (this.#closed) throw new UvmError('HANDLE_CLOSED', `the journal ${this.path} was closed (its file belongs to its next owner)`, { details: { path: this.path } });
+    if (this.#closed) throw closedError(this.path);
     applyOp(this.#state, op);
     this.#pending.push(JSON.stringify(op));
     this.#version++;
@@ -399,25 +466,38 @@ export class RecoveryJournal {
 
   /** Waits until a write including every change so far is durable. */
   #commit(): Promise<void> {
-    if (this.#closed) return Promise.reject(new UvmError('HANDLE_CLOSED', `the journal ${this.path} was closed (its file belongs to its next owner)`, { details: { path: this.path } }));
-    if (this.#discarded || this.#durable >= this.#version) return Promise.resolve();
-    const done = new Promise<void>((resolve, reject) => this.#waiters.push({ version: this.#version, resolve, reject }));
+    return this.#durableAt(this.#version);
+  }
+
+  /** Waits until a write including every change up to `version` is durable. */
+  #durableAt(version: number): Promise<void> {
+    if (this.#closed) return Promise.reject(closedError(this.path));
+    if (this.#discarded || this.#durable >= version) return Promise.resolve();
+    const done = new Promise<void>((resolve, reject) => this.#waiters.push({ version, resolve, reject }));
     this.#schedule();
     return done;
   }
 
   /**
    * A change nobody waits for: the next write carries it (a burst's intents carry its outcomes),
-   * else it is flushed `flushMs` later. Never a write of its own that a waiting intent would queue behind.
+   * else it is flushed `flushMs` later — or up to `idleMs` later while announcements are open:
+   * their allocations end with an awaited write (a container record) that carries it.
+   * Never a write of its own that a waiting intent would queue behind.
    */
   #defer(): void {
     if (this.#writer || this.#discarded || this.#closed || this.#flushTimer) return;
-    this.#flushTimer = setTimeout(() => {
-      this.#flushTimer = undefined;
-      this.#flush = true;
-      this.#schedule();
-    }, this.#flushMs);
-    this.#flushTimer.unref();
+    let waited = 0;
+    const arm = (): void => {
+      this.#flushTimer = setTimeout(() => {
+        this.#flushTimer = undefined;
+        waited += this.#flushMs;
+        if (this.#open.size > 0 && waited < this.#idleMs) return arm();
+        this.#flush = true;
+        this.#schedule();
+      }, this.#flushMs);
+      this.#flushTimer.unref();
+    };
+    arm();
   }
 
   /** Starts the writer, unless it runs. */
@@ -480,8 +560,9 @@ export class RecoveryJournal {
         failure = new UvmError('RECOVERY_FAILED', `cannot write the journal ${this.path}`, { cause: err, details: { reason: 'io', path: this.path } });
       }
       // Every change up to `version` was in this write (or failed with it).
-      const covered = this.#waiters.findIndex((w) => w.version > version);
-      for (const w of this.#waiters.splice(0, covered < 0 ? this.#waiters.length : covered)) {
+      const covered = this.#waiters.filter((w) => w.version <= version);
+      this.#waiters = this.#waiters.filter((w) => w.version > version);
+      for (const w of covered) {
         if (failure === undefined) w.resolve();
         else w.reject(failure);
       }
@@ -557,8 +638,11 @@ export class RecoveryJournal {
     // Compaction waits until the writer is idle (#onIdle), unless the log grows far past the
     // document (as large as it was since the last snapshot: a burst of releases, shrinking it,
     // does not compact in its tail).
-    this.#peakLive = Math.max(this.#peakLive, this.#live());
-    const snapshotDue = (): boolean => this.#rewrite || this.#appended + this.#pending.length > 4 * Math.max(this.#compactAfter, 2 * this.#peakLive);
+    // (Asked again once the file is open: the changes made meanwhile count, and the live items they added.)
+    const snapshotDue = (): boolean => {
+      this.#peakLive = Math.max(this.#peakLive, this.#live());
+      return this.#rewrite || this.#appended + this.#pending.length > 4 * Math.max(this.#compactAfter, 2 * this.#peakLive);
+    };
     if (!snapshotDue() && this.#fd === undefined) {
       // Opened before the lines are taken: the changes made meanwhile go in the same write.
       try {
@@ -602,5 +686,21 @@ export class RecoveryJournal {
     }
     this.#appended += lines.length;
     return version;
+  }
+}
+
+function closedError(path: string): UvmError {
+  return new UvmError('HANDLE_CLOSED', `the journal ${path} was closed (its file belongs to its next owner)`, { details: { path } });
+}
+
+/** Parts announced ahead of a group of calls (`RecoveryJournal.announce`). */
+export class Announcement {
+  /** The keys this announcement journaled and no intent claimed yet. */
+  readonly keys: string[] = [];
+  constructor(readonly journal: RecoveryJournal) {}
+
+  /** The group's calls are over: drops the parts no intent claimed. Idempotent. */
+  withdraw(): void {
+    this.journal.withdraw(this);
   }
 }

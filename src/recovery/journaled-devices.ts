@@ -40,8 +40,12 @@ import type { ContainerUvm } from '../containers/container-ports.js';
 import { LEASE_CODECS, type LeaseRecordKind } from './journal-format.js';
 import { plain, type LeaseCodec } from './records/codec.js';
 import { combinedLayersCodec } from './records/combined-layers.js';
-import type { RecoveryJournal } from './journal.js';
+import type { Announcement, RecoveryJournal } from './journal.js';
 import { managerView, type ManagerView } from '../devices/manager-view.js';
+import { grantsVmAccess } from '../devices/scsi-manager.js';
+import type { GuestOs } from '../devices/device-types.js';
+import { partKeys, type HcsPart } from './parts.js';
+import { derivedParts } from './reconcile.js';
 
 /**
  * A UVM's whole device set, managers in full: what the UVM exposes to the shim and what its gate
@@ -134,8 +138,71 @@ export function leaseJournalHook(ctx: JournalContext): LeaseJournalHook {
 }
 
 /**
+ * The parts a new reservation's commit adds (docs/recovery.md "Announcements"): its record's
+ * parts (`derivedParts`, with settings a removal can be built from) and, for a disk the SCSI
+ * manager grants VM access to, the grant.
+ */
+export function reservedParts<R, V>(kind: LeaseRecordKind, codec: LeaseCodec<R, V>, request: R, value: V, os: GuestOs): HcsPart[] {
+  const parts = derivedParts({ id: 0, kind, ...codec.encode(request, value) }, os);
+  const scsi = request as Partial<ScsiDiskRequest>;
+  if (kind === 'scsi' && typeof scsi.hostPath === 'string' && grantsVmAccess(scsi as ScsiDiskRequest) && scsi.type !== 'ExtensibleVirtualDisk') {
+    parts.unshift({ key: partKeys.grant(scsi.hostPath), kind: 'vm-access', half: 'host', settings: { Path: scsi.hostPath } });
+  }
+  return parts;
+}
+
+/**
+ * The announcements of one owner's view: each new (not shared) reservation's parts wait here
+ * until the first commit of the view, which announces every waiting reservation's parts in one
+ * journal write before its own calls (a container's whole allocation: one write ahead of its
+ * first HCS call instead of one per step). A cancelled reservation's parts are dropped (a plan
+ * reserves and cancels: nothing is journaled); a reservation's announcement is withdrawn once its
+ * commit settled (what no call claimed goes).
+ */
+class ViewAnnouncements {
+  readonly #waiting = new Map<object, HcsPart[]>();
+  readonly #announced = new Map<object, Announcement>();
+
+  constructor(
+    private readonly journal: RecoveryJournal,
+    private readonly os: GuestOs,
+  ) {}
+
+  reserved<R, V>(token: object, kind: LeaseRecordKind, codec: LeaseCodec<R, V>, request: R, r: Reservation<V>): void {
+    if (r.shared || r.value === undefined) return;
+    this.#waiting.set(token, reservedParts(kind, codec, request, r.value, this.os));
+  }
+
+  /** A composition's CombinedLayers Add, announced with the reservations (`CompositionPort.announceOverlay`). */
+  overlay(containerRootPath: string): () => void {
+    const token = {};
+    this.#waiting.set(token, [
+      { key: partKeys.combined(containerRootPath), kind: 'combined-layers', half: 'guest', settings: { ContainerRootPath: containerRootPath } },
+    ]);
+    return () => this.done(token);
+  }
+
+  /** Before a commit: announces everything waiting in the view. */
+  committing(): void {
+    if (this.#waiting.size === 0) return;
+    const tokens = [...this.#waiting.keys()];
+    const announcements = this.journal.announce([...this.#waiting.values()]);
+    this.#waiting.clear();
+    tokens.forEach((t, i) => this.#announced.set(t, announcements[i]!));
+  }
+
+  /** `token` was cancelled, or its commit settled. */
+  done(token: object): void {
+    this.#waiting.delete(token);
+    this.#announced.get(token)?.withdraw();
+    this.#announced.delete(token);
+  }
+}
+
+/**
  * An owner's port to one manager: `acquire` and each reservation's `commit` tell the hook when
- * they succeeded (a failed one journals nothing); `describe` and `retryFailedTeardowns` are the
+ * they succeeded (a failed one journals nothing); a reservation's parts are announced at the
+ * view's first commit (`ViewAnnouncements`); `describe` and `retryFailedTeardowns` are the
  * manager's own.
  */
 function journaledManager<M extends DescribableManager & { acquire(request: R, options?: DeviceAcquireOptions): Promise<Lease<V>> }, R, V>(
@@ -144,14 +211,38 @@ function journaledManager<M extends DescribableManager & { acquire(request: R, o
   codec: LeaseCodec<R, V>,
   hook: LeaseJournalHook,
   owner: string | undefined,
+  announcements: ViewAnnouncements,
 ): ManagerView<M> {
   const record = async (request: R, committing: Promise<Lease<V>>): Promise<Lease<V>> => hook.committed(kind, codec, request, await committing, owner);
-  const journaledReservation = (request: R, r: Reservation<V>): Reservation<V> => ({
-    value: r.value,
-    shared: r.shared,
-    cancel: () => r.cancel(),
-    commit: (options) => record(request, r.commit(options)),
-  });
+  const journaledReservation = (request: R, r: Reservation<V>): Reservation<V> => {
+    const token = {};
+    announcements.reserved(token, kind, codec, request, r);
+    const cancel = (): void => {
+      r.cancel();
+      announcements.done(token);
+    };
+    return {
+      value: r.value,
+      shared: r.shared,
+      cancel,
+      commit: (options) => {
+        try {
+          announcements.committing();
+        } catch (err) {
+          // The journal is closed: nothing may be sent.
+          cancel();
+          return Promise.reject(err);
+        }
+        const committing = r.commit(options);
+        // Once the calls are over (whatever the outcome), what they did not claim is withdrawn.
+        void committing.then(
+          () => announcements.done(token),
+          () => announcements.done(token),
+        );
+        return record(request, committing);
+      },
+    };
+  };
   const own = (inner as { reserve?: (request: R, ...rest: unknown[]) => Reservation<V> | VpmemPlacementLike<V> }).reserve;
   return managerView(inner, {
     acquire: (request: R, options?: DeviceAcquireOptions) => record(request, inner.acquire(request, options)),
@@ -178,17 +269,19 @@ type VpmemPlacementLike<V> = { ok: true; reservation: Reservation<V> } | { ok: f
  */
 export function journaledDevices(devices: UvmDeviceSet, ctx: JournalContext, owner: string | undefined): UvmDeviceSet {
   const hook = leaseJournalHook(ctx);
+  const announcements = new ViewAnnouncements(ctx.journal, devices.facts.os);
   const view: UvmDeviceSet = {
     facts: devices.facts,
     hostFs: devices.hostFs,
-    scsi: journaledManager<ScsiManager, ScsiDiskRequest, ScsiDisk>(devices.scsi, 'scsi', LEASE_CODECS.scsi, hook, owner),
-    vsmb: journaledManager<VsmbManager, VsmbShareRequest, VsmbShare>(devices.vsmb, 'vsmb', LEASE_CODECS.vsmb, hook, owner),
-    vpmem: journaledManager<VpmemManager, VpmemLayerRequest, VpmemLayer>(devices.vpmem, 'vpmem', LEASE_CODECS.vpmem, hook, owner),
-    plan9: journaledManager<Plan9Manager, Plan9ShareRequest, Plan9Share>(devices.plan9, 'plan9', LEASE_CODECS.plan9, hook, owner),
-    pipes: journaledManager<PipeManager, { hostPath: string }, MappedPipe>(devices.pipes, 'pipe', LEASE_CODECS.pipe, hook, owner),
-    ...(devices.vpci ? { vpci: journaledManager<VpciManager, VpciDeviceRequest, VpciDevice>(devices.vpci, 'vpci', LEASE_CODECS.vpci, hook, owner) } : {}),
+    scsi: journaledManager<ScsiManager, ScsiDiskRequest, ScsiDisk>(devices.scsi, 'scsi', LEASE_CODECS.scsi, hook, owner, announcements),
+    vsmb: journaledManager<VsmbManager, VsmbShareRequest, VsmbShare>(devices.vsmb, 'vsmb', LEASE_CODECS.vsmb, hook, owner, announcements),
+    vpmem: journaledManager<VpmemManager, VpmemLayerRequest, VpmemLayer>(devices.vpmem, 'vpmem', LEASE_CODECS.vpmem, hook, owner, announcements),
+    plan9: journaledManager<Plan9Manager, Plan9ShareRequest, Plan9Share>(devices.plan9, 'plan9', LEASE_CODECS.plan9, hook, owner, announcements),
+    pipes: journaledManager<PipeManager, { hostPath: string }, MappedPipe>(devices.pipes, 'pipe', LEASE_CODECS.pipe, hook, owner, announcements),
+    ...(devices.vpci ? { vpci: journaledManager<VpciManager, VpciDeviceRequest, VpciDevice>(devices.vpci, 'vpci', LEASE_CODECS.vpci, hook, owner, announcements) } : {}),
     nameToGuid: (name) => devices.nameToGuid(name),
     retryLater: (leftover) => devices.retryLater(leftover),
+    announceOverlay: (containerRootPath) => announcements.overlay(containerRootPath),
     async sendGuestRequest(request: GuestRequest, options?: DeviceAcquireOptions): Promise<void> {
       if (request?.ResourceType !== 'CombinedLayers') return devices.sendGuestRequest(request, options);
       const settings = request.Settings ?? {};

@@ -234,9 +234,13 @@ export function derivedParts(record: LeaseRecord, os: GuestOs): HcsPart[] {
       const parts = [host(partKeys.scsi(controller, lun), 'scsi-attachment', { Path: scsiAttachPath(request), Type: String(value.type ?? 'VirtualDisk'), ReadOnly: readOnly, Controller: controller, Lun: lun })];
       const guestPath = str(value.guestPath);
       if (guestPath !== undefined) {
-        parts.push(
-          guest(partKeys.guestMount(guestPath), 'scsi-mount', os === 'windows' ? { ContainerPath: guestPath, Lun: lun } : { MountPath: guestPath, Controller: controller, Lun: lun, ReadOnly: readOnly }),
-        );
+        // (LCOW: what an unmount carries, from the mount request when it is recorded.)
+        const mount = (request.mount ?? {}) as JsonObject;
+        const lcowMount: JsonObject = { MountPath: guestPath, Controller: controller, Lun: lun, ReadOnly: readOnly };
+        if (num(mount.partition)) lcowMount.Partition = num(mount.partition)!;
+        if (mount.encrypted === true) lcowMount.Encrypted = true;
+        if (mount.blockDev === true) lcowMount.BlockDev = true;
+        parts.push(guest(partKeys.guestMount(guestPath), 'scsi-mount', os === 'windows' ? { ContainerPath: guestPath, Lun: lun } : lcowMount));
       }
       return parts;
     }
