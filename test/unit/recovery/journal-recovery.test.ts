@@ -86,6 +86,33 @@ describe('recovery from the journal alone (FakeHcs, no device list)', () => {
     await uvm.close();
   });
 
+  it("announces a container's Adds in one write before its first call: no Add waits for a write of its own, nothing is withdrawn", async () => {
+    const uvm = await orchestrator().createUtilityVm({ id: 'vm-a', os: 'linux', vpmem: { count: 2 }, journal: { path: journalPath() } });
+    await uvm.start();
+    // What the file holds at each call of the allocation (grants and modifies).
+    const atCall: string[] = [];
+    hcs.failWhen((call) => {
+      if (call.fn === 'modify' || call.fn === 'grant') atCall.push(readFileSync(journalPath(), 'utf8'));
+      return undefined;
+    });
+    const { resources } = await uvm.allocateContainer(FIXTURE_POD_SPEC, { containerId: 'c1' });
+    hcs.clearFaults();
+    // Every call found its part journaled by the announcement, and the file did not change while
+    // the calls ran (outcomes and the documents' settings ride with the container record).
+    expect(new Set(atCall).size).to.equal(1);
+    const announced = parseJournal(atCall[0]!).parts.map((p) => `${p.state} ${p.key}`);
+    expect(announced).to.include.members(['adding grant:/c1/sandbox.vhdx', 'adding scsi:0:0', 'adding mount:/run/gcs/c/c1', 'adding vpmem:0', 'adding combined:/run/gcs/c/c1/rootfs', 'adding plan9:0']);
+    // Each announced part was claimed by its call's intent (the derivation matches the documents).
+    const ops = readFileSync(journalPath(), 'utf8').split('\n').filter((l) => l.length > 0).map((l) => JSON.parse(l) as { op?: string });
+    expect(ops.filter((o) => o.op === 'unpart')).to.deep.equal([]);
+    const doc = (await readJournalFile(journalPath()))!;
+    expect(doc.parts.filter((p) => p.kind !== 'vm-access')).to.have.length(system('vm-a').attached().length);
+    expect(doc.parts.every((p) => p.state === 'attached')).to.equal(true);
+    await resources.release();
+    await uvm.terminate();
+    await uvm.close();
+  });
+
   /** The container the format fixtures were written from (test/unit/recovery/fixtures). */
   const FIXTURE_POD_SPEC = {
     root: { path: 'rootfs' },

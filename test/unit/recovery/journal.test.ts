@@ -213,6 +213,49 @@ describe('recovery journal', () => {
       expect(await readJournalFile(path)).to.deep.equal(journal.snapshot());
     });
 
+    it('announcements: one write ahead of a batch of calls; an intent of an announced part needs no write of its own; withdraw drops what no call claimed', async () => {
+      const path = join(dir, 'j.json');
+      const journal = await RecoveryJournal.create(path, 'vm-1', { os: 'linux' });
+      const part = (lun: number) => ({ key: `scsi:0:${lun}`, kind: 'scsi-attachment' as const, half: 'host' as const, settings: { Controller: 0, Lun: lun } });
+      const [a, b] = journal.announce([[part(1), part(2)], [part(3)]]);
+      expect(a!.keys).to.deep.equal(['scsi:0:1', 'scsi:0:2']);
+      // A key journaled or announced already is not announced again.
+      expect(journal.announce([[part(1)]])[0]!.keys).to.deep.equal([]);
+      await journal.idle();
+      const writes = journal.writes;
+      expect((await readJournalFile(path))!.parts.map((p) => [p.key, p.state])).to.deep.equal([
+        ['scsi:0:1', 'adding'],
+        ['scsi:0:2', 'adding'],
+        ['scsi:0:3', 'adding'],
+      ]);
+      // Claimed: durable already, so no write; the document's settings replace the derived ones.
+      const exact = { ...part(1), settings: { ...part(1).settings, Path: '/l/a.vhdx' } };
+      await journal.intend([{ op: 'add', part: exact }]);
+      expect(journal.writes).to.equal(writes);
+      journal.settle([{ op: 'add', part: exact }]);
+      a!.withdraw();
+      b!.withdraw();
+      expect(journal.unclaimed).to.equal(2);
+      // A part that was not announced still waits for a write of its own.
+      await journal.intend([{ op: 'add', part: part(4) }]);
+      expect(journal.writes).to.equal(writes + 1);
+      expect((await readJournalFile(path))!.parts.map((p) => [p.key, p.state, p.settings.Path])).to.deep.equal([
+        ['scsi:0:1', 'attached', '/l/a.vhdx'],
+        ['scsi:0:4', 'adding', undefined],
+      ]);
+      await journal.close();
+    });
+
+    it('an intent of a part announced in a write still in flight waits for that write', async () => {
+      const path = join(dir, 'j.json');
+      const journal = await RecoveryJournal.create(path, 'vm-1', { os: 'linux' });
+      const part = { key: 'plan9:0', kind: 'plan9-share' as const, half: 'host' as const, settings: { Name: '0' } };
+      journal.announce([[part]]);
+      await journal.intend([{ op: 'add', part }]);
+      expect((await readJournalFile(path))!.parts.map((p) => p.key)).to.deep.equal(['plan9:0']);
+      await journal.close();
+    });
+
     it('a container lease journaled with durable: false resolves at once and is carried by the next write', async () => {
       const path = join(dir, 'j.json');
       const journal = await RecoveryJournal.create(path, 'vm-1', {});
