@@ -4,7 +4,7 @@ import { expect } from 'chai';
 import { FakeHostFs } from '../../../src/core/fake-host-fs.js';
 import { createUvmOrchestrator } from '../../../src/di/uvm-orchestrator.js';
 import { FakeHcs } from '../../../src/hcs/fake-hcs.js';
-import { grantsVmAccess } from '../../../src/devices/scsi-manager.js';
+import { grantsVmAccess } from '../../../src/devices/scsi-parse.js';
 import { HCS_DELIVERY } from '../../fakes/fake-gcs.js';
 
 describe('SCSI: VM access granted by default for writable disks', () => {
