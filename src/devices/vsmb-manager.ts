@@ -2,52 +2,18 @@ import { inject, injectable } from 'inversify';
 import { invalidArgument, UvmError } from '../core/errors.js';
 import { HostFs } from '../core/host-fs.js';
 import { ReleasableLease, type Lease } from '../core/lease.js';
-import { LogField, Logger, withFields } from '../core/logger.js';
-import { mapReservation, RefCountedTable, type Placed, type Reservation } from '../core/refcounted-table.js';
-import { describeEntries } from './describe-entries.js';
+import { Logger } from '../core/logger.js';
+import { mapReservation, type Reservation } from '../core/refcounted-table.js';
+import { DeviceCore, NameCounter } from './device-core.js';
 import { UvmDeviceConfig } from './device-config.js';
-import type {
-  DeviceAcquireOptions,
-  ResourceInfo,
-  VsmbManager,
-  VsmbShare,
-  VsmbShareOptions,
-  VsmbShareRequest,
-} from './device-types.js';
+import type { DeviceAcquireOptions, ResourceInfo, VsmbManager, VsmbShare, VsmbShareRequest } from './device-types.js';
 import { ResourceDelivery } from './guest-delivery.js';
 import { guestPaths } from './guest-paths.js';
 import { hostPaths } from './host-paths.js';
-import { resourcePaths } from './resource-paths.js';
-import { SerialQueue } from './serial-queue.js';
 import { UvmLifecycle } from './uvm-lifecycle.js';
 import { statKind, validate } from './validation.js';
 import { vsmbShareOptions } from './vsmb-options.js';
-import { hostRequest, type HostRequest } from './wire-requests.js';
-import { omitEmpty } from '../hcs/schema.js';
-
-/** One VSMB share on the host (a directory share, or a restricted share of a file's directory). */
-interface ShareEntry {
-  readonly name: string;
-  /** The shared (cleaned) directory. */
-  readonly dir: string;
-  readonly readOnly: boolean;
-  readonly options: VsmbShareOptions;
-  readonly restricted: boolean;
-  /** Files currently in use (restricted shares), in first-use order. */
-  live: string[];
-  /** The AllowedFiles HCS has (restricted shares). */
-  applied: string[];
-  /** Serialises Updates: each carries the whole AllowedFiles list. */
-  readonly updates: SerialQueue;
-}
-
-/** One file of a restricted share, holding a reference to that share. */
-interface FileEntry {
-  readonly file: string;
-  /** Known at reservation, except for a share that was being removed then (known at commit). */
-  share: ShareEntry | undefined;
-  shareLease: Lease<ShareEntry> | undefined;
-}
+import { shareEntry, vsmbFilePolicy, vsmbSharePolicy, type FileEntry, type ShareEntry, type ShareParams } from './vsmb-policies.js';
 
 /**
  * VSMB shares of one WCOW UVM (spec §2). Directory shares are keyed by `(clean dir, readOnly)`;
@@ -67,25 +33,23 @@ interface FileEntry {
  */
 @injectable()
 export class VsmbManagerImpl implements VsmbManager {
-  readonly #logger: Logger;
-  readonly #dirShares: RefCountedTable<string, ShareEntry>;
-  readonly #fileShares: RefCountedTable<string, ShareEntry>;
-  readonly #files: RefCountedTable<string, FileEntry>;
-  #counter = 0;
+  readonly #dirShares: DeviceCore<ShareParams, ShareEntry, ShareEntry>;
+  readonly #fileShares: DeviceCore<ShareParams, ShareEntry, ShareEntry>;
+  readonly #files: DeviceCore<ShareParams & { file: string }, FileEntry, FileEntry>;
+  readonly #names = new NameCounter(1);
 
   constructor(
     @inject(UvmDeviceConfig) private readonly config: UvmDeviceConfig,
-    @inject(ResourceDelivery) private readonly delivery: ResourceDelivery,
+    @inject(ResourceDelivery) delivery: ResourceDelivery,
     @inject(HostFs) private readonly hostFs: HostFs,
     @inject(Logger) logger: Logger,
-    @inject(UvmLifecycle) private readonly lifecycle: UvmLifecycle,
+    @inject(UvmLifecycle) lifecycle: UvmLifecycle,
   ) {
-    this.#logger = withFields(logger, { [LogField.uvmId]: config.id, [LogField.kind]: 'vsmb' });
     lifecycle.onTerminated(() => this.purge());
-    const keepAtZero = (share: ShareEntry): boolean => !share.options.NoDirectmap;
-    this.#dirShares = new RefCountedTable({ name: 'vsmb-dir-share', destroy: (s) => this.#destroyShare(s), keepAtZero });
-    this.#fileShares = new RefCountedTable({ name: 'vsmb-file-share', destroy: (s) => this.#destroyShare(s), keepAtZero });
-    this.#files = new RefCountedTable({ name: 'vsmb-file', destroy: (f) => this.#destroyFile(f) });
+    const { id, os } = config;
+    this.#dirShares = new DeviceCore(id, os, logger, vsmbSharePolicy('vsmb-dir-share', this.#names, delivery));
+    this.#fileShares = new DeviceCore(id, os, logger, vsmbSharePolicy('vsmb-file-share', this.#names, delivery));
+    this.#files = new DeviceCore(id, os, logger, vsmbFilePolicy(this.#fileShares, delivery, () => lifecycle.phase === 'running'));
   }
 
   async acquire(request: VsmbShareRequest, options: DeviceAcquireOptions = {}): Promise<Lease<VsmbShare>> {
@@ -100,50 +64,49 @@ export class VsmbManagerImpl implements VsmbManager {
    */
   reserve(request: VsmbShareRequest, hostKind: 'file' | 'directory'): Reservation<VsmbShare> {
     const { hostPath, readOnly, layer } = this.#validate(request);
-    const noDirectMap = this.config.fullyPhysicallyBacked || this.config.vsmbNoDirectMap;
     if (hostKind === 'directory') {
-      const dir = hostPaths.clean(hostPath);
-      const opts = vsmbShareOptions({ readOnly, noDirectMap, layer });
-      const r = this.#dirShares.reserve(JSON.stringify([dir, readOnly]), () => this.#placeShare(dir, readOnly, opts, undefined));
-      const view = (share: ShareEntry): VsmbShare => {
-        const sharePath = guestPaths.vsmbShare(share.name);
-        return { name: share.name, hostPath, readOnly, sharePath, guestPath: sharePath };
-      };
-      return mapReservation(r, view);
+      const r = this.#dirShares.reserve(this.#params(hostPath, readOnly, layer, false));
+      return mapReservation(r, (share) => shareOf(share, hostPath));
     }
-    const file = hostPaths.clean(hostPath);
-    const dir = hostPaths.dirname(file);
-    const opts = vsmbShareOptions({ readOnly, noDirectMap, layer, singleFile: true });
-    const r = this.#files.reserve(JSON.stringify([dir, readOnly, file]), () => this.#placeFile(dir, readOnly, file, opts));
-    const view = (share: ShareEntry): VsmbShare => ({
-      name: share.name,
-      hostPath,
-      readOnly,
-      sharePath: guestPaths.vsmbShare(share.name),
-      guestPath: guestPaths.vsmbFile(share.name, hostPaths.basename(file)),
-    });
+    const p = this.#params(hostPath, readOnly, layer, true);
+    const r = this.#files.reserve(p);
     return {
-      value: r.value?.share && view(r.value.share),
+      value: r.value?.share && shareOf(r.value.share, hostPath, p.file),
       shared: r.shared,
       cancel: () => r.cancel(),
       commit: async (options) => {
         const lease = await r.commit(options);
-        return new ReleasableLease(view(lease.value.share!), () => lease.release());
+        return new ReleasableLease(shareOf(lease.value.share!, hostPath, p.file), () => lease.release());
       },
     };
   }
 
-  #validate(request: VsmbShareRequest): { hostPath: string; readOnly: boolean; layer: boolean } {
-    if (this.config.os !== 'windows') throw new UvmError('NOT_SUPPORTED', 'VSMB shares are only supported in WCOW UVMs');
-    if (request === null || typeof request !== 'object') throw invalidArgument('VSMB request must be an object');
+  /** The checks of a request shared by `reserve` and `adopt`. */
+  #parse(request: VsmbShareRequest): { hostPath: string; readOnly: boolean; layer: boolean } {
+    this.#dirShares.check(request, 'VSMB request');
     const hostPath = validate.hostPath(request.hostPath, 'VSMB host path');
     const readOnly = validate.boolean(request.readOnly, 'readOnly');
     const layer = validate.boolean(request.layer, 'layer', false);
-    if (layer && !readOnly) throw invalidArgument('a VSMB layer share must be read-only');
-    if (!readOnly && this.config.noWritableFileShares) {
-      throw new UvmError('ACCESS_DENIED', 'adding writable shares is denied', { details: { hostPath } });
-    }
     return { hostPath, readOnly, layer };
+  }
+
+  #validate(request: VsmbShareRequest): { hostPath: string; readOnly: boolean; layer: boolean } {
+    const parsed = this.#parse(request);
+    if (parsed.layer && !parsed.readOnly) throw invalidArgument('a VSMB layer share must be read-only');
+    if (!parsed.readOnly && this.config.noWritableFileShares) {
+      throw new UvmError('ACCESS_DENIED', 'adding writable shares is denied', { details: { hostPath: parsed.hostPath } });
+    }
+    return parsed;
+  }
+
+  /** What a share of `hostPath` is made of: its directory (for a file, the file's), read-only, options. */
+  #params(hostPath: string, readOnly: boolean, layer: boolean, singleFile: true): ShareParams & { file: string };
+  #params(hostPath: string, readOnly: boolean, layer: boolean, singleFile: false): ShareParams;
+  #params(hostPath: string, readOnly: boolean, layer: boolean, singleFile: boolean): ShareParams {
+    const noDirectMap = this.config.fullyPhysicallyBacked || this.config.vsmbNoDirectMap;
+    const options = vsmbShareOptions({ readOnly, noDirectMap, layer, singleFile });
+    const clean = hostPaths.clean(hostPath);
+    return singleFile ? { dir: hostPaths.dirname(clean), readOnly, options, file: clean } : { dir: clean, readOnly, options };
   }
 
   /**
@@ -154,66 +117,26 @@ export class VsmbManagerImpl implements VsmbManager {
    * taken to be its adopted files; the next Update sends the exact list.
    */
   async adopt(request: VsmbShareRequest, share: VsmbShare): Promise<Lease<VsmbShare>> {
-    if (this.config.os !== 'windows') throw new UvmError('NOT_SUPPORTED', 'VSMB shares are only supported in WCOW UVMs');
-    if (request === null || typeof request !== 'object') throw invalidArgument('VSMB request must be an object');
-    const hostPath = validate.hostPath(request.hostPath, 'VSMB host path');
-    const readOnly = validate.boolean(request.readOnly, 'readOnly');
-    const layer = validate.boolean(request.layer, 'layer', false);
+    const { hostPath, readOnly, layer } = this.#parse(request);
     const name = validate.name(share.name, 'VSMB share name');
     if (!/^s[0-9a-f]+$/.test(name)) throw new UvmError('RECOVERY_FAILED', `not a VSMB share name of this library: ${name}`);
-    const noDirectMap = this.config.fullyPhysicallyBacked || this.config.vsmbNoDirectMap;
-    const claim = (restricted: boolean, dir: string, options: VsmbShareOptions) => async (): Promise<ShareEntry> => {
-      this.reserveNames(parseInt(name.slice(1), 16) + 1);
-      const entry: ShareEntry = { name, dir, readOnly, options, restricted, live: [], applied: [], updates: new SerialQueue() };
-      this.#log('debug', entry, 'share adopted');
-      return entry;
-    };
-    const mismatch = async (lease: Lease<unknown>, other: string): Promise<never> => {
-      await lease.release();
-      throw new UvmError('RECOVERY_FAILED', `${hostPath} is recorded as VSMB shares ${name} and ${other}`, { details: { hostPath } });
-    };
     if (share.guestPath === share.sharePath) {
-      const dir = hostPaths.clean(hostPath);
-      const key = JSON.stringify([dir, readOnly]);
-      const lease = await this.#dirShares.acquire(key, claim(false, dir, vsmbShareOptions({ readOnly, noDirectMap, layer })));
-      if (lease.value.name !== name) await mismatch(lease, lease.value.name);
-      const sharePath = guestPaths.vsmbShare(name);
-      return new ReleasableLease({ name, hostPath, readOnly, sharePath, guestPath: sharePath }, () => lease.release());
+      const p = this.#params(hostPath, readOnly, layer, false);
+      const lease = await this.#dirShares.adopt(p, shareEntry(name, p));
+      return new ReleasableLease(shareOf(lease.value, hostPath), () => lease.release());
     }
-    const file = hostPaths.clean(hostPath);
-    const dir = hostPaths.dirname(file);
-    const options = vsmbShareOptions({ readOnly, noDirectMap, layer, singleFile: true });
-    const shareKey = JSON.stringify([dir, readOnly]);
-    const lease = await this.#files.acquire(JSON.stringify([dir, readOnly, file]), async () => {
-      const shareLease = await this.#fileShares.acquire(shareKey, claim(true, dir, options));
-      const entry = shareLease.value;
-      if (entry.name !== name) await mismatch(shareLease, entry.name);
-      entry.live.push(file);
-      entry.applied = [...entry.live];
-      return { file, share: entry, shareLease };
-    });
-    if (lease.value.share!.name !== name) await mismatch(lease, lease.value.share!.name);
-    return new ReleasableLease(
-      { name, hostPath, readOnly, sharePath: guestPaths.vsmbShare(name), guestPath: guestPaths.vsmbFile(name, hostPaths.basename(file)) },
-      () => lease.release(),
-    );
+    const p = this.#params(hostPath, readOnly, layer, true);
+    const lease = await this.#files.adopt(p, { file: p.file, share: shareEntry(name, p), shareLease: undefined });
+    return new ReleasableLease(shareOf(lease.value.share!, hostPath, p.file), () => lease.release());
   }
 
   /** Recovery: the next share name is at least `s<hex next>` (names are never reused). */
   reserveNames(next: number): void {
-    if (Number.isSafeInteger(next)) this.#counter = Math.max(this.#counter, next - 1);
+    this.#names.atLeast(next);
   }
 
   describe(): ResourceInfo[] {
-    const share = (s: ShareEntry | undefined): Omit<ResourceInfo, 'kind' | 'key' | 'state' | 'refCount'> =>
-      s ? { hostPath: s.dir, slot: s.name, guestPath: guestPaths.vsmbShare(s.name) } : {};
-    return [
-      ...describeEntries(this.#dirShares, 'vsmb-share', share),
-      ...describeEntries(this.#fileShares, 'vsmb-share', share),
-      ...describeEntries(this.#files, 'vsmb-file', (f) =>
-        f?.share ? { hostPath: f.file, slot: f.share.name, guestPath: guestPaths.vsmbFile(f.share.name, hostPaths.basename(f.file)) } : {},
-      ),
-    ];
+    return [...this.#dirShares.describe(), ...this.#fileShares.describe(), ...this.#files.describe()];
   }
 
   /** Forgets the direct-mapped shares kept at refcount 0 (the UVM is gone, and they with it). */
@@ -227,100 +150,11 @@ export class VsmbManagerImpl implements VsmbManager {
     await this.#fileShares.retryFailedTeardowns();
     await this.#dirShares.retryFailedTeardowns();
   }
-
-  #placeShare(dir: string, readOnly: boolean, options: VsmbShareOptions, firstFile: string | undefined): Placed<ShareEntry> {
-    const n = ++this.#counter;
-    const share: ShareEntry = {
-      name: `s${n.toString(16)}`,
-      dir,
-      readOnly,
-      options,
-      restricted: firstFile !== undefined,
-      live: [],
-      applied: firstFile === undefined ? [] : [firstFile],
-      updates: new SerialQueue(),
-    };
-    return {
-      value: share,
-      // A failed add leaves a gap (as hcsshim's counter); a reservation cancelled before any
-      // call gives its name back when it is the newest (a plan cancels newest first).
-      cancel: () => {
-        if (this.#counter === n) this.#counter = n - 1;
-      },
-      commit: async () => {
-        await this.delivery.host(this.#request('Add', share, share.applied));
-        this.#log('debug', share, 'share added');
-      },
-    };
-  }
-
-  /** Only shares with NoDirectmap get here: direct-mapped ones are kept at refcount 0. */
-  async #destroyShare(share: ShareEntry): Promise<void> {
-    await this.delivery.host(hostRequest(resourcePaths.vsmbShares, 'Remove', { Name: share.name }));
-    this.#log('debug', share, 'share removed');
-  }
-
-  #placeFile(dir: string, readOnly: boolean, file: string, options: VsmbShareOptions): Placed<FileEntry> {
-    const shareKey = JSON.stringify([dir, readOnly]);
-    const shareRes = this.#fileShares.reserve(shareKey, () => this.#placeShare(dir, readOnly, options, file));
-    const entry: FileEntry = { file, share: shareRes.value, shareLease: undefined };
-    return {
-      value: entry,
-      cancel: () => shareRes.cancel(),
-      commit: async () => {
-        const shareLease = await shareRes.commit();
-        const share = shareLease.value;
-        entry.share = share;
-        entry.shareLease = shareLease;
-        share.live.push(file);
-        try {
-          await this.#syncAllowedFiles(share);
-        } catch (err) {
-          share.live = share.live.filter((f) => f !== file);
-          await shareLease.release().catch((e: unknown) => this.#log('warn', share, 'releasing the share failed', e));
-          throw err;
-        }
-      },
-    };
-  }
-
-  async #destroyFile(f: FileEntry): Promise<void> {
-    const share = f.share!;
-    share.live = share.live.filter((x) => x !== f.file);
-    // Other files still use the share: shrink AllowedFiles (deliberate improvement over hcsshim).
-    // Moot once the UVM is going away, like every other removal.
-    if (share.live.length > 0 && this.lifecycle.phase === 'running') await this.#syncAllowedFiles(share);
-    await f.shareLease!.release();
-  }
-
-  /** Brings HCS's AllowedFiles to the files in use (one Update at a time per share). */
-  #syncAllowedFiles(share: ShareEntry): Promise<void> {
-    return share.updates.run(async () => {
-      const target = [...share.live];
-      if (target.length === 0 || sameList(target, share.applied)) return;
-      await this.delivery.host(this.#request('Update', share, target));
-      share.applied = target;
-      this.#log('debug', share, 'allowed files updated');
-    });
-  }
-
-  /** An Add or Update: `Options` is always sent, `{}` when no option is set (a non-nil pointer in hcsshim). */
-  #request(type: 'Add' | 'Update', share: ShareEntry, allowedFiles: string[]): HostRequest {
-    const request = hostRequest(resourcePaths.vsmbShares, type, { Name: share.name, Path: share.dir, AllowedFiles: allowedFiles });
-    request.Settings = { ...request.Settings, Options: omitEmpty(share.options) };
-    return request;
-  }
-
-  #log(level: 'debug' | 'warn', share: ShareEntry, msg: string, err?: unknown): void {
-    this.#logger[level](msg, {
-      [LogField.share]: share.name,
-      [LogField.hostPath]: share.dir,
-      [LogField.guestPath]: guestPaths.vsmbShare(share.name),
-      ...(err === undefined ? {} : { error: String(err) }),
-    });
-  }
 }
 
-function sameList(a: readonly string[], b: readonly string[]): boolean {
-  return a.length === b.length && a.every((x, i) => x === b[i]);
+/** The caller's view of `share` for `hostPath` (for a single file, `file` inside the share). */
+function shareOf(share: ShareEntry, hostPath: string, file?: string): VsmbShare {
+  const sharePath = guestPaths.vsmbShare(share.name);
+  const guestPath = file === undefined ? sharePath : guestPaths.vsmbFile(share.name, hostPaths.basename(file));
+  return { name: share.name, hostPath, readOnly: share.readOnly, sharePath, guestPath };
 }
