@@ -20,6 +20,8 @@ import {
 } from './scsi-policies.js';
 import type { ScsiAttachConfig, ScsiMountSettings } from './scsi-requests.js';
 
+export { grantsVmAccess } from './scsi-parse.js';
+
 /**
  * SCSI disks of one UVM (spec §1, hcsshim G2): a host attachment (refcounted by
  * `(path, readOnly, type, evdType)`) plus, optionally, a guest mount (refcounted by
