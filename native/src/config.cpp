@@ -477,24 +477,37 @@ double pickLatencyMs(const std::string &fn) {
 }
 
 FaultHit matchFault(const std::string &fn, const Json *doc) {
+  return matchFault(fn, [doc] { return doc; });
+}
+
+FaultHit matchFault(const std::string &fn, const std::function<const Json *()> &docOf) {
   Settings &s = settings();
   std::lock_guard<std::mutex> lock(s.m);
   FaultHit hit;
   if (s.faults.empty()) return hit;
-  std::string path;
+  // The document is looked at only when a fault for `fn` matches on its content.
+  bool looked = false;
+  std::string path, resourceType;
   bool hasPath = false, hasGuest = false;
-  std::string resourceType = doc ? gcs::resourceTypeOf(*doc) : std::string();
-  if (doc && doc->isObject()) {
-    const Json *p = doc->get("ResourcePath");
-    if (p && p->isString()) {
-      path = p->asString();
-      hasPath = true;
+  auto look = [&] {
+    if (looked) return;
+    looked = true;
+    const Json *doc = docOf();
+    if (!doc) return;
+    resourceType = gcs::resourceTypeOf(*doc);
+    if (doc->isObject()) {
+      const Json *p = doc->get("ResourcePath");
+      if (p && p->isString()) {
+        path = p->asString();
+        hasPath = true;
+      }
+      const Json *g = doc->get("GuestRequest");
+      hasGuest = g && !g->isNull();
     }
-    const Json *g = doc->get("GuestRequest");
-    hasGuest = g && !g->isNull();
-  }
+  };
   for (auto &f : s.faults) {
     if (f.fn != fn) continue;
+    if (f.hasResourcePath || f.guestOnly || f.hasResourceType) look();
     if (f.hasResourcePath && (!hasPath || !globMatch(f.resourcePath.c_str(), path.c_str()))) continue;
     if (f.guestOnly && !hasGuest) continue;
     if (f.hasResourceType && !globMatch(f.resourceType.c_str(), resourceType.c_str())) continue;

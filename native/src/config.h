@@ -3,6 +3,7 @@
 #ifndef HCSSIM_CONFIG_H
 #define HCSSIM_CONFIG_H
 
+#include <functional>
 #include <string>
 
 #include "computecore.h"
@@ -40,6 +41,8 @@ double pickLatencyMs(const std::string &fn);
 double pickBridgeLatencyMs(const std::string &fn);
 // Counts the call against every matching fault and returns the first that fires.
 FaultHit matchFault(const std::string &fn, const Json *doc);
+// The same, asking for the document only when a fault for `fn` matches on its content.
+FaultHit matchFault(const std::string &fn, const std::function<const Json *()> &docOf);
 
 bool isKnownFunction(const std::string &fn);
 // "bridge:<MessageType>" of a known GCS bridge request type.

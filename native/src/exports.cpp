@@ -11,6 +11,7 @@
 #include "computecore.h"
 #include "config.h"
 #include "core.h"
+#include "document.h"
 #include "events.h"
 #include "gcs.h"
 #include "json.h"
@@ -63,34 +64,13 @@ HCS_SYSTEM newSystemHandle(const SystemRecPtr &rec) {
   return reinterpret_cast<HCS_SYSTEM>(h->handle);
 }
 
-// Parses an optional document argument. Empty / NULL -> null Json and ok.
-struct DocArg {
-  bool present = false;
-  bool ok = true;
-  Json json;
-  std::string error;
-};
-
-DocArg parseDocArg(PCWSTR s) {
-  DocArg d;
-  if (!s) return d;
-  std::string text = utf16ToUtf8(s);
-  bool blank = true;
-  for (char c : text)
-    if (c != ' ' && c != '\t' && c != '\n' && c != '\r') blank = false;
-  if (blank) return d;
-  d.present = true;
-  d.ok = parseJson(text, d.json, d.error);
-  if (!d.ok) d.json = Json::string(text);  // traced as the raw text
-  return d;
-}
-
-const Json *traceDocOf(const DocArg &d) { return d.present ? &d.json : nullptr; }
+// A document argument: copied now (HCS copies what it needs before it returns), parsed later.
+DocumentPtr docArg(PCWSTR s) { return std::make_shared<Document>(s); }
 
 // The system behind `computeSystem`, or nullptr after tracing the call as failed with HCS_E_HANDLE.
-SysHandlePtr systemForCall(const char *fn, HCS_SYSTEM computeSystem, const Json *traceDoc) {
+SysHandlePtr systemForCall(const char *fn, HCS_SYSTEM computeSystem, Document *doc) {
   SysHandlePtr h = findSystem(computeSystem);
-  if (!h) traceCall(fn, nullptr, traceDoc, HCS_E_HANDLE);
+  if (!h) traceCall(fn, nullptr, doc ? doc->traced() : nullptr, HCS_E_HANDLE);
   return h;
 }
 
@@ -120,15 +100,15 @@ Json standardProperties(const System &sys) {
 // the fault that fired for this call (hit == false if none); it must fail with it unless guestOnly.
 using FaultWork = std::function<OpOutcome(const FaultHit &)>;
 
-HRESULT launch(HCS_OPERATION operation, const char *fn, const std::string *id, const DocArg &doc, FaultWork work,
+HRESULT launch(HCS_OPERATION operation, const char *fn, const std::string *id, const DocumentPtr &doc, FaultWork work,
                std::function<void()> onNotApplied = nullptr) {
   OpPtr op = findOperation(operation);
   HRESULT early = !op ? HCS_E_HANDLE : operationStarted(op) ? HCS_E_OPERATION_ALREADY_STARTED : HCS_S_OK;
   if (early < 0) {
-    traceCall(fn, id, traceDocOf(doc), early);
+    traceCall(fn, id, doc->traced(), early);
     return early;
   }
-  FaultHit fault = matchFault(fn, doc.present && doc.ok ? &doc.json : nullptr);
+  FaultHit fault = matchFault(fn, [&doc] { return doc->valid(); });
   // A crash fault: the VM dies when the worker picks this call up (its SystemExited delivered on
   // that worker), then the call runs as usual against the stopped VM.
   bool crash = fault.hit && fault.crash && id;
@@ -140,7 +120,7 @@ HRESULT launch(HCS_OPERATION operation, const char *fn, const std::string *id, c
   // A hang fault parks the operation; released (control "releaseHangs") it fails with its hr if
   // it has one, else it is applied like any other call.
   FaultHit applied = fault.hang && !fault.hasHr ? FaultHit{} : fault;
-  spec.work = [applied, work, crash, crashId, crashAttribution]() {
+  spec.work = [applied, work = std::move(work), crash, crashId, crashAttribution]() {
     if (crash) {
       std::string ignored;
       crashSystem(crashId, crashAttribution, ignored, true);
@@ -153,9 +133,9 @@ HRESULT launch(HCS_OPERATION operation, const char *fn, const std::string *id, c
   spec.traceWanted = true;
   spec.traceHasId = id != nullptr;
   if (id) spec.traceId = *id;
-  spec.traceDoc = doc.present ? doc.json : Json();
+  spec.traceDoc = doc;
   HRESULT hr = startOperation(op, std::move(spec));
-  if (hr < 0) traceCall(fn, id, traceDocOf(doc), hr);
+  if (hr < 0) traceCall(fn, id, doc->traced(), hr);
   return hr;
 }
 
@@ -163,11 +143,12 @@ void failWithFault(const FaultHit &f) {
   if (f.hit && !f.guestOnly) fail(f.hr, f.message);
 }
 
-void requireParsed(const DocArg &d, const char *what) {
-  if (d.present && !d.ok) invalidJson(std::string(what) + " is not valid JSON: " + d.error);
+void requireParsed(Document &d, const char *what) {
+  if (d.malformed()) invalidJson(std::string(what) + " is not valid JSON: " + d.error());
 }
 
-OpOutcome transition(const SystemRecPtr &rec, const DocArg &options, const char *fn) {
+OpOutcome transition(const SystemRecPtr &rec, Document &options, const char *fn) {
+  options.json();  // parsed here, outside the model lock
   Core &c = core();
   std::lock_guard<std::mutex> lock(c.modelMu);
   checkLiveLocked(rec);
@@ -268,30 +249,31 @@ HCS_API HRESULT HCS_CALL HcsCreateComputeSystem(PCWSTR id, PCWSTR configuration,
   (void)securityDescriptor;
   const char *fn = "HcsCreateComputeSystem";
   std::string sid = id ? utf16ToUtf8(id) : std::string();
-  DocArg doc = parseDocArg(configuration);
+  DocumentPtr doc = docArg(configuration);
   const std::string *tid = id ? &sid : nullptr;
   HRESULT early = HCS_S_OK;
   if (!id || sid.empty() || !configuration) early = HCS_E_INVALIDARG;
   else if (!computeSystem) early = HCS_E_POINTER;
   if (early < 0) {
-    traceCall(fn, tid, traceDocOf(doc), early);
+    traceCall(fn, tid, doc->traced(), early);
     return early;
   }
   *computeSystem = nullptr;
   auto rec = std::make_shared<SystemRec>();
   rec->id = sid;
   rec->handles = 1;
-  DocArg captured = doc;
+  DocumentPtr captured = doc;
   FaultWork work = [rec, captured](const FaultHit &fault) -> OpOutcome {
+    captured->json();  // parsed here, outside the model lock
     Core &c = core();
     std::lock_guard<std::mutex> lock(c.modelMu);
     try {
       failWithFault(fault);
       if (c.registry.count(rec->id))
         fail(HCS_E_SYSTEM_ALREADY_EXISTS, "A virtual machine or container with the specified identifier already exists: " + rec->id);
-      if (!captured.present) invalidJson("the configuration document is empty");
-      requireParsed(captured, "the configuration document");
-      buildSystemFromCreateDoc(rec->id, captured.json, rec->sys);
+      if (!captured->present()) invalidJson("the configuration document is empty");
+      requireParsed(*captured, "the configuration document");
+      buildSystemFromCreateDoc(rec->id, captured->json(), rec->sys);
       rec->status = SystemRec::Status::Live;
       c.registry[rec->id] = rec;
       saveStateLocked();
@@ -369,15 +351,15 @@ HCS_API void HCS_CALL HcsCloseComputeSystem(HCS_SYSTEM computeSystem) {
 }
 
 static HRESULT stateCall(HCS_SYSTEM computeSystem, HCS_OPERATION operation, PCWSTR options, const char *fn) {
-  DocArg doc = parseDocArg(options);
-  SysHandlePtr h = systemForCall(fn, computeSystem, traceDocOf(doc));
+  DocumentPtr doc = docArg(options);
+  SysHandlePtr h = systemForCall(fn, computeSystem, doc.get());
   if (!h) return HCS_E_HANDLE;
   SystemRecPtr rec = h->rec;
   std::string name = fn;
-  DocArg captured = doc;
+  DocumentPtr captured = doc;
   return launch(operation, fn, &rec->id, doc, [rec, captured, name](const FaultHit &fault) {
     failWithFault(fault);
-    OpOutcome out = transition(rec, captured, name.c_str());
+    OpOutcome out = transition(rec, *captured, name.c_str());
     // The system stopped: SystemExited to every handle with a callback (on another thread).
     if (name != "HcsStartComputeSystem") raiseClientExit(rec, name == "HcsTerminateComputeSystem");
     // Started: the guest boots and dials the host's hvsocket listeners; stopped: its connections close.
@@ -402,17 +384,17 @@ HCS_API HRESULT HCS_CALL HcsTerminateComputeSystem(HCS_SYSTEM computeSystem, HCS
 HCS_API HRESULT HCS_CALL HcsGetComputeSystemProperties(HCS_SYSTEM computeSystem, HCS_OPERATION operation,
                                                        PCWSTR propertyQuery) {
   const char *fn = "HcsGetComputeSystemProperties";
-  DocArg doc = parseDocArg(propertyQuery);
-  SysHandlePtr h = systemForCall(fn, computeSystem, traceDocOf(doc));
+  DocumentPtr doc = docArg(propertyQuery);
+  SysHandlePtr h = systemForCall(fn, computeSystem, doc.get());
   if (!h) return HCS_E_HANDLE;
   SystemRecPtr rec = h->rec;
-  DocArg captured = doc;
+  DocumentPtr captured = doc;
   FaultWork work = [rec, captured](const FaultHit &fault) -> OpOutcome {
     failWithFault(fault);
     bool simState = false, testHelper = false;
-    if (captured.present) {
-      requireParsed(captured, "the property query");
-      const Json &q = captured.json;
+    if (captured->present()) {
+      requireParsed(*captured, "the property query");
+      const Json &q = captured->json();
       if (!q.isObject()) invalidJson("property query: expected an object");
       for (const auto &m : q.members()) {
         if (m.first == "PropertyTypes") {
@@ -457,28 +439,29 @@ HCS_API HRESULT HCS_CALL HcsModifyComputeSystem(HCS_SYSTEM computeSystem, HCS_OP
                                                 HANDLE identity) {
   (void)identity;
   const char *fn = "HcsModifyComputeSystem";
-  DocArg doc = parseDocArg(configuration);
-  SysHandlePtr h = systemForCall(fn, computeSystem, traceDocOf(doc));
+  DocumentPtr doc = docArg(configuration);
+  SysHandlePtr h = systemForCall(fn, computeSystem, doc.get());
   if (!h) return HCS_E_HANDLE;
   SystemRecPtr rec = h->rec;
   if (!configuration) {
     traceCall(fn, &rec->id, nullptr, HCS_E_INVALIDARG);
     return HCS_E_INVALIDARG;
   }
-  DocArg captured = doc;
+  DocumentPtr captured = doc;
   FaultWork work = [rec, captured](const FaultHit &fault) -> OpOutcome {
+    captured->json();  // parsed here, outside the model lock
     Core &c = core();
     std::lock_guard<std::mutex> lock(c.modelMu);
     failWithFault(fault);
     checkLiveLocked(rec);
-    if (!captured.present) invalidJson("the modify request is empty");
-    requireParsed(captured, "the modify request");
+    if (!captured->present()) invalidJson("the modify request is empty");
+    requireParsed(*captured, "the modify request");
     if (rec->sys.state != "Running")
       fail(HCS_E_INVALID_STATE, "compute system " + rec->id + " is not running (state " + rec->sys.state + ")");
     // Without VirtualMachine.GuestConnection HCS holds no connection to the guest to forward a
     // GuestRequest over (the shim owns the GCS bridge): refused, nothing applied (docs/hcs.md).
-    if (refuseGuestRequestWithoutGuestConnection() && !rec->sys.guestConnection && captured.json.isObject() &&
-        hasGuestPart(captured.json))
+    if (refuseGuestRequestWithoutGuestConnection() && !rec->sys.guestConnection && captured->json().isObject() &&
+        hasGuestPart(captured->json()))
       fail(HCS_E_SYSTEM_NOT_CONFIGURED_FOR_OPERATION,
            "compute system " + rec->id + " has no GuestConnection: HCS cannot deliver a GuestRequest (the GCS bridge belongs to the caller)");
     HcsFailure guestFault{fault.hr, fault.message};
@@ -490,7 +473,7 @@ HCS_API HRESULT HCS_CALL HcsModifyComputeSystem(HCS_SYSTEM computeSystem, HCS_OP
         }
       }
     } saver;  // the host half may have been applied even if the guest half fails
-    applyModify(rec->sys, captured.json, fault.hit && fault.guestOnly ? &guestFault : nullptr);
+    applyModify(rec->sys, captured->json(), fault.hit && fault.guestOnly ? &guestFault : nullptr);
     return OpOutcome{};
   };
   return launch(operation, fn, &rec->id, doc, std::move(work));
@@ -522,16 +505,16 @@ HCS_API HRESULT HCS_CALL HcsSetComputeSystemCallback(HCS_SYSTEM computeSystem, u
 
 HCS_API HRESULT HCS_CALL HcsEnumerateComputeSystems(PCWSTR query, HCS_OPERATION operation) {
   const char *fn = "HcsEnumerateComputeSystems";
-  DocArg doc = parseDocArg(query);
-  DocArg captured = doc;
+  DocumentPtr doc = docArg(query);
+  DocumentPtr captured = doc;
   FaultWork work = [captured](const FaultHit &fault) -> OpOutcome {
     failWithFault(fault);
     std::vector<std::string> ids, owners, types;
     bool hasIds = false, hasOwners = false, hasTypes = false;
-    if (captured.present) {
-      requireParsed(captured, "the enumeration query");
-      if (!captured.json.isObject()) invalidJson("enumeration query: expected an object");
-      for (const auto &m : captured.json.members()) {
+    if (captured->present()) {
+      requireParsed(*captured, "the enumeration query");
+      if (!captured->json().isObject()) invalidJson("enumeration query: expected an object");
+      for (const auto &m : captured->json().members()) {
         std::vector<std::string> *target;
         if (m.first == "Ids") {
           target = &ids;

@@ -3,6 +3,7 @@
 #include <fcntl.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <cerrno>
 #include <cstring>
 #include <mutex>
@@ -14,6 +15,9 @@ struct TraceState {
   std::mutex m;
   std::string path;
   int fd = -1;
+  // fd >= 0, readable without the lock: every completion asks, and the workers would otherwise
+  // queue on this mutex for nothing when no trace file is set (the common case).
+  std::atomic<bool> on{false};
 };
 TraceState &trace() {
   static TraceState *t = new TraceState();
@@ -28,16 +32,14 @@ void setTracePath(const std::string &path) {
   t.fd = -1;
   t.path = path;
   if (!path.empty()) t.fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
+  t.on = t.fd >= 0;
 }
 
-bool traceEnabled() {
-  TraceState &t = trace();
-  std::lock_guard<std::mutex> lock(t.m);
-  return t.fd >= 0;
-}
+bool traceEnabled() { return trace().on.load(); }
 
 void traceCall(const std::string &fn, const std::string *id, const Json *doc, HRESULT hr) {
   TraceState &t = trace();
+  if (!t.on.load()) return;
   std::lock_guard<std::mutex> lock(t.m);
   if (t.fd < 0) return;
   Json line = Json::object();

@@ -30,6 +30,8 @@ using Clock = std::chrono::steady_clock;
 
 const int kDefaultWorkers = 4;
 
+void runOp(const OpPtr &op);
+
 int configuredWorkers() {
   const char *env = std::getenv("HCSSIM_WORKER_THREADS");
   if (env && *env) {
@@ -43,19 +45,25 @@ int configuredWorkers() {
 struct Pool {
   std::mutex m;
   std::condition_variable cv;
-  std::deque<std::function<void()>> tasks;
+  std::deque<OpPtr> tasks;
   int idle = 0;
   int total = 0;
   const int size = configuredWorkers();
 
-  void submit(std::function<void()> task) {
-    bool spawn;
+  // Never called with a scheduler lock held: a wake-up is a system call, and a woken worker that
+  // finds the scheduler lock taken would only block on it again (two futex round trips per
+  // operation instead of one).
+  void submit(OpPtr op) {
+    bool spawn, wake;
     {
       std::lock_guard<std::mutex> lock(m);
-      tasks.push_back(std::move(task));
+      tasks.push_back(std::move(op));
       // Threads are started lazily, up to the pool size.
       spawn = static_cast<int>(tasks.size()) > idle && total < size;
       if (spawn) ++total;
+      // A worker that is not idle takes the task when it is done with its own (it looks at the
+      // queue before it waits): wake one only if one waits.
+      wake = idle > 0;
     }
     if (spawn) {
       try {
@@ -64,9 +72,10 @@ struct Pool {
       } catch (...) {
         std::lock_guard<std::mutex> lock(m);
         --total;  // an existing worker will pick the task up
+        wake = true;
       }
     }
-    cv.notify_one();
+    if (wake) cv.notify_one();
   }
 
   void loop() {
@@ -75,11 +84,11 @@ struct Pool {
       ++idle;
       cv.wait(lock, [this] { return !tasks.empty(); });
       --idle;
-      std::function<void()> task = std::move(tasks.front());
+      OpPtr op = std::move(tasks.front());
       tasks.pop_front();
       lock.unlock();
-      task();
-      task = nullptr;
+      runOp(op);
+      op = nullptr;
       lock.lock();
     }
   }
@@ -129,12 +138,31 @@ OpTable &opTable() {
   return *t;
 }
 
-void runOp(const OpPtr &op);
+// Operations made ready under the scheduler lock, handed to the pool once it is released.
+// Declared before the lock guard in a scope, so that its destructor runs after the unlock.
+class Ready {
+ public:
+  Ready() = default;
+  Ready(const Ready &) = delete;
+  Ready &operator=(const Ready &) = delete;
+  ~Ready() {
+    if (first_) pool().submit(std::move(first_));
+    for (auto &op : more_) pool().submit(std::move(op));
+  }
+  void add(const OpPtr &op) {
+    if (!first_) first_ = op;
+    else more_.push_back(op);
+  }
 
-void dispatchLocked(const OpPtr &op) {
+ private:
+  OpPtr first_;
+  std::vector<OpPtr> more_;
+};
+
+void dispatchLocked(const OpPtr &op, Ready &ready) {
+  if (op->phase == Operation::Phase::Hung || op->phase == Operation::Phase::Fifo) sched().pending.erase(op);
   op->phase = Operation::Phase::Dispatched;
-  sched().pending.erase(op);
-  pool().submit([op] { runOp(op); });
+  ready.add(op);
 }
 
 void timerLoop() {
@@ -152,17 +180,24 @@ void timerLoop() {
     }
     OpPtr op = s.timers.top().op;
     s.timers.pop();
-    if (op->phase == Operation::Phase::Timer) dispatchLocked(op);
+    if (op->phase != Operation::Phase::Timer) continue;
+    lock.unlock();
+    {
+      Ready ready;
+      std::lock_guard<std::mutex> relock(s.m);
+      if (op->phase == Operation::Phase::Timer) dispatchLocked(op, ready);
+    }
+    lock.lock();
   }
 }
 
-void beginExecutionLocked(const OpPtr &op) {
+void beginExecutionLocked(const OpPtr &op, Ready &ready) {
   Scheduler &s = sched();
   ++s.executing;
   if (s.executing > s.maxExecuting) s.maxExecuting = s.executing;
   op->holdsSlot = true;
   if (op->latencyMs <= 0) {
-    dispatchLocked(op);
+    dispatchLocked(op, ready);
     return;
   }
   op->phase = Operation::Phase::Timer;
@@ -175,20 +210,20 @@ void beginExecutionLocked(const OpPtr &op) {
   s.timerCv.notify_one();
 }
 
-void admitWaitingLocked() {
+void admitWaitingLocked(Ready &ready) {
   Scheduler &s = sched();
   while ((s.limit == 0 || s.executing < s.limit) && !s.fifo.empty()) {
     OpPtr op = s.fifo.front();
     s.fifo.pop_front();
-    if (op->phase == Operation::Phase::Fifo) beginExecutionLocked(op);
+    if (op->phase == Operation::Phase::Fifo) beginExecutionLocked(op, ready);
   }
 }
 
 // Starts `op` now if the concurrency limit allows, else queues it (FIFO).
-void admitLocked(const OpPtr &op) {
+void admitLocked(const OpPtr &op, Ready &ready) {
   Scheduler &s = sched();
   if (s.limit == 0 || s.executing < s.limit) {
-    beginExecutionLocked(op);
+    beginExecutionLocked(op, ready);
   } else {
     op->phase = Operation::Phase::Fifo;
     s.pending.insert(op);
@@ -198,32 +233,35 @@ void admitLocked(const OpPtr &op) {
 
 void admit(const OpPtr &op, bool hang) {
   Scheduler &s = sched();
+  Ready ready;
   std::lock_guard<std::mutex> lock(s.m);
   if (hang) {
     op->phase = Operation::Phase::Hung;
     s.pending.insert(op);
     return;
   }
-  admitLocked(op);
+  admitLocked(op, ready);
 }
 
 // Moves a queued op straight to the pool (cancel / terminate). Returns false if it was already dispatched.
 bool expedite(const OpPtr &op) {
   Scheduler &s = sched();
+  Ready ready;
   std::lock_guard<std::mutex> lock(s.m);
   if (op->phase != Operation::Phase::Hung && op->phase != Operation::Phase::Fifo && op->phase != Operation::Phase::Timer)
     return false;
-  dispatchLocked(op);
+  dispatchLocked(op, ready);
   return true;
 }
 
 void releaseSlot(const OpPtr &op) {
   Scheduler &s = sched();
+  Ready ready;
   std::lock_guard<std::mutex> lock(s.m);
   if (!op->holdsSlot) return;
   op->holdsSlot = false;
   --s.executing;
-  admitWaitingLocked();
+  admitWaitingLocked(ready);
 }
 
 std::string defaultMessage(HRESULT hr) {
@@ -236,7 +274,9 @@ std::string defaultMessage(HRESULT hr) {
 }
 
 void finish(const OpPtr &op, OpOutcome out) {
-  if (op->traceWanted) traceCall(op->fn, op->traceHasId ? &op->traceId : nullptr, &op->traceDoc, out.hr);
+  if (op->traceWanted && traceEnabled())
+    traceCall(op->fn, op->traceHasId ? &op->traceId : nullptr, op->traceDoc ? op->traceDoc->traced() : nullptr, out.hr);
+  op->traceDoc = nullptr;
   std::u16string doc;
   bool hasDoc = false;
   try {
@@ -405,6 +445,7 @@ void terminateQueuedOperations() {
 
 void releaseHungOperations() {
   Scheduler &s = sched();
+  Ready ready;
   std::lock_guard<std::mutex> lock(s.m);
   std::vector<OpPtr> hung;
   for (const auto &op : s.pending)
@@ -413,15 +454,16 @@ void releaseHungOperations() {
   for (const auto &op : hung) {
     s.pending.erase(op);
     op->phase = Operation::Phase::None;
-    admitLocked(op);
+    admitLocked(op, ready);
   }
 }
 
 void setConcurrencyLimit(int limit) {
   Scheduler &s = sched();
+  Ready ready;
   std::lock_guard<std::mutex> lock(s.m);
   s.limit = limit < 0 ? 0 : limit;
-  admitWaitingLocked();
+  admitWaitingLocked(ready);
 }
 
 SchedulerStats schedulerStats() {

@@ -14,6 +14,7 @@
 #include <string>
 
 #include "computecore.h"
+#include "document.h"
 #include "json.h"
 
 namespace hcssim {
@@ -50,7 +51,7 @@ struct Operation {
   bool traceWanted = false;
   bool traceHasId = false;
   std::string traceId;
-  Json traceDoc;
+  DocumentPtr traceDoc;  // null: none
   double latencyMs = 0;
   // guarded by the scheduler mutex
   Phase phase = Phase::None;
@@ -75,7 +76,7 @@ struct StartSpec {
   bool traceWanted = false;
   bool traceHasId = false;
   std::string traceId;
-  Json traceDoc;
+  DocumentPtr traceDoc;  // null: none
 };
 bool operationStarted(const OpPtr &op);
 // Starts an operation (NotStarted -> Queued); returns HCS_E_OPERATION_ALREADY_STARTED if it was

@@ -1,0 +1,57 @@
+#include "document.h"
+
+namespace hcssim {
+
+Document::Document(const char16_t *text) : given_(text != nullptr) {
+  if (text) text_ = text;
+}
+
+void Document::parse() {
+  if (parsed_) return;
+  parsed_ = true;
+  if (!given_) return;
+  std::string text = utf16ToUtf8(text_);
+  text_ = std::u16string();
+  bool blank = true;
+  for (char c : text)
+    if (c != ' ' && c != '\t' && c != '\n' && c != '\r') {
+      blank = false;
+      break;
+    }
+  if (blank) return;
+  present_ = true;
+  ok_ = parseJson(text, json_, error_);
+  if (!ok_) json_ = Json::string(std::move(text));  // traced as the raw text
+}
+
+bool Document::present() {
+  parse();
+  return present_;
+}
+
+bool Document::malformed() {
+  parse();
+  return present_ && !ok_;
+}
+
+const Json &Document::json() {
+  parse();
+  return json_;
+}
+
+const std::string &Document::error() {
+  parse();
+  return error_;
+}
+
+const Json *Document::traced() {
+  parse();
+  return present_ ? &json_ : nullptr;
+}
+
+const Json *Document::valid() {
+  parse();
+  return present_ && ok_ ? &json_ : nullptr;
+}
+
+}  // namespace hcssim
