@@ -1,9 +1,9 @@
 import { UvmError } from '../core/errors.js';
 import { pendingPromises } from '../core/pending-promises.js';
 import type { HcsCallOptions, HcsSystem } from './hcs-api.js';
-import { HCS_GENERIC_ALL, toWide, type OperationHandle, type SystemHandle, type WideString } from './computecore.js';
+import { HCS_GENERIC_ALL, toWide, type SystemHandle, type WideString } from './computecore.js';
 import { HcsError, HResult } from './hcs-error.js';
-import { lateOutcomeOf, withLateOutcome, type OperationDriver } from './operation-driver.js';
+import { lateOutcomeOf, withLateOutcome, type OperationCall, type OperationDriver } from './operation-driver.js';
 import type { ModifySettingRequest } from './schema.js';
 import { subscribeSystemEvents, systemExitOf, type EventSubscription, type HcsSystemEvent, type SystemExit } from './system-events.js';
 
@@ -177,34 +177,22 @@ export class ComputeSystem implements HcsSystem, AsyncDisposable {
   }
 
   start(options?: HcsCallOptions): Promise<void> {
-    return this.#void('HcsStartComputeSystem', (lib, h, op, doc) => lib.startComputeSystem(h, op, doc), undefined, this.#system(options));
-  }
-
-  /** `options` with the handle's default system-call timeout when they give none. */
-  #system(options: HcsCallOptions | undefined): HcsCallOptions | undefined {
-    return options?.timeoutMs === undefined && this.#startTimeoutMs !== undefined ? { ...options, timeoutMs: this.#startTimeoutMs } : options;
+    return this.#void('HcsStartComputeSystem', START, undefined, options?.timeoutMs ?? this.#startTimeoutMs, options?.signal, false);
   }
 
   shutdown(options?: HcsCallOptions): Promise<void> {
-    return this.#void('HcsShutDownComputeSystem', (lib, h, op, doc) => lib.shutDownComputeSystem(h, op, doc), undefined, this.#system(options), true);
+    return this.#void('HcsShutDownComputeSystem', SHUT_DOWN, undefined, options?.timeoutMs ?? this.#startTimeoutMs, options?.signal, true);
   }
 
   terminate(options?: HcsCallOptions): Promise<void> {
-    return this.#void('HcsTerminateComputeSystem', (lib, h, op, doc) => lib.terminateComputeSystem(h, op, doc), undefined, this.#system(options), true);
+    return this.#void('HcsTerminateComputeSystem', TERMINATE, undefined, options?.timeoutMs ?? this.#startTimeoutMs, options?.signal, true);
   }
 
   modify(request: ModifySettingRequest, options?: HcsCallOptions): Promise<void> {
     if (request === null || typeof request !== 'object') {
       return Promise.reject(new UvmError('INVALID_ARGUMENT', 'modify: the request must be an object'));
     }
-    const effective =
-      options?.timeoutMs === undefined && this.#modifyTimeoutMs !== undefined ? { ...options, timeoutMs: this.#modifyTimeoutMs } : options;
-    return this.#void(
-      'HcsModifyComputeSystem',
-      (lib, h, op, doc) => lib.modifyComputeSystem(h, op, doc as WideString),
-      JSON.stringify(request),
-      effective,
-    );
+    return this.#void('HcsModifyComputeSystem', MODIFY, JSON.stringify(request), options?.timeoutMs ?? this.#modifyTimeoutMs, options?.signal, false);
   }
 
   async properties(query: Record<string, unknown>, options?: HcsCallOptions): Promise<unknown> {
@@ -213,9 +201,12 @@ export class ComputeSystem implements HcsSystem, AsyncDisposable {
     }
     const document = await this.#run(
       'HcsGetComputeSystemProperties',
-      (lib, h, op, doc) => lib.getComputeSystemProperties(h, op, doc),
+      PROPERTIES,
       JSON.stringify(query),
-      this.#system(options),
+      options?.timeoutMs ?? this.#startTimeoutMs,
+      options?.signal,
+      false,
+      false,
     );
     if (document === undefined) return {};
     try {
@@ -250,60 +241,48 @@ export class ComputeSystem implements HcsSystem, AsyncDisposable {
     for (const drained of this.#drained.splice(0)) drained();
   }
 
-  async #void(
-    op: string,
-    call: Call,
-    document: string | undefined,
-    options: HcsCallOptions | undefined,
-    teardown = false,
-  ): Promise<void> {
-    await this.#run(op, call, document, options, teardown);
+  /** `#run` of a call whose result document is not wanted (resolves with undefined). */
+  #void(op: string, call: OperationCall, document: string | undefined, timeoutMs: number | undefined, signal: AbortSignal | undefined, teardown: boolean): Promise<void> {
+    return this.#run(op, call, document, timeoutMs, signal, teardown, true) as Promise<unknown> as Promise<void>;
   }
 
-  async #run(
+  /**
+   * One operation on the handle (`call(lib, handle, operation, document)`). The hot path of every
+   * modify: no async function, no closure per call; the handle stays open while the operation is
+   * in HCS (even after its caller gave up), then `#operationDone` counts it out.
+   */
+  #run(
     op: string,
-    call: Call,
+    call: OperationCall,
     document: string | undefined,
-    options: HcsCallOptions | undefined,
-    teardown = false,
+    timeoutMs: number | undefined,
+    signal: AbortSignal | undefined,
+    teardown: boolean,
+    discard: boolean,
   ): Promise<string | undefined> {
-    if (this.#closed || !this.#handle) {
-      throw new UvmError('HANDLE_CLOSED', `${op} ${this.id}: the compute system handle has already been closed`, {
-        details: { systemId: this.id, op },
-      });
-    }
     const handle = this.#handle;
-    const wide = document === undefined ? null : toWide(document);
-    const lib = this.#driver.library;
-    this.#inFlight++;
-    // An operation abandoned at its deadline still uses the handle until HCS completes it.
-    let late: Promise<unknown> | undefined;
-    try {
-      return await this.#driver.run({
-        op,
-        systemId: this.id,
-        call: (operation) => call(lib, handle, operation, wide),
-        inputs: [wide, handle],
-        options,
-        teardown,
-      });
-    } catch (e) {
-      late = lateOutcomeOf(e);
-      throw e;
-    } finally {
-      const done = (): void => {
-        this.#inFlight--;
-        if (this.#closed && this.#inFlight === 0) this.#release();
-      };
-      if (late) void late.then(done);
-      else done();
+    if (this.#closed || !handle) {
+      return Promise.reject(
+        new UvmError('HANDLE_CLOSED', `${op} ${this.id}: the compute system handle has already been closed`, {
+          details: { systemId: this.id, op },
+        }),
+      );
     }
+    this.#inFlight++;
+    const wide = document === undefined ? null : toWide(document);
+    return this.#driver.operation(op, this.id, call, handle, wide, timeoutMs, signal, teardown, discard, this.#operationDone);
   }
+
+  /** One operation on the handle is over in HCS. */
+  readonly #operationDone = (): void => {
+    this.#inFlight--;
+    if (this.#closed && this.#inFlight === 0) this.#release();
+  };
 }
 
-type Call = (
-  lib: OperationDriver['library'],
-  handle: SystemHandle,
-  operation: OperationHandle,
-  document: WideString | null,
-) => number;
+// The HCS calls on a system handle (`target`: the handle; `input`: the UTF-16 document or null).
+const START: OperationCall = (lib, h, op, doc) => lib.startComputeSystem(h as SystemHandle, op, doc as WideString | null);
+const SHUT_DOWN: OperationCall = (lib, h, op, doc) => lib.shutDownComputeSystem(h as SystemHandle, op, doc as WideString | null);
+const TERMINATE: OperationCall = (lib, h, op, doc) => lib.terminateComputeSystem(h as SystemHandle, op, doc as WideString | null);
+const MODIFY: OperationCall = (lib, h, op, doc) => lib.modifyComputeSystem(h as SystemHandle, op, doc as WideString);
+const PROPERTIES: OperationCall = (lib, h, op, doc) => lib.getComputeSystemProperties(h as SystemHandle, op, doc as WideString | null);

@@ -72,8 +72,8 @@ export interface OperationRequest {
    * to native code must be in `inputs` (or otherwise referenced until the operation completes).
    */
   call: (operation: OperationHandle) => number;
-  /** Buffers/strings passed to native code; kept referenced until the operation completes. */
-  inputs?: readonly unknown[];
+  /** Buffers/strings passed to native code (one or an array); kept referenced until the operation completes. */
+  inputs?: unknown;
   options?: HcsCallOptions;
   /** Terminate / shut down: may use the reserved slots and ignores the per-system share. */
   teardown?: boolean;
@@ -91,8 +91,7 @@ export interface BlockingRequest<T> {
 }
 
 interface PendingEntry {
-  complete: () => void;
-  inputs: readonly unknown[] | undefined;
+  complete(): void;
 }
 
 // ---- process-wide completion registry -------------------------------------------------------
@@ -212,62 +211,100 @@ type CancelReason = 'timeout' | 'abort';
 const SHARED_DEADLINE_MIN_MS = 1000;
 const DEADLINE_JOIN_MS = 10;
 
-interface DeadlineGroup {
+/** Something with a deadline: `onDeadline` runs once when it passes, unless disarmed before. */
+interface DeadlineWaiter {
+  onDeadline(): void;
+  /** Set by `armDeadline`: the waiter's own timer or the shared group it joined. */
+  deadline: NodeJS.Timeout | DeadlineGroup | undefined;
+}
+
+class DeadlineGroup {
   timer: NodeJS.Timeout | undefined;
-  openUntil: number;
-  readonly entries: Set<() => void>;
+  readonly entries = new Set<DeadlineWaiter>();
+  constructor(
+    readonly ms: number,
+    readonly openUntil: number,
+  ) {}
 }
 
 /** The group still taking deadlines, per length. */
 const openGroups = new Map<number, DeadlineGroup>();
 
-/** Calls `fire` after `ms` (up to DEADLINE_JOIN_MS later when `ms` ≥ 1 s); returns the disarm. */
-function armDeadline(ms: number, fire: () => void): () => void {
+function fireWaiter(waiter: DeadlineWaiter): void {
+  waiter.deadline = undefined;
+  waiter.onDeadline();
+}
+
+function fireGroup(group: DeadlineGroup): void {
+  if (openGroups.get(group.ms) === group) openGroups.delete(group.ms);
+  group.timer = undefined;
+  for (const waiter of group.entries) {
+    waiter.deadline = undefined;
+    waiter.onDeadline();
+  }
+  group.entries.clear();
+}
+
+/** Calls `waiter.onDeadline()` after `ms` (up to DEADLINE_JOIN_MS later when `ms` ≥ 1 s). */
+function armDeadline(ms: number, waiter: DeadlineWaiter): void {
   if (ms < SHARED_DEADLINE_MIN_MS) {
-    const timer = setTimeout(fire, ms);
-    return () => clearTimeout(timer);
+    waiter.deadline = setTimeout(fireWaiter, ms, waiter);
+    return;
   }
   const now = performance.now();
   let group = openGroups.get(ms);
   if (group === undefined || group.openUntil < now) {
-    const created: DeadlineGroup = { timer: undefined, openUntil: now + DEADLINE_JOIN_MS, entries: new Set() };
-    created.timer = setTimeout(() => {
-      if (openGroups.get(ms) === created) openGroups.delete(ms);
-      created.timer = undefined;
-      for (const f of created.entries) f();
-      created.entries.clear();
-    }, ms + DEADLINE_JOIN_MS);
-    openGroups.set(ms, created);
-    group = created;
+    group = new DeadlineGroup(ms, now + DEADLINE_JOIN_MS);
+    group.timer = setTimeout(fireGroup, ms + DEADLINE_JOIN_MS, group);
+    openGroups.set(ms, group);
   }
-  const joined = group;
-  joined.entries.add(fire);
-  return () => {
-    if (!joined.entries.delete(fire) || joined.entries.size > 0) return;
-    if (joined.timer !== undefined) clearTimeout(joined.timer);
-    joined.timer = undefined;
-    if (openGroups.get(ms) === joined) openGroups.delete(ms);
-  };
+  group.entries.add(waiter);
+  waiter.deadline = group;
 }
 
-class Deadline {
+/** Cancels the deadline armed for `waiter`, if any; the last waiter of a group takes its timer with it. */
+function disarmDeadline(waiter: DeadlineWaiter): void {
+  const armed = waiter.deadline;
+  if (armed === undefined) return;
+  waiter.deadline = undefined;
+  if (!(armed instanceof DeadlineGroup)) {
+    clearTimeout(armed);
+    return;
+  }
+  if (!armed.entries.delete(waiter) || armed.entries.size > 0) return;
+  if (armed.timer !== undefined) clearTimeout(armed.timer);
+  armed.timer = undefined;
+  if (openGroups.get(armed.ms) === armed) openGroups.delete(armed.ms);
+}
+
+/** The deadline and abort signal of one blocking call. */
+class Deadline implements DeadlineWaiter {
   reason: CancelReason | undefined;
-  #disarm: (() => void) | undefined;
-  #onAbort: (() => void) | undefined;
+  deadline: NodeJS.Timeout | DeadlineGroup | undefined;
+  readonly #signal: AbortSignal | undefined;
   #listeners: (() => void)[] = [];
 
-  constructor(private readonly options: HcsCallOptions | undefined) {
+  constructor(options: HcsCallOptions | undefined) {
     const signal = options?.signal;
     if (signal?.aborted) {
       this.reason = 'abort';
       return;
     }
     if (signal) {
-      this.#onAbort = () => this.fire('abort');
-      signal.addEventListener('abort', this.#onAbort, { once: true });
+      this.#signal = signal;
+      signal.addEventListener('abort', this, { once: true });
     }
     const t = options?.timeoutMs;
-    if (t !== undefined) this.#disarm = armDeadline(Math.max(0, t), () => this.fire('timeout'));
+    if (t !== undefined) armDeadline(Math.max(0, t), this);
+  }
+
+  /** The signal's abort event. */
+  handleEvent(): void {
+    this.fire('abort');
+  }
+
+  onDeadline(): void {
+    this.fire('timeout');
   }
 
   /** Calls `fn` once when the call is cancelled (at once if it already is). */
@@ -283,47 +320,49 @@ class Deadline {
   }
 
   dispose(): void {
-    this.#disarm?.();
-    this.#disarm = undefined;
-    if (this.#onAbort) this.options?.signal?.removeEventListener('abort', this.#onAbort);
+    disarmDeadline(this);
+    this.#signal?.removeEventListener('abort', this);
     this.#listeners = [];
   }
 }
 
-function cancelledError(req: { op: string; systemId?: string; options?: HcsCallOptions }, reason: CancelReason, started: boolean): HcsError {
+function cancelledError(call: { op: string; systemId?: string }, timeoutMs: number | undefined, reason: CancelReason, started: boolean): HcsError {
   const timeout = reason === 'timeout';
-  const what = timeout ? `timed out after ${req.options?.timeoutMs} ms` : 'aborted';
+  const what = timeout ? `timed out after ${timeoutMs} ms` : 'aborted';
   const outcome = started
     ? 'the call is still running in HCS (HCS cannot cancel it); its outcome is handled when it completes'
     : 'the call was not started';
   return new HcsError({
-    op: req.op,
-    systemId: req.systemId,
+    op: call.op,
+    systemId: call.systemId,
     hresult: timeout ? HResult.HCS_E_OPERATION_TIMEOUT : HResult.E_ABORT,
     code: timeout ? 'TIMEOUT' : 'ABORTED',
     text: `${what}; ${outcome}`,
   });
 }
 
-function checkTimeout(options: HcsCallOptions | undefined): void {
-  const timeoutMs = options?.timeoutMs;
+/** An INVALID_ARGUMENT error when `timeoutMs` is given and not a finite number ≥ 0. */
+function badTimeout(timeoutMs: number | undefined): UvmError | undefined {
   if (timeoutMs !== undefined && (!Number.isFinite(timeoutMs) || timeoutMs < 0)) {
-    throw new UvmError('INVALID_ARGUMENT', `timeoutMs must be a finite number >= 0, got ${timeoutMs}`);
+    return new UvmError('INVALID_ARGUMENT', `timeoutMs must be a finite number >= 0, got ${timeoutMs}`);
   }
+  return undefined;
 }
 
 // ---- the scheduler --------------------------------------------------------------------------
 
+/** Work waiting for a slot. */
 interface Task {
   readonly lane: string;
   readonly teardown: boolean;
-  /** Starts the task; the returned promise settles when its slot may be given back. */
-  readonly start: () => Promise<unknown>;
-  /** Set while queued: removes the task from its queue. */
+  /** True while queued. */
   queued: boolean;
+  /** Runs the task in a slot of `lane`; whoever ends the task gives it back with `release(lane)`. */
+  run(lane: Lane): void;
 }
 
 interface Lane {
+  readonly name: string;
   normal: Task[];
   teardown: Task[];
   active: number;
@@ -335,6 +374,8 @@ class SlotScheduler {
   readonly #lanes = new Map<string, Lane>();
   /** Lanes with queued tasks, in the order they are served. */
   #turns: string[] = [];
+  #pumping = false;
+  #pumpAgain = false;
 
   constructor(
     private readonly max: number,
@@ -353,26 +394,24 @@ class SlotScheduler {
   }
 
   /**
-   * Starts `start` at once when its lane has nothing queued and a slot is free (the common case:
-   * no task object, no queue); false otherwise.
+   * Takes a slot of `laneName` at once when that lane has nothing queued and a slot is free (the
+   * common case: no task, no queue); undefined otherwise. The caller gives it back with `release`.
    */
-  startNow(laneName: string, teardown: boolean, start: () => Promise<unknown>): boolean {
+  acquire(laneName: string, teardown: boolean): Lane | undefined {
     const lane = this.#lanes.get(laneName);
-    if (lane !== undefined && (teardown ? lane.teardown : lane.normal).length > 0) return false;
-    if (teardown ? this.#active >= this.max : this.#active >= this.max - this.reserve || (lane?.active ?? 0) >= this.perLane) return false;
-    this.#start({ lane: laneName, teardown, start, queued: false }, lane ?? this.#lane(laneName));
-    return true;
+    if (lane !== undefined && (teardown ? lane.teardown : lane.normal).length > 0) return undefined;
+    if (teardown ? this.#active >= this.max : this.#active >= this.max - this.reserve || (lane?.active ?? 0) >= this.perLane) return undefined;
+    const taken = lane ?? this.#lane(laneName);
+    this.#active++;
+    taken.active++;
+    return taken;
   }
 
-  submit(task: Task): void {
+  /** Queues `task` (after `acquire` failed); it runs when a slot of its lane is free. */
+  enqueue(task: Task): void {
     const lane = this.#lane(task.lane);
-    const queue = task.teardown ? lane.teardown : lane.normal;
-    if (queue.length === 0 && this.#canStart(task, lane)) {
-      this.#start(task, lane);
-      return;
-    }
     task.queued = true;
-    queue.push(task);
+    (task.teardown ? lane.teardown : lane.normal).push(task);
     if (!this.#turns.includes(task.lane)) this.#turns.push(task.lane);
   }
 
@@ -385,15 +424,23 @@ class SlotScheduler {
       const list = task.teardown ? lane.teardown : lane.normal;
       const i = list.indexOf(task);
       if (i >= 0) list.splice(i, 1);
-      this.#forgetIfIdle(task.lane, lane);
+      this.#forgetIfIdle(lane);
     }
     return true;
+  }
+
+  /** Gives back one slot of `lane` and starts what may start now. */
+  release(lane: Lane): void {
+    this.#active--;
+    lane.active--;
+    this.#forgetIfIdle(lane);
+    if (this.#turns.length > 0) this.#pump();
   }
 
   #lane(name: string): Lane {
     let lane = this.#lanes.get(name);
     if (!lane) {
-      lane = { normal: [], teardown: [], active: 0 };
+      lane = { name, normal: [], teardown: [], active: 0 };
       this.#lanes.set(name, lane);
     }
     return lane;
@@ -404,20 +451,24 @@ class SlotScheduler {
     return this.#active < this.max - this.reserve && lane.active < this.perLane;
   }
 
-  #start(task: Task, lane: Lane): void {
-    task.queued = false;
-    this.#active++;
-    lane.active++;
-    const done = (): void => {
-      this.#active--;
-      lane.active--;
-      this.#forgetIfIdle(task.lane, lane);
-      this.#pump();
-    };
-    task.start().then(done, done);
+  /** Starts queued tasks while slots allow; a task that ends at once (and releases) while started here is handled by the loop, not by recursion. */
+  #pump(): void {
+    if (this.#pumping) {
+      this.#pumpAgain = true;
+      return;
+    }
+    this.#pumping = true;
+    try {
+      do {
+        this.#pumpAgain = false;
+        this.#pumpOnce();
+      } while (this.#pumpAgain);
+    } finally {
+      this.#pumping = false;
+    }
   }
 
-  #pump(): void {
+  #pumpOnce(): void {
     let progress = true;
     while (progress && this.#turns.length > 0) {
       progress = false;
@@ -433,17 +484,221 @@ class SlotScheduler {
         // Served: to the back of the line.
         this.#turns = this.#turns.filter((n) => n !== name);
         if (lane.teardown.length + lane.normal.length > 0) this.#turns.push(name);
-        this.#start(next, lane);
+        next.queued = false;
+        this.#active++;
+        lane.active++;
+        next.run(lane);
         progress = true;
       }
     }
   }
 
-  #forgetIfIdle(name: string, lane: Lane): void {
+  #forgetIfIdle(lane: Lane): void {
     if (lane.active === 0 && lane.normal.length === 0 && lane.teardown.length === 0) {
-      this.#lanes.delete(name);
-      this.#turns = this.#turns.filter((n) => n !== name);
+      this.#lanes.delete(lane.name);
+      if (this.#turns.length > 0) this.#turns = this.#turns.filter((n) => n !== lane.name);
     }
+  }
+}
+
+// ---- one HCS operation ----------------------------------------------------------------------
+
+/**
+ * Issues the HCS call of an operation: `target` and `input` are what the caller gave (kept
+ * referenced until HCS is done with the operation); returns the call's HRESULT.
+ */
+export type OperationCall = (lib: ComputeCore, target: unknown, operation: OperationHandle, input: unknown) => number;
+
+/** `OperationRequest.call` as an `OperationCall` (the request's function is the target). */
+const callRequest: OperationCall = (_lib, target, operation) => (target as OperationRequest['call'])(operation);
+
+const WAITING = 0;
+const RUNNING = 1;
+const CLOSED = 2;
+
+/**
+ * One HCS operation from the call to its close: queued for a slot, then running in HCS (tracked
+ * by its context id until the completion is drained), then closed. One object per call holds
+ * every piece of state (no closures, no promise chains): the caller's promise is the only promise
+ * unless the caller gives up while HCS still runs the operation (then a late-outcome promise).
+ */
+class Operation implements PendingEntry, DeadlineWaiter, Task {
+  queued = false;
+  deadline: NodeJS.Timeout | DeadlineGroup | undefined = undefined;
+  #state = WAITING;
+  #context = 0;
+  #handle: OperationHandle | null = null;
+  #slot: Lane | undefined = undefined;
+  /** The caller's promise has settled (result, failure, or given up at its deadline / abort). */
+  #answered = false;
+  #resolve!: (value: string | undefined) => void;
+  #reject!: (error: unknown) => void;
+  /** Set once the caller gave up while HCS runs the operation: settles the late outcome. */
+  #late: ((outcome: LateOutcome) => void) | undefined = undefined;
+
+  constructor(
+    private readonly lib: ComputeCore,
+    private readonly scheduler: SlotScheduler,
+    readonly op: string,
+    readonly systemId: string | undefined,
+    readonly lane: string,
+    readonly teardown: boolean,
+    private readonly call: OperationCall,
+    /** What `call` uses; both stay referenced until HCS is done with the operation. */
+    private target: unknown,
+    private input: unknown,
+    readonly timeoutMs: number | undefined,
+    private readonly signal: AbortSignal | undefined,
+    /** Resolve the caller with undefined instead of the result document. */
+    private readonly discard: boolean,
+    /** Called once when nothing of the call is left in HCS (closed, or never started). */
+    private onDone: (() => void) | undefined,
+  ) {}
+
+  /** The caller's promise (call once, before `begin`). */
+  promise(): Promise<string | undefined> {
+    return new Promise<string | undefined>((resolve, reject) => {
+      this.#resolve = resolve;
+      this.#reject = reject;
+    });
+  }
+
+  /** Arms the deadline and the abort listener, then runs at once or waits for a slot. */
+  begin(): void {
+    pendingPromises.opened('hcs-operation');
+    if (this.timeoutMs !== undefined) armDeadline(Math.max(0, this.timeoutMs), this);
+    this.signal?.addEventListener('abort', this, { once: true });
+    const lane = this.scheduler.acquire(this.lane, this.teardown);
+    if (lane !== undefined) this.run(lane);
+    else this.scheduler.enqueue(this);
+  }
+
+  /** In a slot: creates the HCS operation and issues the call. */
+  run(lane: Lane): void {
+    this.#state = RUNNING;
+    this.#slot = lane;
+    const lib = this.lib;
+    const context = allocateContext();
+    this.#context = context;
+    track(context, this);
+    try {
+      const handle = lib.createOperation(context, completionCallback(lib));
+      if (handle === null) {
+        throw new HcsError({ op: this.op, systemId: this.systemId, hresult: HResult.E_OUTOFMEMORY, text: 'HcsCreateOperation failed' });
+      }
+      this.#handle = handle;
+      const hr = this.call(lib, this.target, handle, this.input);
+      if (hr < 0) {
+        // The call itself failed: the operation never started and will not complete. Its result
+        // (if any) carries the error document, as hcsshim reads it.
+        const r = lib.getOperationResult(handle);
+        throw hcsErrorFromResult(this.op, hr, r.hr < 0 ? r.document : undefined, this.systemId);
+      }
+    } catch (err) {
+      this.#close();
+      this.#settle(false, err);
+    }
+  }
+
+  /** HCS completed the operation (drained on the main thread): read its result, close it, answer. */
+  complete(): void {
+    if (this.#state !== RUNNING) return;
+    let ok = true;
+    let value: unknown;
+    try {
+      const r = this.lib.getOperationResult(this.#handle!);
+      if (r.hr >= 0) value = r.document === '' ? undefined : r.document;
+      else {
+        ok = false;
+        value = hcsErrorFromResult(this.op, r.hr, r.document, this.systemId);
+      }
+    } catch (err) {
+      ok = false;
+      value = err;
+    }
+    this.#close();
+    this.#settle(ok, value);
+  }
+
+  /** The deadline passed. */
+  onDeadline(): void {
+    this.#giveUp('timeout');
+  }
+
+  /** The signal's abort event. */
+  handleEvent(): void {
+    this.#giveUp('abort');
+  }
+
+  /** Closes the HCS operation; its inputs stay referenced until here, after HCS is done with it. */
+  #close(): void {
+    this.#state = CLOSED;
+    const handle = this.#handle;
+    this.#handle = null;
+    if (handle !== null) this.lib.closeOperation(handle);
+    this.target = undefined;
+    this.input = undefined;
+    untrack(this.#context);
+    const slot = this.#slot;
+    this.#slot = undefined;
+    if (slot !== undefined) this.scheduler.release(slot);
+    this.#done();
+  }
+
+  #done(): void {
+    const onDone = this.onDone;
+    this.onDone = undefined;
+    onDone?.();
+  }
+
+  #settle(ok: boolean, value: unknown): void {
+    const late = this.#late;
+    if (late !== undefined) {
+      this.#late = undefined;
+      late(ok ? { applied: true, value: value as string | undefined } : { applied: false, error: value });
+      return;
+    }
+    if (this.#answered) return;
+    this.#answer();
+    if (ok) this.#resolve(this.discard ? undefined : (value as string | undefined));
+    else this.#reject(value);
+  }
+
+  /** The caller's promise settles now: the deadline and the abort listener go. */
+  #answer(): void {
+    this.#answered = true;
+    disarmDeadline(this);
+    this.signal?.removeEventListener('abort', this);
+    pendingPromises.settled('hcs-operation');
+  }
+
+  /**
+   * The caller gives up at its deadline / abort: rejects at once. A queued call is withdrawn
+   * (nothing reached HCS); a running one keeps its handle, inputs and slot until HCS completes it,
+   * and the error carries its late outcome.
+   */
+  #giveUp(reason: CancelReason): void {
+    if (this.#answered) return;
+    if (this.#state === WAITING) {
+      this.scheduler.withdraw(this);
+      this.#state = CLOSED;
+      this.target = undefined;
+      this.input = undefined;
+      this.#answer();
+      this.#done();
+      this.#reject(cancelledError(this, this.timeoutMs, reason, false));
+      return;
+    }
+    if (this.#state !== RUNNING) return;
+    this.#answer();
+    // Best effort and documented as E_NOTIMPL: HCS completes the operation either way.
+    try {
+      if (this.#handle !== null) this.lib.cancelOperation(this.#handle);
+    } catch {
+      // ignored, like its result
+    }
+    const late = new Promise<LateOutcome>((resolve) => (this.#late = resolve));
+    this.#reject(withLateOutcome(cancelledError(this, this.timeoutMs, reason, true), late));
   }
 }
 
@@ -533,28 +788,43 @@ export class OperationDriver {
    */
   run(req: OperationRequest): Promise<string | undefined> {
     const options = req.options;
-    if (options === undefined || (options.signal === undefined && options.timeoutMs === undefined)) {
-      // Fast path: nothing can cancel the call, so no deadline; with a free slot, no queue either.
-      let started: Started<string | undefined> | undefined;
-      const begun = this.#operations.startNow(req.systemId ?? '', req.teardown === true, () => {
-        started = this.#execute(req);
-        return started.settled;
-      });
-      if (begun) return pendingPromises.track('hcs-operation', started!.result);
-    } else {
-      try {
-        checkTimeout(options);
-      } catch (err) {
-        return Promise.reject(err);
-      }
+    return this.operation(req.op, req.systemId, callRequest, req.call, req.inputs, options?.timeoutMs, options?.signal, req.teardown === true, false);
+  }
+
+  /**
+   * `run` without a request object, for callers on the hot path (ComputeSystem): `call(lib,
+   * target, operation, input)` issues the HCS call; `target` and `input` stay referenced until HCS
+   * is done with the operation. `discard`: resolve with undefined. `onDone` is called exactly once,
+   * when nothing of this call is left in HCS (at once when the call is refused or withdrawn).
+   */
+  operation(
+    op: string,
+    systemId: string | undefined,
+    call: OperationCall,
+    target: unknown,
+    input: unknown,
+    timeoutMs: number | undefined,
+    signal: AbortSignal | undefined,
+    teardown: boolean,
+    discard: boolean,
+    onDone?: () => void,
+  ): Promise<string | undefined> {
+    const invalid = badTimeout(timeoutMs);
+    if (invalid !== undefined || signal?.aborted) {
+      onDone?.();
+      return Promise.reject(invalid ?? cancelledError({ op, systemId }, timeoutMs, 'abort', false));
     }
-    return pendingPromises.track('hcs-operation', this.#schedule(this.#operations, req, req.teardown === true, () => this.#execute(req)));
+    const operation = new Operation(this.#lib, this.#operations, op, systemId, systemId ?? '', teardown, call, target, input, timeoutMs, signal, discard, onDone);
+    const promise = operation.promise();
+    operation.begin();
+    return promise;
   }
 
   /** Runs one blocking call (grant, revoke, open) under the same rules as `run`. */
   async runBlocking<T>(req: BlockingRequest<T>): Promise<T> {
-    checkTimeout(req.options);
-    return pendingPromises.track('hcs-blocking-call', this.#schedule(this.#blocking, req, false, () => {
+    const invalid = badTimeout(req.options?.timeoutMs);
+    if (invalid !== undefined) throw invalid;
+    return pendingPromises.track('hcs-blocking-call', this.#schedule(this.#blocking, req, () => {
       blockingInFlight++;
       holdProcess();
       const call = (async () => req.call())();
@@ -571,20 +841,16 @@ export class OperationDriver {
   }
 
   /**
-   * Queues a task on `scheduler`; the caller's promise settles with the task's result, or at the
+   * Queues a blocking call on `scheduler`; the caller's promise settles with its result, or at the
    * deadline / abort: before the start without anything reaching native code, after it with the
    * late outcome attached while the slot stays taken until the native call is done.
    */
-  #schedule<T>(
-    scheduler: SlotScheduler,
-    req: { op: string; systemId?: string; options?: HcsCallOptions },
-    teardown: boolean,
-    begin: () => Started<T>,
-  ): Promise<T> {
+  #schedule<T>(scheduler: SlotScheduler, req: { op: string; systemId?: string; options?: HcsCallOptions }, begin: () => Started<T>): Promise<T> {
     const deadline = new Deadline(req.options);
+    const timeoutMs = req.options?.timeoutMs;
     if (deadline.reason) {
       deadline.dispose();
-      return Promise.reject(cancelledError(req, deadline.reason, false));
+      return Promise.reject(cancelledError(req, timeoutMs, deadline.reason, false));
     }
     return new Promise<T>((resolve, reject) => {
       let settled = false;
@@ -594,112 +860,37 @@ export class OperationDriver {
         deadline.dispose();
         fn();
       };
-      const start = (): Promise<unknown> => {
-        if (deadline.reason) {
-          finish(() => reject(cancelledError(req, deadline.reason!, false)));
-          return Promise.resolve();
-        }
+      const start = (lane: Lane): void => {
         const started = begin();
+        void started.settled.then(() => scheduler.release(lane));
         started.result.then(
           (v) => finish(() => resolve(v)),
           (e: unknown) => finish(() => reject(e)),
         );
         deadline.onFire(() =>
           finish(() => {
-            started.onAbandon?.();
             if (started.undoLate) {
               const undo = started.undoLate;
               void started.settled.then((o) => {
                 if (o.applied) undo(o.value);
               });
             }
-            reject(withLateOutcome(cancelledError(req, deadline.reason!, true), started.settled));
+            reject(withLateOutcome(cancelledError(req, timeoutMs, deadline.reason!, true), started.settled));
           }),
         );
-        return started.settled;
       };
       const lane = req.systemId ?? '';
-      if (scheduler.startNow(lane, teardown, start)) return;
-      const task: Task = { lane, teardown, queued: false, start };
+      const slot = scheduler.acquire(lane, false);
+      if (slot !== undefined) {
+        start(slot);
+        return;
+      }
+      const task: Task = { lane, teardown: false, queued: false, run: start };
       deadline.onFire(() => {
-        if (scheduler.withdraw(task)) finish(() => reject(cancelledError(req, deadline.reason!, false)));
+        if (scheduler.withdraw(task)) finish(() => reject(cancelledError(req, timeoutMs, deadline.reason!, false)));
       });
-      scheduler.submit(task);
+      scheduler.enqueue(task);
     });
-  }
-
-  #execute(req: OperationRequest): Started<string | undefined> {
-    const lib = this.#lib;
-    const callback = completionCallback(lib);
-    const id = allocateContext();
-    let op: OperationHandle | null = null;
-    let closed = false;
-    let resolveResult!: (value: string | undefined) => void;
-    let rejectResult!: (error: unknown) => void;
-    const result = new Promise<string | undefined>((resolve, reject) => {
-      resolveResult = resolve;
-      rejectResult = reject;
-    });
-    const close = (): void => {
-      closed = true;
-      if (op !== null) lib.closeOperation(op);
-      // Inputs stay referenced by `entry` until here, after HCS is done with the operation.
-      entry.inputs = undefined;
-      untrack(id);
-    };
-    const entry: PendingEntry = {
-      // HCS completed the operation (drained on the main thread): read its result, then close it.
-      complete: () => {
-        let failure: { error: unknown } | undefined;
-        let value: string | undefined;
-        try {
-          const r = lib.getOperationResult(op!);
-          if (r.hr >= 0) value = r.document === '' ? undefined : r.document;
-          else failure = { error: hcsErrorFromResult(req.op, r.hr, r.document, req.systemId) };
-        } catch (err) {
-          failure = { error: err };
-        }
-        close();
-        if (failure) rejectResult(failure.error);
-        else resolveResult(value);
-      },
-      inputs: req.inputs,
-    };
-    track(id, entry);
-    try {
-      op = lib.createOperation(id, callback);
-      if (op === null) {
-        throw new HcsError({ op: req.op, systemId: req.systemId, hresult: HResult.E_OUTOFMEMORY, text: 'HcsCreateOperation failed' });
-      }
-      const hr = req.call(op);
-      if (hr < 0) {
-        // The call itself failed: the operation never started and will not complete. Its result
-        // (if any) carries the error document, as hcsshim reads it.
-        const r = lib.getOperationResult(op);
-        throw hcsErrorFromResult(req.op, hr, r.hr < 0 ? r.document : undefined, req.systemId);
-      }
-    } catch (err) {
-      close();
-      rejectResult(err);
-    }
-    const settled = result.then(
-      (value): LateOutcome => ({ applied: true, value }),
-      (error: unknown): LateOutcome => ({ applied: false, error }),
-    );
-    return {
-      result,
-      settled,
-      onAbandon: () => {
-        // Best effort and documented as E_NOTIMPL: HCS completes the operation either way.
-        if (!closed && op !== null) {
-          try {
-            lib.cancelOperation(op);
-          } catch {
-            // ignored, like its result
-          }
-        }
-      },
-    };
   }
 }
 
@@ -708,7 +899,5 @@ interface Started<T> {
   result: Promise<T>;
   /** Settles (never rejects) when the native call is done and its slot may be reused. */
   settled: Promise<LateOutcome<T>>;
-  /** Called when the caller gives up while the call runs. */
-  onAbandon?: () => void;
   undoLate?: (value: T) => void;
 }

@@ -3,6 +3,7 @@
 import { expect } from 'chai';
 import sinon from 'sinon';
 import { UvmError } from '../../../src/core/errors.js';
+import { pendingPromises } from '../../../src/core/pending-promises.js';
 import type {
   ComputeCore,
   Guid,
@@ -429,6 +430,65 @@ describe('ComputeSystem (scripted library)', function () {
     await flush();
     expect(t.done && t.error === undefined).to.equal(true);
     expect(lib.closedSystems).to.deep.equal([handle]);
+  });
+
+  it('a call abandoned at its deadline keeps the handle open until HCS completes it; a queued one withdrawn at its deadline frees it at once', async function () {
+    const clock = sinon.useFakeTimers({ toFake: ['setTimeout', 'clearTimeout'] });
+    try {
+      const one = new ComputeSystem('vm-9', { system: 9 } as unknown as SystemHandle, new OperationDriver(lib, { maxConcurrentOperations: 1, reservedForTeardown: 0 }));
+      const running = settled(one.modify({ ResourcePath: 'a' }, { timeoutMs: 50 }));
+      const queued = settled(one.modify({ ResourcePath: 'b' }, { timeoutMs: 50 }));
+      await flush();
+      expect(lib.ops).to.have.length(1);
+      expect(one.inFlight).to.equal(2);
+      clock.tick(50);
+      await flush();
+      expect((running.error as HcsError).code).to.equal('TIMEOUT');
+      expect((queued.error as HcsError).code).to.equal('TIMEOUT');
+      expect(lateOutcomeOf(running.error)).to.not.equal(undefined);
+      expect(lateOutcomeOf(queued.error), 'nothing reached HCS').to.equal(undefined);
+      expect(lib.ops, 'the queued call never created an operation').to.have.length(1);
+      expect(one.inFlight).to.equal(1);
+      one.close();
+      expect(lib.closedSystems, 'HCS still runs an operation on the handle').to.deep.equal([]);
+      lib.complete(lib.last());
+      await flush();
+      expect(await lateOutcomeOf(running.error)).to.deep.equal({ applied: true, value: undefined });
+      expect(lib.last().closed).to.equal(1);
+      expect(one.inFlight).to.equal(0);
+      expect(lib.closedSystems).to.have.length(1);
+      expect(pendingPromises.byKind()).to.not.have.property('hcs-operation');
+    } finally {
+      clock.restore();
+    }
+  });
+
+  it('a queued call that fails synchronously when its turn comes starts the next one; every call is counted out', async function () {
+    const one = new ComputeSystem('vm-10', { system: 10 } as unknown as SystemHandle, new OperationDriver(lib, { maxConcurrentOperations: 1, reservedForTeardown: 0 }));
+    const first = settled(one.modify({ ResourcePath: 'a' }));
+    const second = settled(one.modify({ ResourcePath: 'b' }));
+    const third = settled(one.modify({ ResourcePath: 'c' }));
+    await flush();
+    expect(lib.ops).to.have.length(1);
+    lib.syncHr = HResult.E_INVALIDARG;
+    lib.complete(lib.last());
+    await flush();
+    expect(first).to.deep.equal({ done: true, value: undefined });
+    expect((second.error as HcsError).hresult).to.equal(HResult.E_INVALIDARG);
+    expect((third.error as HcsError).hresult).to.equal(HResult.E_INVALIDARG);
+    expect(lib.ops.map((o) => o.closed)).to.deep.equal([1, 1, 1]);
+    expect(one.inFlight).to.equal(0);
+    expect(pendingOperationCount()).to.equal(0);
+    expect(pendingPromises.byKind()).to.not.have.property('hcs-operation');
+  });
+
+  it('modify, start, shutdown and terminate resolve with undefined whatever result document HCS returns', async function () {
+    const p = settled(system.modify({ ResourcePath: 'x' }));
+    await flush();
+    lib.complete(lib.last(), 0, '{"unexpected":true}');
+    await flush();
+    expect(p).to.deep.equal({ done: true, value: undefined });
+    expect(lib.last().closed).to.equal(1);
   });
 
   it('asyncDispose waits for the operations in flight', async function () {
