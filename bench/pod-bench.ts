@@ -9,9 +9,15 @@
 // at HCS concurrency 64 (line `pod_c64:`); BENCH_QUICK=1 skips the baseline. (The same pod with a
 // recovery journal: bench/journal-bench.ts.)
 //
+// Measurement: one warm-up round (not reported: cold JIT and caches), then POD_ROUNDS rounds (3),
+// each running the `pod:` pod, the `pod_c64:` pod and the `pod_hcsshim:` pod one after the other
+// (interleaved, so a change of machine load hits all three alike); every line prints medians, and
+// `pod_rounds:` the rounds themselves. Main-thread CPU per phase (`*_cpu_ms`) is read from
+// /proc/self/task/<pid>/schedstat (Linux; `n/a` elsewhere): time on CPU, whatever the load.
+//
 // Line `pod_hcsshim:` (POD_SKIP_HCSSHIM=1 skips it): the same pod and latency with our managers
-// under hcsshim's locking discipline, in rounds interleaved with our own (POD_ROUNDS, 3; 2 with
-// BENCH_QUICK=1; medians): one mutex per UVM held across each container's whole release (every
+// under hcsshim's locking discipline, in rounds interleaved with our own (medians): one mutex per
+// UVM held across each container's whole release (every
 // detach of the UVM waits for the one before), and container allocations one at a time. The
 // library has no per-layer entry point, so "layers one by one" is modelled as whole container
 // allocations serialized (within one allocation our layers still attach concurrently).
@@ -109,7 +115,24 @@ export interface RunResult {
   stopLbMs: number;
   startCalls: number;
   stopCalls: number;
+  /** Main-thread CPU time of each phase (ms), undefined where /proc is not available. */
+  startCpuMs: number | undefined;
+  stopCpuMs: number | undefined;
 }
+
+/** CPU time the main thread has used (ms), from the scheduler's per-thread statistics (Linux). */
+function mainThreadCpuMs(): number | undefined {
+  try {
+    return Number(readFileSync(`/proc/self/task/${process.pid}/schedstat`, 'utf8').split(' ')[0]) / 1e6;
+  } catch {
+    return undefined;
+  }
+}
+
+const cpuSince = (from: number | undefined): number | undefined => {
+  const to = mainThreadCpuMs();
+  return from === undefined || to === undefined ? undefined : to - from;
+};
 
 /** A FIFO async mutex: `run` waits for every earlier holder, then runs `fn` alone. */
 class UvmLock {
@@ -153,18 +176,22 @@ export async function runPod(
   // hcsshim discipline: one lock per UVM over every container allocation and every container release.
   const lock = new UvmLock();
   const guarded = <T>(fn: () => Promise<T>): Promise<T> => (discipline === 'hcsshim' ? lock.run(fn) : fn());
+  const c0 = mainThreadCpuMs();
   const t0 = performance.now();
   // With a journal, through the UVM (its containers are journaled too).
   const allocated = await Promise.all(
     pod.map(({ id, spec }) => guarded(() => (journal ? uvm.allocateContainer(spec, { containerId: id }) : allocateContainer(uvm, spec, { containerId: id })))),
   );
   const t1 = performance.now();
+  const startCpuMs = cpuSince(c0);
   const live = uvm.describe();
   const afterStart = countModifies(trace, 0);
 
+  const c2 = mainThreadCpuMs();
   const t2 = performance.now();
   await Promise.all(allocated.map((a) => guarded(() => (a.resources as ContainerResources).release())));
   const t3 = performance.now();
+  const stopCpuMs = cpuSince(c2);
   const afterStop = countModifies(trace, afterStart.lines);
 
   configureSimulator({ latencyMs: 0, concurrency: 0, trace: null });
@@ -186,6 +213,29 @@ export async function runPod(
     stopMs: t3 - t2,
     startLbMs: L * Math.max(Math.ceil(min.start / hcsConcurrency), chains.start),
     stopLbMs: L * Math.max(Math.ceil(min.stop / hcsConcurrency), chains.stop),
+    startCpuMs,
+    stopCpuMs,
+  };
+}
+
+/** The medians of a set of rounds of one pod (calls: the round furthest from the minimum). */
+interface PodMedians extends RunResult {
+  rounds: RunResult[];
+}
+
+function medians(rounds: RunResult[]): PodMedians {
+  const m = (pick: (r: RunResult) => number | undefined): number | undefined => {
+    const values = rounds.map(pick).filter((v): v is number => v !== undefined);
+    return values.length === rounds.length ? median(values) : undefined;
+  };
+  const worst = rounds.reduce((a, b) => (b.calls - b.min > a.calls - a.min ? b : a));
+  return {
+    ...worst,
+    startMs: m((r) => r.startMs)!,
+    stopMs: m((r) => r.stopMs)!,
+    startCpuMs: m((r) => r.startCpuMs),
+    stopCpuMs: m((r) => r.stopCpuMs),
+    rounds,
   };
 }
 
@@ -193,22 +243,26 @@ export async function run(): Promise<void> {
   const root = mkdtempSync(join(tmpdir(), 'uvm-pod-bench-'));
   try {
     const pod = makePod(root);
-    console.log(`pod: ${N} containers × ${K} layers (${S} shared) + ${B} bind mounts each; L=${L} ms, C=${C}; load ${loadavg()[0].toFixed(1)}`);
-    const fast = await runPod(root, pod, 64, 'concurrent');
-    // The same pod with HCS-side concurrency 64: the library's own cost per call, not HCS, bounds it.
-    const wide = process.env.POD_SKIP_C64 ? undefined : await runPod(root, pod, 64, 'c64', false, 64);
-    // ours vs hcsshim's locking, in interleaved rounds (the first `ours` round is the `pod:` run).
-    const rounds = env('POD_ROUNDS', process.env.BENCH_QUICK === '1' ? 2 : 3);
-    const ours: RunResult[] = [fast];
+    const load0 = loadavg()[0];
+    console.log(`pod: ${N} containers × ${K} layers (${S} shared) + ${B} bind mounts each; L=${L} ms, C=${C}; load ${load0.toFixed(1)}`);
+    // A warm-up round, not reported: the first run of a process pays for JIT compilation and cold caches.
+    await runPod(root, pod, 64, 'warmup');
+    const rounds = env('POD_ROUNDS', 3);
+    const ours: RunResult[] = [];
+    const wide: RunResult[] = [];
     const hcsshim: RunResult[] = [];
-    if (!process.env.POD_SKIP_HCSSHIM) {
-      for (let r = 0; r < rounds; r++) {
-        hcsshim.push(await runPod(root, pod, 64, `hcsshim-${r}`, false, C, 'hcsshim'));
-        if (r + 1 < rounds) ours.push(await runPod(root, pod, 64, `ours-${r + 1}`));
-      }
+    for (let r = 0; r < rounds; r++) {
+      ours.push(await runPod(root, pod, 64, `ours-${r}`));
+      // The same pod with HCS-side concurrency 64: the library's own cost per call, not HCS, bounds it.
+      if (!process.env.POD_SKIP_C64) wide.push(await runPod(root, pod, 64, `c64-${r}`, false, 64));
+      // ours vs hcsshim's locking, in the same rounds.
+      if (!process.env.POD_SKIP_HCSSHIM) hcsshim.push(await runPod(root, pod, 64, `hcsshim-${r}`, false, C, 'hcsshim'));
     }
     const serial = process.env.POD_SKIP_SERIAL || process.env.BENCH_QUICK === '1' ? undefined : await runPod(root, pod, 1, 'serial');
+    const load = `load ${load0.toFixed(1)}→${loadavg()[0].toFixed(1)}`;
     const f = (x: number): string => x.toFixed(0);
+    const cpu = (x: number | undefined): string => (x === undefined ? 'n/a' : x.toFixed(0));
+    const fast = medians(ours);
     console.log(
       `pod: calls=${fast.calls} min=${fast.min} start_ms=${f(fast.startMs)} start_lb_ms=${f(fast.startLbMs)} ` +
         `stop_ms=${f(fast.stopMs)} stop_lb_ms=${f(fast.stopLbMs)} ` +
@@ -217,27 +271,32 @@ export async function run(): Promise<void> {
     console.log(
       `pod: start calls=${fast.startCalls} ratio=${(fast.startMs / fast.startLbMs).toFixed(3)}; ` +
         `stop calls=${fast.stopCalls} ratio=${(fast.stopMs / fast.stopLbMs).toFixed(3)}` +
-        (serial ? `; serial/concurrent start ${(serial.startMs / fast.startMs).toFixed(1)}×, stop ${(serial.stopMs / fast.stopMs).toFixed(1)}×` : ''),
+        (serial ? `; serial/concurrent start ${(serial.startMs / fast.startMs).toFixed(1)}×, stop ${(serial.stopMs / fast.stopMs).toFixed(1)}×` : '') +
+        `; main-thread start_cpu_ms=${cpu(fast.startCpuMs)} stop_cpu_ms=${cpu(fast.stopCpuMs)}; medians of ${rounds} rounds after a warm-up, ${load}`,
     );
     if (hcsshim.length > 0) {
-      const oStart = median(ours.map((o) => o.startMs));
-      const oStop = median(ours.map((o) => o.stopMs));
-      const hStart = median(hcsshim.map((h) => h.startMs));
-      const hStop = median(hcsshim.map((h) => h.stopMs));
+      const h = medians(hcsshim);
       console.log(
-        `pod_hcsshim: start_ms=${f(hStart)} stop_ms=${f(hStop)} ours/hcsshim-discipline start=${(oStart / hStart).toFixed(3)} ` +
-          `stop=${(oStop / hStop).toFixed(3)} (ours start_ms=${f(oStart)} stop_ms=${f(oStop)}; medians of ${hcsshim.length} interleaved rounds, ` +
-          `C=${C}, load ${loadavg()[0].toFixed(1)}; hcsshim discipline = one UVM lock over each container's release and over ` +
+        `pod_hcsshim: start_ms=${f(h.startMs)} stop_ms=${f(h.stopMs)} ours/hcsshim-discipline start=${(fast.startMs / h.startMs).toFixed(3)} ` +
+          `stop=${(fast.stopMs / h.stopMs).toFixed(3)} (ours start_ms=${f(fast.startMs)} stop_ms=${f(fast.stopMs)}; medians of ${hcsshim.length} interleaved rounds, ` +
+          `C=${C}, ${load}; hcsshim discipline = one UVM lock over each container's release and over ` +
           `each whole container allocation: no per-layer entry point)`,
       );
     }
-    if (wide) {
+    if (wide.length > 0) {
+      const w = medians(wide);
       console.log(
-        `pod_c64: calls=${wide.calls} min=${wide.min} start_ms=${f(wide.startMs)} start_lb_ms=${f(wide.startLbMs)} ` +
-          `stop_ms=${f(wide.stopMs)} stop_lb_ms=${f(wide.stopLbMs)} start_ratio=${(wide.startMs / wide.startLbMs).toFixed(2)} ` +
-          `stop_ratio=${(wide.stopMs / wide.stopLbMs).toFixed(2)} (targets: start ≤ 1.5, stop ≤ 1.2)`,
+        `pod_c64: calls=${w.calls} min=${w.min} start_ms=${f(w.startMs)} start_lb_ms=${f(w.startLbMs)} ` +
+          `stop_ms=${f(w.stopMs)} stop_lb_ms=${f(w.stopLbMs)} start_ratio=${(w.startMs / w.startLbMs).toFixed(2)} ` +
+          `stop_ratio=${(w.stopMs / w.stopLbMs).toFixed(2)} start_cpu_ms=${cpu(w.startCpuMs)} stop_cpu_ms=${cpu(w.stopCpuMs)} (targets: start ≤ 1.5, stop ≤ 1.2)`,
       );
     }
+    const list = (rs: RunResult[], pick: (r: RunResult) => number): string => rs.map((r) => f(pick(r))).join(',');
+    console.log(
+      `pod_rounds: pod start_ms=${list(ours, (r) => r.startMs)} stop_ms=${list(ours, (r) => r.stopMs)}` +
+        (wide.length > 0 ? `; pod_c64 start_ms=${list(wide, (r) => r.startMs)} stop_ms=${list(wide, (r) => r.stopMs)}` : '') +
+        (hcsshim.length > 0 ? `; pod_hcsshim start_ms=${list(hcsshim, (r) => r.startMs)} stop_ms=${list(hcsshim, (r) => r.stopMs)}` : ''),
+    );
   } finally {
     rmSync(root, { recursive: true, force: true });
   }
