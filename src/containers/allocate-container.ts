@@ -10,6 +10,7 @@ import { UvmError } from '../core/errors.js';
 import type { Logger } from '../core/logger.js';
 import { oncePerPath, type HostFs } from '../core/host-fs.js';
 import { ReleaseStack } from '../core/release-stack.js';
+import { nextTurn } from '../core/event-loop-turns.js';
 import type { DeviceAcquireOptions, GuestOs, Plan9Share, Reservation, ResourceInfo, ScsiDisk } from '../devices/device-types.js';
 import type { ContainerUvm } from './container-ports.js';
 import { validate } from '../devices/validation.js';
@@ -118,6 +119,9 @@ function checkInputs(spec: unknown, options: unknown): asserts spec is OciSpec {
 export async function allocateContainer(uvm: ContainerUvm, spec: OciSpec, options: AllocateContainerOptions): Promise<AllocatedContainer> {
   const { containerId, os, mountPlan, devicePlan, ...prepared } = await prepareContainer(uvm, spec, options);
   const signal = options.signal;
+  // Allocations started together place and issue their calls one per turn of the event loop, so
+  // the completions of earlier allocations' calls are handled in between (src/core/event-loop-turns.ts).
+  await nextTurn();
 
   // Reserve everything synchronously, in hcsshim's order (layers with their fallbacks decided,
   // the scratch, then the mounts in spec order): slots and names do not depend on HCS timing.

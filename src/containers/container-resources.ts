@@ -6,6 +6,7 @@
 import { UvmError } from '../core/errors.js';
 import type { Logger } from '../core/logger.js';
 import { ReleaseStack } from '../core/release-stack.js';
+import { nextTurn } from '../core/event-loop-turns.js';
 import type { DeviceAcquireOptions } from '../devices/device-types.js';
 import type { ContainerResourcesPort } from './container-ports.js';
 import type { ComposedLayersInfo } from '../layers/composed-layers.js';
@@ -284,6 +285,9 @@ export class ContainerResources implements AsyncDisposable {
     // A hot add in flight undoes itself once it sees #closing: wait for it, so nothing it attached
     // outlives this release.
     while (this.#adding.size > 0) await Promise.allSettled([...this.#adding]);
+    // Releases started together issue their removals one per turn of the event loop, so the
+    // completions of earlier releases' calls are handled in between (src/core/event-loop-turns.ts).
+    await nextTurn();
     if (options.uvmTerminating) {
       this.#removalsSkipped = prepareUvmForTermination(this.#uvm) || this.#removalsSkipped;
       if (!this.#removalsSkipped) {

@@ -24,8 +24,15 @@ export interface HeldResource extends Releasable {
 
 /** Builds a HeldResource around `lease`. */
 export function heldResource(fields: Omit<HeldResource, 'release'>): HeldResource {
-  const clean = Object.fromEntries(Object.entries(fields).filter(([, v]) => v !== undefined)) as Omit<HeldResource, 'release'>;
-  return { ...clean, release: () => fields.lease.release() };
+  // Copied key by key (no entries arrays): every lease of every container goes through here.
+  const held: Record<string, unknown> = {};
+  for (const key in fields) {
+    const value = (fields as unknown as Record<string, unknown>)[key];
+    if (value !== undefined) held[key] = value;
+  }
+  const lease = fields.lease;
+  held.release = () => lease.release();
+  return held as unknown as HeldResource;
 }
 
 /**

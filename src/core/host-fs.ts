@@ -24,9 +24,12 @@ export const HostFs: ServiceIdentifier<HostFs> = Symbol.for('uvm-orchestrator.Ho
 
 /**
  * The same call for one path asked several times in one synchronous run of code (e.g. fifty
- * allocations started together, each stat'ing the shared layers) is made once. The call is made
- * from a microtask, after every caller of the batch asked, so each sees the path as it was after
- * its own request (nothing older). Each caller turns the outcome into its own result or error.
+ * allocations started together, each stat'ing the shared layers) is made once. The call is made at
+ * the first request, so the file system works on it while the rest of the run goes on (fifty
+ * allocations validating their specs one after the other: the first one's answers are ready when
+ * the run ends, not queued behind every other allocation's calls); a later request of the same run
+ * shares it. The answer is the path as it was after the first request of the run. Each caller
+ * turns the outcome into its own result or error.
  */
 class Batched<T> {
   #batch: Map<string, Promise<T>> | undefined;
@@ -38,14 +41,18 @@ class Batched<T> {
     if (batch === undefined) {
       const opened = new Map<string, Promise<T>>();
       batch = this.#batch = opened;
-      // Queued before any call of the batch: closes it before the first call is made.
+      // Closes the batch once the synchronous run that opened it is over.
       queueMicrotask(() => {
         if (this.#batch === opened) this.#batch = undefined;
       });
     }
     let pending = batch.get(path);
     if (pending === undefined) {
-      pending = Promise.resolve().then(() => this.call(path));
+      try {
+        pending = this.call(path);
+      } catch (err) {
+        pending = Promise.reject(err as Error);
+      }
       batch.set(path, pending);
     }
     return pending;

@@ -138,11 +138,13 @@ export async function commitLcowLayers(uvm: CompositionPort, reserved: ReservedL
       const reservation = taken(r.reservation as Reservation<VpmemLayer | ScsiDisk> | undefined, `layer ${r.index}`);
       const lease: Lease<VpmemLayer | ScsiDisk> = await reservation.commit({ signal });
       const guestPath = lease.value.guestPath;
-      const base = { index: r.index, hostPath: r.input.hostPath, ...(r.input.partition ? { partition: r.input.partition } : {}) };
-      return {
-        layer: { ...base, target: r.target, ...(r.reason ? { reason: r.reason } : {}), guestPath: guestPath ?? '' },
-        held: { kind: 'layer', source: r.target, hostPath: r.input.hostPath, guestPath, lease },
-      };
+      // Built field by field in the order reports print (no intermediate spread objects).
+      const layer = { index: r.index, hostPath: r.input.hostPath } as ComposedLayer;
+      if (r.input.partition) layer.partition = r.input.partition;
+      layer.target = r.target;
+      if (r.reason) layer.reason = r.reason;
+      layer.guestPath = guestPath ?? '';
+      return { layer, held: { kind: 'layer', source: r.target, hostPath: r.input.hostPath, guestPath, lease } };
     });
     const scratchPiece = taken(reserved.scratch, 'the scratch').commit({ signal }).then(
       (lease): Piece => ({ held: { kind: 'scratch', source: 'scsi', hostPath: reserved.prepared.scratchHostPath, guestPath: lease.value.guestPath, lease } }),
