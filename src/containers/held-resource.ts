@@ -36,11 +36,14 @@ export function heldResource(fields: Omit<HeldResource, 'release'>): HeldResourc
 }
 
 /**
- * Teardown phase of a held resource: the guest overlay (CombinedLayers), the root share and the
- * mounts go first, all at once; then the scratch and the read-only layers under the overlay, all
- * at once. Nothing else orders them, so a container's teardown takes two rounds of HCS calls
- * instead of one per resource.
+ * Teardown phase of a held resource: the guest overlay (CombinedLayers) goes first, because the
+ * scratch and the read-only layers are under it; then everything else at once — the scratch and
+ * the layers, the mounts, the root share, assigned devices. Nothing orders those among themselves
+ * (hcsshim releases mounts and devices after the layers, one after the other, but no guest or host
+ * state depends on that order), so a container's teardown is the overlay's Remove and then one
+ * round of removals, in which the longest is a disk's unmount → unplug → detach: the four calls of
+ * the critical chain, not more (a mount in the first round would add its own removal chain to it).
  */
 export function teardownPhase(resource: HeldResource): number {
-  return resource.kind === 'layer' || resource.kind === 'scratch' ? 1 : 0;
+  return resource.kind === 'combined-layers' ? 0 : 1;
 }

@@ -31,14 +31,16 @@ const SCRATCH = ['guest Remove MappedVirtualDisk /run/gcs/c/c1', 'guest Remove S
 const LAYER = ['Remove VirtualPMem/Devices/0 + Remove VPMemDevice /run/layers/p0'];
 
 describe('ContainerResources', () => {
-  it('releases in reverse acquisition order (mounts and overlay, then the disks under it), once; a second release makes no call', async () => {
+  it('releases the overlay, then the disks under it and the mounts together, once; a second release makes no call', async () => {
     const u = await lcow();
     const { resources } = await allocateContainer(u, spec(), { containerId: 'c1' });
     const mark = u.mark();
     await resources.release();
     const removed = removals(u, mark);
-    expect(removed.slice(0, 5)).to.have.members([...DISK, ...DATA, ...OVERLAY]);
-    expect(removed.slice(5)).to.have.members([...SCRATCH, ...LAYER]);
+    expect(removed.slice(0, 1)).to.deep.equal(OVERLAY);
+    expect(removed.slice(1)).to.have.members([...DISK, ...DATA, ...SCRATCH, ...LAYER]);
+    // Each disk's chain in order: unmount, unplug, detach.
+    for (const chain of [DISK, SCRATCH]) expect(removed.filter((r) => chain.includes(r))).to.deep.equal(chain);
     expect(resources.released).to.equal(true);
     expect(resources.held).to.deep.equal([]);
     const after = u.mark();
@@ -50,21 +52,23 @@ describe('ContainerResources', () => {
   it('keeps going past failed releases of one phase, reports each, and retries exactly those', async () => {
     const u = await lcow();
     const { resources } = await allocateContainer(u, spec(), { containerId: 'c1' });
-    // Phase 0 (overlay and mounts): the plan9 mount fails; the overlay is removed. Phase 1 (the
-    // disks under the overlay) does not start after a failed phase: its items wait for the retry.
+    // Phase 0 (the overlay) fails: phase 1 (the disks under it, the mounts) does not start.
+    failModify(u, /CombinedLayers/);
+    const first = await resources.release().catch((e: unknown) => e);
+    expect((first as UvmAggregateError).code).to.equal('RELEASE_FAILED');
+    expect((first as UvmAggregateError).errors).to.have.length(1);
+    expect(resources.held).to.have.length(5);
+    // Retry: the overlay goes; in phase 1 the plan9 mount and the VPMEM layer fail, the rest goes.
     failModify(u, /^Remove Plan9/);
     failModify(u, /^Remove VirtualPMem/);
     const err = await resources.release().catch((e: unknown) => e);
     expect(err).to.be.instanceOf(UvmAggregateError);
     expect((err as UvmAggregateError).code).to.equal('RELEASE_FAILED');
-    expect((err as UvmAggregateError).errors).to.have.length(1);
+    expect((err as UvmAggregateError).errors).to.have.length(2);
     expect(resources.released).to.equal(false);
-    expect(resources.held.map((h) => `${h.kind}:${h.source}`)).to.deep.equal(['layer:vpmem', 'scratch:scsi', 'mount:plan9']);
-    // Retry: the mount goes; then the disks, where the VPMEM removal fails once more.
-    const again = await resources.release().catch((e: unknown) => e);
-    expect((again as UvmAggregateError).errors).to.have.length(1);
-    expect(resources.held.map((h) => `${h.kind}:${h.source}`)).to.deep.equal(['layer:vpmem']);
-    expect(u.held()).to.deep.equal(['vpmem-device /l/1/layer.vhd teardown-failed']);
+    expect(resources.held.map((h) => `${h.kind}:${h.source}`)).to.deep.equal(['layer:vpmem', 'mount:plan9']);
+    expect(u.held()).to.include('vpmem-device /l/1/layer.vhd teardown-failed');
+    // Retry: exactly those two.
     await resources.release();
     expect(resources.released).to.equal(true);
     expect(u.held()).to.deep.equal([]);
