@@ -96,13 +96,12 @@ export interface ComputeCoreLoadOptions {
 /** koffi's default allows 256 queued async calls / foreign-thread callbacks; more segfaults. */
 const MAX_ASYNC_CALLS = 1024;
 
-/** Encodes `s` as a NUL-terminated UTF-16LE buffer that stays put while referenced. */
+/**
+ * Encodes `s` as a NUL-terminated UTF-16LE buffer that stays put while referenced. (`Buffer.from`
+ * of the string with its NUL costs about half of `allocUnsafe` + `write(s, 0, 'utf16le')`.)
+ */
 export function toWide(s: string): WideString {
-  const bytes = s.length * 2;
-  const buf = Buffer.allocUnsafe(bytes + 2);
-  buf.write(s, 0, 'utf16le');
-  buf.writeUInt16LE(0, bytes);
-  return buf as WideString;
+  return Buffer.from(s + '\0', 'utf16le') as WideString;
 }
 
 /** The package root: the nearest folder above this module with the package's package.json. */
