@@ -5,6 +5,7 @@
 // (bench/ffi-floor.ts). Prints
 // `ffi: serial_cpu_us=… floor_cpu_us=… ratio=… inflight64_ops=… floor_inflight64_ops=…`
 // (CPU time of all threads per round trip; ratio = median of the per-round ratios).
+import { readFileSync } from 'node:fs';
 import { loadavg } from 'node:os';
 import { ComputeCoreHcs } from '../src/hcs/computecore-hcs.js';
 import { toWide } from '../src/hcs/computecore.js';
@@ -25,6 +26,19 @@ const TARGET_INFLIGHT = 0.9;
 /** The simulator's worker pool size (native/src/scheduler.cpp); the floor gets as many threads. */
 const WORKERS = Number(process.env.HCSSIM_WORKER_THREADS ?? 4);
 const QUICK = process.env.BENCH_QUICK === '1';
+
+/**
+ * CPU time of the main thread alone (ns), from /proc (Linux); undefined elsewhere. At 64 in flight
+ * the main thread is the shared bottleneck, and its CPU per operation moves far less with the
+ * machine's load than throughput does.
+ */
+function mainThreadCpuNs(): number | undefined {
+  try {
+    return Number(readFileSync(`/proc/self/task/${process.pid}/schedstat`, 'utf8').split(' ')[0]);
+  } catch {
+    return undefined;
+  }
+}
 
 function add(controller: number, lun: number): ModifySettingRequest {
   return {
@@ -109,7 +123,11 @@ export async function run(): Promise<void> {
     const perWorker = QUICK ? 15 : 40; // pairs
     const inflight: number[] = [];
     const floorInflight: number[] = [];
+    const mainUs: number[] = [];
+    const floorMainUs: number[] = [];
+    const ops = workers * perWorker * 2;
     for (let r = 0; r < (QUICK ? 3 : 5); r++) {
+      let m = mainThreadCpuNs();
       let t = process.hrtime.bigint();
       await Promise.all(
         Array.from({ length: workers }, async (_, w) => {
@@ -121,14 +139,17 @@ export async function run(): Promise<void> {
           }
         }),
       );
-      inflight.push((workers * perWorker * 2) / (Number(process.hrtime.bigint() - t) / 1e9));
+      inflight.push(ops / (Number(process.hrtime.bigint() - t) / 1e9));
+      if (m !== undefined) mainUs.push((mainThreadCpuNs()! - m) / 1000 / ops);
+      m = mainThreadCpuNs();
       t = process.hrtime.bigint();
       await Promise.all(
         Array.from({ length: workers }, async () => {
           for (let i = 0; i < perWorker * 2; i++) await floor.roundTrip(floorDoc);
         }),
       );
-      floorInflight.push((workers * perWorker * 2) / (Number(process.hrtime.bigint() - t) / 1e9));
+      floorInflight.push(ops / (Number(process.hrtime.bigint() - t) / 1e9));
+      if (m !== undefined) floorMainUs.push((mainThreadCpuNs()! - m) / 1000 / ops);
     }
     const opsPerSec = median(inflight);
     const floorOps = median(floorInflight);
@@ -153,6 +174,12 @@ export async function run(): Promise<void> {
           ['single round trip p90', singles[Math.floor(singles.length * 0.9)].toFixed(1), 'µs'],
           [`modify with 64 in flight (median of ${inflight.length})`, Math.round(opsPerSec), 'ops/s'],
           ['floor: 64 in flight', Math.round(floorOps), 'ops/s'],
+          ...(mainUs.length > 0
+            ? [
+                ['main-thread CPU per operation, 64 in flight', median(mainUs).toFixed(1), 'µs'],
+                ['floor: main-thread CPU per operation, 64 in flight', median(floorMainUs).toFixed(1), 'µs'],
+              ]
+            : []),
           ['NameToGuid sync FFI call', syncUs.toFixed(2), 'µs'],
         ],
       ),
