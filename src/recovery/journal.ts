@@ -9,7 +9,6 @@
  */
 import * as fs from 'node:fs';
 import { readFile, unlink } from 'node:fs/promises';
-import { promisify } from 'node:util';
 import { isAbsolute } from 'node:path';
 import { invalidArgument, UvmError } from '../core/errors.js';
 import { writeFileAtomic, writeFileExclusive } from './durable-file.js';
@@ -29,6 +28,7 @@ import {
   type LeaseRecord,
   type LeaseRecordKind,
 } from './journal-format.js';
+import { IoThreadLost, journalIo, type AppendHandle } from './journal-io.js';
 import { JournalLock } from './journal-lock.js';
 import type { HcsPart, PartChange, PartRecord } from './parts.js';
 import { derivedParts } from './reconcile.js';
@@ -101,11 +101,6 @@ interface Waiter {
   reject: (err: unknown) => void;
 }
 
-const fsOpen = promisify(fs.open);
-const fsWrite = promisify(fs.write) as (fd: number, text: string) => Promise<unknown>;
-const fsDatasync = promisify(fs.fdatasync);
-const fsClose = promisify(fs.close);
-
 /**
  * Appends are opened with O_DSYNC where the platform has it (a write returns once its data is
  * durable: one system call instead of write + fdatasync); elsewhere (Windows) each write is
@@ -154,17 +149,23 @@ export class RecoveryJournal {
   /** The writer, while it runs. */
   #writer: Promise<void> | undefined;
   /** The descriptor the writer appends through (open while it runs, and briefly after). */
-  #fd: number | undefined;
+  #file: AppendHandle | undefined;
   #idleTimer: NodeJS.Timeout | undefined;
   /** Flushes the changes nobody waits for. */
   #flushTimer: NodeJS.Timeout | undefined;
-  /** The writer writes every change, waited for or not. */
-  #flush = false;
+  /**
+   * The writer writes every change up to this version, waited for or not (0: none; Infinity:
+   * every change so far). An announcement asks for its own version only: the intents and outcomes
+   * that follow it ride with a later awaited write.
+   */
+  #flushTo = 0;
   readonly #idleMs: number;
   readonly #flushMs: number;
   readonly #compactAfter: number;
   #discarded = false;
   #closed = false;
+  /** `journalIo.release()` was called. */
+  #ioReleased = false;
   /** The writer's last write failed (it stops until the next commit). */
   #failed = false;
   /** Number of file writes so far (diagnostics and tests). */
@@ -186,6 +187,8 @@ export class RecoveryJournal {
     this.#idleMs = options.idleMs ?? IDLE_MS;
     this.#flushMs = options.flushMs ?? FLUSH_MS;
     this.#compactAfter = options.compactAfterLines ?? COMPACT_AFTER_LINES;
+    // Started now, so that it is online by the first append (src/recovery/journal-io.ts).
+    journalIo.retain();
   }
 
   /**
@@ -234,10 +237,11 @@ export class RecoveryJournal {
     this.#closed = true;
     this.#clearTimers();
     // What nobody waited for is written before the file is given up.
-    this.#flush = true;
+    this.#flushTo = Infinity;
     this.#schedule();
     await this.#idle();
     await this.#closeFd();
+    this.#releaseIo();
     await this.#lock?.release();
   }
 
@@ -363,7 +367,7 @@ export class RecoveryJournal {
       for (const key of a.keys) this.#announced.set(key, { version: this.#version, by: a });
     }
     if (announcements.some((a) => a.keys.length > 0)) {
-      this.#flush = true;
+      this.#flushTo = Math.max(this.#flushTo, this.#version);
       this.#schedule();
     }
     return announcements;
@@ -441,14 +445,24 @@ export class RecoveryJournal {
     this.#clearTimers();
     await this.#idle();
     await this.#closeFd();
+    this.#releaseIo();
     await unlink(this.path).catch((err: NodeJS.ErrnoException) => {
       if (err.code !== 'ENOENT') throw err;
     });
     await this.#lock?.release();
   }
 
+  /** The journal will not append any more (closed or discarded). Once. */
+  #releaseIo(): void {
+    if (this.#ioReleased) return;
+    this.#ioReleased = true;
+    journalIo.release();
+  }
+
   #change(op: JournalOp): void {
     if (this.#closed) throw closedError(this.path);
+    // Appends done meanwhile are settled now, not when the event loop comes round (journal-io.ts).
+    journalIo.poll();
     applyOp(this.#state, op);
     this.#pending.push(JSON.stringify(op));
     this.#version++;
@@ -472,6 +486,7 @@ export class RecoveryJournal {
   /** Waits until a write including every change up to `version` is durable. */
   #durableAt(version: number): Promise<void> {
     if (this.#closed) return Promise.reject(closedError(this.path));
+    journalIo.poll();
     if (this.#discarded || this.#durable >= version) return Promise.resolve();
     const done = new Promise<void>((resolve, reject) => this.#waiters.push({ version, resolve, reject }));
     this.#schedule();
@@ -492,7 +507,7 @@ export class RecoveryJournal {
         this.#flushTimer = undefined;
         waited += this.#flushMs;
         if (this.#open.size > 0 && waited < this.#idleMs) return arm();
-        this.#flush = true;
+        this.#flushTo = Infinity;
         this.#schedule();
       }, this.#flushMs);
       this.#flushTimer.unref();
@@ -508,7 +523,7 @@ export class RecoveryJournal {
     this.#writer = this.#drain().finally(() => {
       this.#writer = undefined;
       // Waiters that came while the writer was finishing.
-      if (this.#waiters.length > 0 || this.#flush) this.#schedule();
+      if (this.#flushDue()) this.#schedule();
       else this.#rest();
     });
   }
@@ -521,7 +536,7 @@ export class RecoveryJournal {
   #rest(): void {
     if (this.#closed || this.#discarded || this.#failed) return;
     if (this.#durable < this.#version) this.#defer();
-    else if (this.#fd !== undefined || this.#compactionDue()) {
+    else if (this.#file !== undefined || this.#compactionDue()) {
       clearTimeout(this.#idleTimer);
       this.#idleTimer = setTimeout(() => this.#onIdle(), this.#idleMs);
       this.#idleTimer.unref();
@@ -549,7 +564,7 @@ export class RecoveryJournal {
     clearTimeout(this.#idleTimer);
     this.#idleTimer = undefined;
     this.#failed = false;
-    while (!this.#discarded && this.#durable < this.#version && (this.#waiters.length > 0 || this.#flush)) {
+    while (!this.#discarded && this.#durable < this.#version && this.#flushDue()) {
       // A failed write fails the changes made before it started.
       let version = this.#version;
       let failure: unknown;
@@ -557,6 +572,9 @@ export class RecoveryJournal {
         version = await this.#write();
         this.#durable = Math.max(this.#durable, version);
       } catch (err) {
+        // The I/O thread went away mid-append (not the file's fault): written again, as a snapshot
+        // on the thread pool (#write asked for it), before anyone hears of it.
+        if (err instanceof IoThreadLost) continue;
         failure = new UvmError('RECOVERY_FAILED', `cannot write the journal ${this.path}`, { cause: err, details: { reason: 'io', path: this.path } });
       }
       // Every change up to `version` was in this write (or failed with it).
@@ -570,9 +588,14 @@ export class RecoveryJournal {
       this.#failed = failure !== undefined;
       if (this.#failed && this.#waiters.length === 0) break;
     }
-    this.#flush = false;
+    this.#flushTo = 0;
     if (this.#discarded) for (const w of this.#waiters.splice(0)) w.resolve();
     if (this.#closed || this.#discarded) await this.#closeFd();
+  }
+
+  /** Someone waits for a change that is not durable, or a flush asks for one. */
+  #flushDue(): boolean {
+    return this.#waiters.length > 0 || this.#durable < Math.min(this.#flushTo, this.#version);
   }
 
   /** The appended lines outgrew the live document. */
@@ -586,7 +609,7 @@ export class RecoveryJournal {
     if (this.#writer || this.#closed || this.#discarded) return;
     this.#writer = this.#idleWork().finally(() => {
       this.#writer = undefined;
-      if (this.#waiters.length > 0 || this.#flush) this.#schedule();
+      if (this.#flushDue()) this.#schedule();
       else this.#rest();
     });
   }
@@ -608,7 +631,7 @@ export class RecoveryJournal {
    * due) done (diagnostics and tests).
    */
   async idle(): Promise<void> {
-    this.#flush = true;
+    this.#flushTo = Infinity;
     this.#schedule();
     await this.#idle();
     if (this.#idleTimer !== undefined) {
@@ -619,9 +642,9 @@ export class RecoveryJournal {
   }
 
   async #closeFd(): Promise<void> {
-    const fd = this.#fd;
-    this.#fd = undefined;
-    if (fd !== undefined) await fsClose(fd).catch(() => undefined);
+    const file = this.#file;
+    this.#file = undefined;
+    if (file !== undefined) await journalIo.close(file).catch(() => undefined);
   }
 
   /** Records, containers and parts in the document. */
@@ -638,22 +661,8 @@ export class RecoveryJournal {
     // Compaction waits until the writer is idle (#onIdle), unless the log grows far past the
     // document (as large as it was since the last snapshot: a burst of releases, shrinking it,
     // does not compact in its tail).
-    // (Asked again once the file is open: the changes made meanwhile count, and the live items they added.)
-    const snapshotDue = (): boolean => {
-      this.#peakLive = Math.max(this.#peakLive, this.#live());
-      return this.#rewrite || this.#appended + this.#pending.length > 4 * Math.max(this.#compactAfter, 2 * this.#peakLive);
-    };
-    if (!snapshotDue() && this.#fd === undefined) {
-      // Opened before the lines are taken: the changes made meanwhile go in the same write.
-      try {
-        this.#fd = await fsOpen(this.path, APPEND_FLAGS);
-      } catch (err) {
-        this.#rewrite = true;
-        throw err;
-      }
-    }
-    // (A rewrite may have been asked for while the file was being opened.)
-    if (snapshotDue()) {
+    this.#peakLive = Math.max(this.#peakLive, this.#live());
+    if (this.#rewrite || this.#appended + this.#pending.length > 4 * Math.max(this.#compactAfter, 2 * this.#peakLive)) {
       const version = this.#version;
       const text = snapshotLine(documentOf(this.#state));
       this.#pending = [];
@@ -676,10 +685,12 @@ export class RecoveryJournal {
     this.#pending = [];
     if (lines.length === 0) return version;
     try {
-      await fsWrite(this.#fd!, `${lines.join('\n')}\n`);
-      if (O_DSYNC === undefined) await fsDatasync(this.#fd!);
+      // (Through the I/O thread: src/recovery/journal-io.ts. The descriptor is opened by the first
+      // append after an idle close, and kept open while changes keep coming.)
+      this.#file = await journalIo.append(this.#file, this.path, APPEND_FLAGS, `${lines.join('\n')}\n`, O_DSYNC === undefined);
     } catch (err) {
-      // What was (maybe partly) appended is replaced by a snapshot on the next write.
+      // What was (maybe partly) appended is replaced by a snapshot on the next write (an open
+      // that failed, too: the file may be gone).
       this.#rewrite = true;
       await this.#closeFd();
       throw err;
