@@ -1,9 +1,9 @@
 import { UvmError } from '../core/errors.js';
 import { pendingPromises } from '../core/pending-promises.js';
 import type { HcsCallOptions, HcsSystem } from './hcs-api.js';
-import { HCS_GENERIC_ALL, toWide, type SystemHandle, type WideString } from './computecore.js';
+import { HCS_GENERIC_ALL, toWide, wideDocument, type SystemHandle, type WideString } from './computecore.js';
 import { HcsError, HResult } from './hcs-error.js';
-import { lateOutcomeOf, withLateOutcome, type OperationCall, type OperationDriver } from './operation-driver.js';
+import { lateOutcomeOf, OP_DISCARD, OP_RECYCLE_INPUT, OP_TEARDOWN, withLateOutcome, type OperationCall, type OperationDriver } from './operation-driver.js';
 import type { ModifySettingRequest } from './schema.js';
 import { subscribeSystemEvents, systemExitOf, type EventSubscription, type HcsSystemEvent, type SystemExit } from './system-events.js';
 
@@ -177,22 +177,22 @@ export class ComputeSystem implements HcsSystem, AsyncDisposable {
   }
 
   start(options?: HcsCallOptions): Promise<void> {
-    return this.#void('HcsStartComputeSystem', START, undefined, options?.timeoutMs ?? this.#startTimeoutMs, options?.signal, false);
+    return this.#void('HcsStartComputeSystem', START, undefined, options?.timeoutMs ?? this.#startTimeoutMs, options?.signal, 0);
   }
 
   shutdown(options?: HcsCallOptions): Promise<void> {
-    return this.#void('HcsShutDownComputeSystem', SHUT_DOWN, undefined, options?.timeoutMs ?? this.#startTimeoutMs, options?.signal, true);
+    return this.#void('HcsShutDownComputeSystem', SHUT_DOWN, undefined, options?.timeoutMs ?? this.#startTimeoutMs, options?.signal, OP_TEARDOWN);
   }
 
   terminate(options?: HcsCallOptions): Promise<void> {
-    return this.#void('HcsTerminateComputeSystem', TERMINATE, undefined, options?.timeoutMs ?? this.#startTimeoutMs, options?.signal, true);
+    return this.#void('HcsTerminateComputeSystem', TERMINATE, undefined, options?.timeoutMs ?? this.#startTimeoutMs, options?.signal, OP_TEARDOWN);
   }
 
   modify(request: ModifySettingRequest, options?: HcsCallOptions): Promise<void> {
     if (request === null || typeof request !== 'object') {
       return Promise.reject(new UvmError('INVALID_ARGUMENT', 'modify: the request must be an object'));
     }
-    return this.#void('HcsModifyComputeSystem', MODIFY, JSON.stringify(request), options?.timeoutMs ?? this.#modifyTimeoutMs, options?.signal, false);
+    return this.#void('HcsModifyComputeSystem', MODIFY, JSON.stringify(request), options?.timeoutMs ?? this.#modifyTimeoutMs, options?.signal, 0);
   }
 
   async properties(query: Record<string, unknown>, options?: HcsCallOptions): Promise<unknown> {
@@ -205,8 +205,7 @@ export class ComputeSystem implements HcsSystem, AsyncDisposable {
       JSON.stringify(query),
       options?.timeoutMs ?? this.#startTimeoutMs,
       options?.signal,
-      false,
-      false,
+      0,
     );
     if (document === undefined) return {};
     try {
@@ -242,14 +241,15 @@ export class ComputeSystem implements HcsSystem, AsyncDisposable {
   }
 
   /** `#run` of a call whose result document is not wanted (resolves with undefined). */
-  #void(op: string, call: OperationCall, document: string | undefined, timeoutMs: number | undefined, signal: AbortSignal | undefined, teardown: boolean): Promise<void> {
-    return this.#run(op, call, document, timeoutMs, signal, teardown, true) as Promise<unknown> as Promise<void>;
+  #void(op: string, call: OperationCall, document: string | undefined, timeoutMs: number | undefined, signal: AbortSignal | undefined, flags: number): Promise<void> {
+    return this.#run(op, call, document, timeoutMs, signal, flags | OP_DISCARD) as Promise<unknown> as Promise<void>;
   }
 
   /**
    * One operation on the handle (`call(lib, handle, operation, document)`). The hot path of every
-   * modify: no async function, no closure per call; the handle stays open while the operation is
-   * in HCS (even after its caller gave up), then `#operationDone` counts it out.
+   * modify: no async function, no closure per call, the document in a reused buffer; the handle
+   * (and the buffer) stay while the operation is in HCS (even after its caller gave up), then
+   * `#operationDone` counts it out.
    */
   #run(
     op: string,
@@ -257,8 +257,7 @@ export class ComputeSystem implements HcsSystem, AsyncDisposable {
     document: string | undefined,
     timeoutMs: number | undefined,
     signal: AbortSignal | undefined,
-    teardown: boolean,
-    discard: boolean,
+    flags: number,
   ): Promise<string | undefined> {
     const handle = this.#handle;
     if (this.#closed || !handle) {
@@ -269,8 +268,8 @@ export class ComputeSystem implements HcsSystem, AsyncDisposable {
       );
     }
     this.#inFlight++;
-    const wide = document === undefined ? null : toWide(document);
-    return this.#driver.operation(op, this.id, call, handle, wide, timeoutMs, signal, teardown, discard, this.#operationDone);
+    if (document === undefined) return this.#driver.operation(op, this.id, call, handle, null, timeoutMs, signal, flags, this.#operationDone);
+    return this.#driver.operation(op, this.id, call, handle, wideDocument(document), timeoutMs, signal, flags | OP_RECYCLE_INPUT, this.#operationDone);
   }
 
   /** One operation on the handle is over in HCS. */

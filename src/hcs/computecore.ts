@@ -104,6 +104,31 @@ export function toWide(s: string): WideString {
   return Buffer.from(s + '\0', 'utf16le') as WideString;
 }
 
+/** Bytes of a reusable document buffer: a modify request (a few hundred characters) fits. */
+const WIDE_BUFFER_BYTES = 2048;
+/** Free reusable document buffers, at most `FREE_WIDE_MAX` (512 KiB). */
+const freeWide: Buffer[] = [];
+const FREE_WIDE_MAX = 256;
+
+/**
+ * `s` as a NUL-terminated UTF-16LE document (like `toWide`) in a buffer that is reused once handed
+ * back with `recycleWide`: for documents of HCS operations, handed back when HCS is done with the
+ * operation (closed). Writing into a free buffer costs a fifth of allocating one, and no garbage.
+ */
+export function wideDocument(s: string): WideString {
+  if (s.length * 2 + 2 > WIDE_BUFFER_BYTES) return toWide(s);
+  const buf = freeWide.pop() ?? Buffer.allocUnsafeSlow(WIDE_BUFFER_BYTES);
+  const end = buf.write(s, 0, 'utf16le');
+  buf[end] = 0;
+  buf[end + 1] = 0;
+  return buf as WideString;
+}
+
+/** Hands back a buffer of `wideDocument` that nothing uses any more (others are left to the GC). */
+export function recycleWide(buf: WideString): void {
+  if (buf.length === WIDE_BUFFER_BYTES && freeWide.length < FREE_WIDE_MAX) freeWide.push(buf);
+}
+
 /** The package root: the nearest folder above this module with the package's package.json. */
 export function packageRoot(): string {
   let dir = dirname(fileURLToPath(import.meta.url));

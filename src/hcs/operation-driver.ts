@@ -27,7 +27,7 @@ import { UvmError } from '../core/errors.js';
 import { pendingPromises } from '../core/pending-promises.js';
 import type { HcsCallOptions } from './hcs-api.js';
 import { HcsError, HResult, hcsErrorFromResult } from './hcs-error.js';
-import type { ComputeCore, OperationHandle } from './computecore.js';
+import { recycleWide, type ComputeCore, type OperationHandle, type WideString } from './computecore.js';
 
 /** Default bound on HCS operations outstanding at once (abandoned ones included). */
 export const DEFAULT_MAX_CONCURRENT_OPERATIONS = 256;
@@ -509,6 +509,13 @@ class SlotScheduler {
  */
 export type OperationCall = (lib: ComputeCore, target: unknown, operation: OperationHandle, input: unknown) => number;
 
+/** `OperationDriver.operation` flags: terminate / shut down (reserved slots, no per-system share). */
+export const OP_TEARDOWN = 1;
+/** Resolve the caller with undefined instead of the result document. */
+export const OP_DISCARD = 2;
+/** The input is a `wideDocument` buffer: hand it back (`recycleWide`) once HCS is done with it. */
+export const OP_RECYCLE_INPUT = 4;
+
 /** `OperationRequest.call` as an `OperationCall` (the request's function is the target). */
 const callRequest: OperationCall = (_lib, target, operation) => (target as OperationRequest['call'])(operation);
 
@@ -542,18 +549,20 @@ class Operation implements PendingEntry, DeadlineWaiter, Task {
     readonly op: string,
     readonly systemId: string | undefined,
     readonly lane: string,
-    readonly teardown: boolean,
+    private readonly flags: number,
     private readonly call: OperationCall,
     /** What `call` uses; both stay referenced until HCS is done with the operation. */
     private target: unknown,
     private input: unknown,
     readonly timeoutMs: number | undefined,
     private readonly signal: AbortSignal | undefined,
-    /** Resolve the caller with undefined instead of the result document. */
-    private readonly discard: boolean,
     /** Called once when nothing of the call is left in HCS (closed, or never started). */
     private onDone: (() => void) | undefined,
   ) {}
+
+  get teardown(): boolean {
+    return (this.flags & OP_TEARDOWN) !== 0;
+  }
 
   /** The caller's promise (call once, before `begin`). */
   promise(): Promise<string | undefined> {
@@ -636,13 +645,20 @@ class Operation implements PendingEntry, DeadlineWaiter, Task {
     const handle = this.#handle;
     this.#handle = null;
     if (handle !== null) this.lib.closeOperation(handle);
-    this.target = undefined;
-    this.input = undefined;
+    this.#dropInputs();
     untrack(this.#context);
     const slot = this.#slot;
     this.#slot = undefined;
     if (slot !== undefined) this.scheduler.release(slot);
     this.#done();
+  }
+
+  /** Nothing native uses the inputs any more: dropped, a reusable document buffer handed back. */
+  #dropInputs(): void {
+    const input = this.input;
+    this.target = undefined;
+    this.input = undefined;
+    if ((this.flags & OP_RECYCLE_INPUT) !== 0 && input) recycleWide(input as WideString);
   }
 
   #done(): void {
@@ -660,7 +676,7 @@ class Operation implements PendingEntry, DeadlineWaiter, Task {
     }
     if (this.#answered) return;
     this.#answer();
-    if (ok) this.#resolve(this.discard ? undefined : (value as string | undefined));
+    if (ok) this.#resolve((this.flags & OP_DISCARD) !== 0 ? undefined : (value as string | undefined));
     else this.#reject(value);
   }
 
@@ -682,8 +698,7 @@ class Operation implements PendingEntry, DeadlineWaiter, Task {
     if (this.#state === WAITING) {
       this.scheduler.withdraw(this);
       this.#state = CLOSED;
-      this.target = undefined;
-      this.input = undefined;
+      this.#dropInputs();
       this.#answer();
       this.#done();
       this.#reject(cancelledError(this, this.timeoutMs, reason, false));
@@ -788,14 +803,15 @@ export class OperationDriver {
    */
   run(req: OperationRequest): Promise<string | undefined> {
     const options = req.options;
-    return this.operation(req.op, req.systemId, callRequest, req.call, req.inputs, options?.timeoutMs, options?.signal, req.teardown === true, false);
+    return this.operation(req.op, req.systemId, callRequest, req.call, req.inputs, options?.timeoutMs, options?.signal, req.teardown === true ? OP_TEARDOWN : 0);
   }
 
   /**
    * `run` without a request object, for callers on the hot path (ComputeSystem): `call(lib,
    * target, operation, input)` issues the HCS call; `target` and `input` stay referenced until HCS
-   * is done with the operation. `discard`: resolve with undefined. `onDone` is called exactly once,
-   * when nothing of this call is left in HCS (at once when the call is refused or withdrawn).
+   * is done with the operation. `flags`: `OP_TEARDOWN`, `OP_DISCARD`, `OP_RECYCLE_INPUT`. `onDone`
+   * is called exactly once, when nothing of this call is left in HCS (at once when the call is
+   * refused or withdrawn).
    */
   operation(
     op: string,
@@ -805,16 +821,16 @@ export class OperationDriver {
     input: unknown,
     timeoutMs: number | undefined,
     signal: AbortSignal | undefined,
-    teardown: boolean,
-    discard: boolean,
+    flags: number,
     onDone?: () => void,
   ): Promise<string | undefined> {
     const invalid = badTimeout(timeoutMs);
     if (invalid !== undefined || signal?.aborted) {
+      if ((flags & OP_RECYCLE_INPUT) !== 0 && input) recycleWide(input as WideString);
       onDone?.();
       return Promise.reject(invalid ?? cancelledError({ op, systemId }, timeoutMs, 'abort', false));
     }
-    const operation = new Operation(this.#lib, this.#operations, op, systemId, systemId ?? '', teardown, call, target, input, timeoutMs, signal, discard, onDone);
+    const operation = new Operation(this.#lib, this.#operations, op, systemId, systemId ?? '', flags, call, target, input, timeoutMs, signal, onDone);
     const promise = operation.promise();
     operation.begin();
     return promise;

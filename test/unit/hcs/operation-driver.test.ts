@@ -12,7 +12,7 @@ import type {
   SystemHandle,
   WideString,
 } from '../../../src/hcs/computecore.js';
-import { formatGuid, packageRoot, resolveLibraryPath, toWide } from '../../../src/hcs/computecore.js';
+import { formatGuid, packageRoot, recycleWide, resolveLibraryPath, toWide, wideDocument } from '../../../src/hcs/computecore.js';
 import { join } from 'node:path';
 import { ComputeSystem } from '../../../src/hcs/compute-system.js';
 import { HcsError, HResult } from '../../../src/hcs/hcs-error.js';
@@ -116,7 +116,7 @@ class ScriptedComputeCore implements ComputeCore {
   private use(handle: OperationHandle, fn: string, doc: WideString | null): number {
     const op = this.op(handle);
     op.fn = fn;
-    op.document = doc === null ? undefined : doc.toString('utf16le').replace(/\0$/, '');
+    op.document = doc === null ? undefined : doc.toString('utf16le').split('\0')[0]; // a PCWSTR ends at its NUL
     if (this.syncHr < 0) return this.syncHr;
     op.started = true;
     return 0;
@@ -533,6 +533,24 @@ describe('computecore helpers', function () {
   it('toWide encodes NUL-terminated UTF-16LE, surrogate pairs included', function () {
     const w = toWide('a€😀');
     expect([...w]).to.deep.equal([0x61, 0, 0xac, 0x20, 0x3d, 0xd8, 0x00, 0xde, 0, 0]);
+  });
+
+  it('wideDocument: a NUL-terminated UTF-16LE document in a buffer reused once recycled; a large one gets its own buffer', function () {
+    const a = wideDocument('a€😀');
+    expect([...a.subarray(0, 10)]).to.deep.equal([0x61, 0, 0xac, 0x20, 0x3d, 0xd8, 0x00, 0xde, 0, 0]);
+    const b = wideDocument('{"x":1}');
+    expect(b).to.not.equal(a, 'a buffer in use is never handed out twice');
+    recycleWide(a);
+    const c = wideDocument('xy');
+    expect(c).to.equal(a, 'reused once recycled');
+    expect(c.toString('utf16le').split('\0')[0]).to.equal('xy');
+    const large = 'z'.repeat(5000);
+    const d = wideDocument(large);
+    expect(d.length).to.equal(10002);
+    recycleWide(d);
+    expect(wideDocument('q')).to.not.equal(d, 'a large document buffer is not kept');
+    recycleWide(b);
+    recycleWide(c);
   });
 
   it('formatGuid renders lower-case GUID text', function () {
