@@ -279,6 +279,11 @@ export class RefCountedTable<K, V> implements TrackedTable {
     }));
   }
 
+  /** The value of every entry that has one, in any state (no snapshot objects: for placement checks). */
+  *values(): IterableIterator<V> {
+    for (const e of this.#entries.values()) if (e.value !== undefined) yield e.value;
+  }
+
   /** The live value of `key`, if any. */
   peek(key: K): V | undefined {
     const e = this.#entries.get(key);

@@ -181,6 +181,11 @@ export class DeviceCore<P, V, W> {
     return this.#table.entries();
   }
 
+  /** The value of every entry that has one (what placements hold), without snapshot objects. */
+  values(): IterableIterator<V> {
+    return this.#table.values();
+  }
+
   retryFailedTeardowns(): Promise<void> {
     return this.#table.retryFailedTeardowns();
   }

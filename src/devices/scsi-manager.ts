@@ -47,7 +47,7 @@ export class ScsiManagerImpl implements ScsiManager {
   ) {
     const { id, os } = config;
     this.#attachments = new DeviceCore(id, os, logger, scsiAttachPolicy(os, config.scsiControllers, config.reservedScsiSlots, delivery));
-    this.#mounts = new DeviceCore(id, os, logger, scsiMountPolicy(os, delivery, () => this.#mounts.entries()));
+    this.#mounts = new DeviceCore(id, os, logger, scsiMountPolicy(os, delivery, () => this.#mounts.entries(), () => this.#mounts.values()));
   }
 
   async acquire(request: ScsiDiskRequest, options: DeviceAcquireOptions = {}): Promise<Lease<ScsiDisk>> {

@@ -124,12 +124,13 @@ export function scsiMountKey(p: Pick<ScsiMountParams, 'controller' | 'lun' | 'se
  * Guest mounts keyed by `(controller, lun, full mount settings)`. A second acquire of the same key
  * shares the mount and gets its EXISTING path, whatever path it asked for. A new mount uses the
  * caller's path (MOUNT_CONFLICT if another mount has it) or the lowest generated `m<i>` path no
- * mount has (so indexes are recycled). `entries` are the mount table's entries.
+ * mount has (so indexes are recycled). `entries` are the mount table's entries, `values` its values.
  */
 export function scsiMountPolicy(
   os: GuestOs,
   delivery: ResourceDelivery,
   entries: () => EntryInfo<string, ScsiMount>[],
+  values: () => Iterable<ScsiMount>,
 ): DevicePolicy<ScsiMountParams, ScsiMount, ScsiMount> {
   const unmount = (m: ScsiMount) => scsiRequests.unmount(os, m.controller, m.lun, m.path, m.settings);
   return {
@@ -137,7 +138,7 @@ export function scsiMountPolicy(
     kind: 'scsi-mount',
     key: scsiMountKey,
     place(p) {
-      const used = pathsInUse(entries());
+      const used = pathsInUse(values());
       if (p.path !== undefined && used.has(p.path)) {
         throw new UvmError('MOUNT_CONFLICT', `cannot mount over an existing mountpoint: ${p.path}`, { details: { guestPath: p.path } });
       }
@@ -191,12 +192,14 @@ export function scsiMountAdoptProblem(entries: EntryInfo<string, ScsiMount>[], k
       details: { guestPath: path },
     });
   }
-  if (!existing && pathsInUse(entries).has(path)) {
+  if (!existing && pathsInUse(entries.flatMap((e) => (e.value ? [e.value] : []))).has(path)) {
     return new UvmError('MOUNT_CONFLICT', `cannot adopt ${path}: another mount has it`, { details: { guestPath: path } });
   }
   return undefined;
 }
 
-function pathsInUse(entries: EntryInfo<string, ScsiMount>[]): Set<string> {
-  return new Set(entries.flatMap((e) => (e.value ? [e.value.path] : [])));
+function pathsInUse(mounts: Iterable<ScsiMount>): Set<string> {
+  const used = new Set<string>();
+  for (const m of mounts) used.add(m.path);
+  return used;
 }
