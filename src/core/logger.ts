@@ -81,9 +81,13 @@ export function createLogger(options: LoggerOptions = {}): Logger {
   });
   // winston filters by level only in its transports, after building and streaming the line: a
   // line it would drop (silent, or below the level, read at each call) returns at once instead.
+  // `isLevelEnabled` says false for every level while silent (winston's own ignores `silent`), so
+  // callers skip building lines nobody writes.
+  const levelEnabled = logger.isLevelEnabled.bind(logger);
+  logger.isLevelEnabled = (name: string): boolean => !logger.silent && levelEnabled(name);
   for (const name of ['error', 'warn', 'info', 'debug'] as const) {
     const write = logger[name].bind(logger) as (...args: unknown[]) => winston.Logger;
-    const gated = (...args: unknown[]): winston.Logger => (logger.silent || !logger.isLevelEnabled(name) ? logger : write(...args));
+    const gated = (...args: unknown[]): winston.Logger => (logger.isLevelEnabled(name) ? write(...args) : logger);
     logger[name] = gated as winston.LeveledLogMethod;
   }
   return logger;

@@ -13,7 +13,7 @@
 import { randomBytes } from 'node:crypto';
 import type { Duplex } from 'node:stream';
 import { UvmError } from '../core/errors.js';
-import { LogField, type Logger } from '../core/logger.js';
+import { LogField, logLevelEnabled, type Logger } from '../core/logger.js';
 import type { GuestOs } from '../devices/device-types.js';
 import { GcsBridge, type GuestCapabilities } from '../hcs/gcs-bridge.js';
 import { NULL_CONTAINER_ID } from '../hcs/gcs-bridge-protocol.js';
@@ -204,6 +204,8 @@ export class GuestChannels implements GuestConnection {
   }
 
   #logLine(line: string): void {
+    // Nothing parsed for a logger that writes no level (the default, silent): every lower level is off too.
+    if (!logLevelEnabled(this.#logger, 'error')) return;
     const fields: Record<string, unknown> = { [LogField.uvmId]: this.#init.uvmId, source: 'gcs' };
     let parsed: unknown;
     try {
