@@ -166,8 +166,8 @@ describe('uvmctl on the simulator: the WCOW pod example', function () {
     expectInOrder(docs, [combinedRemove(M1), ...scratchRemoves('worker', M1)]);
     expectBefore(docs, scratchRemoves('worker', M1), [combinedRemove(M0), pipeRemove]);
     expectInOrder(docs, [combinedRemove(M0), ...scratchRemoves('web', M0)]);
-    // The pipe goes with the overlay (first round), before the scratch (second round).
-    expectBefore(docs, [pipeRemove], scratchRemoves('web', M0));
+    // The overlay goes first (first round); the pipe with the scratch (second round).
+    expectBefore(docs, [combinedRemove(M0)], [pipeRemove]);
     // hcsshim never removes a direct-mapped share while the VM runs (guest handles may be open).
     expect(docs.filter((d) => d.ResourcePath === SHARES && d.RequestType === 'Remove')).to.deep.equal([]);
     expect(report.teardown).to.deep.equal({ performed: true, released: ['worker', 'web'], sharesKept: 6, remaining: [], hotAdded: 6 });
