@@ -20,17 +20,31 @@ namespace {
 using Clock = std::chrono::steady_clock;
 
 // ------------------------------------------------------------------------------------------------
-// Worker pool: a small fixed set of threads (kDefaultWorkers, env HCSSIM_WORKER_THREADS 1..64),
-// started on first use, that apply operations and invoke their completion callbacks. A thread
-// inside a callback is busy until the callback returns (a koffi callback returns once the JS main
-// thread has run it): with every worker in a callback, later completions wait, as they would for
-// any bounded thread pool in HCS. Fewer threads than operations in flight means fewer futex wakes
-// and context switches per operation than a thread per operation. Threads are detached and never
-// destroyed.
+// Worker pool: a small fixed number of threads that apply operations (kDefaultWorkers, env
+// HCSSIM_WORKER_THREADS 1..64), and the same number of completion callbacks at most running at
+// once. One set of threads does both, started on first use, detached and never destroyed.
+//
+// The HCS side never waits for a client: a thread that applied an operation completes it (result,
+// slot released, waiters woken) before anything else, then invokes its callback itself when fewer
+// than `size` callbacks are running and none waits to be delivered — no thread hop on the fast
+// path. A thread inside a callback does not count as a worker (a koffi callback returns only once
+// the JS main thread has run it): when operations wait to be applied and fewer than `size` threads
+// are applying, an idle thread takes one, or a new thread is started (at most 2 × size threads).
+// Completions whose callback cannot start yet (`size` callbacks running) wait in FIFO order for a
+// thread to return from a callback. As on Windows, where vmcompute applies operations and
+// computecore calls back from its own thread pool, a client that is slow to return from its
+// callbacks delays its own callbacks only.
+//
+// Jobs are handed to a thread directly (its `job` set under the pool lock, then its own condition
+// variable notified after the unlock), so the counts below are always exact and a wake-up is never
+// lost or wasted.
 
 const int kDefaultWorkers = 4;
 
-void runOp(const OpPtr &op);
+// Applies the operation and completes it (no callback); returns true if a callback is to be invoked.
+bool applyOp(const OpPtr &op);
+// Invokes the completion callback of a completed operation (unless the operation was closed).
+void deliverOp(const OpPtr &op);
 
 int configuredWorkers() {
   const char *env = std::getenv("HCSSIM_WORKER_THREADS");
@@ -43,53 +57,138 @@ int configuredWorkers() {
 }
 
 struct Pool {
+  enum class Kind { Apply, Deliver };
+  struct Thread {
+    std::condition_variable cv;
+    OpPtr job;  // guarded by the pool mutex; set by whoever wakes this thread
+    Kind kind = Kind::Apply;
+  };
+  // Threads to wake or start once the pool lock is released.
+  struct Starts {
+    std::vector<Thread *> wake;
+    std::vector<Thread *> spawn;
+  };
+
   std::mutex m;
-  std::condition_variable cv;
-  std::deque<OpPtr> tasks;
-  int idle = 0;
+  std::deque<OpPtr> tasks;       // operations to apply
+  std::deque<OpPtr> deliveries;  // completed operations whose callback waits for a thread
+  std::vector<Thread *> idle;    // LIFO: the most recently active thread first
+  int applying = 0;
+  int calling = 0;
   int total = 0;
   const int size = configuredWorkers();
 
-  // Never called with a scheduler lock held: a wake-up is a system call, and a woken worker that
-  // finds the scheduler lock taken would only block on it again (two futex round trips per
-  // operation instead of one).
-  void submit(OpPtr op) {
-    bool spawn, wake;
+  void submit(std::vector<OpPtr> &ops) {
+    Starts starts;
     {
       std::lock_guard<std::mutex> lock(m);
-      tasks.push_back(std::move(op));
-      // Threads are started lazily, up to the pool size.
-      spawn = static_cast<int>(tasks.size()) > idle && total < size;
-      if (spawn) ++total;
-      // A worker that is not idle takes the task when it is done with its own (it looks at the
-      // queue before it waits): wake one only if one waits.
-      wake = idle > 0;
+      for (auto &op : ops) tasks.push_back(std::move(op));
+      balanceLocked(starts);
     }
-    if (spawn) {
-      try {
-        std::thread([this] { loop(); }).detach();
-        return;
-      } catch (...) {
-        std::lock_guard<std::mutex> lock(m);
-        --total;  // an existing worker will pick the task up
-        wake = true;
-      }
-    }
-    if (wake) cv.notify_one();
+    run(starts);
   }
 
-  void loop() {
+  // Hands queued jobs to idle (or new) threads while there is capacity for them.
+  void balanceLocked(Starts &starts) {
+    while (!tasks.empty() && applying < size) {
+      assignLocked(starts, Kind::Apply, std::move(tasks.front()));
+      tasks.pop_front();
+    }
+    while (!deliveries.empty() && calling < size) {
+      assignLocked(starts, Kind::Deliver, std::move(deliveries.front()));
+      deliveries.pop_front();
+    }
+  }
+
+  void assignLocked(Starts &starts, Kind kind, OpPtr op) {
+    Thread *t;
+    if (!idle.empty()) {
+      t = idle.back();
+      idle.pop_back();
+      starts.wake.push_back(t);
+    } else {
+      t = new Thread();  // never freed: its thread runs until the process exits
+      ++total;
+      starts.spawn.push_back(t);
+    }
+    t->kind = kind;
+    t->job = std::move(op);
+    (kind == Kind::Apply ? applying : calling)++;
+  }
+
+  // Takes the calling thread's next job (same kind first); false: none, the thread goes idle.
+  bool nextLocked(Thread *self) {
+    Kind first = self->kind;
+    for (int i = 0; i < 2; ++i) {
+      Kind k = i == 0 ? first : (first == Kind::Apply ? Kind::Deliver : Kind::Apply);
+      std::deque<OpPtr> &q = k == Kind::Apply ? tasks : deliveries;
+      int &n = k == Kind::Apply ? applying : calling;
+      if (!q.empty() && n < size) {
+        self->kind = k;
+        self->job = std::move(q.front());
+        q.pop_front();
+        ++n;
+        return true;
+      }
+    }
+    return false;
+  }
+
+  void run(Starts &starts) {
+    for (Thread *t : starts.wake) t->cv.notify_one();
+    for (Thread *t : starts.spawn) {
+      try {
+        std::thread([this, t] { loop(t); }).detach();
+      } catch (...) {
+        // No thread: give the job back; a running thread takes it when it is done with its own.
+        Starts none;
+        std::lock_guard<std::mutex> lock(m);
+        --total;
+        if (t->kind == Kind::Apply) {
+          --applying;
+          tasks.push_front(std::move(t->job));
+        } else {
+          --calling;
+          deliveries.push_front(std::move(t->job));
+        }
+        delete t;
+      }
+    }
+  }
+
+  void loop(Thread *self) {
     std::unique_lock<std::mutex> lock(m);
     while (true) {
-      ++idle;
-      cv.wait(lock, [this] { return !tasks.empty(); });
-      --idle;
-      OpPtr op = std::move(tasks.front());
-      tasks.pop_front();
+      while (!self->job) self->cv.wait(lock);
+      OpPtr op = std::move(self->job);
+      Kind kind = self->kind;
       lock.unlock();
-      runOp(op);
-      op = nullptr;
+      bool deliver = kind == Kind::Apply ? applyOp(op) : (deliverOp(op), false);
+      Starts starts;
       lock.lock();
+      if (kind == Kind::Apply) {
+        --applying;
+        if (deliver) {
+          if (calling < size && deliveries.empty()) {
+            // This thread calls back itself; the operations it leaves go to other threads.
+            ++calling;
+            self->kind = Kind::Deliver;
+            self->job = std::move(op);
+          } else {
+            deliveries.push_back(std::move(op));
+          }
+        }
+      } else {
+        --calling;
+      }
+      op = nullptr;
+      if (!self->job && !nextLocked(self)) idle.push_back(self);
+      balanceLocked(starts);
+      if (!starts.wake.empty() || !starts.spawn.empty()) {
+        lock.unlock();
+        run(starts);
+        lock.lock();
+      }
     }
   }
 };
@@ -138,26 +237,27 @@ OpTable &opTable() {
   return *t;
 }
 
-// Operations made ready under the scheduler lock, handed to the pool once it is released.
-// Declared before the lock guard in a scope, so that its destructor runs after the unlock.
+// Operations made ready under the scheduler lock, handed to the pool once it is released (and the
+// timer thread woken then, if it must look at an earlier deadline). Declared before the lock guard
+// in a scope, so that its destructor runs after the unlock.
 class Ready {
  public:
   Ready() = default;
   Ready(const Ready &) = delete;
   Ready &operator=(const Ready &) = delete;
-  ~Ready() {
-    if (first_) pool().submit(std::move(first_));
-    for (auto &op : more_) pool().submit(std::move(op));
-  }
-  void add(const OpPtr &op) {
-    if (!first_) first_ = op;
-    else more_.push_back(op);
-  }
+  ~Ready();
+  void add(const OpPtr &op) { ops_.push_back(op); }
+  void wakeTimer() { wakeTimer_ = true; }
 
  private:
-  OpPtr first_;
-  std::vector<OpPtr> more_;
+  std::vector<OpPtr> ops_;
+  bool wakeTimer_ = false;
 };
+
+Ready::~Ready() {
+  if (!ops_.empty()) pool().submit(ops_);
+  if (wakeTimer_) sched().timerCv.notify_one();
+}
 
 void dispatchLocked(const OpPtr &op, Ready &ready) {
   if (op->phase == Operation::Phase::Hung || op->phase == Operation::Phase::Fifo) sched().pending.erase(op);
@@ -173,20 +273,22 @@ void timerLoop() {
       s.timerCv.wait(lock);
       continue;
     }
-    auto due = s.timers.top().due;
-    if (Clock::now() < due) {
-      s.timerCv.wait_until(lock, due);
+    auto now = Clock::now();
+    Clock::time_point earliest = s.timers.top().due;
+    if (now < earliest) {
+      s.timerCv.wait_until(lock, earliest);
       continue;
     }
-    OpPtr op = s.timers.top().op;
-    s.timers.pop();
-    if (op->phase != Operation::Phase::Timer) continue;
-    lock.unlock();
+    // Every expired timer at once, handed to the pool in one go after the unlock.
     {
       Ready ready;
-      std::lock_guard<std::mutex> relock(s.m);
-      if (op->phase == Operation::Phase::Timer) dispatchLocked(op, ready);
-    }
+      while (!s.timers.empty() && s.timers.top().due <= now) {
+        OpPtr op = s.timers.top().op;
+        s.timers.pop();
+        if (op->phase == Operation::Phase::Timer) dispatchLocked(op, ready);
+      }
+      lock.unlock();
+    }  // ready hands the operations to the pool here, unlocked
     lock.lock();
   }
 }
@@ -202,12 +304,16 @@ void beginExecutionLocked(const OpPtr &op, Ready &ready) {
   }
   op->phase = Operation::Phase::Timer;
   auto due = Clock::now() + std::chrono::microseconds(static_cast<int64_t>(op->latencyMs * 1000.0));
+  // The timer thread sleeps until the earliest deadline: it needs waking only when this one is
+  // earlier (with one latency for every call, never while others are pending), or to start.
+  bool earliest = s.timers.empty() || due < s.timers.top().due;
   s.timers.push(TimerEntry{due, ++s.seq, op});
   if (!s.timerThread) {
     s.timerThread = true;
     std::thread(timerLoop).detach();
+  } else if (earliest) {
+    ready.wakeTimer();
   }
-  s.timerCv.notify_one();
 }
 
 void admitWaitingLocked(Ready &ready) {
@@ -273,7 +379,9 @@ std::string defaultMessage(HRESULT hr) {
   }
 }
 
-void finish(const OpPtr &op, OpOutcome out) {
+// Completes the operation: trace line, result, slot released, waiters woken. Returns true if its
+// callback is to be invoked (deliverOp), which happens after, on this or another pool thread.
+bool complete(const OpPtr &op, OpOutcome out) {
   if (op->traceWanted && traceEnabled())
     traceCall(op->fn, op->traceHasId ? &op->traceId : nullptr, op->traceDoc ? op->traceDoc->traced() : nullptr, out.hr);
   op->traceDoc = nullptr;
@@ -291,25 +399,31 @@ void finish(const OpPtr &op, OpOutcome out) {
     hasDoc = false;
   }
   releaseSlot(op);
+  std::lock_guard<std::mutex> lock(op->m);
+  op->st = Operation::St::Done;
+  op->hr = out.hr;
+  op->doc = std::move(doc);
+  op->hasDoc = hasDoc;
+  op->cv.notify_all();
+  return !op->closed && op->callback;
+}
+
+void deliverOp(const OpPtr &op) {
   HCS_OPERATION_COMPLETION cb = nullptr;
   const void *ctx = nullptr;
   {
+    // Read now: an operation closed since it completed is not called back.
     std::lock_guard<std::mutex> lock(op->m);
-    op->st = Operation::St::Done;
-    op->hr = out.hr;
-    op->doc = std::move(doc);
-    op->hasDoc = hasDoc;
     if (!op->closed) {
       cb = op->callback;
       ctx = op->context;
     }
-    op->cv.notify_all();
   }
-  // No simulator lock is held here: the callback may call back into the library.
+  // No simulator lock is held here: the callback may call back into the library, and may block.
   if (cb) cb(reinterpret_cast<HCS_OPERATION>(op->handle), const_cast<void *>(ctx));
 }
 
-void runOp(const OpPtr &op) {
+bool applyOp(const OpPtr &op) {
   bool run = false;
   OpOutcome out;
   {
@@ -346,7 +460,7 @@ void runOp(const OpPtr &op) {
   }
   op->work = nullptr;
   op->onNotApplied = nullptr;
-  finish(op, std::move(out));
+  return complete(op, std::move(out));
 }
 
 }  // namespace

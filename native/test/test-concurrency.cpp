@@ -67,7 +67,7 @@ TEST(concurrency_limit_fifo) {
 
 TEST(callbacks_blocking_run_on_every_worker) {
   // As many callbacks as there are workers block until all of them have started: each runs on
-  // its own worker thread at the same time (the pool is fixed: more would wait for a worker).
+  // its own pool thread at the same time (at most that many callbacks run at once).
   t::configure(R"({"latencyMs":1})");
   struct Gate {
     std::mutex m;
@@ -97,6 +97,82 @@ TEST(callbacks_blocking_run_on_every_worker) {
   std::unique_lock<std::mutex> lock(gate.m);
   CHECK(gate.cv.wait_for(lock, std::chrono::seconds(10), [&] { return gate.finished == n; }));
   CHECK(gate.timedOut == 0);
+}
+
+TEST(blocked_callbacks_do_not_hold_hcs_work) {
+  // Every callback thread blocked in a client's callback (koffi: the JS main thread is busy): HCS
+  // still applies and completes later operations (results, waits, concurrency slots); only their
+  // callbacks wait, and run once a callback returns — except that of an operation closed meanwhile.
+  t::configure(R"({"latencyMs":1,"concurrency":2})");
+  hcssim::resetSchedulerStats();
+  struct Gate {
+    std::mutex m;
+    std::condition_variable cv;
+    int started = 0;
+    int finished = 0;
+    bool open = false;
+    int timedOut = 0;
+    std::vector<int> delivered;
+  } gate;
+  const int n = hcssim::workerThreadCount();
+  for (int i = 0; i < n; ++i) {
+    HCS_OPERATION op = HcsCreateOperation(&gate, [](HCS_OPERATION o, void *c) {
+      auto *g = static_cast<Gate *>(c);
+      std::unique_lock<std::mutex> lock(g->m);
+      g->started++;
+      g->cv.notify_all();
+      if (!g->cv.wait_for(lock, std::chrono::seconds(20), [&] { return g->open; })) g->timedOut++;
+      g->finished++;
+      g->cv.notify_all();
+      lock.unlock();
+      HcsCloseOperation(o);
+    });
+    CHECK_HR(HcsEnumerateComputeSystems(nullptr, op), 0);
+  }
+  {
+    std::unique_lock<std::mutex> lock(gate.m);
+    CHECK(gate.cv.wait_for(lock, std::chrono::seconds(10), [&] { return gate.started == n; }));
+  }
+  struct Later {
+    Gate *gate;
+    int index;
+  };
+  const int m = 3 * n + 2;
+  std::vector<Later> later(m);
+  std::vector<HCS_OPERATION> ops(m);
+  for (int i = 0; i < m; ++i) {
+    later[i] = Later{&gate, i};
+    ops[i] = HcsCreateOperation(&later[i], [](HCS_OPERATION o, void *c) {
+      auto *l = static_cast<Later *>(c);
+      HcsCloseOperation(o);
+      std::lock_guard<std::mutex> lock(l->gate->m);
+      l->gate->delivered.push_back(l->index);
+      l->gate->cv.notify_all();
+    });
+    CHECK_HR(HcsEnumerateComputeSystems(nullptr, ops[i]), 0);
+  }
+  // Completed while every callback thread is blocked (a generous bound: a safety net only).
+  for (int i = 0; i < m; ++i) {
+    PWSTR doc = nullptr;
+    CHECK_HR(HcsWaitForOperationResult(ops[i], 20000, &doc), 0);
+    if (doc) LocalFree(doc);
+  }
+  CHECK_EQ(hcssim::schedulerStats().executing, 0);
+  CHECK_EQ(hcssim::schedulerStats().maxExecuting, 2);
+  HcsCloseOperation(ops[0]);  // completed, callback not delivered yet: never called now
+  {
+    std::unique_lock<std::mutex> lock(gate.m);
+    CHECK(gate.delivered.empty());
+    gate.open = true;
+    gate.cv.notify_all();
+    CHECK(gate.cv.wait_for(lock, std::chrono::seconds(20),
+                           [&] { return gate.finished == n && static_cast<int>(gate.delivered.size()) == m - 1; }));
+    CHECK_EQ(gate.timedOut, 0);
+    std::vector<int> seen(m, 0);
+    for (int i : gate.delivered) seen[i]++;
+    CHECK_EQ(seen[0], 0);
+    for (int i = 1; i < m; ++i) CHECK_EQ(seen[i], 1);
+  }
 }
 
 TEST(hammer_modify_from_many_threads) {
