@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "json.h"
+#include "scheduler.h"
 
 namespace hcssim {
 
@@ -82,7 +83,10 @@ void raiseSystemEvent(const SystemRecPtr &rec, uint32_t type, const std::string 
     return;
   }
   try {
-    std::thread(deliver).detach();
+    std::thread([deliver] {
+      nameThread("hcssim-event");
+      deliver();
+    }).detach();
   } catch (...) {
     deliver();  // no thread available: deliver on this thread
   }

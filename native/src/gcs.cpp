@@ -23,6 +23,7 @@
 #include "gcs-protocol.h"
 #include "model.h"
 #include "persist.h"
+#include "scheduler.h"
 
 #ifndef MSG_NOSIGNAL
 #define MSG_NOSIGNAL 0
@@ -89,7 +90,10 @@ void ensureThreadLocked(Shared &s) {
   setNonBlocking(s.wake[0]);
   setNonBlocking(s.wake[1]);
   s.started = true;
-  std::thread(loop).detach();
+  std::thread([] {
+    nameThread("hcssim-guest");
+    loop();
+  }).detach();
 }
 
 std::string hvsockDir(const Shared &s) {

@@ -4,6 +4,7 @@
 #include <cstdlib>
 #include <deque>
 #include <new>
+#include <pthread.h>
 #include <queue>
 #include <thread>
 #include <unordered_map>
@@ -138,7 +139,10 @@ struct Pool {
     for (Thread *t : starts.wake) t->cv.notify_one();
     for (Thread *t : starts.spawn) {
       try {
-        std::thread([this, t] { loop(t); }).detach();
+        std::thread([this, t] {
+          nameThread("hcssim-pool");
+          loop(t);
+        }).detach();
       } catch (...) {
         // No thread: give the job back; a running thread takes it when it is done with its own.
         Starts none;
@@ -310,7 +314,10 @@ void beginExecutionLocked(const OpPtr &op, Ready &ready) {
   s.timers.push(TimerEntry{due, ++s.seq, op});
   if (!s.timerThread) {
     s.timerThread = true;
-    std::thread(timerLoop).detach();
+    std::thread([] {
+      nameThread("hcssim-timer");
+      timerLoop();
+    }).detach();
   } else if (earliest) {
     ready.wakeTimer();
   }
@@ -464,6 +471,14 @@ bool applyOp(const OpPtr &op) {
 }
 
 }  // namespace
+
+void nameThread(const char *name) {
+#if defined(__linux__)
+  pthread_setname_np(pthread_self(), name);
+#else
+  (void)name;
+#endif
+}
 
 HCS_OPERATION registerOperation(const void *context, HCS_OPERATION_COMPLETION callback) {
   try {

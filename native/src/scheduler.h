@@ -101,6 +101,11 @@ void resetSchedulerStats();
 // The size of the worker pool (default 4; env HCSSIM_WORKER_THREADS).
 int workerThreadCount();
 
+// Names the calling thread (top -H, perf, /proc/<pid>/task/*/comm; at most 15 characters): the
+// simulator's threads are hcssim-pool, hcssim-timer, hcssim-event and hcssim-guest, not the name
+// of whichever thread started them.
+void nameThread(const char *name);
+
 // Builds the failure result document.
 std::string errorDocument(HRESULT hr, const std::string &message, const std::string &fn);
 
