@@ -1,5 +1,6 @@
 #include "scheduler.h"
 
+#include <algorithm>
 #include <chrono>
 #include <cstdlib>
 #include <deque>
@@ -269,6 +270,8 @@ void dispatchLocked(const OpPtr &op, Ready &ready) {
   ready.add(op);
 }
 
+void releaseSlotLocked(const OpPtr &op, Ready &ready, Clock::time_point at);
+
 void timerLoop() {
   Scheduler &s = sched();
   std::unique_lock<std::mutex> lock(s.m);
@@ -287,9 +290,15 @@ void timerLoop() {
     {
       Ready ready;
       while (!s.timers.empty() && s.timers.top().due <= now) {
-        OpPtr op = s.timers.top().op;
+        TimerEntry e = s.timers.top();
         s.timers.pop();
-        if (op->phase == Operation::Phase::Timer) dispatchLocked(op, ready);
+        if (e.op->phase != Operation::Phase::Timer) continue;
+        dispatchLocked(e.op, ready);
+        // The simulated work took the latency: the slot is free from the deadline on, however late
+        // this thread or a worker gets to run on a busy host (the operation itself completes once
+        // a worker has applied it). A waiting operation admitted now may already be due: taken in
+        // this same pass.
+        releaseSlotLocked(e.op, ready, e.due);
       }
       lock.unlock();
     }  // ready hands the operations to the pool here, unlocked
@@ -297,7 +306,9 @@ void timerLoop() {
   }
 }
 
-void beginExecutionLocked(const OpPtr &op, Ready &ready) {
+// Takes a slot for `op` from `start` on (now, or the moment a slot became free if that is later
+// than when the op began waiting): its simulated work lasts the latency from then.
+void beginExecutionLocked(const OpPtr &op, Ready &ready, Clock::time_point start) {
   Scheduler &s = sched();
   ++s.executing;
   if (s.executing > s.maxExecuting) s.maxExecuting = s.executing;
@@ -307,7 +318,7 @@ void beginExecutionLocked(const OpPtr &op, Ready &ready) {
     return;
   }
   op->phase = Operation::Phase::Timer;
-  auto due = Clock::now() + std::chrono::microseconds(static_cast<int64_t>(op->latencyMs * 1000.0));
+  auto due = start + std::chrono::microseconds(static_cast<int64_t>(op->latencyMs * 1000.0));
   // The timer thread sleeps until the earliest deadline: it needs waking only when this one is
   // earlier (with one latency for every call, never while others are pending), or to start.
   bool earliest = s.timers.empty() || due < s.timers.top().due;
@@ -323,25 +334,37 @@ void beginExecutionLocked(const OpPtr &op, Ready &ready) {
   }
 }
 
-void admitWaitingLocked(Ready &ready) {
+// A slot became free at `freedAt`: the waiting operations it admits start their work then, or when
+// they began waiting if that is later.
+void admitWaitingLocked(Ready &ready, Clock::time_point freedAt) {
   Scheduler &s = sched();
   while ((s.limit == 0 || s.executing < s.limit) && !s.fifo.empty()) {
     OpPtr op = s.fifo.front();
     s.fifo.pop_front();
-    if (op->phase == Operation::Phase::Fifo) beginExecutionLocked(op, ready);
+    if (op->phase == Operation::Phase::Fifo) beginExecutionLocked(op, ready, std::max(freedAt, op->waitingSince));
   }
 }
 
 // Starts `op` now if the concurrency limit allows, else queues it (FIFO).
 void admitLocked(const OpPtr &op, Ready &ready) {
   Scheduler &s = sched();
+  auto now = Clock::now();
   if (s.limit == 0 || s.executing < s.limit) {
-    beginExecutionLocked(op, ready);
+    beginExecutionLocked(op, ready, now);
   } else {
     op->phase = Operation::Phase::Fifo;
+    op->waitingSince = now;
     s.pending.insert(op);
     s.fifo.push_back(op);
   }
+}
+
+// The slot of `op` is free from `at` on (its simulated work is over, or it was never applied).
+void releaseSlotLocked(const OpPtr &op, Ready &ready, Clock::time_point at) {
+  if (!op->holdsSlot) return;
+  op->holdsSlot = false;
+  --sched().executing;
+  admitWaitingLocked(ready, at);
 }
 
 void admit(const OpPtr &op, bool hang) {
@@ -371,10 +394,7 @@ void releaseSlot(const OpPtr &op) {
   Scheduler &s = sched();
   Ready ready;
   std::lock_guard<std::mutex> lock(s.m);
-  if (!op->holdsSlot) return;
-  op->holdsSlot = false;
-  --s.executing;
-  admitWaitingLocked(ready);
+  releaseSlotLocked(op, ready, Clock::now());
 }
 
 std::string defaultMessage(HRESULT hr) {
@@ -592,7 +612,7 @@ void setConcurrencyLimit(int limit) {
   Ready ready;
   std::lock_guard<std::mutex> lock(s.m);
   s.limit = limit < 0 ? 0 : limit;
-  admitWaitingLocked(ready);
+  admitWaitingLocked(ready, Clock::now());
 }
 
 SchedulerStats schedulerStats() {

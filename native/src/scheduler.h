@@ -6,6 +6,7 @@
 #ifndef HCSSIM_SCHEDULER_H
 #define HCSSIM_SCHEDULER_H
 
+#include <chrono>
 #include <condition_variable>
 #include <cstdint>
 #include <functional>
@@ -56,6 +57,7 @@ struct Operation {
   // guarded by the scheduler mutex
   Phase phase = Phase::None;
   bool holdsSlot = false;
+  std::chrono::steady_clock::time_point waitingSince;  // phase Fifo: since when
 };
 
 using OpPtr = std::shared_ptr<Operation>;
