@@ -23,30 +23,39 @@ using Clock = std::chrono::steady_clock;
 
 // ------------------------------------------------------------------------------------------------
 // Worker pool: a small fixed number of threads that apply operations (kDefaultWorkers, env
-// HCSSIM_WORKER_THREADS 1..64), and the same number of completion callbacks at most running at
-// once. One set of threads does both, started on first use, detached and never destroyed.
+// HCSSIM_WORKER_THREADS 1..64), and as many completion callbacks at most running at once. One set
+// of threads does both; started on first use, detached, never destroyed.
 //
-// The HCS side never waits for a client: a thread that applied an operation completes it (result,
-// slot released, waiters woken) before anything else, then invokes its callback itself when fewer
-// than `size` callbacks are running and none waits to be delivered — no thread hop on the fast
-// path. A thread inside a callback does not count as a worker (a koffi callback returns only once
-// the JS main thread has run it): when operations wait to be applied and fewer than `size` threads
-// are applying, an idle thread takes one, or a new thread is started (at most 2 × size threads).
-// Completions whose callback cannot start yet (`size` callbacks running) wait in FIFO order for a
-// thread to return from a callback. As on Windows, where vmcompute applies operations and
-// computecore calls back from its own thread pool, a client that is slow to return from its
-// callbacks delays its own callbacks only.
+// A thread that applied an operation completes it (result, slot, waiters woken) before anything
+// else, then invokes its callback itself when fewer than `size` callbacks are running and none
+// waits to be delivered (no thread hop on the fast path); otherwise the callback waits, in FIFO
+// order, for a thread that returns from a callback.
+//
+// Operations to apply go to an idle thread while fewer than `size` threads are applying or calling
+// back — a plain pool of `size`. A thread inside a callback (a koffi callback returns only once the
+// JS main thread has run it) is not a worker, though: when operations wait to be applied and no
+// thread is applying, a check about kStarvationCheck later (on the timer thread) hands them to
+// idle or new threads, up to `size` applying (at most 2 × size threads in all). So a client that is
+// slow to return from its callbacks delays HCS work by about that much at most, as on Windows,
+// where vmcompute applies operations and computecore calls back on its own thread pool, which
+// adds threads when its callbacks block. The check is not made at once, on the submitting thread:
+// that is the client's thread (for the binding, the JS main thread, the one every blocked callback
+// waits for), and a wake-up per call there costs more than the work it would start early, which no
+// client that waits for its callbacks can observe before they return.
 //
 // Jobs are handed to a thread directly (its `job` set under the pool lock, then its own condition
 // variable notified after the unlock), so the counts below are always exact and a wake-up is never
 // lost or wasted.
 
 const int kDefaultWorkers = 4;
+const auto kStarvationCheck = std::chrono::milliseconds(1);
 
 // Applies the operation and completes it (no callback); returns true if a callback is to be invoked.
 bool applyOp(const OpPtr &op);
 // Invokes the completion callback of a completed operation (unless the operation was closed).
 void deliverOp(const OpPtr &op);
+// Has the timer thread call Pool::check about kStarvationCheck from now.
+void armPoolCheck();
 
 int configuredWorkers() {
   const char *env = std::getenv("HCSSIM_WORKER_THREADS");
@@ -69,6 +78,7 @@ struct Pool {
   struct Starts {
     std::vector<Thread *> wake;
     std::vector<Thread *> spawn;
+    bool armCheck = false;
   };
 
   std::mutex m;
@@ -78,6 +88,7 @@ struct Pool {
   int applying = 0;
   int calling = 0;
   int total = 0;
+  bool checkArmed = false;
   const int size = configuredWorkers();
 
   void submit(std::vector<OpPtr> &ops) {
@@ -85,20 +96,37 @@ struct Pool {
     {
       std::lock_guard<std::mutex> lock(m);
       for (auto &op : ops) tasks.push_back(std::move(op));
-      balanceLocked(starts);
+      balanceLocked(starts, false);
     }
     run(starts);
   }
 
-  // Hands queued jobs to idle (or new) threads while there is capacity for them.
-  void balanceLocked(Starts &starts) {
-    while (!tasks.empty() && applying < size) {
+  // The starvation check (timer thread): operations still waiting with no thread applying go to
+  // idle or new threads, up to `size` applying, whatever the number of threads in callbacks.
+  void check() {
+    Starts starts;
+    {
+      std::lock_guard<std::mutex> lock(m);
+      checkArmed = false;
+      balanceLocked(starts, true);
+    }
+    run(starts);
+  }
+
+  // Hands queued jobs to idle (or new) threads while there is capacity for them (`replace`: threads
+  // in callbacks do not count), and asks for a check if operations are left with no thread applying.
+  void balanceLocked(Starts &starts, bool replace) {
+    while (!tasks.empty() && applying < size && (replace || applying + calling < size)) {
       assignLocked(starts, Kind::Apply, std::move(tasks.front()));
       tasks.pop_front();
     }
     while (!deliveries.empty() && calling < size) {
       assignLocked(starts, Kind::Deliver, std::move(deliveries.front()));
       deliveries.pop_front();
+    }
+    if (!tasks.empty() && applying == 0 && !checkArmed) {
+      checkArmed = true;
+      starts.armCheck = true;
     }
   }
 
@@ -136,6 +164,8 @@ struct Pool {
     return false;
   }
 
+  bool pending(const Starts &starts) const { return !starts.wake.empty() || !starts.spawn.empty() || starts.armCheck; }
+
   void run(Starts &starts) {
     for (Thread *t : starts.wake) t->cv.notify_one();
     for (Thread *t : starts.spawn) {
@@ -145,8 +175,7 @@ struct Pool {
           loop(t);
         }).detach();
       } catch (...) {
-        // No thread: give the job back; a running thread takes it when it is done with its own.
-        Starts none;
+        // No thread: give the job back; a running thread (or the next check) takes it.
         std::lock_guard<std::mutex> lock(m);
         --total;
         if (t->kind == Kind::Apply) {
@@ -157,8 +186,13 @@ struct Pool {
           deliveries.push_front(std::move(t->job));
         }
         delete t;
+        if (!checkArmed) {
+          checkArmed = true;
+          starts.armCheck = true;
+        }
       }
     }
+    if (starts.armCheck) armPoolCheck();
   }
 
   void loop(Thread *self) {
@@ -175,8 +209,7 @@ struct Pool {
         --applying;
         if (deliver) {
           if (calling < size && deliveries.empty()) {
-            // This thread calls back itself; the operations it leaves go to other threads.
-            ++calling;
+            ++calling;  // this thread calls back itself
             self->kind = Kind::Deliver;
             self->job = std::move(op);
           } else {
@@ -188,8 +221,8 @@ struct Pool {
       }
       op = nullptr;
       if (!self->job && !nextLocked(self)) idle.push_back(self);
-      balanceLocked(starts);
-      if (!starts.wake.empty() || !starts.spawn.empty()) {
+      balanceLocked(starts, false);
+      if (pending(starts)) {
         lock.unlock();
         run(starts);
         lock.lock();
@@ -271,6 +304,7 @@ void dispatchLocked(const OpPtr &op, Ready &ready) {
 }
 
 void releaseSlotLocked(const OpPtr &op, Ready &ready, Clock::time_point at);
+bool pushTimerLocked(Clock::time_point due, const OpPtr &op);
 
 void timerLoop() {
   Scheduler &s = sched();
@@ -287,11 +321,16 @@ void timerLoop() {
       continue;
     }
     // Every expired timer at once, handed to the pool in one go after the unlock.
+    bool check = false;
     {
       Ready ready;
       while (!s.timers.empty() && s.timers.top().due <= now) {
         TimerEntry e = s.timers.top();
         s.timers.pop();
+        if (!e.op) {
+          check = true;
+          continue;
+        }
         if (e.op->phase != Operation::Phase::Timer) continue;
         dispatchLocked(e.op, ready);
         // The simulated work took the latency: the slot is free from the deadline on, however late
@@ -302,8 +341,37 @@ void timerLoop() {
       }
       lock.unlock();
     }  // ready hands the operations to the pool here, unlocked
+    if (check) pool().check();
     lock.lock();
   }
+}
+
+// Adds a deadline (op null: the pool's starvation check); returns true if the timer thread must be
+// woken (after the unlock) because the deadline is the earliest — with one latency for every call,
+// never while others are pending.
+bool pushTimerLocked(Clock::time_point due, const OpPtr &op) {
+  Scheduler &s = sched();
+  bool earliest = s.timers.empty() || due < s.timers.top().due;
+  s.timers.push(TimerEntry{due, ++s.seq, op});
+  if (!s.timerThread) {
+    s.timerThread = true;
+    std::thread([] {
+      nameThread("hcssim-timer");
+      timerLoop();
+    }).detach();
+    return false;
+  }
+  return earliest;
+}
+
+void armPoolCheck() {
+  Scheduler &s = sched();
+  bool wake;
+  {
+    std::lock_guard<std::mutex> lock(s.m);
+    wake = pushTimerLocked(Clock::now() + kStarvationCheck, nullptr);
+  }
+  if (wake) s.timerCv.notify_one();
 }
 
 // Takes a slot for `op` from `start` on (now, or the moment a slot became free if that is later
@@ -319,19 +387,7 @@ void beginExecutionLocked(const OpPtr &op, Ready &ready, Clock::time_point start
   }
   op->phase = Operation::Phase::Timer;
   auto due = start + std::chrono::microseconds(static_cast<int64_t>(op->latencyMs * 1000.0));
-  // The timer thread sleeps until the earliest deadline: it needs waking only when this one is
-  // earlier (with one latency for every call, never while others are pending), or to start.
-  bool earliest = s.timers.empty() || due < s.timers.top().due;
-  s.timers.push(TimerEntry{due, ++s.seq, op});
-  if (!s.timerThread) {
-    s.timerThread = true;
-    std::thread([] {
-      nameThread("hcssim-timer");
-      timerLoop();
-    }).detach();
-  } else if (earliest) {
-    ready.wakeTimer();
-  }
+  if (pushTimerLocked(due, op)) ready.wakeTimer();
 }
 
 // A slot became free at `freedAt`: the waiting operations it admits start their work then, or when
