@@ -35,20 +35,21 @@ using Clock = std::chrono::steady_clock;
 // back — a plain pool of `size`. A thread inside a callback (a koffi callback returns only once the
 // JS main thread has run it) is not a worker, though: when operations wait to be applied and no
 // thread is applying, a check about kStarvationCheck later (on the timer thread) hands them to
-// idle or new threads, up to `size` applying (at most 2 × size threads in all). So a client that is
-// slow to return from its callbacks delays HCS work by about that much at most, as on Windows,
-// where vmcompute applies operations and computecore calls back on its own thread pool, which
-// adds threads when its callbacks block. The check is not made at once, on the submitting thread:
-// that is the client's thread (for the binding, the JS main thread, the one every blocked callback
-// waits for), and a wake-up per call there costs more than the work it would start early, which no
-// client that waits for its callbacks can observe before they return.
+// idle or new threads, up to `size` applying (at most 2 × size threads in all), unless some were
+// started meanwhile (then it looks again later). So HCS work waits on a client's callbacks for
+// about that long at most, as on Windows, where vmcompute applies operations and computecore
+// calls back on its own thread pool, which adds threads when its callbacks block. The check is
+// neither immediate nor made on the submitting thread: that is the client's (for the binding, the
+// JS main thread every blocked callback waits for), and replacement threads woken for every short
+// wait cost the client CPU on a 2-vCPU host (64 calls in flight) for work it cannot observe before
+// its callbacks return.
 //
 // Jobs are handed to a thread directly (its `job` set under the pool lock, then its own condition
 // variable notified after the unlock), so the counts below are always exact and a wake-up is never
 // lost or wasted.
 
 const int kDefaultWorkers = 4;
-const auto kStarvationCheck = std::chrono::milliseconds(1);
+const auto kStarvationCheck = std::chrono::milliseconds(10);
 
 // Applies the operation and completes it (no callback); returns true if a callback is to be invoked.
 bool applyOp(const OpPtr &op);
@@ -89,6 +90,8 @@ struct Pool {
   int calling = 0;
   int total = 0;
   bool checkArmed = false;
+  uint64_t started = 0;    // operations handed to a thread to apply, ever
+  uint64_t checkMark = 0;  // `started` when the check was armed
   const int size = configuredWorkers();
 
   void submit(std::vector<OpPtr> &ops) {
@@ -101,14 +104,16 @@ struct Pool {
     run(starts);
   }
 
-  // The starvation check (timer thread): operations still waiting with no thread applying go to
-  // idle or new threads, up to `size` applying, whatever the number of threads in callbacks.
+  // The starvation check (timer thread): if no operation was started since the check was armed
+  // and some still wait with no thread applying, they go to idle or new threads, up to `size`
+  // applying, whatever the number of threads in callbacks. If some were started (threads came back
+  // from callbacks and took them), the check is armed again while operations still wait.
   void check() {
     Starts starts;
     {
       std::lock_guard<std::mutex> lock(m);
       checkArmed = false;
-      balanceLocked(starts, true);
+      balanceLocked(starts, started == checkMark);
     }
     run(starts);
   }
@@ -126,6 +131,7 @@ struct Pool {
     }
     if (!tasks.empty() && applying == 0 && !checkArmed) {
       checkArmed = true;
+      checkMark = started;
       starts.armCheck = true;
     }
   }
@@ -143,7 +149,12 @@ struct Pool {
     }
     t->kind = kind;
     t->job = std::move(op);
-    (kind == Kind::Apply ? applying : calling)++;
+    if (kind == Kind::Apply) {
+      ++applying;
+      ++started;
+    } else {
+      ++calling;
+    }
   }
 
   // Takes the calling thread's next job (same kind first); false: none, the thread goes idle.
@@ -158,6 +169,7 @@ struct Pool {
         self->job = std::move(q.front());
         q.pop_front();
         ++n;
+        if (k == Kind::Apply) ++started;
         return true;
       }
     }
@@ -188,6 +200,7 @@ struct Pool {
         delete t;
         if (!checkArmed) {
           checkArmed = true;
+          checkMark = started;  // the check tries again
           starts.armCheck = true;
         }
       }
