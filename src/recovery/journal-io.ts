@@ -137,6 +137,8 @@ class JournalIoThread implements AppendIo {
   #users = 0;
   #stopTimer: NodeJS.Timeout | undefined;
   #nextId = 0;
+  /** BOARD_DONE at the last `poll`. */
+  #seen = 0;
   /** Requests in flight, in id order. */
   readonly #pending = new Map<number, Pending>();
   /** Resolved once the thread is online, or with false once it failed to start. */
@@ -162,6 +164,7 @@ class JournalIoThread implements AppendIo {
     worker.unref();
     this.#worker = worker;
     this.#board = new Int32Array(shared);
+    this.#seen = 0;
     this.#ready = new Promise<boolean>((resolve) => {
       // Online once its module has loaded and said so (not at the worker's 'online' event, which
       // comes before: a thread that cannot load its module never gets a request).
@@ -240,6 +243,9 @@ class JournalIoThread implements AppendIo {
     const board = this.#board;
     if (board === undefined || this.#pending.size === 0) return;
     const done = Atomics.load(board, BOARD_DONE);
+    // Nothing new since the last look (what it left is settled by its message).
+    if (done === this.#seen) return;
+    this.#seen = done;
     for (const [id, pending] of this.#pending) {
       const behind = (done - id) | 0;
       if (behind < 0 || behind >= BOARD_SLOTS) break;
