@@ -115,13 +115,18 @@ function checkInputs(spec: unknown, options: unknown): asserts spec is OciSpec {
  * `root.path` becomes the share's guest path, `/run/mounts/plan9/<name>` — the Plan9 manager
  * decides where a share is mounted and mounts each share once (a share cannot also be mounted at
  * `/run/gcs/c/<id>/rootfs`).
+ *
+ * Allocations started together begin one per turn of the event loop (a lone one at once): `spec`
+ * and `options` are read in that turn and later, so they must not change until this settles.
  */
 export async function allocateContainer(uvm: ContainerUvm, spec: OciSpec, options: AllocateContainerOptions): Promise<AllocatedContainer> {
+  // Allocations started together begin one per turn of the event loop (src/core/event-loop-turns.ts):
+  // the first validates, asks the file system and reaches its first HCS call while the others
+  // wait, instead of after every allocation of the pod has been validated and has asked; the
+  // completions of earlier allocations' calls are handled in between.
+  await nextTurn();
   const { containerId, os, mountPlan, devicePlan, ...prepared } = await prepareContainer(uvm, spec, options);
   const signal = options.signal;
-  // Allocations started together place and issue their calls one per turn of the event loop, so
-  // the completions of earlier allocations' calls are handled in between (src/core/event-loop-turns.ts).
-  await nextTurn();
 
   // Reserve everything synchronously, in hcsshim's order (layers with their fallbacks decided,
   // the scratch, then the mounts in spec order): slots and names do not depend on HCS timing.

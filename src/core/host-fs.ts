@@ -23,37 +23,32 @@ export interface HostFs {
 export const HostFs: ServiceIdentifier<HostFs> = Symbol.for('uvm-orchestrator.HostFs');
 
 /**
- * The same call for one path asked several times in one synchronous run of code (e.g. fifty
- * allocations started together, each stat'ing the shared layers) is made once. The call is made at
- * the first request, so the file system works on it while the rest of the run goes on (fifty
- * allocations validating their specs one after the other: the first one's answers are ready when
- * the run ends, not queued behind every other allocation's calls); a later request of the same run
- * shares it. The answer is the path as it was after the first request of the run. Each caller
- * turns the outcome into its own result or error.
+ * One call per path at a time: a request for a path whose call is still in flight shares it (e.g.
+ * fifty allocations started together, each stat'ing the shared layers, make one call per layer
+ * while the first is under way, whether they ask in one synchronous run or one per event-loop
+ * turn). The answer is the path as it was after the first of those requests; a request after the
+ * call settled makes a new one. Each caller turns the outcome into its own result or error.
  */
 class Batched<T> {
-  #batch: Map<string, Promise<T>> | undefined;
+  readonly #inFlight = new Map<string, Promise<T>>();
 
   constructor(private readonly call: (path: string) => Promise<T>) {}
 
   ask(path: string): Promise<T> {
-    let batch = this.#batch;
-    if (batch === undefined) {
-      const opened = new Map<string, Promise<T>>();
-      batch = this.#batch = opened;
-      // Closes the batch once the synchronous run that opened it is over.
-      queueMicrotask(() => {
-        if (this.#batch === opened) this.#batch = undefined;
-      });
-    }
-    let pending = batch.get(path);
+    let pending = this.#inFlight.get(path);
     if (pending === undefined) {
+      let started: Promise<T>;
       try {
-        pending = this.call(path);
+        started = this.call(path);
       } catch (err) {
-        pending = Promise.reject(err as Error);
+        started = Promise.reject(err as Error);
       }
-      batch.set(path, pending);
+      const settled = (): void => {
+        if (this.#inFlight.get(path) === started) this.#inFlight.delete(path);
+      };
+      started.then(settled, settled);
+      this.#inFlight.set(path, started);
+      pending = started;
     }
     return pending;
   }
