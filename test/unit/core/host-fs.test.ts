@@ -28,7 +28,7 @@ describe('oncePerPath (one allocation asks the file system once per path)', () =
   });
 });
 
-describe('NodeHostFs (the same path asked in one synchronous run: one fs call)', () => {
+describe('NodeHostFs (the same path asked while its call is in flight: one fs call)', () => {
   let dir: string;
   let stat: sinon.SinonSpy;
   let realpath: sinon.SinonSpy;
@@ -56,12 +56,12 @@ describe('NodeHostFs (the same path asked in one synchronous run: one fs call)',
     expect(realpath.callCount).to.equal(1);
   });
 
-  it('answers with the path as it was after the first request of the run; a failure is each caller’s own error', async () => {
+  it('answers with the path as it was after the first request sharing the call; a failure is each caller’s own error', async () => {
     const file = join(dir, 'late.vhd');
     const hostFs = new NodeHostFs();
     writeFileSync(file, 'x');
     const first = hostFs.stat(file); // the call is made now, while the run goes on
-    const second = hostFs.stat(file); // shares it
+    const second = hostFs.stat(file); // shares the call in flight
     expect(stat.callCount).to.equal(1);
     expect(await Promise.all([first, second])).to.deep.equal([
       { isFile: true, isDirectory: false, size: 1 },
