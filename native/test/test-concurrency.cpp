@@ -183,6 +183,56 @@ TEST(blocked_callbacks_do_not_hold_hcs_work) {
   }
 }
 
+TEST(slot_free_at_its_deadline) {
+  // An operation holds its concurrency slot for its latency, not until a worker has applied it:
+  // with its apply held up (a crash fault whose SystemExited callback, run on the applying worker,
+  // blocks), the operation waiting behind it (concurrency 1) is admitted at the deadline and
+  // completes while the first is still being applied.
+  HCS_SYSTEM s = t::createRunning("slot-deadline", t::lcowDoc());
+  struct Gate {
+    std::mutex m;
+    std::condition_variable cv;
+    bool entered = false;
+    bool open = false;
+    int timedOut = 0;
+  } gate;
+  CHECK_HR(HcsSetComputeSystemCallback(s, 0, &gate, [](HCS_EVENT *, void *c) {
+    auto *g = static_cast<Gate *>(c);
+    std::unique_lock<std::mutex> lock(g->m);
+    g->entered = true;
+    g->cv.notify_all();
+    if (!g->cv.wait_for(lock, std::chrono::seconds(20), [&] { return g->open; })) g->timedOut++;
+  }), 0);
+  t::configure(R"({"latencyMs":5,"concurrency":1,"faults":[{"fn":"HcsModifyComputeSystem","nth":1,"crash":true}]})");
+  hcssim::resetSchedulerStats();
+  HCS_OPERATION a = HcsCreateOperation(nullptr, nullptr);
+  auto req = t::u16(R"({"ResourcePath":"VirtualMachine/Devices/Plan9/Shares","RequestType":"Add","Settings":{"Name":"x","Path":"/x","Port":564}})");
+  CHECK_HR(HcsModifyComputeSystem(s, a, req.c_str(), nullptr), 0);
+  HCS_OPERATION b = HcsCreateOperation(nullptr, nullptr);
+  CHECK_HR(HcsEnumerateComputeSystems(nullptr, b), 0);
+  {
+    std::unique_lock<std::mutex> lock(gate.m);
+    CHECK(gate.cv.wait_for(lock, std::chrono::seconds(10), [&] { return gate.entered; }));
+  }
+  PWSTR doc = nullptr;
+  CHECK_HR(HcsWaitForOperationResult(b, 20000, &doc), 0);  // a safety net, not a timing
+  if (doc) LocalFree(doc);
+  doc = nullptr;
+  CHECK_HR(HcsGetOperationResult(a, &doc), HCS_E_OPERATION_PENDING);  // still being applied
+  CHECK_EQ(hcssim::schedulerStats().maxExecuting, 1);
+  {
+    std::lock_guard<std::mutex> lock(gate.m);
+    gate.open = true;
+    gate.cv.notify_all();
+  }
+  CHECK_HR(HcsWaitForOperationResult(a, 20000, &doc), HCS_E_INVALID_STATE);  // the VM crashed first
+  if (doc) LocalFree(doc);
+  CHECK_EQ(gate.timedOut, 0);
+  HcsCloseOperation(a);
+  HcsCloseOperation(b);
+  HcsCloseComputeSystem(s);
+}
+
 TEST(hammer_modify_from_many_threads) {
   HCS_SYSTEM s = t::createRunning("hammer", t::lcowDoc());
   t::configure(R"({"latencyMs":0.2,"jitterMs":0.3})");
