@@ -13,7 +13,9 @@
 // each running the `pod:` pod, the `pod_c64:` pod and the `pod_hcsshim:` pod one after the other
 // (interleaved, so a change of machine load hits all three alike); every line prints medians, and
 // `pod_rounds:` the rounds themselves. Main-thread CPU per phase (`*_cpu_ms`) is read from
-// /proc/self/task/<pid>/schedstat (Linux; `n/a` elsewhere): time on CPU, whatever the load.
+// /proc/self/task/<pid>/schedstat (Linux; `n/a` elsewhere): time on CPU, whatever the load. Each
+// round starts with a full garbage collection (rounds are independent: an hcsshim round's garbage
+// is not collected in the middle of the next round's start).
 //
 // Line `pod_hcsshim:` (POD_SKIP_HCSSHIM=1 skips it): the same pod and latency with our managers
 // under hcsshim's locking discipline, in rounds interleaved with our own (medians): one mutex per
@@ -24,6 +26,8 @@
 import { mkdtempSync, mkdirSync, openSync, closeSync, ftruncateSync, readFileSync, rmSync, existsSync } from 'node:fs';
 import { loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
+import v8 from 'node:v8';
+import { runInNewContext } from 'node:vm';
 import { createUvmOrchestrator } from '../src/di/uvm-orchestrator.js';
 import { ComputeCoreHcs } from '../src/hcs/computecore-hcs.js';
 import { configureSimulator, readSimulatorState } from '../src/hcs/simulator-controls.js';
@@ -120,6 +124,12 @@ export interface RunResult {
   stopCpuMs: number | undefined;
 }
 
+/** A full garbage collection, between rounds (V8's `gc`, exposed for this process at load time). */
+const collectGarbage: () => void = (() => {
+  v8.setFlagsFromString('--expose-gc');
+  return runInNewContext('gc') as () => void;
+})();
+
 /** CPU time the main thread has used (ms), from the scheduler's per-thread statistics (Linux). */
 function mainThreadCpuMs(): number | undefined {
   try {
@@ -158,6 +168,9 @@ export async function runPod(
 ): Promise<RunResult> {
   const trace = join(root, `trace-${tag}.jsonl`);
   rmSync(trace, { force: true });
+  // A round starts on a collected heap: the garbage of the round before (an hcsshim-discipline
+  // round makes seconds' worth) is not collected in the middle of this one.
+  collectGarbage();
   configureSimulator({ reset: true, clearFaults: true, latencyMs: 0, jitterMs: 0, concurrency: 0, trace: null });
   // HCS-owned delivery: the minimum and the critical-path bounds count every guest half as an HCS
   // modify costing the simulated latency; over the bridge (the library's default) guest halves are
