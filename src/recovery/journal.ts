@@ -125,8 +125,12 @@ const APPEND_FLAGS = O_APPEND | O_WRONLY | (O_DSYNC ?? 0);
 export class RecoveryJournal {
   readonly path: string;
   #state: JournalState;
-  /** Op lines not on disk yet. */
-  #pending: string[] = [];
+  /**
+   * Op lines not on disk yet, each with its newline, as one string (concatenated as they come: no
+   * array of lines joined per write), and how many.
+   */
+  #pending = '';
+  #pendingLines = 0;
   /** The next write rewrites the whole file (a snapshot) instead of appending. */
   #rewrite = false;
   /** Lines appended since the last snapshot. */
@@ -261,6 +265,12 @@ export class RecoveryJournal {
   /** Live lease records, in id order. */
   records(): readonly LeaseRecord[] {
     return [...this.#state.records.values()];
+  }
+
+  /** The first live lease record (in id order) that `match` accepts, without copying the records. */
+  findRecord(match: (record: LeaseRecord) => boolean): LeaseRecord | undefined {
+    for (const record of this.#state.records.values()) if (match(record)) return record;
+    return undefined;
   }
 
   /** The state of the part `key`, if it is journaled. */
@@ -432,7 +442,8 @@ export class RecoveryJournal {
       }),
     );
     this.#rewrite = true;
-    this.#pending = [];
+    this.#pending = '';
+    this.#pendingLines = 0;
     this.#announced.clear();
     this.#open.clear();
     this.#version++;
@@ -464,7 +475,8 @@ export class RecoveryJournal {
     // Appends done meanwhile are settled now, not when the event loop comes round (journal-io.ts).
     journalIo.poll();
     applyOp(this.#state, op);
-    this.#pending.push(JSON.stringify(op));
+    this.#pending += `${JSON.stringify(op)}\n`;
+    this.#pendingLines++;
     this.#version++;
   }
 
@@ -662,10 +674,11 @@ export class RecoveryJournal {
     // document (as large as it was since the last snapshot: a burst of releases, shrinking it,
     // does not compact in its tail).
     this.#peakLive = Math.max(this.#peakLive, this.#live());
-    if (this.#rewrite || this.#appended + this.#pending.length > 4 * Math.max(this.#compactAfter, 2 * this.#peakLive)) {
+    if (this.#rewrite || this.#appended + this.#pendingLines > 4 * Math.max(this.#compactAfter, 2 * this.#peakLive)) {
       const version = this.#version;
       const text = snapshotLine(documentOf(this.#state));
-      this.#pending = [];
+      this.#pending = '';
+      this.#pendingLines = 0;
       this.#rewrite = false;
       // The file is replaced: appends go to the new one.
       await this.#closeFd();
@@ -681,13 +694,15 @@ export class RecoveryJournal {
       return version;
     }
     const version = this.#version;
-    const lines = this.#pending;
-    this.#pending = [];
-    if (lines.length === 0) return version;
+    const text = this.#pending;
+    const lines = this.#pendingLines;
+    this.#pending = '';
+    this.#pendingLines = 0;
+    if (lines === 0) return version;
     try {
       // (Through the I/O thread: src/recovery/journal-io.ts. The descriptor is opened by the first
       // append after an idle close, and kept open while changes keep coming.)
-      this.#file = await journalIo.append(this.#file, this.path, APPEND_FLAGS, `${lines.join('\n')}\n`, O_DSYNC === undefined);
+      this.#file = await journalIo.append(this.#file, this.path, APPEND_FLAGS, text, O_DSYNC === undefined);
     } catch (err) {
       // What was (maybe partly) appended is replaced by a snapshot on the next write (an open
       // that failed, too: the file may be gone).
@@ -695,7 +710,7 @@ export class RecoveryJournal {
       await this.#closeFd();
       throw err;
     }
-    this.#appended += lines.length;
+    this.#appended += lines;
     return version;
   }
 }

@@ -288,9 +288,7 @@ export function journaledDevices(devices: UvmDeviceSet, ctx: JournalContext, own
       const root = settings.ContainerRootPath;
       if (request.RequestType === 'Remove') {
         ctx.assertOpen?.('sendGuestRequest');
-        const record = ctx.journal
-          .records()
-          .find((r) => r.kind === 'combined-layers' && r.owner === owner && r.value.ContainerRootPath === root);
+        const record = ctx.journal.findRecord((r) => r.kind === 'combined-layers' && r.owner === owner && r.value.ContainerRootPath === root);
         if (record) await ctx.journal.removeLease(record.id);
         return devices.sendGuestRequest(request, options);
       }

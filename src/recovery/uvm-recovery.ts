@@ -116,7 +116,7 @@ export class UvmRecovery {
     const recordOf = (h: HeldResource): number | undefined => {
       if (isJournaledLease(h.lease)) return h.lease.recordId;
       if (h.kind !== 'combined-layers') return undefined;
-      return this.journal.records().find((r) => r.kind === 'combined-layers' && r.owner === owner && r.value.ContainerRootPath === h.guestPath)?.id;
+      return this.journal.findRecord((r) => r.kind === 'combined-layers' && r.owner === owner && r.value.ContainerRootPath === h.guestPath)?.id;
     };
     await this.journal.putContainer(encodeContainer(snapshot, recordOf));
     this.#recorded.add(owner);

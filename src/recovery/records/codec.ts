@@ -39,8 +39,10 @@ function jsonCopy(value: unknown): JsonValue | undefined {
       if (typeof (value as { toJSON?: unknown }).toJSON === 'function') return JSON.parse(JSON.stringify(value)) as JsonValue;
       if (Array.isArray(value)) return value.map((item) => jsonCopy(item) ?? null);
       const out: { [key: string]: JsonValue } = {};
-      for (const [key, item] of Object.entries(value)) {
-        const copy = jsonCopy(item);
+      // (for…in over own keys: Object.entries would allocate a pair per field, for every lease.)
+      for (const key in value) {
+        if (!Object.hasOwn(value, key)) continue;
+        const copy = jsonCopy((value as Record<string, unknown>)[key]);
         if (copy !== undefined) out[key] = copy;
       }
       return out;
