@@ -2,6 +2,7 @@
 #include <atomic>
 #include <chrono>
 #include <condition_variable>
+#include <functional>
 #include <mutex>
 #include <thread>
 #include <vector>
@@ -23,6 +24,36 @@ struct Ctx {
   Order *order;
   int index;
 };
+
+// Completion callbacks held at a gate: each of the operations startGatedOperations starts counts
+// itself started, blocks until `release` (called with `m` held) is true or `timeout` passes
+// (counted in timedOut), counts itself finished and closes its operation.
+struct CallbackGate {
+  std::mutex m;
+  std::condition_variable cv;
+  int started = 0;
+  int finished = 0;
+  int timedOut = 0;
+  std::chrono::seconds timeout{5};
+  std::function<bool()> release;
+};
+// Starts `n` operations (HcsEnumerateComputeSystems) whose callbacks wait at `gate`.
+void startGatedOperations(CallbackGate &gate, int n) {
+  for (int i = 0; i < n; ++i) {
+    HCS_OPERATION op = HcsCreateOperation(&gate, [](HCS_OPERATION o, void *c) {
+      auto *g = static_cast<CallbackGate *>(c);
+      std::unique_lock<std::mutex> lock(g->m);
+      g->started++;
+      g->cv.notify_all();
+      if (!g->cv.wait_for(lock, g->timeout, g->release)) g->timedOut++;
+      g->finished++;
+      g->cv.notify_all();
+      lock.unlock();
+      HcsCloseOperation(o);
+    });
+    CHECK_HR(HcsEnumerateComputeSystems(nullptr, op), 0);
+  }
+}
 void HCS_CALL record(HCS_OPERATION op, void *context) {
   auto *c = static_cast<Ctx *>(context);
   HcsCloseOperation(op);
@@ -77,31 +108,12 @@ TEST(callbacks_blocking_run_on_every_worker) {
   // As many callbacks as there are workers block until all of them have started: each runs on
   // its own pool thread at the same time (at most that many callbacks run at once).
   t::configure(R"({"latencyMs":1})");
-  struct Gate {
-    std::mutex m;
-    std::condition_variable cv;
-    int started = 0;
-    int finished = 0;
-    int n = 0;
-    int timedOut = 0;
-  } gate;
+  CallbackGate gate;
   const int n = hcssim::workerThreadCount();
   CHECK(n >= 2);
-  gate.n = n;
-  for (int i = 0; i < n; ++i) {
-    HCS_OPERATION op = HcsCreateOperation(&gate, [](HCS_OPERATION o, void *c) {
-      auto *g = static_cast<Gate *>(c);
-      std::unique_lock<std::mutex> lock(g->m);
-      g->started++;
-      g->cv.notify_all();
-      if (!g->cv.wait_for(lock, std::chrono::seconds(5), [&] { return g->started >= g->n; })) g->timedOut++;
-      g->finished++;
-      g->cv.notify_all();
-      lock.unlock();
-      HcsCloseOperation(o);
-    });
-    CHECK_HR(HcsEnumerateComputeSystems(nullptr, op), 0);
-  }
+  gate.timeout = std::chrono::seconds(5);
+  gate.release = [&gate, n] { return gate.started >= n; };
+  startGatedOperations(gate, n);
   std::unique_lock<std::mutex> lock(gate.m);
   CHECK(gate.cv.wait_for(lock, std::chrono::seconds(10), [&] { return gate.finished == n; }));
   CHECK(gate.timedOut == 0);
@@ -113,30 +125,14 @@ TEST(blocked_callbacks_do_not_hold_hcs_work) {
   // callbacks wait, and run once a callback returns — except that of an operation closed meanwhile.
   t::configure(R"({"latencyMs":1,"concurrency":2})");
   hcssim::resetSchedulerStats();
-  struct Gate {
-    std::mutex m;
-    std::condition_variable cv;
-    int started = 0;
-    int finished = 0;
+  struct Gate : CallbackGate {
     bool open = false;
-    int timedOut = 0;
     std::vector<int> delivered;
   } gate;
   const int n = hcssim::workerThreadCount();
-  for (int i = 0; i < n; ++i) {
-    HCS_OPERATION op = HcsCreateOperation(&gate, [](HCS_OPERATION o, void *c) {
-      auto *g = static_cast<Gate *>(c);
-      std::unique_lock<std::mutex> lock(g->m);
-      g->started++;
-      g->cv.notify_all();
-      if (!g->cv.wait_for(lock, std::chrono::seconds(20), [&] { return g->open; })) g->timedOut++;
-      g->finished++;
-      g->cv.notify_all();
-      lock.unlock();
-      HcsCloseOperation(o);
-    });
-    CHECK_HR(HcsEnumerateComputeSystems(nullptr, op), 0);
-  }
+  gate.timeout = std::chrono::seconds(20);
+  gate.release = [&gate] { return gate.open; };
+  startGatedOperations(gate, n);
   {
     std::unique_lock<std::mutex> lock(gate.m);
     CHECK(gate.cv.wait_for(lock, std::chrono::seconds(10), [&] { return gate.started == n; }));
