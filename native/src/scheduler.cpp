@@ -87,8 +87,7 @@ struct Pool {
   std::deque<OpPtr> deliveries;  // completed operations whose callback waits for a thread
   std::vector<Thread *> idle;    // LIFO: the most recently active thread first
   int applying = 0;
-  int calling = 0;
-  int total = 0;
+  int calling = 0;  // threads = applying + calling + idle.size() (never more than 2 × size)
   bool checkArmed = false;
   uint64_t started = 0;    // operations handed to a thread to apply, ever
   uint64_t checkMark = 0;  // `started` when the check was armed
@@ -129,11 +128,16 @@ struct Pool {
       assignLocked(starts, Kind::Deliver, std::move(deliveries.front()));
       deliveries.pop_front();
     }
-    if (!tasks.empty() && applying == 0 && !checkArmed) {
-      checkArmed = true;
-      checkMark = started;
-      starts.armCheck = true;
-    }
+    if (!tasks.empty() && applying == 0) armCheckLocked(starts);
+  }
+
+  // Asks for a starvation check (unless one is armed); it replaces workers only if no operation is
+  // started before it runs.
+  void armCheckLocked(Starts &starts) {
+    if (checkArmed) return;
+    checkArmed = true;
+    checkMark = started;
+    starts.armCheck = true;
   }
 
   void assignLocked(Starts &starts, Kind kind, OpPtr op) {
@@ -144,7 +148,6 @@ struct Pool {
       starts.wake.push_back(t);
     } else {
       t = new Thread();  // never freed: its thread runs until the process exits
-      ++total;
       starts.spawn.push_back(t);
     }
     t->kind = kind;
@@ -189,7 +192,6 @@ struct Pool {
       } catch (...) {
         // No thread: give the job back; a running thread (or the next check) takes it.
         std::lock_guard<std::mutex> lock(m);
-        --total;
         if (t->kind == Kind::Apply) {
           --applying;
           tasks.push_front(std::move(t->job));
@@ -198,11 +200,7 @@ struct Pool {
           deliveries.push_front(std::move(t->job));
         }
         delete t;
-        if (!checkArmed) {
-          checkArmed = true;
-          checkMark = started;  // the check tries again
-          starts.armCheck = true;
-        }
+        armCheckLocked(starts);  // the check tries again
       }
     }
     if (starts.armCheck) armPoolCheck();
