@@ -37,8 +37,8 @@ using Clock = std::chrono::steady_clock;
 // thread is applying, a check about kStarvationCheck later (on the timer thread) hands them to
 // idle or new threads, up to `size` applying (at most 2 × size threads in all), unless some were
 // started meanwhile (then it looks again later). So HCS work waits on a client's callbacks for
-// about that long at most, as on Windows, where vmcompute applies operations and computecore
-// calls back on its own thread pool, which adds threads when its callbacks block. The check is
+// about that long at most. (On Windows vmcompute, another process, applies operations, so its work
+// never waits on a client's callbacks; which computecore thread calls back is not documented.) The check is
 // neither immediate nor made on the submitting thread: that is the client's (for the binding, the
 // JS main thread every blocked callback waits for), and replacement threads woken for every short
 // wait cost the client CPU on a 2-vCPU host (64 calls in flight) for work it cannot observe before
