@@ -177,22 +177,22 @@ export class ComputeSystem implements HcsSystem, AsyncDisposable {
   }
 
   start(options?: HcsCallOptions): Promise<void> {
-    return this.#void('HcsStartComputeSystem', START, undefined, options?.timeoutMs ?? this.#startTimeoutMs, options?.signal, 0);
+    return this.#void('HcsStartComputeSystem', START, undefined, options, this.#startTimeoutMs, 0);
   }
 
   shutdown(options?: HcsCallOptions): Promise<void> {
-    return this.#void('HcsShutDownComputeSystem', SHUT_DOWN, undefined, options?.timeoutMs ?? this.#startTimeoutMs, options?.signal, OP_TEARDOWN);
+    return this.#void('HcsShutDownComputeSystem', SHUT_DOWN, undefined, options, this.#startTimeoutMs, OP_TEARDOWN);
   }
 
   terminate(options?: HcsCallOptions): Promise<void> {
-    return this.#void('HcsTerminateComputeSystem', TERMINATE, undefined, options?.timeoutMs ?? this.#startTimeoutMs, options?.signal, OP_TEARDOWN);
+    return this.#void('HcsTerminateComputeSystem', TERMINATE, undefined, options, this.#startTimeoutMs, OP_TEARDOWN);
   }
 
   modify(request: ModifySettingRequest, options?: HcsCallOptions): Promise<void> {
     if (request === null || typeof request !== 'object') {
       return Promise.reject(new UvmError('INVALID_ARGUMENT', 'modify: the request must be an object'));
     }
-    return this.#void('HcsModifyComputeSystem', MODIFY, JSON.stringify(request), options?.timeoutMs ?? this.#modifyTimeoutMs, options?.signal, 0);
+    return this.#void('HcsModifyComputeSystem', MODIFY, JSON.stringify(request), options, this.#modifyTimeoutMs, 0);
   }
 
   async properties(query: Record<string, unknown>, options?: HcsCallOptions): Promise<unknown> {
@@ -203,8 +203,8 @@ export class ComputeSystem implements HcsSystem, AsyncDisposable {
       'HcsGetComputeSystemProperties',
       PROPERTIES,
       JSON.stringify(query),
-      options?.timeoutMs ?? this.#startTimeoutMs,
-      options?.signal,
+      options,
+      this.#startTimeoutMs,
       0,
     );
     if (document === undefined) return {};
@@ -241,22 +241,29 @@ export class ComputeSystem implements HcsSystem, AsyncDisposable {
   }
 
   /** `#run` of a call whose result document is not wanted (resolves with undefined). */
-  #void(op: string, call: OperationCall, document: string | undefined, timeoutMs: number | undefined, signal: AbortSignal | undefined, flags: number): Promise<void> {
-    return this.#run(op, call, document, timeoutMs, signal, flags | OP_DISCARD) as Promise<unknown> as Promise<void>;
+  #void(
+    op: string,
+    call: OperationCall,
+    document: string | undefined,
+    options: HcsCallOptions | undefined,
+    defaultTimeoutMs: number | undefined,
+    flags: number,
+  ): Promise<void> {
+    return this.#run(op, call, document, options, defaultTimeoutMs, flags | OP_DISCARD) as Promise<unknown> as Promise<void>;
   }
 
   /**
    * One operation on the handle (`call(lib, handle, operation, document)`). The hot path of every
    * modify: no async function, no closure per call, the document in a reused buffer; the handle
    * (and the buffer) stay while the operation is in HCS (even after its caller gave up), then
-   * `#operationDone` counts it out.
+   * `#operationDone` counts it out. `defaultTimeoutMs` applies when `options` give no timeout.
    */
   #run(
     op: string,
     call: OperationCall,
     document: string | undefined,
-    timeoutMs: number | undefined,
-    signal: AbortSignal | undefined,
+    options: HcsCallOptions | undefined,
+    defaultTimeoutMs: number | undefined,
     flags: number,
   ): Promise<string | undefined> {
     const handle = this.#handle;
@@ -268,6 +275,8 @@ export class ComputeSystem implements HcsSystem, AsyncDisposable {
       );
     }
     this.#inFlight++;
+    const timeoutMs = options?.timeoutMs ?? defaultTimeoutMs;
+    const signal = options?.signal;
     if (document === undefined) return this.#driver.operation(op, this.id, call, handle, null, timeoutMs, signal, flags, this.#operationDone);
     return this.#driver.operation(op, this.id, call, handle, wideDocument(document), timeoutMs, signal, flags | OP_RECYCLE_INPUT, this.#operationDone);
   }

@@ -238,10 +238,7 @@ function fireWaiter(waiter: DeadlineWaiter): void {
 function fireGroup(group: DeadlineGroup): void {
   if (openGroups.get(group.ms) === group) openGroups.delete(group.ms);
   group.timer = undefined;
-  for (const waiter of group.entries) {
-    waiter.deadline = undefined;
-    waiter.onDeadline();
-  }
+  for (const waiter of group.entries) fireWaiter(waiter);
   group.entries.clear();
 }
 
@@ -516,6 +513,11 @@ export const OP_DISCARD = 2;
 /** The input is a `wideDocument` buffer: hand it back (`recycleWide`) once HCS is done with it. */
 export const OP_RECYCLE_INPUT = 4;
 
+/** Hands back `input` when `flags` say it is a `wideDocument` buffer (nothing native uses it any more). */
+function recycleInput(flags: number, input: unknown): void {
+  if ((flags & OP_RECYCLE_INPUT) !== 0 && input) recycleWide(input as WideString);
+}
+
 /** `OperationRequest.call` as an `OperationCall` (the request's function is the target). */
 const callRequest: OperationCall = (_lib, target, operation) => (target as OperationRequest['call'])(operation);
 
@@ -548,7 +550,6 @@ class Operation implements PendingEntry, DeadlineWaiter, Task {
     private readonly scheduler: SlotScheduler,
     readonly op: string,
     readonly systemId: string | undefined,
-    readonly lane: string,
     private readonly flags: number,
     private readonly call: OperationCall,
     /** What `call` uses; both stay referenced until HCS is done with the operation. */
@@ -559,6 +560,10 @@ class Operation implements PendingEntry, DeadlineWaiter, Task {
     /** Called once when nothing of the call is left in HCS (closed, or never started). */
     private onDone: (() => void) | undefined,
   ) {}
+
+  get lane(): string {
+    return this.systemId ?? '';
+  }
 
   get teardown(): boolean {
     return (this.flags & OP_TEARDOWN) !== 0;
@@ -658,7 +663,7 @@ class Operation implements PendingEntry, DeadlineWaiter, Task {
     const input = this.input;
     this.target = undefined;
     this.input = undefined;
-    if ((this.flags & OP_RECYCLE_INPUT) !== 0 && input) recycleWide(input as WideString);
+    recycleInput(this.flags, input);
   }
 
   #done(): void {
@@ -826,11 +831,11 @@ export class OperationDriver {
   ): Promise<string | undefined> {
     const invalid = badTimeout(timeoutMs);
     if (invalid !== undefined || signal?.aborted) {
-      if ((flags & OP_RECYCLE_INPUT) !== 0 && input) recycleWide(input as WideString);
+      recycleInput(flags, input);
       onDone?.();
       return Promise.reject(invalid ?? cancelledError({ op, systemId }, timeoutMs, 'abort', false));
     }
-    const operation = new Operation(this.#lib, this.#operations, op, systemId, systemId ?? '', flags, call, target, input, timeoutMs, signal, onDone);
+    const operation = new Operation(this.#lib, this.#operations, op, systemId, flags, call, target, input, timeoutMs, signal, onDone);
     const promise = operation.promise();
     operation.begin();
     return promise;

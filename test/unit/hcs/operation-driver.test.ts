@@ -23,6 +23,8 @@ interface FakeOp {
   readonly context: number;
   fn?: string;
   document?: string;
+  /** The document buffer the call was given (HCS may read it until the operation completes). */
+  buffer?: WideString | null;
   started: boolean;
   done: boolean;
   hr: number;
@@ -116,6 +118,7 @@ class ScriptedComputeCore implements ComputeCore {
   private use(handle: OperationHandle, fn: string, doc: WideString | null): number {
     const op = this.op(handle);
     op.fn = fn;
+    op.buffer = doc;
     op.document = doc === null ? undefined : doc.toString('utf16le').split('\0')[0]; // a PCWSTR ends at its NUL
     if (this.syncHr < 0) return this.syncHr;
     op.started = true;
@@ -489,6 +492,54 @@ describe('ComputeSystem (scripted library)', function () {
     await flush();
     expect(p).to.deep.equal({ done: true, value: undefined });
     expect(lib.last().closed).to.equal(1);
+    for (const call of [() => system.start(), () => system.shutdown(), () => system.terminate()]) {
+      const q = settled(call());
+      await flush();
+      lib.complete(lib.last(), 0, '{"unexpected":true}');
+      await flush();
+      expect(q).to.deep.equal({ done: true, value: undefined });
+      expect(lib.last().closed).to.equal(1);
+    }
+  });
+
+  it('a document buffer stays with its operation until HCS completes it, even after a timeout or abort; it is then reused, never by two calls at once', async function () {
+    const clock = sinon.useFakeTimers({ toFake: ['setTimeout', 'clearTimeout'] });
+    try {
+      const controller = new AbortController();
+      const timedOut = settled(system.modify({ ResourcePath: 'timed-out' }, { timeoutMs: 50 }));
+      const aborted = settled(system.modify({ ResourcePath: 'aborted' }, { signal: controller.signal }));
+      await flush();
+      const [first, second] = lib.ops;
+      clock.tick(50);
+      controller.abort();
+      await flush();
+      expect((timedOut.error as HcsError).code).to.equal('TIMEOUT');
+      expect((aborted.error as HcsError).code).to.equal('ABORTED');
+      const later = settled(system.modify({ ResourcePath: 'later' }));
+      await flush();
+      const third = lib.last();
+      expect(third.buffer).to.not.equal(first.buffer, 'the timed-out operation still owns its document');
+      expect(third.buffer).to.not.equal(second.buffer, 'the aborted operation still owns its document');
+      expect(first.buffer!.toString('utf16le').split('\0')[0]).to.equal(first.document);
+      expect(second.buffer!.toString('utf16le').split('\0')[0]).to.equal(second.document);
+      lib.complete(first);
+      lib.complete(second);
+      lib.complete(third);
+      await flush();
+      expect(later.done).to.equal(true);
+      const next = [settled(system.modify({ ResourcePath: 'n1' })), settled(system.modify({ ResourcePath: 'n2' })), settled(system.modify({ ResourcePath: 'n3' }))];
+      await flush();
+      const buffers = lib.ops.slice(-3).map((o) => o.buffer);
+      expect(new Set(buffers).size, 'each buffer handed back once: no two calls share one').to.equal(3);
+      expect(lib.ops.slice(-3).map((o) => o.document)).to.deep.equal(['n1', 'n2', 'n3'].map((r) => JSON.stringify({ ResourcePath: r })));
+      for (const o of lib.ops.slice(-3)) lib.complete(o);
+      await flush();
+      expect(next.every((n) => n.done)).to.equal(true);
+      expect(system.inFlight).to.equal(0);
+      expect(pendingOperationCount()).to.equal(0);
+    } finally {
+      clock.restore();
+    }
   });
 
   it('asyncDispose waits for the operations in flight', async function () {
