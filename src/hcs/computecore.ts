@@ -124,9 +124,12 @@ export function wideDocument(s: string): WideString {
   return buf as WideString;
 }
 
-/** Hands back a buffer of `wideDocument` that nothing uses any more (others are left to the GC). */
+/**
+ * Hands back a buffer of `wideDocument` that nothing uses any more (others are left to the GC: a
+ * `toWide` buffer of the same length is a slice of Node's shared pool, never adopted).
+ */
 export function recycleWide(buf: WideString): void {
-  if (buf.length === WIDE_BUFFER_BYTES && freeWide.length < FREE_WIDE_MAX) freeWide.push(buf);
+  if (buf.length === WIDE_BUFFER_BYTES && buf.buffer.byteLength === WIDE_BUFFER_BYTES && freeWide.length < FREE_WIDE_MAX) freeWide.push(buf);
 }
 
 /** The package root: the nearest folder above this module with the package's package.json. */

@@ -580,6 +580,9 @@ describe('ComputeSystem (scripted library)', function () {
   });
 });
 
+/** Characters of a 2 KiB UTF-16 buffer (NUL included). */
+const WIDE_CHARS = 1024;
+
 describe('computecore helpers', function () {
   it('toWide encodes NUL-terminated UTF-16LE, surrogate pairs included', function () {
     const w = toWide('a€😀');
@@ -602,6 +605,12 @@ describe('computecore helpers', function () {
     expect(wideDocument('q')).to.not.equal(d, 'a large document buffer is not kept');
     recycleWide(b);
     recycleWide(c);
+    const pooled = toWide('p'.repeat(WIDE_CHARS - 1));
+    expect(pooled.length).to.equal(2048);
+    recycleWide(pooled);
+    const e = wideDocument('r');
+    expect(e).to.not.equal(pooled, 'a toWide buffer of the same length (a slice of the shared pool) is never adopted');
+    recycleWide(e);
   });
 
   it('formatGuid renders lower-case GUID text', function () {
