@@ -609,8 +609,11 @@ class Operation implements PendingEntry, DeadlineWaiter, Task {
         throw hcsErrorFromResult(this.op, hr, r.hr < 0 ? r.document : undefined, this.systemId);
       }
     } catch (err) {
-      this.#close();
-      this.#settle(false, err);
+      try {
+        this.#close();
+      } finally {
+        this.#settle(false, err);
+      }
     }
   }
 
@@ -630,8 +633,12 @@ class Operation implements PendingEntry, DeadlineWaiter, Task {
       ok = false;
       value = err;
     }
-    this.#close();
-    this.#settle(ok, value);
+    try {
+      this.#close();
+    } finally {
+      // (A close that throws still answers the caller; the error goes to the drain, which drops it.)
+      this.#settle(ok, value);
+    }
   }
 
   /** The deadline passed. */
@@ -649,13 +656,20 @@ class Operation implements PendingEntry, DeadlineWaiter, Task {
     this.#state = CLOSED;
     const handle = this.#handle;
     this.#handle = null;
-    if (handle !== null) this.lib.closeOperation(handle);
-    this.#dropInputs();
-    untrack(this.#context);
-    const slot = this.#slot;
-    this.#slot = undefined;
-    if (slot !== undefined) this.scheduler.release(slot);
-    this.#done();
+    try {
+      if (handle !== null) this.lib.closeOperation(handle);
+      this.#dropInputs();
+    } finally {
+      // Even if the close threw: the pending entry, the slot and the handle's count are let go (the
+      // inputs are then left to the GC, not reused).
+      this.input = undefined;
+      this.target = undefined;
+      untrack(this.#context);
+      const slot = this.#slot;
+      this.#slot = undefined;
+      if (slot !== undefined) this.scheduler.release(slot);
+      this.#done();
+    }
   }
 
   /** Nothing native uses the inputs any more: dropped, a reusable document buffer handed back. */

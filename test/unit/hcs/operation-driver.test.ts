@@ -227,6 +227,27 @@ describe('OperationDriver (scripted library)', function () {
     expect(all.every((s) => s.done && s.error === undefined)).to.equal(true);
   });
 
+  it('a close that throws still lets go of the slot and the pending entry: the next call starts, nothing stays pending', async function () {
+    const close = lib.closeOperation.bind(lib);
+    let throws = 1;
+    lib.closeOperation = (handle) => {
+      close(handle);
+      if (throws-- > 0) throw new Error('close failed');
+    };
+    const all = Array.from({ length: 3 }, () => settled(run()));
+    await flush();
+    expect(lib.ops).to.have.length(2);
+    lib.complete(lib.ops[0]);
+    await flush();
+    expect(lib.ops, 'the freed slot starts the queued call').to.have.length(3);
+    lib.complete(lib.ops[1]);
+    lib.complete(lib.ops[2]);
+    await flush();
+    expect(all.every((s) => s.done && s.error === undefined)).to.equal(true);
+    expect(pendingOperationCount()).to.equal(0);
+    expect(driver.size).to.equal(0);
+  });
+
   it('timeout → TIMEOUT at once, cancel tried (best effort); the handle is closed only once HCS completes', async function () {
     clock = sinon.useFakeTimers({ toFake: ['setTimeout', 'clearTimeout', 'setInterval', 'clearInterval'] });
     const p = settled(run({ timeoutMs: 100 }));
