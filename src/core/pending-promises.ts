@@ -9,6 +9,13 @@
  */
 const counts = new Map<string, number>();
 let total = 0;
+/** Counters handed out by `pendingPromises.counter`, by kind. */
+const counters = new Map<string, PendingCounter>();
+
+/** A count of pending promises of one kind that its owner updates directly (`n++` / `n--`). */
+export interface PendingCounter {
+  n: number;
+}
 
 function add(kind: string, delta: number): void {
   const n = (counts.get(kind) ?? 0) + delta;
@@ -51,13 +58,30 @@ export const pendingPromises = {
     return promise.finally(pendingPromises.open(kind));
   },
 
+  /**
+   * The counter of `kind` for a hot path (one per kind, shared): `n++` when such a promise is
+   * created, `n--` when it settles, no Map update per call. Counted in `total` and `byKind()`.
+   */
+  counter(kind: string): PendingCounter {
+    let c = counters.get(kind);
+    if (c === undefined) {
+      c = { n: 0 };
+      counters.set(kind, c);
+    }
+    return c;
+  },
+
   /** Library-created promises not settled yet. */
   get total(): number {
-    return total;
+    let n = total;
+    for (const c of counters.values()) n += c.n;
+    return n;
   },
 
   /** The same, by kind (kinds with none pending are absent). */
   byKind(): Record<string, number> {
-    return Object.fromEntries(counts);
+    const out: Record<string, number> = Object.fromEntries(counts);
+    for (const [kind, c] of counters) if (c.n !== 0) out[kind] = (out[kind] ?? 0) + c.n;
+    return out;
   },
 };

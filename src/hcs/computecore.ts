@@ -240,9 +240,9 @@ function bind(path: string): ComputeCore {
       'UVMO_HCS_OPERATION __stdcall HcsCreateOperation(uintptr_t context, UVMO_HCS_OPERATION_COMPLETION *callback)',
     ),
     HcsCloseOperation: main.func('void __stdcall HcsCloseOperation(UVMO_HCS_OPERATION operation)'),
-    HcsGetOperationResult: main.func(
-      'int32_t __stdcall HcsGetOperationResult(UVMO_HCS_OPERATION operation, _Out_ void **resultDocument)',
-    ),
+    // The out parameter is a reused pointer-sized Buffer (`resultSlot`), not koffi's `_Out_` array:
+    // a quarter of the call's cost, and no garbage per call.
+    HcsGetOperationResult: main.func('int32_t __stdcall HcsGetOperationResult(UVMO_HCS_OPERATION operation, void *resultDocument)'),
     HcsCancelOperation: main.func('int32_t __stdcall HcsCancelOperation(UVMO_HCS_OPERATION operation)'),
     HcsCreateComputeSystem: main.func(
       'int32_t __stdcall HcsCreateComputeSystem(const char16_t *id, const char16_t *configuration, UVMO_HCS_OPERATION operation, const void *securityDescriptor, _Out_ UVMO_HCS_SYSTEM *computeSystem)',
@@ -290,6 +290,11 @@ function bind(path: string): ComputeCore {
   // Every library and function object stays reachable from here for the life of the process.
   const keep = { main, kernel32, vmcompute, f, completionProto, completionPtr, eventStruct, eventProto, eventPtr, simQueryFn };
 
+  // HcsGetOperationResult's PWSTR out parameter: one slot, written and read synchronously on this
+  // thread within one call (never held across calls or awaits).
+  const resultSlot = Buffer.alloc(koffi.sizeof('void *'));
+  const resultWords = new Uint32Array(resultSlot.buffer, resultSlot.byteOffset, resultSlot.length / 4);
+  const slotIsNull = (): boolean => resultWords[0] === 0 && (resultWords.length === 1 || resultWords[1] === 0);
   const takeDocument = (ptr: unknown): string | undefined => {
     if (ptr === null || ptr === undefined) return undefined;
     try {
@@ -321,9 +326,10 @@ function bind(path: string): ComputeCore {
       f.HcsCloseOperation(op);
     },
     getOperationResult(op: OperationHandle): { hr: number; document: string | undefined } {
-      const out: unknown[] = [null];
-      const hr = f.HcsGetOperationResult(op, out) as number;
-      return { hr, document: takeDocument(out[0]) };
+      resultWords.fill(0);
+      const hr = f.HcsGetOperationResult(op, resultSlot) as number;
+      // Most results have no document (every successful modify, start, shutdown, terminate).
+      return { hr, document: slotIsNull() ? undefined : takeDocument(koffi.decode(resultSlot, 'void *')) };
     },
     cancelOperation(op: OperationHandle): number {
       return f.HcsCancelOperation(op) as number;

@@ -96,8 +96,19 @@ interface PendingEntry {
 
 // ---- process-wide completion registry -------------------------------------------------------
 
-const pending = new Map<number, PendingEntry>();
-let nextContext = 1;
+/**
+ * Operations created and not yet closed, by context id. A context id is `generation ×
+ * CONTEXT_SLOTS + slot + 1`: `slots[slot]` holds the operation (an array and a free list cost less
+ * per call than a Map), and the generation, bumped each time the slot is reused, keeps the id of a
+ * closed operation from naming its successor. Ids stay below 2^30.
+ */
+const CONTEXT_SLOTS = 1 << 20;
+const CONTEXT_GENERATIONS = 1 << 10;
+const slots: (PendingEntry | undefined)[] = [];
+/** The id each slot last had. */
+const slotIds: number[] = [];
+const freeSlots: number[] = [];
+let pendingCount = 0;
 /** The registered completion callback per library (registered once, never unregistered). */
 const registeredCallbacks = new WeakMap<ComputeCore, unknown>();
 let keepAlive: NodeJS.Timeout | undefined;
@@ -121,7 +132,7 @@ function drainCompletions(): void {
   if (completed.length > 0) scheduleDrain();
   for (const id of batch) {
     try {
-      pending.get(id)?.complete();
+      pendingEntry(id)?.complete();
     } catch {
       // a completion never throws; nothing sensible to do otherwise
     }
@@ -150,19 +161,16 @@ function completionCallback(lib: ComputeCore): unknown {
   return callback;
 }
 
-function allocateContext(): number {
-  // Small positive integers; wrap long before they lose precision, skipping ids still in use.
-  for (;;) {
-    const id = nextContext;
-    nextContext = nextContext >= 0x7fffffff ? 1 : nextContext + 1;
-    if (!pending.has(id)) return id;
-  }
+/** The operation that context id `id` names, if it is still pending. */
+function pendingEntry(id: number): PendingEntry | undefined {
+  const slot = (id - 1) % CONTEXT_SLOTS;
+  return slotIds[slot] === id ? slots[slot] : undefined;
 }
 
 let blockingInFlight = 0;
 
 function holdProcess(): void {
-  if (pending.size + blockingInFlight === 1) {
+  if (pendingCount + blockingInFlight === 1) {
     // One long timer for the life of the process, ref'd only while calls are outstanding
     // (ref/unref is cheaper than creating a timer per operation).
     keepAlive ??= realSetInterval(() => undefined, 1 << 30);
@@ -171,21 +179,44 @@ function holdProcess(): void {
 }
 
 function releaseProcess(): void {
-  if (pending.size + blockingInFlight === 0) keepAlive?.unref();
+  if (pendingCount + blockingInFlight === 0) keepAlive?.unref();
 }
 
-function track(id: number, entry: PendingEntry): void {
-  pending.set(id, entry);
+/** Records `entry` as pending and returns its context id. */
+function track(entry: PendingEntry, op: string, systemId: string | undefined): number {
+  let slot = freeSlots.pop();
+  let generation = 0;
+  if (slot === undefined) {
+    slot = slots.length;
+    if (slot >= CONTEXT_SLOTS) {
+      throw new HcsError({ op, systemId, hresult: HResult.E_OUTOFMEMORY, text: `more than ${CONTEXT_SLOTS} HCS operations pending in this process` });
+    }
+    slots.push(undefined);
+    slotIds.push(0);
+  } else {
+    generation = (Math.floor((slotIds[slot] - 1) / CONTEXT_SLOTS) + 1) % CONTEXT_GENERATIONS;
+  }
+  const id = generation * CONTEXT_SLOTS + slot + 1;
+  slots[slot] = entry;
+  slotIds[slot] = id;
+  pendingCount++;
   holdProcess();
+  return id;
 }
 
+/** The operation with context id `id` is closed: its slot is free for reuse (under a new id). */
 function untrack(id: number): void {
-  if (pending.delete(id)) releaseProcess();
+  const slot = (id - 1) % CONTEXT_SLOTS;
+  if (id <= 0 || slotIds[slot] !== id || slots[slot] === undefined) return;
+  slots[slot] = undefined;
+  freeSlots.push(slot);
+  pendingCount--;
+  releaseProcess();
 }
 
 /** Operations created and not yet closed in this process (for leak checks and diagnostics). */
 export function pendingOperationCount(): number {
-  return pending.size;
+  return pendingCount;
 }
 
 /** Blocking calls (grant, revoke, open) not returned yet in this process. */
@@ -525,6 +556,17 @@ const WAITING = 0;
 const RUNNING = 1;
 const CLOSED = 2;
 
+/** Callers' promises of operations not settled yet (`pendingPromises` kind 'hcs-operation'). */
+const operationPromises = pendingPromises.counter('hcs-operation');
+
+/** The resolving functions of the promise `captureResolvers` last ran for (taken at once by `Operation.promise`). */
+let capturedResolve: ((value: string | undefined) => void) | undefined;
+let capturedReject: ((error: unknown) => void) | undefined;
+function captureResolvers(resolve: (value: string | undefined) => void, reject: (error: unknown) => void): void {
+  capturedResolve = resolve;
+  capturedReject = reject;
+}
+
 /**
  * One HCS operation from the call to its close: queued for a slot, then running in HCS (tracked
  * by its context id until the completion is drained), then closed. One object per call holds
@@ -571,15 +613,17 @@ class Operation implements PendingEntry, DeadlineWaiter, Task {
 
   /** The caller's promise (call once, before `begin`). */
   promise(): Promise<string | undefined> {
-    return new Promise<string | undefined>((resolve, reject) => {
-      this.#resolve = resolve;
-      this.#reject = reject;
-    });
+    // One shared executor instead of a closure per call.
+    const promise = new Promise<string | undefined>(captureResolvers);
+    this.#resolve = capturedResolve!;
+    this.#reject = capturedReject!;
+    capturedResolve = capturedReject = undefined;
+    return promise;
   }
 
   /** Arms the deadline and the abort listener, then runs at once or waits for a slot. */
   begin(): void {
-    pendingPromises.opened('hcs-operation');
+    operationPromises.n++;
     if (this.timeoutMs !== undefined) armDeadline(Math.max(0, this.timeoutMs), this);
     this.signal?.addEventListener('abort', this, { once: true });
     const lane = this.scheduler.acquire(this.lane, this.teardown);
@@ -592,10 +636,9 @@ class Operation implements PendingEntry, DeadlineWaiter, Task {
     this.#state = RUNNING;
     this.#slot = lane;
     const lib = this.lib;
-    const context = allocateContext();
-    this.#context = context;
-    track(context, this);
     try {
+      const context = track(this, this.op, this.systemId);
+      this.#context = context;
       const handle = lib.createOperation(context, completionCallback(lib));
       if (handle === null) {
         throw new HcsError({ op: this.op, systemId: this.systemId, hresult: HResult.E_OUTOFMEMORY, text: 'HcsCreateOperation failed' });
@@ -704,7 +747,7 @@ class Operation implements PendingEntry, DeadlineWaiter, Task {
     this.#answered = true;
     disarmDeadline(this);
     this.signal?.removeEventListener('abort', this);
-    pendingPromises.settled('hcs-operation');
+    operationPromises.n--;
   }
 
   /**

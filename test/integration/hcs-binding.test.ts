@@ -242,6 +242,19 @@ describe('hcs binding (FFI → simulator)', function () {
       await system.modify(addDisk(C0, 3, 'C:\\x.vhdx'));
     });
 
+    it('result documents come through one reused out slot: an error document, none, a properties document, in turn', async function () {
+      const system = await createTestSystem();
+      for (let i = 0; i < 3; i++) {
+        configureSimulator({ faults: [{ fn: 'HcsModifyComputeSystem', nth: 1, hr: 0x80370118, message: `ü ${i} — ✓` }] });
+        const err = (await rejection(system.modify(addDisk(C0, 4, 'C:\\x.vhdx')))) as HcsError;
+        expect(err.errorMessage).to.equal(`ü ${i} — ✓`);
+        expect(await system.modify(addDisk(C0, 4, 'C:\\x.vhdx'))).to.equal(undefined);
+        expect(await system.modify(removeDisk(C0, 4))).to.equal(undefined);
+        const props = (await system.properties({ PropertyTypes: [] })) as { Id?: string };
+        expect(props.Id).to.equal(system.id);
+      }
+    });
+
     it('a create whose document is invalid fails and releases its handle', async function () {
       const id = uniqueId();
       const err = (await rejection(

@@ -25,4 +25,19 @@ describe('pendingPromises (library-created promises, counted for the soak)', () 
     expect((err as Error).message).to.equal('boom');
     expect(pendingPromises.total).to.equal(before);
   });
+
+  it('counter() is one shared count per kind, in total and byKind() while non-zero', () => {
+    const before = pendingPromises.total;
+    const c = pendingPromises.counter('test-counter');
+    expect(pendingPromises.counter('test-counter')).to.equal(c);
+    c.n++;
+    c.n++;
+    const close = pendingPromises.open('test-counter');
+    expect(pendingPromises.total).to.equal(before + 3);
+    expect(pendingPromises.byKind()['test-counter']).to.equal(3);
+    close();
+    c.n -= 2;
+    expect(pendingPromises.total).to.equal(before);
+    expect(pendingPromises.byKind()).to.not.have.property('test-counter');
+  });
 });

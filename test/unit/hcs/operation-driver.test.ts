@@ -211,6 +211,29 @@ describe('OperationDriver (scripted library)', function () {
     expect(pendingOperationCount()).to.equal(0);
   });
 
+  it('a stray completion of a closed operation never completes the operation that reuses its context slot', async function () {
+    lib.syncHr = HResult.E_HANDLE;
+    const refused = settled(run());
+    await flush();
+    const stale = lib.last();
+    lib.syncHr = 0;
+    const p = settled(run());
+    await flush();
+    const live = lib.last();
+    expect(live.context, 'a new id').to.not.equal(stale.context);
+    expect((live.context - 1) % (1 << 20), 'the same slot').to.equal((stale.context - 1) % (1 << 20));
+    lib.callback!(stale.handle, stale.context);
+    await flush();
+    expect(p.done).to.equal(false);
+    expect(live.closed).to.equal(0);
+    lib.complete(live);
+    await flush();
+    expect(p).to.deep.equal({ done: true, value: undefined });
+    expect((refused.error as HcsError).hresult).to.equal(HResult.E_HANDLE);
+    expect(pendingOperationCount()).to.equal(0);
+    expect(isKeepingProcessAlive()).to.equal(false);
+  });
+
   it('bounds the operations in HCS at once', async function () {
     const all = Array.from({ length: 5 }, () => settled(run()));
     await flush();
