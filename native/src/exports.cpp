@@ -4,6 +4,7 @@
 #include <cstdlib>
 #include <functional>
 #include <cstring>
+#include <exception>
 #include <memory>
 #include <mutex>
 #include <unordered_map>
@@ -449,7 +450,17 @@ HCS_API HRESULT HCS_CALL HcsModifyComputeSystem(HCS_SYSTEM computeSystem, HCS_OP
   }
   DocumentPtr captured = doc;
   FaultWork work = [rec, captured](const FaultHit &fault) -> OpOutcome {
-    captured->json();  // parsed here, outside the model lock
+    // Parsed, and the request's own shape checked, here, outside the model lock (the pool's threads
+    // queue on it); a shape error is reported below in its place, after the checks that need the model.
+    ModifyShape shape;
+    std::exception_ptr shapeError;
+    if (captured->valid()) {
+      try {
+        checkModifyShape(captured->json(), shape);
+      } catch (...) {
+        shapeError = std::current_exception();
+      }
+    }
     Core &c = core();
     std::lock_guard<std::mutex> lock(c.modelMu);
     failWithFault(fault);
@@ -473,7 +484,8 @@ HCS_API HRESULT HCS_CALL HcsModifyComputeSystem(HCS_SYSTEM computeSystem, HCS_OP
         }
       }
     } saver;  // the host half may have been applied even if the guest half fails
-    applyModify(rec->sys, captured->json(), fault.hit && fault.guestOnly ? &guestFault : nullptr);
+    if (shapeError) std::rethrow_exception(shapeError);
+    applyModifyShape(rec->sys, shape, fault.hit && fault.guestOnly ? &guestFault : nullptr);
     return OpOutcome{};
   };
   return launch(operation, fn, &rec->id, doc, std::move(work));

@@ -211,16 +211,6 @@ void validatePlan9Share(const Json &s, const std::string &what, bool add) {
 // ------------------------------------------------------------------------------------------------
 // ResourcePath
 
-enum class HostKind { Scsi, Vsmb, VpmemDevice, VpmemMapping, Plan9, Pipe, Vpci };
-
-struct HostTarget {
-  HostKind kind;
-  std::string guid;
-  int64_t lun = 0;
-  int64_t device = 0;
-  int64_t offset = 0;
-  std::string pipe;
-};
 
 std::vector<std::string> splitSlash(const std::string &s) {
   std::vector<std::string> parts;
@@ -647,7 +637,7 @@ void applyHostTarget(System &sys, const HostTarget &t, const std::string &rt, co
           fail(HCS_E_ALREADY_EXISTS_WIN32, "SCSI controller " + t.guid + " LUN " + std::to_string(lun) + " is already attached");
         ScsiAttachment a;
         a.settings = *settings;
-        c->luns[lun] = a;
+        c->luns.emplace(lun, std::move(a));
       } else {
         if (it == c->luns.end())
           return notAttached("SCSI controller " + t.guid + " LUN " + std::to_string(lun) + " has no attachment");
@@ -888,26 +878,35 @@ void applyGuestOnly(System &sys, const Json &guestRequest) {
   applyGuestRequest(sys, guestRequest);
 }
 
-void applyModify(System &sys, const Json &doc, const HcsFailure *guestFault) {
+void checkModifyShape(const Json &doc, ModifyShape &out) {
   requireObject(doc, "ModifySettingRequest");
   checkFields(doc, "ModifySettingRequest", {"ResourcePath", "RequestType", "Settings", "GuestRequest"});
-  bool host = hasHostPart(doc);
-  const Json *gr = field(doc, "GuestRequest");
-  if (!host && !gr) invalidJson("ModifySettingRequest: neither ResourcePath nor GuestRequest is present");
-  HostTarget t{};
-  std::string rt;
-  if (host) {
-    validateHostShape(doc, t, rt);
+  out.host = hasHostPart(doc);
+  out.guestRequest = field(doc, "GuestRequest");
+  if (!out.host && !out.guestRequest) invalidJson("ModifySettingRequest: neither ResourcePath nor GuestRequest is present");
+  if (out.host) {
+    validateHostShape(doc, out.target, out.requestType);
+    out.settings = field(doc, "Settings");
   } else {
     if (field(doc, "RequestType") || field(doc, "Settings"))
       invalidJson("ModifySettingRequest: RequestType/Settings without ResourcePath");
   }
+}
+
+void applyModifyShape(System &sys, const ModifyShape &shape, const HcsFailure *guestFault) {
+  const Json *gr = shape.guestRequest;
   if (gr) validateGuestShape(sys, *gr);
-  if (host) applyHostTarget(sys, t, rt, field(doc, "Settings"));
+  if (shape.host) applyHostTarget(sys, shape.target, shape.requestType, shape.settings);
   if (gr) {
     if (guestFault) throw *guestFault;
     applyGuestRequest(sys, *gr);
   }
+}
+
+void applyModify(System &sys, const Json &doc, const HcsFailure *guestFault) {
+  ModifyShape shape;
+  checkModifyShape(doc, shape);
+  applyModifyShape(sys, shape, guestFault);
 }
 
 namespace {

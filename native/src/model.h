@@ -145,6 +145,33 @@ struct System {
 // Validates a create document and fills a new System (state Created). Throws HcsFailure.
 void buildSystemFromCreateDoc(const std::string &id, const Json &doc, System &out);
 
+// The target of a host ResourcePath.
+enum class HostKind { Scsi, Vsmb, VpmemDevice, VpmemMapping, Plan9, Pipe, Vpci };
+struct HostTarget {
+  HostKind kind = HostKind::Scsi;
+  std::string guid;
+  int64_t lun = 0;
+  int64_t device = 0;
+  int64_t offset = 0;
+  std::string pipe;
+};
+
+// What of a ModifySettingRequest can be checked on the document alone (no System): its fields, and
+// the host half's ResourcePath, RequestType and Settings shape. Points into the document.
+struct ModifyShape {
+  bool host = false;
+  const Json *guestRequest = nullptr;  // null: none
+  HostTarget target;
+  std::string requestType;
+  const Json *settings = nullptr;  // host half's Settings, null: none
+};
+// Throws HcsFailure (HCS_E_INVALID_JSON / HCS_E_INVALIDARG) as applyModify would before it looks at
+// the System, so that a caller can run it outside the model lock.
+void checkModifyShape(const Json &doc, ModifyShape &out);
+// The rest of applyModify on a checked shape: the guest half's shape (it depends on the System), then
+// the host half, then the guest half. Throws HcsFailure.
+void applyModifyShape(System &sys, const ModifyShape &shape, const HcsFailure *guestFault);
+
 // Applies a ModifySettingRequest: validates the shape of both halves first (HCS_E_INVALID_JSON,
 // nothing applied), then applies the host half (if ResourcePath is present), then the guest half (if
 // GuestRequest is present). If guestFault is non-null the guest half fails with it after the host
