@@ -57,7 +57,7 @@ struct Fault {
 struct Settings {
   std::mutex m;
   Latency base;
-  std::map<std::string, Latency> perFn;
+  std::map<std::string, Latency, std::less<>> perFn;  // less<>: looked up by const char *
   std::vector<Fault> faults;
   std::mt19937_64 rng{0x5eed};
 };
@@ -191,7 +191,7 @@ struct ParsedConfig {
   bool hasLatencyMs = false, hasJitterMs = false;
   double latencyMs = 0, jitterMs = 0;
   bool hasLatency = false;
-  std::map<std::string, Latency> perFn;
+  std::map<std::string, Latency, std::less<>> perFn;  // less<>: looked up by const char *
   bool hasConcurrency = false;
   int concurrency = 0;
   bool hasTrace = false;
@@ -465,7 +465,7 @@ double pickBridgeLatencyMs(const std::string &fn) {
   return ms;
 }
 
-double pickLatencyMs(const std::string &fn) {
+double pickLatencyMs(const char *fn) {
   Settings &s = settings();
   std::lock_guard<std::mutex> lock(s.m);
   Latency l = s.base;
@@ -476,11 +476,11 @@ double pickLatencyMs(const std::string &fn) {
   return ms;
 }
 
-FaultHit matchFault(const std::string &fn, const Json *doc) {
+FaultHit matchFault(const char *fn, const Json *doc) {
   return matchFault(fn, [doc] { return doc; });
 }
 
-FaultHit matchFault(const std::string &fn, const std::function<const Json *()> &docOf) {
+FaultHit matchFault(const char *fn, const std::function<const Json *()> &docOf) {
   Settings &s = settings();
   std::lock_guard<std::mutex> lock(s.m);
   FaultHit hit;

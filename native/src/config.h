@@ -35,14 +35,14 @@ HRESULT applyConfig(const std::string &utf8, std::string &error);
 void applyEnvironmentConfig();
 
 // Latency in ms for one call of fn (fixed + uniform jitter).
-double pickLatencyMs(const std::string &fn);
+double pickLatencyMs(const char *fn);
 // Latency of the guest's answer to one bridge message ("bridge:<MessageType>"): only an explicit
 // per-function entry of the "latency" map applies (the global latencyMs / jitterMs do not).
 double pickBridgeLatencyMs(const std::string &fn);
 // Counts the call against every matching fault and returns the first that fires.
-FaultHit matchFault(const std::string &fn, const Json *doc);
+FaultHit matchFault(const char *fn, const Json *doc);
 // The same, asking for the document only when a fault for `fn` matches on its content.
-FaultHit matchFault(const std::string &fn, const std::function<const Json *()> &docOf);
+FaultHit matchFault(const char *fn, const std::function<const Json *()> &docOf);
 
 bool isKnownFunction(const std::string &fn);
 // "bridge:<MessageType>" of a known GCS bridge request type.

@@ -99,7 +99,7 @@ Json standardProperties(const System &sys) {
 // Starts an operation-driven call: validates the operation handle, evaluates faults (counted at
 // call time), traces at completion. `work` runs on a worker thread after the latency and receives
 // the fault that fired for this call (hit == false if none); it must fail with it unless guestOnly.
-using FaultWork = std::function<OpOutcome(const FaultHit &)>;
+using FaultWork = OpWork;
 
 HRESULT launch(HCS_OPERATION operation, const char *fn, const std::string *id, const DocumentPtr &doc, FaultWork work,
                std::function<void()> onNotApplied = nullptr) {
@@ -110,26 +110,25 @@ HRESULT launch(HCS_OPERATION operation, const char *fn, const std::string *id, c
     return early;
   }
   FaultHit fault = matchFault(fn, [&doc] { return doc->valid(); });
-  // A crash fault: the VM dies when the worker picks this call up (its SystemExited delivered on
-  // that worker), then the call runs as usual against the stopped VM.
-  bool crash = fault.hit && fault.crash && id;
-  std::string crashId = id ? *id : std::string();
-  std::string crashAttribution = fault.attribution;
-  if (fault.hit && fault.crash) fault = FaultHit{};
   StartSpec spec;
   spec.fn = fn;
+  if (fault.hit && fault.crash) {
+    // A crash fault: the VM dies when the worker picks this call up (its SystemExited delivered on
+    // that worker), then the call runs as usual against the stopped VM.
+    if (id)
+      work = [work = std::move(work), crashId = *id, attribution = fault.attribution](const FaultHit &f) {
+        std::string ignored;
+        crashSystem(crashId, attribution, ignored, true);
+        return work(f);
+      };
+    fault = FaultHit{};
+  }
+  spec.work = std::move(work);
   // A hang fault parks the operation; released (control "releaseHangs") it fails with its hr if
   // it has one, else it is applied like any other call.
-  FaultHit applied = fault.hang && !fault.hasHr ? FaultHit{} : fault;
-  spec.work = [applied, work = std::move(work), crash, crashId, crashAttribution]() {
-    if (crash) {
-      std::string ignored;
-      crashSystem(crashId, crashAttribution, ignored, true);
-    }
-    return work(applied);
-  };
-  spec.onNotApplied = std::move(onNotApplied);
   spec.hang = fault.hit && fault.hang;
+  if (fault.hit && !(fault.hang && !fault.hasHr)) spec.fault = std::move(fault);
+  spec.onNotApplied = std::move(onNotApplied);
   spec.latencyMs = pickLatencyMs(fn);
   spec.traceWanted = true;
   spec.traceHasId = id != nullptr;

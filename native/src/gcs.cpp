@@ -318,7 +318,7 @@ void onMessage(Guest &g, const gcs::Message &m, Clock::time_point now) {
   Json body;
   std::string err;
   bool parsed = parseJson(m.body, body, err);
-  FaultHit f = matchFault(fn, parsed ? &body : nullptr);
+  FaultHit f = matchFault(fn.c_str(), parsed ? &body : nullptr);
   if (f.hit && f.crash) {
     // The VM dies as the request arrives: no response; the connections close with the VM.
     std::string ignored;

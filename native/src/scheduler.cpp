@@ -75,10 +75,26 @@ struct Pool {
     OpPtr job;  // guarded by the pool mutex; set by whoever wakes this thread
     Kind kind = Kind::Apply;
   };
+  // A few threads inline, more on the heap (usually one thread is woken at a time).
+  struct ThreadList {
+    Thread *inl[4];
+    size_t n = 0;
+    std::vector<Thread *> more;
+    void push_back(Thread *t) {
+      if (n < 4) inl[n++] = t;
+      else more.push_back(t);
+    }
+    bool empty() const { return n == 0; }
+    template <typename F>
+    void each(F f) const {
+      for (size_t i = 0; i < n; ++i) f(inl[i]);
+      for (Thread *t : more) f(t);
+    }
+  };
   // Threads to wake or start once the pool lock is released.
   struct Starts {
-    std::vector<Thread *> wake;
-    std::vector<Thread *> spawn;
+    ThreadList wake;
+    ThreadList spawn;
     bool armCheck = false;
   };
 
@@ -93,11 +109,12 @@ struct Pool {
   uint64_t checkMark = 0;  // `started` when the check was armed
   const int size = configuredWorkers();
 
-  void submit(std::vector<OpPtr> &ops) {
+  void submit(OpPtr &first, std::vector<OpPtr> &more) {
     Starts starts;
     {
       std::lock_guard<std::mutex> lock(m);
-      for (auto &op : ops) tasks.push_back(std::move(op));
+      tasks.push_back(std::move(first));
+      for (auto &op : more) tasks.push_back(std::move(op));
       balanceLocked(starts, false);
     }
     run(starts);
@@ -182,8 +199,8 @@ struct Pool {
   bool pending(const Starts &starts) const { return !starts.wake.empty() || !starts.spawn.empty() || starts.armCheck; }
 
   void run(Starts &starts) {
-    for (Thread *t : starts.wake) t->cv.notify_one();
-    for (Thread *t : starts.spawn) {
+    starts.wake.each([](Thread *t) { t->cv.notify_one(); });
+    starts.spawn.each([this, &starts](Thread *t) {
       try {
         std::thread([this, t] {
           nameThread("hcssim-pool");
@@ -202,7 +219,7 @@ struct Pool {
         delete t;
         armCheckLocked(starts);  // the check tries again
       }
-    }
+    });
     if (starts.armCheck) armPoolCheck();
   }
 
@@ -214,6 +231,7 @@ struct Pool {
       Kind kind = self->kind;
       lock.unlock();
       bool deliver = kind == Kind::Apply ? applyOp(op) : (deliverOp(op), false);
+      if (!deliver) op = nullptr;  // freed here (often the last reference: the client closed it), not under the lock
       Starts starts;
       lock.lock();
       if (kind == Kind::Apply) {
@@ -230,7 +248,6 @@ struct Pool {
       } else {
         --calling;
       }
-      op = nullptr;
       if (!self->job && !nextLocked(self)) idle.push_back(self);
       balanceLocked(starts, false);
       if (pending(starts)) {
@@ -295,16 +312,20 @@ class Ready {
   Ready(const Ready &) = delete;
   Ready &operator=(const Ready &) = delete;
   ~Ready();
-  void add(const OpPtr &op) { ops_.push_back(op); }
+  void add(const OpPtr &op) {
+    if (!first_) first_ = op;
+    else more_.push_back(op);
+  }
   void wakeTimer() { wakeTimer_ = true; }
 
  private:
-  std::vector<OpPtr> ops_;
+  OpPtr first_;               // usually the only one: no vector allocated
+  std::vector<OpPtr> more_;
   bool wakeTimer_ = false;
 };
 
 Ready::~Ready() {
-  if (!ops_.empty()) pool().submit(ops_);
+  if (first_) pool().submit(first_, more_);
   if (wakeTimer_) sched().timerCv.notify_one();
 }
 
@@ -533,7 +554,7 @@ bool applyOp(const OpPtr &op) {
   }
   if (run) {
     try {
-      out = op->work();
+      out = op->work(op->fault);
     } catch (const HcsFailure &f) {
       out.hr = f.hr;
       out.doc.clear();
@@ -617,8 +638,9 @@ HRESULT startOperation(const OpPtr &op, StartSpec spec) {
     std::lock_guard<std::mutex> lock(op->m);
     if (op->st != Operation::St::NotStarted) return HCS_E_OPERATION_ALREADY_STARTED;
     op->st = Operation::St::Queued;
-    op->fn = std::move(spec.fn);
+    op->fn = spec.fn;
     op->work = std::move(spec.work);
+    op->fault = std::move(spec.fault);
     op->onNotApplied = std::move(spec.onNotApplied);
     op->latencyMs = spec.latencyMs;
     op->traceWanted = spec.traceWanted;

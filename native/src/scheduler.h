@@ -15,6 +15,7 @@
 #include <string>
 
 #include "computecore.h"
+#include "config.h"
 #include "document.h"
 #include "json.h"
 
@@ -26,7 +27,8 @@ struct OpOutcome {
   std::string message;  // failure message
 };
 
-using OpWork = std::function<OpOutcome()>;
+// The work of an operation, run by a pool thread with the fault that fired for its call (hit false: none).
+using OpWork = std::function<OpOutcome(const FaultHit &)>;
 
 struct Operation {
   enum class St { NotStarted, Queued, Running, Done };
@@ -46,8 +48,9 @@ struct Operation {
   std::u16string doc;
   bool hasDoc = false;
   // set once before the op is started, then read only by the worker
-  std::string fn;
+  const char *fn = "";  // the function's name (a string literal)
   OpWork work;
+  FaultHit fault;
   std::function<void()> onNotApplied;  // run by the worker when the op is cancelled / terminated
   bool traceWanted = false;
   bool traceHasId = false;
@@ -70,8 +73,9 @@ bool closeOperation(HCS_OPERATION handle);
 
 // What a call hands to the operation when it starts it.
 struct StartSpec {
-  std::string fn;
+  const char *fn = "";  // a string literal
   OpWork work;
+  FaultHit fault;  // passed to work
   std::function<void()> onNotApplied;
   bool hang = false;  // parked until cancelled / reset
   double latencyMs = 0;
