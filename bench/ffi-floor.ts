@@ -27,7 +27,8 @@ export function loadFloor(threads: number): Floor {
     init: lib.func('int32_t FloorInit(int32_t threads)'),
     create: lib.func('void *FloorCreateOperation(uintptr_t context, UVMO_FLOOR_COMPLETION *callback)'),
     start: lib.func('int32_t FloorStart(void *operation, const char16_t *document)'),
-    result: lib.func('int32_t FloorGetOperationResult(void *operation, _Out_ void **result)'),
+    // The out parameter as the binding passes it (src/hcs/computecore.ts): one reused pointer-sized Buffer.
+    result: lib.func('int32_t FloorGetOperationResult(void *operation, void *result)'),
     close: lib.func('void FloorCloseOperation(void *operation)'),
   };
   f.init(threads);
@@ -59,6 +60,7 @@ export function loadFloor(threads: number): Floor {
     schedule();
   }, koffi.pointer(proto));
   const keep = { lib, proto, f, callback };
+  const resultSlot = Buffer.alloc(koffi.sizeof('void *'));
   // A callback from a native thread does not keep Node alive: hold a timer while calls wait.
   const alive = setInterval(() => undefined, 1 << 30);
   alive.unref();
@@ -72,8 +74,7 @@ export function loadFloor(threads: number): Floor {
       f.start(op, document);
       await done;
       if (waiting.size === 0) alive.unref();
-      const out: unknown[] = [null];
-      f.result(op, out);
+      f.result(op, resultSlot);
       f.close(op);
     },
   };
