@@ -11,7 +11,6 @@ void Document::parse() {
   parsed_ = true;
   if (!given_) return;
   std::string text = utf16ToUtf8(text_);
-  text_ = std::u16string();
   bool blank = true;
   for (char c : text)
     if (c != ' ' && c != '\t' && c != '\n' && c != '\r') {
@@ -22,6 +21,11 @@ void Document::parse() {
   present_ = true;
   ok_ = parseJson(text, json_, error_);
   if (!ok_) json_ = Json::string(std::move(text));  // traced as the raw text
+}
+
+void Document::dropParsed() {
+  json_ = Json();
+  error_ = std::string();
 }
 
 bool Document::present() {

@@ -35,6 +35,9 @@ class Document {
   const Json *traced();
   // The document as faults match it: nullptr when absent or malformed.
   const Json *valid();
+  // Frees the parsed form (on the thread that parsed it) once nothing reads the document any more;
+  // the text stays until the document is destroyed (on the thread that copied it, normally).
+  void dropParsed();
 
  private:
   void parse();

@@ -53,8 +53,10 @@ const auto kStarvationCheck = std::chrono::milliseconds(10);
 
 // Applies the operation and completes it (no callback); returns true if a callback is to be invoked.
 bool applyOp(const OpPtr &op);
-// Invokes the completion callback of a completed operation (unless the operation was closed).
-void deliverOp(const OpPtr &op);
+// Invokes the completion callback of a completed operation (unless the operation was closed). The
+// thread lets go of the operation before the call: the client usually closes it from its callback,
+// so it is freed there, by the thread that allocated it (see "Memory" in complete()).
+void deliverOp(OpPtr op);
 // Has the timer thread call Pool::check about kStarvationCheck from now.
 void armPoolCheck();
 
@@ -230,7 +232,7 @@ struct Pool {
       OpPtr op = std::move(self->job);
       Kind kind = self->kind;
       lock.unlock();
-      bool deliver = kind == Kind::Apply ? applyOp(op) : (deliverOp(op), false);
+      bool deliver = kind == Kind::Apply ? applyOp(op) : (deliverOp(std::move(op)), false);
       if (!deliver) op = nullptr;  // freed here (often the last reference: the client closed it), not under the lock
       Starts starts;
       lock.lock();
@@ -499,7 +501,12 @@ std::string defaultMessage(HRESULT hr) {
 bool complete(const OpPtr &op, OpOutcome out) {
   if (op->traceWanted && traceEnabled())
     traceCall(op->fn, op->traceHasId ? &op->traceId : nullptr, op->traceDoc ? op->traceDoc->traced() : nullptr, out.hr);
-  op->traceDoc = nullptr;
+  // Memory: what the calling thread allocated for the call (the operation, its work closure, the
+  // document and its text) stays with the operation and is freed with it, normally by the client's
+  // HcsCloseOperation on that same thread; what this thread allocated (the parsed document) is
+  // freed here. glibc serves a thread fastest from what that thread freed, so allocating on one
+  // thread and freeing on another sends every allocation down malloc's slow path.
+  if (op->traceDoc) op->traceDoc->dropParsed();
   std::u16string doc;
   bool hasDoc = false;
   try {
@@ -523,7 +530,7 @@ bool complete(const OpPtr &op, OpOutcome out) {
   return !op->closed && op->callback;
 }
 
-void deliverOp(const OpPtr &op) {
+void deliverOp(OpPtr op) {
   HCS_OPERATION_COMPLETION cb = nullptr;
   const void *ctx = nullptr;
   {
@@ -534,8 +541,10 @@ void deliverOp(const OpPtr &op) {
       ctx = op->context;
     }
   }
+  HCS_OPERATION handle = reinterpret_cast<HCS_OPERATION>(op->handle);
+  op = nullptr;
   // No simulator lock is held here: the callback may call back into the library, and may block.
-  if (cb) cb(reinterpret_cast<HCS_OPERATION>(op->handle), const_cast<void *>(ctx));
+  if (cb) cb(handle, const_cast<void *>(ctx));
 }
 
 bool applyOp(const OpPtr &op) {
@@ -573,8 +582,6 @@ bool applyOp(const OpPtr &op) {
     } catch (...) {
     }
   }
-  op->work = nullptr;
-  op->onNotApplied = nullptr;
   return complete(op, std::move(out));
 }
 
