@@ -92,9 +92,15 @@ static void appendUtf8(std::string &out, uint32_t cp) {
 }
 
 static std::string utf16RangeToUtf8(const char16_t *s, size_t n) {
-  std::string out;
-  out.reserve(n);
-  for (size_t i = 0; i < n; ++i) {
+  // ASCII (every document the library sends, nearly) is copied unit by unit into a string of the
+  // right size; the first other unit switches to the general encoder for the rest.
+  size_t ascii = 0;
+  while (ascii < n && s[ascii] < 0x80) ++ascii;
+  std::string out(ascii, '\0');
+  for (size_t i = 0; i < ascii; ++i) out[i] = static_cast<char>(s[i]);
+  if (ascii == n) return out;
+  out.reserve(ascii + (n - ascii) * 3);
+  for (size_t i = ascii; i < n; ++i) {
     uint32_t c = s[i];
     if (c >= 0xD800 && c <= 0xDBFF && i + 1 < n && s[i + 1] >= 0xDC00 && s[i + 1] <= 0xDFFF) {
       uint32_t lo = s[i + 1];
@@ -325,8 +331,15 @@ class Parser {
         continue;
       }
       if (c < 0x80) {
-        s += static_cast<char>(c);
-        ++p_;
+        // A run of plain ASCII characters is appended at once.
+        size_t end = p_ + 1;
+        while (end < t_.size()) {
+          unsigned char d = static_cast<unsigned char>(t_[end]);
+          if (d < 0x20 || d >= 0x80 || d == '"' || d == '\\') break;
+          ++end;
+        }
+        s.append(t_, p_, end - p_);
+        p_ = end;
         continue;
       }
       size_t i = p_;
@@ -383,7 +396,13 @@ class Parser {
       skipWs();
       Json v;
       if (!parseValue(v, depth + 1)) return false;
-      out.set(key, std::move(v));  // duplicate keys: last one wins
+      // Duplicate keys: the last one wins (as Json::set), the key moved in, not copied.
+      std::vector<Json::Member> &members = out.members();
+      Json::Member *same = nullptr;
+      for (auto &m : members)
+        if (m.first == key) same = &m;
+      if (same) same->second = std::move(v);
+      else members.emplace_back(std::move(key), std::move(v));
       skipWs();
       if (p_ >= t_.size()) return fail("unterminated object");
       if (t_[p_] == ',') {

@@ -77,3 +77,29 @@ TEST(utf16_round_trip_with_surrogates) {
   CHECK(hcssim::parseJson(hcssim::utf16ToUtf8(wire), parsed, err));
   CHECK(hcssim::utf8ToUtf16(parsed.get("Path")->asString()) == s);
 }
+
+TEST(json_ascii_runs_and_duplicate_keys) {
+  Json j;
+  std::string err;
+  // plain runs broken by escapes, non-ASCII and a control character's escape, at every position
+  CHECK(hcssim::parseJson("[\"abc\\ndef\",\"\xC3\xA9tag\xE2\x82\xAC end\",\"x\\u0041y\",\"tail\\\\\",\"\"]", j, err));
+  CHECK_EQ(j.items().size(), size_t(5));
+  CHECK_EQ(j.items()[0].asString(), std::string("abc\ndef"));
+  CHECK_EQ(j.items()[1].asString(), std::string("\xC3\xA9tag\xE2\x82\xAC end"));
+  CHECK_EQ(j.items()[2].asString(), std::string("xAy"));
+  CHECK_EQ(j.items()[3].asString(), std::string("tail\\"));
+  CHECK_EQ(j.items()[4].asString(), std::string(""));
+  CHECK(!parses("\"abc\x01def\""));  // a raw control character after a run is still refused
+  CHECK(!parses("\"abcdef"));         // unterminated after a run
+  // duplicate keys: the last one wins, in the first one's place
+  CHECK(hcssim::parseJson("{\"a\":1,\"b\":2,\"a\":3}", j, err));
+  CHECK_EQ(j.members().size(), size_t(2));
+  CHECK_EQ(j.members()[0].first, std::string("a"));
+  CHECK(j.get("a")->asNumber() == 3);
+  CHECK(j.get("b")->asNumber() == 2);
+  // UTF-16 -> UTF-8: all ASCII, ASCII then other units, other units first
+  CHECK_EQ(hcssim::utf16ToUtf8(std::u16string(u"VirtualMachine/Devices")), std::string("VirtualMachine/Devices"));
+  CHECK_EQ(hcssim::utf16ToUtf8(std::u16string(u"ab\u00e9\U0001F600c")), std::string("ab\xC3\xA9\xF0\x9F\x98\x80" "c"));
+  CHECK_EQ(hcssim::utf16ToUtf8(std::u16string(u"\u4e2dx")), std::string("\xE4\xB8\xAD" "x"));
+  CHECK_EQ(hcssim::utf16ToUtf8(std::u16string()), std::string());
+}
