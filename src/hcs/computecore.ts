@@ -241,7 +241,7 @@ function bind(path: string): ComputeCore {
     ),
     HcsCloseOperation: main.func('void __stdcall HcsCloseOperation(UVMO_HCS_OPERATION operation)'),
     // The out parameter is a reused pointer-sized Buffer (`resultSlot`), not koffi's `_Out_` array:
-    // a quarter of the call's cost, and no garbage per call.
+    // ≈ 0.2 µs less per call (85–100 ns against 305–320 ns for the bare call), no garbage per call.
     HcsGetOperationResult: main.func('int32_t __stdcall HcsGetOperationResult(UVMO_HCS_OPERATION operation, void *resultDocument)'),
     HcsCancelOperation: main.func('int32_t __stdcall HcsCancelOperation(UVMO_HCS_OPERATION operation)'),
     HcsCreateComputeSystem: main.func(
