@@ -9,7 +9,9 @@
 // call fails before it starts is it parsed on the caller's thread.
 //
 // One thread uses a Document at a time: the caller until the operation is started, then the
-// worker (handed over through the scheduler's and the pool's locks).
+// worker (handed over through the scheduler's and the pool's locks), which drops the parsed form
+// once the operation is complete. The text is freed with the operation, normally by the client's
+// HcsCloseOperation on the thread that copied it (scheduler.cpp, complete()).
 #ifndef HCSSIM_DOCUMENT_H
 #define HCSSIM_DOCUMENT_H
 
