@@ -214,6 +214,7 @@ void validatePlan9Share(const Json &s, const std::string &what, bool add) {
 
 std::vector<std::string> splitSlash(const std::string &s) {
   std::vector<std::string> parts;
+  parts.reserve(8);  // the longest ResourcePath has 6 elements
   size_t start = 0;
   while (true) {
     size_t p = s.find('/', start);
@@ -225,7 +226,7 @@ std::vector<std::string> splitSlash(const std::string &s) {
 }
 
 HostTarget parseResourcePath(const std::string &path) {
-  const std::string pipePrefix = "VirtualMachine/Devices/MappedPipes/";
+  static const std::string pipePrefix = "VirtualMachine/Devices/MappedPipes/";
   HostTarget t{};
   if (path.compare(0, pipePrefix.size(), pipePrefix) == 0) {
     t.kind = HostKind::Pipe;
@@ -399,7 +400,9 @@ void validateHostShape(const Json &doc, HostTarget &t, std::string &rt) {
   t = parseResourcePath(path);
   rt = optString(doc, "RequestType", "ModifySettingRequest", true);
   const Json *settings = field(doc, "Settings");
-  const std::string sw = "ModifySettingRequest.Settings";
+  // Names for error messages, built once (not per request).
+  static const std::string sw = "ModifySettingRequest.Settings";
+  static const std::string attachmentWhat = sw + " (Attachment)";
   auto needAddRemove = [&](const char *what) {
     if (rt != "Add" && rt != "Remove")
       invalidJson("ModifySettingRequest.RequestType: \"" + rt + "\" is not supported for " + what + " (Add, Remove)");
@@ -411,7 +414,7 @@ void validateHostShape(const Json &doc, HostTarget &t, std::string &rt) {
   switch (t.kind) {
     case HostKind::Scsi:
       needAddRemove("SCSI attachments");
-      if (rt == "Add") validateAttachment(needSettings(), sw + " (Attachment)");
+      if (rt == "Add") validateAttachment(needSettings(), attachmentWhat);
       else if (settings) requireObject(*settings, sw);  // ignored on Remove
       break;
     case HostKind::Vsmb:
