@@ -24,6 +24,7 @@ import {
   type ContainerMountResult,
 } from './running-container-mounts.js';
 import { prepareUvmForTermination } from './uvm-termination.js';
+import { plainCopy } from '../core/plain-copy.js';
 
 /** Options of `ContainerResources.release`. */
 export interface ReleaseContainerOptions {
@@ -132,12 +133,12 @@ export class ContainerResources implements AsyncDisposable {
 
   /** The container's current mounts, rewritten to guest paths, in the order they were added. */
   mounts(): OciMount[] {
-    return this.#mounts.flatMap((r) => (r.applied ? [structuredClone(r.applied.mount)] : []));
+    return this.#mounts.flatMap((r) => (r.applied ? [plainCopy(r.applied.mount)] : []));
   }
 
   /** WCOW: the MappedDirectory / MappedPipe entries the shim's container document needs. */
   containerEntries(): ContainerEntry[] {
-    return this.#mounts.flatMap((r) => (r.applied?.containerEntry ? [structuredClone(r.applied.containerEntry)] : []));
+    return this.#mounts.flatMap((r) => (r.applied?.containerEntry ? [plainCopy(r.applied.containerEntry)] : []));
   }
 
   /**
@@ -176,7 +177,7 @@ export class ContainerResources implements AsyncDisposable {
       this.#adding.delete(adding);
     }
     await this.#changed();
-    return structuredClone(record.applied!.mount);
+    return plainCopy(record.applied!.mount);
   }
 
   async #apply(record: MountRecord, planned: PlannedMount, options: DeviceAcquireOptions): Promise<void> {

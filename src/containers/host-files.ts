@@ -17,55 +17,66 @@ import type { OciSpec } from '../oci/oci-spec.js';
 
 type Kind = 'file' | 'directory';
 
-async function expectKind(hostFs: HostFs, path: string, kind: Kind, what: string, details: UvmErrorDetails): Promise<void> {
-  let st: HostStat;
+/**
+ * Stats `path` and checks its kind. `describe` gives the input's name and error details; it is
+ * called only on a failure (a pod's allocations check hundreds of paths that are fine).
+ */
+function expectKind(hostFs: HostFs, path: string, kind: Kind, describe: () => [what: string, details: UvmErrorDetails]): Promise<void> {
+  const notFound = (err: unknown): never => {
+    throw addErrorDetails(err, { ...describe()[1], hostPath: path });
+  };
+  let stat: Promise<HostStat>;
   try {
-    st = await hostFs.stat(path);
+    stat = hostFs.stat(path);
   } catch (err) {
-    throw addErrorDetails(err, { ...details, hostPath: path });
+    return Promise.reject(addErrorDetails(err, { ...describe()[1], hostPath: path }));
   }
-  const ok = kind === 'file' ? st.isFile : st.isDirectory;
-  if (!ok) {
-    throw new UvmError('INVALID_ARGUMENT', `${what} must be a ${kind === 'file' ? 'regular file' : 'directory'}: ${path}`, {
-      details: { ...details, hostPath: path },
-    });
-  }
+  return stat.then((st) => {
+    const ok = kind === 'file' ? st.isFile : st.isDirectory;
+    if (!ok) {
+      const [what, details] = describe();
+      throw new UvmError('INVALID_ARGUMENT', `${what} must be a ${kind === 'file' ? 'regular file' : 'directory'}: ${path}`, {
+        details: { ...details, hostPath: path },
+      });
+    }
+  }, notFound);
 }
 
 /** Checks the layer files or folders of `inputs` (from `spec.windows.layerFolders` or the rootfs mounts). */
-export async function checkLayerFiles(hostFs: HostFs, inputs: LayerInputs, spec: OciSpec): Promise<void> {
+export function checkLayerFiles(hostFs: HostFs, inputs: LayerInputs, spec: OciSpec): Promise<void> {
   const folders = spec.windows?.layerFolders ?? [];
   const fromFolders = folders.length > 0;
   const layerField = (i: number): string => (fromFolders ? `windows.layerFolders[${i}]` : 'rootfs[0]');
   const scratchField = fromFolders ? `windows.layerFolders[${folders.length - 1}]` : 'rootfs[0]';
   const checks: Promise<void>[] = [];
   if (inputs.os === 'linux') {
-    inputs.layers.forEach((layer, i) => checks.push(expectKind(hostFs, layer.hostPath, 'file', `layer ${i}`, { field: layerField(i), layerIndex: i })));
+    inputs.layers.forEach((layer, i) => checks.push(expectKind(hostFs, layer.hostPath, 'file', () => [`layer ${i}`, { field: layerField(i), layerIndex: i }])));
   } else {
     inputs.layerFolders.forEach((folder, i) =>
-      checks.push(expectKind(hostFs, folder, 'directory', `layer folder ${i}`, { field: layerField(i), layerIndex: i })),
+      checks.push(expectKind(hostFs, folder, 'directory', () => [`layer folder ${i}`, { field: layerField(i), layerIndex: i }])),
     );
-    checks.push(expectKind(hostFs, inputs.scratchFolder, 'directory', 'the scratch folder', { field: scratchField }));
+    checks.push(expectKind(hostFs, inputs.scratchFolder, 'directory', () => ['the scratch folder', { field: scratchField }]));
   }
-  checks.push(expectKind(hostFs, inputs.scratchVhd, 'file', 'the scratch disk', { field: scratchField }));
-  await firstFailure(checks);
+  checks.push(expectKind(hostFs, inputs.scratchVhd, 'file', () => ['the scratch disk', { field: scratchField }]));
+  return firstFailure(checks);
 }
 
 /** Checks the host sources of the planned disk mounts (shares were stat'ed by the planner). */
-export async function checkMountFiles(hostFs: HostFs, mounts: readonly PlannedMount[]): Promise<void> {
+export function checkMountFiles(hostFs: HostFs, mounts: readonly PlannedMount[]): Promise<void> {
   const checks: Promise<void>[] = [];
   for (const m of mounts) {
     if (m.kind !== 'device' || m.device !== 'scsi') continue;
-    const details = { field: `mounts[${m.index}].source`, mountIndex: m.index };
     // A physical disk (`\\.\PhysicalDrive1`) is not a regular file and a stat of it can fail; HCS checks it.
-    if (m.request.type === 'VirtualDisk') checks.push(expectKind(hostFs, m.request.hostPath, 'file', 'a virtual-disk mount source', details));
+    if (m.request.type === 'VirtualDisk') {
+      checks.push(expectKind(hostFs, m.request.hostPath, 'file', () => ['a virtual-disk mount source', { field: `mounts[${m.index}].source`, mountIndex: m.index }]));
+    }
   }
-  await firstFailure(checks);
+  return firstFailure(checks);
 }
 
 /** Waits for every check, then throws the first failure in input order (deterministic). */
-async function firstFailure(checks: Promise<void>[]): Promise<void> {
-  await allInOrder(checks);
+function firstFailure(checks: Promise<void>[]): Promise<void> {
+  return checks.length === 0 ? Promise.resolve() : allInOrder(checks).then(() => undefined);
 }
 
 /**
@@ -73,9 +84,13 @@ async function firstFailure(checks: Promise<void>[]): Promise<void> {
  * order: I/O that does not depend on each other runs at once with the errors of running it one
  * step after the other.
  */
-export async function allInOrder<T extends readonly unknown[]>(tasks: readonly [...{ [K in keyof T]: Promise<T[K]> }]): Promise<T> {
-  const results = await Promise.allSettled(tasks);
-  const failed = results.find((r): r is PromiseRejectedResult => r.status === 'rejected');
-  if (failed) throw failed.reason;
-  return results.map((r) => (r as PromiseFulfilledResult<unknown>).value) as unknown as T;
+export function allInOrder<T extends readonly unknown[]>(tasks: readonly [...{ [K in keyof T]: Promise<T[K]> }]): Promise<T> {
+  return Promise.allSettled(tasks).then((results) => {
+    const values: unknown[] = [];
+    for (const r of results) {
+      if (r.status === 'rejected') throw r.reason;
+      values.push(r.value);
+    }
+    return values as unknown as T;
+  });
 }

@@ -1,4 +1,4 @@
-import { promises as fs } from 'node:fs';
+import fs, { type Stats } from 'node:fs';
 import type { ServiceIdentifier } from 'inversify';
 import { UvmError } from './errors.js';
 
@@ -22,6 +22,9 @@ export interface HostFs {
 /** DI token of the `HostFs` port. */
 export const HostFs: ServiceIdentifier<HostFs> = Symbol.for('uvm-orchestrator.HostFs');
 
+/** A node:fs call in its callback form (no promise or per-request result array of `fs.promises`). */
+type FsCall<R> = (path: string, done: (err: NodeJS.ErrnoException | null, result?: R) => void) => void;
+
 /**
  * One call per path at a time: a request for a path whose call is still in flight shares it (e.g.
  * fifty allocations started together, each stat'ing the shared layers, make one call per layer
@@ -29,49 +32,54 @@ export const HostFs: ServiceIdentifier<HostFs> = Symbol.for('uvm-orchestrator.Ho
  * turn). The answer is the path as it was after the first of those requests; a request after the
  * call settled makes a new one. Each caller turns the outcome into its own result or error.
  */
-class Batched<T> {
-  readonly #inFlight = new Map<string, Promise<T>>();
+class Batched<R> {
+  readonly #inFlight = new Map<string, ((err: unknown, result?: R) => void)[]>();
 
-  constructor(private readonly call: (path: string) => Promise<T>) {}
+  constructor(private readonly call: FsCall<R>) {}
 
-  ask(path: string): Promise<T> {
-    let pending = this.#inFlight.get(path);
-    if (pending === undefined) {
-      let started: Promise<T>;
-      try {
-        started = this.call(path);
-      } catch (err) {
-        started = Promise.reject(err as Error);
-      }
-      const settled = (): void => {
-        if (this.#inFlight.get(path) === started) this.#inFlight.delete(path);
+  ask<T>(path: string, answer: (result: R) => T, fail: (err: unknown) => unknown): Promise<T> {
+    return new Promise<T>((resolve, reject) => {
+      const waiter = (err: unknown, result?: R): void => {
+        if (err) reject(fail(err));
+        else resolve(answer(result as R));
       };
-      started.then(settled, settled);
-      this.#inFlight.set(path, started);
-      pending = started;
-    }
-    return pending;
+      const pending = this.#inFlight.get(path);
+      if (pending !== undefined) {
+        pending.push(waiter);
+        return;
+      }
+      const waiters = [waiter];
+      this.#inFlight.set(path, waiters);
+      const settle = (err: unknown, result?: R): void => {
+        if (this.#inFlight.get(path) === waiters) this.#inFlight.delete(path);
+        for (const w of waiters) w(err, result);
+      };
+      try {
+        this.call(path, settle);
+      } catch (err) {
+        settle(err ?? new Error(`cannot ask for ${String(path)}`));
+      }
+    });
   }
 }
 
-/** HostFs over node:fs. */
+const toHostStat = (s: Stats): HostStat => ({ isFile: s.isFile(), isDirectory: s.isDirectory(), size: s.size });
+
+/** HostFs over node:fs (callback forms; `realpath` is the native one, as `fs.promises.realpath`). */
 export class NodeHostFs implements HostFs {
-  readonly #stat = new Batched((path) => fs.stat(path));
-  readonly #realpath = new Batched((path) => fs.realpath(path));
+  readonly #stat = new Batched<Stats>((path, done) => fs.stat(path, done));
+  readonly #realpath = new Batched<string>((path, done) => fs.realpath.native(path, done));
 
   stat(path: string): Promise<HostStat> {
-    return this.#stat.ask(path).then(
-      (s) => ({ isFile: s.isFile(), isDirectory: s.isDirectory(), size: s.size }),
-      (err: unknown) => {
-        throw new UvmError('NOT_FOUND', `cannot stat ${path}`, { cause: err, details: { hostPath: path } });
-      },
-    );
+    return this.#stat.ask(path, toHostStat, (err) => new UvmError('NOT_FOUND', `cannot stat ${path}`, { cause: err, details: { hostPath: path } }));
   }
 
   realpath(path: string): Promise<string> {
-    return this.#realpath.ask(path).catch((err: unknown) => {
-      throw new UvmError('NOT_FOUND', `cannot resolve ${path}`, { cause: err, details: { hostPath: path } });
-    });
+    return this.#realpath.ask(
+      path,
+      (resolved) => resolved,
+      (err) => new UvmError('NOT_FOUND', `cannot resolve ${path}`, { cause: err, details: { hostPath: path } }),
+    );
   }
 }
 

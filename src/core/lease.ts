@@ -42,7 +42,12 @@ export class ReleasableLease<T> implements Lease<T> {
 
   release(): Promise<void> {
     if (this.#pending) return this.#pending;
-    const attempt = (async () => this.#releaseFn())();
+    let attempt: Promise<void>;
+    try {
+      attempt = Promise.resolve(this.#releaseFn());
+    } catch (err) {
+      attempt = Promise.reject(err as Error);
+    }
     this.#pending = attempt.then(
       () => {
         this.#released = true;

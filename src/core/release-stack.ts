@@ -103,7 +103,9 @@ export class ReleaseStack<T extends Releasable = Releasable> implements AsyncDis
     const byPhase = new Map<number, T[]>();
     for (const item of newestFirst) {
       const p = this.#phase(item);
-      byPhase.set(p, [...(byPhase.get(p) ?? []), item]);
+      const batch = byPhase.get(p);
+      if (batch) batch.push(item);
+      else byPhase.set(p, [item]);
     }
     return [...byPhase.keys()].sort((a, b) => a - b).map((p) => byPhase.get(p)!);
   }

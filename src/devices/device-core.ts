@@ -20,7 +20,7 @@
 import { invalidArgument, UvmError } from '../core/errors.js';
 import { ReleasableLease, type Lease } from '../core/lease.js';
 import { LogField, logLevelEnabled, withFields, type LogFields, type Logger } from '../core/logger.js';
-import { mapReservation, RefCountedTable, Residue, type AcquireOptions, type EntryInfo, type Placed, type Reservation } from '../core/refcounted-table.js';
+import { attempt, mapReservation, RefCountedTable, Residue, type AcquireOptions, type EntryInfo, type Placed, type Reservation } from '../core/refcounted-table.js';
 import type { GuestOs, ResourceInfo } from './device-types.js';
 
 /** Where a value sits: shown by `describe()` and on every log line about it. */
@@ -214,18 +214,18 @@ export class DeviceCore<P, V, W> {
     return {
       value,
       cancel: placed.cancel ?? (() => forget?.(value)),
-      commit: async () => {
-        let outcome: void | Residue<V>;
-        try {
-          outcome = await placed.commit();
-        } catch (err) {
-          this.log('warn', value, 'add failed', err);
-          throw err;
-        }
-        if (outcome instanceof Residue) this.log('warn', value, 'add failed and could not be undone; kept for a retried teardown', outcome.error);
-        else this.log('debug', value, 'added');
-        return outcome;
-      },
+      commit: () =>
+        attempt(() => placed.commit()).then(
+          (outcome) => {
+            if (outcome instanceof Residue) this.log('warn', value, 'add failed and could not be undone; kept for a retried teardown', outcome.error);
+            else this.log('debug', value, 'added');
+            return outcome;
+          },
+          (err: unknown) => {
+            this.log('warn', value, 'add failed', err);
+            throw err;
+          },
+        ),
     };
   }
 

@@ -138,12 +138,16 @@ export function scsiMountPolicy(
     kind: 'scsi-mount',
     key: scsiMountKey,
     place(p) {
-      const used = pathsInUse(values());
-      if (p.path !== undefined && used.has(p.path)) {
-        throw new UvmError('MOUNT_CONFLICT', `cannot mount over an existing mountpoint: ${p.path}`, { details: { guestPath: p.path } });
-      }
       let path = p.path;
-      for (let i = 0; path === undefined; i++) if (!used.has(guestPaths.scsiMount(os, i))) path = guestPaths.scsiMount(os, i);
+      if (path !== undefined) {
+        // A given path (a container's scratch): one scan, no set of every path.
+        for (const m of values()) {
+          if (m.path === path) throw new UvmError('MOUNT_CONFLICT', `cannot mount over an existing mountpoint: ${path}`, { details: { guestPath: path } });
+        }
+      } else {
+        const used = pathsInUse(values());
+        for (let i = 0; path === undefined; i++) if (!used.has(guestPaths.scsiMount(os, i))) path = guestPaths.scsiMount(os, i);
+      }
       const m: ScsiMount = { controller: p.controller, lun: p.lun, path, settings: p.settings, state: 'reserved' };
       return {
         value: m,

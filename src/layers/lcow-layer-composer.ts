@@ -8,6 +8,7 @@ import type { Lease } from '../core/lease.js';
 import type { DeviceAcquireOptions, Reservation, ScsiDisk, VpmemLayer } from '../devices/device-types.js';
 import type { CompositionPort, LcowLayersPort } from './layer-ports.js';
 import { ReservationBatch, taken } from '../core/reservation-batch.js';
+import { attempt } from '../core/refcounted-table.js';
 import { validateContainerId } from '../containers/container-id.js';
 import { lcowContainerRoot, lcowRootfsPath, lcowScratchDir } from '../oci/container-paths.js';
 import type { HeldResource } from '../containers/held-resource.js';
@@ -71,9 +72,14 @@ export async function prepareLcowLayers(
   // The scratch's realpath and the layers' stats at once (the scratch's failure first).
   const scratch = uvm.hostFs.realpath(inputs.scratchVhd);
   const sizes = Promise.all(
-    inputs.layers.map(async (layer) => {
+    inputs.layers.map((layer): { skip: VpmemSkipReason } | Promise<{ size: number }> => {
       const skip = vpmemSkipReason(uvm.facts, layer);
-      return skip ? { skip } : { size: (await uvm.hostFs.stat(layer.hostPath)).size };
+      if (skip) return { skip };
+      try {
+        return uvm.hostFs.stat(layer.hostPath).then((st) => ({ size: st.size }));
+      } catch (err) {
+        return Promise.reject(err as Error);
+      }
     }),
   );
   sizes.catch(() => undefined); // reported after the scratch's failure, if any
@@ -134,9 +140,7 @@ export async function commitLcowLayers(uvm: CompositionPort, reserved: ReservedL
   const { signal } = options;
   const rootfsPath = lcowRootfsPath(containerId);
   const compose = async (builder: CompositionBuilder): Promise<ComposedLayers> => {
-    const layerPieces = reserved.layers.map(async (r): Promise<Piece> => {
-      const reservation = taken(r.reservation as Reservation<VpmemLayer | ScsiDisk> | undefined, `layer ${r.index}`);
-      const lease: Lease<VpmemLayer | ScsiDisk> = await reservation.commit({ signal });
+    const piece = (r: ReservedLcowLayer, lease: Lease<VpmemLayer | ScsiDisk>): Piece => {
       const guestPath = lease.value.guestPath;
       // Built field by field in the order reports print (no intermediate spread objects).
       const layer = { index: r.index, hostPath: r.input.hostPath } as ComposedLayer;
@@ -145,7 +149,10 @@ export async function commitLcowLayers(uvm: CompositionPort, reserved: ReservedL
       if (r.reason) layer.reason = r.reason;
       layer.guestPath = guestPath ?? '';
       return { layer, held: { kind: 'layer', source: r.target, hostPath: r.input.hostPath, guestPath, lease } };
-    });
+    };
+    const layerPieces = reserved.layers.map((r) =>
+      attempt(() => taken(r.reservation as Reservation<VpmemLayer | ScsiDisk> | undefined, `layer ${r.index}`).commit({ signal })).then((lease) => piece(r, lease)),
+    );
     const scratchPiece = taken(reserved.scratch, 'the scratch').commit({ signal }).then(
       (lease): Piece => ({ held: { kind: 'scratch', source: 'scsi', hostPath: reserved.prepared.scratchHostPath, guestPath: lease.value.guestPath, lease } }),
     );

@@ -23,6 +23,7 @@ import type { DeviceMount, MountDevice, PlannedMount } from './mount-planner.js'
 import type { OciMount, OciSpec } from './oci-spec.js';
 import { UvmError } from '../core/errors.js';
 import { ReservationBatch } from '../core/reservation-batch.js';
+import { plainCopy } from '../core/plain-copy.js';
 
 /** `MappedDirectory` of a WCOW container document (HCS schema). */
 export interface ContainerMappedDirectory {
@@ -121,7 +122,8 @@ export function reserveMounts(uvm: MountDevicesPort, plan: readonly PlannedMount
 }
 
 function rewrite(mount: OciMount, source: string, type: string | undefined): OciMount {
-  const copy: OciMount = { ...structuredClone(mount), source };
+  const copy: OciMount = plainCopy(mount);
+  copy.source = source;
   if (type === undefined) delete copy.type;
   else copy.type = type;
   return copy;
@@ -150,7 +152,7 @@ export async function commitMount(reserved: ReservedMount, options: DeviceAcquir
   const { index } = planned;
   switch (planned.kind) {
     case 'keep':
-      return { index, planned, mount: structuredClone(planned.mount) };
+      return { index, planned, mount: plainCopy(planned.mount) };
     case 'guest':
       return {
         index,
@@ -244,7 +246,7 @@ export async function commitMounts(
     });
     throw err;
   }
-  const rewritten = structuredClone(spec);
-  if (Array.isArray(spec.mounts) || mounts.length > 0) rewritten.mounts = mounts.map((m) => structuredClone(m.mount));
+  const rewritten = plainCopy(spec);
+  if (Array.isArray(spec.mounts) || mounts.length > 0) rewritten.mounts = mounts.map((m) => plainCopy(m.mount));
   return { spec: rewritten, mounts, held: [...stack.items()] };
 }

@@ -1,7 +1,7 @@
 import { expect } from 'chai';
 import { FakeHostFs } from '../../../src/core/fake-host-fs.js';
 import { NodeHostFs, oncePerPath } from '../../../src/core/host-fs.js';
-import { promises as fsPromises, mkdtempSync, realpathSync, rmSync, writeFileSync } from 'node:fs';
+import fs, { mkdtempSync, realpathSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import sinon from 'sinon';
@@ -34,8 +34,8 @@ describe('NodeHostFs (the same path asked while its call is in flight: one fs ca
   let realpath: sinon.SinonSpy;
   beforeEach(() => {
     dir = mkdtempSync(join(tmpdir(), 'host-fs-'));
-    stat = sinon.spy(fsPromises, 'stat');
-    realpath = sinon.spy(fsPromises, 'realpath');
+    stat = sinon.spy(fs, 'stat');
+    realpath = sinon.spy(fs.realpath, 'native');
   });
   afterEach(() => {
     sinon.restore();
@@ -73,5 +73,15 @@ describe('NodeHostFs (the same path asked while its call is in flight: one fs ca
     expect(errors.every((e) => UvmError.is(e, 'NOT_FOUND'))).to.equal(true);
     expect(errors[0]).to.not.equal(errors[1]);
     expect(stat.callCount).to.equal(2);
+  });
+
+  it('a path node:fs refuses synchronously (a NUL byte) is NOT_FOUND for every caller, and the next call asks again', async () => {
+    const hostFs = new NodeHostFs();
+    const bad = join(dir, 'a\0b');
+    const errors = await Promise.all([hostFs.stat(bad), hostFs.realpath(bad)].map((p) => p.then(() => undefined, (err: unknown) => err)));
+    expect(errors.every((e) => UvmError.is(e, 'NOT_FOUND'))).to.equal(true);
+    const file = join(dir, 'ok.vhd');
+    writeFileSync(file, 'ab');
+    expect(await hostFs.stat(file)).to.deep.equal({ isFile: true, isDirectory: false, size: 2 });
   });
 });
