@@ -205,7 +205,7 @@ async function prepareContainer(
   const [, rootfs, mountPlan] = await allInOrder([
     source.kind !== 'plan9-root' ? checkLayerFiles(hostFs, source.inputs, spec) : Promise.resolve(),
     prepareRootfs(uvm, containerId, source, { ...options, hostFs }),
-    planMounts(spec, uvm.facts, containerId, hostFs),
+    planMounts(spec, uvm.facts, containerId, hostFs, true), // checkInputs checked the spec's mounts
   ]);
   const devicePlan = planDevices(os, spec);
   await checkMountFiles(hostFs, mountPlan);

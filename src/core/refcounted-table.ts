@@ -421,15 +421,14 @@ export class RefCountedTable<K, V> implements TrackedTable {
 
   #lease(entry: Entry<K, V>, value: V): Lease<V> {
     let dropped = false;
-    return new ReleasableLease(value, async () => {
+    return new ReleasableLease(value, () => {
       if (!dropped) {
         dropped = true;
-        await this.#drop(entry);
-      } else if (entry.state === 'teardown-failed') {
-        await this.#teardown(entry);
-      } else if (entry.state === 'destroying') {
-        await entry.teardown;
+        return this.#drop(entry);
       }
+      if (entry.state === 'teardown-failed') return this.#teardown(entry);
+      if (entry.state === 'destroying') return entry.teardown!;
+      return Promise.resolve();
     });
   }
 

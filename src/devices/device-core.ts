@@ -229,14 +229,14 @@ export class DeviceCore<P, V, W> {
     };
   }
 
-  async #remove(value: V, key: string): Promise<void> {
-    try {
-      await this.#policy.remove(value, key);
-    } catch (err) {
-      this.log('warn', value, 'remove failed; release() again to resume', err);
-      throw err;
-    }
-    this.log('debug', value, 'removed');
+  #remove(value: V, key: string): Promise<void> {
+    return attempt(() => this.#policy.remove(value, key)).then(
+      () => this.log('debug', value, 'removed'),
+      (err: unknown) => {
+        this.log('warn', value, 'remove failed; release() again to resume', err);
+        throw err;
+      },
+    );
   }
 }
 

@@ -111,14 +111,21 @@ export type PlannedMount = KeptMount | GuestSourceMount | DeviceMount;
  * @param containerId validated (a plain name); planned paths do not depend on it, since shares
  *   and disks are mounted where their managers put them.
  */
-export async function planMounts(spec: OciSpec, facts: UvmFacts, containerId: string, hostFs: HostFs): Promise<PlannedMount[]> {
+export async function planMounts(
+  spec: OciSpec,
+  facts: UvmFacts,
+  containerId: string,
+  hostFs: HostFs,
+  /** True when `checkOciSpec(spec)` passed (its mounts are well typed: not checked again one by one). */
+  specChecked = false,
+): Promise<PlannedMount[]> {
   validateContainerId(containerId);
   const mounts = spec.mounts ?? [];
   if (!Array.isArray(mounts)) throw new UvmError('INVALID_SPEC', 'mounts must be an array', { details: { field: 'mounts' } });
   const planned: PlannedMount[] = [];
   const seen = new Map<string, number>();
   // Every mount's stat at once; then in spec order, so the first bad mount is reported as before.
-  const plans = await Promise.allSettled(mounts.map((mount, index) => planMount(mount, index, facts, hostFs)));
+  const plans = await Promise.allSettled(mounts.map((mount, index) => planMount(mount, index, facts, hostFs, specChecked)));
   for (const [index, plan] of plans.entries()) {
     if (plan.status === 'rejected') throw plan.reason;
     const plannedMount = plan.value;
@@ -135,11 +142,11 @@ export async function planMounts(spec: OciSpec, facts: UvmFacts, containerId: st
 }
 
 /** Plans one mount (also used for hot add). */
-export async function planMount(mount: OciMount, index: number, facts: UvmFacts, hostFs: HostFs): Promise<PlannedMount> {
+export async function planMount(mount: OciMount, index: number, facts: UvmFacts, hostFs: HostFs, checked = false): Promise<PlannedMount> {
   const details = { mountIndex: index, destination: (mount as Partial<OciMount> | null)?.destination };
   try {
     if (mount === null || typeof mount !== 'object') throw invalidSpec('a mount must be an object', details);
-    checkOciMount(mount, index);
+    if (!checked) checkOciMount(mount, index);
     checkDestination(mount.destination, facts.os, index);
     const rules = facts.os === 'linux' ? LCOW_RULES : WCOW_RULES;
     return await rules(mount, index, facts, hostFs);
