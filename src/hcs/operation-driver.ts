@@ -252,6 +252,8 @@ interface DeadlineWaiter {
 class DeadlineGroup {
   timer: NodeJS.Timeout | undefined;
   readonly entries = new Set<DeadlineWaiter>();
+  /** Waiting for `sweepIdle` (its last waiter left while it was still open). */
+  idle = false;
   constructor(
     readonly ms: number,
     readonly openUntil: number,
@@ -290,7 +292,12 @@ function armDeadline(ms: number, waiter: DeadlineWaiter): void {
   waiter.deadline = group;
 }
 
-/** Cancels the deadline armed for `waiter`, if any; the last waiter of a group takes its timer with it. */
+/**
+ * Cancels the deadline armed for `waiter`, if any. When the last waiter of a group leaves, the group
+ * and its timer go — at the next `sweepIdle` if the group still takes deadlines (the caller's next
+ * call, started from its continuation, usually joins it: one call after another then costs no
+ * timer each), at once otherwise.
+ */
 function disarmDeadline(waiter: DeadlineWaiter): void {
   const armed = waiter.deadline;
   if (armed === undefined) return;
@@ -300,9 +307,47 @@ function disarmDeadline(waiter: DeadlineWaiter): void {
     return;
   }
   if (!armed.entries.delete(waiter) || armed.entries.size > 0) return;
-  if (armed.timer !== undefined) clearTimeout(armed.timer);
-  armed.timer = undefined;
-  if (openGroups.get(armed.ms) === armed) openGroups.delete(armed.ms);
+  if (openGroups.get(armed.ms) !== armed) dropGroup(armed);
+  else if (!armed.idle) {
+    armed.idle = true;
+    idleGroups.push(armed);
+    scheduleSweep();
+  }
+}
+
+function dropGroup(group: DeadlineGroup): void {
+  if (group.timer !== undefined) clearTimeout(group.timer);
+  group.timer = undefined;
+  if (openGroups.get(group.ms) === group) openGroups.delete(group.ms);
+}
+
+/** Open deadline groups whose last waiter left, and lanes with nothing running or queued: see `sweepIdle`. */
+let idleGroups: DeadlineGroup[] = [];
+let idleLanes: { scheduler: SlotScheduler; lane: Lane }[] = [];
+let sweepScheduled = false;
+
+function scheduleSweep(): void {
+  if (!sweepScheduled) {
+    sweepScheduled = true;
+    realSetImmediate(sweepIdle);
+  }
+}
+
+/**
+ * In the event-loop turn after they went idle: groups and lanes still idle are dropped (a finished
+ * call leaves no timer and no lane behind); those that a new call took up meanwhile stay.
+ */
+function sweepIdle(): void {
+  sweepScheduled = false;
+  const groups = idleGroups;
+  const lanes = idleLanes;
+  idleGroups = [];
+  idleLanes = [];
+  for (const group of groups) {
+    group.idle = false;
+    if (group.entries.size === 0) dropGroup(group);
+  }
+  for (const { scheduler, lane } of lanes) scheduler.forgetIfIdle(lane);
 }
 
 /** The deadline and abort signal of one blocking call. */
@@ -394,6 +439,12 @@ interface Lane {
   normal: Task[];
   teardown: Task[];
   active: number;
+  /** Waiting for `sweepIdle`. */
+  idle: boolean;
+}
+
+function isIdle(lane: Lane): boolean {
+  return lane.active === 0 && lane.normal.length === 0 && lane.teardown.length === 0;
 }
 
 /** Slots shared by lanes: a global bound, a per-lane share and a reserve for teardown tasks. */
@@ -457,18 +508,32 @@ class SlotScheduler {
     return true;
   }
 
-  /** Gives back one slot of `lane` and starts what may start now. */
+  /**
+   * Gives back one slot of `lane` and starts what may start now. A lane left idle is forgotten at
+   * the next `sweepIdle`, unless a call took it up meanwhile (one call after another on a system
+   * then reuses its lane).
+   */
   release(lane: Lane): void {
     this.#active--;
     lane.active--;
-    this.#forgetIfIdle(lane);
+    if (!lane.idle && isIdle(lane)) {
+      lane.idle = true;
+      idleLanes.push({ scheduler: this, lane });
+      scheduleSweep();
+    }
     if (this.#turns.length > 0) this.#pump();
+  }
+
+  /** `sweepIdle`: forgets `lane` if it is still idle. */
+  forgetIfIdle(lane: Lane): void {
+    lane.idle = false;
+    if (this.#lanes.get(lane.name) === lane) this.#forgetIfIdle(lane);
   }
 
   #lane(name: string): Lane {
     let lane = this.#lanes.get(name);
     if (!lane) {
-      lane = { name, normal: [], teardown: [], active: 0 };
+      lane = { name, normal: [], teardown: [], active: 0, idle: false };
       this.#lanes.set(name, lane);
     }
     return lane;
@@ -522,7 +587,7 @@ class SlotScheduler {
   }
 
   #forgetIfIdle(lane: Lane): void {
-    if (lane.active === 0 && lane.normal.length === 0 && lane.teardown.length === 0) {
+    if (isIdle(lane)) {
       this.#lanes.delete(lane.name);
       if (this.#turns.length > 0) this.#turns = this.#turns.filter((n) => n !== lane.name);
     }

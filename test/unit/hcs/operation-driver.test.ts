@@ -382,6 +382,40 @@ describe('OperationDriver (scripted library)', function () {
     expect(clock.countTimers()).to.equal(timers);
   });
 
+  it('calls one after another (each started from the previous one’s continuation) share one deadline timer; none is left once they stop', async function () {
+    clock = sinon.useFakeTimers({ toFake: ['setTimeout', 'clearTimeout', 'setInterval', 'clearInterval'] });
+    const timers = clock.countTimers();
+    let completions = 0;
+    const onCall = (): void => {
+      // HCS completes each call as soon as it is made (in a later turn, as a callback would).
+      realSetImmediate(() => {
+        completions++;
+        lib.complete(lib.last());
+      });
+    };
+    const counts: number[] = [];
+    for (let i = 0; i < 5; i++) {
+      const p = run({ timeoutMs: 60_000 });
+      onCall();
+      expect(await p).to.equal(undefined);
+      counts.push(clock.countTimers() - timers);
+    }
+    expect(completions).to.equal(5);
+    expect(counts, 'one group timer throughout').to.deep.equal([1, 1, 1, 1, 1]);
+    await flush();
+    expect(clock.countTimers(), 'swept in the turn after the last call').to.equal(timers);
+    expect(pendingOperationCount()).to.equal(0);
+
+    // The next call starts a group (and timer) again.
+    const next = settled(run({ timeoutMs: 60_000 }));
+    await flush();
+    expect(clock.countTimers() - timers).to.equal(1);
+    lib.complete(lib.last());
+    await flush();
+    expect(next).to.deep.equal({ done: true, value: undefined });
+    expect(clock.countTimers()).to.equal(timers);
+  });
+
   it('without a deadline or signal a call with a free slot starts at once (no queue); with the slots taken it waits', async function () {
     const a = run();
     expect(lib.ops, 'created synchronously').to.have.length(1);
