@@ -17,6 +17,7 @@ import { rmSync } from 'node:fs';
 import path from 'node:path';
 import { allocateContainer } from '../../src/containers/allocate-container.js';
 import { ComputeCoreHcs } from '../../src/hcs/computecore-hcs.js';
+import { lateOutcomeOf, pendingOperationCount } from '../../src/hcs/operation-driver.js';
 import { configureSimulator, type SimulatorFault, type SimulatorState } from '../../src/hcs/simulator-controls.js';
 import {
   InstrumentedHcs,
@@ -295,19 +296,25 @@ describe('integration: the binding applies defaultTimeoutMs to start', function 
     const hcs = new ComputeCoreHcs({ defaultTimeoutMs: 200 });
     const id = `fm-start-timeout-${process.pid}`;
     const system = await hcs.createComputeSystem(id, { SchemaVersion: { Major: 2, Minor: 1 }, VirtualMachine: { Chipset: { Uefi: {} } } });
+    let err: unknown;
     try {
       configureSimulator({ clearFaults: true, faults: [{ fn: 'HcsStartComputeSystem', nth: 1, hang: true }] });
       // The signal only bounds the test: without the default timeout the start ends ABORTED after 3 s.
-      const err = await system.start({ signal: AbortSignal.timeout(3000) }).then(
+      err = await system.start({ signal: AbortSignal.timeout(3000) }).then(
         () => undefined,
         (e: unknown) => e,
       );
       expect((err as { code?: string } | undefined)?.code, String(err)).to.equal('TIMEOUT');
+      expect(lateOutcomeOf(err), 'the timed-out start keeps its late outcome').to.not.equal(undefined);
     } finally {
-      configureSimulator({ clearFaults: true });
+      // The parked start is still an operation HCS owns (the binding keeps it and the process
+      // alive until it completes): let it run, so it completes and nothing outlives the test.
+      configureSimulator({ clearFaults: true, releaseHangs: true });
+      await lateOutcomeOf(err);
       await system.terminate().catch(() => undefined);
       system.close();
     }
+    expect(pendingOperationCount(), 'no HCS operation outlives the test').to.equal(0);
   });
 });
 
