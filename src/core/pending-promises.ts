@@ -40,19 +40,6 @@ export const pendingPromises = {
     };
   },
 
-  /**
-   * Counts one pending promise of `kind` without allocating a closure: the caller calls
-   * `settled(kind)` exactly once when it settles (for hot paths that settle their own promise).
-   */
-  opened(kind: string): void {
-    add(kind, 1);
-  },
-
-  /** The end of one `opened(kind)`. */
-  settled(kind: string): void {
-    add(kind, -1);
-  },
-
   /** `promise`, counted as pending of `kind` until it settles. */
   track<T>(kind: string, promise: Promise<T>): Promise<T> {
     return promise.finally(pendingPromises.open(kind));

@@ -89,6 +89,10 @@ export interface AcquireOptions {
   signal?: AbortSignal;
 }
 
+/** Table creates and teardowns under way, counted as pending promises (no closure per call). */
+const tableCreates = pendingPromises.counter('table-create');
+const tableTeardowns = pendingPromises.counter('table-teardown');
+
 /**
  * The outcome of a creation that failed and left something behind (e.g. the host half of a
  * combined add whose guest half failed, when undoing the host half failed too), returned by a
@@ -389,10 +393,10 @@ export class RefCountedTable<K, V> implements TrackedTable {
   #start(entry: Entry<K, V>, create: () => Promise<V | Residue<V>>): void {
     entry.state = 'creating';
     entry.placed = undefined;
-    pendingPromises.opened('table-create');
+    tableCreates.n++;
     entry.ready = attempt(create).then(
       (outcome) => {
-        pendingPromises.settled('table-create');
+        tableCreates.n--;
         if (outcome instanceof Residue) {
           // Nobody holds it, but it exists: keep it until a retried teardown removes it.
           entry.refs = 0;
@@ -406,7 +410,7 @@ export class RefCountedTable<K, V> implements TrackedTable {
         return outcome;
       },
       (err: unknown) => {
-        pendingPromises.settled('table-create');
+        tableCreates.n--;
         entry.refs = 0;
         entry.state = 'gone';
         entry.error = err;
@@ -449,16 +453,16 @@ export class RefCountedTable<K, V> implements TrackedTable {
     if (entry.state === 'destroying') return entry.teardown!;
     entry.state = 'destroying';
     entry.error = undefined;
-    pendingPromises.opened('table-teardown');
+    tableTeardowns.n++;
     const teardown = attempt(() => this.#destroy(entry.value as V, entry.key)).then(
       () => {
-        pendingPromises.settled('table-teardown');
+        tableTeardowns.n--;
         entry.state = 'gone';
         this.#delete(entry);
         this.#forget?.(entry.value as V, entry.key);
       },
       (err: unknown) => {
-        pendingPromises.settled('table-teardown');
+        tableTeardowns.n--;
         entry.state = 'teardown-failed';
         entry.error = err;
         throw new UvmError('TEARDOWN_FAILED', `${this.name} ${this.#describeKey(entry.key)}: teardown failed`, {
