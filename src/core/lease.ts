@@ -1,3 +1,4 @@
+import { attempt } from './attempt.js';
 import { UvmError } from './errors.js';
 
 /**
@@ -42,13 +43,7 @@ export class ReleasableLease<T> implements Lease<T> {
 
   release(): Promise<void> {
     if (this.#pending) return this.#pending;
-    let attempt: Promise<void>;
-    try {
-      attempt = Promise.resolve(this.#releaseFn());
-    } catch (err) {
-      attempt = Promise.reject(err as Error);
-    }
-    this.#pending = attempt.then(
+    this.#pending = attempt(() => this.#releaseFn()).then(
       () => {
         this.#released = true;
       },

@@ -2,6 +2,7 @@ import { UvmAggregateError, UvmError } from './errors.js';
 import { ReleasableLease, type Lease } from './lease.js';
 import { leakTracker, type TrackedTable } from './leak-tracker.js';
 import { pendingPromises } from './pending-promises.js';
+import { attempt } from './attempt.js';
 
 /**
  * Lifecycle of one entry:
@@ -193,8 +194,8 @@ export class RefCountedTable<K, V> implements TrackedTable {
         this.#unreserve(entry);
       },
       // Not an async function: a pod commits hundreds of reservations, each one promise fewer.
-      commit: (options: AcquireOptions = {}): Promise<Lease<V>> => {
-        try {
+      commit: (options: AcquireOptions = {}): Promise<Lease<V>> =>
+        attempt(() => {
           if (done) throw new UvmError('INVALID_STATE', `${this.name} ${this.#describeKey(key)}: reservation already used`);
           if (options.signal?.aborted) {
             done = true;
@@ -205,10 +206,7 @@ export class RefCountedTable<K, V> implements TrackedTable {
           if (entry.state === 'gone') throw entry.error;
           if (entry.state === 'reserved') this.#commitPlaced(entry);
           return this.#settle(entry, options.signal);
-        } catch (err) {
-          return Promise.reject(err as Error);
-        }
-      },
+        }),
     };
   }
 
@@ -499,18 +497,6 @@ export function mapReservation<V, W>(r: Reservation<V>, view: (value: V) => W): 
     cancel: () => r.cancel(),
     commit: (options) => attempt(() => r.commit(options)).then((lease) => new ReleasableLease(view(lease.value), () => lease.release())),
   };
-}
-
-/**
- * `fn()`, with a synchronous throw turned into a rejection: what an `async` wrapper does, without
- * its extra promise (hot paths run this hundreds of times per pod).
- */
-export function attempt<T>(fn: () => Promise<T>): Promise<T> {
-  try {
-    return Promise.resolve(fn());
-  } catch (err) {
-    return Promise.reject(err as Error);
-  }
 }
 
 /** The ABORTED error of `signal`. */

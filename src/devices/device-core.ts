@@ -20,7 +20,8 @@
 import { invalidArgument, UvmError } from '../core/errors.js';
 import { ReleasableLease, type Lease } from '../core/lease.js';
 import { LogField, logLevelEnabled, withFields, type LogFields, type Logger } from '../core/logger.js';
-import { attempt, mapReservation, RefCountedTable, Residue, type AcquireOptions, type EntryInfo, type Placed, type Reservation } from '../core/refcounted-table.js';
+import { attempt } from '../core/attempt.js';
+import { mapReservation, RefCountedTable, Residue, type AcquireOptions, type EntryInfo, type Placed, type Reservation } from '../core/refcounted-table.js';
 import type { GuestOs, ResourceInfo } from './device-types.js';
 
 /** Where a value sits: shown by `describe()` and on every log line about it. */

@@ -8,7 +8,7 @@ import type { Lease } from '../core/lease.js';
 import type { DeviceAcquireOptions, Reservation, ScsiDisk, VpmemLayer } from '../devices/device-types.js';
 import type { CompositionPort, LcowLayersPort } from './layer-ports.js';
 import { ReservationBatch, taken } from '../core/reservation-batch.js';
-import { attempt } from '../core/refcounted-table.js';
+import { attempt } from '../core/attempt.js';
 import { validateContainerId } from '../containers/container-id.js';
 import { lcowContainerRoot, lcowRootfsPath, lcowScratchDir } from '../oci/container-paths.js';
 import type { HeldResource } from '../containers/held-resource.js';
