@@ -9,7 +9,8 @@
  * `details.field` names the input (`windows.layerFolders[0]`, `rootfs[0]`, `mounts[2].source`).
  */
 import { UvmError, type UvmErrorDetails } from '../core/errors.js';
-import type { HostFs, HostStat } from '../core/host-fs.js';
+import { attempt } from '../core/attempt.js';
+import type { HostFs } from '../core/host-fs.js';
 import type { LayerInputs } from '../layers/layer-inputs.js';
 import { addErrorDetails } from '../oci/container-paths.js';
 import type { PlannedMount } from '../oci/mount-planner.js';
@@ -25,13 +26,7 @@ function expectKind(hostFs: HostFs, path: string, kind: Kind, describe: () => [w
   const notFound = (err: unknown): never => {
     throw addErrorDetails(err, { ...describe()[1], hostPath: path });
   };
-  let stat: Promise<HostStat>;
-  try {
-    stat = hostFs.stat(path);
-  } catch (err) {
-    return Promise.reject(addErrorDetails(err, { ...describe()[1], hostPath: path }));
-  }
-  return stat.then((st) => {
+  return attempt(() => hostFs.stat(path)).then((st) => {
     const ok = kind === 'file' ? st.isFile : st.isDirectory;
     if (!ok) {
       const [what, details] = describe();

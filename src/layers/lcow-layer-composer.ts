@@ -75,11 +75,7 @@ export async function prepareLcowLayers(
     inputs.layers.map((layer): { skip: VpmemSkipReason } | Promise<{ size: number }> => {
       const skip = vpmemSkipReason(uvm.facts, layer);
       if (skip) return { skip };
-      try {
-        return uvm.hostFs.stat(layer.hostPath).then((st) => ({ size: st.size }));
-      } catch (err) {
-        return Promise.reject(err as Error);
-      }
+      return attempt(() => uvm.hostFs.stat(layer.hostPath)).then((st) => ({ size: st.size }));
     }),
   );
   sizes.catch(() => undefined); // reported after the scratch's failure, if any
