@@ -108,7 +108,6 @@ const slots: (PendingEntry | undefined)[] = [];
 /** The id each slot last had. */
 const slotIds: number[] = [];
 const freeSlots: number[] = [];
-let pendingCount = 0;
 /** The registered completion callback per library (registered once, never unregistered). */
 const registeredCallbacks = new WeakMap<ComputeCore, unknown>();
 let keepAlive: NodeJS.Timeout | undefined;
@@ -170,7 +169,7 @@ function pendingEntry(id: number): PendingEntry | undefined {
 let blockingInFlight = 0;
 
 function holdProcess(): void {
-  if (pendingCount + blockingInFlight === 1) {
+  if (pendingOperationCount() + blockingInFlight === 1) {
     // One long timer for the life of the process, ref'd only while calls are outstanding
     // (ref/unref is cheaper than creating a timer per operation).
     keepAlive ??= realSetInterval(() => undefined, 1 << 30);
@@ -179,7 +178,7 @@ function holdProcess(): void {
 }
 
 function releaseProcess(): void {
-  if (pendingCount + blockingInFlight === 0) keepAlive?.unref();
+  if (pendingOperationCount() + blockingInFlight === 0) keepAlive?.unref();
 }
 
 /** Records `entry` as pending and returns its context id. */
@@ -199,7 +198,6 @@ function track(entry: PendingEntry, op: string, systemId: string | undefined): n
   const id = generation * CONTEXT_SLOTS + slot + 1;
   slots[slot] = entry;
   slotIds[slot] = id;
-  pendingCount++;
   holdProcess();
   return id;
 }
@@ -210,13 +208,13 @@ function untrack(id: number): void {
   if (id <= 0 || slotIds[slot] !== id || slots[slot] === undefined) return;
   slots[slot] = undefined;
   freeSlots.push(slot);
-  pendingCount--;
   releaseProcess();
 }
 
 /** Operations created and not yet closed in this process (for leak checks and diagnostics). */
 export function pendingOperationCount(): number {
-  return pendingCount;
+  // Every slot is either pending or free.
+  return slots.length - freeSlots.length;
 }
 
 /** Blocking calls (grant, revoke, open) not returned yet in this process. */
@@ -479,7 +477,7 @@ class SlotScheduler {
   acquire(laneName: string, teardown: boolean): Lane | undefined {
     const lane = this.#lanes.get(laneName);
     if (lane !== undefined && (teardown ? lane.teardown : lane.normal).length > 0) return undefined;
-    if (teardown ? this.#active >= this.max : this.#active >= this.max - this.reserve || (lane?.active ?? 0) >= this.perLane) return undefined;
+    if (!this.#fits(teardown, lane?.active ?? 0)) return undefined;
     const taken = lane ?? this.#lane(laneName);
     this.#active++;
     taken.active++;
@@ -539,9 +537,10 @@ class SlotScheduler {
     return lane;
   }
 
-  #canStart(task: Task, lane: Lane): boolean {
-    if (task.teardown) return this.#active < this.max;
-    return this.#active < this.max - this.reserve && lane.active < this.perLane;
+  /** Whether a slot is free for a task of a lane with `laneActive` slots taken (teardown: the reserve too, no per-lane share). */
+  #fits(teardown: boolean, laneActive: number): boolean {
+    if (teardown) return this.#active < this.max;
+    return this.#active < this.max - this.reserve && laneActive < this.perLane;
   }
 
   /** Starts queued tasks while slots allow; a task that ends at once (and releases) while started here is handled by the loop, not by recursion. */
@@ -572,7 +571,7 @@ class SlotScheduler {
           this.#turns = this.#turns.filter((n) => n !== name);
           continue;
         }
-        if (!this.#canStart(next, lane)) continue;
+        if (!this.#fits(next.teardown, lane.active)) continue;
         (next.teardown ? lane.teardown : lane.normal).shift();
         // Served: to the back of the line.
         this.#turns = this.#turns.filter((n) => n !== name);
