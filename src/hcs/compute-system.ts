@@ -277,8 +277,8 @@ export class ComputeSystem implements HcsSystem, AsyncDisposable {
     this.#inFlight++;
     const timeoutMs = options?.timeoutMs ?? defaultTimeoutMs;
     const signal = options?.signal;
-    if (document === undefined) return this.#driver.operation(op, this.id, call, handle, null, timeoutMs, signal, flags, this.#operationDone);
-    return this.#driver.operation(op, this.id, call, handle, wideDocument(document), timeoutMs, signal, flags | OP_RECYCLE_INPUT, this.#operationDone);
+    const input = document === undefined ? null : wideDocument(document);
+    return this.#driver.operation(op, this.id, call, handle, input, timeoutMs, signal, input === null ? flags : flags | OP_RECYCLE_INPUT, this.#operationDone);
   }
 
   /** One operation on the handle is over in HCS. */
