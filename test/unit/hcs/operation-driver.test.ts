@@ -493,9 +493,10 @@ describe('ComputeSystem (scripted library)', function () {
     system.close();
     system.close();
     expect(lib.closedSystems).to.deep.equal([handle]);
-    for (const p of [system.start(), system.shutdown(), system.terminate(), system.modify({}), system.properties({})]) {
-      const s = settled(p);
-      await flush();
+    // Each rejection is observed as it is made (no unhandled-then-handled rejection warnings).
+    const calls = [system.start(), system.shutdown(), system.terminate(), system.modify({}), system.properties({})].map((p) => settled(p));
+    await flush();
+    for (const s of calls) {
       expect(UvmError.is(s.error, 'HANDLE_CLOSED')).to.equal(true);
     }
     expect(lib.ops).to.have.length(0);
