@@ -60,7 +60,8 @@ export class IoThreadLost extends Error {
  * The completion board (Int32Array over a SharedArrayBuffer): at BOARD_DONE the id of the last
  * request the thread completed; then a ring of BOARD_SLOTS slots of two int32 (ok 1 / failed 0,
  * descriptor), the slot of request `id` at `boardSlot(id)`. A slot is overwritten only by the
- * request BOARD_SLOTS ids later, so it is valid while `done - id < BOARD_SLOTS`.
+ * request BOARD_SLOTS ids later, so it is read only while that request is not posted yet (the
+ * thread may be writing it meanwhile: `done - id < BOARD_SLOTS` is not enough).
  */
 export const BOARD_DONE = 0;
 const BOARD_SLOTS = 64;
@@ -247,8 +248,9 @@ class JournalIoThread implements AppendIo {
     if (done === this.#seen) return;
     this.#seen = done;
     for (const [id, pending] of this.#pending) {
-      const behind = (done - id) | 0;
-      if (behind < 0 || behind >= BOARD_SLOTS) break;
+      // Not done yet; or the request BOARD_SLOTS ids later is posted, so the thread may be
+      // rewriting this slot while it is read (left to the message).
+      if (((done - id) | 0) < 0 || ((this.#nextId - id) | 0) >= BOARD_SLOTS) break;
       const slot = boardSlot(id);
       if (board[slot] !== 1) break;
       this.#settle(id, pending, undefined, board[slot + 1]!);
