@@ -25,14 +25,14 @@ Json *Json::get(const std::string &key) {
   return nullptr;
 }
 
-Json &Json::set(const std::string &key, Json value) {
+Json &Json::set(std::string key, Json value) {
   type_ = Type::Object;
   for (auto &m : o_)
     if (m.first == key) {
       m.second = std::move(value);
       return m.second;
     }
-  o_.emplace_back(key, std::move(value));
+  o_.emplace_back(std::move(key), std::move(value));
   return o_.back().second;
 }
 
@@ -396,13 +396,7 @@ class Parser {
       skipWs();
       Json v;
       if (!parseValue(v, depth + 1)) return false;
-      // Duplicate keys: the last one wins (as Json::set), the key moved in, not copied.
-      std::vector<Json::Member> &members = out.members();
-      Json::Member *same = nullptr;
-      for (auto &m : members)
-        if (m.first == key) same = &m;
-      if (same) same->second = std::move(v);
-      else members.emplace_back(std::move(key), std::move(v));
+      out.set(std::move(key), std::move(v));  // duplicate keys: the last one wins, in the first one's place
       skipWs();
       if (p_ >= t_.size()) return fail("unterminated object");
       if (t_[p_] == ',') {

@@ -47,7 +47,7 @@ class Json {
   const Json *get(const std::string &key) const;
   Json *get(const std::string &key);
   // Sets (replaces in place or appends) a member; this must be an object.
-  Json &set(const std::string &key, Json value);
+  Json &set(std::string key, Json value);
   bool erase(const std::string &key);
   // Appends to an array.
   Json &push(Json value);
