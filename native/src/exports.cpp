@@ -99,9 +99,7 @@ Json standardProperties(const System &sys) {
 // Starts an operation-driven call: validates the operation handle, evaluates faults (counted at
 // call time), traces at completion. `work` runs on a worker thread after the latency and receives
 // the fault that fired for this call (hit == false if none); it must fail with it unless guestOnly.
-using FaultWork = OpWork;
-
-HRESULT launch(HCS_OPERATION operation, const char *fn, const std::string *id, const DocumentPtr &doc, FaultWork work,
+HRESULT launch(HCS_OPERATION operation, const char *fn, const std::string *id, const DocumentPtr &doc, OpWork work,
                std::function<void()> onNotApplied = nullptr) {
   OpPtr op = findOperation(operation);
   HRESULT early = !op ? HCS_E_HANDLE : operationStarted(op) ? HCS_E_OPERATION_ALREADY_STARTED : HCS_S_OK;
@@ -263,7 +261,7 @@ HCS_API HRESULT HCS_CALL HcsCreateComputeSystem(PCWSTR id, PCWSTR configuration,
   rec->id = sid;
   rec->handles = 1;
   DocumentPtr captured = doc;
-  FaultWork work = [rec, captured](const FaultHit &fault) -> OpOutcome {
+  OpWork work = [rec, captured](const FaultHit &fault) -> OpOutcome {
     captured->json();  // parsed here, outside the model lock
     Core &c = core();
     std::lock_guard<std::mutex> lock(c.modelMu);
@@ -389,7 +387,7 @@ HCS_API HRESULT HCS_CALL HcsGetComputeSystemProperties(HCS_SYSTEM computeSystem,
   if (!h) return HCS_E_HANDLE;
   SystemRecPtr rec = h->rec;
   DocumentPtr captured = doc;
-  FaultWork work = [rec, captured](const FaultHit &fault) -> OpOutcome {
+  OpWork work = [rec, captured](const FaultHit &fault) -> OpOutcome {
     failWithFault(fault);
     bool simState = false, testHelper = false;
     if (captured->present()) {
@@ -448,7 +446,7 @@ HCS_API HRESULT HCS_CALL HcsModifyComputeSystem(HCS_SYSTEM computeSystem, HCS_OP
     return HCS_E_INVALIDARG;
   }
   DocumentPtr captured = doc;
-  FaultWork work = [rec, captured](const FaultHit &fault) -> OpOutcome {
+  OpWork work = [rec, captured](const FaultHit &fault) -> OpOutcome {
     // Parsed, and the request's own shape checked, here, outside the model lock (the pool's threads
     // queue on it); a shape error is reported below in its place, after the checks that need the model.
     ModifyShape shape;
@@ -518,7 +516,7 @@ HCS_API HRESULT HCS_CALL HcsEnumerateComputeSystems(PCWSTR query, HCS_OPERATION 
   const char *fn = "HcsEnumerateComputeSystems";
   DocumentPtr doc = docArg(query);
   DocumentPtr captured = doc;
-  FaultWork work = [captured](const FaultHit &fault) -> OpOutcome {
+  OpWork work = [captured](const FaultHit &fault) -> OpOutcome {
     failWithFault(fault);
     std::vector<std::string> ids, owners, types;
     bool hasIds = false, hasOwners = false, hasTypes = false;

@@ -906,12 +906,6 @@ void applyModifyShape(System &sys, const ModifyShape &shape, const HcsFailure *g
   }
 }
 
-void applyModify(System &sys, const Json &doc, const HcsFailure *guestFault) {
-  ModifyShape shape;
-  checkModifyShape(doc, shape);
-  applyModifyShape(sys, shape, guestFault);
-}
-
 namespace {
 // Chipset boot configuration (schema 2.1 + later fields; no per-version check, as HCS accepts a 2.1
 // document using 2.2+ fields). Returns true when it boots a Linux kernel directly.

@@ -156,8 +156,15 @@ struct HostTarget {
   std::string pipe;
 };
 
-// What of a ModifySettingRequest can be checked on the document alone (no System): its fields, and
-// the host half's ResourcePath, RequestType and Settings shape. Points into the document.
+// A ModifySettingRequest is applied in two steps: checkModifyShape (on the document alone, so a
+// caller can run it outside the model lock), then applyModifyShape. Together they validate the
+// shape of both halves first (HCS_E_INVALID_JSON, nothing applied), then apply the host half (if
+// ResourcePath is present), then the guest half (if GuestRequest is present). If guestFault is
+// non-null the guest half fails with it after the host half was applied. A failing guest half
+// leaves the host half applied. Both throw HcsFailure.
+//
+// What of a request can be checked on the document alone (no System): its fields, and the host
+// half's ResourcePath, RequestType and Settings shape. Points into the document.
 struct ModifyShape {
   bool host = false;
   const Json *guestRequest = nullptr;  // null: none
@@ -165,18 +172,11 @@ struct ModifyShape {
   std::string requestType;
   const Json *settings = nullptr;  // host half's Settings, null: none
 };
-// Throws HcsFailure (HCS_E_INVALID_JSON / HCS_E_INVALIDARG) as applyModify would before it looks at
-// the System, so that a caller can run it outside the model lock.
+// Throws HcsFailure (HCS_E_INVALID_JSON / HCS_E_INVALIDARG) before anything looks at the System.
 void checkModifyShape(const Json &doc, ModifyShape &out);
-// The rest of applyModify on a checked shape: the guest half's shape (it depends on the System), then
-// the host half, then the guest half. Throws HcsFailure.
+// The rest on a checked shape: the guest half's shape (it depends on the System), then the host
+// half, then the guest half.
 void applyModifyShape(System &sys, const ModifyShape &shape, const HcsFailure *guestFault);
-
-// Applies a ModifySettingRequest: validates the shape of both halves first (HCS_E_INVALID_JSON,
-// nothing applied), then applies the host half (if ResourcePath is present), then the guest half (if
-// GuestRequest is present). If guestFault is non-null the guest half fails with it after the host
-// half was applied. A failing guest half leaves the host half applied. Throws HcsFailure.
-void applyModify(System &sys, const Json &doc, const HcsFailure *guestFault);
 bool hasGuestPart(const Json &doc);
 // Applies one guest request {RequestType, ResourceType, Settings} alone (the bridge's ModifySettings),
 // validated like a GuestRequest and applied atomically or not at all. Throws HcsFailure.
