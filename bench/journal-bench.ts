@@ -10,7 +10,7 @@
 import { mkdtempSync, rmSync } from 'node:fs';
 import { loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { makePod, runPod, type RunResult } from './pod-bench.js';
+import { DRIVER_SLOTS, makePod, runPod, type RunResult } from './pod-bench.js';
 import { median } from './stats.js';
 
 const ROUNDS = process.env.JOURNAL_ROUNDS ? Number(process.env.JOURNAL_ROUNDS) : 7;
@@ -22,13 +22,13 @@ export async function run(): Promise<void> {
     const pod = makePod(root);
     const loadBefore = loadavg()[0];
     // Warm-up (JIT, file caches), not counted.
-    await runPod(root, pod, 64, 'warmup', true);
-    await runPod(root, pod, 64, 'warmup-plain');
+    await runPod(root, pod, DRIVER_SLOTS, 'warmup', true);
+    await runPod(root, pod, DRIVER_SLOTS, 'warmup-plain');
     const plain: RunResult[] = [];
     const journaled: RunResult[] = [];
     for (let i = 0; i < ROUNDS; i++) {
-      const runPlain = async (): Promise<void> => void plain.push(await runPod(root, pod, 64, `plain-${i}`));
-      const runJournaled = async (): Promise<void> => void journaled.push(await runPod(root, pod, 64, `journaled-${i}`, true));
+      const runPlain = async (): Promise<void> => void plain.push(await runPod(root, pod, DRIVER_SLOTS, `plain-${i}`));
+      const runJournaled = async (): Promise<void> => void journaled.push(await runPod(root, pod, DRIVER_SLOTS, `journaled-${i}`, true));
       if (i % 2 === 0) {
         await runPlain();
         await runJournaled();

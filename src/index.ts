@@ -117,6 +117,7 @@ export { createLogger, withFields, logLevelEnabled, LogField, type Logger, type 
 // ---- HCS and the host file system (ports a shim may replace)
 export { ComputeCoreHcs, type ComputeCoreHcsOptions } from './hcs/computecore-hcs.js';
 export type { HcsApi, HcsSystem, HcsSystemSummary, HcsCallOptions } from './hcs/hcs-api.js';
+export { MAX_CALL_PRIORITY } from './hcs/hcs-api.js';
 export type { ComputeSystem } from './hcs/compute-system.js';
 export type { ComputeCoreLoadOptions } from './hcs/computecore.js';
 export type { GuestRequest, ModifySettingRequest, HcsErrorEvent, RequestType, GuestResourceType } from './hcs/schema.js';

@@ -6,6 +6,7 @@
  */
 import { Residue } from '../core/refcounted-table.js';
 import { fullyRemoved, type RemovalProgress, type ResourceDelivery } from './guest-delivery.js';
+import type { HcsCallOptions } from '../hcs/hcs-api.js';
 import type { GuestRequest } from '../hcs/schema.js';
 import type { HostRequest } from './wire-requests.js';
 
@@ -17,11 +18,13 @@ export interface CombinedAdd<V> {
   guestRemoval?: GuestRequest;
   /** The table's value (kept as the residue). */
   value: V;
+  /** Of the Add (e.g. its priority). */
+  options?: HcsCallOptions;
 }
 
 export async function commitCombinedAdd<V>(delivery: ResourceDelivery, add: CombinedAdd<V>): Promise<void | Residue<V>> {
   try {
-    await delivery.addCombined(add.host, add.guest, add.removal, add.guestRemoval);
+    await delivery.addCombined(add.host, add.guest, add.removal, add.guestRemoval, add.options);
   } catch (err) {
     if (!fullyRemoved(add.removal)) return new Residue(err, add.value);
     throw err;

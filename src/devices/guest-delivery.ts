@@ -42,7 +42,7 @@ export function fullyRemoved(progress: RemovalProgress): boolean {
  */
 export interface ResourceDelivery {
   /** A host-only request (SCSI attach/detach, VSMB Add/Update/Remove, mapped pipes). */
-  host(request: HostRequest): Promise<void>;
+  host(request: HostRequest, options?: HcsCallOptions): Promise<void>;
   /** A guest-only request (SCSI mount/unmount/unplug, CombinedLayers, …). */
   guest(request: GuestRequest, options?: HcsCallOptions): Promise<void>;
   /**
@@ -50,9 +50,9 @@ export interface ResourceDelivery {
    * halves (`guestRemoval`, when the guest half has one, undoes a guest half that applied and
    * reported a failure) and `progress` (a fresh one) says the outcome: `fullyRemoved(progress)`
    * when nothing is left, else where a retried teardown (`removeCombined` with the same
-   * `progress`) starts.
+   * `progress`) starts. `options` go with the Add (its host half, when the halves are split).
    */
-  addCombined(host: HostRequest, guest: GuestRequest, progress: RemovalProgress, guestRemoval?: GuestRequest): Promise<void>;
+  addCombined(host: HostRequest, guest: GuestRequest, progress: RemovalProgress, guestRemoval?: GuestRequest, options?: HcsCallOptions): Promise<void>;
   /** Removes both halves; retry with the same `progress` after a rejection. */
   removeCombined(host: HostRequest, guest: GuestRequest, progress: RemovalProgress): Promise<void>;
   /**
@@ -72,11 +72,11 @@ abstract class DeliveryBase implements ResourceDelivery {
   ) {}
 
   abstract guest(request: GuestRequest, options?: HcsCallOptions): Promise<void>;
-  abstract addCombined(host: HostRequest, guest: GuestRequest, progress: RemovalProgress, guestRemoval?: GuestRequest): Promise<void>;
+  abstract addCombined(host: HostRequest, guest: GuestRequest, progress: RemovalProgress, guestRemoval?: GuestRequest, options?: HcsCallOptions): Promise<void>;
   abstract removeCombined(host: HostRequest, guest: GuestRequest, progress: RemovalProgress): Promise<void>;
 
-  host(request: HostRequest): Promise<void> {
-    return request.RequestType === 'Remove' ? this.removal(() => this.system.modify(request)) : this.system.modify(request);
+  host(request: HostRequest, options?: HcsCallOptions): Promise<void> {
+    return request.RequestType === 'Remove' ? this.removal(() => this.system.modify(request, options)) : this.system.modify(request, options);
   }
 
   /**
@@ -133,9 +133,9 @@ export class ModifyDelivery extends DeliveryBase {
     return request.RequestType === 'Remove' ? this.removal(send) : send();
   }
 
-  async addCombined(host: HostRequest, guest: GuestRequest, progress: RemovalProgress, _guestRemoval?: GuestRequest): Promise<void> {
+  async addCombined(host: HostRequest, guest: GuestRequest, progress: RemovalProgress, _guestRemoval?: GuestRequest, options?: HcsCallOptions): Promise<void> {
     try {
-      await this.system.modify(combinedRequest(host, guest));
+      await this.system.modify(combinedRequest(host, guest), options);
     } catch (err) {
       // HCS may have applied the host half before the guest half failed.
       await this.compensate(host, err, progress);
@@ -208,7 +208,7 @@ export class GuestConnectionDelivery extends DeliveryBase {
     }
   }
 
-  async addCombined(host: HostRequest, guest: GuestRequest, progress: RemovalProgress, guestRemoval?: GuestRequest): Promise<void> {
+  async addCombined(host: HostRequest, guest: GuestRequest, progress: RemovalProgress, guestRemoval?: GuestRequest, options?: HcsCallOptions): Promise<void> {
     // Only an Add splits into host then guest; hcsshim's modify() silently drops the host half of a
     // combined Update (only Add/Remove reach HCS): refuse it rather than lose half of it.
     if (host.RequestType !== 'Add' || guest.RequestType !== 'Add') {
@@ -218,7 +218,7 @@ export class GuestConnectionDelivery extends DeliveryBase {
       });
     }
     try {
-      await this.system.modify(host);
+      await this.system.modify(host, options);
     } catch (err) {
       Object.assign(progress, { guestDone: true, hostDone: true });
       throw err;

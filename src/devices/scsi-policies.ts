@@ -7,6 +7,7 @@ import { UvmError } from '../core/errors.js';
 import type { EntryInfo } from '../core/refcounted-table.js';
 import { Residue } from '../core/refcounted-table.js';
 import { SlotAllocator } from '../core/slot-allocator.js';
+import { THEN_ONE_MORE, THEN_TWO_MORE } from './call-priority.js';
 import type { DevicePolicy } from './device-core.js';
 import type { GuestOs } from './device-types.js';
 import type { ResourceDelivery } from './guest-delivery.js';
@@ -64,7 +65,8 @@ export function scsiAttachPolicy(
       return {
         value: a,
         commit: async () => {
-          await delivery.host(scsiRequests.attach(a.controller, a.lun, cfg));
+          // A mount usually follows, then what needs it (a container's overlay).
+          await delivery.host(scsiRequests.attach(a.controller, a.lun, cfg), THEN_TWO_MORE);
           a.state = 'attached';
         },
       };
@@ -72,7 +74,7 @@ export function scsiAttachPolicy(
     forget: (a) => slots.free(a.controller * SCSI_LUNS_PER_CONTROLLER + a.lun),
     async remove(a) {
       if (a.state === 'attached' && os === 'linux') {
-        await delivery.guest(scsiRequests.unplug(a.controller, a.lun));
+        await delivery.guest(scsiRequests.unplug(a.controller, a.lun), THEN_ONE_MORE);
         a.state = 'ejected';
       }
       if (a.state === 'attached' || a.state === 'ejected') {
@@ -153,7 +155,7 @@ export function scsiMountPolicy(
         value: m,
         commit: async () => {
           try {
-            await delivery.guest(scsiRequests.mount(os, m.controller, m.lun, m.path, m.settings));
+            await delivery.guest(scsiRequests.mount(os, m.controller, m.lun, m.path, m.settings), THEN_ONE_MORE);
           } catch (err) {
             // The guest may have applied it before reporting the failure (a guest connection):
             // undo it; "not found" means it was not applied. If that fails too, keep it for a retry.
@@ -168,7 +170,8 @@ export function scsiMountPolicy(
       };
     },
     async remove(m) {
-      await delivery.guest(unmount(m));
+      // The disk's removal usually follows (its last mount): unplug (LCOW) and detach.
+      await delivery.guest(unmount(m), os === 'linux' ? THEN_TWO_MORE : THEN_ONE_MORE);
       m.state = 'unmounted';
     },
     where: (m) => ({ slot: `${m.controller}:${m.lun}`, guestPath: m.path }),

@@ -3,6 +3,7 @@ import { UvmError } from '../core/errors.js';
 import { HostFs } from '../core/host-fs.js';
 import type { Lease } from '../core/lease.js';
 import { Logger } from '../core/logger.js';
+import { THEN_ONE_MORE } from './call-priority.js';
 import { commitCombinedAdd } from './combined-add.js';
 import { DeviceCore } from './device-core.js';
 import { UvmDeviceConfig } from './device-config.js';
@@ -70,7 +71,7 @@ export class VpmemManagerImpl implements VpmemManager {
         if (size === undefined) throw new UvmError('INVALID_STATE', `the size of ${hostPath} is needed to place it on VPMEM`);
         const e = entry(hostPath, slots.place(hostPath, size));
         // Something may still be attached after a failed Add: the slot is kept for a retried teardown.
-        return { value: e, commit: () => commitCombinedAdd(this.delivery, { host: e.host, guest: e.guest, removal: e.removal, guestRemoval: e.guestRemoval, value: e }) };
+        return { value: e, commit: () => commitCombinedAdd(this.delivery, { host: e.host, guest: e.guest, removal: e.removal, guestRemoval: e.guestRemoval, value: e, options: THEN_ONE_MORE }) };
       },
       remove: (e) => this.delivery.removeCombined(hostRequest(e.host.ResourcePath, 'Remove'), e.guestRemoval, e.removal),
       forget: (e) => slots.free(e),

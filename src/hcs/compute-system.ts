@@ -3,7 +3,7 @@ import { pendingPromises } from '../core/pending-promises.js';
 import type { HcsCallOptions, HcsSystem } from './hcs-api.js';
 import { HCS_GENERIC_ALL, toWide, wideDocument, type SystemHandle, type WideString } from './computecore.js';
 import { HcsError, HResult } from './hcs-error.js';
-import { lateOutcomeOf, OP_DISCARD, OP_RECYCLE_INPUT, OP_TEARDOWN, withLateOutcome, type OperationCall, type OperationDriver } from './operation-driver.js';
+import { lateOutcomeOf, OP_DISCARD, OP_RECYCLE_INPUT, OP_TEARDOWN, priorityFlags, withLateOutcome, type OperationCall, type OperationDriver } from './operation-driver.js';
 import type { ModifySettingRequest } from './schema.js';
 import { subscribeSystemEvents, systemExitOf, type EventSubscription, type HcsSystemEvent, type SystemExit } from './system-events.js';
 
@@ -274,11 +274,13 @@ export class ComputeSystem implements HcsSystem, AsyncDisposable {
         }),
       );
     }
+    const priority = priorityFlags(options?.priority);
+    if (typeof priority !== 'number') return Promise.reject(priority);
     this.#inFlight++;
     const timeoutMs = options?.timeoutMs ?? defaultTimeoutMs;
     const signal = options?.signal;
     const input = document === undefined ? null : wideDocument(document);
-    return this.#driver.operation(op, this.id, call, handle, input, timeoutMs, signal, input === null ? flags : flags | OP_RECYCLE_INPUT, this.#operationDone);
+    return this.#driver.operation(op, this.id, call, handle, input, timeoutMs, signal, (input === null ? flags : flags | OP_RECYCLE_INPUT) | priority, this.#operationDone);
   }
 
   /** One operation on the handle is over in HCS. */

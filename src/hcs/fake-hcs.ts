@@ -2,7 +2,7 @@ import { randomUUID } from 'node:crypto';
 import { UvmError } from '../core/errors.js';
 import type { HvSocketTransport } from './hvsocket.js';
 import { DrainingGuestTransport } from './in-process-guest.js';
-import type { HcsApi, HcsCallOptions, HcsSystem, HcsSystemSummary } from './hcs-api.js';
+import { invalidPriority, type HcsApi, type HcsCallOptions, type HcsSystem, type HcsSystemSummary } from './hcs-api.js';
 import type { SystemExit } from './system-events.js';
 import { HcsError } from './hcs-error.js';
 import type { ModifySettingRequest } from './schema.js';
@@ -13,6 +13,8 @@ export interface FakeHcsCall {
   id: string;
   /** A deep copy (via JSON) of the document argument, as it would go on the wire. */
   doc: unknown;
+  /** A modify's `HcsCallOptions.priority`, when one was given (checked, recorded: the fake has no queue). */
+  priority?: number;
 }
 
 /** Decides whether a call fails: return an Error to fail it, undefined to let it through. */
@@ -233,8 +235,13 @@ export class FakeComputeSystem implements HcsSystem {
     };
   }
 
-  async modify(request: ModifySettingRequest): Promise<void> {
-    await this.#call('modify', request);
+  async modify(request: ModifySettingRequest, options?: HcsCallOptions): Promise<void> {
+    const priority = options?.priority;
+    if (priority !== undefined) {
+      const invalid = invalidPriority(priority);
+      if (invalid) throw invalid;
+    }
+    await this.#call('modify', request, priority);
     if (this.state !== 'Running') throw new UvmError('HCS_ERROR', `modify of ${this.id} in state ${this.state}`);
     const req = clone(request);
     // Validate both halves before applying either, so a rejected request changes nothing.
@@ -251,9 +258,9 @@ export class FakeComputeSystem implements HcsSystem {
     this.#model.listeners.delete(this.#onExit);
   }
 
-  async #call(fn: FakeHcsCall['fn'], doc: unknown): Promise<void> {
+  async #call(fn: FakeHcsCall['fn'], doc: unknown, priority?: number): Promise<void> {
     if (this.#closed) throw new UvmError('HANDLE_CLOSED', `compute system ${this.id} handle is closed`);
-    await this.hcs.enter({ fn, id: this.id, doc: clone(doc) });
+    await this.hcs.enter(priority === undefined ? { fn, id: this.id, doc: clone(doc) } : { fn, id: this.id, doc: clone(doc), priority });
   }
 }
 

@@ -1,4 +1,5 @@
 import type { ServiceIdentifier } from 'inversify';
+import { UvmError } from '../core/errors.js';
 import type { ModifySettingRequest } from './schema.js';
 import type { SystemExit } from './system-events.js';
 import type { HvSocketTransport } from './hvsocket.js';
@@ -13,6 +14,24 @@ export interface HcsCallOptions {
   signal?: AbortSignal;
   /** Milliseconds before the call rejects with code TIMEOUT (same rules as `signal`). */
   timeoutMs?: number;
+  /**
+   * 0 (default) to 7: among the calls of one compute system that wait for a slot of the binding
+   * (`maxConcurrentOperations`, `perSystemOperations`), higher ones start first; equal ones in
+   * order of arrival. A waiting call is overtaken at most `maxConcurrentOperations` times, so
+   * none starves, and systems still take turns whatever their priorities. The device managers
+   * give the first steps of multi-call removals a higher priority (the length of the chain that
+   * follows), so that chains, not single calls, wait. Other implementations may ignore it.
+   */
+  priority?: number;
+}
+
+/** The highest `HcsCallOptions.priority`. */
+export const MAX_CALL_PRIORITY = 7;
+
+/** The INVALID_ARGUMENT error of a `priority` that is not an integer in 0..MAX_CALL_PRIORITY; undefined when it is one. */
+export function invalidPriority(priority: unknown): UvmError | undefined {
+  if (typeof priority === 'number' && Number.isInteger(priority) && priority >= 0 && priority <= MAX_CALL_PRIORITY) return undefined;
+  return new UvmError('INVALID_ARGUMENT', `priority must be an integer in 0..${MAX_CALL_PRIORITY}, got ${String(priority)}`);
 }
 
 /**

@@ -25,7 +25,7 @@
  */
 import { UvmError } from '../core/errors.js';
 import { pendingPromises } from '../core/pending-promises.js';
-import type { HcsCallOptions } from './hcs-api.js';
+import { invalidPriority, type HcsCallOptions } from './hcs-api.js';
 import { HcsError, HResult, hcsErrorFromResult } from './hcs-error.js';
 import { recycleWide, type ComputeCore, type OperationHandle, type WideString } from './computecore.js';
 
@@ -426,6 +426,10 @@ function badTimeout(timeoutMs: number | undefined): UvmError | undefined {
 interface Task {
   readonly lane: string;
   readonly teardown: boolean;
+  /** Among its lane's queued tasks, higher runs first (`HcsCallOptions.priority`); 0 for most. */
+  readonly priority: number;
+  /** How many later tasks of higher priority were queued ahead of it (at most `SlotScheduler.max`). */
+  overtaken: number;
   /** True while queued. */
   queued: boolean;
   /** Runs the task in a slot of `lane`; whoever ends the task gives it back with `release(lane)`. */
@@ -484,11 +488,24 @@ class SlotScheduler {
     return taken;
   }
 
-  /** Queues `task` (after `acquire` failed); it runs when a slot of its lane is free. */
+  /**
+   * Queues `task` (after `acquire` failed); it runs when a slot of its lane is free. A task of
+   * priority p goes behind the lane's queued tasks of priority p or more, ahead of those of less,
+   * but never ahead of a task that has already been overtaken `max` times: a steady stream of
+   * higher-priority calls delays a call by at most `max` calls (about one round of every slot).
+   */
   enqueue(task: Task): void {
     const lane = this.#lane(task.lane);
     task.queued = true;
-    (task.teardown ? lane.teardown : lane.normal).push(task);
+    task.overtaken = 0;
+    const list = task.teardown ? lane.teardown : lane.normal;
+    let at = list.length;
+    if (task.priority > 0) {
+      while (at > 0 && list[at - 1]!.priority < task.priority && list[at - 1]!.overtaken < this.max) at--;
+      for (let i = at; i < list.length; i++) list[i]!.overtaken++;
+    }
+    if (at === list.length) list.push(task);
+    else list.splice(at, 0, task);
     if (!this.#turns.includes(task.lane)) this.#turns.push(task.lane);
   }
 
@@ -607,6 +624,14 @@ export const OP_TEARDOWN = 1;
 export const OP_DISCARD = 2;
 /** The input is a `wideDocument` buffer: hand it back (`recycleWide`) once HCS is done with it. */
 export const OP_RECYCLE_INPUT = 4;
+/** `flags` from this bit on: the call's priority (`HcsCallOptions.priority`, see `priorityFlags`). */
+const OP_PRIORITY_SHIFT = 8;
+
+/** The `flags` bits of `HcsCallOptions.priority` (undefined: 0), or the INVALID_ARGUMENT error of an ill-typed one. */
+export function priorityFlags(priority: number | undefined): number | UvmError {
+  if (priority === undefined) return 0;
+  return invalidPriority(priority) ?? priority << OP_PRIORITY_SHIFT;
+}
 
 /** Hands back `input` when `flags` say it is a `wideDocument` buffer (nothing native uses it any more). */
 function recycleInput(flags: number, input: unknown): void {
@@ -639,6 +664,7 @@ function captureResolvers(resolve: (value: string | undefined) => void, reject: 
  */
 class Operation implements PendingEntry, DeadlineWaiter, Task {
   queued = false;
+  overtaken = 0;
   deadline: NodeJS.Timeout | DeadlineGroup | undefined = undefined;
   #state = WAITING;
   #context = 0;
@@ -673,6 +699,10 @@ class Operation implements PendingEntry, DeadlineWaiter, Task {
 
   get teardown(): boolean {
     return (this.flags & OP_TEARDOWN) !== 0;
+  }
+
+  get priority(): number {
+    return this.flags >>> OP_PRIORITY_SHIFT;
   }
 
   /** The caller's promise (call once, before `begin`). */
@@ -929,7 +959,9 @@ export class OperationDriver {
    */
   run(req: OperationRequest): Promise<string | undefined> {
     const options = req.options;
-    return this.operation(req.op, req.systemId, callRequest, req.call, req.inputs, options?.timeoutMs, options?.signal, req.teardown === true ? OP_TEARDOWN : 0);
+    const priority = priorityFlags(options?.priority);
+    if (typeof priority !== 'number') return Promise.reject(priority);
+    return this.operation(req.op, req.systemId, callRequest, req.call, req.inputs, options?.timeoutMs, options?.signal, (req.teardown === true ? OP_TEARDOWN : 0) | priority);
   }
 
   /**
@@ -1027,7 +1059,7 @@ export class OperationDriver {
         start(slot);
         return;
       }
-      const task: Task = { lane, teardown: false, queued: false, run: start };
+      const task: Task = { lane, teardown: false, priority: 0, overtaken: 0, queued: false, run: start };
       deadline.onFire(() => {
         if (scheduler.withdraw(task)) finish(() => reject(cancelledError(req, timeoutMs, deadline.reason!, false)));
       });

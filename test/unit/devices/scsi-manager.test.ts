@@ -93,6 +93,19 @@ describe('ScsiManager', () => {
       ]);
     });
 
+    it('call priorities: the steps that others follow go first among queued calls (attach 2, mount 1; unmount 2, unplug 1, detach 0)', async () => {
+      const priorities = async (os: 'linux' | 'windows'): Promise<(number | undefined)[]> => {
+        const kit = await deviceKit({ os });
+        const lease = await kit.scsi.acquire({ hostPath: 'C:\\s\\sandbox.vhdx', readOnly: false, mount: {} });
+        await lease.release();
+        return kit.hcs.calls.filter((c) => c.fn === 'modify').map((c) => c.priority);
+      };
+      // attach, mount, unmount, unplug, detach (the docs are the A1 test's)
+      expect(await priorities('linux')).to.deep.equal([2, 1, 2, 1, undefined]);
+      // attach, mount, unmount, detach: no unplug in WCOW
+      expect(await priorities('windows')).to.deep.equal([2, 1, 1, undefined]);
+    });
+
     it('EVD: evd://<type>/<path> → ExtensibleVirtualDisk, never a VM grant', async () => {
       const kit = await deviceKit({ os: 'linux' });
       const lease = await kit.scsi.acquire({ hostPath: 'evd://space/C:\\pool\\disk1', readOnly: false, grantVmAccess: true });

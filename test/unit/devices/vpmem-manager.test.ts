@@ -45,6 +45,14 @@ describe('VpmemManager', () => {
       ]);
     });
 
+    it('the Add has call priority 1 (the overlay that needs it follows); the removal none', async () => {
+      const kit = await deviceKit({ os: 'linux', vpmemCount: 4 });
+      kit.hostFs.file('C:\\snap\\6\\layer.vhd', 10 * MiB);
+      const lease = await kit.vpmem.acquire({ hostPath: 'C:\\snap\\6\\layer.vhd' });
+      await lease.release();
+      expect(kit.hcs.calls.filter((c) => c.fn === 'modify').map((c) => c.priority)).to.deep.equal([1, undefined]);
+    });
+
     it('two owners of one host path share the device', async () => {
       const kit = await deviceKit({ os: 'linux', vpmemCount: 4 });
       kit.hostFs.file('/l/a.vhd', MiB);

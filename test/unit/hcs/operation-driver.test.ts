@@ -15,6 +15,7 @@ import type {
 import { formatGuid, packageRoot, recycleWide, resolveLibraryPath, toWide, wideDocument } from '../../../src/hcs/computecore.js';
 import { join } from 'node:path';
 import { ComputeSystem } from '../../../src/hcs/compute-system.js';
+import { FakeHcs } from '../../../src/hcs/fake-hcs.js';
 import { HcsError, HResult } from '../../../src/hcs/hcs-error.js';
 import { isKeepingProcessAlive, lateOutcomeOf, OperationDriver, pendingOperationCount } from '../../../src/hcs/operation-driver.js';
 
@@ -562,6 +563,76 @@ describe('ComputeSystem (scripted library)', function () {
     expect(one.inFlight).to.equal(0);
     expect(pendingOperationCount()).to.equal(0);
     expect(pendingPromises.byKind()).to.not.have.property('hcs-operation');
+  });
+
+  /** Completes the running operations one at a time until none is left; the ResourcePaths in the order HCS got them. */
+  async function drainInOrder(): Promise<string[]> {
+    while (lib.ops.some((o) => !o.done)) {
+      lib.complete(lib.ops.find((o) => !o.done)!);
+      await flush();
+    }
+    return lib.ops.map((o) => (JSON.parse(o.document!) as { ResourcePath: string }).ResourcePath);
+  }
+
+  it('queued calls of a system start by priority, equal ones in arrival order; the running ones are not touched', async function () {
+    const one = new ComputeSystem('vm-11', { system: 11 } as unknown as SystemHandle, new OperationDriver(lib, { maxConcurrentOperations: 8, perSystemOperations: 1, reservedForTeardown: 0 }));
+    const calls = [
+      one.modify({ ResourcePath: 'running' }, { priority: 0 }),
+      one.modify({ ResourcePath: 'a0' }),
+      one.modify({ ResourcePath: 'b0' }, { priority: 0 }),
+      one.modify({ ResourcePath: 'c2' }, { priority: 2 }),
+      one.modify({ ResourcePath: 'd1' }, { priority: 1 }),
+      one.modify({ ResourcePath: 'e2' }, { priority: 2 }),
+      one.modify({ ResourcePath: 'f7' }, { priority: 7 }),
+    ];
+    await flush();
+    expect(await drainInOrder()).to.deep.equal(['running', 'f7', 'c2', 'e2', 'd1', 'a0', 'b0']);
+    await Promise.all(calls);
+    expect(one.inFlight).to.equal(0);
+    expect(pendingOperationCount()).to.equal(0);
+  });
+
+  it('a queued call is overtaken at most maxConcurrentOperations times (no starvation), then keeps its place', async function () {
+    const two = new ComputeSystem('vm-12', { system: 12 } as unknown as SystemHandle, new OperationDriver(lib, { maxConcurrentOperations: 2, reservedForTeardown: 0 }));
+    const calls = [two.modify({ ResourcePath: 'r1' }), two.modify({ ResourcePath: 'r2' }), two.modify({ ResourcePath: 'low' })];
+    for (let i = 1; i <= 4; i++) calls.push(two.modify({ ResourcePath: `high${i}` }, { priority: 3 }));
+    await flush();
+    // high1 and high2 overtake `low` (twice = the bound); high3 and high4 queue behind it.
+    expect(await drainInOrder()).to.deep.equal(['r1', 'r2', 'high1', 'high2', 'low', 'high3', 'high4']);
+    await Promise.all(calls);
+    expect(pendingOperationCount()).to.equal(0);
+  });
+
+  it('a call withdrawn at its deadline leaves the priority order of the others intact', async function () {
+    const one = new ComputeSystem('vm-13', { system: 13 } as unknown as SystemHandle, new OperationDriver(lib, { maxConcurrentOperations: 8, perSystemOperations: 1, reservedForTeardown: 0 }));
+    const controller = new AbortController();
+    const calls = [one.modify({ ResourcePath: 'running' }), one.modify({ ResourcePath: 'low' }), one.modify({ ResourcePath: 'mid' }, { priority: 1 })];
+    const gone = settled(one.modify({ ResourcePath: 'withdrawn' }, { priority: 5, signal: controller.signal }));
+    calls.push(one.modify({ ResourcePath: 'top' }, { priority: 6 }));
+    controller.abort();
+    await flush();
+    expect(UvmError.is(gone.error, 'ABORTED')).to.equal(true);
+    expect(await drainInOrder()).to.deep.equal(['running', 'top', 'mid', 'low']);
+    await Promise.all(calls);
+    expect(pendingOperationCount()).to.equal(0);
+  });
+
+  it('an ill-typed priority → INVALID_ARGUMENT at once; nothing reaches HCS', async function () {
+    for (const priority of [-1, 1.5, 8, Number.NaN, Infinity, '1' as unknown as number, null as unknown as number]) {
+      const m = settled(system.modify({ ResourcePath: 'x' }, { priority }));
+      await flush();
+      expect(UvmError.is(m.error, 'INVALID_ARGUMENT'), String(priority)).to.equal(true);
+    }
+    expect(lib.ops).to.have.length(0);
+    expect(system.inFlight).to.equal(0);
+    // FakeHcs checks it the same way (and records a valid one).
+    const fake = new FakeHcs();
+    const fakeSystem = await fake.createComputeSystem('vm-f', {});
+    await fakeSystem.start();
+    const bad = settled(fakeSystem.modify({ ResourcePath: 'x' }, { priority: 8 }));
+    await flush();
+    expect(UvmError.is(bad.error, 'INVALID_ARGUMENT')).to.equal(true);
+    expect(fake.calls.map((c) => c.fn)).to.deep.equal(['create', 'start']);
   });
 
   it('modify, start, shutdown and terminate resolve with undefined whatever result document HCS returns', async function () {
