@@ -5,14 +5,13 @@
 // (bench/ffi-floor.ts). Prints
 // `ffi: serial_cpu_us=… floor_cpu_us=… ratio=… inflight64_ops=… floor_inflight64_ops=…`
 // (CPU time of all threads per round trip; ratio = median of the per-round ratios).
-import { readFileSync } from 'node:fs';
 import { loadavg } from 'node:os';
 import { ComputeCoreHcs } from '../src/hcs/computecore-hcs.js';
 import { toWide } from '../src/hcs/computecore.js';
 import type { ModifySettingRequest } from '../src/hcs/schema.js';
 import { configureSimulator, resetSimulator } from '../src/hcs/simulator-controls.js';
 import { loadFloor } from './ffi-floor.js';
-import { median, medianOf, table } from './stats.js';
+import { mainThreadCpuNs, median, medianOf, table } from './stats.js';
 
 const CONTROLLERS = [
   'df6d0690-79e5-55b6-a5ec-c1e2f77f580a',
@@ -26,19 +25,6 @@ const TARGET_INFLIGHT = 0.9;
 /** The simulator's worker pool size (native/src/scheduler.cpp); the floor gets as many threads. */
 const WORKERS = Number(process.env.HCSSIM_WORKER_THREADS ?? 4);
 const QUICK = process.env.BENCH_QUICK === '1';
-
-/**
- * CPU time of the main thread alone (ns), from /proc (Linux); undefined elsewhere. At 64 in flight
- * the main thread is the shared bottleneck, and its CPU per operation moves far less with the
- * machine's load than throughput does.
- */
-function mainThreadCpuNs(): number | undefined {
-  try {
-    return Number(readFileSync(`/proc/self/task/${process.pid}/schedstat`, 'utf8').split(' ')[0]);
-  } catch {
-    return undefined;
-  }
-}
 
 function add(controller: number, lun: number): ModifySettingRequest {
   return {

@@ -38,7 +38,7 @@ import { allocateContainer } from '../src/containers/allocate-container.js';
 import type { ContainerResources } from '../src/containers/container-resources.js';
 import type { OciSpec } from '../src/oci/oci-spec.js';
 import type { ResourceInfo } from '../src/devices/device-types.js';
-import { median } from './stats.js';
+import { mainThreadCpuNs, median } from './stats.js';
 
 const env = (name: string, def: number): number => (process.env[name] ? Number(process.env[name]) : def);
 const N = env('POD_CONTAINERS', 50);
@@ -142,13 +142,10 @@ const collectGarbage: () => void = (() => {
   return runInNewContext('gc') as () => void;
 })();
 
-/** CPU time the main thread has used (ms), from the scheduler's per-thread statistics (Linux). */
+/** CPU time the main thread has used (ms; undefined where /proc is not available). */
 function mainThreadCpuMs(): number | undefined {
-  try {
-    return Number(readFileSync(`/proc/self/task/${process.pid}/schedstat`, 'utf8').split(' ')[0]) / 1e6;
-  } catch {
-    return undefined;
-  }
+  const ns = mainThreadCpuNs();
+  return ns === undefined ? undefined : ns / 1e6;
 }
 
 const cpuSince = (from: number | undefined): number | undefined => {
