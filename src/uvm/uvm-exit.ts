@@ -43,9 +43,10 @@ export function describeExit(uvmId: string, exit: SystemExit, unexpected: boolea
  * guards the calls made on it. After an unexpected exit — one that no `terminate()` asked for —
  * every call in flight rejects at once with UVM_EXITED and every later call rejects with it before
  * reaching HCS or the guest; the UVM's hooks (`onUnexpectedExit`) run first, so the managers are
- * already in the `terminated` phase (releases then make no HCS call). A call that HCS fails with
- * "VM not running" before the event has arrived asks HCS for the VM's state and, if it is stopped,
- * waits for the event (bounded) so that it too rejects with UVM_EXITED.
+ * already in the `terminated` phase (releases then make no HCS call). A call that fails with "VM
+ * not running" (HCS) or BRIDGE_FAILED (the guest connection dropped with the VM) before the event
+ * has arrived asks HCS for the VM's state and, if it is stopped, waits for the event (bounded) so
+ * that it too rejects with UVM_EXITED.
  *
  * The class itself is the DI service identifier (one instance per UVM scope).
  */
@@ -159,7 +160,9 @@ export class UvmExitMonitor {
     const known = this.unexpectedExit;
     if (known) return this.#exitedError(op, known, err);
     if (this.#terminateRequested || this.system.exited === undefined) return err;
-    if (!(isInvalidState(err) || isAlreadyStopped(err) || isNotExist(err))) return err;
+    // "Not running" from HCS, or the guest's bridge gone (the guest dies with the VM; its
+    // connection can drop before HCS's SystemExited event has been delivered).
+    if (!(isInvalidState(err) || isAlreadyStopped(err) || isNotExist(err) || UvmError.is(err, 'BRIDGE_FAILED'))) return err;
     if (!(await this.#stopped())) return err;
     const exit = await this.#waitForExit();
     return exit?.unexpected ? this.#exitedError(op, exit, err) : err;

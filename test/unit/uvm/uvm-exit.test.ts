@@ -1,5 +1,6 @@
 import { expect } from 'chai';
 import sinon from 'sinon';
+import { UvmError } from '../../../src/core/errors.js';
 import { FakeHostFs } from '../../../src/core/fake-host-fs.js';
 import { createLogger } from '../../../src/core/logger.js';
 import { createUvmOrchestrator } from '../../../src/di/uvm-orchestrator.js';
@@ -54,6 +55,28 @@ describe('UtilityVm: an unexpected exit (FakeHcs SystemExited)', () => {
     await rejectsWithCode(inFlight, 'UVM_EXITED');
     expect((await uvm.exited).message).to.equal('UVM vm exited unexpectedly: UnexpectedExit, status 0x80370106 (GuestCrash)');
     release();
+    uvm.close();
+  });
+
+  it('a guest-connection call that fails with BRIDGE_FAILED before the exit event arrives rejects with UVM_EXITED (the VM is stopped)', async () => {
+    let fail!: (err: unknown) => void;
+    const connection = { modifySettings: sinon.stub().returns(new Promise<void>((_, reject) => (fail = reject))) };
+    const { uvm, system } = await started({ guestConnection: connection });
+    const inFlight = uvm.sendGuestRequest({ RequestType: 'Add', ResourceType: 'CombinedLayers', Settings: { ContainerRootPath: '/c', Layers: [] } });
+    await Promise.resolve();
+    // The guest's connection drops with the VM before HCS's SystemExited is delivered.
+    fail(new UvmError('BRIDGE_FAILED', 'GCS bridge of vm failed: connection closed'));
+    system.crash();
+    const err = await rejectsWithCode(inFlight, 'UVM_EXITED');
+    expect(UvmError.is(err.cause, 'BRIDGE_FAILED')).to.equal(true);
+    uvm.close();
+  });
+
+  it('a BRIDGE_FAILED while the VM runs stays BRIDGE_FAILED', async () => {
+    const connection = { modifySettings: sinon.stub().rejects(new UvmError('BRIDGE_FAILED', 'GCS bridge of vm failed: connection closed')) };
+    const { uvm } = await started({ guestConnection: connection });
+    await rejectsWithCode(uvm.sendGuestRequest({ RequestType: 'Add', ResourceType: 'CombinedLayers', Settings: { ContainerRootPath: '/c', Layers: [] } }), 'BRIDGE_FAILED');
+    await uvm.terminate();
     uvm.close();
   });
 
