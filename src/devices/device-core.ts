@@ -21,7 +21,7 @@ import { invalidArgument, UvmError } from '../core/errors.js';
 import { ReleasableLease, type Lease } from '../core/lease.js';
 import { LogField, logLevelEnabled, withFields, type LogFields, type Logger } from '../core/logger.js';
 import { attempt } from '../core/attempt.js';
-import { mapReservation, RefCountedTable, Residue, type AcquireOptions, type EntryInfo, type Placed, type Reservation } from '../core/refcounted-table.js';
+import { RefCountedTable, Residue, type AcquireOptions, type EntryInfo, type Placed, type Reservation } from '../core/refcounted-table.js';
 import type { GuestOs, ResourceInfo } from './device-types.js';
 
 /** Where a value sits: shown by `describe()` and on every log line about it. */
@@ -133,8 +133,9 @@ export class DeviceCore<P, V, W> {
    */
   reserve(params: P): Reservation<W> {
     const key = this.#policy.key(params);
-    return mapReservation(
-      this.#table.reserve(key, () => this.#place(params, key)),
+    return this.#table.reserve(
+      key,
+      () => this.#place(params, key),
       (value) => this.#policy.view(value, params),
     );
   }

@@ -1,4 +1,5 @@
 import type { GuestOs } from './device-types.js';
+import { joinPath } from './host-paths.js';
 import { guestFlavour } from './validation.js';
 
 /** The VSMB guest prefix, `\\?\VMSMB\VSMB-{dcc079ae-60ba-4d07-847c-3493609c0870}`. */
@@ -46,6 +47,6 @@ export const guestPaths = {
 
   /** Joins guest path components with the guest's separator. */
   join(os: GuestOs, ...parts: string[]): string {
-    return guestFlavour(os).join(...parts);
+    return joinPath(guestFlavour(os), parts);
   },
 } as const;

@@ -1,5 +1,26 @@
 import path from 'node:path';
 
+/** A `.` or `..` segment, or an empty one inside the path (`//`): what `path.posix.normalize` would change. */
+const NOT_NORMAL_POSIX = /\/\/|(?:^|\/)\.\.?(?:\/|$)/;
+
+/**
+ * `flavour.join(...parts)`, without normalising when it would change nothing: POSIX parts that are
+ * non-empty and join to a path with no `.`, `..` or empty segment are returned joined with `/`
+ * (what `path.posix.join` returns for them, without its character-by-character rebuild; a pod
+ * joins thousands of layer and guest paths). Anything else goes through `flavour.join`.
+ */
+export function joinPath(flavour: path.PlatformPath, parts: readonly string[]): string {
+  if (flavour === path.posix) {
+    let joined = '';
+    for (const part of parts) {
+      if (part.length === 0) return flavour.join(...parts);
+      joined = joined === '' ? part : `${joined}/${part}`;
+    }
+    if (joined !== '' && !NOT_NORMAL_POSIX.test(joined)) return joined;
+  }
+  return flavour.join(...parts);
+}
+
 /**
  * Host path helpers. The host is Windows in production and Linux under the simulator, so the path
  * flavour is chosen per path: anything with a drive letter, a backslash or a UNC/device prefix is a
@@ -9,6 +30,11 @@ export const hostPaths = {
   /** True when `p` is a Windows-style path (drive letter, backslash, `\\?\`, `\\.\`). */
   isWindows(p: string): boolean {
     return /^[A-Za-z]:/.test(p) || p.includes('\\');
+  },
+
+  /** `dir` joined with `names` in `dir`'s flavour (`path.join`). */
+  join(dir: string, ...names: string[]): string {
+    return joinPath(hostPaths.flavour(dir), [dir, ...names]);
   },
 
   /** The `node:path` flavour for `p`. */

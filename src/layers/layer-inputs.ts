@@ -19,10 +19,6 @@ function assertHostPath(path: unknown, what: string, details: UvmErrorDetails): 
   withErrorDetails(details, () => validate.hostPath(path, what));
 }
 
-function joinHost(dir: string, name: string): string {
-  return hostPaths.flavour(dir).join(dir, name);
-}
-
 /** File names inside a layer folder. */
 export const LCOW_LAYER_VHD = 'layer.vhd';
 export const SCRATCH_VHDX = 'sandbox.vhdx';
@@ -107,11 +103,11 @@ function build(os: GuestOs, roFolders: string[], scratchFolder: string): LayerIn
   if (os === 'linux') {
     return {
       os,
-      layers: roFolders.map((folder) => ({ hostPath: joinHost(folder, LCOW_LAYER_VHD) })),
-      scratchVhd: joinHost(scratchFolder, SCRATCH_VHDX),
+      layers: roFolders.map((folder) => ({ hostPath: hostPaths.join(folder, LCOW_LAYER_VHD) })),
+      scratchVhd: hostPaths.join(scratchFolder, SCRATCH_VHDX),
     };
   }
-  return { os, layerFolders: roFolders, scratchFolder, scratchVhd: joinHost(scratchFolder, SCRATCH_VHDX) };
+  return { os, layerFolders: roFolders, scratchFolder, scratchVhd: hostPaths.join(scratchFolder, SCRATCH_VHDX) };
 }
 
 function fromRootfsMount(os: GuestOs, m: RootfsMount): LayerInputs {

@@ -168,10 +168,8 @@ export function resolveWcowBoot(b: WcowBootOptions): ResolvedWcowBoot {
   return { os: 'windows', osLayerPath: b.osLayerPath, scratchPath: b.scratchPath, logForwarding: b.logForwarding ?? true };
 }
 
-/** `dir` joined with `names` in the path flavour of `dir`. */
-export function joinHost(dir: string, ...names: string[]): string {
-  return hostPaths.flavour(dir).join(dir, ...names);
-}
+/** `dir` joined with `names` in the path flavour of `dir` (`hostPaths.join`). */
+export const joinHost = hostPaths.join;
 
 /** The OS files a WCOW UVM boots from: `<osLayerPath>\UtilityVM\Files`. */
 export function wcowOsFilesPath(boot: ResolvedWcowBoot): string {

@@ -53,10 +53,13 @@ export class UvmGate {
   manager<M extends DescribableManager & { acquire(request: never, options?: DeviceAcquireOptions): Promise<unknown> }>(manager: M, name: string): ManagerView<M> {
     const own = manager as unknown as { acquire(...args: unknown[]): Promise<unknown>; reserve?: (...args: unknown[]) => unknown };
     const reserve = own.reserve;
+    // The op names are built once per view, not per call (a pod reserves hundreds of resources).
+    const acquireOp = `${name}.acquire`;
+    const reserveOp = `${name}.reserve`;
     return managerView(manager, {
       acquire: (...args: unknown[]) => {
         try {
-          this.assertRunning(`${name}.acquire`);
+          this.assertRunning(acquireOp);
         } catch (err) {
           return Promise.reject(err);
         }
@@ -66,7 +69,7 @@ export class UvmGate {
         ? {}
         : {
             reserve: (...args: unknown[]) => {
-              this.assertRunning(`${name}.reserve`);
+              this.assertRunning(reserveOp);
               return reserve.apply(manager, args);
             },
           }),
