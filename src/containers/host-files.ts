@@ -19,59 +19,78 @@ import type { OciSpec } from '../oci/oci-spec.js';
 type Kind = 'file' | 'directory';
 
 /**
- * Stats `path` and checks its kind. `describe` gives the input's name and error details; it is
- * called only on a failure (a pod's allocations check hundreds of paths that are fine).
+ * One path to check: its kind, and (only on a failure) the input's name and error details. A
+ * pod's allocations check hundreds of paths that are fine: nothing per path but this record.
  */
-function expectKind(hostFs: HostFs, path: string, kind: Kind, describe: () => [what: string, details: UvmErrorDetails]): Promise<void> {
-  const notFound = (err: unknown): never => {
-    throw addErrorDetails(err, { ...describe()[1], hostPath: path });
-  };
-  return attempt(() => hostFs.stat(path)).then((st) => {
-    const ok = kind === 'file' ? st.isFile : st.isDirectory;
-    if (!ok) {
-      const [what, details] = describe();
-      throw new UvmError('INVALID_ARGUMENT', `${what} must be a ${kind === 'file' ? 'regular file' : 'directory'}: ${path}`, {
-        details: { ...details, hostPath: path },
-      });
+interface KindCheck {
+  path: string;
+  kind: Kind;
+  /** The input's name and error details, built only for a failure. */
+  describe(this: void, check: KindCheck): [what: string, details: UvmErrorDetails];
+  /** The layer or mount index `describe` names (-1: none). */
+  index: number;
+}
+
+/**
+ * Stats every path at once, then checks them in input order: the first failure in that order is
+ * thrown (NOT_FOUND from the stat with the input's details added, or INVALID_ARGUMENT for the
+ * wrong kind), after every stat has settled.
+ */
+function expectKinds(hostFs: HostFs, checks: readonly KindCheck[]): Promise<void> {
+  if (checks.length === 0) return Promise.resolve();
+  return Promise.allSettled(checks.map((c) => attempt(() => hostFs.stat(c.path)))).then((results) => {
+    for (let i = 0; i < results.length; i++) {
+      const result = results[i]!;
+      const check = checks[i]!;
+      if (result.status === 'rejected') throw addErrorDetails(result.reason, { ...check.describe(check)[1], hostPath: check.path });
+      const ok = check.kind === 'file' ? result.value.isFile : result.value.isDirectory;
+      if (!ok) {
+        const [what, details] = check.describe(check);
+        throw new UvmError('INVALID_ARGUMENT', `${what} must be a ${check.kind === 'file' ? 'regular file' : 'directory'}: ${check.path}`, {
+          details: { ...details, hostPath: check.path },
+        });
+      }
     }
-  }, notFound);
+  });
 }
 
 /** Checks the layer files or folders of `inputs` (from `spec.windows.layerFolders` or the rootfs mounts). */
 export function checkLayerFiles(hostFs: HostFs, inputs: LayerInputs, spec: OciSpec): Promise<void> {
   const folders = spec.windows?.layerFolders ?? [];
   const fromFolders = folders.length > 0;
-  const layerField = (i: number): string => (fromFolders ? `windows.layerFolders[${i}]` : 'rootfs[0]');
   const scratchField = fromFolders ? `windows.layerFolders[${folders.length - 1}]` : 'rootfs[0]';
-  const checks: Promise<void>[] = [];
+  const layer = (what: string) => (check: KindCheck): [string, UvmErrorDetails] => [
+    `${what} ${check.index}`,
+    { field: fromFolders ? `windows.layerFolders[${check.index}]` : 'rootfs[0]', layerIndex: check.index },
+  ];
+  const scratch = (what: string) => (): [string, UvmErrorDetails] => [what, { field: scratchField }];
+  const checks: KindCheck[] = [];
   if (inputs.os === 'linux') {
-    inputs.layers.forEach((layer, i) => checks.push(expectKind(hostFs, layer.hostPath, 'file', () => [`layer ${i}`, { field: layerField(i), layerIndex: i }])));
+    const describe = layer('layer');
+    inputs.layers.forEach((l, index) => checks.push({ path: l.hostPath, kind: 'file', describe, index }));
   } else {
-    inputs.layerFolders.forEach((folder, i) =>
-      checks.push(expectKind(hostFs, folder, 'directory', () => [`layer folder ${i}`, { field: layerField(i), layerIndex: i }])),
-    );
-    checks.push(expectKind(hostFs, inputs.scratchFolder, 'directory', () => ['the scratch folder', { field: scratchField }]));
+    const describe = layer('layer folder');
+    inputs.layerFolders.forEach((folder, index) => checks.push({ path: folder, kind: 'directory', describe, index }));
+    checks.push({ path: inputs.scratchFolder, kind: 'directory', describe: scratch('the scratch folder'), index: -1 });
   }
-  checks.push(expectKind(hostFs, inputs.scratchVhd, 'file', () => ['the scratch disk', { field: scratchField }]));
-  return firstFailure(checks);
+  checks.push({ path: inputs.scratchVhd, kind: 'file', describe: scratch('the scratch disk'), index: -1 });
+  return expectKinds(hostFs, checks);
 }
+
+const diskMountSource = (check: KindCheck): [string, UvmErrorDetails] => [
+  'a virtual-disk mount source',
+  { field: `mounts[${check.index}].source`, mountIndex: check.index },
+];
 
 /** Checks the host sources of the planned disk mounts (shares were stat'ed by the planner). */
 export function checkMountFiles(hostFs: HostFs, mounts: readonly PlannedMount[]): Promise<void> {
-  const checks: Promise<void>[] = [];
+  const checks: KindCheck[] = [];
   for (const m of mounts) {
     if (m.kind !== 'device' || m.device !== 'scsi') continue;
     // A physical disk (`\\.\PhysicalDrive1`) is not a regular file and a stat of it can fail; HCS checks it.
-    if (m.request.type === 'VirtualDisk') {
-      checks.push(expectKind(hostFs, m.request.hostPath, 'file', () => ['a virtual-disk mount source', { field: `mounts[${m.index}].source`, mountIndex: m.index }]));
-    }
+    if (m.request.type === 'VirtualDisk') checks.push({ path: m.request.hostPath, kind: 'file', describe: diskMountSource, index: m.index });
   }
-  return firstFailure(checks);
-}
-
-/** Waits for every check, then throws the first failure in input order (deterministic). */
-function firstFailure(checks: Promise<void>[]): Promise<void> {
-  return checks.length === 0 ? Promise.resolve() : allInOrder(checks).then(() => undefined);
+  return expectKinds(hostFs, checks);
 }
 
 /**

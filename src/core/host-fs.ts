@@ -25,34 +25,44 @@ export const HostFs: ServiceIdentifier<HostFs> = Symbol.for('uvm-orchestrator.Ho
 /** A node:fs call in its callback form (no promise or per-request result array of `fs.promises`). */
 type FsCall<R> = (path: string, done: (err: NodeJS.ErrnoException | null, result?: R) => void) => void;
 
+/** One caller waiting for a path's call. */
+interface Waiter<T> {
+  resolve(value: T): void;
+  reject(reason: unknown): void;
+}
+
 /**
  * One call per path at a time: a request for a path whose call is still in flight shares it (e.g.
  * fifty allocations started together, each stat'ing the shared layers, make one call per layer
  * while the first is under way, whether they ask in one synchronous run or one per event-loop
  * turn). The answer is the path as it was after the first of those requests; a request after the
- * call settled makes a new one. Each caller turns the outcome into its own result or error.
+ * call settled makes a new one. Each caller turns the outcome into its own result (`answer`) or
+ * error (`fail`).
  */
-class Batched<R> {
-  readonly #inFlight = new Map<string, ((err: unknown, result?: R) => void)[]>();
+class Batched<R, T> {
+  readonly #inFlight = new Map<string, Waiter<T>[]>();
 
-  constructor(private readonly call: FsCall<R>) {}
+  constructor(
+    private readonly call: FsCall<R>,
+    private readonly answer: (result: R) => T,
+    private readonly fail: (err: unknown, path: string) => unknown,
+  ) {}
 
-  ask<T>(path: string, answer: (result: R) => T, fail: (err: unknown) => unknown): Promise<T> {
+  ask(path: string): Promise<T> {
     return new Promise<T>((resolve, reject) => {
-      const waiter = (err: unknown, result?: R): void => {
-        if (err) reject(fail(err));
-        else resolve(answer(result as R));
-      };
       const pending = this.#inFlight.get(path);
       if (pending !== undefined) {
-        pending.push(waiter);
+        pending.push({ resolve, reject });
         return;
       }
-      const waiters = [waiter];
+      const waiters: Waiter<T>[] = [{ resolve, reject }];
       this.#inFlight.set(path, waiters);
       const settle = (err: unknown, result?: R): void => {
         if (this.#inFlight.get(path) === waiters) this.#inFlight.delete(path);
-        for (const w of waiters) w(err, result);
+        for (const w of waiters) {
+          if (err) w.reject(this.fail(err, path));
+          else w.resolve(this.answer(result as R));
+        }
       };
       try {
         this.call(path, settle);
@@ -67,19 +77,23 @@ const toHostStat = (s: Stats): HostStat => ({ isFile: s.isFile(), isDirectory: s
 
 /** HostFs over node:fs (callback forms; `realpath` is the native one, as `fs.promises.realpath`). */
 export class NodeHostFs implements HostFs {
-  readonly #stat = new Batched<Stats>((path, done) => fs.stat(path, done));
-  readonly #realpath = new Batched<string>((path, done) => fs.realpath.native(path, done));
+  readonly #stat = new Batched<Stats, HostStat>(
+    (path, done) => fs.stat(path, done),
+    toHostStat,
+    (err, path) => new UvmError('NOT_FOUND', `cannot stat ${path}`, { cause: err, details: { hostPath: path } }),
+  );
+  readonly #realpath = new Batched<string, string>(
+    (path, done) => fs.realpath.native(path, done),
+    (resolved) => resolved,
+    (err, path) => new UvmError('NOT_FOUND', `cannot resolve ${path}`, { cause: err, details: { hostPath: path } }),
+  );
 
   stat(path: string): Promise<HostStat> {
-    return this.#stat.ask(path, toHostStat, (err) => new UvmError('NOT_FOUND', `cannot stat ${path}`, { cause: err, details: { hostPath: path } }));
+    return this.#stat.ask(path);
   }
 
   realpath(path: string): Promise<string> {
-    return this.#realpath.ask(
-      path,
-      (resolved) => resolved,
-      (err) => new UvmError('NOT_FOUND', `cannot resolve ${path}`, { cause: err, details: { hostPath: path } }),
-    );
+    return this.#realpath.ask(path);
   }
 }
 
@@ -92,15 +106,18 @@ export class NodeHostFs implements HostFs {
 export function oncePerPath(inner: HostFs): HostFs {
   const stats = new Map<string, Promise<HostStat>>();
   const realpaths = new Map<string, Promise<string>>();
-  const once = <T>(cache: Map<string, Promise<T>>, path: string, call: () => Promise<T>): Promise<T> => {
+  const once = <T>(cache: Map<string, Promise<T>>, path: string, ask: (path: string) => Promise<T>): Promise<T> => {
     const cached = cache.get(path);
-    if (cached !== undefined) return cached.catch(call);
-    const first = call();
+    if (cached !== undefined) return cached.catch(() => ask(path));
+    const first = ask(path);
     cache.set(path, first);
     return first;
   };
+  // Made once per view, not per request.
+  const stat = (path: string): Promise<HostStat> => inner.stat(path);
+  const realpath = (path: string): Promise<string> => inner.realpath(path);
   return {
-    stat: (path) => once(stats, path, () => inner.stat(path)),
-    realpath: (path) => once(realpaths, path, () => inner.realpath(path)),
+    stat: (path) => once(stats, path, stat),
+    realpath: (path) => once(realpaths, path, realpath),
   };
 }
