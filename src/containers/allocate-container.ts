@@ -125,12 +125,13 @@ export async function allocateContainer(uvm: ContainerUvm, spec: OciSpec, option
   // wait, instead of after every allocation of the pod has been validated and has asked; the
   // completions of earlier allocations' calls are handled in between.
   await nextTurn();
-  const { containerId, os, mountPlan, devicePlan, ...prepared } = await prepareContainer(uvm, spec, options);
+  const prepared = await prepareContainer(uvm, spec, options);
+  const { containerId, os, mountPlan, devicePlan } = prepared;
   const signal = options.signal;
 
   // Reserve everything synchronously, in hcsshim's order (layers with their fallbacks decided,
   // the scratch, then the mounts in spec order): slots and names do not depend on HCS timing.
-  const { rootfs: reserved, mounts: mountReservations } = reserveContainer(uvm, { ...prepared, mountPlan }, new ReservationBatch());
+  const { rootfs: reserved, mounts: mountReservations } = reserveContainer(uvm, prepared, new ReservationBatch());
   // Then commit: the rootfs and the mounts do not depend on each other, so everything runs at
   // once. Each half rolls back its own partial work; if one half fails, what the other half got
   // is released too.

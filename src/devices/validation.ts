@@ -10,9 +10,14 @@ import { hostPaths } from './host-paths.js';
 export const validate = {
   /** A non-empty absolute host path without NUL characters. */
   hostPath(value: unknown, what = 'host path'): string {
+    if (validate.isHostPath(value)) return value;
     const s = validate.nonEmpty(value, what);
-    if (!hostPaths.isAbsolute(s)) throw invalidArgument(`${what} must be absolute: ${s}`, { hostPath: s });
-    return s;
+    throw invalidArgument(`${what} must be absolute: ${s}`, { hostPath: s });
+  },
+
+  /** True when `hostPath` accepts `value` (the same check, for callers that name the input only on a failure). */
+  isHostPath(value: unknown): value is string {
+    return typeof value === 'string' && value.length > 0 && !value.includes('\0') && hostPaths.isAbsolute(value);
   },
 
   /** An absolute guest path (in the guest's flavour) without NUL characters or `..` components. */

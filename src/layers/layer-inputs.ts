@@ -94,7 +94,9 @@ function fromFolders(os: GuestOs, folders: readonly unknown[]): LayerInputs {
       field: 'windows.layerFolders',
     });
   }
-  folders.forEach((f, i) => assertHostPath(f, `windows.layerFolders[${i}]`, { field: `windows.layerFolders[${i}]` }));
+  folders.forEach((f, i) => {
+    if (!validate.isHostPath(f)) assertHostPath(f, `windows.layerFolders[${i}]`, { field: `windows.layerFolders[${i}]` });
+  });
   const paths = folders as string[];
   return build(os, paths.slice(0, -1), paths[paths.length - 1]!);
 }
@@ -140,7 +142,9 @@ function fromRootfsMount(os: GuestOs, m: RootfsMount): LayerInputs {
       field: `${field}.options`,
     });
   }
-  parents.forEach((p, i) => assertHostPath(p, `parentLayerPaths[${i}]`, { field: `${field}.options`, layerIndex: i }));
+  parents.forEach((p, i) => {
+    if (!validate.isHostPath(p)) assertHostPath(p, `parentLayerPaths[${i}]`, { field: `${field}.options`, layerIndex: i });
+  });
   return build(os, parents as string[], m.source);
 }
 

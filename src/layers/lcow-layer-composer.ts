@@ -146,10 +146,15 @@ export async function commitLcowLayers(uvm: CompositionPort, reserved: ReservedL
       layer.guestPath = guestPath ?? '';
       return { layer, held: { kind: 'layer', source: r.target, hostPath: r.input.hostPath, guestPath, lease } };
     };
+    const commitOptions = { signal };
     const layerPieces = reserved.layers.map((r) =>
-      attempt(() => taken(r.reservation as Reservation<VpmemLayer | ScsiDisk> | undefined, `layer ${r.index}`).commit({ signal })).then((lease) => piece(r, lease)),
+      attempt(() => {
+        // (the name is built only when the layer was not reserved)
+        const reservation = (r.reservation ?? taken(r.reservation, `layer ${r.index}`)) as Reservation<VpmemLayer | ScsiDisk>;
+        return reservation.commit(commitOptions);
+      }).then((lease) => piece(r, lease)),
     );
-    const scratchPiece = taken(reserved.scratch, 'the scratch').commit({ signal }).then(
+    const scratchPiece = taken(reserved.scratch, 'the scratch').commit(commitOptions).then(
       (lease): Piece => ({ held: { kind: 'scratch', source: 'scsi', hostPath: reserved.prepared.scratchHostPath, guestPath: lease.value.guestPath, lease } }),
     );
     const attached = await builder.holdAll<Piece>([...layerPieces, scratchPiece], (piece) => piece.held);

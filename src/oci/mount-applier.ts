@@ -161,7 +161,7 @@ export async function commitMount(reserved: ReservedMount, options: DeviceAcquir
         containerEntry: containerEntry(planned, planned.source, planned.readOnly),
       };
     case 'device': {
-      const lease: GuestPathLease = await reserved.reservation!.commit({ signal: options.signal });
+      const lease: GuestPathLease = await reserved.reservation!.commit(options);
       const guestPath = lease.value.guestPath;
       if (guestPath === undefined) {
         await lease.release();
