@@ -166,10 +166,12 @@ export class RefCountedTable<K, V> implements TrackedTable {
    * (what `mapReservation` gives, without a second lease and promise per commit).
    */
   reserve<W>(key: K, place: (key: K) => Placed<V>, view: (value: V) => W): Reservation<W>;
-  reserve<W>(key: K, place: (key: K) => Placed<V>, view?: (value: V) => W): Reservation<W> {
+  /** The same, with `arg` passed to `place` and `view` (a caller's functions made once, not a closure per reservation). */
+  reserve<W, A>(key: K, place: (key: K, arg: A) => Placed<V>, view: (value: V, arg: A) => W, arg: A): Reservation<W>;
+  reserve<W, A>(key: K, place: (key: K, arg?: A) => Placed<V>, view?: (value: V, arg?: A) => W, arg?: A): Reservation<W> {
     const existing = this.#entries.get(key);
     if (existing?.state === 'teardown-failed') throw this.#teardownFailed(existing);
-    if (existing?.state === 'destroying') return this.#deferredReservation(key, place, view);
+    if (existing?.state === 'destroying') return this.#deferredReservation(key, place, view, arg);
     let entry: Entry<K, V>;
     const shared = existing !== undefined;
     if (existing) {
@@ -177,7 +179,7 @@ export class RefCountedTable<K, V> implements TrackedTable {
       existing.refs += 1;
       entry = existing;
     } else {
-      const placed = place(key);
+      const placed = place(key, arg);
       entry = {
         key,
         state: 'reserved',
@@ -193,7 +195,7 @@ export class RefCountedTable<K, V> implements TrackedTable {
     let done = false;
     const value = entry.value;
     return {
-      value: (view === undefined || value === undefined ? value : view(value)) as W | undefined,
+      value: (view === undefined || value === undefined ? value : view(value, arg)) as W | undefined,
       shared,
       cancel: () => {
         if (done) return;
@@ -212,7 +214,7 @@ export class RefCountedTable<K, V> implements TrackedTable {
           done = true;
           if (entry.state === 'gone') throw entry.error;
           if (entry.state === 'reserved') this.#commitPlaced(entry);
-          return this.#settle(entry, options.signal, view);
+          return this.#settle(entry, options.signal, view, arg);
         }),
     };
   }
@@ -316,7 +318,12 @@ export class RefCountedTable<K, V> implements TrackedTable {
   }
 
   /** A reservation of a key being torn down: placed and committed once the teardown is over. */
-  #deferredReservation<W>(key: K, place: (key: K) => Placed<V>, view: ((value: V) => W) | undefined): Reservation<W> {
+  #deferredReservation<W, A>(
+    key: K,
+    place: (key: K, arg?: A) => Placed<V>,
+    view: ((value: V, arg?: A) => W) | undefined,
+    arg: A | undefined,
+  ): Reservation<W> {
     let done = false;
     return {
       value: undefined,
@@ -330,7 +337,7 @@ export class RefCountedTable<K, V> implements TrackedTable {
         if (options.signal?.aborted) throw abortError(options.signal);
         const existing = this.#entries.get(key);
         if (existing?.state === 'destroying') await existing.teardown!.catch(() => undefined);
-        return (view === undefined ? this.reserve(key, place) : this.reserve(key, place, view)).commit(options) as Promise<Lease<W>>;
+        return (view === undefined ? this.reserve(key, place) : this.reserve(key, place, view, arg)).commit(options) as Promise<Lease<W>>;
       },
     };
   }
@@ -355,14 +362,20 @@ export class RefCountedTable<K, V> implements TrackedTable {
    * Waits for `entry` to settle and returns this caller's lease. An abort does not cut the wait
    * short: the running effect finishes, then this reference is released (awaited) and ABORTED thrown.
    */
-  #settle<W>(entry: Entry<K, V>, signal: AbortSignal | undefined, view: ((value: V) => W) | undefined): Promise<Lease<W>> {
-    if (entry.state === 'live') return this.#settled(entry, entry.value as V, signal, view);
-    return entry.ready.then((value) => this.#settled(entry, value, signal, view));
+  #settle<W, A>(entry: Entry<K, V>, signal: AbortSignal | undefined, view: ((value: V, arg?: A) => W) | undefined, arg: A | undefined): Promise<Lease<W>> {
+    if (entry.state === 'live') return this.#settled(entry, entry.value as V, signal, view, arg);
+    return entry.ready.then((value) => this.#settled(entry, value, signal, view, arg));
   }
 
   /** `#settle` once the value is there: this caller's lease, or ABORTED once it is released again. */
-  #settled<W>(entry: Entry<K, V>, value: V, signal: AbortSignal | undefined, view: ((value: V) => W) | undefined): Promise<Lease<W>> {
-    const lease = this.#lease(entry, (view === undefined ? value : view(value)) as W);
+  #settled<W, A>(
+    entry: Entry<K, V>,
+    value: V,
+    signal: AbortSignal | undefined,
+    view: ((value: V, arg?: A) => W) | undefined,
+    arg: A | undefined,
+  ): Promise<Lease<W>> {
+    const lease = this.#lease(entry, (view === undefined ? value : view(value, arg)) as W);
     if (signal?.aborted) {
       // A failed teardown stays retryable in the table.
       return lease.release().then(

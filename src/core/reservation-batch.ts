@@ -28,9 +28,7 @@ export class ReservationBatch {
   /** Reserves one item (see the modes); the batch cancels it with the others. */
   take<R extends { cancel(): void }>(reserve: () => R): R | undefined {
     try {
-      const r = reserve();
-      this.#taken.push(r);
-      return r;
+      return this.add(reserve());
     } catch (err) {
       if (this.mode === 'plan' && UvmError.is(err, ...UNFIT_CODES)) {
         this.unfit.push({ code: err.code as Unfit['code'], message: err.message, details: { ...err.details } });
@@ -38,6 +36,12 @@ export class ReservationBatch {
       }
       throw err;
     }
+  }
+
+  /** Adds a reservation already taken (nothing left to fail); the batch cancels it with the others. */
+  add<R extends { cancel(): void }>(reservation: R): R {
+    this.#taken.push(reservation);
+    return reservation;
   }
 
   /** Runs `reserveAll` (which calls `take`); if it throws, everything taken is cancelled. */

@@ -103,6 +103,9 @@ export class DeviceCore<P, V, W> {
   readonly #logger: Logger;
   readonly #table: RefCountedTable<string, V>;
   readonly #os: GuestOs;
+  /** The table's placement and view of a reservation's params (made once, not per reservation). */
+  readonly #placeParams = (key: string, params: P): Placed<V> => this.#place(params, key);
+  readonly #viewParams = (value: V, params: P): W => this.#policy.view(value, params);
 
   constructor(uvmId: string, os: GuestOs, logger: Logger, policy: DevicePolicy<P, V, W>) {
     this.#policy = policy;
@@ -132,12 +135,7 @@ export class DeviceCore<P, V, W> {
    * by the policy now. See `Reservation` for commit, abort and cancel.
    */
   reserve(params: P): Reservation<W> {
-    const key = this.#policy.key(params);
-    return this.#table.reserve(
-      key,
-      () => this.#place(params, key),
-      (value) => this.#policy.view(value, params),
-    );
+    return this.#table.reserve(this.#policy.key(params), this.#placeParams, this.#viewParams, params);
   }
 
   /** Reserve, then commit. */

@@ -97,7 +97,7 @@ export function reserveLcowLayers(uvm: Pick<LcowLayersPort, 'scsi' | 'vpmem'>, p
       let reason: ScsiLayerReason;
       if ('size' in fit) {
         const placed = uvm.vpmem.reserve({ hostPath: input.hostPath }, fit.size);
-        if (placed.ok) return { index, input, target: 'vpmem', reservation: batch.take(() => placed.reservation) };
+        if (placed.ok) return { index, input, target: 'vpmem', reservation: batch.add(placed.reservation) };
         reason = placed.code === 'NO_SLOT' ? 'no-slot' : 'too-large';
       } else reason = fit.skip;
       // Read-only layers get no per-VM grant: they rely on the VM-group grant (spec §0.4).
