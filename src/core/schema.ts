@@ -53,9 +53,12 @@ export function issueMessage(issue: v.BaseIssue<unknown>): string {
   return issue.message;
 }
 
+/** Parse configuration: stop at the first issue (one object for every check). */
+const FIRST_ISSUE_ONLY = { abortEarly: true } as const;
+
 /** The most specific issue of the first problem `schema` finds in `input`; undefined when it passes. */
 export function firstIssue(schema: v.GenericSchema, input: unknown): v.BaseIssue<unknown> | undefined {
-  const result = v.safeParse(schema, input, { abortEarly: true });
+  const result = v.safeParse(schema, input, FIRST_ISSUE_ONLY);
   return result.success ? undefined : deepest(result.issues[0]);
 }
 

@@ -64,7 +64,10 @@ export function checkOciMount(mount: unknown, index: number): asserts mount is v
   checkSchema(OciMountSchema, mount, 'INVALID_SPEC', 'OCI mount', `mounts[${index}]`, { mountIndex: index });
 }
 
+/** The rootfs mounts of an allocation: absent, or an array of rootfs mounts. */
+const RootfsMountsSchema = v.optional(v.array(RootfsMountSchema));
+
 /** INVALID_SPEC naming the first ill-typed field of the rootfs mounts (`rootfs[0].options`…). */
 export function checkRootfsMounts(rootfs: unknown): asserts rootfs is v.InferOutput<typeof RootfsMountSchema>[] | undefined {
-  checkSchema(v.optional(v.array(RootfsMountSchema)), rootfs, 'INVALID_SPEC', 'rootfs mounts', 'rootfs');
+  checkSchema(RootfsMountsSchema, rootfs, 'INVALID_SPEC', 'rootfs mounts', 'rootfs');
 }
