@@ -46,7 +46,7 @@ export const guestPaths = {
   },
 
   /** Joins guest path components with the guest's separator. */
-  join(os: GuestOs, ...parts: string[]): string {
-    return joinPath(guestFlavour(os), parts);
+  join(os: GuestOs, first: string, ...rest: string[]): string {
+    return joinPath(guestFlavour(os), first, rest);
   },
 } as const;

@@ -4,21 +4,21 @@ import path from 'node:path';
 const NOT_NORMAL_POSIX = /\/\/|(?:^|\/)\.\.?(?:\/|$)/;
 
 /**
- * `flavour.join(...parts)`, without normalising when it would change nothing: POSIX parts that are
+ * `flavour.join(first, ...rest)`, without normalising when it would change nothing: POSIX parts that are
  * non-empty and join to a path with no `.`, `..` or empty segment are returned joined with `/`
  * (what `path.posix.join` returns for them, without its character-by-character rebuild; a pod
  * joins thousands of layer and guest paths). Anything else goes through `flavour.join`.
  */
-export function joinPath(flavour: path.PlatformPath, parts: readonly string[]): string {
-  if (flavour === path.posix) {
-    let joined = '';
-    for (const part of parts) {
-      if (part.length === 0) return flavour.join(...parts);
-      joined = joined === '' ? part : `${joined}/${part}`;
+export function joinPath(flavour: path.PlatformPath, first: string, rest: readonly string[]): string {
+  if (flavour === path.posix && first.length > 0) {
+    let joined = first;
+    for (const part of rest) {
+      if (part.length === 0) return flavour.join(first, ...rest);
+      joined = `${joined}/${part}`;
     }
-    if (joined !== '' && !NOT_NORMAL_POSIX.test(joined)) return joined;
+    if (!NOT_NORMAL_POSIX.test(joined)) return joined;
   }
-  return flavour.join(...parts);
+  return flavour.join(first, ...rest);
 }
 
 /**
@@ -34,7 +34,7 @@ export const hostPaths = {
 
   /** `dir` joined with `names` in `dir`'s flavour (`path.join`). */
   join(dir: string, ...names: string[]): string {
-    return joinPath(hostPaths.flavour(dir), [dir, ...names]);
+    return joinPath(hostPaths.flavour(dir), dir, names);
   },
 
   /** The `node:path` flavour for `p`. */

@@ -25,8 +25,8 @@ export const ROOTFS_DIR = 'rootfs';
 export const SCRATCH_DIR = 'scratch';
 
 /** Joins guest path segments with the guest OS's separator. */
-export function joinGuest(os: GuestOs, ...parts: string[]): string {
-  return guestPaths.join(os, ...parts);
+export function joinGuest(os: GuestOs, first: string, ...rest: string[]): string {
+  return guestPaths.join(os, first, ...rest);
 }
 
 /** `/run/gcs/c/<containerId>`: the LCOW container root, also where its scratch disk is mounted. */

@@ -240,6 +240,9 @@ async function shareSource(source: string, readOnly: boolean, facts: UvmFacts, h
   return st.isFile ? 'file' : 'directory';
 }
 
+/** LCOW bind sources the guest resolves (kept as given). */
+const LCOW_GUEST_SOURCE_PREFIXES = [SANDBOX_MOUNT_PREFIX, SANDBOX_TMPFS_MOUNT_PREFIX, UVM_MOUNT_PREFIX] as const;
+
 /** Spec §6.2. */
 const LCOW_RULES: PlanRules = async (mount, index, facts, hostFs) => {
   const type = mount.type ?? '';
@@ -259,7 +262,7 @@ const LCOW_RULES: PlanRules = async (mount, index, facts, hostFs) => {
     };
   }
   if (blockDev) throw invalidSpec(`a ${BLOCKDEV_MOUNT_PREFIX} destination needs a disk mount type, got ${type}`);
-  for (const prefix of [SANDBOX_MOUNT_PREFIX, SANDBOX_TMPFS_MOUNT_PREFIX, UVM_MOUNT_PREFIX]) {
+  for (const prefix of LCOW_GUEST_SOURCE_PREFIXES) {
     if (source.startsWith(prefix)) {
       checkGuestSource(source, prefix);
       return { kind: 'keep', index, mount, reason: 'guest-source' };
