@@ -109,6 +109,8 @@ const WIDE_BUFFER_BYTES = 2048;
 /** Free reusable document buffers, at most `FREE_WIDE_MAX` (512 KiB). */
 const freeWide: Buffer[] = [];
 const FREE_WIDE_MAX = 256;
+/** Every buffer `wideDocument` allocated (a lookup here costs less than reading `buf.buffer`). */
+const ownWide = new WeakSet<Buffer>();
 
 /**
  * `s` as a NUL-terminated UTF-16LE document (like `toWide`) in a buffer that is reused once handed
@@ -117,11 +119,17 @@ const FREE_WIDE_MAX = 256;
  */
 export function wideDocument(s: string): WideString {
   if (s.length * 2 + 2 > WIDE_BUFFER_BYTES) return toWide(s);
-  const buf = freeWide.pop() ?? Buffer.allocUnsafeSlow(WIDE_BUFFER_BYTES);
+  const buf = freeWide.pop() ?? newWideBuffer();
   const end = buf.write(s, 0, 'utf16le');
   buf[end] = 0;
   buf[end + 1] = 0;
   return buf as WideString;
+}
+
+function newWideBuffer(): Buffer {
+  const buf = Buffer.allocUnsafeSlow(WIDE_BUFFER_BYTES);
+  ownWide.add(buf);
+  return buf;
 }
 
 /**
@@ -129,7 +137,7 @@ export function wideDocument(s: string): WideString {
  * `toWide` buffer of the same length is a slice of Node's shared pool, never adopted).
  */
 export function recycleWide(buf: WideString): void {
-  if (buf.length === WIDE_BUFFER_BYTES && buf.buffer.byteLength === WIDE_BUFFER_BYTES && freeWide.length < FREE_WIDE_MAX) freeWide.push(buf);
+  if (freeWide.length < FREE_WIDE_MAX && ownWide.has(buf)) freeWide.push(buf);
 }
 
 /** The package root: the nearest folder above this module with the package's package.json. */
@@ -294,7 +302,8 @@ function bind(path: string): ComputeCore {
   // thread within one call (never held across calls or awaits).
   const resultSlot = Buffer.alloc(koffi.sizeof('void *'));
   const resultWords = new Uint32Array(resultSlot.buffer, resultSlot.byteOffset, resultSlot.length / 4);
-  const slotIsNull = (): boolean => resultWords[0] === 0 && (resultWords.length === 1 || resultWords[1] === 0);
+  const wideSlot = resultWords.length === 2;
+  const slotIsNull = (): boolean => resultWords[0] === 0 && (!wideSlot || resultWords[1] === 0);
   const takeDocument = (ptr: unknown): string | undefined => {
     if (ptr === null || ptr === undefined) return undefined;
     try {
@@ -326,7 +335,9 @@ function bind(path: string): ComputeCore {
       f.HcsCloseOperation(op);
     },
     getOperationResult(op: OperationHandle): { hr: number; document: string | undefined } {
-      resultWords.fill(0);
+      // (Two stores: `fill` is a call into the runtime.)
+      resultWords[0] = 0;
+      if (wideSlot) resultWords[1] = 0;
       const hr = f.HcsGetOperationResult(op, resultSlot) as number;
       // Most results have no document (every successful modify, start, shutdown, terminate).
       return { hr, document: slotIsNull() ? undefined : takeDocument(koffi.decode(resultSlot, 'void *')) };

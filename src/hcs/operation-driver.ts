@@ -23,6 +23,7 @@
  *   `pending` (never a pointer to a JS object). While an operation is pending a ref'd timer keeps
  *   Node alive (a callback from a native thread does not).
  */
+import { performance } from 'node:perf_hooks';
 import { UvmError } from '../core/errors.js';
 import { pendingPromises } from '../core/pending-promises.js';
 import { invalidPriority, type HcsCallOptions } from './hcs-api.js';
@@ -117,6 +118,8 @@ const realSetImmediate = globalThis.setImmediate;
 
 /** Completions handed over by HCS threads, processed in batches by `drainCompletions`. */
 let completed: number[] = [];
+/** The array `completed` was before the drain running or last run (reused: no array per drain). */
+let spareCompleted: number[] = [];
 let drainScheduled = false;
 /**
  * Completions processed per event-loop turn. Each one may start the next call, whose completion
@@ -126,16 +129,25 @@ export const COMPLETION_BATCH = 16;
 
 function drainCompletions(): void {
   drainScheduled = false;
-  const batch = completed.length <= COMPLETION_BATCH ? completed : completed.slice(0, COMPLETION_BATCH);
-  completed = batch === completed ? [] : completed.slice(COMPLETION_BATCH);
-  if (completed.length > 0) scheduleDrain();
-  for (const id of batch) {
+  let batch = completed;
+  if (batch.length <= COMPLETION_BATCH) {
+    // (A completion recorded while the batch runs, e.g. by a callback HCS made on this thread from
+    // a call the batch started, goes to the other array.)
+    completed = spareCompleted;
+    spareCompleted = batch;
+  } else {
+    batch = completed.slice(0, COMPLETION_BATCH);
+    completed = completed.slice(COMPLETION_BATCH);
+    scheduleDrain();
+  }
+  for (let i = 0; i < batch.length; i++) {
     try {
-      pendingEntry(id)?.complete();
+      pendingEntry(batch[i])?.complete();
     } catch {
       // a completion never throws; nothing sensible to do otherwise
     }
   }
+  if (batch === spareCompleted) batch.length = 0;
 }
 
 function scheduleDrain(): void {
@@ -151,12 +163,19 @@ function onCompletion(_operation: unknown, context: number | bigint): void {
   scheduleDrain();
 }
 
+/** The library `completionCallback` was last asked for, and its callback (no lookup per call). */
+let lastCallbackLib: ComputeCore | undefined;
+let lastCallback: unknown;
+
 function completionCallback(lib: ComputeCore): unknown {
+  if (lib === lastCallbackLib) return lastCallback;
   let callback = registeredCallbacks.get(lib);
   if (callback === undefined) {
     callback = lib.registerCompletion(onCompletion);
     registeredCallbacks.set(lib, callback);
   }
+  lastCallbackLib = lib;
+  lastCallback = callback;
   return callback;
 }
 
@@ -245,11 +264,14 @@ interface DeadlineWaiter {
   onDeadline(): void;
   /** Set by `armDeadline`: the waiter's own timer or the shared group it joined. */
   deadline: NodeJS.Timeout | DeadlineGroup | undefined;
+  /** The waiter's index in its group's `entries` (set by `armDeadline`). */
+  deadlineIndex: number;
 }
 
 class DeadlineGroup {
   timer: NodeJS.Timeout | undefined;
-  readonly entries = new Set<DeadlineWaiter>();
+  /** Its waiters (an array and each waiter's index in it cost less per call than a Set). */
+  readonly entries: DeadlineWaiter[] = [];
   /** Waiting for `sweepIdle` (its last waiter left while it was still open). */
   idle = false;
   constructor(
@@ -260,6 +282,8 @@ class DeadlineGroup {
 
 /** The group still taking deadlines, per length. */
 const openGroups = new Map<number, DeadlineGroup>();
+/** The group `armDeadline` last used (most calls have the same length: no lookup). */
+let lastGroup: DeadlineGroup | undefined;
 
 function fireWaiter(waiter: DeadlineWaiter): void {
   waiter.deadline = undefined;
@@ -268,9 +292,10 @@ function fireWaiter(waiter: DeadlineWaiter): void {
 
 function fireGroup(group: DeadlineGroup): void {
   if (openGroups.get(group.ms) === group) openGroups.delete(group.ms);
+  if (lastGroup === group) lastGroup = undefined;
   group.timer = undefined;
-  for (const waiter of group.entries) fireWaiter(waiter);
-  group.entries.clear();
+  const waiters = group.entries.splice(0);
+  for (const waiter of waiters) fireWaiter(waiter);
 }
 
 /** Calls `waiter.onDeadline()` after `ms` (up to DEADLINE_JOIN_MS later when `ms` ≥ 1 s). */
@@ -280,14 +305,29 @@ function armDeadline(ms: number, waiter: DeadlineWaiter): void {
     return;
   }
   const now = performance.now();
-  let group = openGroups.get(ms);
+  let group = lastGroup !== undefined && lastGroup.ms === ms ? lastGroup : openGroups.get(ms);
   if (group === undefined || group.openUntil < now) {
     group = new DeadlineGroup(ms, now + DEADLINE_JOIN_MS);
     group.timer = setTimeout(fireGroup, ms + DEADLINE_JOIN_MS, group);
     openGroups.set(ms, group);
   }
-  group.entries.add(waiter);
+  lastGroup = group;
+  waiter.deadlineIndex = group.entries.length;
+  group.entries.push(waiter);
   waiter.deadline = group;
+}
+
+/** Removes `waiter` from `group` (the last waiter takes its place); false if it is not there. */
+function leaveGroup(group: DeadlineGroup, waiter: DeadlineWaiter): boolean {
+  const entries = group.entries;
+  const i = waiter.deadlineIndex;
+  if (entries[i] !== waiter) return false;
+  const last = entries.pop()!;
+  if (last !== waiter) {
+    entries[i] = last;
+    last.deadlineIndex = i;
+  }
+  return true;
 }
 
 /**
@@ -304,7 +344,7 @@ function disarmDeadline(waiter: DeadlineWaiter): void {
     clearTimeout(armed);
     return;
   }
-  if (!armed.entries.delete(waiter) || armed.entries.size > 0) return;
+  if (!leaveGroup(armed, waiter) || armed.entries.length > 0) return;
   if (openGroups.get(armed.ms) !== armed) dropGroup(armed);
   else if (!armed.idle) {
     armed.idle = true;
@@ -317,11 +357,12 @@ function dropGroup(group: DeadlineGroup): void {
   if (group.timer !== undefined) clearTimeout(group.timer);
   group.timer = undefined;
   if (openGroups.get(group.ms) === group) openGroups.delete(group.ms);
+  if (lastGroup === group) lastGroup = undefined;
 }
 
 /** Open deadline groups whose last waiter left, and lanes with nothing running or queued: see `sweepIdle`. */
-let idleGroups: DeadlineGroup[] = [];
-let idleLanes: { scheduler: SlotScheduler; lane: Lane }[] = [];
+const idleGroups: DeadlineGroup[] = [];
+const idleLanes: { scheduler: SlotScheduler; lane: Lane }[] = [];
 let sweepScheduled = false;
 
 function scheduleSweep(): void {
@@ -337,21 +378,22 @@ function scheduleSweep(): void {
  */
 function sweepIdle(): void {
   sweepScheduled = false;
-  const groups = idleGroups;
-  const lanes = idleLanes;
-  idleGroups = [];
-  idleLanes = [];
-  for (const group of groups) {
+  for (let i = 0; i < idleGroups.length; i++) {
+    const group = idleGroups[i];
     group.idle = false;
-    if (group.entries.size === 0) dropGroup(group);
+    if (group.entries.length === 0) dropGroup(group);
   }
-  for (const { scheduler, lane } of lanes) scheduler.forgetIfIdle(lane);
+  idleGroups.length = 0;
+  // (forgetIfIdle never makes another lane idle.)
+  for (let i = 0; i < idleLanes.length; i++) idleLanes[i].scheduler.forgetIfIdle(idleLanes[i].lane);
+  idleLanes.length = 0;
 }
 
 /** The deadline and abort signal of one blocking call. */
 class Deadline implements DeadlineWaiter {
   reason: CancelReason | undefined;
   deadline: NodeJS.Timeout | DeadlineGroup | undefined;
+  deadlineIndex = 0;
   readonly #signal: AbortSignal | undefined;
   #listeners: (() => void)[] = [];
 
@@ -666,6 +708,7 @@ class Operation implements PendingEntry, DeadlineWaiter, Task {
   queued = false;
   overtaken = 0;
   deadline: NodeJS.Timeout | DeadlineGroup | undefined = undefined;
+  deadlineIndex = 0;
   #state = WAITING;
   #context = 0;
   #handle: OperationHandle | null = null;
