@@ -44,6 +44,8 @@ class ScriptedComputeCore implements ComputeCore {
   readonly ops: FakeOp[] = [];
   /** HRESULT the next operation-taking call returns synchronously. */
   syncHr = 0;
+  /** Complete every call that starts, on the calling thread, before the call returns. */
+  completeInCall = false;
   /** Run on HcsCancelOperation (default: nothing, like an operation already applied). */
   onCancel: (op: FakeOp) => void = () => undefined;
   closedSystems: SystemHandle[] = [];
@@ -123,6 +125,7 @@ class ScriptedComputeCore implements ComputeCore {
     op.document = doc === null ? undefined : doc.toString('utf16le').split('\0')[0]; // a PCWSTR ends at its NUL
     if (this.syncHr < 0) return this.syncHr;
     op.started = true;
+    if (this.completeInCall) this.complete(op);
     return 0;
   }
 }
@@ -633,6 +636,30 @@ describe('ComputeSystem (scripted library)', function () {
     await flush();
     expect(UvmError.is(bad.error, 'INVALID_ARGUMENT')).to.equal(true);
     expect(fake.calls.map((c) => c.fn)).to.deep.equal(['create', 'start']);
+  });
+
+
+  it('a completion delivered on the calling thread by a call that a drain started (a queued call) is drained in a later turn', async function () {
+    const one = new ComputeSystem('vm-11', { system: 11 } as unknown as SystemHandle, new OperationDriver(lib, { maxConcurrentOperations: 1, reservedForTeardown: 0 }));
+    const first = settled(one.modify({ ResourcePath: 'a' }));
+    const second = settled(one.modify({ ResourcePath: 'b' }));
+    const third = settled(one.modify({ ResourcePath: 'c' }));
+    await flush();
+    expect(lib.ops).to.have.length(1);
+    lib.completeInCall = true;
+    lib.complete(lib.last());
+    await flush();
+    expect([first, second, third]).to.deep.equal([
+      { done: true, value: undefined },
+      { done: true, value: undefined },
+      { done: true, value: undefined },
+    ]);
+    expect(lib.ops.map((o) => [o.document, o.closed])).to.deep.equal([
+      ['{"ResourcePath":"a"}', 1],
+      ['{"ResourcePath":"b"}', 1],
+      ['{"ResourcePath":"c"}', 1],
+    ]);
+    expect(pendingOperationCount()).to.equal(0);
   });
 
   it('modify, start, shutdown and terminate resolve with undefined whatever result document HCS returns', async function () {
