@@ -219,6 +219,23 @@ export class RefCountedTable<K, V> implements TrackedTable {
     };
   }
 
+  /** True while `key` is being torn down or its teardown failed (see `whenTornDown`). */
+  tearingDown(key: K): boolean {
+    const state = this.#entries.get(key)?.state;
+    return state === 'destroying' || state === 'teardown-failed';
+  }
+
+  /**
+   * Resolves once `key` is not being torn down: true when it is gone or held (live, kept, being
+   * placed or created), false when its teardown failed (it stays `teardown-failed` until retried).
+   * For a caller that must not let go of what the key depends on while it may still exist.
+   */
+  async whenTornDown(key: K): Promise<boolean> {
+    const entry = this.#entries.get(key);
+    if (entry?.state === 'destroying') await entry.teardown!.catch(() => undefined);
+    return this.#entries.get(key)?.state !== 'teardown-failed';
+  }
+
   /** Forgets every `kept` entry (the VM they were attached to is gone). */
   purge(): void {
     for (const e of [...this.#entries.values()]) {

@@ -190,6 +190,16 @@ export class DeviceCore<P, V, W> {
     return this.#table.retryFailedTeardowns();
   }
 
+  /** `RefCountedTable.tearingDown` of `params`' key. */
+  tearingDown(params: P): boolean {
+    return this.#table.tearingDown(this.#policy.key(params));
+  }
+
+  /** `RefCountedTable.whenTornDown` of `params`' key. */
+  whenTornDown(params: P): Promise<boolean> {
+    return this.#table.whenTornDown(this.#policy.key(params));
+  }
+
   /** Forgets every `kept` entry (the VM they were attached to is gone). */
   purge(): void {
     this.#table.purge();

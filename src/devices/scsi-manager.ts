@@ -1,4 +1,5 @@
 import { inject, injectable } from 'inversify';
+import { attempt } from '../core/attempt.js';
 import { invalidArgument, UvmAggregateError, UvmError } from '../core/errors.js';
 import type { Reservation } from '../core/refcounted-table.js';
 import { ReleasableLease, type Lease } from '../core/lease.js';
@@ -38,6 +39,8 @@ export class ScsiManagerImpl implements ScsiManager {
   readonly #mounts: DeviceCore<ScsiMountParams, ScsiMount, ScsiMount>;
   /** Releases that stopped part-way and whose holder may never retry them. */
   readonly #interrupted = new Set<Lease<ScsiDisk>>();
+  /** Attach references let go of only once a mount whose teardown failed is gone (`#dropInOrder`). */
+  readonly #behindMounts: { mount: ScsiMountParams; dropAttach: () => Promise<unknown> }[] = [];
 
   constructor(
     @inject(UvmDeviceConfig) private readonly config: UvmDeviceConfig,
@@ -70,21 +73,29 @@ export class ScsiManagerImpl implements ScsiManager {
         ? () => this.hcs.grantVmAccess(this.config.id, attach.path)
         : undefined;
     const attachRes = this.#attachments.reserve(attach);
+    let mountParams: ScsiMountParams | undefined;
     let mountRes: Reservation<ScsiMount> | undefined;
     try {
-      if (mount && attachRes.value) mountRes = this.#reserveMount(attachRes.value, mount, guestPath);
+      if (mount && attachRes.value) {
+        mountParams = this.#mountParams(attachRes.value, mount, guestPath);
+        mountRes = this.#mounts.reserve(mountParams);
+      }
     } catch (err) {
       attachRes.cancel();
       throw err;
     }
     let used = false;
+    // Drops the attach reservation; settles once the teardown that may start is over.
+    const cancelAttach = (): Promise<unknown> => {
+      attachRes.cancel();
+      return this.#attachments.whenTornDown(attach);
+    };
     return {
       value: attachRes.value && diskOf(request, attachRes.value, mountRes?.value?.path),
       shared: attachRes.shared,
       cancel: () => {
         used = true;
-        mountRes?.cancel();
-        attachRes.cancel();
+        void this.#dropInOrder(mountRes, mountParams, cancelAttach);
       },
       commit: async (options: DeviceAcquireOptions = {}) => {
         if (used) throw new UvmError('INVALID_STATE', 'SCSI reservation already used');
@@ -94,12 +105,14 @@ export class ScsiManagerImpl implements ScsiManager {
           // hcsshim grants on every call, even when the disk is already attached.
           if (grant && !options.signal?.aborted) await grant();
         } catch (err) {
-          mountRes?.cancel();
-          attachRes.cancel();
+          await this.#dropInOrder(mountRes, mountParams, cancelAttach);
           throw err;
         }
         try {
-          attachLease = await attachRes.commit(options);
+          // A shared mount reservation may hold the mount's last reference (its other holders
+          // released meanwhile): then the attach reference goes only after the unmount, here,
+          // not inside the table at an abort.
+          attachLease = await attachRes.commit(mountRes?.shared ? {} : options);
         } catch (err) {
           mountRes?.cancel();
           throw err;
@@ -107,11 +120,12 @@ export class ScsiManagerImpl implements ScsiManager {
         let mountLease: Lease<ScsiMount> | undefined;
         if (mount) {
           try {
-            mountRes ??= this.#reserveMount(attachLease.value, mount, guestPath);
+            mountParams ??= this.#mountParams(attachLease.value, mount, guestPath);
+            mountRes ??= this.#mounts.reserve(mountParams);
             mountLease = await mountRes.commit(options);
           } catch (err) {
             // A failed detach stays in the attachment table, retried by retryFailedTeardowns().
-            await attachLease.release().catch((releaseErr: unknown) => {
+            await this.#dropInOrder(mountRes, mountParams, () => attachLease.release()).catch((releaseErr: unknown) => {
               this.#attachments.log('warn', attachLease.value, 'releasing the attachment after a failed mount failed', releaseErr);
             });
             throw err;
@@ -122,11 +136,28 @@ export class ScsiManagerImpl implements ScsiManager {
     };
   }
 
-  #reserveMount(a: ScsiAttachment, mount: ScsiMountSettings, guestPath: string | undefined): Reservation<ScsiMount> {
+  #mountParams(a: ScsiAttachment, settings: ScsiMountSettings, path: string | undefined): ScsiMountParams {
     if (this.config.os === 'windows' && a.controller !== 0) {
       throw invalidArgument('WCOW only supports SCSI controller 0 for guest mounts');
     }
-    return this.#mounts.reserve({ controller: a.controller, lun: a.lun, settings: mount, path: guestPath });
+    return { controller: a.controller, lun: a.lun, settings, path };
+  }
+
+  /**
+   * Cancels a disk's mount reservation (a no-op once committed), then lets go of its attach
+   * reference (`dropAttach`) once that mount is gone: the reservation may have held the mount's
+   * last reference, and the guest must not get the unplug while the disk is still mounted. At
+   * once when no unmount is under way (the usual case: a reservation's cancel stays synchronous);
+   * when the unmount fails, the attach reference stays until retryFailedTeardowns() removed it.
+   */
+  #dropInOrder(mountRes: Reservation<ScsiMount> | undefined, mount: ScsiMountParams | undefined, dropAttach: () => Promise<unknown>): Promise<unknown> {
+    mountRes?.cancel();
+    if (mount === undefined || !this.#mounts.tearingDown(mount)) return dropAttach();
+    return this.#mounts.whenTornDown(mount).then((gone) => {
+      if (gone) return dropAttach();
+      this.#behindMounts.push({ mount, dropAttach });
+      return undefined;
+    });
   }
 
   /**
@@ -162,9 +193,12 @@ export class ScsiManagerImpl implements ScsiManager {
   async retryFailedTeardowns(): Promise<void> {
     const results = await Promise.allSettled([...this.#interrupted].map((lease) => lease.release()));
     const errors: unknown[] = results.flatMap((r) => (r.status === 'rejected' ? [r.reason] : []));
-    for (const table of [this.#mounts, this.#attachments]) {
-      await table.retryFailedTeardowns().catch((err: unknown) => errors.push(err));
+    await this.#mounts.retryFailedTeardowns().catch((err: unknown) => errors.push(err));
+    for (const held of this.#behindMounts.splice(0)) {
+      if (!this.#mounts.tearingDown(held.mount)) await attempt(held.dropAttach).catch((err: unknown) => errors.push(err));
+      else this.#behindMounts.push(held);
     }
+    await this.#attachments.retryFailedTeardowns().catch((err: unknown) => errors.push(err));
     if (errors.length > 0) throw new UvmAggregateError('TEARDOWN_FAILED', 'SCSI teardown failed', errors);
   }
 }

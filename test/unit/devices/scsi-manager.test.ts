@@ -398,6 +398,35 @@ describe('ScsiManager', () => {
       expect(kit.scsi.describe()).to.deep.equal([]);
     });
 
+    it('a reservation holding a mount\'s last reference (its other holder released meanwhile): on abort, cancel or a failed grant the unmount is done before the unplug is sent', async () => {
+      const req = { hostPath: '/d/shared.vhd', readOnly: true, mount: {} };
+      const isUnmount = (c: { doc: unknown }): boolean => JSON.stringify(c.doc).includes('"RequestType":"Remove","ResourceType":"MappedVirtualDisk"');
+      const isUnplug = (c: { doc: unknown }): boolean => JSON.stringify(c.doc).includes('"SCSIDevice"');
+      for (const how of ['abort', 'cancel', 'grant'] as const) {
+        const kit = await deviceKit({ os: 'linux' });
+        const first = await kit.scsi.acquire(req);
+        // The second reservation shares the attachment and the mount, then the first holder lets go.
+        const second = kit.scsi.reserve(how === 'grant' ? { ...req, grantVmAccess: true } : req);
+        await first.release();
+        expect(kit.scsi.describe().map((r) => r.refCount), how).to.deep.equal([1, 1]);
+        const gate = kit.hcs.gate(isUnmount);
+        if (how === 'grant') kit.hcs.failNext((c) => c.fn === 'grant');
+        const controller = new AbortController();
+        if (how === 'abort') controller.abort();
+        const outcome = how === 'cancel' ? (second.cancel(), Promise.resolve()) : second.commit({ signal: controller.signal }).then(() => expect.fail('committed'), () => undefined);
+        await settle();
+        expect(kit.hcs.calls.filter(isUnmount), how).to.have.length(1);
+        // Nothing may reach the guest's SCSI device while it is still mounted.
+        expect(kit.hcs.calls.filter(isUnplug), how).to.deep.equal([]);
+        gate.open();
+        await outcome;
+        await settle();
+        const removes = kit.docs().slice(2).map((d) => JSON.stringify(d));
+        expect(removes.findIndex((d) => d.includes('"SCSIDevice"')), how).to.be.greaterThan(removes.findIndex((d) => d.includes('"Remove","ResourceType":"MappedVirtualDisk"')));
+        expect(kit.scsi.describe(), how).to.deep.equal([]);
+      }
+    });
+
     it('aborted while its own guest mount is in flight: the mount finishes, then is undone in order (unmount, unplug, detach) before it rejects ABORTED', async () => {
       const kit = await deviceKit({ os: 'linux' });
       const gate = kit.hcs.gate((c) => JSON.stringify(c.doc).includes('"MappedVirtualDisk"'));
@@ -507,7 +536,11 @@ describe('ScsiManager', () => {
       const connection = { modifySettings: sinon.stub().rejects(new UvmError('HCS_ERROR', 'guest says no')) };
       const kit = await deviceKit({ os: 'windows' }, { guestConnection: connection });
       await rejectsWithCode(kit.scsi.acquire({ hostPath: 'C:\\a.vhdx', readOnly: true, mount: {} }), 'HCS_ERROR');
-      expect(kit.scsi.describe().map((r) => [r.kind, r.state])).to.deep.equal([['scsi-mount', 'teardown-failed']]);
+      // The disk stays attached while the guest may still have it mounted: detached after the mount.
+      expect(kit.scsi.describe().map((r) => [r.kind, r.state, r.refCount])).to.deep.equal([
+        ['scsi-attachment', 'live', 1],
+        ['scsi-mount', 'teardown-failed', 0],
+      ]);
       connection.modifySettings.resetBehavior();
       connection.modifySettings.resolves();
       await kit.scsi.retryFailedTeardowns();
