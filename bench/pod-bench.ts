@@ -4,12 +4,13 @@
 // critical-path lower bounds; then runs the same pod with the library fully serialized (one HCS
 // operation at a time) as the baseline.
 //
-// Env: POD_CONTAINERS (50), POD_LAYERS (10), POD_SHARED (8), POD_BINDS (2), POD_LATENCY_MS (5),
+// Env: POD_CONTAINERS (50), POD_LAYERS (10), POD_SHARED (8), POD_BINDS (2), POD_LATENCY_MS (5), POD_WARMUP (15),
 // POD_HCS_CONCURRENCY (8), POD_SKIP_SERIAL=1 to skip the baseline, POD_SKIP_C64=1 to skip the run
 // at HCS concurrency 64 (line `pod_c64:`); BENCH_QUICK=1 skips the baseline. (The same pod with a
 // recovery journal: bench/journal-bench.ts.)
 //
-// Measurement: one warm-up round (not reported: cold JIT and caches), then POD_ROUNDS rounds (3),
+// Measurement: POD_WARMUP warm-up pods at C = 64 and one at C (not reported: cold JIT and caches;
+// see WARMUP_PODS), then POD_ROUNDS rounds (3),
 // each running the `pod:` pod, the `pod_c64:` pod and the `pod_hcsshim:` pod one after the other
 // (interleaved, so a change of machine load hits all three alike); every line prints medians, and
 // `pod_rounds:` the rounds themselves. Main-thread CPU per phase (`*_cpu_ms`) is read from
@@ -54,6 +55,15 @@ const C = env('POD_HCS_CONCURRENCY', 8);
  * (`reservedForTeardown` defaults to max / 16), so that the library, like the bounds, can use 64.
  */
 export const DRIVER_SLOTS = 68;
+
+/**
+ * Pods run (at HCS concurrency 64, ~0.1 s each) before the measured rounds. With `--trace-opt`,
+ * a process running C = 64 pods one after another (session 8, no forced GC) had TurboFan compile
+ * 13–19 functions during each start in its first pods, 8 in the 6th, 4 in the 11th and 1–4 from
+ * the 16th on: until then the start runs much of the library in unoptimized code and V8's
+ * background threads compile during it. A shim runs pods for hours; the bench measures that.
+ */
+const WARMUP_PODS = 15;
 
 function sparse(path: string, bytes: number): void {
   const fd = openSync(path, 'w');
@@ -288,7 +298,11 @@ export async function run(): Promise<void> {
     const pod = makePod(root);
     const load0 = loadavg()[0];
     console.log(`pod: ${N} containers × ${K} layers (${S} shared) + ${B} bind mounts each; L=${L} ms, C=${C}; load ${load0.toFixed(1)}`);
-    // A warm-up round, not reported: the first run of a process pays for JIT compilation and cold caches.
+    // Warm-up, not reported: the first pods of a process pay for JIT compilation and cold caches.
+    // A function called once per container runs 50 times per pod, and V8 optimizes it only after
+    // a few pods (see WARMUP_PODS).
+    const warmups = env('POD_WARMUP', WARMUP_PODS);
+    for (let i = 0; i < warmups; i++) await runPod(root, pod, DRIVER_SLOTS, `warmup-${i}`, false, 64);
     await runPod(root, pod, DRIVER_SLOTS, 'warmup');
     const rounds = env('POD_ROUNDS', 3);
     const ours: RunResult[] = [];
