@@ -10,15 +10,18 @@ void Document::parse() {
   if (parsed_) return;
   parsed_ = true;
   if (!given_) return;
-  std::string text = utf16ToUtf8(text_);
   bool blank = true;
-  for (char c : text)
-    if (c != ' ' && c != '\t' && c != '\n' && c != '\r') {
+  for (char16_t c : text_)
+    if (c != u' ' && c != u'\t' && c != u'\n' && c != u'\r') {
       blank = false;
       break;
     }
   if (blank) return;
   present_ = true;
+  // Documents whose strings are ASCII (nearly all) are parsed as they are; any other, and any
+  // malformed one (for the error, and the raw text traced in its place), from their UTF-8 form.
+  if (parseJsonAscii16(text_.data(), text_.size(), json_)) return;
+  std::string text = utf16ToUtf8(text_);
   ok_ = parseJson(text, json_, error_);
   if (!ok_) json_ = Json::string(std::move(text));  // traced as the raw text
 }

@@ -1,9 +1,11 @@
 #include "json.h"
 
+#include <algorithm>
 #include <cmath>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <type_traits>
 
 namespace hcssim {
 
@@ -17,6 +19,16 @@ const Json *Json::get(const std::string &key) const {
     if (m.first == key) return &m.second;
   return nullptr;
 }
+
+const Json *Json::get(const char *key) const {
+  if (type_ != Type::Object) return nullptr;
+  size_t n = std::strlen(key);
+  for (const auto &m : o_)
+    if (m.first.size() == n && std::memcmp(m.first.data(), key, n) == 0) return &m.second;
+  return nullptr;
+}
+
+Json *Json::get(const char *key) { return const_cast<Json *>(static_cast<const Json *>(this)->get(key)); }
 
 Json *Json::get(const std::string &key) {
   if (type_ != Type::Object) return nullptr;
@@ -73,22 +85,33 @@ bool Json::operator==(const Json &other) const {
 // ---------------------------------------------------------------------------------------------
 // UTF conversions
 
-static void appendUtf8(std::string &out, uint32_t cp) {
+// Writes the (W)UTF-8 encoding of cp (1 to 4 bytes) at out; returns its length.
+static size_t encodeUtf8(char *out, uint32_t cp) {
   if (cp < 0x80) {
-    out += static_cast<char>(cp);
-  } else if (cp < 0x800) {
-    out += static_cast<char>(0xC0 | (cp >> 6));
-    out += static_cast<char>(0x80 | (cp & 0x3F));
-  } else if (cp < 0x10000) {
-    out += static_cast<char>(0xE0 | (cp >> 12));
-    out += static_cast<char>(0x80 | ((cp >> 6) & 0x3F));
-    out += static_cast<char>(0x80 | (cp & 0x3F));
-  } else {
-    out += static_cast<char>(0xF0 | (cp >> 18));
-    out += static_cast<char>(0x80 | ((cp >> 12) & 0x3F));
-    out += static_cast<char>(0x80 | ((cp >> 6) & 0x3F));
-    out += static_cast<char>(0x80 | (cp & 0x3F));
+    out[0] = static_cast<char>(cp);
+    return 1;
   }
+  if (cp < 0x800) {
+    out[0] = static_cast<char>(0xC0 | (cp >> 6));
+    out[1] = static_cast<char>(0x80 | (cp & 0x3F));
+    return 2;
+  }
+  if (cp < 0x10000) {
+    out[0] = static_cast<char>(0xE0 | (cp >> 12));
+    out[1] = static_cast<char>(0x80 | ((cp >> 6) & 0x3F));
+    out[2] = static_cast<char>(0x80 | (cp & 0x3F));
+    return 3;
+  }
+  out[0] = static_cast<char>(0xF0 | (cp >> 18));
+  out[1] = static_cast<char>(0x80 | ((cp >> 12) & 0x3F));
+  out[2] = static_cast<char>(0x80 | ((cp >> 6) & 0x3F));
+  out[3] = static_cast<char>(0x80 | (cp & 0x3F));
+  return 4;
+}
+
+static void appendUtf8(std::string &out, uint32_t cp) {
+  char buf[4];
+  out.append(buf, encodeUtf8(buf, cp));
 }
 
 static std::string utf16RangeToUtf8(const char16_t *s, size_t n) {
@@ -123,7 +146,7 @@ std::string utf16ToUtf8(const char16_t *s) {
 std::string utf16ToUtf8(const std::u16string &s) { return utf16RangeToUtf8(s.data(), s.size()); }
 
 // Decodes one (W)UTF-8 sequence at s[i]; returns false if invalid.
-static bool decodeUtf8(const std::string &s, size_t &i, uint32_t &cp) {
+static bool decodeUtf8(const char *s, size_t n, size_t &i, uint32_t &cp) {
   unsigned char c = static_cast<unsigned char>(s[i]);
   int len;
   if (c < 0x80) {
@@ -141,7 +164,7 @@ static bool decodeUtf8(const std::string &s, size_t &i, uint32_t &cp) {
   } else {
     return false;
   }
-  if (i + len > s.size()) return false;
+  if (i + len > n) return false;
   for (int k = 1; k < len; ++k) {
     unsigned char d = static_cast<unsigned char>(s[i + k]);
     if ((d & 0xC0) != 0x80) return false;
@@ -159,7 +182,7 @@ std::u16string utf8ToUtf16(const std::string &s) {
   size_t i = 0;
   while (i < s.size()) {
     uint32_t cp;
-    if (!decodeUtf8(s, i, cp)) {
+    if (!decodeUtf8(s.data(), s.size(), i, cp)) {
       out += u'\uFFFD';
       ++i;
       continue;
@@ -180,41 +203,49 @@ std::u16string utf8ToUtf16(const std::string &s) {
 
 namespace {
 
+// Parses UTF-8 text (C = char) or UTF-16 text whose strings hold only ASCII units (C = char16_t:
+// any other unit in a string stops it, see parseJsonAscii16). Offsets in errors are in units of C.
+template <typename C>
 class Parser {
  public:
-  Parser(const std::string &t, std::string &err) : t_(t), err_(err) {}
+  Parser(const C *t, size_t n, std::string &err) : t_(t), n_(n), err_(err) {}
 
   bool parseDocument(Json &out) {
     skipWs();
     if (!parseValue(out, 0)) return false;
     skipWs();
-    if (p_ != t_.size()) return fail("unexpected trailing characters");
+    if (p_ != n_) return fail("unexpected trailing characters");
     return true;
   }
 
  private:
-  const std::string &t_;
+  static constexpr bool kWide = sizeof(C) > 1;
+  const C *t_;
+  size_t n_;
   std::string &err_;
   size_t p_ = 0;
 
+  uint32_t at(size_t i) const { return static_cast<typename std::make_unsigned<C>::type>(t_[i]); }
   bool fail(const char *msg) {
     err_ = std::string(msg) + " at offset " + std::to_string(p_);
     return false;
   }
   void skipWs() {
-    while (p_ < t_.size() && (t_[p_] == ' ' || t_[p_] == '\t' || t_[p_] == '\n' || t_[p_] == '\r')) ++p_;
+    while (p_ < n_ && (t_[p_] == ' ' || t_[p_] == '\t' || t_[p_] == '\n' || t_[p_] == '\r')) ++p_;
   }
   bool literal(const char *word) {
     size_t n = std::strlen(word);
-    if (t_.compare(p_, n, word) != 0) return fail("invalid literal");
+    if (n_ - p_ < n) return fail("invalid literal");
+    for (size_t i = 0; i < n; ++i)
+      if (at(p_ + i) != static_cast<unsigned char>(word[i])) return fail("invalid literal");
     p_ += n;
     return true;
   }
 
   bool parseValue(Json &out, int depth) {
     if (depth > 512) return fail("nesting too deep");
-    if (p_ >= t_.size()) return fail("unexpected end of input");
-    char c = t_[p_];
+    if (p_ >= n_) return fail("unexpected end of input");
+    uint32_t c = at(p_);
     switch (c) {
       case 'n':
         if (!literal("null")) return false;
@@ -242,29 +273,32 @@ class Parser {
     }
   }
 
+  bool digit(size_t i) const { return i < n_ && at(i) >= '0' && at(i) <= '9'; }
+
   bool parseNumber(Json &out) {
     size_t start = p_;
     if (t_[p_] == '-') ++p_;
-    if (p_ >= t_.size()) return fail("invalid number");
+    if (p_ >= n_) return fail("invalid number");
     if (t_[p_] == '0') {
       ++p_;
-    } else if (t_[p_] >= '1' && t_[p_] <= '9') {
-      while (p_ < t_.size() && t_[p_] >= '0' && t_[p_] <= '9') ++p_;
+    } else if (digit(p_)) {
+      while (digit(p_)) ++p_;
     } else {
       return fail("invalid number");
     }
-    if (p_ < t_.size() && t_[p_] == '.') {
+    if (p_ < n_ && t_[p_] == '.') {
       ++p_;
-      if (p_ >= t_.size() || !(t_[p_] >= '0' && t_[p_] <= '9')) return fail("invalid number");
-      while (p_ < t_.size() && t_[p_] >= '0' && t_[p_] <= '9') ++p_;
+      if (!digit(p_)) return fail("invalid number");
+      while (digit(p_)) ++p_;
     }
-    if (p_ < t_.size() && (t_[p_] == 'e' || t_[p_] == 'E')) {
+    if (p_ < n_ && (t_[p_] == 'e' || t_[p_] == 'E')) {
       ++p_;
-      if (p_ < t_.size() && (t_[p_] == '+' || t_[p_] == '-')) ++p_;
-      if (p_ >= t_.size() || !(t_[p_] >= '0' && t_[p_] <= '9')) return fail("invalid number");
-      while (p_ < t_.size() && t_[p_] >= '0' && t_[p_] <= '9') ++p_;
+      if (p_ < n_ && (t_[p_] == '+' || t_[p_] == '-')) ++p_;
+      if (!digit(p_)) return fail("invalid number");
+      while (digit(p_)) ++p_;
     }
-    std::string num = t_.substr(start, p_ - start);
+    std::string num(p_ - start, '\0');  // ASCII only: digits, sign, point, exponent
+    for (size_t i = start; i < p_; ++i) num[i - start] = static_cast<char>(t_[i]);
     double v = std::strtod(num.c_str(), nullptr);
     if (!std::isfinite(v)) return fail("number out of range");
     out = Json::number(v);
@@ -272,10 +306,10 @@ class Parser {
   }
 
   bool hex4(uint32_t &v) {
-    if (p_ + 4 > t_.size()) return fail("truncated \\u escape");
+    if (p_ + 4 > n_) return fail("truncated \\u escape");
     v = 0;
     for (int i = 0; i < 4; ++i) {
-      char c = t_[p_ + i];
+      uint32_t c = at(p_ + i);
       v <<= 4;
       if (c >= '0' && c <= '9') v |= c - '0';
       else if (c >= 'a' && c <= 'f') v |= c - 'a' + 10;
@@ -286,33 +320,47 @@ class Parser {
     return true;
   }
 
+  // One pass: the characters gather in a buffer appended to `s` when full and at the end (one
+  // allocation for the strings of HCS documents).
   bool parseString(std::string &s) {
     ++p_;  // opening quote
+    char buf[256];
+    size_t k = 0;
     while (true) {
-      if (p_ >= t_.size()) return fail("unterminated string");
-      unsigned char c = static_cast<unsigned char>(t_[p_]);
+      if (p_ >= n_) return fail("unterminated string");
+      uint32_t c = at(p_);
       if (c == '"') {
         ++p_;
+        s.append(buf, k);
         return true;
       }
+      if (k > sizeof buf - 4) {  // room for one more character (4 bytes at most)
+        s.append(buf, k);
+        k = 0;
+      }
       if (c < 0x20) return fail("control character in string");
+      if (c < 0x80 && c != '\\') {
+        buf[k++] = static_cast<char>(c);
+        ++p_;
+        continue;
+      }
       if (c == '\\') {
         ++p_;
-        if (p_ >= t_.size()) return fail("unterminated escape");
-        char e = t_[p_++];
+        if (p_ >= n_) return fail("unterminated escape");
+        uint32_t e = at(p_++);
         switch (e) {
-          case '"': s += '"'; break;
-          case '\\': s += '\\'; break;
-          case '/': s += '/'; break;
-          case 'b': s += '\b'; break;
-          case 'f': s += '\f'; break;
-          case 'n': s += '\n'; break;
-          case 'r': s += '\r'; break;
-          case 't': s += '\t'; break;
+          case '"': buf[k++] = '"'; break;
+          case '\\': buf[k++] = '\\'; break;
+          case '/': buf[k++] = '/'; break;
+          case 'b': buf[k++] = '\b'; break;
+          case 'f': buf[k++] = '\f'; break;
+          case 'n': buf[k++] = '\n'; break;
+          case 'r': buf[k++] = '\r'; break;
+          case 't': buf[k++] = '\t'; break;
           case 'u': {
             uint32_t cp = 0;
             if (!hex4(cp)) return false;
-            if (cp >= 0xD800 && cp <= 0xDBFF && p_ + 6 <= t_.size() && t_[p_] == '\\' && t_[p_ + 1] == 'u') {
+            if (cp >= 0xD800 && cp <= 0xDBFF && p_ + 6 <= n_ && t_[p_] == '\\' && t_[p_ + 1] == 'u') {
               size_t save = p_;
               p_ += 2;
               uint32_t lo = 0;
@@ -323,30 +371,18 @@ class Parser {
                 p_ = save;  // lone high surrogate followed by another escape
               }
             }
-            appendUtf8(s, cp);
+            k += encodeUtf8(buf + k, cp);
             break;
           }
           default: --p_; return fail("invalid escape");
         }
         continue;
       }
-      if (c < 0x80) {
-        // A run of plain ASCII characters is appended at once.
-        size_t end = p_ + 1;
-        while (end < t_.size()) {
-          unsigned char d = static_cast<unsigned char>(t_[end]);
-          if (d < 0x20 || d >= 0x80 || d == '"' || d == '\\') break;
-          ++end;
-        }
-        s.append(t_, p_, end - p_);
-        p_ = end;
-        continue;
-      }
+      if (kWide) return fail("non-ASCII character in string");  // parseJsonAscii16: parse the UTF-8 form instead
       size_t i = p_;
       uint32_t cp;
-      if (!decodeUtf8(t_, i, cp)) return fail("invalid UTF-8 in string");
-      s.append(t_, p_, i - p_);
-      p_ = i;
+      if (!decodeUtf8(reinterpret_cast<const char *>(t_), n_, i, cp)) return fail("invalid UTF-8 in string");
+      for (; p_ < i; ++p_) buf[k++] = static_cast<char>(t_[p_]);
     }
   }
 
@@ -354,17 +390,17 @@ class Parser {
     ++p_;
     out = Json::array();
     skipWs();
-    if (p_ < t_.size() && t_[p_] == ']') {
+    if (p_ < n_ && t_[p_] == ']') {
       ++p_;
       return true;
     }
+    std::vector<Json> &items = out.items();
     while (true) {
       skipWs();
-      Json v;
-      if (!parseValue(v, depth + 1)) return false;
-      out.push(std::move(v));
+      items.emplace_back();
+      if (!parseValue(items.back(), depth + 1)) return false;  // in place (nested values use their own vectors)
       skipWs();
-      if (p_ >= t_.size()) return fail("unterminated array");
+      if (p_ >= n_) return fail("unterminated array");
       if (t_[p_] == ',') {
         ++p_;
         continue;
@@ -381,24 +417,34 @@ class Parser {
     ++p_;
     out = Json::object();
     skipWs();
-    if (p_ < t_.size() && t_[p_] == '}') {
+    if (p_ < n_ && t_[p_] == '}') {
       ++p_;
       return true;
     }
+    std::vector<Json::Member> &members = out.members();
+    members.reserve(4);  // one allocation for the small objects of HCS documents
     while (true) {
       skipWs();
-      if (p_ >= t_.size() || t_[p_] != '"') return fail("expected string key");
+      if (p_ >= n_ || t_[p_] != '"') return fail("expected string key");
       std::string key;
       if (!parseString(key)) return false;
       skipWs();
-      if (p_ >= t_.size() || t_[p_] != ':') return fail("expected ':'");
+      if (p_ >= n_ || t_[p_] != ':') return fail("expected ':'");
       ++p_;
       skipWs();
-      Json v;
-      if (!parseValue(v, depth + 1)) return false;
-      out.set(std::move(key), std::move(v));  // duplicate keys: the last one wins, in the first one's place
+      // Duplicate keys: the last one wins, in the first one's place. A new key's value is parsed
+      // in place (nested values use their own vectors).
+      Json *slot = out.get(key);
+      if (slot) {
+        Json v;
+        if (!parseValue(v, depth + 1)) return false;
+        *slot = std::move(v);
+      } else {
+        members.emplace_back(std::move(key), Json());
+        if (!parseValue(members.back().second, depth + 1)) return false;
+      }
       skipWs();
-      if (p_ >= t_.size()) return fail("unterminated object");
+      if (p_ >= n_) return fail("unterminated object");
       if (t_[p_] == ',') {
         ++p_;
         continue;
@@ -443,7 +489,7 @@ void writeString(std::string &out, const std::string &s) {
     } else {
       size_t j = i;
       uint32_t cp;
-      if (decodeUtf8(s, j, cp)) {
+      if (decodeUtf8(s.data(), s.size(), j, cp)) {
         if (cp >= 0xD800 && cp <= 0xDFFF) {  // lone surrogate (WTF-8): escape it
           out += "\\u";
           out += hex[(cp >> 12) & 15];
@@ -510,7 +556,16 @@ void write(std::string &out, const Json &v) {
 }  // namespace
 
 bool parseJson(const std::string &text, Json &out, std::string &error) {
-  Parser p(text, error);
+  Parser<char> p(text.data(), text.size(), error);
+  Json tmp;
+  if (!p.parseDocument(tmp)) return false;
+  out = std::move(tmp);
+  return true;
+}
+
+bool parseJsonAscii16(const char16_t *text, size_t n, Json &out) {
+  std::string error;
+  Parser<char16_t> p(text, n, error);
   Json tmp;
   if (!p.parseDocument(tmp)) return false;
   out = std::move(tmp);

@@ -45,7 +45,9 @@ class Json {
 
   // Object access: nullptr when absent (or when this is not an object).
   const Json *get(const std::string &key) const;
+  const Json *get(const char *key) const;  // no std::string made for a literal key
   Json *get(const std::string &key);
+  Json *get(const char *key);
   // Sets (replaces in place or appends) a member; this must be an object.
   Json &set(std::string key, Json value);
   bool erase(const std::string &key);
@@ -67,6 +69,10 @@ class Json {
 // Parses a complete JSON text (RFC 8259; surrounding whitespace allowed). Returns false and sets
 // error on malformed input (trailing garbage, bad escapes, control characters in strings, depth > 512).
 bool parseJson(const std::string &text, Json &out, std::string &error);
+// Parses UTF-16 text directly when every string in it holds ASCII units only (escapes may stand for
+// anything): the result is then parseJson's of its UTF-8 form. Returns false when the text is not
+// valid JSON or a string holds another unit; parseJson of the UTF-8 form gives the result or error.
+bool parseJsonAscii16(const char16_t *text, size_t n, Json &out);
 // Compact serialization; non-ASCII is emitted as UTF-8, control characters, quote and backslash are
 // escaped, lone surrogates (WTF-8) are emitted as \uXXXX escapes.
 std::string toJson(const Json &value);

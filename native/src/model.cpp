@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <initializer_list>
+#include <string_view>
 
 #include "config.h"
 #include "uuid.h"
@@ -44,7 +45,7 @@ void checkFields(const Json &o, const std::string &what, std::initializer_list<c
   for (const auto &m : o.members()) {
     bool ok = false;
     for (const char *a : allowed)
-      if (m.first == a) {
+      if (m.first[0] == a[0] && m.first == a) {
         ok = true;
         break;
       }
@@ -60,12 +61,14 @@ const Json *field(const Json &o, const char *key) {
   return v;
 }
 
-std::string optString(const Json &o, const char *key, const std::string &what, bool required = false,
-                      bool nonEmpty = false) {
+// The string at `key` (empty when absent), without a copy.
+const std::string &optString(const Json &o, const char *key, const std::string &what, bool required = false,
+                             bool nonEmpty = false) {
+  static const std::string empty;
   const Json *v = field(o, key);
   if (!v) {
     if (required) invalidJson(what + ": missing required field \"" + key + "\"");
-    return std::string();
+    return empty;
   }
   if (!v->isString()) invalidJson(what + "." + key + ": expected a string, got " + typeName(*v));
   if (nonEmpty && v->asString().empty()) invalidJson(what + "." + key + ": must not be empty");
@@ -107,7 +110,7 @@ void optObjectAny(const Json &o, const char *key, const std::string &what) {
 }
 
 // Decimal without sign or leading zeros.
-bool parseDecimal(const std::string &s, int64_t &out) {
+bool parseDecimal(std::string_view s, int64_t &out) {
   if (s.empty() || s.size() > 15) return false;
   if (s.size() > 1 && s[0] == '0') return false;
   int64_t v = 0;
@@ -138,12 +141,12 @@ void validateAttachment(const Json &s, const std::string &what) {
               {"Type", "Path", "ReadOnly", "ExtensibleVirtualDiskType", "IgnoreFlushes", "CachingMode",
                "NoWriteHardening", "DisableExpansionOptimization", "IgnoreRelativeLocator",
                "CaptureIoAttributionContext", "SupportCompressedVolumes", "AlwaysAllowSparseFiles"});
-  std::string type = optString(s, "Type", what, true);
+  const std::string &type = optString(s, "Type", what, true);
   if (type != "VirtualDisk" && type != "PassThru" && type != "ExtensibleVirtualDisk")
     invalidJson(what + ".Type: \"" + type + "\" is not one of VirtualDisk, PassThru, ExtensibleVirtualDisk");
   optString(s, "Path", what, true, true);
   optBool(s, "ReadOnly", what);
-  std::string evd = optString(s, "ExtensibleVirtualDiskType", what);
+  const std::string &evd = optString(s, "ExtensibleVirtualDiskType", what);
   if (type == "ExtensibleVirtualDisk" && evd.empty())
     invalidJson(what + ": ExtensibleVirtualDiskType is required for Type ExtensibleVirtualDisk");
   for (const char *b : {"IgnoreFlushes", "NoWriteHardening", "DisableExpansionOptimization", "IgnoreRelativeLocator",
@@ -174,7 +177,7 @@ void validateVsmbShare(const Json &s, const std::string &what, bool needPath) {
 }
 
 void validateImageFormat(const Json &s, const std::string &what) {
-  std::string f = optString(s, "ImageFormat", what, true);
+  const std::string &f = optString(s, "ImageFormat", what, true);
   if (f != "Vhd1" && f != "Vhdx") invalidJson(what + ".ImageFormat: \"" + f + "\" is not one of Vhd1, Vhdx");
 }
 
@@ -212,13 +215,23 @@ void validatePlan9Share(const Json &s, const std::string &what, bool add) {
 // ResourcePath
 
 
-std::vector<std::string> splitSlash(const std::string &s) {
-  std::vector<std::string> parts;
-  parts.reserve(8);  // the longest ResourcePath has 6 elements
+// The elements of a ResourcePath (views into it): the first kMaxPathElements, and their count.
+const size_t kMaxPathElements = 8;  // the longest ResourcePath has 7
+struct PathElements {
+  std::string_view e[kMaxPathElements];
+  size_t n = 0;
+  size_t size() const { return n; }
+  const std::string_view &operator[](size_t i) const { return e[i]; }
+};
+
+PathElements splitSlash(const std::string &s) {
+  PathElements parts;
   size_t start = 0;
   while (true) {
     size_t p = s.find('/', start);
-    parts.push_back(s.substr(start, p == std::string::npos ? std::string::npos : p - start));
+    if (parts.n < kMaxPathElements)
+      parts.e[parts.n] = std::string_view(s).substr(start, p == std::string::npos ? std::string::npos : p - start);
+    ++parts.n;
     if (p == std::string::npos) break;
     start = p + 1;
   }
@@ -241,8 +254,8 @@ HostTarget parseResourcePath(const std::string &path) {
     if (p.size() != 6 || p[4] != "Attachments") bad("expected VirtualMachine/Devices/Scsi/<controller GUID>/Attachments/<lun>");
     t.kind = HostKind::Scsi;
     t.guid = canonicalGuid(p[3]);
-    if (t.guid.empty()) bad("\"" + p[3] + "\" is not a GUID");
-    if (!parseDecimal(p[5], t.lun)) bad("\"" + p[5] + "\" is not a decimal LUN");
+    if (t.guid.empty()) bad("\"" + std::string(p[3]) + "\" is not a GUID");
+    if (!parseDecimal(p[5], t.lun)) bad("\"" + std::string(p[5]) + "\" is not a decimal LUN");
     return t;
   }
   if (p[2] == "VirtualSmb") {
@@ -259,19 +272,19 @@ HostTarget parseResourcePath(const std::string &path) {
     if (p.size() != 4) bad("expected VirtualMachine/Devices/VirtualPci/<VMBus GUID>");
     t.kind = HostKind::Vpci;
     t.guid = canonicalGuid(p[3]);
-    if (t.guid.empty()) bad("\"" + p[3] + "\" is not a GUID");
+    if (t.guid.empty()) bad("\"" + std::string(p[3]) + "\" is not a GUID");
     return t;
   }
   if (p[2] == "VirtualPMem") {
     if ((p.size() != 5 && p.size() != 7) || p[3] != "Devices")
       bad("expected VirtualMachine/Devices/VirtualPMem/Devices/<n>[/Mappings/<offset>]");
-    if (!parseDecimal(p[4], t.device)) bad("\"" + p[4] + "\" is not a decimal device number");
+    if (!parseDecimal(p[4], t.device)) bad("\"" + std::string(p[4]) + "\" is not a decimal device number");
     if (p.size() == 5) {
       t.kind = HostKind::VpmemDevice;
       return t;
     }
     if (p[5] != "Mappings") bad("expected VirtualMachine/Devices/VirtualPMem/Devices/<n>/Mappings/<offset>");
-    if (!parseDecimal(p[6], t.offset)) bad("\"" + p[6] + "\" is not a decimal byte offset");
+    if (!parseDecimal(p[6], t.offset)) bad("\"" + std::string(p[6]) + "\" is not a decimal byte offset");
     t.kind = HostKind::VpmemMapping;
     return t;
   }
@@ -308,8 +321,8 @@ void validateGuestShape(const System &sys, const Json &gr) {
   const std::string what = "GuestRequest";
   requireObject(gr, what);
   checkFields(gr, what, {"RequestType", "ResourceType", "Settings"});
-  std::string rt = optString(gr, "RequestType", what, true);
-  std::string type = optString(gr, "ResourceType", what, true);
+  const std::string &rt = optString(gr, "RequestType", what, true);
+  const std::string &type = optString(gr, "ResourceType", what, true);
   if (rt != "Add" && rt != "Remove")
     invalidJson(what + ".RequestType: \"" + rt + "\" is not supported for " + type + " (Add, Remove)");
   const Json *settings = field(gr, "Settings");
@@ -395,10 +408,15 @@ void validateGuestShape(const System &sys, const Json &gr) {
   }
 }
 
+const std::string &modifyRequestName() {
+  static const std::string *name = new std::string("ModifySettingRequest");  // made once, not per request
+  return *name;
+}
+
 void validateHostShape(const Json &doc, HostTarget &t, std::string &rt) {
-  std::string path = optString(doc, "ResourcePath", "ModifySettingRequest", true, true);
+  const std::string &path = optString(doc, "ResourcePath", modifyRequestName(), true, true);
   t = parseResourcePath(path);
-  rt = optString(doc, "RequestType", "ModifySettingRequest", true);
+  rt = optString(doc, "RequestType", modifyRequestName(), true);
   const Json *settings = field(doc, "Settings");
   // Names for error messages, built once (not per request).
   static const std::string sw = "ModifySettingRequest.Settings";
@@ -882,8 +900,8 @@ void applyGuestOnly(System &sys, const Json &guestRequest) {
 }
 
 void checkModifyShape(const Json &doc, ModifyShape &out) {
-  requireObject(doc, "ModifySettingRequest");
-  checkFields(doc, "ModifySettingRequest", {"ResourcePath", "RequestType", "Settings", "GuestRequest"});
+  requireObject(doc, modifyRequestName());
+  checkFields(doc, modifyRequestName(), {"ResourcePath", "RequestType", "Settings", "GuestRequest"});
   out.host = hasHostPart(doc);
   out.guestRequest = field(doc, "GuestRequest");
   if (!out.host && !out.guestRequest) invalidJson("ModifySettingRequest: neither ResourcePath nor GuestRequest is present");

@@ -70,10 +70,10 @@ std::string sha1Hex(const std::string &data) {
   return s;
 }
 
-bool parseUuid(const std::string &textIn, UuidBytes &out) {
-  std::string text = textIn;
-  if (text.size() == 38 && text.front() == '{' && text.back() == '}') text = text.substr(1, 36);
-  if (text.size() != 36) return false;
+bool parseUuid(std::string_view textIn, UuidBytes &out) {
+  const char *text = textIn.data();  // no copy: the braces are skipped
+  if (textIn.size() == 38 && textIn.front() == '{' && textIn.back() == '}') ++text;
+  else if (textIn.size() != 36) return false;
   int bi = 0;
   for (size_t i = 0; i < 36;) {
     if (i == 8 || i == 13 || i == 18 || i == 23) {
@@ -99,13 +99,14 @@ bool parseUuid(const std::string &textIn, UuidBytes &out) {
 
 std::string formatUuid(const UuidBytes &u) {
   static const char *hex = "0123456789abcdef";
-  std::string s;
+  char s[36];
+  size_t o = 0;
   for (int i = 0; i < 16; ++i) {
-    if (i == 4 || i == 6 || i == 8 || i == 10) s += '-';
-    s += hex[u[i] >> 4];
-    s += hex[u[i] & 15];
+    if (i == 4 || i == 6 || i == 8 || i == 10) s[o++] = '-';
+    s[o++] = hex[u[i] >> 4];
+    s[o++] = hex[u[i] & 15];
   }
-  return s;
+  return std::string(s, sizeof s);
 }
 
 UuidBytes uuidV5(const UuidBytes &ns, const std::string &name) {
@@ -147,7 +148,7 @@ GUID uuidToGuid(const UuidBytes &u) {
   return g;
 }
 
-std::string canonicalGuid(const std::string &text) {
+std::string canonicalGuid(std::string_view text) {
   UuidBytes u;
   if (!parseUuid(text, u)) return std::string();
   return formatUuid(u);

@@ -5,6 +5,7 @@
 #include <array>
 #include <cstdint>
 #include <string>
+#include <string_view>
 
 #include "computecore.h"
 
@@ -15,7 +16,7 @@ std::string sha1Hex(const std::string &data);
 
 using UuidBytes = std::array<uint8_t, 16>;
 // Parses "xxxxxxxx-xxxx-xxxx-xxxx-xxxxxxxxxxxx" (optionally in braces, any case).
-bool parseUuid(const std::string &text, UuidBytes &out);
+bool parseUuid(std::string_view text, UuidBytes &out);
 std::string formatUuid(const UuidBytes &u);  // lowercase canonical form
 UuidBytes uuidV5(const UuidBytes &ns, const std::string &nameUtf8);
 // A fresh random (version 4) UUID, lowercase canonical form.
@@ -23,7 +24,7 @@ std::string randomUuid();
 // Windows GUID fields from the big-endian UUID bytes.
 GUID uuidToGuid(const UuidBytes &u);
 // Lowercase canonical form of a GUID string, or "" if it is not one.
-std::string canonicalGuid(const std::string &text);
+std::string canonicalGuid(std::string_view text);
 
 }  // namespace hcssim
 

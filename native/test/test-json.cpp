@@ -103,3 +103,38 @@ TEST(json_ascii_runs_and_duplicate_keys) {
   CHECK_EQ(hcssim::utf16ToUtf8(std::u16string(u"\u4e2dx")), std::string("\xE4\xB8\xAD" "x"));
   CHECK_EQ(hcssim::utf16ToUtf8(std::u16string()), std::string());
 }
+
+TEST(json_utf16_parse_matches_utf8_parse) {
+  // parseJsonAscii16 gives parseJson's result for documents whose strings are ASCII (escapes may
+  // stand for anything), and refuses the others and malformed ones (Document parses their UTF-8).
+  std::string longRun(300, 'x');
+  std::string longEscaped;
+  for (int i = 0; i < 200; ++i) longEscaped += "a\\\\\\u00e9";  // crosses the parser's buffer
+  std::string docs[] = {
+      "{\"ResourcePath\":\"VirtualMachine/Devices/Scsi/df6d0690-79e5-55b6-a5ec-c1e2f77f580a/Attachments/1\","
+      "\"RequestType\":\"Add\",\"Settings\":{\"Type\":\"VirtualDisk\",\"Path\":\"C:\\\\bench\\\\layer.vhdx\"}}",
+      " {\"a\":[1,-2.5e3,true,false,null,{},[],\"\"],\"a\":{\"b\":\"\\u20ac\\ud83d\\ude00\\ud800\\n\"}} ",
+      "[\"" + longRun + "\",\"" + longEscaped + "\"]",
+      "{\"k1\":1,\"k2\":2,\"k3\":3,\"k4\":4,\"k5\":5,\"k6\":{\"x\":[[[]]]}}",
+      "\"\"", "0", "[]"};
+  for (const std::string &d : docs) {
+    std::u16string wide(d.begin(), d.end());
+    Json viaUtf8, viaUtf16;
+    std::string err;
+    CHECK(hcssim::parseJson(d, viaUtf8, err));
+    CHECK(hcssim::parseJsonAscii16(wide.data(), wide.size(), viaUtf16));
+    CHECK(viaUtf8 == viaUtf16);
+    CHECK_EQ(hcssim::toJson(viaUtf8), hcssim::toJson(viaUtf16));
+  }
+  Json j;
+  std::string err;
+  CHECK(hcssim::parseJson("[\"" + longEscaped + "\"]", j, err));
+  CHECK_EQ(j.items()[0].asString().size(), size_t(200 * 4));
+  // a non-ASCII unit in a string, malformed documents: refused
+  std::u16string nonAscii = u"{\"Path\":\"C:\\\\\u00e9\"}";
+  CHECK(!hcssim::parseJsonAscii16(nonAscii.data(), nonAscii.size(), j));
+  for (const char16_t *bad : {u"{", u"[1,]", u"\"abc", u"{\"a\":1} x", u"\"\\x\""}) {
+    std::u16string b(bad);
+    CHECK(!hcssim::parseJsonAscii16(b.data(), b.size(), j));
+  }
+}
