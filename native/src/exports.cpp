@@ -75,7 +75,7 @@ SysHandlePtr systemForCall(const char *fn, HCS_SYSTEM computeSystem, Document *d
   return h;
 }
 
-void checkLiveLocked(const SystemRecPtr &rec) {
+void checkLiveLocked(const SystemRec *rec) {
   switch (rec->status) {
     case SystemRec::Status::Live: return;
     case SystemRec::Status::Pending:
@@ -99,8 +99,10 @@ Json standardProperties(const System &sys) {
 // Starts an operation-driven call: validates the operation handle, evaluates faults (counted at
 // call time), traces at completion. `work` runs on a worker thread after the latency and receives
 // the fault that fired for this call (hit == false if none); it must fail with it unless guestOnly.
+// The operation keeps `doc` and `keep` as long as it lives, so `work` may hold plain pointers to
+// them (a work of two pointers is stored in the std::function itself, no allocation).
 HRESULT launch(HCS_OPERATION operation, const char *fn, const std::string *id, const DocumentPtr &doc, OpWork work,
-               std::function<void()> onNotApplied = nullptr) {
+               std::function<void()> onNotApplied = nullptr, std::shared_ptr<const void> keep = nullptr) {
   OpPtr op = findOperation(operation);
   HRESULT early = !op ? HCS_E_HANDLE : operationStarted(op) ? HCS_E_OPERATION_ALREADY_STARTED : HCS_S_OK;
   if (early < 0) {
@@ -127,6 +129,7 @@ HRESULT launch(HCS_OPERATION operation, const char *fn, const std::string *id, c
   spec.hang = fault.hit && fault.hang;
   if (fault.hit && !(fault.hang && !fault.hasHr)) spec.fault = std::move(fault);
   spec.onNotApplied = std::move(onNotApplied);
+  spec.keep = std::move(keep);
   spec.latencyMs = pickLatencyMs(fn);
   spec.traceWanted = true;
   spec.traceHasId = id != nullptr;
@@ -149,7 +152,7 @@ OpOutcome transition(const SystemRecPtr &rec, Document &options, const char *fn)
   options.json();  // parsed here, outside the model lock
   Core &c = core();
   std::lock_guard<std::mutex> lock(c.modelMu);
-  checkLiveLocked(rec);
+  checkLiveLocked(rec.get());
   requireParsed(options, "options");
   System &sys = rec->sys;
   std::string f = fn;
@@ -418,7 +421,7 @@ HCS_API HRESULT HCS_CALL HcsGetComputeSystemProperties(HCS_SYSTEM computeSystem,
     if (simState) countInventoryQuery(testHelper);
     Core &c = core();
     std::lock_guard<std::mutex> lock(c.modelMu);
-    checkLiveLocked(rec);
+    checkLiveLocked(rec.get());
     Json props = standardProperties(rec->sys);
     if (simState) {
       Json st = simulatorStateDevicesAndGuest(rec->sys);
@@ -445,8 +448,8 @@ HCS_API HRESULT HCS_CALL HcsModifyComputeSystem(HCS_SYSTEM computeSystem, HCS_OP
     traceCall(fn, &rec->id, nullptr, HCS_E_INVALIDARG);
     return HCS_E_INVALIDARG;
   }
-  DocumentPtr captured = doc;
-  OpWork work = [rec, captured](const FaultHit &fault) -> OpOutcome {
+  // The operation keeps the document and the record (launch): plain pointers here.
+  OpWork work = [rec = rec.get(), captured = doc.get()](const FaultHit &fault) -> OpOutcome {
     // Parsed, and the request's own shape checked, here, outside the model lock (the pool's threads
     // queue on it); a shape error is reported below in its place, after the checks that need the model.
     ModifyShape shape;
@@ -485,7 +488,7 @@ HCS_API HRESULT HCS_CALL HcsModifyComputeSystem(HCS_SYSTEM computeSystem, HCS_OP
     applyModifyShape(rec->sys, shape, fault.hit && fault.guestOnly ? &guestFault : nullptr);
     return OpOutcome{};
   };
-  return launch(operation, fn, &rec->id, doc, std::move(work));
+  return launch(operation, fn, &rec->id, doc, std::move(work), nullptr, rec);
 }
 
 HCS_API HRESULT HCS_CALL HcsSetComputeSystemCallback(HCS_SYSTEM computeSystem, uint32_t callbackOptions,

@@ -203,6 +203,16 @@ std::u16string utf8ToUtf16(const std::string &s) {
 
 namespace {
 
+// ASCII characters that stand for themselves in a JSON string (not a control character, quote or backslash).
+struct PlainTable {
+  bool v[128];
+  constexpr PlainTable() : v() {
+    for (int c = 0x20; c < 128; ++c) v[c] = c != '"' && c != '\\';
+  }
+};
+constexpr PlainTable kPlainTable;
+constexpr const bool *kPlain = kPlainTable.v;
+
 // Parses UTF-8 text (C = char) or UTF-16 text whose strings hold only ASCII units (C = char16_t:
 // any other unit in a string stops it, see parseJsonAscii16). Offsets in errors are in units of C.
 template <typename C>
@@ -230,6 +240,10 @@ class Parser {
     err_ = std::string(msg) + " at offset " + std::to_string(p_);
     return false;
   }
+  bool failAt(size_t p, const char *msg) {
+    p_ = p;
+    return fail(msg);
+  }
   void skipWs() {
     while (p_ < n_ && (t_[p_] == ' ' || t_[p_] == '\t' || t_[p_] == '\n' || t_[p_] == '\r')) ++p_;
   }
@@ -242,6 +256,7 @@ class Parser {
     return true;
   }
 
+  // `out` is a fresh (null) value: the value is built in it.
   bool parseValue(Json &out, int depth) {
     if (depth > 512) return fail("nesting too deep");
     if (p_ >= n_) return fail("unexpected end of input");
@@ -259,12 +274,7 @@ class Parser {
         if (!literal("false")) return false;
         out = Json::boolean(false);
         return true;
-      case '"': {
-        std::string s;
-        if (!parseString(s)) return false;
-        out = Json::string(std::move(s));
-        return true;
-      }
+      case '"': return parseString(out.startString());
       case '[': return parseArray(out, depth);
       case '{': return parseObject(out, depth);
       default:
@@ -321,16 +331,19 @@ class Parser {
   }
 
   // One pass: the characters gather in a buffer appended to `s` when full and at the end (one
-  // allocation for the strings of HCS documents).
+  // allocation for the strings of HCS documents). The position is kept in a local (stores to the
+  // char buffer may alias the members) and written back before anything that reads p_.
   bool parseString(std::string &s) {
-    ++p_;  // opening quote
+    const C *const t = t_;
+    const size_t n = n_;
+    size_t p = p_ + 1;  // after the opening quote
     char buf[256];
     size_t k = 0;
     while (true) {
-      if (p_ >= n_) return fail("unterminated string");
-      uint32_t c = at(p_);
+      if (p >= n) return failAt(p, "unterminated string");
+      uint32_t c = static_cast<typename std::make_unsigned<C>::type>(t[p]);
       if (c == '"') {
-        ++p_;
+        p_ = p + 1;
         s.append(buf, k);
         return true;
       }
@@ -338,16 +351,21 @@ class Parser {
         s.append(buf, k);
         k = 0;
       }
-      if (c < 0x20) return fail("control character in string");
+      if (c < 0x20) return failAt(p, "control character in string");
       if (c < 0x80 && c != '\\') {
-        buf[k++] = static_cast<char>(c);
-        ++p_;
+        // A run of plain characters, as far as the buffer has room (most strings in one go).
+        const size_t stop = std::min(n, p + (sizeof buf - k));  // k <= sizeof buf - 4 here
+        do {
+          buf[k++] = static_cast<char>(c);
+          if (++p == stop) break;
+          c = static_cast<typename std::make_unsigned<C>::type>(t[p]);
+        } while (c < 0x80 && kPlain[c]);
         continue;
       }
       if (c == '\\') {
-        ++p_;
-        if (p_ >= n_) return fail("unterminated escape");
-        uint32_t e = at(p_++);
+        ++p;
+        if (p >= n) return failAt(p, "unterminated escape");
+        uint32_t e = at(p++);
         switch (e) {
           case '"': buf[k++] = '"'; break;
           case '\\': buf[k++] = '\\'; break;
@@ -358,9 +376,10 @@ class Parser {
           case 'r': buf[k++] = '\r'; break;
           case 't': buf[k++] = '\t'; break;
           case 'u': {
+            p_ = p;
             uint32_t cp = 0;
             if (!hex4(cp)) return false;
-            if (cp >= 0xD800 && cp <= 0xDBFF && p_ + 6 <= n_ && t_[p_] == '\\' && t_[p_ + 1] == 'u') {
+            if (cp >= 0xD800 && cp <= 0xDBFF && p_ + 6 <= n && t[p_] == '\\' && t[p_ + 1] == 'u') {
               size_t save = p_;
               p_ += 2;
               uint32_t lo = 0;
@@ -371,30 +390,30 @@ class Parser {
                 p_ = save;  // lone high surrogate followed by another escape
               }
             }
+            p = p_;
             k += encodeUtf8(buf + k, cp);
             break;
           }
-          default: --p_; return fail("invalid escape");
+          default: return failAt(p - 1, "invalid escape");
         }
         continue;
       }
-      if (kWide) return fail("non-ASCII character in string");  // parseJsonAscii16: parse the UTF-8 form instead
-      size_t i = p_;
+      if (kWide) return failAt(p, "non-ASCII character in string");  // parseJsonAscii16: parse the UTF-8 form instead
+      size_t i = p;
       uint32_t cp;
-      if (!decodeUtf8(reinterpret_cast<const char *>(t_), n_, i, cp)) return fail("invalid UTF-8 in string");
-      for (; p_ < i; ++p_) buf[k++] = static_cast<char>(t_[p_]);
+      if (!decodeUtf8(reinterpret_cast<const char *>(t), n, i, cp)) return failAt(p, "invalid UTF-8 in string");
+      for (; p < i; ++p) buf[k++] = static_cast<char>(t[p]);
     }
   }
 
   bool parseArray(Json &out, int depth) {
     ++p_;
-    out = Json::array();
+    std::vector<Json> &items = out.startArray();
     skipWs();
     if (p_ < n_ && t_[p_] == ']') {
       ++p_;
       return true;
     }
-    std::vector<Json> &items = out.items();
     while (true) {
       skipWs();
       items.emplace_back();
@@ -415,13 +434,12 @@ class Parser {
 
   bool parseObject(Json &out, int depth) {
     ++p_;
-    out = Json::object();
+    std::vector<Json::Member> &members = out.startObject();
     skipWs();
     if (p_ < n_ && t_[p_] == '}') {
       ++p_;
       return true;
     }
-    std::vector<Json::Member> &members = out.members();
     members.reserve(4);  // one allocation for the small objects of HCS documents
     while (true) {
       skipWs();

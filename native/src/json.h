@@ -43,6 +43,12 @@ class Json {
   const std::vector<Member> &members() const { return o_; }
   std::vector<Member> &members() { return o_; }
 
+  // For the parser, which builds each value where it stays: makes this (a null value) a string,
+  // array or object and returns its storage.
+  std::string &startString() { type_ = Type::String; return s_; }
+  std::vector<Json> &startArray() { type_ = Type::Array; return a_; }
+  std::vector<Member> &startObject() { type_ = Type::Object; return o_; }
+
   // Object access: nullptr when absent (or when this is not an object).
   const Json *get(const std::string &key) const;
   const Json *get(const char *key) const;  // no std::string made for a literal key

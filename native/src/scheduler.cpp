@@ -649,6 +649,7 @@ HRESULT startOperation(const OpPtr &op, StartSpec spec) {
     op->work = std::move(spec.work);
     op->fault = std::move(spec.fault);
     op->onNotApplied = std::move(spec.onNotApplied);
+    op->keep = std::move(spec.keep);
     op->latencyMs = spec.latencyMs;
     op->traceWanted = spec.traceWanted;
     op->traceHasId = spec.traceHasId;

@@ -52,6 +52,7 @@ struct Operation {
   OpWork work;
   FaultHit fault;
   std::function<void()> onNotApplied;  // run by the worker when the op is cancelled / terminated
+  std::shared_ptr<const void> keep;  // what `work` points to (e.g. the system record): it lives as long
   bool traceWanted = false;
   bool traceHasId = false;
   std::string traceId;
@@ -77,6 +78,7 @@ struct StartSpec {
   OpWork work;
   FaultHit fault;  // passed to work
   std::function<void()> onNotApplied;
+  std::shared_ptr<const void> keep;  // kept with the operation (a work that holds plain pointers: no allocation)
   bool hang = false;  // parked until cancelled / reset
   double latencyMs = 0;
   bool traceWanted = false;

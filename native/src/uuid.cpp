@@ -70,41 +70,37 @@ std::string sha1Hex(const std::string &data) {
   return s;
 }
 
+namespace {
+int hexDigit(char c) {
+  if (c >= '0' && c <= '9') return c - '0';
+  if (c >= 'a' && c <= 'f') return c - 'a' + 10;
+  if (c >= 'A' && c <= 'F') return c - 'A' + 10;
+  return -1;
+}
+// Where each byte's two digits start in the 36-character form; hyphens at 8, 13, 18 and 23.
+const uint8_t kDigitPairs[16] = {0, 2, 4, 6, 9, 11, 14, 16, 19, 21, 24, 26, 28, 30, 32, 34};
+}  // namespace
+
 bool parseUuid(std::string_view textIn, UuidBytes &out) {
   const char *text = textIn.data();  // no copy: the braces are skipped
   if (textIn.size() == 38 && textIn.front() == '{' && textIn.back() == '}') ++text;
   else if (textIn.size() != 36) return false;
-  int bi = 0;
-  for (size_t i = 0; i < 36;) {
-    if (i == 8 || i == 13 || i == 18 || i == 23) {
-      if (text[i] != '-') return false;
-      ++i;
-      continue;
-    }
-    int v = 0;
-    for (int k = 0; k < 2; ++k) {
-      char c = text[i + k];
-      v <<= 4;
-      if (c >= '0' && c <= '9') v |= c - '0';
-      else if (c >= 'a' && c <= 'f') v |= c - 'a' + 10;
-      else if (c >= 'A' && c <= 'F') v |= c - 'A' + 10;
-      else return false;
-    }
-    if (i + 1 == 8 || i + 1 == 13 || i + 1 == 18 || i + 1 == 23) return false;
-    out[bi++] = static_cast<uint8_t>(v);
-    i += 2;
+  if (text[8] != '-' || text[13] != '-' || text[18] != '-' || text[23] != '-') return false;
+  for (int b = 0; b < 16; ++b) {
+    int hi = hexDigit(text[kDigitPairs[b]]), lo = hexDigit(text[kDigitPairs[b] + 1]);
+    if (hi < 0 || lo < 0) return false;
+    out[b] = static_cast<uint8_t>(hi << 4 | lo);
   }
-  return bi == 16;
+  return true;
 }
 
 std::string formatUuid(const UuidBytes &u) {
   static const char *hex = "0123456789abcdef";
   char s[36];
-  size_t o = 0;
-  for (int i = 0; i < 16; ++i) {
-    if (i == 4 || i == 6 || i == 8 || i == 10) s[o++] = '-';
-    s[o++] = hex[u[i] >> 4];
-    s[o++] = hex[u[i] & 15];
+  s[8] = s[13] = s[18] = s[23] = '-';
+  for (int b = 0; b < 16; ++b) {
+    s[kDigitPairs[b]] = hex[u[b] >> 4];
+    s[kDigitPairs[b] + 1] = hex[u[b] & 15];
   }
   return std::string(s, sizeof s);
 }

@@ -128,6 +128,18 @@ TEST(json_utf16_parse_matches_utf8_parse) {
   }
   Json j;
   std::string err;
+  // every length around the parser's 256-byte buffer, before an escape and a multi-byte character
+  for (size_t len = 248; len <= 262; ++len) {
+    std::string run(len, 'r');
+    std::string d = "[\"" + run + "\",\"" + run + "\\n\\u20ac" + run + "\"]";
+    std::u16string wide(d.begin(), d.end());
+    Json viaUtf16;
+    CHECK(hcssim::parseJson(d, j, err));
+    CHECK(hcssim::parseJsonAscii16(wide.data(), wide.size(), viaUtf16));
+    CHECK(j == viaUtf16);
+    CHECK_EQ(j.items()[0].asString(), run);
+    CHECK_EQ(j.items()[1].asString(), run + "\n\xE2\x82\xAC" + run);
+  }
   CHECK(hcssim::parseJson("[\"" + longEscaped + "\"]", j, err));
   CHECK_EQ(j.items()[0].asString().size(), size_t(200 * 4));
   // a non-ASCII unit in a string, malformed documents: refused
