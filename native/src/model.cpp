@@ -61,11 +61,10 @@ const Json *field(const Json &o, const char *key) {
   return v;
 }
 
-// The string at `key` (empty when absent), without a copy.
-const std::string &optString(const Json &o, const char *key, const std::string &what, bool required = false,
-                             bool nonEmpty = false) {
+// The string `v` (the value of `key`, as field() gives it), empty when absent, without a copy.
+const std::string &optStringValue(const Json *v, const char *key, const std::string &what, bool required = false,
+                                  bool nonEmpty = false) {
   static const std::string empty;
-  const Json *v = field(o, key);
   if (!v) {
     if (required) invalidJson(what + ": missing required field \"" + key + "\"");
     return empty;
@@ -75,11 +74,31 @@ const std::string &optString(const Json &o, const char *key, const std::string &
   return v->asString();
 }
 
-bool optBool(const Json &o, const char *key, const std::string &what) {
-  const Json *v = field(o, key);
+// The string at `key` (empty when absent), without a copy.
+const std::string &optString(const Json &o, const char *key, const std::string &what, bool required = false,
+                             bool nonEmpty = false) {
+  return optStringValue(field(o, key), key, what, required, nonEmpty);
+}
+
+bool optBoolValue(const Json *v, const char *key, const std::string &what) {
   if (!v) return false;
   if (!v->isBool()) invalidJson(what + "." + key + ": expected a boolean, got " + typeName(*v));
   return v->asBool();
+}
+
+bool optBool(const Json &o, const char *key, const std::string &what) { return optBoolValue(field(o, key), key, what); }
+
+// checkFields(o, what, names), and the value of each name as field() gives it (nullptr when absent
+// or null), in one pass over the members (a parsed object has no duplicate keys).
+template <size_t N>
+void knownFields(const Json &o, const std::string &what, const char *const (&names)[N], const Json *(&values)[N]) {
+  for (auto &v : values) v = nullptr;
+  for (const auto &m : o.members()) {
+    size_t i = 0;
+    while (i < N && !(m.first[0] == names[i][0] && m.first == names[i])) ++i;
+    if (i == N) invalidJson(what + ": unknown field \"" + m.first + "\"");
+    if (!m.second.isNull()) values[i] = &m.second;
+  }
 }
 
 int64_t optInt(const Json &o, const char *key, const std::string &what, double lo, double hi, int64_t def,
@@ -137,22 +156,23 @@ bool isUnder(const std::string &path, const std::string &dir) {
 
 void validateAttachment(const Json &s, const std::string &what) {
   requireObject(s, what);
-  checkFields(s, what,
-              {"Type", "Path", "ReadOnly", "ExtensibleVirtualDiskType", "IgnoreFlushes", "CachingMode",
-               "NoWriteHardening", "DisableExpansionOptimization", "IgnoreRelativeLocator",
-               "CaptureIoAttributionContext", "SupportCompressedVolumes", "AlwaysAllowSparseFiles"});
-  const std::string &type = optString(s, "Type", what, true);
+  enum { kType, kPath, kReadOnly, kEvd, kCachingMode, kFirstFlag, kCount = 12 };
+  static const char *const kNames[kCount] = {
+      "Type", "Path", "ReadOnly", "ExtensibleVirtualDiskType", "CachingMode", "IgnoreFlushes", "NoWriteHardening",
+      "DisableExpansionOptimization", "IgnoreRelativeLocator", "CaptureIoAttributionContext", "SupportCompressedVolumes",
+      "AlwaysAllowSparseFiles"};
+  const Json *f[kCount];
+  knownFields(s, what, kNames, f);
+  const std::string &type = optStringValue(f[kType], "Type", what, true);
   if (type != "VirtualDisk" && type != "PassThru" && type != "ExtensibleVirtualDisk")
     invalidJson(what + ".Type: \"" + type + "\" is not one of VirtualDisk, PassThru, ExtensibleVirtualDisk");
-  optString(s, "Path", what, true, true);
-  optBool(s, "ReadOnly", what);
-  const std::string &evd = optString(s, "ExtensibleVirtualDiskType", what);
+  optStringValue(f[kPath], "Path", what, true, true);
+  optBoolValue(f[kReadOnly], "ReadOnly", what);
+  const std::string &evd = optStringValue(f[kEvd], "ExtensibleVirtualDiskType", what);
   if (type == "ExtensibleVirtualDisk" && evd.empty())
     invalidJson(what + ": ExtensibleVirtualDiskType is required for Type ExtensibleVirtualDisk");
-  for (const char *b : {"IgnoreFlushes", "NoWriteHardening", "DisableExpansionOptimization", "IgnoreRelativeLocator",
-                        "CaptureIoAttributionContext", "SupportCompressedVolumes", "AlwaysAllowSparseFiles"})
-    optBool(s, b, what);
-  optString(s, "CachingMode", what);
+  for (int i = kFirstFlag; i < kCount; ++i) optBoolValue(f[i], kNames[i], what);
+  optStringValue(f[kCachingMode], "CachingMode", what);
 }
 
 void validateVsmbShare(const Json &s, const std::string &what, bool needPath) {
@@ -413,11 +433,13 @@ const std::string &modifyRequestName() {
   return *name;
 }
 
-void validateHostShape(const Json &doc, HostTarget &t, std::string &rt) {
-  const std::string &path = optString(doc, "ResourcePath", modifyRequestName(), true, true);
+// The host half of a ModifySettingRequest: its ResourcePath, RequestType and Settings values (as
+// field() gives them).
+void validateHostShape(const Json *resourcePath, const Json *requestType, const Json *settings, HostTarget &t,
+                       std::string &rt) {
+  const std::string &path = optStringValue(resourcePath, "ResourcePath", modifyRequestName(), true, true);
   t = parseResourcePath(path);
-  rt = optString(doc, "RequestType", modifyRequestName(), true);
-  const Json *settings = field(doc, "Settings");
+  rt = optStringValue(requestType, "RequestType", modifyRequestName(), true);
   // Names for error messages, built once (not per request).
   static const std::string sw = "ModifySettingRequest.Settings";
   static const std::string attachmentWhat = sw + " (Attachment)";
@@ -891,7 +913,6 @@ void applyGuestRequest(System &sys, const Json &gr) {
 
 }  // namespace
 
-bool hasHostPart(const Json &doc) { return field(doc, "ResourcePath") != nullptr; }
 bool hasGuestPart(const Json &doc) { return field(doc, "GuestRequest") != nullptr; }
 
 void applyGuestOnly(System &sys, const Json &guestRequest) {
@@ -901,16 +922,18 @@ void applyGuestOnly(System &sys, const Json &guestRequest) {
 
 void checkModifyShape(const Json &doc, ModifyShape &out) {
   requireObject(doc, modifyRequestName());
-  checkFields(doc, modifyRequestName(), {"ResourcePath", "RequestType", "Settings", "GuestRequest"});
-  out.host = hasHostPart(doc);
-  out.guestRequest = field(doc, "GuestRequest");
+  enum { kResourcePath, kRequestType, kSettings, kGuestRequest };
+  static const char *const kNames[] = {"ResourcePath", "RequestType", "Settings", "GuestRequest"};
+  const Json *f[4];
+  knownFields(doc, modifyRequestName(), kNames, f);
+  out.host = f[kResourcePath] != nullptr;
+  out.guestRequest = f[kGuestRequest];
   if (!out.host && !out.guestRequest) invalidJson("ModifySettingRequest: neither ResourcePath nor GuestRequest is present");
   if (out.host) {
-    validateHostShape(doc, out.target, out.requestType);
-    out.settings = field(doc, "Settings");
+    validateHostShape(f[kResourcePath], f[kRequestType], f[kSettings], out.target, out.requestType);
+    out.settings = f[kSettings];
   } else {
-    if (field(doc, "RequestType") || field(doc, "Settings"))
-      invalidJson("ModifySettingRequest: RequestType/Settings without ResourcePath");
+    if (f[kRequestType] || f[kSettings]) invalidJson("ModifySettingRequest: RequestType/Settings without ResourcePath");
   }
 }
 

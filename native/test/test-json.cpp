@@ -1,6 +1,7 @@
 // JSON parser / serializer and UTF-16 conversion tests.
 #include <string>
 
+#include "document.h"
 #include "harness.h"
 #include "json.h"
 
@@ -149,4 +150,29 @@ TEST(json_utf16_parse_matches_utf8_parse) {
     std::u16string b(bad);
     CHECK(!hcssim::parseJsonAscii16(b.data(), b.size(), j));
   }
+}
+
+TEST(document_copies_every_length_at_every_alignment) {
+  // The caller's text is measured 8 units at a time from a 16-byte boundary: every length, from
+  // every start within a block, is copied exactly (the units after the terminator are not).
+  alignas(16) char16_t buf[96];
+  for (size_t start = 0; start < 8; ++start)
+    for (size_t len = 0; len <= 40; ++len) {
+      for (auto &c : buf) c = u'z';
+      std::string expect;
+      buf[start] = u'"';
+      for (size_t i = 0; i < len; ++i) {
+        buf[start + 1 + i] = static_cast<char16_t>(u'a' + i % 26);
+        expect += static_cast<char>('a' + i % 26);
+      }
+      buf[start + 1 + len] = u'"';
+      buf[start + 2 + len] = 0;
+      hcssim::Document d(buf + start);
+      CHECK(d.valid() != nullptr);
+      CHECK_EQ(d.json().asString(), expect);
+    }
+  hcssim::Document empty(u"");
+  CHECK(!empty.present());
+  hcssim::Document absent(nullptr);
+  CHECK(absent.traced() == nullptr);
 }
