@@ -60,6 +60,14 @@ struct Settings {
   std::map<std::string, Latency, std::less<>> perFn;  // less<>: looked up by const char *
   std::vector<Fault> faults;
   std::mt19937_64 rng{0x5eed};
+  // Set under m whenever the above change, read without it: a call that has no fault to count and
+  // no latency to pick (the common case) takes no lock.
+  std::atomic<bool> noFaults{true};
+  std::atomic<bool> noLatency{true};
+  void refreshLocked() {
+    noFaults = faults.empty();
+    noLatency = base.ms == 0 && base.jitterMs == 0 && perFn.empty();
+  }
 };
 
 Settings &settings() {
@@ -379,6 +387,7 @@ HRESULT applyConfig(const std::string &utf8, std::string &error) {
     {
       std::lock_guard<std::mutex> lock(s.m);
       s.faults.clear();
+      s.refreshLocked();
     }
     terminateQueuedOperations();
     Core &co = core();
@@ -399,6 +408,7 @@ HRESULT applyConfig(const std::string &utf8, std::string &error) {
     if (c.hasJitterMs) s.base.jitterMs = c.jitterMs;
     if (c.hasLatency) s.perFn = c.perFn;
     if (c.hasSeed) s.rng.seed(c.seed);
+    s.refreshLocked();
   }
   if (c.hasCrash && !crashSystem(c.crashId, c.crashAttribution, error, false)) return HCS_E_INVALIDARG;
   if (c.hasConcurrency) setConcurrencyLimit(c.concurrency);
@@ -467,6 +477,7 @@ double pickBridgeLatencyMs(const std::string &fn) {
 
 double pickLatencyMs(const char *fn) {
   Settings &s = settings();
+  if (s.noLatency) return 0;
   std::lock_guard<std::mutex> lock(s.m);
   Latency l = s.base;
   auto it = s.perFn.find(fn);
@@ -482,8 +493,9 @@ FaultHit matchFault(const char *fn, const Json *doc) {
 
 FaultHit matchFault(const char *fn, const std::function<const Json *()> &docOf) {
   Settings &s = settings();
-  std::lock_guard<std::mutex> lock(s.m);
   FaultHit hit;
+  if (s.noFaults) return hit;
+  std::lock_guard<std::mutex> lock(s.m);
   if (s.faults.empty()) return hit;
   // The document is looked at only when a fault for `fn` matches on its content.
   bool looked = false;

@@ -91,11 +91,11 @@ bool optBool(const Json &o, const char *key, const std::string &what) { return o
 // checkFields(o, what, names), and the value of each name as field() gives it (nullptr when absent
 // or null), in one pass over the members (a parsed object has no duplicate keys).
 template <size_t N>
-void knownFields(const Json &o, const std::string &what, const char *const (&names)[N], const Json *(&values)[N]) {
+void knownFields(const Json &o, const std::string &what, const std::string_view (&names)[N], const Json *(&values)[N]) {
   for (auto &v : values) v = nullptr;
   for (const auto &m : o.members()) {
     size_t i = 0;
-    while (i < N && !(m.first[0] == names[i][0] && m.first == names[i])) ++i;
+    while (i < N && std::string_view(m.first) != names[i]) ++i;
     if (i == N) invalidJson(what + ": unknown field \"" + m.first + "\"");
     if (!m.second.isNull()) values[i] = &m.second;
   }
@@ -157,7 +157,7 @@ bool isUnder(const std::string &path, const std::string &dir) {
 void validateAttachment(const Json &s, const std::string &what) {
   requireObject(s, what);
   enum { kType, kPath, kReadOnly, kEvd, kCachingMode, kFirstFlag, kCount = 12 };
-  static const char *const kNames[kCount] = {
+  static constexpr std::string_view kNames[kCount] = {
       "Type", "Path", "ReadOnly", "ExtensibleVirtualDiskType", "CachingMode", "IgnoreFlushes", "NoWriteHardening",
       "DisableExpansionOptimization", "IgnoreRelativeLocator", "CaptureIoAttributionContext", "SupportCompressedVolumes",
       "AlwaysAllowSparseFiles"};
@@ -171,7 +171,7 @@ void validateAttachment(const Json &s, const std::string &what) {
   const std::string &evd = optStringValue(f[kEvd], "ExtensibleVirtualDiskType", what);
   if (type == "ExtensibleVirtualDisk" && evd.empty())
     invalidJson(what + ": ExtensibleVirtualDiskType is required for Type ExtensibleVirtualDisk");
-  for (int i = kFirstFlag; i < kCount; ++i) optBoolValue(f[i], kNames[i], what);
+  for (int i = kFirstFlag; i < kCount; ++i) optBoolValue(f[i], kNames[i].data(), what);  // literals: NUL-terminated
   optStringValue(f[kCachingMode], "CachingMode", what);
 }
 
@@ -923,7 +923,7 @@ void applyGuestOnly(System &sys, const Json &guestRequest) {
 void checkModifyShape(const Json &doc, ModifyShape &out) {
   requireObject(doc, modifyRequestName());
   enum { kResourcePath, kRequestType, kSettings, kGuestRequest };
-  static const char *const kNames[] = {"ResourcePath", "RequestType", "Settings", "GuestRequest"};
+  static constexpr std::string_view kNames[] = {"ResourcePath", "RequestType", "Settings", "GuestRequest"};
   const Json *f[4];
   knownFields(doc, modifyRequestName(), kNames, f);
   out.host = f[kResourcePath] != nullptr;

@@ -438,12 +438,12 @@ void admitWaitingLocked(Ready &ready, Clock::time_point freedAt) {
 // Starts `op` now if the concurrency limit allows, else queues it (FIFO).
 void admitLocked(const OpPtr &op, Ready &ready) {
   Scheduler &s = sched();
-  auto now = Clock::now();
   if (s.limit == 0 || s.executing < s.limit) {
-    beginExecutionLocked(op, ready, now);
+    // The start time matters only for a deadline (no clock read for a call without latency).
+    beginExecutionLocked(op, ready, op->latencyMs > 0 ? Clock::now() : Clock::time_point());
   } else {
     op->phase = Operation::Phase::Fifo;
-    op->waitingSince = now;
+    op->waitingSince = Clock::now();
     s.pending.insert(op);
     s.fifo.push_back(op);
   }
@@ -484,7 +484,8 @@ void releaseSlot(const OpPtr &op) {
   Scheduler &s = sched();
   Ready ready;
   std::lock_guard<std::mutex> lock(s.m);
-  releaseSlotLocked(op, ready, Clock::now());
+  // The time matters only to the operations the slot admits (no clock read when none waits).
+  releaseSlotLocked(op, ready, s.fifo.empty() ? Clock::time_point() : Clock::now());
 }
 
 std::string defaultMessage(HRESULT hr) {
