@@ -100,7 +100,8 @@ Json standardProperties(const System &sys) {
 // call time), traces at completion. `work` runs on a worker thread after the latency and receives
 // the fault that fired for this call (hit == false if none); it must fail with it unless guestOnly.
 // The operation keeps `doc` and `keep` as long as it lives, so `work` may hold plain pointers to
-// them (a work of two pointers is stored in the std::function itself, no allocation).
+// them (a work of two pointers is stored in the std::function itself, no allocation); with `keep`,
+// `id` (if any) must point into what it keeps.
 HRESULT launch(HCS_OPERATION operation, const char *fn, const std::string *id, const DocumentPtr &doc, OpWork work,
                std::function<void()> onNotApplied = nullptr, std::shared_ptr<const void> keep = nullptr) {
   OpPtr op = findOperation(operation);
@@ -133,7 +134,8 @@ HRESULT launch(HCS_OPERATION operation, const char *fn, const std::string *id, c
   spec.latencyMs = pickLatencyMs(fn);
   spec.traceWanted = true;
   spec.traceHasId = id != nullptr;
-  if (id) spec.traceId = *id;
+  if (id && spec.keep) spec.traceIdKept = id;  // an id in what the operation keeps: no copy
+  else if (id) spec.traceId = *id;
   spec.traceDoc = doc;
   HRESULT hr = startOperation(op, std::move(spec));
   if (hr < 0) traceCall(fn, id, doc->traced(), hr);

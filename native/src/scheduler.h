@@ -54,7 +54,7 @@ struct Operation {
   std::function<void()> onNotApplied;  // run by the worker when the op is cancelled / terminated
   std::shared_ptr<const void> keep;  // what `work` points to (e.g. the system record): it lives as long
   bool traceWanted = false;
-  bool traceHasId = false;
+  const std::string *traceIdOf = nullptr;  // the traced id: &traceId, an id in `keep`, or null (none)
   std::string traceId;
   DocumentPtr traceDoc;  // null: none
   double latencyMs = 0;
@@ -84,6 +84,7 @@ struct StartSpec {
   bool traceWanted = false;
   bool traceHasId = false;
   std::string traceId;
+  const std::string *traceIdKept = nullptr;  // instead of traceId: an id `keep` keeps alive (no copy)
   DocumentPtr traceDoc;  // null: none
 };
 bool operationStarted(const OpPtr &op);

@@ -144,10 +144,24 @@ GUID uuidToGuid(const UuidBytes &u) {
   return g;
 }
 
-std::string canonicalGuid(std::string_view text) {
-  UuidBytes u;
-  if (!parseUuid(text, u)) return std::string();
-  return formatUuid(u);
+std::string canonicalGuid(std::string_view textIn) {
+  // parseUuid then formatUuid, in one pass: the digits checked and lowercased where they are.
+  const char *text = textIn.data();
+  if (textIn.size() == 38 && textIn.front() == '{' && textIn.back() == '}') ++text;
+  else if (textIn.size() != 36) return std::string();
+  char out[36];
+  for (int i = 0; i < 36; ++i) {
+    char c = text[i];
+    if (i == 8 || i == 13 || i == 18 || i == 23) {
+      if (c != '-') return std::string();
+    } else if (c >= 'A' && c <= 'F') {
+      c = static_cast<char>(c - 'A' + 'a');
+    } else if (!((c >= '0' && c <= '9') || (c >= 'a' && c <= 'f'))) {
+      return std::string();
+    }
+    out[i] = c;
+  }
+  return std::string(out, sizeof out);
 }
 
 }  // namespace hcssim

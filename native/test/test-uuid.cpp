@@ -24,6 +24,16 @@ TEST(uuid_v5_vectors) {
   CHECK_EQ(hcssim::canonicalGuid("{DF6D0690-79E5-55B6-A5EC-C1E2F77F580A}"), std::string("df6d0690-79e5-55b6-a5ec-c1e2f77f580a"));
   CHECK_EQ(hcssim::canonicalGuid("df6d0690-79e5-55b6-a5ec-c1e2f77f580"), std::string());
   CHECK_EQ(hcssim::canonicalGuid("df6d0690x79e5-55b6-a5ec-c1e2f77f580a"), std::string());
+  // canonicalGuid is formatUuid(parseUuid()) (or "" when that fails), in one pass
+  for (const char *g : {"df6d0690-79e5-55b6-a5ec-c1e2f77f580a", "DF6D0690-79E5-55B6-A5EC-C1E2F77F580A",
+                        "{0110f83b-DE10-5172-a266-78bca56bf50a}", "{0110f83b-de10-5172-a266-78bca56bf50a",
+                        "0110f83b-de10-5172-a266-78bca56bf50a}", "x0110f83b-de10-5172-a266-78bca56bf50ax",
+                        "0110f83b-de10-5172-a266-78bca56bf5g0", "0110f83b-de10-5172-a266-78bca56bf5-0",
+                        "0110f83bde10-5172-a266-78bca56bf50a-", "0110f83b-de10-5172-a266-78bca56bf50a0", ""}) {
+    hcssim::UuidBytes u;
+    std::string expect = hcssim::parseUuid(g, u) ? hcssim::formatUuid(u) : std::string();
+    CHECK_EQ(hcssim::canonicalGuid(g), expect);
+  }
 }
 
 TEST(name_to_guid) {
