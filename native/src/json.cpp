@@ -6,6 +6,9 @@
 #include <cstdlib>
 #include <cstring>
 #include <type_traits>
+#if defined(__SSE2__)
+#include <emmintrin.h>
+#endif
 
 namespace hcssim {
 
@@ -355,6 +358,25 @@ class Parser {
       if (c < 0x80 && c != '\\') {
         // A run of plain characters, as far as the buffer has room (most strings in one go).
         const size_t stop = std::min(n, p + (sizeof buf - k));  // k <= sizeof buf - 4 here
+#if defined(__SSE2__)
+        if (kWide) {
+          // UTF-16: 8 units at a time while all are plain (never reading at or past `stop`).
+          while (p + 8 <= stop) {
+            __m128i v = _mm_loadu_si128(reinterpret_cast<const __m128i *>(t + p));
+            // Signed compares: a unit >= 0x8000 is negative, so "below 0x20".
+            __m128i bad = _mm_or_si128(
+                _mm_or_si128(_mm_cmplt_epi16(v, _mm_set1_epi16(0x20)), _mm_cmpgt_epi16(v, _mm_set1_epi16(0x7F))),
+                _mm_or_si128(_mm_cmpeq_epi16(v, _mm_set1_epi16('"')), _mm_cmpeq_epi16(v, _mm_set1_epi16('\\'))));
+            if (_mm_movemask_epi8(bad)) break;
+            _mm_storel_epi64(reinterpret_cast<__m128i *>(buf + k), _mm_packus_epi16(v, v));
+            k += 8;
+            p += 8;
+          }
+          if (p == stop) continue;
+          c = static_cast<typename std::make_unsigned<C>::type>(t[p]);
+          if (c >= 0x80 || !kPlain[c]) continue;  // the next character is not plain: the loop above takes it
+        }
+#endif
         do {
           buf[k++] = static_cast<char>(c);
           if (++p == stop) break;

@@ -143,6 +143,21 @@ TEST(json_utf16_parse_matches_utf8_parse) {
   }
   CHECK(hcssim::parseJson("[\"" + longEscaped + "\"]", j, err));
   CHECK_EQ(j.items()[0].asString().size(), size_t(200 * 4));
+  // every kind of character at every position of a run (the UTF-16 parser takes 8 units at a time)
+  for (size_t pos = 0; pos < 20; ++pos) {
+    for (const char *special : {"\\\"", "\\\\", "\\n", "\x7f", " ", "~", "\\u0080"}) {
+      std::string d = "\"" + std::string(pos, 'a') + special + std::string(19 - pos, 'b') + "\"";
+      std::u16string wide(d.begin(), d.end());
+      Json viaUtf8, viaUtf16;
+      CHECK(hcssim::parseJson(d, viaUtf8, err));
+      CHECK(hcssim::parseJsonAscii16(wide.data(), wide.size(), viaUtf16));
+      CHECK(viaUtf8 == viaUtf16);
+    }
+    for (char16_t unit : {char16_t(0x01), char16_t(0x80), char16_t(0x100), char16_t(0x7fff), char16_t(0x8000), char16_t(0xffff)}) {
+      std::u16string wide = u"\"" + std::u16string(pos, u'a') + unit + std::u16string(19 - pos, u'b') + u"\"";
+      CHECK(!hcssim::parseJsonAscii16(wide.data(), wide.size(), j));
+    }
+  }
   // a non-ASCII unit in a string, malformed documents: refused
   std::u16string nonAscii = u"{\"Path\":\"C:\\\\\u00e9\"}";
   CHECK(!hcssim::parseJsonAscii16(nonAscii.data(), nonAscii.size(), j));
