@@ -3,7 +3,8 @@
 //
 // HCS copies what it needs before a call returns (the caller may free its buffer then), so a call
 // copies the caller's UTF-16 text on the caller's thread — a copy and nothing more. The text is
-// converted and parsed once, when first needed: normally by the worker that applies the operation,
+// parsed once, when first needed (straight from UTF-16 when its strings are ASCII, else from its
+// UTF-8 form: parseJsonAscii16): normally by the worker that applies the operation,
 // so the caller's thread (for the binding, the JS main thread) does not parse. Only when an
 // injected fault must look at the document at call time (fault counting is at call time) or the
 // call fails before it starts is it parsed on the caller's thread.
