@@ -90,7 +90,7 @@ TEST(json_ascii_runs_and_duplicate_keys) {
   CHECK_EQ(j.items()[2].asString(), std::string("xAy"));
   CHECK_EQ(j.items()[3].asString(), std::string("tail\\"));
   CHECK_EQ(j.items()[4].asString(), std::string(""));
-  CHECK(!parses("\"abc\x01def\""));  // a raw control character after a run is still refused
+  CHECK(!parses("\"abc\x01" "def\""));  // a raw control character after a run is still refused
   CHECK(!parses("\"abcdef"));         // unterminated after a run
   // duplicate keys: the last one wins, in the first one's place
   CHECK(hcssim::parseJson("{\"a\":1,\"b\":2,\"a\":3}", j, err));
