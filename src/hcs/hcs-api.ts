@@ -17,7 +17,7 @@ export interface HcsCallOptions {
   /**
    * 0 (default) to 7: among the calls of one compute system that wait for a slot of the binding
    * (`maxConcurrentOperations`, `perSystemOperations`), higher ones start first; equal ones in
-   * order of arrival. A waiting call is overtaken at most `maxConcurrentOperations` times, so
+   * order of arrival. A waiting call is overtaken at most 4 × `maxConcurrentOperations` times, so
    * none starves, and systems still take turns whatever their priorities. The device managers
    * give the first steps of multi-call removals a higher priority (the length of the chain that
    * follows), so that chains, not single calls, wait. Other implementations may ignore it.

@@ -464,13 +464,21 @@ function badTimeout(timeoutMs: number | undefined): UvmError | undefined {
 
 // ---- the scheduler --------------------------------------------------------------------------
 
+/**
+ * How many rounds of every slot a queued call can be overtaken by calls of higher priority. A
+ * pod's teardown queues about two priority calls per single call (50 containers: 100 unmounts and
+ * unplugs ahead of 200 single removals) and its start more; with one round (64 of 68 slots) the
+ * first single removals stopped the unplugs after about 20, and the chains waited again.
+ */
+const OVERTAKE_ROUNDS = 4;
+
 /** Work waiting for a slot. */
 interface Task {
   readonly lane: string;
   readonly teardown: boolean;
   /** Among its lane's queued tasks, higher runs first (`HcsCallOptions.priority`); 0 for most. */
   readonly priority: number;
-  /** How many later tasks of higher priority were queued ahead of it (at most `SlotScheduler.max`). */
+  /** How many later tasks of higher priority were queued ahead of it (at most `OVERTAKE_ROUNDS × max`). */
   overtaken: number;
   /** True while queued. */
   queued: boolean;
@@ -494,6 +502,7 @@ function isIdle(lane: Lane): boolean {
 /** Slots shared by lanes: a global bound, a per-lane share and a reserve for teardown tasks. */
 class SlotScheduler {
   #active = 0;
+  readonly #overtakeLimit: number;
   readonly #lanes = new Map<string, Lane>();
   /** Lanes with queued tasks, in the order they are served. */
   #turns: string[] = [];
@@ -504,7 +513,9 @@ class SlotScheduler {
     private readonly max: number,
     private readonly perLane: number,
     private readonly reserve: number,
-  ) {}
+  ) {
+    this.#overtakeLimit = OVERTAKE_ROUNDS * max;
+  }
 
   get active(): number {
     return this.#active;
@@ -533,8 +544,9 @@ class SlotScheduler {
   /**
    * Queues `task` (after `acquire` failed); it runs when a slot of its lane is free. A task of
    * priority p goes behind the lane's queued tasks of priority p or more, ahead of those of less,
-   * but never ahead of a task that has already been overtaken `max` times: a steady stream of
-   * higher-priority calls delays a call by at most `max` calls (about one round of every slot).
+   * but never ahead of a task that has already been overtaken `OVERTAKE_ROUNDS × max` times: a
+   * steady stream of higher-priority calls delays a call by at most that many calls (a few rounds
+   * of every slot).
    */
   enqueue(task: Task): void {
     const lane = this.#lane(task.lane);
@@ -543,7 +555,7 @@ class SlotScheduler {
     const list = task.teardown ? lane.teardown : lane.normal;
     let at = list.length;
     if (task.priority > 0) {
-      while (at > 0 && list[at - 1]!.priority < task.priority && list[at - 1]!.overtaken < this.max) at--;
+      while (at > 0 && list[at - 1]!.priority < task.priority && list[at - 1]!.overtaken < this.#overtakeLimit) at--;
       for (let i = at; i < list.length; i++) list[i]!.overtaken++;
     }
     if (at === list.length) list.push(task);
