@@ -549,12 +549,18 @@ describe('ComputeSystem (scripted library)', function () {
     }
   });
 
-  it('a queued call that fails synchronously when its turn comes starts the next one; every call is counted out', async function () {
-    const one = new ComputeSystem('vm-10', { system: 10 } as unknown as SystemHandle, new OperationDriver(lib, { maxConcurrentOperations: 1, reservedForTeardown: 0 }));
+  /** A system whose binding runs one call at a time, with modifies 'a' (in HCS), 'b' and 'c' (queued). */
+  async function threeQueued(n: number): Promise<{ one: ComputeSystem; first: ReturnType<typeof settled>; second: ReturnType<typeof settled>; third: ReturnType<typeof settled> }> {
+    const one = new ComputeSystem(`vm-${n}`, { system: n } as unknown as SystemHandle, new OperationDriver(lib, { maxConcurrentOperations: 1, reservedForTeardown: 0 }));
     const first = settled(one.modify({ ResourcePath: 'a' }));
     const second = settled(one.modify({ ResourcePath: 'b' }));
     const third = settled(one.modify({ ResourcePath: 'c' }));
     await flush();
+    return { one, first, second, third };
+  }
+
+  it('a queued call that fails synchronously when its turn comes starts the next one; every call is counted out', async function () {
+    const { one, first, second, third } = await threeQueued(10);
     expect(lib.ops).to.have.length(1);
     lib.syncHr = HResult.E_INVALIDARG;
     lib.complete(lib.last());
@@ -638,13 +644,8 @@ describe('ComputeSystem (scripted library)', function () {
     expect(fake.calls.map((c) => c.fn)).to.deep.equal(['create', 'start']);
   });
 
-
   it('a completion delivered on the calling thread by a call that a drain started (a queued call) is drained in a later turn', async function () {
-    const one = new ComputeSystem('vm-11', { system: 11 } as unknown as SystemHandle, new OperationDriver(lib, { maxConcurrentOperations: 1, reservedForTeardown: 0 }));
-    const first = settled(one.modify({ ResourcePath: 'a' }));
-    const second = settled(one.modify({ ResourcePath: 'b' }));
-    const third = settled(one.modify({ ResourcePath: 'c' }));
-    await flush();
+    const { first, second, third } = await threeQueued(14);
     expect(lib.ops).to.have.length(1);
     lib.completeInCall = true;
     lib.complete(lib.last());
