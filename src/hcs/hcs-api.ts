@@ -19,8 +19,9 @@ export interface HcsCallOptions {
    * (`maxConcurrentOperations`, `perSystemOperations`), higher ones start first; equal ones in
    * order of arrival. A waiting call is overtaken at most 4 × `maxConcurrentOperations` times, so
    * none starves, and systems still take turns whatever their priorities. The device managers
-   * give the first steps of multi-call removals a higher priority (the length of the chain that
-   * follows), so that chains, not single calls, wait. Other implementations may ignore it.
+   * give a step that other calls follow the number of calls still to come in its chain (SCSI
+   * attach 2, mount 1, unmount 2, unplug 1, a VPMEM Add 1), so that single calls, not chains,
+   * wait. Other implementations may ignore it (`FakeHcs` checks and records it).
    */
   priority?: number;
 }
