@@ -52,11 +52,13 @@ struct Operation {
   OpWork work;
   FaultHit fault;
   std::function<void()> onNotApplied;  // run by the worker when the op is cancelled / terminated
-  std::shared_ptr<const void> keep;  // what `work` points to (e.g. the system record): it lives as long
+  std::shared_ptr<const void> keep;  // what `work` points to (e.g. the system record): it lives as long as the operation
   bool traceWanted = false;
   const std::string *traceIdOf = nullptr;  // the traced id: &traceId, an id in `keep`, or null (none)
   std::string traceId;
-  DocumentPtr traceDoc;  // null: none
+  // null: none. Also what a modify's `work` reads its parsed request from (plain pointers): it and
+  // `keep` are released only with the operation, never before the work has run.
+  DocumentPtr traceDoc;
   double latencyMs = 0;
   // guarded by the scheduler mutex
   Phase phase = Phase::None;
