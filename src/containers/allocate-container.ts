@@ -8,7 +8,7 @@
  */
 import { UvmError } from '../core/errors.js';
 import type { Logger } from '../core/logger.js';
-import { oncePerPath, type HostFs } from '../core/host-fs.js';
+import { oncePerPath, withKnownFiles, type HostFs } from '../core/host-fs.js';
 import { ReleaseStack } from '../core/release-stack.js';
 import { nextTurn } from '../core/event-loop-turns.js';
 import type { DeviceAcquireOptions, GuestOs, Plan9Share, Reservation, ResourceInfo, ScsiDisk } from '../devices/device-types.js';
@@ -199,7 +199,11 @@ async function prepareContainer(
   checkInputs(spec, options);
   const os = uvm.facts.os;
   const source = rootfsSource(os, spec, options.rootfs);
-  const hostFs = oncePerPath(uvm.hostFs); // a layer is stat'ed for its kind and for its size (LCOW) or kind (WCOW): one fs.stat
+  // A layer is stat'ed for its kind and for its size (LCOW) or kind (WCOW): one fs.stat. A layer
+  // the UVM holds on VPMEM already is not stat'ed at all: what its placement's stat said is the
+  // answer (shared layers are most of a pod's paths; hcsshim does not stat a mapped layer either).
+  const vpmem = uvm.vpmem;
+  const hostFs = oncePerPath(vpmem.heldFile === undefined ? uvm.hostFs : withKnownFiles(uvm.hostFs, (path) => vpmem.heldFile!(path)));
   // The layers, the rootfs and the mounts need no answer from each other: their stats run at once
   // (one round trip to the file system, not one per step: under load, every container's first
   // HCS call waited for every other container's earlier steps); the first failure in this order wins.

@@ -25,7 +25,8 @@ export interface ContainerUvm extends LcowLayersPort, WcowLayersPort, SlotsPort,
   readonly hostFs: HostFs;
   readonly scsi: Pick<ScsiManager, 'reserve' | 'describe'>;
   readonly vsmb: Pick<VsmbManager, 'reserve' | 'describe'>;
-  readonly vpmem: Pick<VpmemManager, 'reserve' | 'describe'>;
+  /** `heldFile`, when present, spares the stat of a layer the UVM already holds. */
+  readonly vpmem: Pick<VpmemManager, 'reserve' | 'describe'> & Partial<Pick<VpmemManager, 'heldFile'>>;
   readonly plan9: Pick<Plan9Manager, 'reserve' | 'describe'>;
   readonly pipes: Pick<PipeManager, 'reserve' | 'describe'>;
   /** Assigned devices (vPCI); absent where container devices are not supported (a journaled UVM's container view). */

@@ -98,6 +98,20 @@ export class NodeHostFs implements HostFs {
 }
 
 /**
+ * A view of `inner` whose stat of a path `known` knows is answered with that (no I/O), e.g. a
+ * layer the UVM already holds; everything else is asked of `inner`.
+ */
+export function withKnownFiles(inner: HostFs, known: (path: string) => HostStat | undefined): HostFs {
+  return {
+    stat: (path) => {
+      const stat = known(path);
+      return stat === undefined ? inner.stat(path) : Promise.resolve(stat);
+    },
+    realpath: (path) => inner.realpath(path),
+  };
+}
+
+/**
  * A view of `inner` that asks it at most once per path and operation: one allocation stats a
  * layer to check its kind and again for its size, and this makes that one `fs.stat`. Scope it to
  * one allocation (a file that changes meanwhile is seen as it first was). A failure is not shared:

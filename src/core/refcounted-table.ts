@@ -317,6 +317,16 @@ export class RefCountedTable<K, V> implements TrackedTable {
     for (const e of this.#entries.values()) if (e.value !== undefined) yield e.value;
   }
 
+  /**
+   * The value a reservation of `key` would share now (an entry reserved, being created, live or
+   * kept), if any: not one being torn down (a reservation then places it anew) or whose teardown
+   * failed.
+   */
+  sharable(key: K): V | undefined {
+    const e = this.#entries.get(key);
+    return e === undefined || e.state === 'destroying' || e.state === 'teardown-failed' || e.state === 'gone' ? undefined : e.value;
+  }
+
   /** The live value of `key`, if any. */
   peek(key: K): V | undefined {
     const e = this.#entries.get(key);

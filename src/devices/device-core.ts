@@ -190,6 +190,11 @@ export class DeviceCore<P, V, W> {
     return this.#table.retryFailedTeardowns();
   }
 
+  /** `RefCountedTable.sharable` of `params`' key: the value a reservation of it would share now. */
+  sharable(params: P): V | undefined {
+    return this.#table.sharable(this.#policy.key(params));
+  }
+
   /** `RefCountedTable.tearingDown` of `params`' key. */
   tearingDown(params: P): boolean {
     return this.#table.tearingDown(this.#policy.key(params));

@@ -12,6 +12,7 @@
  * - `lease.release()` is idempotent and retryable (a failed removal resumes on the next call).
  */
 import type { ServiceIdentifier } from 'inversify';
+import type { HostStat } from '../core/host-fs.js';
 import type { Lease } from '../core/lease.js';
 import type { EntryState, Reservation } from '../core/refcounted-table.js';
 import type { UvmError } from '../core/errors.js';
@@ -209,6 +210,14 @@ export interface VpmemManager extends DescribableManager {
    * LAYER_TOO_LARGE); throws on bad input.
    */
   reserve(request: VpmemLayerRequest, size: number | undefined): VpmemPlacement;
+  /**
+   * What a stat of `hostPath` said when this UVM placed the layer it holds there (a regular file
+   * and its size), or undefined when it holds none that a reservation would share (none reserved,
+   * being added, live or kept; or one restored by recovery, whose size is not known). No I/O. An
+   * allocation asks this before stat'ing a layer: a shared layer is not stat'ed again (hcsshim
+   * likewise counts one more reference to a mapped layer without a stat).
+   */
+  heldFile(hostPath: string): HostStat | undefined;
 }
 /** DI token of the `VpmemManager`. */
 export const VpmemManager: ServiceIdentifier<VpmemManager> = Symbol.for('uvm-orchestrator.VpmemManager');

@@ -1,6 +1,6 @@
 import { inject, injectable } from 'inversify';
 import { UvmError } from '../core/errors.js';
-import { HostFs } from '../core/host-fs.js';
+import { HostFs, type HostStat } from '../core/host-fs.js';
 import type { Lease } from '../core/lease.js';
 import { Logger } from '../core/logger.js';
 import { THEN_ONE_MORE } from './call-priority.js';
@@ -32,6 +32,8 @@ interface VpmemParams {
 /** One VPMEM layer: a whole device (default mode) or a mapping on a device (multi-mapping). */
 interface VpmemEntry extends VpmemPlace {
   readonly hostPath: string;
+  /** The file's size when this UVM placed it (undefined for a layer restored by recovery). */
+  readonly fileSize: number | undefined;
   readonly guestPath: string;
   readonly host: HostRequest;
   readonly guest: GuestRequest;
@@ -69,7 +71,7 @@ export class VpmemManagerImpl implements VpmemManager {
       key: (p) => p.hostPath,
       place: ({ hostPath, size }) => {
         if (size === undefined) throw new UvmError('INVALID_STATE', `the size of ${hostPath} is needed to place it on VPMEM`);
-        const e = entry(hostPath, slots.place(hostPath, size));
+        const e = entry(hostPath, slots.place(hostPath, size), size);
         // Something may still be attached after a failed Add: the slot is kept for a retried teardown.
         return { value: e, commit: () => commitCombinedAdd(this.delivery, { host: e.host, guest: e.guest, removal: e.removal, guestRemoval: e.guestRemoval, value: e, options: THEN_ONE_MORE }) };
       },
@@ -81,7 +83,7 @@ export class VpmemManagerImpl implements VpmemManager {
         if (!slots.claim(layer)) {
           throw new UvmError('RECOVERY_FAILED', `layer ${hostPath}: the recorded VPMEM place does not fit this UVM`, { details: { hostPath } });
         }
-        return entry(hostPath, layer.offset === undefined ? { device: layer.device } : { device: layer.device, offset: layer.offset, size: layer.size ?? 0 });
+        return entry(hostPath, layer.offset === undefined ? { device: layer.device } : { device: layer.device, offset: layer.offset, size: layer.size ?? 0 }, undefined);
       },
       conflict: (e, layer) => (e.device === layer.device && e.offset === layer.offset ? undefined : `layer ${e.hostPath} is recorded on two VPMEM places`),
     });
@@ -112,6 +114,12 @@ export class VpmemManagerImpl implements VpmemManager {
     }
   }
 
+  heldFile(hostPath: string): HostStat | undefined {
+    const size = typeof hostPath === 'string' ? this.#core.sharable({ hostPath, size: undefined })?.fileSize : undefined;
+    // Placed from a stat of a regular file (HCS attached it, or is attaching it, as a VHD).
+    return size === undefined ? undefined : { isFile: true, isDirectory: false, size };
+  }
+
   #validate(request: VpmemLayerRequest): string {
     return validate.hostPath(this.#core.check(request, 'VPMEM request').hostPath, 'VPMEM host path');
   }
@@ -139,13 +147,14 @@ function noVpmem(hostPath: string): UvmError {
 }
 
 /** The entry of a layer at `place`: its documents (a whole device, or a mapping). */
-function entry(hostPath: string, place: VpmemPlace): VpmemEntry {
+function entry(hostPath: string, place: VpmemPlace, fileSize: number | undefined): VpmemEntry {
   const { device, offset, size } = place;
   const mapped = offset !== undefined;
   const guestPath = mapped ? guestPaths.vpmemMapping(device, offset, size!) : guestPaths.vpmemDevice(device);
   const mapping = mapped ? { MappingInfo: { DeviceOffsetInBytes: offset, DeviceSizeInBytes: size } } : {};
   return {
     hostPath,
+    fileSize,
     ...place,
     guestPath,
     host: mapped

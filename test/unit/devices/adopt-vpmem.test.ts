@@ -16,6 +16,7 @@ describe('VpmemManager.adopt (recovery)', () => {
     const adopted = await vpmem.adopt({ hostPath: '/l/b.vhd' }, b.value);
     expect(kit.hcs.calls.length).to.equal(calls);
     expect(adopted.value).to.deep.equal({ device: 1, hostPath: '/l/b.vhd', guestPath: '/run/layers/p1' });
+    expect(vpmem.heldFile('/l/b.vhd')).to.equal(undefined); // restored: its size was never stat'ed here
     const c = await vpmem.acquire({ hostPath: '/l/c.vhd' });
     const d = await vpmem.acquire({ hostPath: '/l/d.vhd' });
     expect([c.value.device, d.value.device]).to.deep.equal([0, 2]);

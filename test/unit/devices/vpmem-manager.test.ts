@@ -53,6 +53,26 @@ describe('VpmemManager', () => {
       expect(kit.hcs.calls.filter((c) => c.fn === 'modify').map((c) => c.priority)).to.deep.equal([1, undefined]);
     });
 
+    it('heldFile: what the placing stat said while a reservation would share the layer; nothing while it is torn down, after, or for a path never placed', async () => {
+      const kit = await deviceKit({ os: 'linux', vpmemCount: 4 });
+      kit.hostFs.file('/l/a.vhd', 3 * MiB);
+      expect(kit.vpmem.heldFile('/l/a.vhd')).to.equal(undefined);
+      const reserved = kit.vpmem.reserve({ hostPath: '/l/a.vhd' }, 3 * MiB);
+      if (!reserved.ok) throw reserved.error;
+      expect(kit.vpmem.heldFile('/l/a.vhd')).to.deep.equal({ isFile: true, isDirectory: false, size: 3 * MiB });
+      const lease = await reserved.reservation.commit();
+      expect(kit.vpmem.heldFile('/l/a.vhd')).to.deep.equal({ isFile: true, isDirectory: false, size: 3 * MiB });
+      expect(kit.vpmem.heldFile('/l/other.vhd')).to.equal(undefined);
+      const removal = kit.hcs.gate((c) => c.fn === 'modify');
+      const released = lease.release();
+      await settle();
+      expect(kit.vpmem.heldFile('/l/a.vhd')).to.equal(undefined); // destroying: a reservation would place it anew
+      removal.open();
+      await released;
+      expect(kit.vpmem.heldFile('/l/a.vhd')).to.equal(undefined);
+      expect(kit.system.attached()).to.deep.equal([]);
+    });
+
     it('two owners of one host path share the device', async () => {
       const kit = await deviceKit({ os: 'linux', vpmemCount: 4 });
       kit.hostFs.file('/l/a.vhd', MiB);
