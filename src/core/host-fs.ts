@@ -1,6 +1,7 @@
 import fs, { type Stats } from 'node:fs';
 import type { ServiceIdentifier } from 'inversify';
 import { UvmError } from './errors.js';
+import { retainShape } from './retained-shapes.js';
 
 /** What the managers and planners need to know about a host path. */
 export interface HostStat {
@@ -73,7 +74,13 @@ class Batched<R, T> {
   }
 }
 
-const toHostStat = (s: Stats): HostStat => ({ isFile: s.isFile(), isDirectory: s.isDirectory(), size: s.size });
+/** The first `fs.Stats` answer, kept so node's Stats map survives full collections (core/retained-shapes.ts). */
+let statsShape: Stats | undefined;
+
+const toHostStat = (s: Stats): HostStat => {
+  if (statsShape === undefined) statsShape = retainShape(s);
+  return { isFile: s.isFile(), isDirectory: s.isDirectory(), size: s.size };
+};
 
 /** HostFs over node:fs (callback forms; `realpath` is the native one, as `fs.promises.realpath`). */
 export class NodeHostFs implements HostFs {

@@ -1,4 +1,5 @@
 import { UvmAggregateError } from './errors.js';
+import { retainShape } from './retained-shapes.js';
 
 /** Anything that can be released (a Lease, a composite of leases, …). */
 export interface Releasable {
@@ -110,3 +111,6 @@ export class ReleaseStack<T extends Releasable = Releasable> implements AsyncDis
     return [...byPhase.keys()].sort((a, b) => a - b).map((p) => byPhase.get(p)!);
   }
 }
+
+// Its map survives full collections (core/retained-shapes.ts).
+retainShape(new ReleaseStack());

@@ -1,4 +1,5 @@
 import { UvmError } from './errors.js';
+import { retainShape } from './retained-shapes.js';
 
 /** Codes a reservation throws when the UVM cannot take the item now (not bad input). */
 const UNFIT_CODES = ['NO_SLOT', 'MOUNT_CONFLICT', 'TEARDOWN_FAILED'] as const;
@@ -59,6 +60,9 @@ export class ReservationBatch {
     for (const r of this.#taken.splice(0).reverse()) r.cancel();
   }
 }
+
+// Its map survives full collections (core/retained-shapes.ts).
+retainShape(new ReservationBatch());
 
 /** In allocate mode `take` never returns undefined: this narrows it (INVALID_STATE otherwise). */
 export function taken<R>(r: R | undefined, what: string): R {

@@ -26,6 +26,7 @@
 import { performance } from 'node:perf_hooks';
 import { UvmError } from '../core/errors.js';
 import { pendingPromises } from '../core/pending-promises.js';
+import { retainShape } from '../core/retained-shapes.js';
 import { invalidPriority, type HcsCallOptions } from './hcs-api.js';
 import { HcsError, HResult, hcsErrorFromResult } from './hcs-error.js';
 import { recycleWide, type ComputeCore, type OperationHandle, type WideString } from './computecore.js';
@@ -280,6 +281,9 @@ class DeadlineGroup {
   ) {}
 }
 
+// Its map survives full collections (core/retained-shapes.ts).
+retainShape(new DeadlineGroup(0, 0));
+
 /** The group still taking deadlines, per length. */
 const openGroups = new Map<number, DeadlineGroup>();
 /** The group `armDeadline` last used (most calls have the same length: no lookup). */
@@ -438,6 +442,9 @@ class Deadline implements DeadlineWaiter {
     this.#listeners = [];
   }
 }
+
+// Its map survives full collections (core/retained-shapes.ts).
+retainShape(new Deadline(undefined));
 
 function cancelledError(call: { op: string; systemId?: string }, timeoutMs: number | undefined, reason: CancelReason, started: boolean): HcsError {
   const timeout = reason === 'timeout';
@@ -927,6 +934,9 @@ class Operation implements PendingEntry, DeadlineWaiter, Task {
     this.#reject(withLateOutcome(cancelledError(this, this.timeoutMs, reason, true), late));
   }
 }
+
+// Its map survives full collections (core/retained-shapes.ts). A dummy: its constructor only sets fields.
+retainShape(new Operation(undefined as unknown as ComputeCore, undefined as unknown as SlotScheduler, '', undefined, 0, undefined as unknown as OperationCall, undefined, undefined, undefined, undefined, undefined));
 
 // ---- the driver -----------------------------------------------------------------------------
 
