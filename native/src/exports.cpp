@@ -99,11 +99,12 @@ Json standardProperties(const System &sys) {
 // Starts an operation-driven call: validates the operation handle, evaluates faults (counted at
 // call time), traces at completion. `work` runs on a worker thread after the latency and receives
 // the fault that fired for this call (hit == false if none); it must fail with it unless guestOnly.
-// The operation keeps `doc` and `keep` as long as it lives, so `work` may hold plain pointers to
-// them (a work of two pointers is stored in the std::function itself, no allocation); with `keep`,
-// `id` (if any) must point into what it keeps.
-HRESULT launch(HCS_OPERATION operation, const char *fn, const std::string *id, const DocumentPtr &doc, OpWork work,
-               std::function<void()> onNotApplied = nullptr, std::shared_ptr<const void> keep = nullptr) {
+// `rec` is the system the call is about (null: none), whose id is traced. The operation keeps `doc`
+// and `rec` as long as it lives, so `work` may hold plain pointers to them (a work of two pointers
+// is stored in the std::function itself, no allocation).
+HRESULT launch(HCS_OPERATION operation, const char *fn, const SystemRecPtr &rec, const DocumentPtr &doc, OpWork work,
+               std::function<void()> onNotApplied = nullptr) {
+  const std::string *id = rec ? &rec->id : nullptr;
   OpPtr op = findOperation(operation);
   HRESULT early = !op ? HCS_E_HANDLE : operationStarted(op) ? HCS_E_OPERATION_ALREADY_STARTED : HCS_S_OK;
   if (early < 0) {
@@ -130,12 +131,11 @@ HRESULT launch(HCS_OPERATION operation, const char *fn, const std::string *id, c
   spec.hang = fault.hit && fault.hang;
   if (fault.hit && !(fault.hang && !fault.hasHr)) spec.fault = std::move(fault);
   spec.onNotApplied = std::move(onNotApplied);
-  spec.keep = std::move(keep);
   spec.latencyMs = pickLatencyMs(fn);
   spec.traceWanted = true;
-  spec.traceHasId = id != nullptr;
-  if (id && spec.keep) spec.traceIdKept = id;  // an id in what the operation keeps: no copy
-  else if (id) spec.traceId = *id;
+  // The id where it is, owning the record it is in (no copy of the id, and the record lives as
+  // long as the operation).
+  if (rec) spec.traceId = std::shared_ptr<const std::string>(rec, id);
   spec.traceDoc = doc;
   HRESULT hr = startOperation(op, std::move(spec));
   if (hr < 0) traceCall(fn, id, doc->traced(), hr);
@@ -290,7 +290,7 @@ HCS_API HRESULT HCS_CALL HcsCreateComputeSystem(PCWSTR id, PCWSTR configuration,
     std::lock_guard<std::mutex> lock(core().modelMu);
     if (rec->status == SystemRec::Status::Pending) rec->status = SystemRec::Status::Failed;
   };
-  HRESULT hr = launch(operation, fn, tid, doc, std::move(work), notApplied);
+  HRESULT hr = launch(operation, fn, rec, doc, std::move(work), notApplied);
   if (hr < 0) return hr;
   *computeSystem = newSystemHandle(rec);
   return HCS_S_OK;
@@ -360,7 +360,7 @@ static HRESULT stateCall(HCS_SYSTEM computeSystem, HCS_OPERATION operation, PCWS
   SystemRecPtr rec = h->rec;
   std::string name = fn;
   DocumentPtr captured = doc;
-  return launch(operation, fn, &rec->id, doc, [rec, captured, name](const FaultHit &fault) {
+  return launch(operation, fn, rec, doc, [rec, captured, name](const FaultHit &fault) {
     failWithFault(fault);
     OpOutcome out = transition(rec, *captured, name.c_str());
     // The system stopped: SystemExited to every handle with a callback (on another thread).
@@ -435,7 +435,7 @@ HCS_API HRESULT HCS_CALL HcsGetComputeSystemProperties(HCS_SYSTEM computeSystem,
     out.doc = toJson(props);
     return out;
   };
-  return launch(operation, fn, &rec->id, doc, std::move(work));
+  return launch(operation, fn, rec, doc, std::move(work));
 }
 
 HCS_API HRESULT HCS_CALL HcsModifyComputeSystem(HCS_SYSTEM computeSystem, HCS_OPERATION operation, PCWSTR configuration,
@@ -490,7 +490,7 @@ HCS_API HRESULT HCS_CALL HcsModifyComputeSystem(HCS_SYSTEM computeSystem, HCS_OP
     applyModifyShape(rec->sys, shape, fault.hit && fault.guestOnly ? &guestFault : nullptr);
     return OpOutcome{};
   };
-  return launch(operation, fn, &rec->id, doc, std::move(work), nullptr, rec);
+  return launch(operation, fn, rec, doc, std::move(work));
 }
 
 HCS_API HRESULT HCS_CALL HcsSetComputeSystemCallback(HCS_SYSTEM computeSystem, uint32_t callbackOptions,

@@ -501,7 +501,7 @@ std::string defaultMessage(HRESULT hr) {
 // callback is to be invoked (deliverOp), which happens after, on this or another pool thread.
 bool complete(const OpPtr &op, OpOutcome out) {
   if (op->traceWanted && traceEnabled())
-    traceCall(op->fn, op->traceIdOf, op->traceDoc ? op->traceDoc->traced() : nullptr, out.hr);
+    traceCall(op->fn, op->traceId.get(), op->traceDoc ? op->traceDoc->traced() : nullptr, out.hr);
   // Memory: what the calling thread allocated for the call (the operation, its work closure, the
   // document and its text) stays with the operation and is freed with it, normally by the client's
   // HcsCloseOperation on that same thread; what this thread allocated (the parsed document) is
@@ -650,11 +650,9 @@ HRESULT startOperation(const OpPtr &op, StartSpec spec) {
     op->work = std::move(spec.work);
     op->fault = std::move(spec.fault);
     op->onNotApplied = std::move(spec.onNotApplied);
-    op->keep = std::move(spec.keep);
     op->latencyMs = spec.latencyMs;
     op->traceWanted = spec.traceWanted;
     op->traceId = std::move(spec.traceId);
-    op->traceIdOf = spec.traceIdKept ? spec.traceIdKept : spec.traceHasId ? &op->traceId : nullptr;
     op->traceDoc = std::move(spec.traceDoc);
   }
   // The fields above are read by the worker only after admission (scheduler / pool mutex hand-off).

@@ -52,12 +52,13 @@ struct Operation {
   OpWork work;
   FaultHit fault;
   std::function<void()> onNotApplied;  // run by the worker when the op is cancelled / terminated
-  std::shared_ptr<const void> keep;  // what `work` points to (e.g. the system record): it lives as long as the operation
   bool traceWanted = false;
-  const std::string *traceIdOf = nullptr;  // the traced id: &traceId, an id in `keep`, or null (none)
-  std::string traceId;
-  // null: none. Also what a modify's `work` reads its parsed request from (plain pointers): it and
-  // `keep` are released only with the operation, never before the work has run.
+  // The traced id (null: none) and the traced document (null: none). Both are also what a `work`
+  // may read through plain pointers: the id shares ownership of what it is in (the system record,
+  // by shared_ptr's aliasing constructor), which a modify's work points to, and the document is
+  // what it reads its parsed request from. They are released only with the operation, never before
+  // the work has run.
+  std::shared_ptr<const std::string> traceId;
   DocumentPtr traceDoc;
   double latencyMs = 0;
   // guarded by the scheduler mutex
@@ -80,13 +81,11 @@ struct StartSpec {
   OpWork work;
   FaultHit fault;  // passed to work
   std::function<void()> onNotApplied;
-  std::shared_ptr<const void> keep;  // kept with the operation (a work that holds plain pointers: no allocation)
   bool hang = false;  // parked until cancelled / reset
   double latencyMs = 0;
   bool traceWanted = false;
-  bool traceHasId = false;
-  std::string traceId;
-  const std::string *traceIdKept = nullptr;  // instead of traceId: an id `keep` keeps alive (no copy)
+  // Kept with the operation (Operation::traceId, traceDoc): a work may hold plain pointers into them.
+  std::shared_ptr<const std::string> traceId;  // null: none; an id in a record: owning the record
   DocumentPtr traceDoc;  // null: none
 };
 bool operationStarted(const OpPtr &op);
