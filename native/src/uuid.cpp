@@ -9,6 +9,7 @@ namespace hcssim {
 
 namespace {
 inline uint32_t rol(uint32_t v, int n) { return (v << n) | (v >> (32 - n)); }
+const char kHex[] = "0123456789abcdef";
 }  // namespace
 
 std::array<uint8_t, 20> sha1(const void *data, size_t size) {
@@ -60,12 +61,11 @@ std::array<uint8_t, 20> sha1(const void *data, size_t size) {
 }
 
 std::string sha1Hex(const std::string &data) {
-  static const char *hex = "0123456789abcdef";
   auto d = sha1(data.data(), data.size());
   std::string s;
   for (uint8_t b : d) {
-    s += hex[b >> 4];
-    s += hex[b & 15];
+    s += kHex[b >> 4];
+    s += kHex[b & 15];
   }
   return s;
 }
@@ -79,13 +79,21 @@ int hexDigit(char c) {
 }
 // Where each byte's two digits start in the 36-character form; hyphens at 8, 13, 18 and 23.
 const uint8_t kDigitPairs[16] = {0, 2, 4, 6, 9, 11, 14, 16, 19, 21, 24, 26, 28, 30, 32, 34};
+
+// The 36-character form inside `text` (its braces skipped) if it has the length and the hyphens
+// of one, else null; its digits are left to the caller (kDigitPairs).
+const char *uuidForm(std::string_view text) {
+  const char *s = text.data();  // no copy: the braces are skipped
+  if (text.size() == 38 && text.front() == '{' && text.back() == '}') ++s;
+  else if (text.size() != 36) return nullptr;
+  if (s[8] != '-' || s[13] != '-' || s[18] != '-' || s[23] != '-') return nullptr;
+  return s;
+}
 }  // namespace
 
 bool parseUuid(std::string_view textIn, UuidBytes &out) {
-  const char *text = textIn.data();  // no copy: the braces are skipped
-  if (textIn.size() == 38 && textIn.front() == '{' && textIn.back() == '}') ++text;
-  else if (textIn.size() != 36) return false;
-  if (text[8] != '-' || text[13] != '-' || text[18] != '-' || text[23] != '-') return false;
+  const char *text = uuidForm(textIn);
+  if (!text) return false;
   for (int b = 0; b < 16; ++b) {
     int hi = hexDigit(text[kDigitPairs[b]]), lo = hexDigit(text[kDigitPairs[b] + 1]);
     if (hi < 0 || lo < 0) return false;
@@ -95,12 +103,11 @@ bool parseUuid(std::string_view textIn, UuidBytes &out) {
 }
 
 std::string formatUuid(const UuidBytes &u) {
-  static const char *hex = "0123456789abcdef";
   char s[36];
   s[8] = s[13] = s[18] = s[23] = '-';
   for (int b = 0; b < 16; ++b) {
-    s[kDigitPairs[b]] = hex[u[b] >> 4];
-    s[kDigitPairs[b] + 1] = hex[u[b] & 15];
+    s[kDigitPairs[b]] = kHex[u[b] >> 4];
+    s[kDigitPairs[b] + 1] = kHex[u[b] & 15];
   }
   return std::string(s, sizeof s);
 }
@@ -146,21 +153,17 @@ GUID uuidToGuid(const UuidBytes &u) {
 
 std::string canonicalGuid(std::string_view textIn) {
   // parseUuid then formatUuid, in one pass: the digits checked and lowercased where they are.
-  const char *text = textIn.data();
-  if (textIn.size() == 38 && textIn.front() == '{' && textIn.back() == '}') ++text;
-  else if (textIn.size() != 36) return std::string();
+  const char *text = uuidForm(textIn);
+  if (!text) return std::string();
   char out[36];
-  for (int i = 0; i < 36; ++i) {
-    char c = text[i];
-    if (i == 8 || i == 13 || i == 18 || i == 23) {
-      if (c != '-') return std::string();
-    } else if (c >= 'A' && c <= 'F') {
-      c = static_cast<char>(c - 'A' + 'a');
-    } else if (!((c >= '0' && c <= '9') || (c >= 'a' && c <= 'f'))) {
-      return std::string();
+  out[8] = out[13] = out[18] = out[23] = '-';
+  for (uint8_t at : kDigitPairs)
+    for (int i = at; i < at + 2; ++i) {
+      char c = text[i];
+      if (c >= 'A' && c <= 'F') c = static_cast<char>(c - 'A' + 'a');
+      else if (!((c >= '0' && c <= '9') || (c >= 'a' && c <= 'f'))) return std::string();
+      out[i] = c;
     }
-    out[i] = c;
-  }
   return std::string(out, sizeof out);
 }
 
