@@ -41,16 +41,20 @@ void requireObject(const Json &j, const std::string &what) {
   if (!j.isObject()) invalidJson(what + ": expected an object, got " + typeName(j));
 }
 
-void checkFields(const Json &o, const std::string &what, std::initializer_list<const char *> allowed) {
+// Gives each member of `o` to seen(i, value), i its key's index in names[0..n), in one pass; a key
+// not among them fails (INVALID_JSON "<what>: unknown field").
+template <typename Seen>
+void eachKnownField(const Json &o, const std::string &what, const std::string_view *names, size_t n, Seen seen) {
   for (const auto &m : o.members()) {
-    bool ok = false;
-    for (const char *a : allowed)
-      if (m.first[0] == a[0] && m.first == a) {
-        ok = true;
-        break;
-      }
-    if (!ok) invalidJson(what + ": unknown field \"" + m.first + "\"");
+    size_t i = 0;
+    while (i < n && std::string_view(m.first) != names[i]) ++i;
+    if (i == n) invalidJson(what + ": unknown field \"" + m.first + "\"");
+    seen(i, m.second);
   }
+}
+
+void checkFields(const Json &o, const std::string &what, std::initializer_list<std::string_view> allowed) {
+  eachKnownField(o, what, allowed.begin(), allowed.size(), [](size_t, const Json &) {});
 }
 
 // Absent and null are treated alike (Go's omitempty never emits null, but JSON.stringify of undefined
@@ -93,12 +97,9 @@ bool optBool(const Json &o, const char *key, const std::string &what) { return o
 template <size_t N>
 void knownFields(const Json &o, const std::string &what, const std::string_view (&names)[N], const Json *(&values)[N]) {
   for (auto &v : values) v = nullptr;
-  for (const auto &m : o.members()) {
-    size_t i = 0;
-    while (i < N && std::string_view(m.first) != names[i]) ++i;
-    if (i == N) invalidJson(what + ": unknown field \"" + m.first + "\"");
-    if (!m.second.isNull()) values[i] = &m.second;
-  }
+  eachKnownField(o, what, names, N, [&values](size_t i, const Json &v) {
+    if (!v.isNull()) values[i] = &v;
+  });
 }
 
 int64_t optInt(const Json &o, const char *key, const std::string &what, double lo, double hi, int64_t def,
