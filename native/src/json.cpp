@@ -16,27 +16,10 @@ bool Json::isInteger(double lo, double hi) const {
   return type_ == Type::Number && std::floor(n_) == n_ && n_ >= lo && n_ <= hi;
 }
 
-const Json *Json::get(const std::string &key) const {
+const Json *Json::get(std::string_view key) const {
   if (type_ != Type::Object) return nullptr;
   for (const auto &m : o_)
-    if (m.first == key) return &m.second;
-  return nullptr;
-}
-
-const Json *Json::get(const char *key) const {
-  if (type_ != Type::Object) return nullptr;
-  size_t n = std::strlen(key);
-  for (const auto &m : o_)
-    if (m.first.size() == n && std::memcmp(m.first.data(), key, n) == 0) return &m.second;
-  return nullptr;
-}
-
-Json *Json::get(const char *key) { return const_cast<Json *>(static_cast<const Json *>(this)->get(key)); }
-
-Json *Json::get(const std::string &key) {
-  if (type_ != Type::Object) return nullptr;
-  for (auto &m : o_)
-    if (m.first == key) return &m.second;
+    if (std::string_view(m.first) == key) return &m.second;
   return nullptr;
 }
 

@@ -6,6 +6,7 @@
 
 #include <cstdint>
 #include <string>
+#include <string_view>
 #include <utility>
 #include <vector>
 
@@ -49,11 +50,10 @@ class Json {
   std::vector<Json> &startArray() { type_ = Type::Array; return a_; }
   std::vector<Member> &startObject() { type_ = Type::Object; return o_; }
 
-  // Object access: nullptr when absent (or when this is not an object).
-  const Json *get(const std::string &key) const;
-  const Json *get(const char *key) const;  // no std::string made for a literal key
-  Json *get(const std::string &key);
-  Json *get(const char *key);
+  // Object access: nullptr when absent (or when this is not an object). A literal key's length is
+  // known where it is written: no std::string made, no strlen.
+  const Json *get(std::string_view key) const;
+  Json *get(std::string_view key) { return const_cast<Json *>(std::as_const(*this).get(key)); }
   // Sets (replaces in place or appends) a member; this must be an object.
   Json &set(std::string key, Json value);
   bool erase(const std::string &key);
