@@ -1,4 +1,4 @@
-// SHA-1 and version-5 UUID / NameToGuid vectors.
+// SHA-1, version-5 UUID / NameToGuid vectors, and the UUID text forms parseUuid and canonicalGuid accept.
 #include <cstring>
 
 #include "harness.h"
@@ -21,19 +21,62 @@ TEST(uuid_v5_vectors) {
   CHECK(hcssim::parseUuid("d422512d-2bf2-4752-809d-7b82b5fcb1b4", ns));
   CHECK_EQ(hcssim::formatUuid(hcssim::uuidV5(ns, "0")), std::string("df6d0690-79e5-55b6-a5ec-c1e2f77f580a"));
   CHECK_EQ(hcssim::formatUuid(hcssim::uuidV5(ns, "3")), std::string("305891a9-b251-5dfe-91a2-c25d9212275b"));
-  CHECK_EQ(hcssim::canonicalGuid("{DF6D0690-79E5-55B6-A5EC-C1E2F77F580A}"), std::string("df6d0690-79e5-55b6-a5ec-c1e2f77f580a"));
-  CHECK_EQ(hcssim::canonicalGuid("df6d0690-79e5-55b6-a5ec-c1e2f77f580"), std::string());
-  CHECK_EQ(hcssim::canonicalGuid("df6d0690x79e5-55b6-a5ec-c1e2f77f580a"), std::string());
-  // canonicalGuid is formatUuid(parseUuid()) (or "" when that fails), in one pass
-  for (const char *g : {"df6d0690-79e5-55b6-a5ec-c1e2f77f580a", "DF6D0690-79E5-55B6-A5EC-C1E2F77F580A",
-                        "{0110f83b-DE10-5172-a266-78bca56bf50a}", "{0110f83b-de10-5172-a266-78bca56bf50a",
-                        "0110f83b-de10-5172-a266-78bca56bf50a}", "x0110f83b-de10-5172-a266-78bca56bf50ax",
-                        "0110f83b-de10-5172-a266-78bca56bf5g0", "0110f83b-de10-5172-a266-78bca56bf5-0",
-                        "0110f83bde10-5172-a266-78bca56bf50a-", "0110f83b-de10-5172-a266-78bca56bf50a0", ""}) {
+}
+
+// canonicalGuid and parseUuid against literal values (not against each other).
+TEST(uuid_text_forms) {
+  struct Accepted {
+    const char *text, *canonical;
+  };
+  const Accepted accepted[] = {
+      {"df6d0690-79e5-55b6-a5ec-c1e2f77f580a", "df6d0690-79e5-55b6-a5ec-c1e2f77f580a"},
+      {"DF6D0690-79E5-55B6-A5EC-C1E2F77F580A", "df6d0690-79e5-55b6-a5ec-c1e2f77f580a"},
+      {"{DF6D0690-79E5-55B6-A5EC-C1E2F77F580A}", "df6d0690-79e5-55b6-a5ec-c1e2f77f580a"},
+      {"{0110f83b-DE10-5172-a266-78bca56bf50a}", "0110f83b-de10-5172-a266-78bca56bf50a"},
+      {"AbCdEf01-2345-6789-aBcD-eF0123456789", "abcdef01-2345-6789-abcd-ef0123456789"},
+      {"00000000-0000-0000-0000-000000000000", "00000000-0000-0000-0000-000000000000"},
+      {"{FFFFFFFF-FFFF-FFFF-FFFF-FFFFFFFFFFFF}", "ffffffff-ffff-ffff-ffff-ffffffffffff"},
+      {"90000000-0000-0000-0000-00000000000a", "90000000-0000-0000-0000-00000000000a"},
+  };
+  for (const auto &a : accepted) {
+    CHECK_EQ(hcssim::canonicalGuid(a.text), std::string(a.canonical));
     hcssim::UuidBytes u;
-    std::string expect = hcssim::parseUuid(g, u) ? hcssim::formatUuid(u) : std::string();
-    CHECK_EQ(hcssim::canonicalGuid(g), expect);
+    CHECK(hcssim::parseUuid(a.text, u));
   }
+  const std::string_view rejected[] = {
+      "",
+      "df6d0690-79e5-55b6-a5ec-c1e2f77f580",          // 35 characters
+      "0110f83b-de10-5172-a266-78bca56bf50a0",        // 37
+      "{0110f83b-de10-5172-a266-78bca56bf50a",        // an opening brace only
+      "0110f83b-de10-5172-a266-78bca56bf50a}",        // a closing brace only
+      "x0110f83b-de10-5172-a266-78bca56bf50ax",       // 38 characters, not in braces
+      "(0110f83b-de10-5172-a266-78bca56bf50a)",       // other brackets
+      "{{0110f83b-de10-5172-a266-78bca56bf50a}}",     // braces twice
+      "df6d0690x79e5-55b6-a5ec-c1e2f77f580a",         // no hyphen at 8
+      "0110f83bde10-5172-a266-78bca56bf50a-",         // hyphens moved
+      "0110f83b-de10-5172-a266-78bca56bf5-0",         // a hyphen in place of a digit
+      "{0110f83b-de10-5172-a266-78bca56bf5-0}",       // the same in braces
+      "0110f83b-de10-5172-a266-78bca56bf5g0",         // g
+      "0110f83b-de10-5172-a266-78bca56bf5G0",         // G
+      "0110f83b-de10-5172-a266-78bca56bf5@0",         // the character before A
+      "0110f83b-de10-5172-a266-78bca56bf5`0",         // the character before a
+      "0110f83b-de10-5172-a266-78bca56bf5/0",         // the character before 0
+      "0110f83b-de10-5172-a266-78bca56bf5:0",         // the character after 9
+      "0110f83b-de10-5172-a266-78bca56bf50 ",         // a trailing space in place of a digit
+      std::string_view("0110f83b-de10-5172-a266-78bca56bf5\0a", 36),  // a NUL in place of a digit
+  };
+  for (std::string_view r : rejected) {
+    CHECK_EQ(hcssim::canonicalGuid(r), std::string());
+    hcssim::UuidBytes u;
+    CHECK(!hcssim::parseUuid(r, u));
+  }
+  // the bytes, big-endian, in the order written
+  hcssim::UuidBytes u{};
+  CHECK(hcssim::parseUuid("{DF6D0690-79E5-55b6-a5ec-C1E2F77F580A}", u));
+  const hcssim::UuidBytes bytes = {0xdf, 0x6d, 0x06, 0x90, 0x79, 0xe5, 0x55, 0xb6,
+                                   0xa5, 0xec, 0xc1, 0xe2, 0xf7, 0x7f, 0x58, 0x0a};
+  CHECK(u == bytes);
+  CHECK_EQ(hcssim::formatUuid(bytes), std::string("df6d0690-79e5-55b6-a5ec-c1e2f77f580a"));
 }
 
 TEST(name_to_guid) {
