@@ -18,6 +18,33 @@ std::string readFile(const std::string &p) {
   ss << f.rdbuf();
   return ss.str();
 }
+// A fresh file `name` the simulator is configured to trace to.
+std::string traceTo(const char *name) {
+  std::string file = tempPath(name);
+  std::remove(file.c_str());
+  Json cfg = Json::object();
+  cfg.set("trace", Json::string(file));
+  t::configure(hcssim::toJson(cfg));
+  return file;
+}
+// The trace file's lines, each parsed.
+std::vector<Json> traceLines(const std::string &file) {
+  std::vector<Json> lines;
+  std::istringstream in(readFile(file));
+  std::string line;
+  while (std::getline(in, line)) {
+    Json j;
+    std::string err;
+    CHECK(hcssim::parseJson(line, j, err));
+    lines.push_back(j);
+  }
+  return lines;
+}
+std::vector<std::string> fnsOf(const std::vector<Json> &lines) {
+  std::vector<std::string> fns;
+  for (const auto &l : lines) fns.push_back(l.get("fn")->asString());
+  return fns;
+}
 }  // namespace
 
 TEST(state_file_reload) {
@@ -89,11 +116,7 @@ TEST(state_file_reload) {
 }
 
 TEST(trace_lines) {
-  std::string file = tempPath("trace.jsonl");
-  std::remove(file.c_str());
-  Json cfg = Json::object();
-  cfg.set("trace", Json::string(file));
-  t::configure(hcssim::toJson(cfg));
+  std::string file = traceTo("trace.jsonl");
   HCS_SYSTEM s = t::createRunning("traced", t::lcowDoc());
   std::u16string path = u"C:\\a \"b\"\\\u00e9\U0001F600\x01";
   Json doc = Json::object();
@@ -114,21 +137,11 @@ TEST(trace_lines) {
   HcsCloseOperation(op);
   HcsCloseComputeSystem(s);
   t::configure(R"({"trace":null})");
-  std::vector<Json> lines;
-  std::istringstream in(readFile(file));
-  std::string line;
-  while (std::getline(in, line)) {
-    Json j;
-    std::string err;
-    CHECK(hcssim::parseJson(line, j, err));
-    lines.push_back(j);
-  }
-  std::vector<std::string> fns;
-  for (const auto &l : lines) fns.push_back(l.get("fn")->asString());
+  std::vector<Json> lines = traceLines(file);
   std::vector<std::string> expected = {"HcsCreateComputeSystem", "HcsStartComputeSystem", "HcsModifyComputeSystem",
                                        "HcsModifyComputeSystem", "NameToGuid", "HcsEnumerateComputeSystems",
                                        "HcsCloseComputeSystem"};
-  CHECK(fns == expected);
+  CHECK(fnsOf(lines) == expected);
   if (lines.size() == expected.size()) {
     CHECK_EQ(lines[0].get("id")->asString(), std::string("traced"));
     CHECK(lines[0].get("doc")->get("SchemaVersion") != nullptr);
@@ -140,6 +153,58 @@ TEST(trace_lines) {
     CHECK(lines[4].get("id")->isNull());
     CHECK_EQ(lines[4].get("doc")->get("Name")->asString(), std::string("n"));
     CHECK(lines[5].get("doc")->isNull());
+  }
+  std::remove(file.c_str());
+}
+
+TEST(trace_line_after_close) {
+  // An operation still queued when its system's last handle closes is traced when it completes,
+  // with the system's id, even after the system has left the registry: the operation keeps the
+  // record the id is in.
+  std::string file = traceTo("trace-closed.jsonl");
+  const std::string add = R"({"ResourcePath":"VirtualMachine/Devices/Plan9/Shares","RequestType":"Add","Settings":{"Name":"0","Path":"C:\\p","Port":564}})";
+  auto doc = t::u16(add);
+  const char *hangModify = R"({"faults":[{"fn":"HcsModifyComputeSystem","hang":true,"nth":1}]})";
+  // released after the close: the system, stopped, left the registry with its last handle
+  HCS_SYSTEM s = t::createRunning("closed-then-released", t::lcowDoc());
+  CHECK_HR(t::run([&](HCS_OPERATION o) { return HcsTerminateComputeSystem(s, o, nullptr); }).hr, 0);
+  t::configure(hangModify);
+  HCS_OPERATION op = HcsCreateOperation(nullptr, nullptr);
+  CHECK_HR(HcsModifyComputeSystem(s, op, doc.c_str(), nullptr), 0);
+  HcsCloseComputeSystem(s);
+  HCS_SYSTEM gone = nullptr;
+  CHECK_HR(HcsOpenComputeSystem(u"closed-then-released", HCS_GENERIC_ALL, &gone), HCS_E_SYSTEM_NOT_FOUND);
+  CHECK_HR(HcsGetOperationResult(op, nullptr), HCS_E_OPERATION_PENDING);
+  t::configure(R"({"releaseHangs":true})");
+  CHECK_HR(HcsWaitForOperationResult(op, HCS_INFINITE, nullptr), HCS_E_SYSTEM_NOT_FOUND);
+  HcsCloseOperation(op);
+  // terminated by a reset after the close: the reset dropped the running system
+  HCS_SYSTEM r = t::createRunning("closed-then-reset", t::lcowDoc());
+  t::configure(hangModify);
+  HCS_OPERATION op2 = HcsCreateOperation(nullptr, nullptr);
+  CHECK_HR(HcsModifyComputeSystem(r, op2, doc.c_str(), nullptr), 0);
+  HcsCloseComputeSystem(r);
+  CHECK_HR(HcsGetOperationResult(op2, nullptr), HCS_E_OPERATION_PENDING);
+  t::configure(R"({"reset":true})");
+  CHECK_HR(HcsWaitForOperationResult(op2, HCS_INFINITE, nullptr), HCS_E_TERMINATED);
+  HcsCloseOperation(op2);
+  t::configure(R"({"trace":null})");
+  std::vector<Json> lines = traceLines(file);
+  std::vector<std::string> expected = {"HcsCreateComputeSystem", "HcsStartComputeSystem", "HcsTerminateComputeSystem",
+                                       "HcsCloseComputeSystem",  "HcsOpenComputeSystem",  "HcsModifyComputeSystem",
+                                       "HcsCreateComputeSystem", "HcsStartComputeSystem", "HcsCloseComputeSystem",
+                                       "HcsModifyComputeSystem"};
+  CHECK(fnsOf(lines) == expected);
+  if (lines.size() == expected.size()) {
+    Json request;
+    std::string err;
+    CHECK(hcssim::parseJson(add, request, err));
+    CHECK_EQ(lines[5].get("id")->asString(), std::string("closed-then-released"));
+    CHECK_EQ(lines[5].get("hr")->asInt(), static_cast<int64_t>(HCS_E_SYSTEM_NOT_FOUND));
+    CHECK(*lines[5].get("doc") == request);
+    CHECK_EQ(lines[9].get("id")->asString(), std::string("closed-then-reset"));
+    CHECK_EQ(lines[9].get("hr")->asInt(), static_cast<int64_t>(HCS_E_TERMINATED));
+    CHECK(*lines[9].get("doc") == request);
   }
   std::remove(file.c_str());
 }
