@@ -9,6 +9,7 @@
 
 #include <cerrno>
 #include <chrono>
+#include <condition_variable>
 #include <cstdlib>
 #include <cstring>
 #include <map>
@@ -60,6 +61,10 @@ struct Shared {
   // mirrored by the thread after every round
   std::set<std::string> bridges;  // system ids with a connected bridge
   int64_t vms = 0, dialing = 0, dials = 0, messages = 0;
+  // gcsStats waits for a round that began after it asked (statsWanted): the round's mirror sets
+  // statsServed to the request it began with and notifies.
+  uint64_t statsWanted = 0, statsServed = 0;
+  std::condition_variable statsMirrored;
 };
 
 Shared &shared() {
@@ -422,8 +427,10 @@ void loop() {
   for (;;) {
     std::vector<Command> commands;
     bool reset, release, poke;
+    uint64_t statsRound;
     {
       std::lock_guard<std::mutex> lock(s.m);
+      statsRound = s.statsWanted;
       commands.swap(s.commands);
       reset = s.reset;
       release = s.releaseHangs;
@@ -503,6 +510,10 @@ void loop() {
       for (auto &e : guests) {
         if (e.second->bridge.open() && e.second->stage == Stage::Done && e.second->bridgeWanted) s.bridges.insert(e.first);
         if (e.second->stage != Stage::Done) ++s.dialing;
+      }
+      if (statsRound > s.statsServed) {
+        s.statsServed = statsRound;
+        s.statsMirrored.notify_all();
       }
     }
     fds.clear();
@@ -620,7 +631,16 @@ bool gcsNotify(const std::string &systemId, const Json &body, std::string &error
 
 Json gcsStats() {
   Shared &s = shared();
-  std::lock_guard<std::mutex> lock(s.m);
+  std::unique_lock<std::mutex> lock(s.m);
+  if (s.started) {
+    // As of a round that began after this call, which also checks for stopped systems: a guest
+    // whose system was terminated before the call is not counted as dialing (a snapshot of the
+    // round before could still count it). Bounded, in case the thread is stuck in a round.
+    const uint64_t want = ++s.statsWanted;
+    s.poke = true;
+    wakeLocked(s);
+    s.statsMirrored.wait_for(lock, std::chrono::seconds(2), [&] { return s.statsServed >= want; });
+  }
   Json j = Json::object();
   j.set("Vms", Json::number(static_cast<double>(s.vms)));
   j.set("Dialing", Json::number(static_cast<double>(s.dialing)));

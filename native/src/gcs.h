@@ -34,7 +34,8 @@ void gcsSetDir(const std::string &dir);
 // Control "guestNotify": sends an unsolicited ContainerNotification on the system's bridge.
 // Returns false (with error) when that bridge is not connected.
 bool gcsNotify(const std::string &systemId, const Json &body, std::string &error);
-// Counters for HcsSimQuery: {"Vms","Dialing","Bridges","Dials","Messages"}.
+// Counters for HcsSimQuery: {"Vms","Dialing","Bridges","Dials","Messages"}, as of a round of the
+// guest thread that began after the call (which closes the guests of stopped systems).
 Json gcsStats();
 
 }  // namespace hcssim
