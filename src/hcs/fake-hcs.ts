@@ -13,7 +13,7 @@ export interface FakeHcsCall {
   id: string;
   /** A deep copy (via JSON) of the document argument, as it would go on the wire. */
   doc: unknown;
-  /** A modify's `HcsCallOptions.priority`, when one was given (checked, recorded: the fake has no queue). */
+  /** The call's `HcsCallOptions.priority`, when one was given (checked as the binding checks it, recorded: the fake has no queue). */
   priority?: number;
 }
 
@@ -92,8 +92,9 @@ export class FakeHcs implements HcsApi {
     }
   }
 
-  async createComputeSystem(id: string, configuration: Record<string, unknown>, _options?: HcsCallOptions): Promise<HcsSystem> {
-    await this.enter({ fn: 'create', id, doc: clone(configuration) });
+  async createComputeSystem(id: string, configuration: Record<string, unknown>, options?: HcsCallOptions): Promise<HcsSystem> {
+    const priority = checkedPriority(options);
+    await this.enter(withPriority({ fn: 'create', id, doc: clone(configuration) }, priority));
     if (this.systems.has(id)) throw new UvmError('HCS_ERROR', `system ${id} already exists`);
     const system = new FakeComputeSystem(this, id, clone(configuration));
     this.systems.set(id, system);
@@ -203,18 +204,18 @@ export class FakeComputeSystem implements HcsSystem {
     return [...[...this.host.keys()].map((k) => `host ${k}`), ...[...this.guest.keys()].map((k) => `guest ${k}`)];
   }
 
-  async start(): Promise<void> {
-    await this.#call('start', null);
+  async start(options?: HcsCallOptions): Promise<void> {
+    await this.#call('start', null, options);
     this.state = 'Running';
   }
 
-  async shutdown(): Promise<void> {
-    await this.#call('shutdown', null);
+  async shutdown(options?: HcsCallOptions): Promise<void> {
+    await this.#call('shutdown', null, options);
     this.#stop('GracefulExit', 'Shutdown');
   }
 
-  async terminate(): Promise<void> {
-    await this.#call('terminate', null);
+  async terminate(options?: HcsCallOptions): Promise<void> {
+    await this.#call('terminate', null, options);
     this.#stop('ForcedExit', 'Terminate');
   }
 
@@ -224,8 +225,8 @@ export class FakeComputeSystem implements HcsSystem {
     if (wasRunning) this.#raiseExit({ exitType, status: 0, attribution: [{ SystemExit: { Detail: detail, Initiator: 'Client' } }], document: undefined });
   }
 
-  async properties(query: Record<string, unknown>): Promise<unknown> {
-    await this.#call('properties', query);
+  async properties(query: Record<string, unknown>, options?: HcsCallOptions): Promise<unknown> {
+    await this.#call('properties', query, options);
     return {
       Id: this.id,
       RuntimeId: this.#model.runtimeId,
@@ -236,12 +237,7 @@ export class FakeComputeSystem implements HcsSystem {
   }
 
   async modify(request: ModifySettingRequest, options?: HcsCallOptions): Promise<void> {
-    const priority = options?.priority;
-    if (priority !== undefined) {
-      const invalid = invalidPriority(priority);
-      if (invalid) throw invalid;
-    }
-    await this.#call('modify', request, priority);
+    await this.#call('modify', request, options);
     if (this.state !== 'Running') throw new UvmError('HCS_ERROR', `modify of ${this.id} in state ${this.state}`);
     const req = clone(request);
     // Validate both halves before applying either, so a rejected request changes nothing.
@@ -258,10 +254,24 @@ export class FakeComputeSystem implements HcsSystem {
     this.#model.listeners.delete(this.#onExit);
   }
 
-  async #call(fn: FakeHcsCall['fn'], doc: unknown, priority?: number): Promise<void> {
+  async #call(fn: FakeHcsCall['fn'], doc: unknown, options: HcsCallOptions | undefined): Promise<void> {
+    const priority = checkedPriority(options);
     if (this.#closed) throw new UvmError('HANDLE_CLOSED', `compute system ${this.id} handle is closed`);
-    await this.hcs.enter(priority === undefined ? { fn, id: this.id, doc: clone(doc) } : { fn, id: this.id, doc: clone(doc), priority });
+    await this.hcs.enter(withPriority({ fn, id: this.id, doc: clone(doc) }, priority));
   }
+}
+
+/** `options.priority`, checked as the binding checks it (INVALID_ARGUMENT, thrown). */
+function checkedPriority(options: HcsCallOptions | undefined): number | undefined {
+  const priority = options?.priority;
+  const invalid = priority === undefined ? undefined : invalidPriority(priority);
+  if (invalid) throw invalid;
+  return priority;
+}
+
+/** The call as recorded: with its priority when one was given. */
+function withPriority(call: FakeHcsCall, priority: number | undefined): FakeHcsCall {
+  return priority === undefined ? call : { ...call, priority };
 }
 
 function hostKeyOf(req: ModifySettingRequest): string {
