@@ -2,7 +2,7 @@ import { inject, injectable } from 'inversify';
 import { invalidArgument, UvmError } from '../core/errors.js';
 import { ReleasableLease, type Lease } from '../core/lease.js';
 import { LogField, Logger, withFields } from '../core/logger.js';
-import { mapReservation, RefCountedTable, type Placed, type Reservation } from '../core/refcounted-table.js';
+import { RefCountedTable, type Placed, type Reservation } from '../core/refcounted-table.js';
 import { describeEntries } from './describe-entries.js';
 import { UvmDeviceConfig } from './device-config.js';
 import type { DeviceAcquireOptions, MappedPipe, PipeManager, ResourceInfo } from './device-types.js';
@@ -44,8 +44,7 @@ export class PipeManagerImpl implements PipeManager {
     const hostPath = validate.nonEmpty(request.hostPath, 'pipe path');
     if (!PIPE_PREFIX.test(hostPath)) throw invalidArgument(`a host pipe path must start with \\\\.\\pipe\\: ${hostPath}`);
     validate.name(hostPath.replace(PIPE_PREFIX, ''), 'pipe name');
-    const r = this.#table.reserve(hostPath, () => this.#place(hostPath));
-    return mapReservation(r, (pipe) => ({ ...pipe }));
+    return this.#table.reserve(hostPath, this.#placePipe, copyPipe);
   }
 
   /** Recovery (docs/recovery.md): rebuilds the lease of a pipe that is already mapped, with no HCS call. */
@@ -69,6 +68,9 @@ export class PipeManagerImpl implements PipeManager {
     return this.#table.retryFailedTeardowns();
   }
 
+  /** `#place`, made once (not a closure per reservation). */
+  readonly #placePipe = (hostPath: string): Placed<MappedPipe> => this.#place(hostPath);
+
   #place(hostPath: string): Placed<MappedPipe> {
     const pipe = { hostPath, guestPath: guestPaths.vsmbPipe(hostPath.replace(PIPE_PREFIX, '')) };
     return {
@@ -86,3 +88,6 @@ export class PipeManagerImpl implements PipeManager {
     this.#logger.debug('pipe unmapped', { [LogField.hostPath]: p.hostPath });
   }
 }
+
+/** What a caller holds: a copy of the table's entry. */
+const copyPipe = (pipe: MappedPipe): MappedPipe => ({ ...pipe });
