@@ -8,9 +8,10 @@
  * usual state of a shim between bursts, and V8's memory reducer runs a full collection soon after
  * a burst — that map is collected, every optimized function that checked it is deoptimized
  * ("weak objects"), and the next burst pays for compiling them again on V8's background threads,
- * which compete with the HCS threads on a small host. Measured on the pod bench (C = 64, a start
- * right after a full collection): about a third of the functions compiled again during the start
- * were the methods of the classes retained here (docs/performance.md, session 9).
+ * which compete with the HCS threads on a small host. Measured on the pod bench (C = 64, pods
+ * right after a full collection): retaining these classes (and node's `fs.Stats`, kept by
+ * NodeHostFs) cut the functions compiled again from 131–154 to 77–83 per 8 pods
+ * (docs/performance.md, "Session 9" under `pod:`).
  *
  * Only for classes whose constructor has no effect beyond setting fields (nothing registered,
  * counted or scheduled): the retained instance is never used.
