@@ -163,7 +163,7 @@ export class RefCountedTable<K, V> implements TrackedTable {
   reserve(key: K, place: (key: K) => Placed<V>): Reservation<V>;
   /**
    * The same, seen through `view`: the reservation's value and its lease's value are `view(value)`
-   * (what `mapReservation` gives, without a second lease and promise per commit).
+   * (one lease and promise per commit, not a second wrapping the table's).
    */
   reserve<W>(key: K, place: (key: K) => Placed<V>, view: (value: V) => W): Reservation<W>;
   /** The same, with `arg` passed to `place` and `view` (a caller's functions made once, not a closure per reservation). */
@@ -532,19 +532,6 @@ export class RefCountedTable<K, V> implements TrackedTable {
     this.#entries.delete(entry.key);
     if (this.#entries.size === 0) leakTracker.markEmpty(this);
   }
-}
-
-/**
- * A manager's view of a table reservation: `view` renders the entry for callers (value and lease);
- * `shared`, `cancel` and the commit semantics are the table's.
- */
-export function mapReservation<V, W>(r: Reservation<V>, view: (value: V) => W): Reservation<W> {
-  return {
-    value: r.value === undefined ? undefined : view(r.value),
-    shared: r.shared,
-    cancel: () => r.cancel(),
-    commit: (options) => attempt(() => r.commit(options)).then((lease) => new ReleasableLease(view(lease.value), () => lease.release())),
-  };
 }
 
 /** The ABORTED error of `signal`. */

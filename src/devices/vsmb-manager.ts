@@ -3,7 +3,7 @@ import { invalidArgument, UvmError } from '../core/errors.js';
 import { HostFs } from '../core/host-fs.js';
 import { ReleasableLease, type Lease } from '../core/lease.js';
 import { Logger } from '../core/logger.js';
-import { mapReservation, type Reservation } from '../core/refcounted-table.js';
+import type { Reservation } from '../core/refcounted-table.js';
 import { DeviceCore, NameCounter } from './device-core.js';
 import { UvmDeviceConfig } from './device-config.js';
 import type { DeviceAcquireOptions, ResourceInfo, VsmbManager, VsmbShare, VsmbShareRequest } from './device-types.js';
@@ -33,7 +33,7 @@ import { shareEntry, vsmbFilePolicy, vsmbSharePolicy, type FileEntry, type Share
  */
 @injectable()
 export class VsmbManagerImpl implements VsmbManager {
-  readonly #dirShares: DeviceCore<ShareParams, ShareEntry, ShareEntry>;
+  readonly #dirShares: DeviceCore<ShareParams, ShareEntry, VsmbShare>;
   readonly #fileShares: DeviceCore<ShareParams, ShareEntry, ShareEntry>;
   readonly #files: DeviceCore<ShareParams & { file: string }, FileEntry, FileEntry>;
   readonly #names = new NameCounter(1);
@@ -47,8 +47,8 @@ export class VsmbManagerImpl implements VsmbManager {
   ) {
     lifecycle.onTerminated(() => this.purge());
     const { id, os } = config;
-    this.#dirShares = new DeviceCore(id, os, logger, vsmbSharePolicy('vsmb-dir-share', this.#names, delivery));
-    this.#fileShares = new DeviceCore(id, os, logger, vsmbSharePolicy('vsmb-file-share', this.#names, delivery));
+    this.#dirShares = new DeviceCore(id, os, logger, vsmbSharePolicy('vsmb-dir-share', this.#names, delivery, (share, p) => shareOf(share, p.hostPath)));
+    this.#fileShares = new DeviceCore(id, os, logger, vsmbSharePolicy('vsmb-file-share', this.#names, delivery, (share) => share));
     this.#files = new DeviceCore(id, os, logger, vsmbFilePolicy(this.#fileShares, delivery, () => lifecycle.phase === 'running'));
   }
 
@@ -64,10 +64,7 @@ export class VsmbManagerImpl implements VsmbManager {
    */
   reserve(request: VsmbShareRequest, hostKind: 'file' | 'directory'): Reservation<VsmbShare> {
     const { hostPath, readOnly, layer } = this.#validate(request);
-    if (hostKind === 'directory') {
-      const r = this.#dirShares.reserve(this.#params(hostPath, readOnly, layer, false));
-      return mapReservation(r, (share) => shareOf(share, hostPath));
-    }
+    if (hostKind === 'directory') return this.#dirShares.reserve(this.#params(hostPath, readOnly, layer, false));
     const p = this.#params(hostPath, readOnly, layer, true);
     const r = this.#files.reserve(p);
     return {
@@ -106,7 +103,7 @@ export class VsmbManagerImpl implements VsmbManager {
     const noDirectMap = this.config.fullyPhysicallyBacked || this.config.vsmbNoDirectMap;
     const options = vsmbShareOptions({ readOnly, noDirectMap, layer, singleFile });
     const clean = hostPaths.clean(hostPath);
-    return singleFile ? { dir: hostPaths.dirname(clean), readOnly, options, file: clean } : { dir: clean, readOnly, options };
+    return singleFile ? { hostPath, dir: hostPaths.dirname(clean), readOnly, options, file: clean } : { hostPath, dir: clean, readOnly, options };
   }
 
   /**
@@ -121,9 +118,7 @@ export class VsmbManagerImpl implements VsmbManager {
     const name = validate.name(share.name, 'VSMB share name');
     if (!/^s[0-9a-f]+$/.test(name)) throw new UvmError('RECOVERY_FAILED', `not a VSMB share name of this library: ${name}`);
     if (share.guestPath === share.sharePath) {
-      const p = this.#params(hostPath, readOnly, layer, false);
-      const lease = await this.#dirShares.adopt(p, shareEntry(name, p));
-      return new ReleasableLease(shareOf(lease.value, hostPath), () => lease.release());
+      return this.#dirShares.adopt(this.#params(hostPath, readOnly, layer, false), share);
     }
     const p = this.#params(hostPath, readOnly, layer, true);
     const lease = await this.#files.adopt(p, { file: p.file, share: shareEntry(name, p), shareLease: undefined });

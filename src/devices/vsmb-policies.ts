@@ -18,6 +18,8 @@ const WCOW_ONLY = { os: 'windows', message: 'VSMB shares are only supported in W
 
 /** What a share is made of: the shared (cleaned) directory, read-only, options; a file's share also `file`. */
 export interface ShareParams {
+  /** The caller's host path (what its lease shows); not part of the key. */
+  readonly hostPath: string;
   readonly dir: string;
   readonly readOnly: boolean;
   readonly options: VsmbShareOptions;
@@ -58,11 +60,13 @@ export function shareEntry(name: string, p: ShareParams): ShareEntry {
  * leaves a gap, as hcsshim's counter; a reservation cancelled before any call gives its name back
  * when it is the newest). Direct-mapped shares (NoDirectmap false) are kept at refcount 0.
  */
-export function vsmbSharePolicy(
+export function vsmbSharePolicy<W extends { readonly name: string }>(
   table: 'vsmb-dir-share' | 'vsmb-file-share',
   names: NameCounter,
   delivery: ResourceDelivery,
-): DevicePolicy<ShareParams, ShareEntry, ShareEntry> {
+  /** What a caller's reservation and lease hold (a recorded share, for `adopt`, has at least its name). */
+  view: (share: ShareEntry, p: ShareParams) => W,
+): DevicePolicy<ShareParams, ShareEntry, W> {
   return {
     device: 'vsmb',
     kind: 'vsmb-share',
@@ -78,7 +82,7 @@ export function vsmbSharePolicy(
     remove: (share) => delivery.host(hostRequest(resourcePaths.vsmbShares, 'Remove', { Name: share.name })),
     keepAtZero: (share) => !share.options.NoDirectmap,
     where: (share) => ({ hostPath: share.dir, slot: share.name, guestPath: guestPaths.vsmbShare(share.name) }),
-    view: (share) => share,
+    view,
     claim(p, recorded) {
       names.atLeast(parseInt(recorded.name.slice(1), 16) + 1);
       return shareEntry(recorded.name, p);
