@@ -202,8 +202,8 @@ async function prepareContainer(
   // A layer is stat'ed for its kind and for its size (LCOW) or kind (WCOW): one fs.stat. A layer
   // the UVM holds on VPMEM already is not stat'ed at all: what its placement's stat said is the
   // answer (shared layers are most of a pod's paths; hcsshim does not stat a mapped layer either).
-  const vpmem = uvm.vpmem;
-  const hostFs = oncePerPath(vpmem.heldFile === undefined ? uvm.hostFs : withKnownFiles(uvm.hostFs, (path) => vpmem.heldFile!(path)));
+  const heldFile = uvm.vpmem.heldFile?.bind(uvm.vpmem);
+  const hostFs = oncePerPath(heldFile === undefined ? uvm.hostFs : withKnownFiles(uvm.hostFs, heldFile));
   // The layers, the rootfs and the mounts need no answer from each other: their stats run at once
   // (one round trip to the file system, not one per step: under load, every container's first
   // HCS call waited for every other container's earlier steps); the first failure in this order wins.
