@@ -1,7 +1,6 @@
-import fs, { type Stats } from 'node:fs';
 import type { ServiceIdentifier } from 'inversify';
 import { UvmError } from './errors.js';
-import { retainShape } from './retained-shapes.js';
+import { directFsCalls, sharedHostFsWorker, type FsCalls, type FsDone, type HostFsWorker } from './host-fs-worker.js';
 
 /** What the managers and planners need to know about a host path. */
 export interface HostStat {
@@ -23,8 +22,8 @@ export interface HostFs {
 /** DI token of the `HostFs` port. */
 export const HostFs: ServiceIdentifier<HostFs> = Symbol.for('uvm-orchestrator.HostFs');
 
-/** A node:fs call in its callback form (no promise or per-request result array of `fs.promises`). */
-type FsCall<R> = (path: string, done: (err: NodeJS.ErrnoException | null, result?: R) => void) => void;
+/** One call per path: `fs` answers it in its callback form. */
+type FsCall<R> = (path: string, done: FsDone<R>) => void;
 
 /** One caller waiting for a path's call. */
 interface Waiter<T> {
@@ -37,15 +36,13 @@ interface Waiter<T> {
  * fifty allocations started together, each stat'ing the shared layers, make one call per layer
  * while the first is under way, whether they ask in one synchronous run or one per event-loop
  * turn). The answer is the path as it was after the first of those requests; a request after the
- * call settled makes a new one. Each caller turns the outcome into its own result (`answer`) or
- * error (`fail`).
+ * call settled makes a new one. Each caller turns the outcome into its own error (`fail`).
  */
-class Batched<R, T> {
+class Batched<T> {
   readonly #inFlight = new Map<string, Waiter<T>[]>();
 
   constructor(
-    private readonly call: FsCall<R>,
-    private readonly answer: (result: R) => T,
+    private readonly call: FsCall<T>,
     private readonly fail: (err: unknown, path: string) => unknown,
   ) {}
 
@@ -58,11 +55,12 @@ class Batched<R, T> {
       }
       const waiters: Waiter<T>[] = [{ resolve, reject }];
       this.#inFlight.set(path, waiters);
-      const settle = (err: unknown, result?: R): void => {
+      const settle = (err: unknown, result?: T): void => {
         if (this.#inFlight.get(path) === waiters) this.#inFlight.delete(path);
         for (const w of waiters) {
           if (err) w.reject(this.fail(err, path));
-          else w.resolve(this.answer(result as R));
+          // A copy per caller: callers own their answer.
+          else w.resolve(typeof result === 'object' && result !== null ? ({ ...result } as T) : (result as T));
         }
       };
       try {
@@ -74,26 +72,31 @@ class Batched<R, T> {
   }
 }
 
-/** The first `fs.Stats` answer, kept so node's Stats map survives full collections (core/retained-shapes.ts). */
-let statsShape: Stats | undefined;
+export interface NodeHostFsOptions {
+  /**
+   * Where the calls run: a HostFsWorker (default: the process's one, `sharedHostFsWorker()`), which
+   * batches them on a worker thread, or `false` for one node:fs call per request
+   * (core/host-fs-worker.ts).
+   */
+  worker?: HostFsWorker | false;
+}
 
-const toHostStat = (s: Stats): HostStat => {
-  if (statsShape === undefined) statsShape = retainShape(s);
-  return { isFile: s.isFile(), isDirectory: s.isDirectory(), size: s.size };
-};
-
-/** HostFs over node:fs (callback forms; `realpath` is the native one, as `fs.promises.realpath`). */
+/** HostFs over node:fs: `stat` and the native `realpath`, batched on a worker thread by default. */
 export class NodeHostFs implements HostFs {
-  readonly #stat = new Batched<Stats, HostStat>(
-    (path, done) => fs.stat(path, done),
-    toHostStat,
-    (err, path) => new UvmError('NOT_FOUND', `cannot stat ${path}`, { cause: err, details: { hostPath: path } }),
-  );
-  readonly #realpath = new Batched<string, string>(
-    (path, done) => fs.realpath.native(path, done),
-    (resolved) => resolved,
-    (err, path) => new UvmError('NOT_FOUND', `cannot resolve ${path}`, { cause: err, details: { hostPath: path } }),
-  );
+  readonly #stat: Batched<HostStat>;
+  readonly #realpath: Batched<string>;
+
+  constructor(options: NodeHostFsOptions = {}) {
+    const calls: FsCalls = options.worker === false ? directFsCalls : (options.worker ?? sharedHostFsWorker());
+    this.#stat = new Batched<HostStat>(
+      (path, done) => calls.stat(path, done),
+      (err, path) => new UvmError('NOT_FOUND', `cannot stat ${path}`, { cause: err, details: { hostPath: path } }),
+    );
+    this.#realpath = new Batched<string>(
+      (path, done) => calls.realpath(path, done),
+      (err, path) => new UvmError('NOT_FOUND', `cannot resolve ${path}`, { cause: err, details: { hostPath: path } }),
+    );
+  }
 
   stat(path: string): Promise<HostStat> {
     return this.#stat.ask(path);

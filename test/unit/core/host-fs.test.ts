@@ -28,7 +28,7 @@ describe('oncePerPath (one allocation asks the file system once per path)', () =
   });
 });
 
-describe('NodeHostFs (the same path asked while its call is in flight: one fs call)', () => {
+describe('NodeHostFs with one node:fs call per request (worker: false; the same path asked while its call is in flight: one fs call)', () => {
   let dir: string;
   let stat: sinon.SinonSpy;
   let realpath: sinon.SinonSpy;
@@ -45,7 +45,7 @@ describe('NodeHostFs (the same path asked while its call is in flight: one fs ca
   it('asks once per path and batch; each caller gets its own result', async () => {
     const file = join(dir, 'layer.vhd');
     writeFileSync(file, 'abc');
-    const hostFs = new NodeHostFs();
+    const hostFs = new NodeHostFs({ worker: false });
     const [a, b, c] = await Promise.all([hostFs.stat(file), hostFs.stat(file), hostFs.stat(dir)]);
     expect(a).to.deep.equal({ isFile: true, isDirectory: false, size: 3 });
     expect(b).to.deep.equal(a);
@@ -58,7 +58,7 @@ describe('NodeHostFs (the same path asked while its call is in flight: one fs ca
 
   it('answers with the path as it was after the first request sharing the call; a failure is each caller’s own error', async () => {
     const file = join(dir, 'late.vhd');
-    const hostFs = new NodeHostFs();
+    const hostFs = new NodeHostFs({ worker: false });
     writeFileSync(file, 'x');
     const first = hostFs.stat(file); // the call is made now, while the run goes on
     const second = hostFs.stat(file); // shares the call in flight
@@ -76,7 +76,7 @@ describe('NodeHostFs (the same path asked while its call is in flight: one fs ca
   });
 
   it('a path node:fs refuses synchronously (a NUL byte) is NOT_FOUND for every caller, and the next call asks again', async () => {
-    const hostFs = new NodeHostFs();
+    const hostFs = new NodeHostFs({ worker: false });
     const bad = join(dir, 'a\0b');
     const errors = await Promise.all([hostFs.stat(bad), hostFs.realpath(bad)].map((p) => p.then(() => undefined, (err: unknown) => err)));
     expect(errors.every((e) => UvmError.is(e, 'NOT_FOUND'))).to.equal(true);
