@@ -121,7 +121,7 @@ export { MAX_CALL_PRIORITY } from './hcs/hcs-api.js';
 export type { ComputeSystem } from './hcs/compute-system.js';
 export type { ComputeCoreLoadOptions } from './hcs/computecore.js';
 export type { GuestRequest, ModifySettingRequest, HcsErrorEvent, RequestType, GuestResourceType } from './hcs/schema.js';
-export { NodeHostFs, type HostFs, type HostStat } from './core/host-fs.js';
+export { NodeHostFs, type HostFs, type HostStat, type NodeHostFsOptions } from './core/host-fs.js';
 export type { HvSocketTransport, HvSocketListener } from './hcs/hvsocket.js';
 
 // ---- Crash recovery (docs/recovery.md): UtilityVm.open / UvmOrchestrator.openUtilityVm
