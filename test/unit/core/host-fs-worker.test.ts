@@ -110,13 +110,13 @@ describe('HostFsWorker (stat and realpath in batches on a worker thread)', () =>
     expect(worker.counts).to.deep.include({ batches: 3, direct: 1, starts: 3 });
   });
 
-  it('the worker does not keep the process alive unless it owes an answer', async () => {
+  it('the worker does not keep the process alive unless it owes an answer (a hung one neither, once its requests are answered elsewhere)', async () => {
     const module = new URL('../../../src/core/host-fs-worker.js', import.meta.url).href;
     const report = 'console.log(JSON.stringify({ err: err?.code, s, counts: worker.counts }))';
     /** Runs `lines` in a child process: its exit code and what it printed last. */
-    const child = (lines: string[]): Promise<{ code: number | null; last: Record<string, unknown> }> =>
+    const child = (lines: string[], options = '{}'): Promise<{ code: number | null; last: Record<string, unknown> }> =>
       new Promise((resolve) => {
-        const script = [`const { HostFsWorker } = await import(${JSON.stringify(module)});`, 'const worker = new HostFsWorker();', ...lines].join('\n');
+        const script = [`const { HostFsWorker } = await import(${JSON.stringify(module)});`, `const worker = new HostFsWorker(${options});`, ...lines].join('\n');
         const proc = execFile(process.execPath, ['--input-type=module', '-e', script], { timeout: 10_000 }, (err, stdout) =>
           resolve({ code: proc.exitCode ?? (err ? -1 : 0), last: JSON.parse(stdout.trim().split('\n').at(-1) ?? '{}') as Record<string, unknown> }),
         );
@@ -131,6 +131,14 @@ describe('HostFsWorker (stat and realpath in batches on a worker thread)', () =>
     expect(answered.code).to.equal(0);
     expect(answered.last).to.deep.include({ s: fileStat });
     expect(answered.last.counts).to.deep.include({ batches: 1, answered: 1 });
+    // A worker that never answers: its request is answered by node:fs after stallMs, and the hung thread holds nothing.
+    const hung = await child(
+      ["if (!(await worker.start())) throw new Error('no worker');", `worker.stat(${JSON.stringify(file)}, (err, s) => ${report});`],
+      `{ entry: new URL(${JSON.stringify(fakeEntry('hung-fs-thread').href)}), stallMs: 20 }`,
+    );
+    expect(hung.code).to.equal(0);
+    expect(hung.last).to.deep.include({ s: fileStat });
+    expect(hung.last.counts).to.deep.include({ batches: 1, answered: 0, reissued: 1 });
   });
 
   it('close(): what the worker owed is asked of node:fs', async () => {
