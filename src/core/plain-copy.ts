@@ -33,7 +33,7 @@ function copyTree(value: object, seen: Set<object>): unknown {
   for (const key of Object.keys(value)) {
     const c = copyMember((value as Record<string, unknown>)[key], seen);
     if (c === NOT_PLAIN) return NOT_PLAIN;
-    out[key] = c;
+    setOwn(out, key, c);
   }
   return out;
 }
@@ -49,4 +49,14 @@ function copyMember(member: unknown, seen: Set<object>): unknown {
     default:
       return member;
   }
+}
+
+/**
+ * `out[key] = value` as an own, enumerable data property — also for the key `__proto__`, which an
+ * assignment would take as the object's prototype (a JSON document may have that key: JSON.parse
+ * and structuredClone keep it as an own property). For copies made key by key from input.
+ */
+export function setOwn(out: Record<string, unknown>, key: string, value: unknown): void {
+  if (key === '__proto__') Object.defineProperty(out, key, { value, writable: true, enumerable: true, configurable: true });
+  else out[key] = value;
 }

@@ -2,6 +2,7 @@
  * HCS wire documents (schema v2) that the managers send. Field names and shapes follow
  * hcsshim's Go structs; every field is optional and omitted when empty ("omitempty").
  */
+import { setOwn } from '../core/plain-copy.js';
 
 /** `RequestType` of a host ModifySettingRequest or a guest ModificationRequest. */
 export type RequestType = 'Add' | 'Remove' | 'Update';
@@ -68,7 +69,7 @@ export function omitEmpty<T>(value: T): T {
       if (!Object.hasOwn(source, k)) continue;
       const cleaned = omitEmpty(source[k]);
       if (isEmpty(cleaned)) continue;
-      out[k] = cleaned;
+      setOwn(out, k, cleaned);
     }
     return out as T;
   }

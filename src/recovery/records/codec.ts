@@ -5,6 +5,7 @@
  * back is validated field by field (docs/recovery.md "Format").
  */
 import * as v from 'valibot';
+import { setOwn } from '../../core/plain-copy.js';
 import type { JsonObject, JsonValue } from '../journal-format.js';
 
 /** Non-empty string. */
@@ -43,7 +44,7 @@ function jsonCopy(value: unknown): JsonValue | undefined {
       for (const key in value) {
         if (!Object.hasOwn(value, key)) continue;
         const copy = jsonCopy((value as Record<string, unknown>)[key]);
-        if (copy !== undefined) out[key] = copy;
+        if (copy !== undefined) setOwn(out, key, copy);
       }
       return out;
     }

@@ -1,6 +1,8 @@
 import { expect } from 'chai';
 import fc from 'fast-check';
-import { plainCopy } from '../../../src/core/plain-copy.js';
+import { plainCopy, setOwn } from '../../../src/core/plain-copy.js';
+import { omitEmpty } from '../../../src/hcs/schema.js';
+import { plain } from '../../../src/recovery/records/codec.js';
 
 describe('plainCopy (structuredClone of JSON-like trees, without the serializer)', () => {
   it('equals structuredClone for random JSON values, shares nothing with the input and keeps key order', () => {
@@ -37,5 +39,44 @@ describe('plainCopy (structuredClone of JSON-like trees, without the serializer)
   it('throws as structuredClone does for what it cannot clone', () => {
     expect(() => plainCopy({ f: () => 1 })).to.throw(/could not be cloned/);
     expect(() => plainCopy([Symbol('s')])).to.throw(/could not be cloned/);
+  });
+});
+
+describe('a "__proto__" key of input copied key by key stays an own property (never the copy\'s prototype)', () => {
+  // JSON.parse (and structuredClone) keep `"__proto__"` as an own data property; an assignment
+  // `out[key] = value` would instead set the copy's prototype, so the copy would inherit the input's fields.
+  const doc = (): Record<string, unknown> => JSON.parse('{"a":1,"__proto__":{"readonly":true},"b":[{"__proto__":false}]}') as Record<string, unknown>;
+  const check = (copy: Record<string, unknown>, expected: Record<string, unknown>): void => {
+    expect(Object.getPrototypeOf(copy)).to.equal(Object.prototype);
+    expect(Object.keys(copy)).to.deep.equal(Object.keys(expected));
+    expect(copy.readonly).to.equal(undefined);
+    expect(Object.getOwnPropertyDescriptor(copy, '__proto__')).to.deep.include({ enumerable: true, writable: true });
+    expect(JSON.stringify(copy)).to.equal(JSON.stringify(expected));
+  };
+
+  it('plainCopy (equals structuredClone)', () => {
+    const value = doc();
+    const copy = plainCopy(value);
+    expect(copy).to.deep.equal(structuredClone(value));
+    check(copy, value);
+  });
+
+  it('omitEmpty (wire documents)', () => {
+    const value = doc();
+    check(omitEmpty(value), { a: 1, ['__proto__']: { readonly: true }, b: [{}] });
+  });
+
+  it('the journal codec (plain)', () => {
+    const value = doc();
+    check(plain(value) as Record<string, unknown>, value);
+  });
+
+  it('setOwn', () => {
+    const out: Record<string, unknown> = {};
+    setOwn(out, '__proto__', { x: 1 });
+    setOwn(out, 'y', 2);
+    expect(Object.getPrototypeOf(out)).to.equal(Object.prototype);
+    expect(Object.keys(out)).to.deep.equal(['__proto__', 'y']);
+    expect(out.x).to.equal(undefined);
   });
 });
