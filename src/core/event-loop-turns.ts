@@ -11,6 +11,8 @@
  * A turn costs one pass of the event loop (microseconds when nothing else is pending); the first
  * caller of a turn goes at once.
  */
+/** Captured at load so that fake timers installed later (a consumer's tests) never hold a caller back. */
+const realSetImmediate = globalThis.setImmediate;
 const waiting: (() => void)[] = [];
 let head = 0;
 /** True while the current turn is taken (a caller went in it, and the next turn is scheduled). */
@@ -23,7 +25,7 @@ let taken = false;
 export function nextTurn(): Promise<void> {
   if (!taken) {
     taken = true;
-    setImmediate(grant);
+    realSetImmediate(grant);
     return Promise.resolve();
   }
   return new Promise<void>((resolve) => waiting.push(resolve));
@@ -39,6 +41,6 @@ function grant(): void {
   }
   const next = waiting[head]!;
   waiting[head++] = undefined as unknown as () => void;
-  setImmediate(grant);
+  realSetImmediate(grant);
   next();
 }

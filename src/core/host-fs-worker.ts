@@ -57,6 +57,11 @@ export const directFsCalls: FsCalls = {
   },
 };
 
+/** Captured at load so that fake timers installed later (a consumer's tests) never hold a request back. */
+const realSetImmediate = globalThis.setImmediate;
+const realSetTimeout = globalThis.setTimeout;
+const realClearTimeout = globalThis.clearTimeout;
+
 const STAT = 0;
 const REALPATH = 1;
 type FsOp = typeof STAT | typeof REALPATH;
@@ -185,7 +190,7 @@ export class HostFsWorker implements FsCalls {
     this.#queue.push(request);
     if (!this.#flushScheduled) {
       this.#flushScheduled = true;
-      setImmediate(this.#flush);
+      realSetImmediate(this.#flush);
     }
   }
 
@@ -277,7 +282,7 @@ export class HostFsWorker implements FsCalls {
     if (this.#inFlight.some((b) => !b.reissued)) return;
     this.#worker?.unref();
     if (this.#inFlight.length === 0 && this.#timer !== undefined) {
-      clearTimeout(this.#timer);
+      realClearTimeout(this.#timer);
       this.#timer = undefined;
     }
   }
@@ -287,7 +292,7 @@ export class HostFsWorker implements FsCalls {
     const oldest = this.#inFlight.find((b) => !b.reissued);
     if (oldest === undefined) return;
     const wait = Math.max(0, oldest.sentAt + this.#stallMs - performance.now());
-    this.#timer = setTimeout(this.#checkStalled, wait);
+    this.#timer = realSetTimeout(this.#checkStalled, wait);
     this.#timer.unref();
   }
 
@@ -319,7 +324,7 @@ export class HostFsWorker implements FsCalls {
     const owed = this.#inFlight;
     this.#inFlight = [];
     if (this.#timer !== undefined) {
-      clearTimeout(this.#timer);
+      realClearTimeout(this.#timer);
       this.#timer = undefined;
     }
     for (const batch of owed) if (!batch.reissued) this.#reissue(batch);

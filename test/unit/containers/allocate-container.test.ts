@@ -1,4 +1,5 @@
 import { expect } from 'chai';
+import sinon from 'sinon';
 import type { FakeHostFs } from '../../../src/core/fake-host-fs.js';
 import { allocateContainer, planContainer } from '../../../src/containers/allocate-container.js';
 import type { OciSpec } from '../../../src/oci/oci-spec.js';
@@ -94,6 +95,20 @@ describe('allocateContainer', () => {
       'Remove Scsi/0/Attachments/0',
       'Remove VirtualPMem/Devices/0 + Remove VPMemDevice /run/layers/p0',
     ]);
+    expect(u.held()).to.deep.equal([]);
+  });
+
+  it("allocations and releases started together complete while a caller's fake timers are installed (a shim's unit test)", async () => {
+    const u = await lcow();
+    const clock = sinon.useFakeTimers();
+    try {
+      const spec = (): OciSpec => ({ ...lcowSpec(), mounts: [] });
+      const [a, b] = await Promise.all(['c1', 'c2'].map((id) => allocateContainer(u, spec(), { containerId: id })));
+      expect([a.spec.root?.path, b.spec.root?.path]).to.deep.equal(['/run/gcs/c/c1/rootfs', '/run/gcs/c/c2/rootfs']);
+      await Promise.all([a.resources.release(), b.resources.release()]);
+    } finally {
+      clock.restore();
+    }
     expect(u.held()).to.deep.equal([]);
   });
 

@@ -1,4 +1,5 @@
 import { expect } from 'chai';
+import sinon from 'sinon';
 import { nextTurn } from '../../../src/core/event-loop-turns.js';
 
 /** Resolves in the check phase of the next turn that runs the immediates queued so far. */
@@ -37,5 +38,16 @@ describe('nextTurn (callers started together take turns on the event loop)', () 
     await Promise.resolve();
     expect(alone).to.equal(true);
     await lone;
+  });
+
+  it("callers still take their turns while a caller's fake timers are installed", async () => {
+    const clock = sinon.useFakeTimers();
+    try {
+      const order: string[] = [];
+      await Promise.all(['a', 'b', 'c'].map((name) => nextTurn().then(() => order.push(name))));
+      expect(order).to.deep.equal(['a', 'b', 'c']);
+    } finally {
+      clock.restore();
+    }
   });
 });

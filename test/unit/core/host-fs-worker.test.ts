@@ -83,6 +83,18 @@ describe('HostFsWorker (stat and realpath in batches on a worker thread)', () =>
     expect(worker.counts).to.deep.include({ direct: 1, batches: 1, answered: 1, starts: 1 });
   });
 
+  it("answers while a caller's fake timers are installed", async () => {
+    const worker = make({ stallMs: 60_000 });
+    expect(await worker.start()).to.equal(true);
+    const clock = sinon.useFakeTimers({ toFake: ['setImmediate', 'setTimeout', 'clearTimeout'] });
+    try {
+      expect(await ask<HostStat>((done) => worker.stat(file, done))).to.deep.equal(fileStat);
+    } finally {
+      clock.restore();
+    }
+    expect(worker.counts).to.deep.include({ batches: 1, answered: 1 });
+  });
+
   it('a batch unanswered for stallMs is asked of node:fs, and new requests go there while it stays unanswered', async () => {
     const worker = make({ entry: fakeEntry('hung-fs-thread'), stallMs: 20 });
     expect(await worker.start()).to.equal(true);
