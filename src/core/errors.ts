@@ -110,3 +110,25 @@ export class UvmAggregateError extends AggregateError {
 export function invalidArgument(message: string, details?: UvmErrorDetails): UvmError {
   return new UvmError('INVALID_ARGUMENT', message, { details });
 }
+
+/** What a node:fs failure carries, as a worker thread reports it (plain data, no Error object). */
+export interface ErrnoParts {
+  message: string;
+  code?: string;
+  errno?: number;
+  syscall?: string;
+  path?: string;
+}
+
+/**
+ * A node:fs failure made again on this thread from what a worker thread reported: an `Error` with
+ * the message and whichever of code, errno, syscall and path were reported.
+ */
+export function errnoException(parts: ErrnoParts): NodeJS.ErrnoException {
+  const err: NodeJS.ErrnoException = new Error(parts.message);
+  if (parts.code !== undefined) err.code = parts.code;
+  if (parts.errno !== undefined) err.errno = parts.errno;
+  if (parts.syscall !== undefined) err.syscall = parts.syscall;
+  if (parts.path !== undefined) err.path = parts.path;
+  return err;
+}

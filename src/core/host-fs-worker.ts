@@ -20,6 +20,7 @@
 import fs, { type Stats } from 'node:fs';
 import { Worker } from 'node:worker_threads';
 import type { HostStat } from './host-fs.js';
+import { errnoException } from './errors.js';
 import { retainShape } from './retained-shapes.js';
 
 /** One request's outcome, as node:fs reports it. */
@@ -118,15 +119,6 @@ function askDirect(request: Request): void {
   else directFsCalls.realpath(request.path, done);
 }
 
-/** A failure as the worker reported it, as node:fs would have (code, errno, message). */
-function workerError(code: unknown, errno: unknown, message: unknown, path: string, op: FsOp): NodeJS.ErrnoException {
-  const err: NodeJS.ErrnoException = new Error(String(message));
-  err.code = String(code);
-  if (typeof errno === 'number' && errno !== 0) err.errno = errno;
-  err.syscall = op === STAT ? 'stat' : 'realpath';
-  err.path = path;
-  return err;
-}
 
 export class HostFsWorker implements FsCalls {
   readonly #stallMs: number;
@@ -268,7 +260,11 @@ export class HostFsWorker implements FsCalls {
       const request = requests[i]!;
       if (request.settled) continue;
       this.#counts.answered++;
-      if (out[o] !== 0) settle(request, workerError(out[o + 1], out[o + 2], out[o + 3], request.path, request.op));
+      if (out[o] !== 0) {
+        const errno = out[o + 2] as number;
+        const syscall = request.op === STAT ? 'stat' : 'realpath';
+        settle(request, errnoException({ message: String(out[o + 3]), code: String(out[o + 1]), errno: errno === 0 ? undefined : errno, syscall, path: request.path }));
+      }
       else if (request.op === STAT) {
         const kind = out[o + 1];
         settle(request, null, { isFile: kind === 1, isDirectory: kind === 2, size: out[o + 2] as number });

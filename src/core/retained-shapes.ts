@@ -10,7 +10,7 @@
  * ("weak objects"), and the next burst pays for compiling them again on V8's background threads,
  * which compete with the HCS threads on a small host. Measured on the pod bench (C = 64, pods
  * right after a full collection): retaining these classes (and node's `fs.Stats`, kept by
- * NodeHostFs) cut the functions compiled again from 131–154 to 77–83 per 8 pods
+ * NodeHostFs's direct node:fs path, core/host-fs-worker.ts) cut the functions compiled again from 131–154 to 77–83 per 8 pods
  * (docs/performance.md, "Session 9" under `pod:`).
  *
  * Only for classes whose constructor has no effect beyond setting fields (nothing registered,

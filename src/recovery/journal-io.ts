@@ -29,6 +29,7 @@
 import * as fs from 'node:fs';
 import { promisify } from 'node:util';
 import { Worker } from 'node:worker_threads';
+import { errnoException } from '../core/errors.js';
 
 /** A request to the I/O thread (ids are int32, wrapping). */
 export type IoRequest =
@@ -112,14 +113,6 @@ async function appendOnPool(fd: number | undefined, path: string, flags: number,
   return target;
 }
 
-function errorOf(reply: Extract<IoReply, { error: object }>['error']): NodeJS.ErrnoException {
-  return Object.assign(new Error(reply.message), {
-    ...(reply.code === undefined ? {} : { code: reply.code }),
-    ...(reply.errno === undefined ? {} : { errno: reply.errno }),
-    ...(reply.syscall === undefined ? {} : { syscall: reply.syscall }),
-    ...(reply.path === undefined ? {} : { path: reply.path }),
-  });
-}
 
 interface Pending {
   resolve: (fd: number) => void;
@@ -277,7 +270,7 @@ class JournalIoThread implements AppendIo {
     // Requests before it that the board did not settle are done too (answers come in order).
     this.poll();
     const pending = this.#pending.get(reply.id);
-    if (pending) this.#settle(reply.id, pending, reply.error ? errorOf(reply.error) : undefined, reply.error ? -1 : reply.fd);
+    if (pending) this.#settle(reply.id, pending, reply.error ? errnoException(reply.error) : undefined, reply.error ? -1 : reply.fd);
   }
 
   #settle(id: number, pending: Pending, error: unknown, fd: number): void {
