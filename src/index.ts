@@ -122,6 +122,7 @@ export type { ComputeSystem } from './hcs/compute-system.js';
 export type { ComputeCoreLoadOptions } from './hcs/computecore.js';
 export type { GuestRequest, ModifySettingRequest, HcsErrorEvent, RequestType, GuestResourceType } from './hcs/schema.js';
 export { NodeHostFs, type HostFs, type HostStat, type NodeHostFsOptions } from './core/host-fs.js';
+export type { FsCalls, FsDone } from './core/host-fs-worker.js';
 export type { HvSocketTransport, HvSocketListener } from './hcs/hvsocket.js';
 
 // ---- Crash recovery (docs/recovery.md): UtilityVm.open / UvmOrchestrator.openUtilityVm

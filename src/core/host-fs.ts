@@ -1,6 +1,6 @@
 import type { ServiceIdentifier } from 'inversify';
 import { UvmError } from './errors.js';
-import { directFsCalls, sharedHostFsWorker, type FsCalls, type FsDone, type HostFsWorker } from './host-fs-worker.js';
+import { directFsCalls, sharedHostFsWorker, type FsCalls, type FsDone } from './host-fs-worker.js';
 
 /** What the managers and planners need to know about a host path. */
 export interface HostStat {
@@ -74,11 +74,12 @@ class Batched<T> {
 
 export interface NodeHostFsOptions {
   /**
-   * Where the calls run: a HostFsWorker (default: the process's one, `sharedHostFsWorker()`), which
-   * batches them on a worker thread, or `false` for one node:fs call per request
-   * (core/host-fs-worker.ts).
+   * Where the calls run: by default the process's HostFsWorker (`sharedHostFsWorker()`), which
+   * batches them on a worker thread; `false` for one node:fs call per request
+   * (core/host-fs-worker.ts); or any `FsCalls` of the caller's (two callback-style calls
+   * answering as node:fs does: an error with node's `code`, or the result).
    */
-  worker?: HostFsWorker | false;
+  worker?: FsCalls | false;
 }
 
 /** HostFs over node:fs: `stat` and the native `realpath`, batched on a worker thread by default. */
@@ -87,7 +88,11 @@ export class NodeHostFs implements HostFs {
   readonly #realpath: Batched<string>;
 
   constructor(options: NodeHostFsOptions = {}) {
-    const calls: FsCalls = options.worker === false ? directFsCalls : (options.worker ?? sharedHostFsWorker());
+    const own = options.worker;
+    if (own !== undefined && own !== false && (typeof own?.stat !== 'function' || typeof own.realpath !== 'function')) {
+      throw new UvmError('INVALID_ARGUMENT', 'NodeHostFs: worker must be false or an object with stat and realpath functions');
+    }
+    const calls: FsCalls = own === false ? directFsCalls : (own ?? sharedHostFsWorker());
     this.#stat = new Batched<HostStat>(
       (path, done) => calls.stat(path, done),
       (err, path) => new UvmError('NOT_FOUND', `cannot stat ${path}`, { cause: err, details: { hostPath: path } }),

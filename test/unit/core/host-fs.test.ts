@@ -85,3 +85,38 @@ describe('NodeHostFs with one node:fs call per request (worker: false; the same 
     expect(await hostFs.stat(file)).to.deep.equal({ isFile: true, isDirectory: false, size: 2 });
   });
 });
+
+describe('NodeHostFs over the caller\'s own FsCalls (the `worker` option takes the narrow port)', () => {
+  it('asks the given calls, one per path in flight, and turns their errors into NOT_FOUND', async () => {
+    const asked: string[] = [];
+    const calls = {
+      stat(path: string, done: (err: NodeJS.ErrnoException | null, result?: { isFile: boolean; isDirectory: boolean; size: number }) => void) {
+        asked.push(`stat ${path}`);
+        setImmediate(() =>
+          path === '/l/layer.vhd'
+            ? done(null, { isFile: true, isDirectory: false, size: 5 })
+            : done(Object.assign(new Error(`ENOENT: ${path}`), { code: 'ENOENT' })),
+        );
+      },
+      realpath(path: string, done: (err: NodeJS.ErrnoException | null, result?: string) => void) {
+        asked.push(`realpath ${path}`);
+        setImmediate(() => done(null, `/real${path}`));
+      },
+    };
+    const hostFs = new NodeHostFs({ worker: calls });
+    const [a, b, r] = await Promise.all([hostFs.stat('/l/layer.vhd'), hostFs.stat('/l/layer.vhd'), hostFs.realpath('/s/x')]);
+    expect(a).to.deep.equal({ isFile: true, isDirectory: false, size: 5 });
+    expect(b).to.deep.equal(a);
+    expect(r).to.equal('/real/s/x');
+    const err = await hostFs.stat('/missing').then(() => undefined, (e: unknown) => e);
+    expect(UvmError.is(err, 'NOT_FOUND')).to.equal(true);
+    expect((err as UvmError).details).to.deep.equal({ hostPath: '/missing' });
+    expect(asked).to.deep.equal(['stat /l/layer.vhd', 'realpath /s/x', 'stat /missing']);
+  });
+
+  it('refuses a worker option that is neither false nor calls (INVALID_ARGUMENT), before any I/O', () => {
+    for (const worker of [true, null, {}, { stat() {} }, 'thread']) {
+      expect(() => new NodeHostFs({ worker: worker as never }), String(worker)).to.throw(UvmError).with.property('code', 'INVALID_ARGUMENT');
+    }
+  });
+});
