@@ -9,8 +9,7 @@
  * `details.field` names the input (`windows.layerFolders[0]`, `rootfs[0]`, `mounts[2].source`).
  */
 import { UvmError, type UvmErrorDetails } from '../core/errors.js';
-import { attempt } from '../core/attempt.js';
-import type { HostFs } from '../core/host-fs.js';
+import type { HostFs, HostStat } from '../core/host-fs.js';
 import type { LayerInputs } from '../layers/layer-inputs.js';
 import { addErrorDetails } from '../oci/container-paths.js';
 import type { PlannedMount } from '../oci/mount-planner.js';
@@ -36,22 +35,31 @@ interface KindCheck {
  * thrown (NOT_FOUND from the stat with the input's details added, or INVALID_ARGUMENT for the
  * wrong kind), after every stat has settled.
  */
-function expectKinds(hostFs: HostFs, checks: readonly KindCheck[]): Promise<void> {
-  if (checks.length === 0) return Promise.resolve();
-  return Promise.allSettled(checks.map((c) => attempt(() => hostFs.stat(c.path)))).then((results) => {
-    for (let i = 0; i < results.length; i++) {
-      const result = results[i]!;
-      const check = checks[i]!;
-      if (result.status === 'rejected') throw addErrorDetails(result.reason, { ...check.describe(check)[1], hostPath: check.path });
-      const ok = check.kind === 'file' ? result.value.isFile : result.value.isDirectory;
-      if (!ok) {
-        const [what, details] = check.describe(check);
-        throw new UvmError('INVALID_ARGUMENT', `${what} must be a ${check.kind === 'file' ? 'regular file' : 'directory'}: ${check.path}`, {
-          details: { ...details, hostPath: check.path },
-        });
-      }
+async function expectKinds(hostFs: HostFs, checks: readonly KindCheck[]): Promise<void> {
+  if (checks.length === 0) return;
+  const stats: Promise<HostStat>[] = [];
+  for (const c of checks) stats.push(statOf(hostFs, c.path));
+  const results = await Promise.allSettled(stats);
+  for (let i = 0; i < results.length; i++) {
+    const result = results[i]!;
+    const check = checks[i]!;
+    if (result.status === 'rejected') throw addErrorDetails(result.reason, { ...check.describe(check)[1], hostPath: check.path });
+    const ok = check.kind === 'file' ? result.value.isFile : result.value.isDirectory;
+    if (!ok) {
+      const [what, details] = check.describe(check);
+      throw new UvmError('INVALID_ARGUMENT', `${what} must be a ${check.kind === 'file' ? 'regular file' : 'directory'}: ${check.path}`, {
+        details: { ...details, hostPath: check.path },
+      });
     }
-  });
+  }
+}
+
+/**
+ * `hostFs.stat(path)`, a synchronous throw made a rejection. (A module function, not a closure
+ * per path: see `commitLayer` in layers/lcow-layer-composer.ts.)
+ */
+async function statOf(hostFs: HostFs, path: string): Promise<HostStat> {
+  return hostFs.stat(path);
 }
 
 /** Checks the layer files or folders of `inputs` (from `spec.windows.layerFolders` or the rootfs mounts). */
@@ -67,10 +75,10 @@ export function checkLayerFiles(hostFs: HostFs, inputs: LayerInputs, spec: OciSp
   const checks: KindCheck[] = [];
   if (inputs.os === 'linux') {
     const describe = layer('layer');
-    inputs.layers.forEach((l, index) => checks.push({ path: l.hostPath, kind: 'file', describe, index }));
+    for (let index = 0; index < inputs.layers.length; index++) checks.push({ path: inputs.layers[index]!.hostPath, kind: 'file', describe, index });
   } else {
     const describe = layer('layer folder');
-    inputs.layerFolders.forEach((folder, index) => checks.push({ path: folder, kind: 'directory', describe, index }));
+    for (let index = 0; index < inputs.layerFolders.length; index++) checks.push({ path: inputs.layerFolders[index]!, kind: 'directory', describe, index });
     checks.push({ path: inputs.scratchFolder, kind: 'directory', describe: scratch('the scratch folder'), index: -1 });
   }
   checks.push({ path: inputs.scratchVhd, kind: 'file', describe: scratch('the scratch disk'), index: -1 });

@@ -1,5 +1,6 @@
 import type { ServiceIdentifier } from 'inversify';
 import { UvmError } from './errors.js';
+import { retainShape } from './retained-shapes.js';
 import { directFsCalls, sharedHostFsWorker, type FsCalls, type FsDone } from './host-fs-worker.js';
 
 /** What the managers and planners need to know about a host path. */
@@ -117,13 +118,27 @@ export class NodeHostFs implements HostFs {
  * layer the UVM already holds; everything else is asked of `inner`.
  */
 export function withKnownFiles(inner: HostFs, known: (path: string) => HostStat | undefined): HostFs {
-  return {
-    stat: (path) => {
-      const stat = known(path);
-      return stat === undefined ? inner.stat(path) : Promise.resolve(stat);
-    },
-    realpath: (path) => inner.realpath(path),
-  };
+  return new KnownFiles(inner, known);
+}
+
+// The views below are classes, not objects of closures made per allocation: V8 keeps a function's
+// optimized code only while a function object using it is alive, so closures made for one pod
+// would run unoptimized in the next one after a full collection and be compiled again.
+
+class KnownFiles implements HostFs {
+  constructor(
+    private readonly inner: HostFs,
+    private readonly known: (path: string) => HostStat | undefined,
+  ) {}
+
+  stat(path: string): Promise<HostStat> {
+    const stat = this.known(path);
+    return stat === undefined ? this.inner.stat(path) : Promise.resolve(stat);
+  }
+
+  realpath(path: string): Promise<string> {
+    return this.inner.realpath(path);
+  }
 }
 
 /**
@@ -133,20 +148,31 @@ export function withKnownFiles(inner: HostFs, known: (path: string) => HostStat 
  * a later caller asks again and gets its own error (callers add their own details to it).
  */
 export function oncePerPath(inner: HostFs): HostFs {
-  const stats = new Map<string, Promise<HostStat>>();
-  const realpaths = new Map<string, Promise<string>>();
-  const once = <T>(cache: Map<string, Promise<T>>, path: string, ask: (path: string) => Promise<T>): Promise<T> => {
-    const cached = cache.get(path);
-    if (cached !== undefined) return cached.catch(() => ask(path));
-    const first = ask(path);
-    cache.set(path, first);
-    return first;
-  };
-  // Made once per view, not per request.
-  const stat = (path: string): Promise<HostStat> => inner.stat(path);
-  const realpath = (path: string): Promise<string> => inner.realpath(path);
-  return {
-    stat: (path) => once(stats, path, stat),
-    realpath: (path) => once(realpaths, path, realpath),
-  };
+  return new OncePerPath(inner);
 }
+
+class OncePerPath implements HostFs {
+  readonly #stats = new Map<string, Promise<HostStat>>();
+  readonly #realpaths = new Map<string, Promise<string>>();
+
+  constructor(private readonly inner: HostFs) {}
+
+  stat(path: string): Promise<HostStat> {
+    const cached = this.#stats.get(path);
+    if (cached !== undefined) return cached.catch(() => this.inner.stat(path));
+    const first = this.inner.stat(path);
+    this.#stats.set(path, first);
+    return first;
+  }
+
+  realpath(path: string): Promise<string> {
+    const cached = this.#realpaths.get(path);
+    if (cached !== undefined) return cached.catch(() => this.inner.realpath(path));
+    const first = this.inner.realpath(path);
+    this.#realpaths.set(path, first);
+    return first;
+  }
+}
+
+retainShape(new KnownFiles(new OncePerPath(undefined as unknown as HostFs), () => undefined));
+retainShape(new OncePerPath(undefined as unknown as HostFs));

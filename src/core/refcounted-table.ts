@@ -108,6 +108,17 @@ export class Residue<V> {
   ) {}
 }
 
+/** An uncommitted reservation's state: its entry, whether it was used, and its caller's view. */
+interface Reserved<K, V, W, A> {
+  entry: Entry<K, V>;
+  done: boolean;
+  view: ((value: V, arg?: A) => W) | undefined;
+  arg: A | undefined;
+}
+
+/** A rejection handler that ignores the reason. */
+const ignore = (): undefined => undefined;
+
 interface Entry<K, V> {
   readonly key: K;
   state: EntryState | 'gone';
@@ -192,31 +203,41 @@ export class RefCountedTable<K, V> implements TrackedTable {
       };
       this.#set(key, entry);
     }
-    let done = false;
     const value = entry.value;
+    const held: Reserved<K, V, W, A> = { entry, done: false, view, arg };
     return {
       value: (view === undefined || value === undefined ? value : view(value, arg)) as W | undefined,
       shared,
-      cancel: () => {
-        if (done) return;
-        done = true;
-        this.#unreserve(entry);
-      },
-      // Not an async function: a pod commits hundreds of reservations, each one promise fewer.
-      commit: (options: AcquireOptions = {}): Promise<Lease<W>> =>
-        attempt(() => {
-          if (done) throw new UvmError('INVALID_STATE', `${this.name} ${this.#describeKey(key)}: reservation already used`);
-          if (options.signal?.aborted) {
-            done = true;
-            this.#unreserve(entry);
-            throw abortError(options.signal);
-          }
-          done = true;
-          if (entry.state === 'gone') throw entry.error;
-          if (entry.state === 'reserved') this.#commitPlaced(entry);
-          return this.#settle(entry, options.signal, view, arg);
-        }),
+      // The table's methods bound to this reservation, not closures made per reservation: V8 keeps
+      // optimized code only while a function object using it is alive (docs/performance.md,
+      // "Session 11"). Not an async function: a pod commits hundreds, each one promise fewer.
+      cancel: (this.#cancelReserved<W, A>).bind(this, held),
+      commit: (this.#commitReserved<W, A>).bind(this, held),
     };
+  }
+
+  #cancelReserved<W, A>(held: Reserved<K, V, W, A>): void {
+    if (held.done) return;
+    held.done = true;
+    this.#unreserve(held.entry);
+  }
+
+  #commitReserved<W, A>(held: Reserved<K, V, W, A>, options: AcquireOptions = {}): Promise<Lease<W>> {
+    try {
+      const entry = held.entry;
+      if (held.done) throw new UvmError('INVALID_STATE', `${this.name} ${this.#describeKey(entry.key)}: reservation already used`);
+      if (options.signal?.aborted) {
+        held.done = true;
+        this.#unreserve(entry);
+        throw abortError(options.signal);
+      }
+      held.done = true;
+      if (entry.state === 'gone') throw entry.error;
+      if (entry.state === 'reserved') this.#commitPlaced(entry);
+      return this.#settle(entry, options.signal, held.view, held.arg);
+    } catch (err) {
+      return Promise.reject(err as Error);
+    }
   }
 
   /** True while `key` is being torn down or its teardown failed (see `whenTornDown`). */
@@ -390,17 +411,17 @@ export class RefCountedTable<K, V> implements TrackedTable {
    * short: the running effect finishes, then this reference is released (awaited) and ABORTED thrown.
    */
   #settle<W, A>(entry: Entry<K, V>, signal: AbortSignal | undefined, view: ((value: V, arg?: A) => W) | undefined, arg: A | undefined): Promise<Lease<W>> {
-    if (entry.state === 'live') return this.#settled(entry, entry.value as V, signal, view, arg);
-    return entry.ready.then((value) => this.#settled(entry, value, signal, view, arg));
+    if (entry.state === 'live') return this.#settled(entry, signal, view, arg, entry.value as V);
+    return entry.ready.then((this.#settled<W, A>).bind(this, entry, signal, view, arg));
   }
 
   /** `#settle` once the value is there: this caller's lease, or ABORTED once it is released again. */
   #settled<W, A>(
     entry: Entry<K, V>,
-    value: V,
     signal: AbortSignal | undefined,
     view: ((value: V, arg?: A) => W) | undefined,
     arg: A | undefined,
+    value: V,
   ): Promise<Lease<W>> {
     const lease = this.#lease(entry, (view === undefined ? value : view(value, arg)) as W);
     if (signal?.aborted) {
@@ -431,41 +452,58 @@ export class RefCountedTable<K, V> implements TrackedTable {
   /** Starts the effects of a `reserved` entry. */
   #commitPlaced(entry: Entry<K, V>): void {
     const placed = entry.placed!;
-    this.#start(entry, () => placed.commit().then((outcome) => outcome ?? (entry.value as V)));
+    let created: Promise<V | Residue<V>>;
+    try {
+      created = placed.commit().then(this.#placedOutcome.bind(this, entry));
+    } catch (err) {
+      created = Promise.reject(err as Error);
+    }
+    this.#begin(entry, created);
+  }
+
+  /** A placed entry's commit outcome: a residue, or its value (the placed one unless commit gave another). */
+  #placedOutcome(entry: Entry<K, V>, outcome: void | Residue<V>): V | Residue<V> {
+    return outcome ?? (entry.value as V);
   }
 
   /** Runs the effects of `entry` (state `creating`): `live` on success, forgotten on failure, `teardown-failed` on a `Residue`. */
   #start(entry: Entry<K, V>, create: () => Promise<V | Residue<V>>): void {
+    this.#begin(entry, attempt(create));
+  }
+
+  /** Makes `entry` (state `creating`) wait for `created`. (Bound methods, not closures per entry: see `reserve`.) */
+  #begin(entry: Entry<K, V>, created: Promise<V | Residue<V>>): void {
     entry.state = 'creating';
     entry.placed = undefined;
     tableCreates.n++;
-    entry.ready = attempt(create).then(
-      (outcome) => {
-        tableCreates.n--;
-        if (outcome instanceof Residue) {
-          // Nobody holds it, but it exists: keep it until a retried teardown removes it.
-          entry.refs = 0;
-          entry.value = outcome.value;
-          entry.state = 'teardown-failed';
-          entry.error = outcome.error;
-          throw outcome.error;
-        }
-        entry.value = outcome;
-        entry.state = 'live';
-        return outcome;
-      },
-      (err: unknown) => {
-        tableCreates.n--;
-        entry.refs = 0;
-        entry.state = 'gone';
-        entry.error = err;
-        this.#delete(entry);
-        if (entry.value !== undefined) this.#forget?.(entry.value, entry.key);
-        throw err;
-      },
-    );
+    entry.ready = created.then(this.#created.bind(this, entry), this.#createFailed.bind(this, entry));
     // Waiters observe the rejection; this keeps an abandoned creation from being "unhandled".
-    entry.ready.catch(() => undefined);
+    entry.ready.catch(ignore);
+  }
+
+  #created(entry: Entry<K, V>, outcome: V | Residue<V>): V {
+    tableCreates.n--;
+    if (outcome instanceof Residue) {
+      // Nobody holds it, but it exists: keep it until a retried teardown removes it.
+      entry.refs = 0;
+      entry.value = outcome.value;
+      entry.state = 'teardown-failed';
+      entry.error = outcome.error;
+      throw outcome.error;
+    }
+    entry.value = outcome;
+    entry.state = 'live';
+    return outcome;
+  }
+
+  #createFailed(entry: Entry<K, V>, err: unknown): never {
+    tableCreates.n--;
+    entry.refs = 0;
+    entry.state = 'gone';
+    entry.error = err;
+    this.#delete(entry);
+    if (entry.value !== undefined) this.#forget?.(entry.value, entry.key);
+    throw err;
   }
 
   /** The lease of one reference to `entry`, holding `value` (the entry's value, or a caller's view of it). */

@@ -94,18 +94,22 @@ function fromFolders(os: GuestOs, folders: readonly unknown[]): LayerInputs {
       field: 'windows.layerFolders',
     });
   }
-  folders.forEach((f, i) => {
+  for (let i = 0; i < folders.length; i++) {
+    const f = folders[i];
     if (!validate.isHostPath(f)) assertHostPath(f, `windows.layerFolders[${i}]`, { field: `windows.layerFolders[${i}]` });
-  });
+  }
   const paths = folders as string[];
   return build(os, paths.slice(0, -1), paths[paths.length - 1]!);
 }
+
+/** A LCOW layer folder's `layer.vhd`. (Module functions, not closures made per call, on the paths a pod runs per layer: see `commitLayer` in lcow-layer-composer.ts.) */
+const layerVhdOf = (folder: string): LcowLayerInput => ({ hostPath: hostPaths.join(folder, LCOW_LAYER_VHD) });
 
 function build(os: GuestOs, roFolders: string[], scratchFolder: string): LayerInputs {
   if (os === 'linux') {
     return {
       os,
-      layers: roFolders.map((folder) => ({ hostPath: hostPaths.join(folder, LCOW_LAYER_VHD) })),
+      layers: roFolders.map(layerVhdOf),
       scratchVhd: hostPaths.join(scratchFolder, SCRATCH_VHDX),
     };
   }

@@ -8,7 +8,6 @@ import type { Lease } from '../core/lease.js';
 import type { DeviceAcquireOptions, Reservation, ScsiDisk, VpmemLayer } from '../devices/device-types.js';
 import type { CompositionPort, LcowLayersPort } from './layer-ports.js';
 import { ReservationBatch, taken } from '../core/reservation-batch.js';
-import { attempt } from '../core/attempt.js';
 import { validateContainerId } from '../containers/container-id.js';
 import { lcowContainerRoot, lcowRootfsPath, lcowScratchDir } from '../oci/container-paths.js';
 import type { HeldResource } from '../containers/held-resource.js';
@@ -71,17 +70,20 @@ export async function prepareLcowLayers(
   assertGuestOs(uvm, 'linux', 'LCOW layers');
   // The scratch's realpath and the layers' stats at once (the scratch's failure first).
   const scratch = uvm.hostFs.realpath(inputs.scratchVhd);
-  const sizes = Promise.all(
-    inputs.layers.map((layer): { skip: VpmemSkipReason } | Promise<{ size: number }> => {
-      const skip = vpmemSkipReason(uvm.facts, layer);
-      if (skip) return { skip };
-      return attempt(() => uvm.hostFs.stat(layer.hostPath)).then((st) => ({ size: st.size }));
-    }),
-  );
+  const fits: Promise<{ size: number } | { skip: VpmemSkipReason }>[] = [];
+  for (const layer of inputs.layers) fits.push(vpmemFit(uvm, layer));
+  const sizes = Promise.all(fits);
   sizes.catch(() => undefined); // reported after the scratch's failure, if any
   const scratchHostPath = await scratch;
   const vpmem = await sizes;
   return { containerId, inputs, scratchHostPath, vpmem, encrypted: options.encryptScratch === true };
+}
+
+/** A layer's size when VPMEM may take it (stat'ed), else why VPMEM is skipped. */
+async function vpmemFit(uvm: Pick<LcowLayersPort, 'facts' | 'hostFs'>, layer: LcowLayerInput): Promise<{ size: number } | { skip: VpmemSkipReason }> {
+  const skip = vpmemSkipReason(uvm.facts, layer);
+  if (skip) return { skip };
+  return { size: (await uvm.hostFs.stat(layer.hostPath)).size };
 }
 
 /**
@@ -136,32 +138,22 @@ export async function commitLcowLayers(uvm: CompositionPort, reserved: ReservedL
   const { signal } = options;
   const rootfsPath = lcowRootfsPath(containerId);
   const compose = async (builder: CompositionBuilder): Promise<ComposedLayers> => {
-    const piece = (r: ReservedLcowLayer, lease: Lease<VpmemLayer | ScsiDisk>): Piece => {
-      const guestPath = lease.value.guestPath;
-      // Built field by field in the order reports print (no intermediate spread objects).
-      const layer = { index: r.index, hostPath: r.input.hostPath } as ComposedLayer;
-      if (r.input.partition) layer.partition = r.input.partition;
-      layer.target = r.target;
-      if (r.reason) layer.reason = r.reason;
-      layer.guestPath = guestPath ?? '';
-      return { layer, held: { kind: 'layer', source: r.target, hostPath: r.input.hostPath, guestPath, lease } };
-    };
     const commitOptions = { signal };
-    const layerPieces = reserved.layers.map((r) =>
-      attempt(() => {
-        // (the name is built only when the layer was not reserved)
-        const reservation = (r.reservation ?? taken(r.reservation, `layer ${r.index}`)) as Reservation<VpmemLayer | ScsiDisk>;
-        return reservation.commit(commitOptions);
-      }).then((lease) => piece(r, lease)),
-    );
-    const scratchPiece = taken(reserved.scratch, 'the scratch').commit(commitOptions).then(
-      (lease): Piece => ({ held: { kind: 'scratch', source: 'scsi', hostPath: reserved.prepared.scratchHostPath, guestPath: lease.value.guestPath, lease } }),
-    );
-    const attached = await builder.holdAll<Piece>([...layerPieces, scratchPiece], (piece) => piece.held);
+    const pieces: Promise<Piece>[] = [];
+    for (const r of reserved.layers) pieces.push(commitLayer(r, commitOptions));
+    pieces.push(commitScratch(reserved, commitOptions));
+    const attached = await builder.holdAll<Piece>(pieces, heldOf);
     const scratch = attached.pop()!.held.lease as Lease<ScsiDisk>;
-    const layers = attached.map((a) => a.layer!);
+    const layers: ComposedLayer[] = [];
+    const paths: { Path: string }[] = [];
+    let unmounted = false;
+    for (const a of attached) {
+      layers.push(a.layer!);
+      paths.push({ Path: a.layer!.guestPath });
+      if (a.layer!.guestPath === '') unmounted = true;
+    }
     const scratchMountPath = scratch.value.guestPath;
-    if (scratchMountPath === undefined || layers.some((l) => l.guestPath === '')) {
+    if (scratchMountPath === undefined || unmounted) {
       throw new UvmError('INVALID_STATE', 'a layer or the scratch disk has no guest mount path');
     }
     const scratchPath = lcowScratchDir(scratchMountPath, containerId);
@@ -169,7 +161,7 @@ export async function commitLcowLayers(uvm: CompositionPort, reserved: ReservedL
       {
         ContainerID: containerId,
         ContainerRootPath: rootfsPath,
-        Layers: layers.map((l) => ({ Path: l.guestPath })),
+        Layers: paths,
         ScratchPath: scratchPath,
       },
       { ContainerRootPath: rootfsPath },
@@ -186,6 +178,34 @@ interface Piece {
   layer?: ComposedLayer;
   held: Omit<HeldResource, 'release'>;
 }
+
+// The steps of a commit are module functions, not closures made per container: V8 keeps a
+// function's optimized code only while a function object using it is alive, and closures made for
+// one container are gone at the next full collection — the next pod would run them unoptimized
+// and compile them again (docs/performance.md, "Session 11").
+
+/** Commits one reserved layer: its piece, or the commit's failure. */
+async function commitLayer(r: ReservedLcowLayer, options: { signal?: AbortSignal }): Promise<Piece> {
+  // (the name is built only when the layer was not reserved)
+  const reservation = (r.reservation ?? taken(r.reservation, `layer ${r.index}`)) as Reservation<VpmemLayer | ScsiDisk>;
+  const lease = await reservation.commit(options);
+  const guestPath = lease.value.guestPath;
+  // Built field by field in the order reports print (no intermediate spread objects).
+  const layer = { index: r.index, hostPath: r.input.hostPath } as ComposedLayer;
+  if (r.input.partition) layer.partition = r.input.partition;
+  layer.target = r.target;
+  if (r.reason) layer.reason = r.reason;
+  layer.guestPath = guestPath ?? '';
+  return { layer, held: { kind: 'layer', source: r.target, hostPath: r.input.hostPath, guestPath, lease } };
+}
+
+/** Commits the reserved scratch: its piece, or the commit's failure. */
+async function commitScratch(reserved: ReservedLcowLayers, options: { signal?: AbortSignal }): Promise<Piece> {
+  const lease = await taken(reserved.scratch, 'the scratch').commit(options);
+  return { held: { kind: 'scratch', source: 'scsi', hostPath: reserved.prepared.scratchHostPath, guestPath: lease.value.guestPath, lease } };
+}
+
+const heldOf = (piece: Piece): Piece['held'] => piece.held;
 
 /**
  * Attaches a LCOW container's layers and scratch and composes its rootfs in the guest: prepare
