@@ -1,4 +1,3 @@
-import { attempt } from './attempt.js';
 import { UvmError } from './errors.js';
 import { retainShape } from './retained-shapes.js';
 
@@ -44,17 +43,25 @@ export class ReleasableLease<T> implements Lease<T> {
 
   release(): Promise<void> {
     if (this.#pending) return this.#pending;
-    this.#pending = attempt(() => this.#releaseFn()).then(
-      () => {
-        this.#released = true;
-      },
-      (err: unknown) => {
-        // Allow a retry: the next release() call runs the release function again.
-        this.#pending = undefined;
-        throw err;
-      },
-    );
+    let released: Promise<void>;
+    try {
+      released = this.#releaseFn();
+    } catch (err) {
+      released = Promise.reject(err as Error);
+    }
+    // Bound methods, not closures per release (docs/performance.md, "Session 11").
+    this.#pending = Promise.resolve(released).then(this.#done.bind(this), this.#failed.bind(this));
     return this.#pending;
+  }
+
+  #done(): void {
+    this.#released = true;
+  }
+
+  #failed(err: unknown): never {
+    // Allow a retry: the next release() call runs the release function again.
+    this.#pending = undefined;
+    throw err;
   }
 
   [Symbol.asyncDispose](): Promise<void> {

@@ -1,5 +1,6 @@
 import winston from 'winston';
 import type { ServiceIdentifier } from 'inversify';
+import { retainShape } from './retained-shapes.js';
 
 /** Structured fields of a log line (`uvmId`, `hostPath`, `lun`, … see `LogField`). */
 export type LogFields = Record<string, unknown>;
@@ -37,13 +38,46 @@ export function logLevelEnabled(logger: Logger, level: LogLevel): boolean {
  * of a level `logger` does not write is dropped here, before its fields are merged.
  */
 export function withFields(logger: Logger, fields: LogFields): Logger {
-  const at =
-    (level: LogLevel) =>
-    (message: string, more?: LogFields): unknown =>
-      logLevelEnabled(logger, level) ? logger[level](message, more === undefined ? { ...fields } : { ...fields, ...more }) : undefined;
-  return { error: at('error'), warn: at('warn'), info: at('info'), debug: at('debug'), isLevelEnabled: (level) => logLevelEnabled(logger, level) };
+  return new FieldsLogger(logger, fields);
 }
 
+/**
+ * `withFields`'s logger: a class, not an object of closures made per UVM or container (V8 keeps
+ * optimized code only while a function object using it is alive; see docs/performance.md,
+ * "Session 11").
+ */
+class FieldsLogger implements Logger {
+  constructor(
+    private readonly logger: Logger,
+    private readonly fields: LogFields,
+  ) {}
+
+  #write(level: LogLevel, message: string, more: LogFields | undefined): unknown {
+    const logger = this.logger;
+    if (!logLevelEnabled(logger, level)) return undefined;
+    return logger[level](message, more === undefined ? { ...this.fields } : { ...this.fields, ...more });
+  }
+
+  error(message: string, fields?: LogFields): unknown {
+    return this.#write('error', message, fields);
+  }
+
+  warn(message: string, fields?: LogFields): unknown {
+    return this.#write('warn', message, fields);
+  }
+
+  info(message: string, fields?: LogFields): unknown {
+    return this.#write('info', message, fields);
+  }
+
+  debug(message: string, fields?: LogFields): unknown {
+    return this.#write('debug', message, fields);
+  }
+
+  isLevelEnabled(level: LogLevel): boolean {
+    return logLevelEnabled(this.logger, level);
+  }
+}
 
 /** Structured field names, so every log line names things the same way. */
 export const LogField = {
@@ -92,3 +126,24 @@ export function createLogger(options: LoggerOptions = {}): Logger {
   }
   return logger;
 }
+
+/** The default loggers made so far, by level. */
+const defaults = new Map<string, Logger>();
+
+/**
+ * The default logger for the level `UVM_LOG_LEVEL` names now (else silent): one per level for the
+ * process, shared by every orchestrator made without a logger. (winston makes a class per logger:
+ * a logger per orchestrator would give V8 new hidden classes each time, and the code that checked
+ * the last ones is thrown away with them.)
+ */
+export function defaultLogger(): Logger {
+  const level = process.env.UVM_LOG_LEVEL ?? 'silent';
+  let logger = defaults.get(level);
+  if (logger === undefined) {
+    logger = createLogger({ level });
+    defaults.set(level, logger);
+  }
+  return logger;
+}
+
+retainShape(new FieldsLogger(console, {}));

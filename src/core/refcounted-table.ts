@@ -508,16 +508,19 @@ export class RefCountedTable<K, V> implements TrackedTable {
 
   /** The lease of one reference to `entry`, holding `value` (the entry's value, or a caller's view of it). */
   #lease<W>(entry: Entry<K, V>, value: W): Lease<W> {
-    let dropped = false;
-    return new ReleasableLease(value, () => {
-      if (!dropped) {
-        dropped = true;
-        return this.#drop(entry);
-      }
-      if (entry.state === 'teardown-failed') return this.#teardown(entry);
-      if (entry.state === 'destroying') return entry.teardown!;
-      return Promise.resolve();
-    });
+    return new ReleasableLease(value, this.#releaseRef.bind(this, { entry, dropped: false }));
+  }
+
+  /** A lease's release: drops its reference once; called again (after a failure), resumes the teardown. */
+  #releaseRef(ref: { entry: Entry<K, V>; dropped: boolean }): Promise<void> {
+    const entry = ref.entry;
+    if (!ref.dropped) {
+      ref.dropped = true;
+      return this.#drop(entry);
+    }
+    if (entry.state === 'teardown-failed') return this.#teardown(entry);
+    if (entry.state === 'destroying') return entry.teardown!;
+    return Promise.resolve();
   }
 
   #drop(entry: Entry<K, V>): Promise<void> {

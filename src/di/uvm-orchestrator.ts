@@ -1,7 +1,7 @@
 import 'reflect-metadata';
 import { Container, type ServiceIdentifier } from 'inversify';
 import { HostFs, NodeHostFs } from '../core/host-fs.js';
-import { createLogger, Logger } from '../core/logger.js';
+import { defaultLogger, Logger } from '../core/logger.js';
 import { UvmDeviceConfig } from '../devices/device-config.js';
 import { HcsApi } from '../hcs/hcs-api.js';
 import { HcsModule } from '../hcs/hcs-module.js';
@@ -54,7 +54,7 @@ export interface UvmOrchestratorOptions {
   hcs?: HcsApi;
   /** Default: node:fs. */
   hostFs?: HostFs;
-  /** Default: `createLogger()`. */
+  /** Default: the process's default logger for `UVM_LOG_LEVEL` (silent unless set; one per level, shared by orchestrators made without a logger). */
   logger?: Logger;
   /**
    * Where the UVMs' guests connect (GCS bridge, LCOW entropy and log). Default: AF_HYPERV on
@@ -159,7 +159,7 @@ export function createUvmOrchestrator(options: UvmOrchestratorOptions = {}): Uvm
   if (options.hcs) root.bind(HcsApi).toConstantValue(options.hcs);
   else root.load(HcsModule);
   root.bind(HostFs).toConstantValue(options.hostFs ?? new NodeHostFs());
-  root.bind(Logger).toConstantValue(options.logger ?? createLogger());
+  root.bind(Logger).toConstantValue(options.logger ?? defaultLogger());
   let transport: Promise<HvSocketTransport> | undefined;
   const given = options.hvSocket ?? options.hcs?.guestHvSocket;
   const hvSocket = (): Promise<HvSocketTransport> => (transport ??= given ? Promise.resolve(given) : platformHvSocket());

@@ -58,7 +58,7 @@ export interface HcsErrorEvent {
  */
 export function omitEmpty<T>(value: T): T {
   if (Array.isArray(value)) {
-    return value.map((v) => omitEmpty(v)) as unknown as T;
+    return value.map(omitEmptyItem) as unknown as T;
   }
   if (value !== null && typeof value === 'object') {
     // for…in over own keys and no Object.entries / Object.keys arrays: this runs for every
@@ -84,4 +84,9 @@ function isEmpty(v: unknown): boolean {
     return true;
   }
   return false;
+}
+
+/** `omitEmpty` of one array item (a module function, not a closure per array: docs/performance.md, "Session 11"). */
+function omitEmptyItem(item: unknown): unknown {
+  return omitEmpty(item);
 }
