@@ -158,21 +158,25 @@ class OncePerPath implements HostFs {
   constructor(private readonly inner: HostFs) {}
 
   stat(path: string): Promise<HostStat> {
-    const cached = this.#stats.get(path);
-    if (cached !== undefined) return cached.catch(() => this.inner.stat(path));
-    const first = this.inner.stat(path);
-    this.#stats.set(path, first);
-    return first;
+    return once(this.#stats, path, this.inner, statOf);
   }
 
   realpath(path: string): Promise<string> {
-    const cached = this.#realpaths.get(path);
-    if (cached !== undefined) return cached.catch(() => this.inner.realpath(path));
-    const first = this.inner.realpath(path);
-    this.#realpaths.set(path, first);
-    return first;
+    return once(this.#realpaths, path, this.inner, realpathOf);
   }
 }
+
+/** `ask(inner, path)`'s promise, made once per path in `cache`; after a failure, asked again. */
+function once<T>(cache: Map<string, Promise<T>>, path: string, inner: HostFs, ask: (inner: HostFs, path: string) => Promise<T>): Promise<T> {
+  const cached = cache.get(path);
+  if (cached !== undefined) return cached.catch(() => ask(inner, path));
+  const first = ask(inner, path);
+  cache.set(path, first);
+  return first;
+}
+
+const statOf = (inner: HostFs, path: string): Promise<HostStat> => inner.stat(path);
+const realpathOf = (inner: HostFs, path: string): Promise<string> => inner.realpath(path);
 
 retainShape(new KnownFiles(new OncePerPath(undefined as unknown as HostFs), () => undefined));
 retainShape(new OncePerPath(undefined as unknown as HostFs));
