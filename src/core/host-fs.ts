@@ -178,5 +178,5 @@ function once<T>(cache: Map<string, Promise<T>>, path: string, inner: HostFs, as
 const statOf = (inner: HostFs, path: string): Promise<HostStat> => inner.stat(path);
 const realpathOf = (inner: HostFs, path: string): Promise<string> => inner.realpath(path);
 
-retainShape(new KnownFiles(new OncePerPath(undefined as unknown as HostFs), () => undefined));
-retainShape(new OncePerPath(undefined as unknown as HostFs));
+const idleView = retainShape(new OncePerPath(undefined as unknown as HostFs));
+retainShape(new KnownFiles(idleView, () => undefined));

@@ -1,3 +1,4 @@
+import { attempt } from './attempt.js';
 import { UvmError } from './errors.js';
 import { retainShape } from './retained-shapes.js';
 
@@ -43,14 +44,8 @@ export class ReleasableLease<T> implements Lease<T> {
 
   release(): Promise<void> {
     if (this.#pending) return this.#pending;
-    let released: Promise<void>;
-    try {
-      released = this.#releaseFn();
-    } catch (err) {
-      released = Promise.reject(err as Error);
-    }
     // Bound methods, not closures per release (docs/performance.md, "Session 11").
-    this.#pending = Promise.resolve(released).then(this.#done.bind(this), this.#failed.bind(this));
+    this.#pending = attempt(this.#releaseFn).then(this.#done.bind(this), this.#failed.bind(this));
     return this.#pending;
   }
 

@@ -116,6 +116,9 @@ interface Reserved<K, V, W, A> {
   arg: A | undefined;
 }
 
+/** Starts a placed value's effects. */
+const commitPlaced = <V>(placed: Placed<V>): Promise<void | Residue<V>> => placed.commit();
+
 /** A rejection handler that ignores the reason. */
 const ignore = (): undefined => undefined;
 
@@ -451,14 +454,7 @@ export class RefCountedTable<K, V> implements TrackedTable {
 
   /** Starts the effects of a `reserved` entry. */
   #commitPlaced(entry: Entry<K, V>): void {
-    const placed = entry.placed!;
-    let created: Promise<V | Residue<V>>;
-    try {
-      created = placed.commit().then(this.#placedOutcome.bind(this, entry));
-    } catch (err) {
-      created = Promise.reject(err as Error);
-    }
-    this.#begin(entry, created);
+    this.#begin(entry, attempt(commitPlaced<V>, entry.placed!).then(this.#placedOutcome.bind(this, entry)));
   }
 
   /** A placed entry's commit outcome: a residue, or its value (the placed one unless commit gave another). */
