@@ -27,14 +27,14 @@
 // detach of the UVM waits for the one before), and container allocations one at a time. The
 // library has no per-layer entry point, so "layers one by one" is modelled as whole container
 // allocations serialized (within one allocation our layers still attach concurrently).
-import { mkdtempSync, mkdirSync, openSync, closeSync, ftruncateSync, readFileSync, rmSync, existsSync } from 'node:fs';
+import { mkdtempSync, mkdirSync, openSync, closeSync, ftruncateSync, rmSync, existsSync } from 'node:fs';
 import { loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import v8 from 'node:v8';
 import { runInNewContext } from 'node:vm';
 import { createUvmOrchestrator } from '../src/di/uvm-orchestrator.js';
 import { ComputeCoreHcs } from '../src/hcs/computecore-hcs.js';
-import { configureSimulator, readSimulatorState } from '../src/hcs/simulator-controls.js';
+import { configureSimulator, readSimulatorState, simulatorStats } from '../src/hcs/simulator-controls.js';
 import { allocateContainer } from '../src/containers/allocate-container.js';
 import type { ContainerResources } from '../src/containers/container-resources.js';
 import type { OciSpec } from '../src/oci/oci-spec.js';
@@ -124,10 +124,13 @@ function minimumCalls(live: ResourceInfo[], containers: number): { start: number
  */
 const CRITICAL_CHAIN = { start: 3, stop: 4 };
 
-function countModifies(trace: string, from: number): { lines: number; modifies: number } {
-  const lines = existsSync(trace) ? readFileSync(trace, 'utf8').split('\n').filter(Boolean) : [];
-  const modifies = lines.slice(from).filter((l) => (JSON.parse(l) as { fn: string }).fn === 'HcsModifyComputeSystem').length;
-  return { lines: lines.length, modifies };
+/**
+ * HcsModifyComputeSystem calls the simulator has received since it was loaded. Counted by the
+ * simulator itself (SimulatorStats.Calls), not from a trace file: a trace costs a JSON line and a
+ * write(2) per call on the simulator's threads, inside the timed window.
+ */
+function modifyCalls(): number {
+  return simulatorStats().Calls.HcsModifyComputeSystem ?? 0;
 }
 
 export interface RunResult {
@@ -209,8 +212,6 @@ async function podOnce(
   hcsConcurrency: number,
   discipline: PodDiscipline,
 ): Promise<RunResult> {
-  const trace = join(root, `trace-${tag}.jsonl`);
-  rmSync(trace, { force: true });
   configureSimulator({ reset: true, clearFaults: true, latencyMs: 0, jitterMs: 0, concurrency: 0, trace: null });
   // HCS-owned delivery: the minimum and the critical-path bounds count every guest half as an HCS
   // modify costing the simulated latency; over the bridge (the library's default) guest halves are
@@ -224,7 +225,8 @@ async function podOnce(
     ...(journal ? { journal: { path: join(root, `journal-${tag}`) } } : {}),
   });
   await uvm.start();
-  configureSimulator({ latencyMs: L, jitterMs: 0, concurrency: hcsConcurrency, trace });
+  configureSimulator({ latencyMs: L, jitterMs: 0, concurrency: hcsConcurrency });
+  const calls0 = modifyCalls();
 
   // hcsshim discipline: one lock per UVM over every container allocation and every container release.
   const lock = new UvmLock();
@@ -238,16 +240,16 @@ async function podOnce(
   const t1 = performance.now();
   const startCpuMs = cpuSince(c0);
   const live = uvm.describe();
-  const afterStart = countModifies(trace, 0);
+  const calls1 = modifyCalls();
 
   const c2 = mainThreadCpuMs();
   const t2 = performance.now();
   await Promise.all(allocated.map((a) => guarded(() => (a.resources as ContainerResources).release())));
   const t3 = performance.now();
   const stopCpuMs = cpuSince(c2);
-  const afterStop = countModifies(trace, afterStart.lines);
+  const calls2 = modifyCalls();
 
-  configureSimulator({ latencyMs: 0, concurrency: 0, trace: null });
+  configureSimulator({ latencyMs: 0, concurrency: 0 });
   const observer = await orchestrator.hcs.openComputeSystem(uvm.id);
   const state = await readSimulatorState(observer);
   observer.close();
@@ -258,10 +260,10 @@ async function podOnce(
   const min = minimumCalls(live, pod.length);
   const chains = CRITICAL_CHAIN;
   return {
-    calls: afterStart.modifies + afterStop.modifies,
+    calls: calls2 - calls0,
     min: min.start + min.stop,
-    startCalls: afterStart.modifies,
-    stopCalls: afterStop.modifies,
+    startCalls: calls1 - calls0,
+    stopCalls: calls2 - calls1,
     startMs: t1 - t0,
     stopMs: t3 - t2,
     startLbMs: L * Math.max(Math.ceil(min.start / hcsConcurrency), chains.start),

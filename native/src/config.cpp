@@ -574,6 +574,7 @@ std::string simulatorStatsJson() {
   doc.set("InventoryQueries", inv);
   doc.set("Operations", ops);
   doc.set("Guest", gcsStats());
+  doc.set("Calls", callCountsJson());
   return toJson(doc);
 }
 

@@ -170,6 +170,7 @@ using Guests = std::map<std::string, std::unique_ptr<Guest>>;
 
 void trace(const Guest &g, const std::string &fn, const Json &doc, HRESULT hr) {
   if (traceEnabled()) traceCall(fn, &g.id, &doc, hr);
+  else countCall(fn);
 }
 
 // Writes what it can; false when the connection broke.

@@ -6,6 +6,7 @@
 #include <atomic>
 #include <cerrno>
 #include <cstring>
+#include <map>
 #include <mutex>
 
 namespace hcssim {
@@ -23,7 +24,34 @@ TraceState &trace() {
   static TraceState *t = new TraceState();
   return *t;
 }
+
+// Calls by function name. One short critical section per call (a lookup among a few dozen names),
+// never held over anything else; std::less<> finds a name by string_view without a copy.
+struct CallCounts {
+  std::mutex m;
+  std::map<std::string, uint64_t, std::less<>> byFn;
+};
+CallCounts &callCounts() {
+  static CallCounts *c = new CallCounts();  // never destroyed: threads may count until exit
+  return *c;
+}
 }  // namespace
+
+void countCall(std::string_view fn) {
+  CallCounts &c = callCounts();
+  std::lock_guard<std::mutex> lock(c.m);
+  auto it = c.byFn.find(fn);
+  if (it != c.byFn.end()) ++it->second;
+  else c.byFn.emplace(std::string(fn), 1);
+}
+
+Json callCountsJson() {
+  CallCounts &c = callCounts();
+  std::lock_guard<std::mutex> lock(c.m);
+  Json out = Json::object();
+  for (const auto &e : c.byFn) out.set(e.first, Json::number(static_cast<double>(e.second)));
+  return out;
+}
 
 void setTracePath(const std::string &path) {
   TraceState &t = trace();
@@ -37,13 +65,14 @@ void setTracePath(const std::string &path) {
 
 bool traceEnabled() { return trace().on.load(); }
 
-void traceCall(const std::string &fn, const std::string *id, const Json *doc, HRESULT hr) {
+void traceCall(std::string_view fn, const std::string *id, const Json *doc, HRESULT hr) {
+  countCall(fn);
   TraceState &t = trace();
   if (!t.on.load()) return;
   std::lock_guard<std::mutex> lock(t.m);
   if (t.fd < 0) return;
   Json line = Json::object();
-  line.set("fn", Json::string(fn));
+  line.set("fn", Json::string(std::string(fn)));
   line.set("id", id ? Json::string(*id) : Json());
   line.set("doc", doc ? *doc : Json());
   line.set("hr", Json::number(hr));

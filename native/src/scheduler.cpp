@@ -500,8 +500,10 @@ std::string defaultMessage(HRESULT hr) {
 // Completes the operation: trace line, result, slot released, waiters woken. Returns true if its
 // callback is to be invoked (deliverOp), which happens after, on this or another pool thread.
 bool complete(const OpPtr &op, OpOutcome out) {
-  if (op->traceWanted && traceEnabled())
-    traceCall(op->fn, op->traceId.get(), op->traceDoc ? op->traceDoc->traced() : nullptr, out.hr);
+  if (op->traceWanted) {
+    if (traceEnabled()) traceCall(op->fn, op->traceId.get(), op->traceDoc ? op->traceDoc->traced() : nullptr, out.hr);
+    else countCall(op->fn);
+  }
   // Memory: what the calling thread allocated for the call (the operation, its work closure, the
   // document and its text) stays with the operation and is freed with it, normally by the client's
   // HcsCloseOperation on that same thread; what this thread allocated (the parsed document) is

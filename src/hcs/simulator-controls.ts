@@ -189,6 +189,12 @@ export interface SimulatorStats {
    * connection attempts and bridge messages received (the last two count since load).
    */
   Guest: { Vms: number; Dialing: number; Bridges: number; Dials: number; Messages: number };
+  /**
+   * API calls received since the library was loaded, by function name — one per line a trace file
+   * would get (`trace`), counted whether or not one is set; a reset keeps them. For counting calls
+   * without the trace's cost (a JSON line and a write per call); read it twice and subtract.
+   */
+  Calls: Record<string, number>;
 }
 
 /** Settings objects are echoed exactly as they were sent (see native/README.md). */

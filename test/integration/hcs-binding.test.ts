@@ -1,6 +1,9 @@
 // The computecore binding through the real FFI path against the native simulator: lifecycle,
 // UTF-16 round trips, concurrency, error documents, use after close, NameToGuid.
 import { createHash } from 'node:crypto';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { expect } from 'chai';
 import fc from 'fast-check';
 import { UvmError } from '../../src/core/errors.js';
@@ -14,7 +17,7 @@ import {
   isNotSupported,
 } from '../../src/hcs/hcs-error.js';
 import { pendingOperationCount } from '../../src/hcs/operation-driver.js';
-import { configureSimulator, isSimulator, readSimulatorProperties, readSimulatorState } from '../../src/hcs/simulator-controls.js';
+import { configureSimulator, isSimulator, readSimulatorProperties, readSimulatorState, simulatorStats } from '../../src/hcs/simulator-controls.js';
 import type { ModifySettingRequest } from '../../src/hcs/schema.js';
 import { createTestSystem, hcs, rejection, resetTestSimulator, SCSI_CONTROLLERS, systemConfig, uniqueId } from './simulator-fixture.js';
 
@@ -274,6 +277,55 @@ describe('hcs binding (FFI → simulator)', function () {
       const e = (await rejection(hcs.revokeVmAccess(system.id, 'C:\\ü\\scratch.vhdx'))) as HcsError;
       expect(e.op).to.equal('HcsRevokeVmAccess');
       expect(isNotExist(e)).to.equal(true);
+    });
+  });
+
+  describe('the simulator counts the calls it receives', function () {
+    /** The calls counted since `before`, by function (only those that moved). */
+    function callsSince(before: Record<string, number>): Record<string, number> {
+      const now = simulatorStats().Calls;
+      return Object.fromEntries(Object.entries(now).flatMap(([fn, n]) => (n - (before[fn] ?? 0) > 0 ? [[fn, n - (before[fn] ?? 0)]] : [])));
+    }
+
+    /** Modifies (one refused: the LUN is taken), a grant, a refused revoke, a properties query. */
+    async function someCalls(system: Awaited<ReturnType<typeof createTestSystem>>): Promise<void> {
+      await system.modify(addDisk(C0, 1, 'C:\\a.vhdx'));
+      expect(((await rejection(system.modify(addDisk(C0, 1, 'C:\\b.vhdx')))) as HcsError).hresult).to.equal(0x800700b7 | 0);
+      await system.modify(removeDisk(C0, 1));
+      await hcs.grantVmAccess(system.id, 'C:\\a.vhdx');
+      await rejection(hcs.revokeVmAccess(system.id, 'C:\\never-granted.vhdx'));
+      await system.properties({});
+    }
+
+    const EXPECTED = { HcsModifyComputeSystem: 3, HcsGrantVmAccess: 1, HcsRevokeVmAccess: 1, HcsGetComputeSystemProperties: 1 };
+
+    it('without a trace file: one per call, failed calls included', async function () {
+      const system = await createTestSystem();
+      const before = simulatorStats().Calls;
+      await someCalls(system);
+      expect(callsSince(before)).to.deep.equal(EXPECTED);
+    });
+
+    it('with a trace file: the same counts as the trace has lines, kept by a reset', async function () {
+      const dir = mkdtempSync(join(tmpdir(), 'hcs-calls-'));
+      try {
+        const trace = join(dir, 'trace.jsonl');
+        const system = await createTestSystem();
+        const before = simulatorStats().Calls;
+        configureSimulator({ trace });
+        await someCalls(system);
+        configureSimulator({ trace: null });
+        const lines = readFileSync(trace, 'utf8').split('\n').filter(Boolean).map((l) => (JSON.parse(l) as { fn: string }).fn);
+        const traced: Record<string, number> = {};
+        for (const fn of lines) traced[fn] = (traced[fn] ?? 0) + 1;
+        expect(traced).to.deep.equal(EXPECTED);
+        expect(callsSince(before)).to.deep.equal(EXPECTED);
+        const counted = simulatorStats().Calls;
+        configureSimulator({ reset: true });
+        expect(simulatorStats().Calls).to.deep.equal(counted);
+      } finally {
+        rmSync(dir, { recursive: true, force: true });
+      }
     });
   });
 
