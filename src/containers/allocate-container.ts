@@ -7,6 +7,7 @@
  * releases everything acquired so far.
  */
 import { UvmError } from '../core/errors.js';
+import { withOwn } from '../core/plain-copy.js';
 import type { Logger } from '../core/logger.js';
 import { oncePerPath, withKnownFiles, type HostFs } from '../core/host-fs.js';
 import { ReleaseStack } from '../core/release-stack.js';
@@ -157,7 +158,7 @@ export async function allocateContainer(uvm: ContainerUvm, spec: OciSpec, option
 
   const { rootfsPath, layers, held } = rootfs.value;
   const rewritten = applied.value.spec;
-  rewritten.root = { ...(rewritten.root ?? {}), path: rootfsPath };
+  rewritten.root = withOwn(rewritten.root ?? {}, 'path', rootfsPath);
   rewriteDevices(rewritten, devices.value.assigned);
   const resources = new ContainerResources(uvm, {
     containerId,
@@ -209,7 +210,7 @@ async function prepareContainer(
   // HCS call waited for every other container's earlier steps); the first failure in this order wins.
   const [, rootfs, mountPlan] = await allInOrder([
     source.kind !== 'plan9-root' ? checkLayerFiles(hostFs, source.inputs, spec) : Promise.resolve(),
-    prepareRootfs(uvm, containerId, source, { ...options, hostFs }),
+    prepareRootfs(uvm, containerId, source, { encryptScratch: options.encryptScratch, hostFs }),
     planMounts(spec, uvm.facts, containerId, hostFs, true), // checkInputs checked the spec's mounts
   ]);
   const devicePlan = planDevices(os, spec);

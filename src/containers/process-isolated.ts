@@ -7,6 +7,7 @@
  */
 import { realpath } from 'node:fs/promises';
 import { invalidArgument, UvmError } from '../core/errors.js';
+import { withOwn } from '../core/plain-copy.js';
 import { NodeHostFs, type HostFs } from '../core/host-fs.js';
 import type { Logger } from '../core/logger.js';
 import type { WindowsLayerMountRecord, WindowsLayerMounts } from '../hcs/host-layer-mounts.js';
@@ -83,7 +84,7 @@ export async function allocateProcessIsolatedContainer(spec: OciSpec, options: A
   const containerDevices = containerDocumentDevices(planDevices('process-isolated', spec));
   await options.layers.mount(record, options.target);
   const rewritten = structuredClone(spec);
-  rewritten.root = { ...(rewritten.root ?? {}), path: options.target };
+  rewritten.root = withOwn(rewritten.root ?? {}, 'path', options.target);
   const resources = new ProcessIsolatedResources(containerId, options.target, options.layers, options.logger);
   return { spec: rewritten, resources, containerEntries, containerDevices };
 }

@@ -153,7 +153,8 @@ export class Plan9ManagerImpl implements Plan9Manager {
 }
 
 function entry(p: Plan9Params, name: string): Plan9Entry {
-  return { ...p, name, mountPath: guestPaths.plan9Mount(name), removal: newRemovalProgress() };
+  // Field by field, not `{ ...p }`: one hidden class for every entry, and no generic object copy.
+  return { hostPath: p.hostPath, readOnly: p.readOnly, restricted: p.restricted, name, mountPath: guestPaths.plan9Mount(name), removal: newRemovalProgress() };
 }
 
 /** The host and guest Remove of a share. */

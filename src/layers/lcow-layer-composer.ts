@@ -107,7 +107,7 @@ export function reserveLcowLayers(uvm: Pick<LcowLayersPort, 'scsi' | 'vpmem'>, p
         uvm.scsi.reserve({
           hostPath: input.hostPath,
           readOnly: true,
-          mount: { ...(input.partition ? { partition: input.partition } : {}), options: [...SCSI_LAYER_OPTIONS] },
+          mount: input.partition ? { partition: input.partition, options: [...SCSI_LAYER_OPTIONS] } : { options: [...SCSI_LAYER_OPTIONS] },
         }),
       );
       return { index, input, target: 'scsi', reason, reservation };
@@ -119,7 +119,7 @@ export function reserveLcowLayers(uvm: Pick<LcowLayersPort, 'scsi' | 'vpmem'>, p
         readOnly: false,
         grantVmAccess: true,
         guestPath: lcowContainerRoot(prepared.containerId),
-        mount: { ...(encrypted ? { encrypted } : {}), ensureFilesystem: true, filesystem: encrypted ? 'xfs' : 'ext4' },
+        mount: encrypted ? { encrypted, ensureFilesystem: true, filesystem: 'xfs' } : { ensureFilesystem: true, filesystem: 'ext4' },
       }),
     );
     return { prepared, layers, scratch, cancel: () => batch.cancel() };

@@ -222,11 +222,16 @@ function diskRequest(os: GuestOs, mount: OciMount, source: string, readOnly: boo
     readOnly,
     // The UVM is granted access to disks the container names; never to EVDs (spec §0.4).
     grantVmAccess: type !== 'ExtensibleVirtualDisk',
-    mount:
-      os === 'linux'
-        ? { ...(mount.options?.length ? { options: [...mount.options] } : {}), ...(blockDev ? { blockDev: true } : {}) }
-        : {},
+    mount: os === 'linux' ? diskMountOptions(mount.options, blockDev) : {},
   };
+}
+
+/** A Linux disk mount's options: the OCI options (when any) and `blockDev`, field by field. */
+function diskMountOptions(options: string[] | undefined, blockDev: boolean): { options?: string[]; blockDev?: boolean } {
+  const out: { options?: string[]; blockDev?: boolean } = {};
+  if (options?.length) out.options = [...options];
+  if (blockDev) out.blockDev = true;
+  return out;
 }
 
 /** Stats a host share source; a writable share on a UVM that denies them is ACCESS_DENIED. */

@@ -1,6 +1,6 @@
 import { expect } from 'chai';
 import fc from 'fast-check';
-import { plainCopy, setOwn } from '../../../src/core/plain-copy.js';
+import { plainCopy, setOwn, withOwn } from '../../../src/core/plain-copy.js';
 import { omitEmpty } from '../../../src/hcs/schema.js';
 import { plain } from '../../../src/recovery/records/codec.js';
 
@@ -71,6 +71,12 @@ describe('a "__proto__" key of input copied key by key stays an own property (ne
     check(plain(value) as Record<string, unknown>, value);
   });
 
+  it('withOwn', () => {
+    const value = doc();
+    const copy = withOwn(value, 'c', 3);
+    check(copy, { ...value, c: 3 });
+  });
+
   it('setOwn', () => {
     const out: Record<string, unknown> = {};
     setOwn(out, '__proto__', { x: 1 });
@@ -78,5 +84,33 @@ describe('a "__proto__" key of input copied key by key stays an own property (ne
     expect(Object.getPrototypeOf(out)).to.equal(Object.prototype);
     expect(Object.keys(out)).to.deep.equal(['__proto__', 'y']);
     expect(out.x).to.equal(undefined);
+  });
+});
+
+describe('withOwn (`{ ...o, [key]: value }` without the spread)', () => {
+  it('equals the spread for random objects and keys: same own keys in the same order, same values, a new object', () => {
+    fc.assert(
+      fc.property(fc.dictionary(fc.string(), fc.jsonValue()), fc.string(), fc.jsonValue(), (o, key, value) => {
+        const copy = withOwn(o, key, value);
+        const spread = { ...o, [key]: value };
+        expect(Object.keys(copy)).to.deep.equal(Object.keys(spread));
+        expect(copy).to.deep.equal(spread);
+        expect(copy).to.not.equal(o);
+      }),
+    );
+  });
+
+  it('copies enumerable symbol keys and leaves out non-enumerable and inherited ones, as a spread', () => {
+    const sym = Symbol('s');
+    const hidden = Symbol('h');
+    const o: Record<string | symbol, unknown> = Object.create({ inherited: 1 }) as Record<string | symbol, unknown>;
+    o.a = 1;
+    o[sym] = 2;
+    Object.defineProperty(o, 'nonEnum', { value: 3, enumerable: false });
+    Object.defineProperty(o, hidden, { value: 4, enumerable: false });
+    const copy = withOwn(o, 'b', 5) as Record<string | symbol, unknown>;
+    expect(Reflect.ownKeys(copy)).to.deep.equal(Reflect.ownKeys({ ...o, b: 5 }));
+    expect(copy[sym]).to.equal(2);
+    expect(Object.getPrototypeOf(copy)).to.equal(Object.prototype);
   });
 });
