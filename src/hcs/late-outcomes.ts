@@ -95,7 +95,12 @@ export function resourceKeyOf(request: ModifySettingRequest): string | undefined
 
 /** Every resource a request touches: its host half and its guest half. */
 function keysOf(request: ModifySettingRequest): string[] {
-  return [hostKey(request), guestKey(request.GuestRequest)].filter((k): k is string => typeof k === 'string');
+  const keys: string[] = [];
+  const host = hostKey(request);
+  if (host !== undefined) keys.push(host);
+  const guest = guestKey(request.GuestRequest);
+  if (guest !== undefined) keys.push(guest);
+  return keys;
 }
 
 function requestTypeOf(request: ModifySettingRequest): string | undefined {
@@ -215,26 +220,33 @@ export class LateOutcomeSystem implements HcsSystem {
   }
 
   async modify(request: ModifySettingRequest, options?: HcsCallOptions): Promise<void> {
-    const key = request !== null && typeof request === 'object' ? resourceKeyOf(request) : undefined;
-    if (key === undefined) return this.#system.modify(request, options);
-    const type = requestTypeOf(request);
-    if (type === 'Remove' && this.#removedLate.delete(key)) return;
-    if (type === 'Add') for (const k of keysOf(request)) this.#removedLate.delete(k);
-    const busy = this.#records.get(key);
-    if (busy) {
-      // The wrapper removes a late-applied Add itself: a removal of it is taken over.
-      if (type === 'Remove' && requestTypeOf(busy.request) === 'Add') return;
-      const { removed } = await waitBounded(busy.done, request, this.id, this.#bounded(options));
-      if (type === 'Remove' && removed) {
-        for (const k of keysOf(busy.request)) this.#removedLate.delete(k);
-        return;
+    const object = request !== null && typeof request === 'object';
+    // The resource's key matters only while something applied late is pending (rare) or once this
+    // call ends late: the usual call computes none (no strings, arrays or lookups per call).
+    if (object && (this.#records.size > 0 || this.#removedLate.size > 0)) {
+      const key = resourceKeyOf(request);
+      if (key !== undefined) {
+        const type = requestTypeOf(request);
+        if (type === 'Remove' && this.#removedLate.delete(key)) return;
+        if (type === 'Add') for (const k of keysOf(request)) this.#removedLate.delete(k);
+        const busy = this.#records.get(key);
+        if (busy) {
+          // The wrapper removes a late-applied Add itself: a removal of it is taken over.
+          if (type === 'Remove' && requestTypeOf(busy.request) === 'Add') return;
+          const { removed } = await waitBounded(busy.done, request, this.id, this.#bounded(options));
+          if (type === 'Remove' && removed) {
+            for (const k of keysOf(busy.request)) this.#removedLate.delete(k);
+            return;
+          }
+        }
       }
     }
     try {
       await this.#system.modify(request, options);
     } catch (err) {
       const late = lateOutcomeOf(err);
-      if (late && !this.#stopped) this.#track(key, request, late);
+      const key = late && !this.#stopped && object ? resourceKeyOf(request) : undefined;
+      if (key !== undefined) this.#track(key, request, late!);
       throw err;
     }
   }
