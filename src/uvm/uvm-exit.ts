@@ -1,5 +1,6 @@
 
 import { UvmError } from '../core/errors.js';
+import { retainShape } from '../core/retained-shapes.js';
 import type { HcsCallOptions, HcsSystem } from '../hcs/hcs-api.js';
 import { formatHresult, isAlreadyStopped, isInvalidState, isNotExist } from '../hcs/hcs-error.js';
 import type { ModifySettingRequest, GuestRequest } from '../hcs/schema.js';
@@ -55,7 +56,7 @@ export class UvmExitMonitor {
   #resolveExited!: (exit: UvmExit) => void;
   #exit: UvmExit | undefined;
   #terminateRequested = false;
-  readonly #inFlight = new Set<(exit: UvmExit) => void>();
+  readonly #inFlight = new Set<GuardedCall>();
   readonly #hooks: (() => void)[] = [];
 
   constructor(
@@ -94,7 +95,7 @@ export class UvmExitMonitor {
     this.#exit = exit;
     if (unexpected) {
       for (const hook of this.#hooks.splice(0)) hook();
-      for (const reject of [...this.#inFlight]) reject(exit);
+      for (const call of [...this.#inFlight]) call.reject(this.#exitedError(call.op, exit));
       this.#inFlight.clear();
     }
     this.#resolveExited(exit);
@@ -139,20 +140,26 @@ export class UvmExitMonitor {
   #guard<T>(op: string, call: () => Promise<T>): Promise<T> {
     const failed = this.unexpectedExit;
     if (failed) return Promise.reject(this.#exitedError(op, failed));
-    return new Promise<T>((resolve, reject) => {
-      const onExit = (exit: UvmExit): void => reject(this.#exitedError(op, exit));
-      this.#inFlight.add(onExit);
-      call().then(
-        (value) => {
-          this.#inFlight.delete(onExit);
-          resolve(value);
-        },
-        (err: unknown) => {
-          this.#inFlight.delete(onExit);
-          this.#classify(op, err).then(reject, reject);
-        },
-      );
-    });
+    // One object per call and a method, not closures made per call (their optimized code would
+    // not survive a full collection between bursts).
+    const guarded = new GuardedCall(op);
+    this.#inFlight.add(guarded);
+    void this.#settle(guarded, call);
+    return guarded.promise as Promise<T>;
+  }
+
+  /** Runs `call` and settles `guarded` with its outcome (a failure classified), unless an exit did first. */
+  async #settle(guarded: GuardedCall, call: () => Promise<unknown>): Promise<void> {
+    let value: unknown;
+    try {
+      value = await call();
+    } catch (err) {
+      this.#inFlight.delete(guarded);
+      this.#classify(guarded.op, err).then(guarded.reject, guarded.reject);
+      return;
+    }
+    this.#inFlight.delete(guarded);
+    guarded.resolve(value);
   }
 
   /** The error a failed call rejects with: UVM_EXITED when the failure is the VM's unexpected exit. */
@@ -189,3 +196,27 @@ export class UvmExitMonitor {
   }
 }
 
+/** The resolving functions the shared executor last captured (taken at once by `GuardedCall`). */
+let capturedResolve: ((value: unknown) => void) | undefined;
+let capturedReject: ((error: unknown) => void) | undefined;
+function captureResolvers(resolve: (value: unknown) => void, reject: (error: unknown) => void): void {
+  capturedResolve = resolve;
+  capturedReject = reject;
+}
+
+/** One guarded call in flight: its caller's promise, settled by the call's outcome or by an unexpected exit. */
+class GuardedCall {
+  readonly promise: Promise<unknown>;
+  readonly resolve: (value: unknown) => void;
+  readonly reject: (error: unknown) => void;
+
+  constructor(readonly op: string) {
+    // One shared executor instead of a closure per call.
+    this.promise = new Promise(captureResolvers);
+    this.resolve = capturedResolve!;
+    this.reject = capturedReject!;
+    capturedResolve = capturedReject = undefined;
+  }
+}
+// Its map survives full collections (core/retained-shapes.ts); the promise it holds never settles.
+retainShape(new GuardedCall(''));
