@@ -72,6 +72,20 @@ describe('UtilityVm: an unexpected exit (FakeHcs SystemExited)', () => {
     uvm.close();
   });
 
+  it('a guest-connection call that throws BRIDGE_FAILED synchronously is classified like a rejection (UVM_EXITED: the VM is stopped)', async () => {
+    const connection = {
+      modifySettings: sinon.stub().callsFake(() => {
+        throw new UvmError('BRIDGE_FAILED', 'GCS bridge of vm failed: connection closed');
+      }),
+    };
+    const { uvm, system } = await started({ guestConnection: connection });
+    const inFlight = uvm.sendGuestRequest({ RequestType: 'Add', ResourceType: 'CombinedLayers', Settings: { ContainerRootPath: '/c', Layers: [] } });
+    system.crash();
+    const err = await rejectsWithCode(inFlight, 'UVM_EXITED');
+    expect(UvmError.is(err.cause, 'BRIDGE_FAILED')).to.equal(true);
+    uvm.close();
+  });
+
   it('a BRIDGE_FAILED while the VM runs stays BRIDGE_FAILED', async () => {
     const connection = { modifySettings: sinon.stub().rejects(new UvmError('BRIDGE_FAILED', 'GCS bridge of vm failed: connection closed')) };
     const { uvm } = await started({ guestConnection: connection });
