@@ -1,5 +1,6 @@
 import { inject, injectable, type ServiceIdentifier } from 'inversify';
 import { UvmError } from '../core/errors.js';
+import { withOwn } from '../core/plain-copy.js';
 import type { HcsApi, HcsCallOptions, HcsSystem, HcsSystemSummary } from './hcs-api.js';
 import { HcsError } from './hcs-error.js';
 import { formatGuid, loadComputeCore, toWide, type ComputeCore } from './computecore.js';
@@ -177,7 +178,8 @@ export class ComputeCoreHcs implements HcsApi {
 
   #withDefaultTimeout(options: HcsCallOptions | undefined): HcsCallOptions | undefined {
     if (options?.timeoutMs !== undefined || this.#options.defaultTimeoutMs === undefined) return options;
-    return { ...options, timeoutMs: this.#options.defaultTimeoutMs };
+    // Not `{ ...options, timeoutMs }`: a spread followed by another property takes V8's slow path.
+    return options === undefined ? { timeoutMs: this.#options.defaultTimeoutMs } : withOwn(options, 'timeoutMs', this.#options.defaultTimeoutMs);
   }
 }
 
