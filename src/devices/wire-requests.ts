@@ -36,8 +36,7 @@ export function withRequestType(req: HostRequest, requestType: RequestType): Hos
 
 /** A host request and a guest request in one `HcsModifyComputeSystem` document. */
 export function combinedRequest(host: HostRequest, guest: GuestRequest): ModifySettingRequest {
-  const out: ModifySettingRequest = { ResourcePath: host.ResourcePath, RequestType: host.RequestType };
-  if (host.Settings !== undefined) out.Settings = host.Settings;
+  const out: ModifySettingRequest = withRequestType(host, host.RequestType);
   out.GuestRequest = guest;
   return out;
 }

@@ -113,7 +113,6 @@ async function appendOnPool(fd: number | undefined, path: string, flags: number,
   return target;
 }
 
-
 interface Pending {
   resolve: (fd: number) => void;
   reject: (err: unknown) => void;
