@@ -8,6 +8,7 @@
 #include <cstring>
 #include <map>
 #include <mutex>
+#include <vector>
 
 namespace hcssim {
 
@@ -25,31 +26,55 @@ TraceState &trace() {
   return *t;
 }
 
-// Calls by function name. One short critical section per call (a lookup among a few dozen names),
-// never held over anything else; std::less<> finds a name by string_view without a copy.
-struct CallCounts {
+// Calls by function name, counted per thread: a thread counts into its own shard (its own
+// mutex, which only a reader of the totals ever contends for), so the simulator's threads never
+// wait on one another to count a call. Shards are registered once per thread and never freed (a
+// thread that exits keeps its counts in the totals). std::less<> finds a name by string_view
+// without a copy.
+struct CallShard {
   std::mutex m;
   std::map<std::string, uint64_t, std::less<>> byFn;
 };
-CallCounts &callCounts() {
-  static CallCounts *c = new CallCounts();  // never destroyed: threads may count until exit
+struct CallShards {
+  std::mutex m;
+  std::vector<CallShard *> all;
+};
+CallShards &callShards() {
+  static CallShards *c = new CallShards();  // never destroyed: threads may count until exit
   return *c;
+}
+CallShard &ownShard() {
+  thread_local CallShard *shard = nullptr;
+  if (!shard) {
+    shard = new CallShard();
+    CallShards &c = callShards();
+    std::lock_guard<std::mutex> lock(c.m);
+    c.all.push_back(shard);
+  }
+  return *shard;
 }
 }  // namespace
 
 void countCall(std::string_view fn) {
-  CallCounts &c = callCounts();
-  std::lock_guard<std::mutex> lock(c.m);
-  auto it = c.byFn.find(fn);
-  if (it != c.byFn.end()) ++it->second;
-  else c.byFn.emplace(std::string(fn), 1);
+  CallShard &s = ownShard();
+  std::lock_guard<std::mutex> lock(s.m);
+  auto it = s.byFn.find(fn);
+  if (it != s.byFn.end()) ++it->second;
+  else s.byFn.emplace(std::string(fn), 1);
 }
 
 Json callCountsJson() {
-  CallCounts &c = callCounts();
-  std::lock_guard<std::mutex> lock(c.m);
+  std::map<std::string, uint64_t, std::less<>> totals;
+  {
+    CallShards &c = callShards();
+    std::lock_guard<std::mutex> lock(c.m);
+    for (CallShard *shard : c.all) {
+      std::lock_guard<std::mutex> own(shard->m);
+      for (const auto &e : shard->byFn) totals[e.first] += e.second;
+    }
+  }
   Json out = Json::object();
-  for (const auto &e : c.byFn) out.set(e.first, Json::number(static_cast<double>(e.second)));
+  for (const auto &e : totals) out.set(e.first, Json::number(static_cast<double>(e.second)));
   return out;
 }
 
