@@ -50,11 +50,20 @@ const L = env('POD_LATENCY_MS', 5);
 const C = env('POD_HCS_CONCURRENCY', 8);
 
 /**
- * The binding's `maxConcurrentOperations` in the concurrent runs: 64 calls of a UVM at once (HCS's
- * concurrency in the `pod_c64` runs) plus the 4 slots it then keeps for terminate / shut down
- * (`reservedForTeardown` defaults to max / 16), so that the library, like the bounds, can use 64.
+ * The binding's `maxConcurrentOperations` in the concurrent runs. The pod's UVM may use all of it
+ * but the slots kept for terminate / shut down (max / 16, see `bindingSlots`): 128 calls at once,
+ * twice HCS's concurrency in the `pod_c64` runs. A binding slot is held from the call until the
+ * main thread has handled its completion, so with exactly HCS's 64 every moment the main thread is
+ * behind leaves an HCS slot idle; with 128 the next calls already wait in HCS (30 in-process pairs,
+ * bench mode: start 44.6 → 42.0 ms, stop 40.0 → 37.0 ms; docs/performance.md, "Session 13").
  */
-export const DRIVER_SLOTS = 68;
+export const DRIVER_SLOTS = 136;
+
+/** The binding's options for `maxConcurrentOperations`: the pod's UVM gets every slot but the teardown reserve. */
+function bindingSlots(maxConcurrentOperations: number): { maxConcurrentOperations: number; reservedForTeardown: number; perSystemOperations: number } {
+  const reservedForTeardown = Math.floor(maxConcurrentOperations / 16);
+  return { maxConcurrentOperations, reservedForTeardown, perSystemOperations: maxConcurrentOperations - reservedForTeardown };
+}
 
 /**
  * Pods run (at HCS concurrency 64, ~0.1 s each) before the measured rounds. With `--trace-opt`,
@@ -216,7 +225,7 @@ async function podOnce(
   // HCS-owned delivery: the minimum and the critical-path bounds count every guest half as an HCS
   // modify costing the simulated latency; over the bridge (the library's default) guest halves are
   // bridge calls the simulator answers without latency, which these bounds do not model.
-  const orchestrator = createUvmOrchestrator({ hcs: new ComputeCoreHcs({ maxConcurrentOperations }), guestDelivery: 'hcs' });
+  const orchestrator = createUvmOrchestrator({ hcs: new ComputeCoreHcs(bindingSlots(maxConcurrentOperations)), guestDelivery: 'hcs' });
   const uvm = await orchestrator.createUtilityVm({
     id: `pod-bench-${tag}`,
     os: 'linux',
