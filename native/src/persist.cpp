@@ -28,35 +28,57 @@ TraceState &trace() {
 
 // Calls by function name, counted per thread: a thread counts into its own shard (its own
 // mutex, which only a reader of the totals ever contends for), so the simulator's threads never
-// wait on one another to count a call. Shards are registered once per thread and never freed (a
-// thread that exits keeps its counts in the totals). std::less<> finds a name by string_view
-// without a copy.
+// wait on one another to count a call. A thread's shard is registered on its first call; when the
+// thread exits, its counts move to `retired` and the shard is freed (threads that come and go
+// leave no shards behind). std::less<> finds a name by string_view without a copy.
+using CountsByFn = std::map<std::string, uint64_t, std::less<>>;
 struct CallShard {
   std::mutex m;
-  std::map<std::string, uint64_t, std::less<>> byFn;
+  CountsByFn byFn;
 };
 struct CallShards {
   std::mutex m;
-  std::vector<CallShard *> all;
+  std::vector<CallShard *> live;
+  CountsByFn retired;  // the counts of threads that have exited
 };
 CallShards &callShards() {
   static CallShards *c = new CallShards();  // never destroyed: threads may count until exit
   return *c;
 }
-CallShard &ownShard() {
-  thread_local CallShard *shard = nullptr;
-  if (!shard) {
-    shard = new CallShard();
-    CallShards &c = callShards();
-    std::lock_guard<std::mutex> lock(c.m);
-    c.all.push_back(shard);
+// Owns the calling thread's shard; its destructor runs when the thread exits.
+struct OwnShard {
+  CallShard *shard = nullptr;
+  CallShard &get() {
+    if (!shard) {
+      auto *fresh = new CallShard();
+      CallShards &c = callShards();
+      std::lock_guard<std::mutex> lock(c.m);
+      c.live.push_back(fresh);
+      shard = fresh;
+    }
+    return *shard;
   }
-  return *shard;
-}
+  ~OwnShard() {
+    if (!shard) return;
+    {
+      CallShards &c = callShards();
+      std::lock_guard<std::mutex> lock(c.m);
+      for (const auto &e : shard->byFn) c.retired[e.first] += e.second;
+      for (auto it = c.live.begin(); it != c.live.end(); ++it) {
+        if (*it == shard) {
+          c.live.erase(it);
+          break;
+        }
+      }
+    }
+    delete shard;  // no reader can reach it any more
+  }
+};
+thread_local OwnShard ownShard;
 }  // namespace
 
 void countCall(std::string_view fn) {
-  CallShard &s = ownShard();
+  CallShard &s = ownShard.get();
   std::lock_guard<std::mutex> lock(s.m);
   auto it = s.byFn.find(fn);
   if (it != s.byFn.end()) ++it->second;
@@ -64,11 +86,12 @@ void countCall(std::string_view fn) {
 }
 
 Json callCountsJson() {
-  std::map<std::string, uint64_t, std::less<>> totals;
+  CountsByFn totals;
   {
     CallShards &c = callShards();
     std::lock_guard<std::mutex> lock(c.m);
-    for (CallShard *shard : c.all) {
+    totals = c.retired;
+    for (CallShard *shard : c.live) {
       std::lock_guard<std::mutex> own(shard->m);
       for (const auto &e : shard->byFn) totals[e.first] += e.second;
     }

@@ -335,3 +335,35 @@ TEST(guest_connection_in_create_document) {
   HcsCloseComputeSystem(a);
   HcsCloseComputeSystem(w);
 }
+
+namespace {
+// Calls["HcsCancelOperation"] as HcsSimQuery reports it (0 when absent).
+int64_t cancelCalls() {
+  PWSTR out = nullptr;
+  if (HcsSimQuery(&out) != 0 || !out) return -1;
+  Json q;
+  std::string err;
+  bool ok = hcssim::parseJson(hcssim::utf16ToUtf8(out), q, err);
+  LocalFree(out);
+  if (!ok || !q.get("Calls")) return -1;
+  const Json *n = q.get("Calls")->get("HcsCancelOperation");
+  return n ? n->asInt() : 0;
+}
+}  // namespace
+
+TEST(call_counts_keep_threads_that_exit) {
+  // Each thread counts into its own table; a thread that exits leaves its counts in the totals.
+  int64_t before = cancelCalls();
+  CHECK(before >= 0);
+  for (int i = 0; i < 8; ++i) {
+    std::thread([] {
+      for (int k = 0; k < 3; ++k) HcsCancelOperation(nullptr);
+    }).join();
+  }
+  HcsCancelOperation(nullptr);
+  CHECK_EQ(cancelCalls(), before + 25);
+  std::vector<std::thread> together;
+  for (int i = 0; i < 4; ++i) together.emplace_back([] { HcsCancelOperation(nullptr); });
+  for (auto &t : together) t.join();
+  CHECK_EQ(cancelCalls(), before + 29);
+}
