@@ -119,7 +119,6 @@ function askDirect(request: Request): void {
   else directFsCalls.realpath(request.path, done);
 }
 
-
 export class HostFsWorker implements FsCalls {
   readonly #stallMs: number;
   readonly #entry: URL;

@@ -454,7 +454,9 @@ export class RefCountedTable<K, V> implements TrackedTable {
 
   /** Starts the effects of a `reserved` entry. */
   #commitPlaced(entry: Entry<K, V>): void {
-    this.#begin(entry, attempt(commitPlaced<V>, entry.placed!).then(this.#placedOutcome.bind(this, entry)));
+    const placed = entry.placed!;
+    this.#creating(entry);
+    this.#await(entry, attempt(commitPlaced<V>, placed).then(this.#placedOutcome.bind(this, entry)));
   }
 
   /** A placed entry's commit outcome: a residue, or its value (the placed one unless commit gave another). */
@@ -464,14 +466,22 @@ export class RefCountedTable<K, V> implements TrackedTable {
 
   /** Runs the effects of `entry` (state `creating`): `live` on success, forgotten on failure, `teardown-failed` on a `Residue`. */
   #start(entry: Entry<K, V>, create: () => Promise<V | Residue<V>>): void {
-    this.#begin(entry, attempt(create));
+    this.#creating(entry);
+    this.#await(entry, attempt(create));
   }
 
-  /** Makes `entry` (state `creating`) wait for `created`. (Bound methods, not closures per entry: see `reserve`.) */
-  #begin(entry: Entry<K, V>, created: Promise<V | Residue<V>>): void {
+  /**
+   * Marks `entry` as being created, before its effects start: what their synchronous part does with
+   * the same key (a reservation, an acquire) shares this creation instead of committing it again.
+   */
+  #creating(entry: Entry<K, V>): void {
     entry.state = 'creating';
     entry.placed = undefined;
     tableCreates.n++;
+  }
+
+  /** Makes `entry` (state `creating`) wait for `created`. (Bound methods, not closures per entry: see `reserve`.) */
+  #await(entry: Entry<K, V>, created: Promise<V | Residue<V>>): void {
     entry.ready = created.then(this.#created.bind(this, entry), this.#createFailed.bind(this, entry));
     // Waiters observe the rejection; this keeps an abandoned creation from being "unhandled".
     entry.ready.catch(ignore);

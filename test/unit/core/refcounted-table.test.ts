@@ -242,4 +242,31 @@ describe('RefCountedTable', () => {
     expect(destroyed).to.deep.equal(['left']);
     expect(t.size).to.equal(0);
   });
+
+  it('an effect runs with its entry already creating: a reservation of the key made in its synchronous part shares it and cannot start the effect again', async () => {
+    const t = table();
+    let commits = 0;
+    let seen: string | undefined;
+    let shared: boolean | undefined;
+    const place = (): { value: string; commit(): Promise<void>; cancel(): void } => ({
+      value: 'v',
+      commit: () => {
+        commits++;
+        // The synchronous part of the effect meets its own key (e.g. a caller's hook asking for it).
+        seen = t.entries()[0]?.state;
+        const nested = t.reserve('k', place);
+        shared = nested.shared;
+        nested.cancel();
+        return Promise.resolve();
+      },
+      cancel: () => undefined,
+    });
+    const lease = await t.reserve('k', place).commit();
+    expect(seen).to.equal('creating');
+    expect(shared).to.equal(true);
+    expect(commits).to.equal(1);
+    expect(t.entries()[0]).to.include({ state: 'live', refCount: 1 });
+    await lease.release();
+    expect(t.size).to.equal(0);
+  });
 });
